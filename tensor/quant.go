@@ -1,0 +1,168 @@
+package tensor
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Block layouts (little-endian, as ggml stores them):
+//
+//	Q8_0: d float16, qs [32]int8            — x[i] = d·qs[i]
+//	Q4_0: d float16, qs [16]uint8 (nibbles) — x[j] = d·((qs[j]&15)-8),
+//	      x[j+16] = d·((qs[j]>>4)-8), j < 16
+
+// QK is the block length of the legacy block types (Q4_0, Q8_0, …).
+const QK = 32
+
+// roundHalfAway rounds to the nearest integer, halves away from zero (C's roundf).
+func roundHalfAway(x float32) float32 { return float32(math.Round(float64(x))) }
+
+// QuantizeRowQ8_0 quantizes src (a multiple of 32 long) into dst
+// (len(src)/32·34 bytes) with ggml's reference round-to-nearest.
+func QuantizeRowQ8_0(dst []byte, src []float32) {
+	nb := len(src) / QK
+	_ = dst[nb*34-1]
+	for b := 0; b < nb; b++ {
+		x := src[b*QK : b*QK+QK]
+		var amax float32
+		for _, v := range x {
+			if a := float32(math.Abs(float64(v))); a > amax {
+				amax = a
+			}
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		o := dst[b*34 : b*34+34]
+		binary.LittleEndian.PutUint16(o, F32ToF16(d))
+		for i, v := range x {
+			o[2+i] = byte(int8(roundHalfAway(v * id)))
+		}
+	}
+}
+
+// DequantizeRowQ8_0 expands Q8_0 blocks in src into dst (a multiple of 32 long).
+func DequantizeRowQ8_0(dst []float32, src []byte) {
+	nb := len(dst) / QK
+	_ = src[nb*34-1]
+	for b := 0; b < nb; b++ {
+		o := src[b*34 : b*34+34]
+		d := F16ToF32(binary.LittleEndian.Uint16(o))
+		for i := 0; i < QK; i++ {
+			dst[b*QK+i] = d * float32(int8(o[2+i]))
+		}
+	}
+}
+
+// QuantizeRowQ4_0 quantizes src (a multiple of 32 long) into dst
+// (len(src)/32·18 bytes) with ggml's reference: the scale is the signed
+// value of largest magnitude divided by -8, so that value maps to -8 exactly.
+func QuantizeRowQ4_0(dst []byte, src []float32) {
+	nb := len(src) / QK
+	_ = dst[nb*18-1]
+	for b := 0; b < nb; b++ {
+		x := src[b*QK : b*QK+QK]
+		var amax, max float32
+		for _, v := range x {
+			if a := float32(math.Abs(float64(v))); a > amax {
+				amax, max = a, v
+			}
+		}
+		d := max / -8
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		o := dst[b*18 : b*18+18]
+		binary.LittleEndian.PutUint16(o, F32ToF16(d))
+		for j := 0; j < QK/2; j++ {
+			x0 := x[j]*id + 8.5
+			x1 := x[j+QK/2]*id + 8.5
+			q0 := uint8(min(15, int8(x0)))
+			q1 := uint8(min(15, int8(x1)))
+			o[2+j] = q0 | q1<<4
+		}
+	}
+}
+
+// DequantizeRowQ4_0 expands Q4_0 blocks in src into dst (a multiple of 32 long).
+func DequantizeRowQ4_0(dst []float32, src []byte) {
+	nb := len(dst) / QK
+	_ = src[nb*18-1]
+	for b := 0; b < nb; b++ {
+		o := src[b*18 : b*18+18]
+		d := F16ToF32(binary.LittleEndian.Uint16(o))
+		for j := 0; j < QK/2; j++ {
+			dst[b*QK+j] = d * float32(int(o[2+j]&15)-8)
+			dst[b*QK+j+QK/2] = d * float32(int(o[2+j]>>4)-8)
+		}
+	}
+}
+
+// Dequantize expands a row of n elements of dtype d from src into dst[:n].
+func Dequantize(d DType, dst []float32, src []byte) error {
+	n := len(dst)
+	need, err := d.RowBytes(n)
+	if err != nil {
+		return err
+	}
+	if len(src) < need {
+		return fmt.Errorf("%s: %d bytes for %d elements, need %d", d, len(src), n, need)
+	}
+	switch d {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case Q8_0:
+		DequantizeRowQ8_0(dst, src)
+	case Q4_0:
+		DequantizeRowQ4_0(dst, src)
+	default:
+		return fmt.Errorf("dequantize: unsupported dtype %s", d)
+	}
+	return nil
+}
+
+// Quantize packs the float32 row src into dtype d, writing d.RowBytes(len(src)) bytes to dst.
+func Quantize(d DType, dst []byte, src []float32) error {
+	need, err := d.RowBytes(len(src))
+	if err != nil {
+		return err
+	}
+	if len(dst) < need {
+		return fmt.Errorf("%s: %d bytes for %d elements, need %d", d, len(dst), len(src), need)
+	}
+	switch d {
+	case F32:
+		for i, v := range src {
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+		}
+	case F16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], F32ToF16(v))
+		}
+	case BF16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], F32ToBF16(v))
+		}
+	case Q8_0:
+		QuantizeRowQ8_0(dst, src)
+	case Q4_0:
+		QuantizeRowQ4_0(dst, src)
+	default:
+		return fmt.Errorf("quantize: unsupported dtype %s", d)
+	}
+	return nil
+}
