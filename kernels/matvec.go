@@ -1,0 +1,209 @@
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/herd-llm/herd/tensor"
+)
+
+// Byte sizes of the block formats: 32 elements behind a float16 scale.
+const (
+	qk       = 32
+	q8Bytes  = 34
+	q4Bytes  = 18
+	matGrain = 1 << 15 // elements of weight per parallel chunk, at least
+)
+
+// Supports reports whether MatMul handles weights of dtype dt.
+func Supports(dt tensor.DType) bool {
+	switch dt {
+	case tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0:
+		return true
+	}
+	return false
+}
+
+// MatMul computes Y = X·Wᵀ: Y[t][r] = Σ_c W[r][c]·X[t][c] for t < nt, r < rows.
+// W holds rows rows of cols elements of dtype dt, stored as GGUF stores them
+// (little-endian; Q8_0/Q4_0 blocks of 32). X is nt×cols and Y nt×rows. For
+// Q8_0 and Q4_0 weights each row of X is first quantized to Q8_0 and the dot
+// products are integer block dot products scaled by both block scales, as
+// ggml computes them. It panics on an unsupported dtype or short slices.
+func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []float32) {
+	need, err := dt.RowBytes(cols)
+	if err != nil || !Supports(dt) {
+		panic(fmt.Sprintf("kernels.MatMul: dtype %s with %d columns: unsupported (%v)", dt, cols, err))
+	}
+	if len(w) < need*rows {
+		panic(fmt.Sprintf("kernels.MatMul: %d weight bytes, need %d", len(w), need*rows))
+	}
+	checkLen("MatMul", "x", x, nt*cols)
+	checkLen("MatMul", "y", y, nt*rows)
+	if nt <= 0 || rows == 0 {
+		return
+	}
+	w = w[:need*rows]
+	switch dt {
+	case tensor.F32:
+		if nt == 1 {
+			MatVecF32(y, tensor.F32s(w), x, rows, cols)
+			return
+		}
+		GemmNT(nt, rows, cols, x, tensor.F32s(w), y, false)
+	case tensor.F16, tensor.BF16:
+		h := tensor.U16s(w)
+		if nt == 1 {
+			if dt == tensor.F16 {
+				MatVecF16(y, h, x, rows, cols)
+			} else {
+				MatVecBF16(y, h, x, rows, cols)
+			}
+			return
+		}
+		kind := kindF16
+		if dt == tensor.BF16 {
+			kind = kindBF16
+		}
+		gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, operand{kind: kind, u16: h, rs: 1, cs: cols}, y, rows, false)
+	case tensor.Q8_0, tensor.Q4_0:
+		xrow := cols / qk * q8Bytes
+		xq := make([]byte, nt*xrow)
+		ParallelFor(nt, max(1, matGrain/max(cols, 1)), func(lo, hi int) {
+			for t := lo; t < hi; t++ {
+				QuantizeQ8_0(xq[t*xrow:(t+1)*xrow], x[t*cols:(t+1)*cols])
+			}
+		})
+		if nt == 1 {
+			if dt == tensor.Q8_0 {
+				MatVecQ8_0(y, w, xq, rows, cols)
+			} else {
+				MatVecQ4_0(y, w, xq, rows, cols)
+			}
+			return
+		}
+		matMulQuant(dt, y, w, xq, rows, cols, nt)
+	}
+}
+
+// matMulQuant computes nt mat-vecs against the same quantized weights,
+// walking the weights in blocks of rows small enough to stay in cache while
+// every row of X passes over them.
+func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int) {
+	const rowBlock = 16
+	dot := dotQ8_0
+	wrow := cols / qk * q8Bytes
+	if dt == tensor.Q4_0 {
+		dot = dotQ4_0
+		wrow = cols / qk * q4Bytes
+	}
+	xrow := cols / qk * q8Bytes
+	ParallelFor(rows, max(rowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
+		for r0 := lo; r0 < hi; r0 += rowBlock {
+			r1 := min(hi, r0+rowBlock)
+			for t := range nt {
+				xt := xq[t*xrow : (t+1)*xrow]
+				yt := y[t*rows : (t+1)*rows]
+				for r := r0; r < r1; r++ {
+					yt[r] = dot(w[r*wrow:(r+1)*wrow], xt)
+				}
+			}
+		}
+	})
+}
+
+// QuantizeQ8_0 quantizes x (a multiple of 32 long) into len(x)/32 Q8_0 blocks
+// of 34 bytes in dst, as the activation side of a Q8_0 or Q4_0 dot product.
+func QuantizeQ8_0(dst []byte, x []float32) { tensor.QuantizeRowQ8_0(dst, x) }
+
+func matVecGrain(cols int) int { return max(1, matGrain/max(cols, 1)) }
+
+func checkRows(fn string, y []float32, rows int) {
+	if len(y) < rows {
+		panic(fmt.Sprintf("kernels.%s: len(y) = %d, need %d", fn, len(y), rows))
+	}
+}
+
+// MatVecF32 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows.
+func MatVecF32(y, w, x []float32, rows, cols int) {
+	checkRows("MatVecF32", y, rows)
+	checkLen("MatVecF32", "w", w, rows*cols)
+	checkLen("MatVecF32", "x", x, cols)
+	x = x[:cols]
+	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			y[r] = Dot(w[r*cols:(r+1)*cols], x)
+		}
+	})
+}
+
+// MatVecF16 computes y = W·x for W of rows×cols IEEE half-precision values.
+func MatVecF16(y []float32, w []uint16, x []float32, rows, cols int) {
+	checkRows("MatVecF16", y, rows)
+	checkLenU16("MatVecF16", w, rows*cols)
+	checkLen("MatVecF16", "x", x, cols)
+	x = x[:cols]
+	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			y[r] = dotF16(w[r*cols:(r+1)*cols], x)
+		}
+	})
+}
+
+// MatVecBF16 computes y = W·x for W of rows×cols bfloat16 values.
+func MatVecBF16(y []float32, w []uint16, x []float32, rows, cols int) {
+	checkRows("MatVecBF16", y, rows)
+	checkLenU16("MatVecBF16", w, rows*cols)
+	checkLen("MatVecBF16", "x", x, cols)
+	x = x[:cols]
+	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			y[r] = dotBF16(w[r*cols:(r+1)*cols], x)
+		}
+	})
+}
+
+func checkLenU16(fn string, w []uint16, need int) {
+	if len(w) < need {
+		panic(fmt.Sprintf("kernels.%s: len(w) = %d, need %d", fn, len(w), need))
+	}
+}
+
+func checkQuant(fn string, w, xq []byte, rows, cols, wblock int) {
+	if cols%qk != 0 {
+		panic(fmt.Sprintf("kernels.%s: cols = %d is not a multiple of %d", fn, cols, qk))
+	}
+	if len(w) < rows*cols/qk*wblock {
+		panic(fmt.Sprintf("kernels.%s: len(w) = %d, need %d", fn, len(w), rows*cols/qk*wblock))
+	}
+	if len(xq) < cols/qk*q8Bytes {
+		panic(fmt.Sprintf("kernels.%s: len(xq) = %d, need %d", fn, len(xq), cols/qk*q8Bytes))
+	}
+}
+
+// MatVecQ8_0 computes y = W·x for Q8_0 weights W (rows×cols) and x already
+// quantized to Q8_0 (see QuantizeQ8_0).
+func MatVecQ8_0(y []float32, w []byte, xq []byte, rows, cols int) {
+	checkRows("MatVecQ8_0", y, rows)
+	checkQuant("MatVecQ8_0", w, xq, rows, cols, q8Bytes)
+	wrow := cols / qk * q8Bytes
+	xq = xq[:cols/qk*q8Bytes]
+	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			y[r] = dotQ8_0(w[r*wrow:(r+1)*wrow], xq)
+		}
+	})
+}
+
+// MatVecQ4_0 computes y = W·x for Q4_0 weights W (rows×cols) and x already
+// quantized to Q8_0 (see QuantizeQ8_0).
+func MatVecQ4_0(y []float32, w []byte, xq []byte, rows, cols int) {
+	checkRows("MatVecQ4_0", y, rows)
+	checkQuant("MatVecQ4_0", w, xq, rows, cols, q4Bytes)
+	wrow := cols / qk * q4Bytes
+	xq = xq[:cols/qk*q8Bytes]
+	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			y[r] = dotQ4_0(w[r*wrow:(r+1)*wrow], xq)
+		}
+	})
+}

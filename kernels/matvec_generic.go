@@ -1,0 +1,93 @@
+package kernels
+
+import (
+	"encoding/binary"
+
+	"github.com/herd-llm/herd/tensor"
+)
+
+func convF16Generic(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = tensor.F16ToF32(h)
+	}
+}
+
+func convBF16Generic(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = tensor.BF16ToF32(h)
+	}
+}
+
+func dotF16Generic(w []uint16, x []float32) float32 {
+	var s0, s1, s2, s3 float32
+	w = w[:len(x)]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += tensor.F16ToF32(w[i]) * x[i]
+		s1 += tensor.F16ToF32(w[i+1]) * x[i+1]
+		s2 += tensor.F16ToF32(w[i+2]) * x[i+2]
+		s3 += tensor.F16ToF32(w[i+3]) * x[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += tensor.F16ToF32(w[i]) * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dotBF16Generic(w []uint16, x []float32) float32 {
+	var s0, s1, s2, s3 float32
+	w = w[:len(x)]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += tensor.BF16ToF32(w[i]) * x[i]
+		s1 += tensor.BF16ToF32(w[i+1]) * x[i+1]
+		s2 += tensor.BF16ToF32(w[i+2]) * x[i+2]
+		s3 += tensor.BF16ToF32(w[i+3]) * x[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += tensor.BF16ToF32(w[i]) * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dotQ8_0Generic is the dot product of a row of Q8_0 weight blocks with a row
+// of Q8_0 activation blocks of the same length.
+func dotQ8_0Generic(w, x []byte) float32 {
+	nb := len(x) / q8Bytes
+	w = w[:nb*q8Bytes]
+	var sum float32
+	for b := range nb {
+		wb := w[b*q8Bytes : (b+1)*q8Bytes]
+		xb := x[b*q8Bytes : (b+1)*q8Bytes]
+		var s int32
+		for i := 2; i < q8Bytes; i++ {
+			s += int32(int8(wb[i])) * int32(int8(xb[i]))
+		}
+		d := tensor.F16ToF32(binary.LittleEndian.Uint16(wb)) * tensor.F16ToF32(binary.LittleEndian.Uint16(xb))
+		sum += float32(s) * d
+	}
+	return sum
+}
+
+// dotQ4_0Generic is the dot product of a row of Q4_0 weight blocks with a row
+// of Q8_0 activation blocks covering the same elements.
+func dotQ4_0Generic(w, x []byte) float32 {
+	nb := len(x) / q8Bytes
+	w = w[:nb*q4Bytes]
+	var sum float32
+	for b := range nb {
+		wb := w[b*q4Bytes : (b+1)*q4Bytes]
+		xb := x[b*q8Bytes : (b+1)*q8Bytes]
+		var s int32
+		for j := range qk / 2 {
+			q := wb[2+j]
+			s += (int32(q&15) - 8) * int32(int8(xb[2+j]))
+			s += (int32(q>>4) - 8) * int32(int8(xb[2+j+qk/2]))
+		}
+		d := tensor.F16ToF32(binary.LittleEndian.Uint16(wb)) * tensor.F16ToF32(binary.LittleEndian.Uint16(xb))
+		sum += float32(s) * d
+	}
+	return sum
+}

@@ -1,0 +1,80 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+func checkSame(fn string, n int, s ...[]float32) {
+	for _, x := range s {
+		if len(x) < n {
+			panic(fmt.Sprintf("kernels.%s: slice of %d elements, need %d", fn, len(x), n))
+		}
+	}
+}
+
+// Dot returns Σ a[i]·b[i] over len(a) elements (b must be at least as long).
+func Dot(a, b []float32) float32 {
+	checkSame("Dot", len(a), b)
+	return dotImpl(a, b[:len(a)])
+}
+
+// Axpy computes y[i] += alpha·x[i] over len(x) elements.
+func Axpy(alpha float32, x, y []float32) {
+	checkSame("Axpy", len(x), y)
+	axpyImpl(alpha, x, y[:len(x)])
+}
+
+// RMSNorm computes out = x / sqrt(mean(x²) + eps) · w over len(x) elements.
+// out may alias x.
+func RMSNorm(out, x, w []float32, eps float32) {
+	n := len(x)
+	checkSame("RMSNorm", n, out, w)
+	if n == 0 {
+		return
+	}
+	ss := sumSqImpl(x)/float32(n) + eps
+	scaleMulImpl(out[:n], x, w[:n], 1/float32(math.Sqrt(float64(ss))))
+}
+
+// Softmax replaces x by exp(x - max x) / Σ exp(x - max x).
+func Softmax(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+}
+
+// SiLUMul computes out[i] = gate[i]·σ(gate[i])·up[i] over len(gate)
+// elements, σ the logistic function. out may alias gate or up.
+func SiLUMul(out, gate, up []float32) {
+	n := len(gate)
+	checkSame("SiLUMul", n, out, up)
+	out, up = out[:n], up[:n]
+	for i, g := range gate {
+		out[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * up[i]
+	}
+}
+
+// Add computes out[i] = a[i] + b[i] over len(a) elements. out may alias a or b.
+func Add(out, a, b []float32) {
+	n := len(a)
+	checkSame("Add", n, out, b)
+	out, b = out[:n], b[:n]
+	for i, v := range a {
+		out[i] = v + b[i]
+	}
+}

@@ -1,0 +1,41 @@
+package kernels
+
+func dotGeneric(a, b []float32) float32 {
+	var s0, s1, s2, s3 float32
+	b = b[:len(a)]
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func axpyGeneric(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+// sumSqGeneric returns Σ x², accumulated in order as llama2.c does.
+func sumSqGeneric(x []float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += v * v
+	}
+	return s
+}
+
+// scaleMulGeneric computes out[i] = w[i]·(s·x[i]).
+func scaleMulGeneric(out, x, w []float32, s float32) {
+	x, w = x[:len(out)], w[:len(out)]
+	for i := range out {
+		out[i] = w[i] * (s * x[i])
+	}
+}

@@ -1,0 +1,130 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The pool: persistent worker goroutines that take jobs from a buffered
+// channel. A ParallelFor call posts one job per helper it wants, then works on
+// the job itself. Chunks are claimed with an atomic counter, and the caller
+// waits only for the chunks, never for the helpers, so a helper that picks up
+// a job late (or never, because all workers are busy, e.g. in a nested
+// ParallelFor) costs nothing and cannot deadlock.
+
+type job struct {
+	n, chunk int
+	nchunks  int64
+	next     atomic.Int64
+	done     sync.WaitGroup
+	fn       func(lo, hi int)
+}
+
+// run claims and runs chunks of j until none are left.
+func (j *job) run() {
+	for {
+		c := j.next.Add(1) - 1
+		if c >= j.nchunks {
+			return
+		}
+		lo := int(c) * j.chunk
+		hi := min(lo+j.chunk, j.n)
+		j.fn(lo, hi)
+		j.done.Done()
+	}
+}
+
+var pool struct {
+	mu      sync.Mutex
+	threads atomic.Int32
+	workers int // goroutines started so far
+	jobs    chan *job
+}
+
+func init() {
+	pool.jobs = make(chan *job, 256)
+	SetThreads(0)
+}
+
+// SetThreads sets the number of threads ParallelFor uses (the caller counts as
+// one). n <= 0 means runtime.NumCPU(). Workers are started on demand and kept.
+func SetThreads(n int) {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	for pool.workers < n-1 {
+		go worker()
+		pool.workers++
+	}
+	pool.threads.Store(int32(n))
+}
+
+// Threads returns the number of threads ParallelFor uses.
+func Threads() int { return int(pool.threads.Load()) }
+
+func worker() {
+	for j := range pool.jobs {
+		j.run()
+	}
+}
+
+// ParallelFor splits [0,n) into chunks of at least grain indices and runs
+// fn(lo, hi) on each, spread over the pool's threads; it returns when all
+// chunks are done. It runs fn(0, n) on the caller when n <= grain or only one
+// thread is configured. fn must be safe to call concurrently on disjoint
+// ranges.
+func ParallelFor(n, grain int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	grain = max(grain, 1)
+	t := Threads()
+	if n <= grain || t == 1 {
+		fn(0, n)
+		return
+	}
+	// A few chunks per thread balance load on a noisy machine.
+	chunk := max(grain, (n+4*t-1)/(4*t))
+	nchunks := (n + chunk - 1) / chunk
+	if nchunks == 1 {
+		fn(0, n)
+		return
+	}
+	parallelChunks(n, chunk, nchunks, t, fn)
+}
+
+// parallelTasks runs fn(i) for every i in [0,n), one index per claim.
+func parallelTasks(n int, fn func(i int)) {
+	if n <= 0 {
+		return
+	}
+	t := Threads()
+	if n == 1 || t == 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	parallelChunks(n, 1, n, t, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			fn(i)
+		}
+	})
+}
+
+func parallelChunks(n, chunk, nchunks, t int, fn func(lo, hi int)) {
+	j := &job{n: n, chunk: chunk, nchunks: int64(nchunks), fn: fn}
+	j.done.Add(nchunks)
+	helpers := min(t, nchunks) - 1
+	for range helpers {
+		select {
+		case pool.jobs <- j:
+		default: // queue full: the caller does the work
+		}
+	}
+	j.run()
+	j.done.Wait()
+}
