@@ -1,0 +1,354 @@
+package tokenizer
+
+import "unicode/utf8"
+
+// scratch holds the buffers of one Encode call, reused through a sync.Pool.
+type scratch struct {
+	norm []byte
+	syms []symbol
+	heap []pair
+	// split records, for unused pieces formed by a merge, the length of the
+	// left part of the last pair pushed with that text (spm's rev_merge).
+	split map[string]int
+}
+
+// symbol is a run norm[start:end] of the normalised text in a doubly linked
+// list; an empty run (start == end) has been merged into its left neighbour.
+type symbol struct {
+	start, end int32
+	prev, next int32
+	id         int32 // merge id once merged, -1 for an initial symbol
+	freeze     bool  // a user-defined piece: never merged
+}
+
+// pair is a candidate merge of adjacent symbols left and right into the
+// piece id of the given score, whose text was size bytes long when pushed.
+type pair struct {
+	score       float32
+	left, right int32
+	size        int32
+	id          int32
+}
+
+// before orders the agenda: highest score first, leftmost on ties.
+func (a *pair) before(b *pair) bool {
+	return a.score > b.score || (a.score == b.score && a.left < b.left)
+}
+
+func (s *scratch) push(p pair) {
+	h := append(s.heap, p)
+	i := len(h) - 1
+	for i > 0 {
+		up := (i - 1) / 2
+		if !h[i].before(&h[up]) {
+			break
+		}
+		h[i], h[up] = h[up], h[i]
+		i = up
+	}
+	s.heap = h
+}
+
+func (s *scratch) pop() pair {
+	h := s.heap
+	top := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h = h[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		c := l
+		if r := l + 1; r < n && h[r].before(&h[l]) {
+			c = r
+		}
+		if !h[c].before(&h[i]) {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+	s.heap = h
+	return top
+}
+
+// Encode returns the ids of text, with BOS first and EOS last when asked
+// (and the vocabulary has them). It never fails: every byte of text is
+// spelled by some piece, a byte piece or <unk>.
+func (t *SPM) Encode(text string, addBOS, addEOS bool) []int {
+	s := t.scratchers.Get().(*scratch)
+	defer t.scratchers.Put(s)
+	out := make([]int, 0, len(text)/3+3)
+	if addBOS && t.opt.BOS >= 0 {
+		out = append(out, t.opt.BOS)
+	}
+	s.norm = t.normalize(s.norm[:0], text)
+	out = t.bpe(s, out)
+	if addEOS && t.opt.EOS >= 0 {
+		out = append(out, t.opt.EOS)
+	}
+	return out
+}
+
+// normalize appends to dst the text as the model sees it (see SPM).
+func (t *SPM) normalize(dst []byte, text string) []byte {
+	if text == "" {
+		return dst
+	}
+	extra := t.opt.RemoveExtraWhitespaces
+	i := 0
+	if extra {
+		for i < len(text) {
+			u, n := t.unit(text[i:])
+			if u != " " {
+				break
+			}
+			i += n
+		}
+		if i == len(text) {
+			return dst
+		}
+	}
+	if t.opt.AddDummyPrefix {
+		dst = append(dst, spaceSymbol...)
+	}
+	if !extra && !t.hasUser {
+		return appendEscaped(dst, text[i:])
+	}
+	prevSpace := extra
+	for i < len(text) {
+		u, n := t.unit(text[i:])
+		i += n
+		if prevSpace {
+			for len(u) > 0 && u[0] == ' ' {
+				u = u[1:]
+			}
+		}
+		if u != "" {
+			dst = appendEscaped(dst, u)
+			prevSpace = u[len(u)-1] == ' '
+		}
+		if !extra {
+			prevSpace = false
+		}
+	}
+	if extra {
+		for len(dst) >= len(spaceSymbol) && string(dst[len(dst)-len(spaceSymbol):]) == spaceSymbol {
+			dst = dst[:len(dst)-len(spaceSymbol)]
+		}
+	}
+	return dst
+}
+
+// unit returns the next normalisation unit of text and how many bytes of
+// text it consumes: a user-defined piece, one UTF-8 character, or U+FFFD
+// for one byte that does not start a valid character.
+func (t *SPM) unit(text string) (string, int) {
+	if t.hasUser {
+		if n := matchUser(&t.user, text); n > 0 {
+			return text[:n], n
+		}
+	}
+	if text[0] < utf8.RuneSelf {
+		return text[:1], 1
+	}
+	r, n := utf8.DecodeRuneInString(text)
+	if r == utf8.RuneError && n == 1 {
+		return "\uFFFD", 1
+	}
+	return text[:n], n
+}
+
+// appendEscaped appends s with ' ' written as '▁' and each invalid UTF-8
+// byte as U+FFFD.
+func appendEscaped(dst []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c == ' ' {
+				dst = append(dst, spaceSymbol...)
+			} else {
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, "\uFFFD"...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return dst
+}
+
+// matchUser returns the length of the longest user-defined piece that
+// prefixes s, 0 if none.
+func matchUser[S string | []byte](user *[256][]string, s S) int {
+	for _, u := range user[s[0]] {
+		if len(u) <= len(s) && string(s[:len(u)]) == u {
+			return len(u)
+		}
+	}
+	return 0
+}
+
+// charLen is the length of the UTF-8 sequence that lead byte c announces,
+// as SentencePiece's OneCharLen reads it (1 for a stray continuation byte).
+func charLen(c byte) int {
+	switch {
+	case c < 0xC0:
+		return 1
+	case c < 0xE0:
+		return 2
+	case c < 0xF0:
+		return 3
+	}
+	return 4
+}
+
+// bpe appends to out the ids of the normalised text in s.norm.
+func (t *SPM) bpe(s *scratch, out []int) []int {
+	norm := s.norm
+	if len(norm) == 0 {
+		return out
+	}
+	syms := s.syms[:0]
+	for i := 0; i < len(norm); {
+		n, freeze := 0, false
+		if t.hasUser {
+			n = matchUser(&t.user, norm[i:])
+			freeze = n > 0
+		}
+		if n == 0 {
+			n = min(charLen(norm[i]), len(norm)-i)
+		}
+		k := int32(len(syms))
+		syms = append(syms, symbol{start: int32(i), end: int32(i + n), prev: k - 1, next: k + 1, id: -1, freeze: freeze})
+		i += n
+	}
+	syms[len(syms)-1].next = -1
+	s.syms = syms
+	s.heap = s.heap[:0]
+	if t.hasUnused {
+		clear(s.split)
+		if s.split == nil {
+			s.split = make(map[string]int)
+		}
+	}
+
+	for i := 1; i < len(syms); i++ {
+		t.addPair(s, int32(i-1), int32(i))
+	}
+	for len(s.heap) > 0 {
+		p := s.pop()
+		l, r := &syms[p.left], &syms[p.right]
+		if l.start == l.end || r.start == r.end || (l.end-l.start)+(r.end-r.start) != p.size {
+			continue // stale: one side has changed since the pair was pushed
+		}
+		l.end = r.end
+		l.id = p.id
+		l.next = r.next
+		if r.next >= 0 {
+			syms[r.next].prev = p.left
+		}
+		r.start = r.end
+		t.addPair(s, l.prev, p.left)
+		t.addPair(s, p.left, l.next)
+	}
+
+	prevUnk := false
+	for i := int32(0); i >= 0; i = syms[i].next {
+		sym := &syms[i]
+		w := norm[sym.start:sym.end]
+		var id int32
+		if sym.id >= 0 {
+			id = t.final[sym.id]
+		} else {
+			id = t.symbolID(w)
+		}
+		if t.hasUnused && id >= 0 && t.types[id] == TypeUnused {
+			out, prevUnk = t.resegment(s, string(w), out, prevUnk)
+			continue
+		}
+		out, prevUnk = t.emit(w, id, out, prevUnk)
+	}
+	return out
+}
+
+// symbolID is the output id of a symbol's text (spm's PieceToId), -1 when
+// no piece has that text.
+func (t *SPM) symbolID(w []byte) int32 {
+	if id, ok := t.reserved[string(w)]; ok {
+		return id
+	}
+	if id, ok := t.merge[string(w)]; ok {
+		return id
+	}
+	return -1
+}
+
+// addPair pushes the merge of symbols left and right when their
+// concatenation is a piece.
+func (t *SPM) addPair(s *scratch, left, right int32) {
+	if left < 0 || right < 0 {
+		return
+	}
+	l, r := &s.syms[left], &s.syms[right]
+	if l.freeze || r.freeze {
+		return
+	}
+	size := r.end - l.start
+	if int(size) > t.maxMerge {
+		return
+	}
+	w := s.norm[l.start:r.end]
+	id, ok := t.merge[string(w)]
+	if !ok {
+		return
+	}
+	s.push(pair{score: t.scores[id], left: left, right: right, size: size, id: id})
+	if t.types[id] == TypeUnused {
+		s.split[string(w)] = int(l.end - l.start)
+	}
+}
+
+// resegment splits an unused piece back into the pieces it was merged
+// from, recursively, and emits them.
+func (t *SPM) resegment(s *scratch, w string, out []int, prevUnk bool) ([]int, bool) {
+	id := t.symbolID([]byte(w))
+	if id >= 0 && t.types[id] == TypeUnused {
+		if k, ok := s.split[w]; ok {
+			out, prevUnk = t.resegment(s, w[:k], out, prevUnk)
+			return t.resegment(s, w[k:], out, prevUnk)
+		}
+	}
+	return t.emit([]byte(w), id, out, prevUnk)
+}
+
+// emit appends the id of one finished symbol w (id -1: not a piece). An
+// unknown symbol becomes its bytes with byte fallback, otherwise <unk>, one
+// for a whole run of unknown symbols.
+func (t *SPM) emit(w []byte, id int32, out []int, prevUnk bool) ([]int, bool) {
+	if id >= 0 && t.types[id] != TypeUnknown {
+		return append(out, int(id)), false
+	}
+	if t.opt.ByteFallback {
+		for _, b := range w {
+			out = append(out, int(t.byteID[b]))
+		}
+		return out, true
+	}
+	if prevUnk {
+		return out, true
+	}
+	if id < 0 {
+		id = int32(t.unk)
+	}
+	return append(out, int(id)), true
+}
