@@ -73,6 +73,8 @@ type SPM struct {
 	text   []string // piece with '▁' written as ' ', for decoding
 	opt    SPMOptions
 	unk    int
+	// unkSurface is how Decode prints <unk> (TrainerSpec.unk_surface).
+	unkSurface string
 
 	// merge holds the pieces BPE may form (normal, user-defined and unused:
 	// spm's pieces_), reserved the others (control, unknown, byte). Lookups
@@ -120,16 +122,17 @@ func NewSPM(pieces []string, scores []float32, types []Type, opt SPMOptions) (*S
 		}
 	}
 	t := &SPM{
-		pieces:   append([]string(nil), pieces...),
-		scores:   append([]float32(nil), scores...),
-		types:    make([]Type, n),
-		text:     make([]string, n),
-		opt:      opt,
-		unk:      opt.UNK,
-		merge:    make(map[string]int32, n),
-		reserved: make(map[string]int32),
-		final:    make([]int32, n),
-		byteVal:  make([]int16, n),
+		pieces:     append([]string(nil), pieces...),
+		scores:     append([]float32(nil), scores...),
+		types:      make([]Type, n),
+		text:       make([]string, n),
+		opt:        opt,
+		unk:        opt.UNK,
+		unkSurface: unkSurface,
+		merge:      make(map[string]int32, n),
+		reserved:   make(map[string]int32),
+		final:      make([]int32, n),
+		byteVal:    make([]int16, n),
 	}
 	if types == nil {
 		for i, p := range pieces {
@@ -222,6 +225,7 @@ func NewSPM(pieces []string, scores []float32, types []Type, opt SPMOptions) (*S
 	} else if t.unk < 0 {
 		return nil, fmt.Errorf("tokenizer: no unknown piece (UNK id or a piece of type UNKNOWN) and no byte fallback")
 	}
+	t.opt.UNK = t.unk
 	t.scratchers.New = func() any { return new(scratch) }
 	return t, nil
 }
@@ -261,7 +265,7 @@ func (t *SPM) EOS() int { return t.opt.EOS }
 // UNK is the id emitted for unspellable text without byte fallback, -1 if none.
 func (t *SPM) UNK() int { return t.unk }
 
-// Options returns the options the tokenizer was built with.
+// Options returns the options the tokenizer was built with, UNK resolved.
 func (t *SPM) Options() SPMOptions { return t.opt }
 
 // Piece returns the raw text of piece id ('▁' for spaces, "<0x0A>" for a

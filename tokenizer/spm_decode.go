@@ -35,7 +35,7 @@ func (t *SPM) Decode(ids []int) string {
 		switch t.types[id] {
 		case TypeControl:
 		case TypeUnknown:
-			sb.WriteString(unkSurface)
+			sb.WriteString(t.unkSurface)
 		default:
 			s := t.text[id]
 			if bosWS && strip && strings.HasPrefix(t.pieces[id], spaceSymbol) {
@@ -82,7 +82,7 @@ func (t *SPM) DecodePiece(prev, id int) []byte {
 	case TypeByte:
 		return []byte{byte(t.byteVal[id])}
 	case TypeUnknown:
-		return []byte(unkSurface)
+		return []byte(t.unkSurface)
 	}
 	s := t.text[id]
 	if prev == t.opt.BOS && prev >= 0 && strings.HasPrefix(s, " ") {
