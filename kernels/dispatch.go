@@ -8,6 +8,7 @@ var (
 	axpyImpl     = axpyGeneric
 	sumSqImpl    = sumSqGeneric
 	scaleMulImpl = scaleMulGeneric
+	addImpl      = addGeneric
 	convF16      = convF16Generic
 	convBF16     = convBF16Generic
 	dotF16       = dotF16Generic

@@ -73,8 +73,5 @@ func SiLUMul(out, gate, up []float32) {
 func Add(out, a, b []float32) {
 	n := len(a)
 	checkSame("Add", n, out, b)
-	out, b = out[:n], b[:n]
-	for i, v := range a {
-		out[i] = v + b[i]
-	}
+	addImpl(out[:n], a, b[:n])
 }

@@ -39,3 +39,10 @@ func scaleMulGeneric(out, x, w []float32, s float32) {
 		out[i] = w[i] * (s * x[i])
 	}
 }
+
+func addGeneric(out, a, b []float32) {
+	a, b = a[:len(out)], b[:len(out)]
+	for i := range out {
+		out[i] = a[i] + b[i]
+	}
+}

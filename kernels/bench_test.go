@@ -1,0 +1,135 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/herd-llm/herd/tensor"
+)
+
+// Run with e.g.
+//
+//	go test -run '^$' -bench . -benchtime 3x -count 5 ./kernels/
+
+func benchGemm(b *testing.B, f func(m, n, k int, a, b, c []float32, acc bool)) {
+	const m, n, k = 1024, 4096, 4096
+	r := rand.New(rand.NewPCG(1, 1))
+	a, w, c := randVec(r, m*k), randVec(r, n*k), make([]float32, m*n)
+	f(m, n, k, a, w, c, false) // warm up: page in, pool buffers
+	b.ResetTimer()
+	for b.Loop() {
+		f(m, n, k, a, w, c, false)
+	}
+	b.ReportMetric(2*m*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkGemmNT(b *testing.B) { benchGemm(b, GemmNT) }
+func BenchmarkGemmNN(b *testing.B) { benchGemm(b, GemmNN) }
+func BenchmarkGemmTN(b *testing.B) { benchGemm(b, GemmTN) }
+
+// coldWeights returns enough copies of a rows×cols matrix of dtype dt that
+// cycling through them reads more than 64 MiB, larger than the L3 cache.
+func coldWeights(b *testing.B, dt tensor.DType, rows, cols int) [][]byte {
+	rb, err := dt.RowBytes(cols)
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := rows * rb
+	r := rand.New(rand.NewPCG(2, 2))
+	row := randVec(r, cols)
+	var set [][]byte
+	for total := 0; total <= 64<<20 || len(set) < 2; total += size {
+		w := make([]byte, size)
+		for i := range rows {
+			row[i%cols] = float32(r.NormFloat64())
+			if err := tensor.Quantize(dt, w[i*rb:(i+1)*rb], row); err != nil {
+				b.Fatal(err)
+			}
+		}
+		set = append(set, w)
+	}
+	return set
+}
+
+func BenchmarkMatVec(b *testing.B) {
+	const rows, cols = 4096, 4096
+	for _, dt := range weightTypes {
+		b.Run(dt.String(), func(b *testing.B) {
+			set := coldWeights(b, dt, rows, cols)
+			r := rand.New(rand.NewPCG(3, 3))
+			x, y := randVec(r, cols), make([]float32, rows)
+			xq := make([]byte, cols/32*34)
+			QuantizeQ8_0(xq, x)
+			i := 0
+			b.ResetTimer()
+			for b.Loop() {
+				w := set[i%len(set)]
+				i++
+				switch dt {
+				case tensor.F32:
+					MatVecF32(y, tensor.F32s(w), x, rows, cols)
+				case tensor.F16:
+					MatVecF16(y, tensor.U16s(w), x, rows, cols)
+				case tensor.BF16:
+					MatVecBF16(y, tensor.U16s(w), x, rows, cols)
+				case tensor.Q8_0:
+					MatVecQ8_0(y, w, xq, rows, cols)
+				case tensor.Q4_0:
+					MatVecQ4_0(y, w, xq, rows, cols)
+				}
+			}
+			b.ReportMetric(float64(len(set[0]))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
+
+// BenchmarkMatMulBatch is prompt processing: 64 rows of X through one
+// 4096×4096 weight matrix.
+func BenchmarkMatMulBatch(b *testing.B) {
+	const rows, cols, nt = 4096, 4096, 64
+	for _, dt := range weightTypes {
+		b.Run(dt.String(), func(b *testing.B) {
+			w := coldWeights(b, dt, rows, cols)[0]
+			r := rand.New(rand.NewPCG(4, 4))
+			x, y := randVec(r, nt*cols), make([]float32, nt*rows)
+			b.ResetTimer()
+			for b.Loop() {
+				MatMul(dt, w, rows, cols, x, nt, y)
+			}
+			b.ReportMetric(2*rows*cols*nt*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkRMSNorm(b *testing.B) {
+	const n = 4096
+	r := rand.New(rand.NewPCG(5, 5))
+	x, w := randVec(r, n), randVec(r, n)
+	for b.Loop() {
+		RMSNorm(x, x, w, 1e-5)
+	}
+	b.ReportMetric(3*4*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}
+
+// BenchmarkAttention: TinyLlama's shape (32 heads, 4 KV heads, head 64),
+// decoding one token at position 1023 and processing a 512-token prompt.
+func BenchmarkAttention(b *testing.B) {
+	const heads, kv, dim = 32, 4, 64
+	for _, c := range []struct{ nq, pos0 int }{{1, 1023}, {512, 0}} {
+		b.Run(fmt.Sprintf("nq=%d/pos0=%d", c.nq, c.pos0), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(6, 6))
+			n := c.pos0 + c.nq
+			q, k, v := randVec(r, c.nq*heads*dim), randVec(r, n*kv*dim), randVec(r, n*kv*dim)
+			out := make([]float32, len(q))
+			var flop float64
+			for i := range c.nq {
+				flop += 4 * float64(c.pos0+i+1) * dim * heads
+			}
+			for b.Loop() {
+				Attention(out, q, k, v, c.nq, c.pos0, heads, kv, dim)
+			}
+			b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
