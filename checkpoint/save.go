@@ -1,0 +1,147 @@
+package checkpoint
+
+import (
+	"fmt"
+
+	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/llama"
+	"github.com/herd-llm/herd/nn"
+	"github.com/herd-llm/herd/tensor"
+	"github.com/herd-llm/herd/tokenizer"
+)
+
+// SaveOptions control how a model is written.
+type SaveOptions struct {
+	Name  string       // general.name
+	DType tensor.DType // matrices are converted to this dtype; 0 keeps each weight's own (F32 is 0, so set Convert)
+	// Convert asks for the matrices to be re-encoded as DType (F32, F16 or
+	// BF16 from a float weight); otherwise weights are written as they are.
+	Convert bool
+	// Extra metadata written after herd's own keys.
+	Extra map[string]any
+}
+
+// SaveGGUF writes m and its tokenizer as a GGUF v3 file, atomically. Norm
+// weights are stored as F32.
+func SaveGGUF(path string, m *llama.Model, tok *tokenizer.SPM, opt SaveOptions) error {
+	c := m.Config
+	w := gguf.NewWriter()
+	kv := []struct {
+		k string
+		v any
+	}{
+		{"general.architecture", "llama"},
+		{"general.name", opt.Name},
+		{"llama.context_length", uint32(c.ContextLen)},
+		{"llama.embedding_length", uint32(c.Dim)},
+		{"llama.block_count", uint32(c.NLayers)},
+		{"llama.feed_forward_length", uint32(c.FFNDim)},
+		{"llama.rope.dimension_count", uint32(c.HeadDim())},
+		{"llama.attention.head_count", uint32(c.NHeads)},
+		{"llama.attention.head_count_kv", uint32(c.NKVHeads)},
+		{"llama.attention.layer_norm_rms_epsilon", c.NormEps},
+		{"llama.rope.freq_base", c.RopeTheta},
+		{"llama.vocab_size", uint32(c.VocabSize)},
+	}
+	if c.Rope != llama.RopeInterleaved {
+		return fmt.Errorf("save %s: GGUF llama models use interleaved RoPE; permute the q/k weights first", path)
+	}
+	if tok != nil {
+		n := tok.VocabSize()
+		pieces := make([]string, n)
+		scores := make([]float32, n)
+		types := make([]int32, n)
+		for i := 0; i < n; i++ {
+			pieces[i], scores[i], types[i] = tok.Piece(i), tok.Score(i), int32(tok.Type(i))
+		}
+		o := tok.Options()
+		kv = append(kv, []struct {
+			k string
+			v any
+		}{
+			{"tokenizer.ggml.model", "llama"},
+			{"tokenizer.ggml.tokens", pieces},
+			{"tokenizer.ggml.scores", scores},
+			{"tokenizer.ggml.token_type", types},
+			{"tokenizer.ggml.add_space_prefix", o.AddDummyPrefix},
+		}...)
+		for _, id := range []struct {
+			k string
+			v int
+		}{{"tokenizer.ggml.bos_token_id", o.BOS}, {"tokenizer.ggml.eos_token_id", o.EOS}, {"tokenizer.ggml.unknown_token_id", tok.UNK()}} {
+			if id.v >= 0 {
+				kv = append(kv, struct {
+					k string
+					v any
+				}{id.k, uint32(id.v)})
+			}
+		}
+	}
+	for _, e := range kv {
+		if err := w.Set(e.k, e.v); err != nil {
+			return fmt.Errorf("save %s: %s: %w", path, e.k, err)
+		}
+	}
+	for k, v := range opt.Extra {
+		if err := w.Set(k, v); err != nil {
+			return fmt.Errorf("save %s: %s: %w", path, k, err)
+		}
+	}
+	addMat := func(name string, l *nn.Linear) error {
+		dt, data := l.DType, l.Data
+		if opt.Convert && dt != opt.DType {
+			var err error
+			if data, err = convert(l, opt.DType); err != nil {
+				return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
+			}
+			dt = opt.DType
+		}
+		return w.AddTensor(name, dt, []uint64{uint64(l.In), uint64(l.Out)}, data)
+	}
+	addVec := func(name string, v []float32) error {
+		return w.AddTensor(name, tensor.F32, []uint64{uint64(len(v))}, tensor.BytesOfF32(v))
+	}
+	if err := addMat("token_embd.weight", m.Embed); err != nil {
+		return err
+	}
+	for i, l := range m.Layers {
+		p := fmt.Sprintf("blk.%d.", i)
+		for _, e := range []error{
+			addVec(p+"attn_norm.weight", l.AttnNorm),
+			addMat(p+"attn_q.weight", l.Wq), addMat(p+"attn_k.weight", l.Wk),
+			addMat(p+"attn_v.weight", l.Wv), addMat(p+"attn_output.weight", l.Wo),
+			addVec(p+"ffn_norm.weight", l.FFNNorm),
+			addMat(p+"ffn_gate.weight", l.Gate), addMat(p+"ffn_down.weight", l.Down), addMat(p+"ffn_up.weight", l.Up),
+		} {
+			if e != nil {
+				return e
+			}
+		}
+	}
+	if err := addVec("output_norm.weight", m.OutNorm); err != nil {
+		return err
+	}
+	if !c.TiedEmbeddings {
+		if err := addMat("output.weight", m.Output); err != nil {
+			return err
+		}
+	}
+	return w.WriteFile(path)
+}
+
+// convert re-encodes a weight as dtype dt, row by row.
+func convert(l *nn.Linear, dt tensor.DType) ([]byte, error) {
+	rb, err := dt.RowBytes(l.In)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, rb*l.Out)
+	row := make([]float32, l.In)
+	for r := 0; r < l.Out; r++ {
+		l.Row(row, r)
+		if err := tensor.Quantize(dt, out[r*rb:(r+1)*rb], row); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/herd-llm/herd/generate"
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/llama"
+	"github.com/spf13/cobra"
+)
+
+func benchCmd() *cobra.Command {
+	var pp, tg, reps, threads int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "bench MODEL",
+		Short: "measure prompt processing and generation speed (tokens/s), as llama-bench does",
+		Long: `Runs a prompt-processing test (pp: -p random tokens in one batch) and a
+generation test (tg: -n tokens one at a time), each -r times after a warm-up,
+and prints mean ± standard deviation of tokens/s. --json prints one JSON
+object per test.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kernels.SetThreads(threads)
+			m, err := llama.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			res, err := generate.Bench(m, pp, tg, reps, kernels.Threads())
+			if err != nil {
+				return err
+			}
+			st, _ := os.Stat(args[0])
+			size := st.Size()
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				for _, r := range res {
+					if err := enc.Encode(struct {
+						Model  string `json:"model_filename"`
+						Size   int64  `json:"model_size"`
+						Params int64  `json:"model_n_params"`
+						Type   string `json:"model_type"`
+						generate.BenchResult
+					}{args[0], size, m.Params(), m.Embed.DType.String(), r}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
+			fmt.Fprintf(tw, " model\t size\t params\t type\t threads\t test\t t/s\t\n")
+			for _, r := range res {
+				fmt.Fprintf(tw, " %s\t %.2f MiB\t %.2f M\t %s\t %d\t %s\t %.2f ± %.2f\t\n", filepath.Base(args[0]),
+					float64(size)/(1<<20), float64(m.Params())/1e6, weightType(m), r.Threads, r.Test, r.Mean, r.StdDev)
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&pp, "n-prompt", "p", 512, "prompt tokens of the pp test (0 skips it)")
+	f.IntVarP(&tg, "n-gen", "n", 128, "generated tokens of the tg test (0 skips it)")
+	f.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
+	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object per test")
+	return cmd
+}
+
+// weightType names the dtype of the model's layer matrices.
+func weightType(m *llama.Model) string {
+	if len(m.Layers) > 0 {
+		return m.Layers[0].Wq.DType.String()
+	}
+	return m.Embed.DType.String()
+}

@@ -1,0 +1,264 @@
+package llama
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/herd-llm/herd/nn"
+	"github.com/herd-llm/herd/tensor"
+)
+
+// refForward is an independent float64 LLaMA forward over all tokens from
+// position 0, written plainly from the paper's equations; it returns logits
+// for every position.
+func refForward(m *Model, tokens []int) [][]float64 {
+	c := m.Config
+	hd, kvd := c.HeadDim(), c.KVDim()
+	mat := func(l *nn.Linear) [][]float64 {
+		w := make([][]float64, l.Out)
+		row := make([]float32, l.In)
+		for r := range w {
+			l.Row(row, r)
+			w[r] = make([]float64, l.In)
+			for i, v := range row {
+				w[r][i] = float64(v)
+			}
+		}
+		return w
+	}
+	mv := func(w [][]float64, x []float64) []float64 {
+		y := make([]float64, len(w))
+		for r := range w {
+			for i, v := range x {
+				y[r] += w[r][i] * v
+			}
+		}
+		return y
+	}
+	norm := func(x []float64, g []float32) []float64 {
+		var ss float64
+		for _, v := range x {
+			ss += v * v
+		}
+		s := 1 / math.Sqrt(ss/float64(len(x))+float64(c.NormEps))
+		y := make([]float64, len(x))
+		for i := range x {
+			y[i] = x[i] * s * float64(g[i])
+		}
+		return y
+	}
+	rope := func(x []float64, heads, pos int) {
+		for h := 0; h < heads; h++ {
+			v := x[h*hd : (h+1)*hd]
+			for i := 0; i < hd/2; i++ {
+				f := math.Pow(float64(c.RopeTheta), -float64(2*i)/float64(hd))
+				a := float64(pos) * f
+				cs, sn := math.Cos(a), math.Sin(a)
+				j0, j1 := 2*i, 2*i+1
+				if c.Rope == RopeHalf {
+					j0, j1 = i, i+hd/2
+				}
+				x0, x1 := v[j0], v[j1]
+				v[j0], v[j1] = x0*cs-x1*sn, x0*sn+x1*cs
+			}
+		}
+	}
+	emb := mat(m.Embed)
+	n := len(tokens)
+	x := make([][]float64, n)
+	for t, tok := range tokens {
+		x[t] = append([]float64(nil), emb[tok]...)
+	}
+	for _, l := range m.Layers {
+		wq, wk, wv, wo := mat(l.Wq), mat(l.Wk), mat(l.Wv), mat(l.Wo)
+		wg, wu, wd := mat(l.Gate), mat(l.Up), mat(l.Down)
+		q, k, v := make([][]float64, n), make([][]float64, n), make([][]float64, n)
+		for t := range x {
+			h := norm(x[t], l.AttnNorm)
+			q[t], k[t], v[t] = mv(wq, h), mv(wk, h), mv(wv, h)
+			rope(q[t], c.NHeads, t)
+			rope(k[t], c.NKVHeads, t)
+		}
+		for t := range x {
+			att := make([]float64, c.Dim)
+			for h := 0; h < c.NHeads; h++ {
+				kh := h / (c.NHeads / c.NKVHeads)
+				sc := make([]float64, t+1)
+				mx := math.Inf(-1)
+				for s := 0; s <= t; s++ {
+					for i := 0; i < hd; i++ {
+						sc[s] += q[t][h*hd+i] * k[s][kh*hd+i]
+					}
+					sc[s] /= math.Sqrt(float64(hd))
+					mx = math.Max(mx, sc[s])
+				}
+				var sum float64
+				for s := range sc {
+					sc[s] = math.Exp(sc[s] - mx)
+					sum += sc[s]
+				}
+				for s := range sc {
+					for i := 0; i < hd; i++ {
+						att[h*hd+i] += sc[s] / sum * v[s][kh*hd+i]
+					}
+				}
+			}
+			_ = kvd
+			o := mv(wo, att)
+			for i := range o {
+				x[t][i] += o[i]
+			}
+			h := norm(x[t], l.FFNNorm)
+			g, u := mv(wg, h), mv(wu, h)
+			for i := range g {
+				g[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+			}
+			d := mv(wd, g)
+			for i := range d {
+				x[t][i] += d[i]
+			}
+		}
+	}
+	out := mat(m.Output)
+	logits := make([][]float64, n)
+	for t := range x {
+		logits[t] = mv(out, norm(x[t], m.OutNorm))
+	}
+	return logits
+}
+
+func testConfig() Config {
+	return Config{Dim: 32, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 48, VocabSize: 37, ContextLen: 16,
+		RopeTheta: 10000, NormEps: 1e-5}
+}
+
+// randomModel builds a small model with random norm gains, so every weight matters.
+func randomModel(t *testing.T, c Config, dt tensor.DType) *Model {
+	t.Helper()
+	m, err := Random(c, dt, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, v := range append([][]float32{m.OutNorm}, func() (g [][]float32) {
+		for _, l := range m.Layers {
+			g = append(g, l.AttnNorm, l.FFNNorm)
+		}
+		return
+	}()...) {
+		for i := range v {
+			v[i] = float32(0.5 + rng.Float64())
+		}
+	}
+	return m
+}
+
+// maxRelErr is max |got-want| / max |want| over a row.
+func maxRelErr(got []float32, want []float64) float64 {
+	var e, s float64
+	for i := range want {
+		e = math.Max(e, math.Abs(float64(got[i])-want[i]))
+		s = math.Max(s, math.Abs(want[i]))
+	}
+	return e / s
+}
+
+func TestForwardMatchesReference(t *testing.T) {
+	cases := []struct {
+		name string
+		dt   tensor.DType
+		rope RopeLayout
+		tied bool
+		tol  float64
+	}{
+		{"f32", tensor.F32, RopeInterleaved, false, 1e-4},
+		{"f32-half-rope-tied", tensor.F32, RopeHalf, true, 1e-4},
+		{"f16", tensor.F16, RopeInterleaved, false, 1e-4},
+		{"bf16", tensor.BF16, RopeInterleaved, true, 1e-4},
+		// the quantized kernels quantize activations to Q8_0: errors of a few 1e-3
+		{"q8_0", tensor.Q8_0, RopeInterleaved, false, 3e-2},
+		{"q4_0", tensor.Q4_0, RopeInterleaved, false, 6e-2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig()
+			c.Rope, c.TiedEmbeddings = tc.rope, tc.tied
+			m := randomModel(t, c, tc.dt)
+			tokens := []int{1, 5, 9, 36, 0, 17, 17, 3, 22, 11}
+			want := refForward(m, tokens)
+
+			// the whole sequence in one batch, logits for every position
+			var s State
+			cache := m.NewKVCache(c.ContextLen)
+			got, err := m.Forward(&s, cache, tokens, 0, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range tokens {
+				if e := maxRelErr(got[p*c.VocabSize:(p+1)*c.VocabSize], want[p]); e > tc.tol {
+					t.Errorf("batched: position %d: relative error %.3g > %.3g", p, e, tc.tol)
+				}
+			}
+			// a prompt of 4, then one token at a time through the cache
+			cache = m.NewKVCache(c.ContextLen)
+			got, err = m.Forward(&s, cache, tokens[:4], 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := maxRelErr(got, want[3]); e > tc.tol {
+				t.Errorf("prompt: last position: relative error %.3g", e)
+			}
+			for p := 4; p < len(tokens); p++ {
+				got, err = m.Forward(&s, cache, tokens[p:p+1], p, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := maxRelErr(got, want[p]); e > tc.tol {
+					t.Errorf("incremental: position %d: relative error %.3g > %.3g", p, e, tc.tol)
+				}
+			}
+		})
+	}
+}
+
+func TestForwardErrors(t *testing.T) {
+	c := testConfig()
+	m := randomModel(t, c, tensor.F32)
+	var s State
+	cache := m.NewKVCache(4)
+	if _, err := m.Forward(&s, cache, []int{1, 2, 3, 4, 5}, 0, false); err == nil {
+		t.Error("a batch past the context was accepted")
+	}
+	if _, err := m.Forward(&s, cache, []int{37}, 0, false); err == nil {
+		t.Error("a token outside the vocabulary was accepted")
+	}
+	if _, err := m.Forward(&s, cache, []int{1}, 2, false); err == nil {
+		t.Error("a position that skips the cache was accepted")
+	}
+	if _, err := m.Forward(&s, cache, nil, 0, false); err == nil {
+		t.Error("an empty batch was accepted")
+	}
+}
+
+func TestPresetsValid(t *testing.T) {
+	for _, p := range Presets {
+		if err := p.Config.Validate(); err != nil {
+			t.Errorf("%s: %v", p.Name, err)
+		}
+		if p.Source == "" {
+			t.Errorf("%s: no source", p.Name)
+		}
+	}
+	p, err := LookupPreset("TinyLlama-1.1B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TinyLlama-1.1B has 1,100,048,384 parameters (its model card says 1.1B)
+	if got := p.Config.Params(); got != 1100048384 {
+		t.Errorf("tinyllama params = %d", got)
+	}
+	if _, err := LookupPreset("nope"); err == nil {
+		t.Error("unknown preset accepted")
+	}
+}

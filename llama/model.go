@@ -1,0 +1,111 @@
+package llama
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/herd-llm/herd/nn"
+)
+
+// Layer is one transformer block: pre-norm attention and a pre-norm SwiGLU
+// feed-forward, each added to the residual stream.
+type Layer struct {
+	AttnNorm   []float32  // [Dim]
+	Wq         *nn.Linear // Dim → Dim
+	Wk         *nn.Linear // Dim → KVDim
+	Wv         *nn.Linear // Dim → KVDim
+	Wo         *nn.Linear // Dim → Dim
+	FFNNorm    []float32  // [Dim]
+	Gate       *nn.Linear // Dim → FFNDim (w1)
+	Up         *nn.Linear // Dim → FFNDim (w3)
+	Down       *nn.Linear // FFNDim → Dim (w2)
+	layerIndex int
+}
+
+// Model is a LLaMA-architecture network. Its weights usually alias a
+// memory-mapped checkpoint; Close releases the mapping.
+type Model struct {
+	Config  Config
+	Embed   *nn.Linear // token embedding table: VocabSize rows of Dim
+	Layers  []Layer
+	OutNorm []float32  // [Dim]
+	Output  *nn.Linear // Dim → VocabSize; the same as Embed when tied
+	closer  io.Closer
+}
+
+// Close releases the file mapping the weights live in, if any.
+func (m *Model) Close() error {
+	if m.closer == nil {
+		return nil
+	}
+	c := m.closer
+	m.closer = nil
+	return c.Close()
+}
+
+// check verifies that every weight has the shape the config implies.
+func (m *Model) check() error {
+	c := m.Config
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	want := func(l *nn.Linear, what string, out, in int) error {
+		if l == nil {
+			return fmt.Errorf("missing tensor %s", what)
+		}
+		if l.Out != out || l.In != in {
+			return fmt.Errorf("tensor %s is %d×%d, the config wants %d×%d", l.Name, l.Out, l.In, out, in)
+		}
+		return nil
+	}
+	vec := func(v []float32, what string) error {
+		if len(v) != c.Dim {
+			return fmt.Errorf("tensor %s has %d elements, the config wants %d", what, len(v), c.Dim)
+		}
+		return nil
+	}
+	if err := want(m.Embed, "token_embd.weight", c.VocabSize, c.Dim); err != nil {
+		return err
+	}
+	if err := want(m.Output, "output.weight", c.VocabSize, c.Dim); err != nil {
+		return err
+	}
+	if err := vec(m.OutNorm, "output_norm.weight"); err != nil {
+		return err
+	}
+	if len(m.Layers) != c.NLayers {
+		return fmt.Errorf("%d layers, the config wants %d", len(m.Layers), c.NLayers)
+	}
+	kv := c.KVDim()
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		p := fmt.Sprintf("blk.%d.", i)
+		for _, e := range []error{
+			vec(l.AttnNorm, p+"attn_norm.weight"), vec(l.FFNNorm, p+"ffn_norm.weight"),
+			want(l.Wq, p+"attn_q.weight", c.Dim, c.Dim), want(l.Wk, p+"attn_k.weight", kv, c.Dim),
+			want(l.Wv, p+"attn_v.weight", kv, c.Dim), want(l.Wo, p+"attn_output.weight", c.Dim, c.Dim),
+			want(l.Gate, p+"ffn_gate.weight", c.FFNDim, c.Dim), want(l.Up, p+"ffn_up.weight", c.FFNDim, c.Dim),
+			want(l.Down, p+"ffn_down.weight", c.Dim, c.FFNDim),
+		} {
+			if e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// Params counts the model's weights (a tied head is counted once).
+func (m *Model) Params() int64 { return m.Config.Params() }
+
+// WeightBytes is the number of bytes of weights a forward pass reads for one
+// token: every matrix once (the embedding only for one row).
+func (m *Model) WeightBytes() int64 {
+	var n int64
+	for _, l := range m.Layers {
+		for _, w := range []*nn.Linear{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down} {
+			n += int64(len(w.Data))
+		}
+	}
+	return n + int64(len(m.Output.Data))
+}

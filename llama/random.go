@@ -1,0 +1,99 @@
+package llama
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/nn"
+	"github.com/herd-llm/herd/tensor"
+)
+
+// Random builds a model of shape c with weights drawn from N(0, std²) (std
+// 0.02, as LLaMA-style pretraining starts) and RMSNorm gains of one, the
+// matrices stored as dt (F32, F16, BF16, Q8_0 or Q4_0). Each tensor has its
+// own random stream derived from seed and its name, so the result does not
+// depend on the thread count.
+func Random(c Config, dt tensor.DType, seed uint64) (*Model, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if !kernels.Supports(dt) {
+		return nil, fmt.Errorf("random model: no kernel for weight type %s", dt)
+	}
+	const std = 0.02
+	type job struct {
+		dst      **nn.Linear
+		name     string
+		out, in  int
+		streamID uint64
+	}
+	m := &Model{Config: c, Layers: make([]Layer, c.NLayers)}
+	ones := func() []float32 {
+		v := make([]float32, c.Dim)
+		for i := range v {
+			v[i] = 1
+		}
+		return v
+	}
+	m.OutNorm = ones()
+	jobs := []job{{&m.Embed, "token_embd.weight", c.VocabSize, c.Dim, 0}}
+	if !c.TiedEmbeddings {
+		jobs = append(jobs, job{&m.Output, "output.weight", c.VocabSize, c.Dim, 1})
+	}
+	kv := c.KVDim()
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		l.layerIndex = i
+		l.AttnNorm, l.FFNNorm = ones(), ones()
+		p := fmt.Sprintf("blk.%d.", i)
+		base := uint64(16 + 16*i)
+		jobs = append(jobs,
+			job{&l.Wq, p + "attn_q.weight", c.Dim, c.Dim, base},
+			job{&l.Wk, p + "attn_k.weight", kv, c.Dim, base + 1},
+			job{&l.Wv, p + "attn_v.weight", kv, c.Dim, base + 2},
+			job{&l.Wo, p + "attn_output.weight", c.Dim, c.Dim, base + 3},
+			job{&l.Gate, p + "ffn_gate.weight", c.FFNDim, c.Dim, base + 4},
+			job{&l.Up, p + "ffn_up.weight", c.FFNDim, c.Dim, base + 5},
+			job{&l.Down, p + "ffn_down.weight", c.Dim, c.FFNDim, base + 6})
+	}
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, kernels.Threads())
+	for ji, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rng := rand.New(rand.NewPCG(seed, j.streamID))
+			rb, err := dt.RowBytes(j.in)
+			if err != nil {
+				errs[ji] = fmt.Errorf("tensor %s: %w", j.name, err)
+				return
+			}
+			data := make([]byte, rb*j.out)
+			row := make([]float32, j.in)
+			for r := 0; r < j.out; r++ {
+				for k := range row {
+					row[k] = float32(rng.NormFloat64() * std)
+				}
+				if err := tensor.Quantize(dt, data[r*rb:(r+1)*rb], row); err != nil {
+					errs[ji] = fmt.Errorf("tensor %s: %w", j.name, err)
+					return
+				}
+			}
+			*j.dst, errs[ji] = nn.NewLinear(j.name, dt, j.out, j.in, data)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.TiedEmbeddings {
+		m.Output = m.Embed
+	}
+	return m, m.check()
+}

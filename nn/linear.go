@@ -1,0 +1,53 @@
+// Package nn holds the layers the LLaMA block is built from: a Linear whose
+// weight may be any dtype the kernels multiply, and an Embedding table that
+// looks rows up in any dtype.
+package nn
+
+import (
+	"fmt"
+
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/tensor"
+)
+
+// Linear is y = W·x for a weight W of Out rows by In columns stored in DType
+// exactly as GGUF stores it (row-major, each row In elements). Data usually
+// aliases a memory-mapped file.
+type Linear struct {
+	Name  string
+	DType tensor.DType
+	Out   int // rows of W: output features
+	In    int // columns of W: input features
+	Data  []byte
+}
+
+// NewLinear checks that data holds exactly out rows of in elements of dt.
+func NewLinear(name string, dt tensor.DType, out, in int, data []byte) (*Linear, error) {
+	if !kernels.Supports(dt) {
+		return nil, fmt.Errorf("tensor %s: no kernel for weight type %s", name, dt)
+	}
+	rb, err := dt.RowBytes(in)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", name, err)
+	}
+	if out <= 0 || in <= 0 || len(data) != rb*out {
+		return nil, fmt.Errorf("tensor %s: %d bytes, want %d rows × %d %s elements (%d bytes)", name, len(data), out, in, dt, rb*out)
+	}
+	return &Linear{Name: name, DType: dt, Out: out, In: in, Data: data}, nil
+}
+
+// Forward computes y[t] = W·x[t] for nt rows: x is nt×In, y is nt×Out.
+func (l *Linear) Forward(y, x []float32, nt int) {
+	kernels.MatMul(l.DType, l.Data, l.Out, l.In, x[:nt*l.In], nt, y[:nt*l.Out])
+}
+
+// Row expands row r of W into dst (len In): an embedding lookup.
+func (l *Linear) Row(dst []float32, r int) {
+	rb, _ := l.DType.RowBytes(l.In)
+	if err := tensor.Dequantize(l.DType, dst[:l.In], l.Data[r*rb:(r+1)*rb]); err != nil {
+		panic(err) // unreachable: NewLinear checked the dtype and sizes
+	}
+}
+
+// Params returns the number of weights.
+func (l *Linear) Params() int64 { return int64(l.Out) * int64(l.In) }
