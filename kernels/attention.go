@@ -41,29 +41,21 @@ func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) 
 			for j0 := 0; j0 < n; j0 += attnBlock {
 				j1 := min(n, j0+attnBlock)
 				s := scores[:j1-j0]
-				bm := m
-				for j := j0; j < j1; j++ {
-					kj := k[j*kvdim+koff : j*kvdim+koff+headDim]
-					sc := Dot(qv, kj) * scale
-					s[j-j0] = sc
-					bm = max(bm, sc)
-				}
+				kb := k[j0*kvdim+koff : (j1-1)*kvdim+koff+headDim]
+				scoresImpl(s, qv, kb, kvdim, scale)
+				bm := max(m, maxImpl(s))
 				if bm > m {
 					// Rescale what was accumulated under the old max.
 					if l != 0 {
 						corr := float32(math.Exp(float64(m - bm)))
+						scaleImpl(acc, corr)
 						l *= corr
-						for d := range acc {
-							acc[d] *= corr
-						}
 					}
 					m = bm
 				}
-				for j := j0; j < j1; j++ {
-					p := float32(math.Exp(float64(s[j-j0] - m)))
-					l += p
-					Axpy(p, v[j*kvdim+koff:j*kvdim+koff+headDim], acc)
-				}
+				l += expSubSumImpl(s, m)
+				vb := v[j0*kvdim+koff : (j1-1)*kvdim+koff+headDim]
+				accumVImpl(acc, vb, kvdim, s)
 			}
 			o := out[i*qdim+h*headDim : i*qdim+(h+1)*headDim]
 			inv := 1 / l

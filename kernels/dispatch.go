@@ -2,17 +2,62 @@ package kernels
 
 // The implementations the exported kernels call. They start as the pure-Go
 // versions; on amd64 without the purego tag, init in dispatch_amd64.go
-// replaces them with assembly when the CPU has AVX2 and FMA.
+// replaces them with assembly when the CPU has AVX2, FMA and F16C.
 var (
-	dotImpl      = dotGeneric
-	axpyImpl     = axpyGeneric
-	sumSqImpl    = sumSqGeneric
-	scaleMulImpl = scaleMulGeneric
-	addImpl      = addGeneric
-	convF16      = convF16Generic
-	convBF16     = convBF16Generic
-	dotF16       = dotF16Generic
-	dotBF16      = dotBF16Generic
-	dotQ8_0      = dotQ8_0Generic
-	dotQ4_0      = dotQ4_0Generic
+	dotImpl       = dotGeneric
+	axpyImpl      = axpyGeneric
+	sumSqImpl     = sumSqGeneric
+	scaleMulImpl  = scaleMulGeneric
+	scaleImpl     = scaleGeneric
+	addImpl       = addGeneric
+	maxImpl       = maxGeneric
+	expSubSumImpl = expSubSumGeneric
+	siluMulImpl   = siluMulGeneric
+	convF16       = convF16Generic
+	convBF16      = convBF16Generic
+	dotF16        = dotF16Generic
+	dotBF16       = dotBF16Generic
+	dotQ8_0       = dotQ8_0Generic
+	dotQ4_0       = dotQ4_0Generic
+	dotQ8_0x4     = dotQ8_0x4Generic
+	dotQ4_0x4     = dotQ4_0x4Generic
+	packNT16      = packNT16Generic
+	scoresImpl    = scoresGeneric
+	accumVImpl    = accumVGeneric
 )
+
+func packNT16Generic(dst []float32, B operand, off, kk int) {
+	packNTGeneric(dst, B, off, 0, kk, nr)
+}
+
+// dotQ8_0x4Generic computes out[t] = dotQ8_0(w, x[t·xstride:]) for t < 4.
+func dotQ8_0x4Generic(w, x []byte, xstride int, out *[4]float32) {
+	n := len(w) / q8Bytes * q8Bytes
+	for t := range out {
+		out[t] = dotQ8_0(w, x[t*xstride:t*xstride+n])
+	}
+}
+
+// dotQ4_0x4Generic computes out[t] = dotQ4_0(w, x[t·xstride:]) for t < 4.
+func dotQ4_0x4Generic(w, x []byte, xstride int, out *[4]float32) {
+	n := len(w) / q4Bytes * q8Bytes
+	for t := range out {
+		out[t] = dotQ4_0(w, x[t*xstride:t*xstride+n])
+	}
+}
+
+// scoresGeneric computes s[j] = scale·(q · k[j·kstride:][:len(q)]).
+func scoresGeneric(s, q, k []float32, kstride int, scale float32) {
+	d := len(q)
+	for j := range s {
+		s[j] = dotImpl(q, k[j*kstride:j*kstride+d]) * scale
+	}
+}
+
+// accumVGeneric computes acc += Σ_j p[j]·v[j·vstride:][:len(acc)].
+func accumVGeneric(acc, v []float32, vstride int, p []float32) {
+	d := len(acc)
+	for j, pj := range p {
+		axpyImpl(pj, v[j*vstride:j*vstride+d], acc)
+	}
+}

@@ -6,11 +6,11 @@ import "golang.org/x/sys/cpu"
 
 //go:generate go run -C internal/asmgen . -out ../../kernels_amd64.s -stubs ../../kernels_amd64.go -pkg kernels
 
-// hasAVX2 reports whether the assembly kernels are in use.
-var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+// useAsm reports whether the assembly kernels are in use.
+var useAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
 func init() {
-	if !hasAVX2 {
+	if !useAsm {
 		return
 	}
 	microKernel = microKernelAVX2
@@ -18,27 +18,22 @@ func init() {
 	axpyImpl = axpyAVX2
 	sumSqImpl = sumSqAVX2
 	scaleMulImpl = scaleMulAVX2
+	scaleImpl = scaleAVX2
 	addImpl = addAVX2
+	maxImpl = maxAVX2
+	expSubSumImpl = expSubSumAsm
+	siluMulImpl = siluMulAsm
 	convF16 = convF16AVX2
 	convBF16 = convBF16AVX2
 	dotF16 = dotF16AVX2
 	dotBF16 = dotBF16AVX2
-	dotQ8_0 = func(w, x []byte) float32 {
-		nb := len(x) / q8Bytes
-		if nb == 0 {
-			return 0
-		}
-		_ = w[nb*q8Bytes-1]
-		return dotQ8_0AVX2(&w[0], &x[0], nb)
-	}
-	dotQ4_0 = func(w, x []byte) float32 {
-		nb := len(x) / q8Bytes
-		if nb == 0 {
-			return 0
-		}
-		_ = w[nb*q4Bytes-1]
-		return dotQ4_0AVX2(&w[0], &x[0], nb)
-	}
+	dotQ8_0 = dotQ8_0Asm
+	dotQ4_0 = dotQ4_0Asm
+	dotQ8_0x4 = dotQ8_0x4Asm
+	dotQ4_0x4 = dotQ4_0x4Asm
+	packNT16 = packNT16Asm
+	scoresImpl = scoresAsm
+	accumVImpl = accumVAsm
 }
 
 func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
@@ -46,4 +41,102 @@ func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
 	_ = b[k*nr-1]
 	_ = c[(mr-1)*ldc+nr-1]
 	gemmKernelAVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+}
+
+func dotQ8_0Asm(w, x []byte) float32 {
+	nb := len(x) / q8Bytes
+	if nb == 0 {
+		return 0
+	}
+	_ = w[nb*q8Bytes-1]
+	return dotQ8_0AVX2(&w[0], &x[0], nb)
+}
+
+func dotQ4_0Asm(w, x []byte) float32 {
+	nb := len(x) / q8Bytes
+	if nb == 0 {
+		return 0
+	}
+	_ = w[nb*q4Bytes-1]
+	return dotQ4_0AVX2(&w[0], &x[0], nb)
+}
+
+func dotQ8_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
+	nb := len(w) / q8Bytes
+	if nb == 0 {
+		*out = [4]float32{}
+		return
+	}
+	_ = x[3*xstride+nb*q8Bytes-1]
+	dotQ8_0x4AVX2(&w[0], &x[0], xstride, nb, &out[0])
+}
+
+func dotQ4_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
+	nb := len(w) / q4Bytes
+	if nb == 0 {
+		*out = [4]float32{}
+		return
+	}
+	_ = x[3*xstride+nb*q8Bytes-1]
+	dotQ4_0x4AVX2(&w[0], &x[0], xstride, nb, &out[0])
+}
+
+func packNT16Asm(dst []float32, B operand, off, kk int) {
+	k8 := kk &^ 7
+	if k8 > 0 {
+		_ = dst[kk*nr-1]
+		last := off + (nr-1)*B.cs + k8 - 1 // last element read
+		switch B.kind {
+		case kindF32:
+			_ = B.f32[last]
+			packNTF32AVX2(&dst[0], &B.f32[off], B.cs, k8)
+		case kindF16:
+			_ = B.u16[last]
+			packNTF16AVX2(&dst[0], &B.u16[off], B.cs, k8)
+		case kindBF16:
+			_ = B.u16[last]
+			packNTBF16AVX2(&dst[0], &B.u16[off], B.cs, k8)
+		}
+	}
+	if k8 < kk {
+		packNTGeneric(dst, B, off, k8, kk, nr)
+	}
+}
+
+func expSubSumAsm(x []float32, m float32) float32 {
+	n8 := len(x) &^ 7
+	var s float32
+	if n8 > 0 {
+		s = expSubSumAVX2(x[:n8], m)
+	}
+	return s + expSubSumGeneric(x[n8:], m)
+}
+
+func siluMulAsm(out, gate, up []float32) {
+	n8 := len(out) &^ 7
+	if n8 > 0 {
+		_, _ = gate[n8-1], up[n8-1]
+		siluMulAVX2(out[:n8], gate, up)
+	}
+	siluMulGeneric(out[n8:], gate[n8:], up[n8:])
+}
+
+func scoresAsm(s, q, k []float32, kstride int, scale float32) {
+	d := len(q)
+	if d%8 != 0 || len(s) == 0 || d == 0 {
+		scoresGeneric(s, q, k, kstride, scale)
+		return
+	}
+	_ = k[(len(s)-1)*kstride+d-1]
+	attnScoresAVX2(&s[0], &q[0], &k[0], kstride, len(s), d, scale)
+}
+
+func accumVAsm(acc, v []float32, vstride int, p []float32) {
+	d := len(acc)
+	if d%8 != 0 || len(p) == 0 || d == 0 {
+		accumVGeneric(acc, v, vstride, p)
+		return
+	}
+	_ = v[(len(p)-1)*vstride+d-1]
+	attnAccumAVX2(&acc[0], &v[0], vstride, &p[0], len(p), d)
 }

@@ -250,28 +250,40 @@ func packB(dst []float32, B operand, p0, kk, j0, cols int) {
 		panic("kernels: packB: unsupported operand layout")
 	}
 	// Column of B contiguous (B is the transpose of a row-major matrix).
+	off := j0*B.cs + p0
+	if cols == nr {
+		packNT16(dst, B, off, kk)
+		return
+	}
+	packNTGeneric(dst, B, off, 0, kk, cols)
+}
+
+// packNTGeneric fills columns [p0, kk) of the panel dst from the first cols
+// rows of a transposed operand (row j of the panel source starts at element
+// off + j·B.cs), converting half types; rows past cols are zero.
+func packNTGeneric(dst []float32, B operand, off, p0, kk, cols int) {
 	var row [kc]float32
 	for jj := range nr {
 		if jj >= cols {
-			for p := range kk {
+			for p := p0; p < kk; p++ {
 				dst[p*nr+jj] = 0
 			}
 			continue
 		}
-		off := (j0+jj)*B.cs + p0
+		o := off + jj*B.cs
 		var src []float32
 		switch B.kind {
 		case kindF32:
-			src = B.f32[off : off+kk]
+			src = B.f32[o+p0 : o+kk]
 		case kindF16:
-			src = row[:kk]
-			convF16(src, B.u16[off:off+kk])
+			src = row[p0:kk]
+			convF16(src, B.u16[o+p0:o+kk])
 		case kindBF16:
-			src = row[:kk]
-			convBF16(src, B.u16[off:off+kk])
+			src = row[p0:kk]
+			convBF16(src, B.u16[o+p0:o+kk])
 		}
 		for p, v := range src {
-			dst[p*nr+jj] = v
+			dst[(p0+p)*nr+jj] = v
 		}
 	}
 }

@@ -40,3 +40,41 @@ func dotQ8_0AVX2(w *byte, x *byte, nb int) float32
 
 // dotQ4_0AVX2 returns the dot product of nb Q4_0 weight blocks at w with nb Q8_0 blocks at x.
 func dotQ4_0AVX2(w *byte, x *byte, nb int) float32
+
+// dotQ8_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q8_0 weight blocks at w
+// with nb Q8_0 blocks at x + t·xstride bytes.
+func dotQ8_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+
+// dotQ4_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q4_0 weight blocks at w
+// with nb Q8_0 blocks at x + t·xstride bytes.
+func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+
+// packNTF32AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
+// each column p < k (a multiple of 8), the 16 values of that column as float32.
+func packNTF32AVX2(dst *float32, src *float32, ld int, k int)
+
+// packNTF16AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
+// each column p < k (a multiple of 8), the 16 values of that column as float32.
+func packNTF16AVX2(dst *float32, src *uint16, ld int, k int)
+
+// packNTBF16AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
+// each column p < k (a multiple of 8), the 16 values of that column as float32.
+func packNTBF16AVX2(dst *float32, src *uint16, ld int, k int)
+
+// expSubSumAVX2 replaces x[i] by exp(x[i]-m) for i < len(x)&^7 and returns their sum.
+func expSubSumAVX2(x []float32, m float32) float32
+
+// siluMulAVX2 computes out[i] = gate[i]·σ(gate[i])·up[i] for i < len(out)&^7.
+func siluMulAVX2(out []float32, gate []float32, up []float32)
+
+// maxAVX2 returns the largest of x (len(x) >= 1).
+func maxAVX2(x []float32) float32
+
+// scaleAVX2 computes x[i] *= s.
+func scaleAVX2(x []float32, s float32)
+
+// attnScoresAVX2 computes s[j] = scale·Σ_e q[e]·k[j·kstride+e] for j < n; d is a multiple of 8.
+func attnScoresAVX2(s *float32, q *float32, k *float32, kstride int, n int, d int, scale float32)
+
+// attnAccumAVX2 computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.
+func attnAccumAVX2(acc *float32, v *float32, vstride int, p *float32, n int, d int)

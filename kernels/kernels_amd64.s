@@ -903,3 +903,1002 @@ done:
 	MOVSS        X3, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func dotQ8_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-40
+	MOVQ         w+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         xstride+16(FP), DX
+	MOVQ         nb+24(FP), BX
+	LEAQ         (CX)(DX*2), SI
+	ADDQ         DX, SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+
+loop:
+	TESTQ        BX, BX
+	JE           done
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPBROADCASTW (AX), X7
+	VCVTPH2PS    X7, Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VCVTDQ2PS    Y8, Y8
+	VPBROADCASTW (CX), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y1
+	VMOVDQU      2(CX)(DX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VCVTDQ2PS    Y8, Y8
+	VPBROADCASTW (CX)(DX*1), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VMOVDQU      2(CX)(DX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VCVTDQ2PS    Y8, Y8
+	VPBROADCASTW (CX)(DX*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VMOVDQU      2(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VCVTDQ2PS    Y8, Y8
+	VPBROADCASTW (SI), X5
+	VCVTPH2PS    X5, Y5
+	VMULPS       Y7, Y5, Y5
+	VFMADD231PS  Y8, Y5, Y4
+	ADDQ         $0x22, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, SI
+	DECQ         BX
+	JMP          loop
+
+done:
+	MOVQ         out+32(FP), AX
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y4, Y3, Y3
+	VHADDPS      Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVUPS      X0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-40
+	MOVQ         w+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         xstride+16(FP), DX
+	MOVQ         nb+24(FP), BX
+	LEAQ         (CX)(DX*2), SI
+	ADDQ         DX, SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x08080808, DI
+	MOVD         DI, X2
+	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+
+loop:
+	TESTQ        BX, BX
+	JE           done
+	VMOVDQU      2(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPSUBB       Y2, Y7, Y7
+	VPSIGNB      Y7, Y7, Y8
+	VPBROADCASTW (AX), X9
+	VCVTPH2PS    X9, Y9
+	VMOVDQU      2(CX), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VCVTDQ2PS    Y10, Y10
+	VPBROADCASTW (CX), X11
+	VCVTPH2PS    X11, Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y10, Y11, Y3
+	VMOVDQU      2(CX)(DX*1), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VCVTDQ2PS    Y10, Y10
+	VPBROADCASTW (CX)(DX*1), X11
+	VCVTPH2PS    X11, Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y10, Y11, Y4
+	VMOVDQU      2(CX)(DX*2), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VCVTDQ2PS    Y10, Y10
+	VPBROADCASTW (CX)(DX*2), X11
+	VCVTPH2PS    X11, Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y10, Y11, Y5
+	VMOVDQU      2(SI), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VCVTDQ2PS    Y10, Y10
+	VPBROADCASTW (SI), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y10, Y8, Y6
+	ADDQ         $0x12, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, SI
+	DECQ         BX
+	JMP          loop
+
+done:
+	MOVQ         out+32(FP), AX
+	VHADDPS      Y4, Y3, Y3
+	VHADDPS      Y6, Y5, Y5
+	VHADDPS      Y5, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVUPS      X0, (AX)
+	VZEROUPPER
+	RET
+
+// func packNTF32AVX2(dst *float32, src *float32, ld int, k int)
+// Requires: AVX
+TEXT ·packNTF32AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ld+16(FP), DX
+	MOVQ k+24(FP), BX
+	SHLQ $0x02, DX
+	LEAQ (CX)(DX*2), SI
+	ADDQ DX, SI
+	LEAQ (SI)(DX*2), DI
+	ADDQ DX, DI
+	LEAQ (CX)(DX*8), R8
+	LEAQ (SI)(DX*8), R9
+	LEAQ (DI)(DX*8), R10
+
+loop:
+	CMPQ       BX, $0x08
+	JL         done
+	VMOVUPS    (CX), Y0
+	VMOVUPS    (CX)(DX*1), Y1
+	VMOVUPS    (CX)(DX*2), Y2
+	VMOVUPS    (SI), Y3
+	VMOVUPS    (SI)(DX*1), Y4
+	VMOVUPS    (SI)(DX*2), Y5
+	VMOVUPS    (DI), Y6
+	VMOVUPS    (DI)(DX*1), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, (AX)
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, 64(AX)
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, 128(AX)
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, 192(AX)
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, 256(AX)
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, 320(AX)
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, 384(AX)
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, 448(AX)
+	VMOVUPS    (R8), Y0
+	VMOVUPS    (R8)(DX*1), Y1
+	VMOVUPS    (R8)(DX*2), Y2
+	VMOVUPS    (R9), Y3
+	VMOVUPS    (R9)(DX*1), Y4
+	VMOVUPS    (R9)(DX*2), Y5
+	VMOVUPS    (R10), Y6
+	VMOVUPS    (R10)(DX*1), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, 32(AX)
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, 96(AX)
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, 160(AX)
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, 224(AX)
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, 288(AX)
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, 352(AX)
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, 416(AX)
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, 480(AX)
+	ADDQ       $0x20, CX
+	ADDQ       $0x20, SI
+	ADDQ       $0x20, DI
+	ADDQ       $0x20, R8
+	ADDQ       $0x20, R9
+	ADDQ       $0x20, R10
+	ADDQ       $0x00000200, AX
+	SUBQ       $0x08, BX
+	JMP        loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func packNTF16AVX2(dst *float32, src *uint16, ld int, k int)
+// Requires: AVX, F16C
+TEXT ·packNTF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ld+16(FP), DX
+	MOVQ k+24(FP), BX
+	SHLQ $0x01, DX
+	LEAQ (CX)(DX*2), SI
+	ADDQ DX, SI
+	LEAQ (SI)(DX*2), DI
+	ADDQ DX, DI
+	LEAQ (CX)(DX*8), R8
+	LEAQ (SI)(DX*8), R9
+	LEAQ (DI)(DX*8), R10
+
+loop:
+	CMPQ       BX, $0x08
+	JL         done
+	VCVTPH2PS  (CX), Y0
+	VCVTPH2PS  (CX)(DX*1), Y1
+	VCVTPH2PS  (CX)(DX*2), Y2
+	VCVTPH2PS  (SI), Y3
+	VCVTPH2PS  (SI)(DX*1), Y4
+	VCVTPH2PS  (SI)(DX*2), Y5
+	VCVTPH2PS  (DI), Y6
+	VCVTPH2PS  (DI)(DX*1), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, (AX)
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, 64(AX)
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, 128(AX)
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, 192(AX)
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, 256(AX)
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, 320(AX)
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, 384(AX)
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, 448(AX)
+	VCVTPH2PS  (R8), Y0
+	VCVTPH2PS  (R8)(DX*1), Y1
+	VCVTPH2PS  (R8)(DX*2), Y2
+	VCVTPH2PS  (R9), Y3
+	VCVTPH2PS  (R9)(DX*1), Y4
+	VCVTPH2PS  (R9)(DX*2), Y5
+	VCVTPH2PS  (R10), Y6
+	VCVTPH2PS  (R10)(DX*1), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, 32(AX)
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, 96(AX)
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, 160(AX)
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, 224(AX)
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, 288(AX)
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, 352(AX)
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, 416(AX)
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, 480(AX)
+	ADDQ       $0x10, CX
+	ADDQ       $0x10, SI
+	ADDQ       $0x10, DI
+	ADDQ       $0x10, R8
+	ADDQ       $0x10, R9
+	ADDQ       $0x10, R10
+	ADDQ       $0x00000200, AX
+	SUBQ       $0x08, BX
+	JMP        loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func packNTBF16AVX2(dst *float32, src *uint16, ld int, k int)
+// Requires: AVX, AVX2
+TEXT ·packNTBF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ld+16(FP), DX
+	MOVQ k+24(FP), BX
+	SHLQ $0x01, DX
+	LEAQ (CX)(DX*2), SI
+	ADDQ DX, SI
+	LEAQ (SI)(DX*2), DI
+	ADDQ DX, DI
+	LEAQ (CX)(DX*8), R8
+	LEAQ (SI)(DX*8), R9
+	LEAQ (DI)(DX*8), R10
+
+loop:
+	CMPQ       BX, $0x08
+	JL         done
+	VPMOVZXWD  (CX), Y0
+	VPSLLD     $0x10, Y0, Y0
+	VPMOVZXWD  (CX)(DX*1), Y1
+	VPSLLD     $0x10, Y1, Y1
+	VPMOVZXWD  (CX)(DX*2), Y2
+	VPSLLD     $0x10, Y2, Y2
+	VPMOVZXWD  (SI), Y3
+	VPSLLD     $0x10, Y3, Y3
+	VPMOVZXWD  (SI)(DX*1), Y4
+	VPSLLD     $0x10, Y4, Y4
+	VPMOVZXWD  (SI)(DX*2), Y5
+	VPSLLD     $0x10, Y5, Y5
+	VPMOVZXWD  (DI), Y6
+	VPSLLD     $0x10, Y6, Y6
+	VPMOVZXWD  (DI)(DX*1), Y7
+	VPSLLD     $0x10, Y7, Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, (AX)
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, 64(AX)
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, 128(AX)
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, 192(AX)
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, 256(AX)
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, 320(AX)
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, 384(AX)
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, 448(AX)
+	VPMOVZXWD  (R8), Y0
+	VPSLLD     $0x10, Y0, Y0
+	VPMOVZXWD  (R8)(DX*1), Y1
+	VPSLLD     $0x10, Y1, Y1
+	VPMOVZXWD  (R8)(DX*2), Y2
+	VPSLLD     $0x10, Y2, Y2
+	VPMOVZXWD  (R9), Y3
+	VPSLLD     $0x10, Y3, Y3
+	VPMOVZXWD  (R9)(DX*1), Y4
+	VPSLLD     $0x10, Y4, Y4
+	VPMOVZXWD  (R9)(DX*2), Y5
+	VPSLLD     $0x10, Y5, Y5
+	VPMOVZXWD  (R10), Y6
+	VPSLLD     $0x10, Y6, Y6
+	VPMOVZXWD  (R10)(DX*1), Y7
+	VPSLLD     $0x10, Y7, Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, 32(AX)
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, 96(AX)
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, 160(AX)
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, 224(AX)
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, 288(AX)
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, 352(AX)
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, 416(AX)
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, 480(AX)
+	ADDQ       $0x10, CX
+	ADDQ       $0x10, SI
+	ADDQ       $0x10, DI
+	ADDQ       $0x10, R8
+	ADDQ       $0x10, R9
+	ADDQ       $0x10, R10
+	ADDQ       $0x00000200, AX
+	SUBQ       $0x08, BX
+	JMP        loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func expSubSumAVX2(x []float32, m float32) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·expSubSumAVX2(SB), NOSPLIT, $0-36
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVSS        m+24(FP), X0
+	VBROADCASTSS X0, Y0
+	VXORPS       Y1, Y1, Y1
+
+loop:
+	CMPQ         CX, $0x08
+	JL           done
+	VMOVUPS      (AX), Y2
+	VSUBPS       Y0, Y2, Y2
+	VMINPS       expHi<>+0(SB), Y2, Y2
+	VMAXPS       expLo<>+0(SB), Y2, Y2
+	VMULPS       expLog2e<>+0(SB), Y2, Y3
+	VROUNDPS     $0x00, Y3, Y3
+	VFNMADD231PS expC1<>+0(SB), Y3, Y2
+	VFNMADD231PS expC2<>+0(SB), Y3, Y2
+	VMOVUPS      expP0<>+0(SB), Y4
+	VFMADD213PS  expP1<>+0(SB), Y2, Y4
+	VFMADD213PS  expP2<>+0(SB), Y2, Y4
+	VFMADD213PS  expP3<>+0(SB), Y2, Y4
+	VFMADD213PS  expP4<>+0(SB), Y2, Y4
+	VFMADD213PS  expP5<>+0(SB), Y2, Y4
+	VMULPS       Y2, Y2, Y5
+	VFMADD213PS  Y2, Y5, Y4
+	VADDPS       expOne<>+0(SB), Y4, Y4
+	VCVTPS2DQ    Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VPADDD       Y3, Y4, Y2
+	VMOVUPS      Y2, (AX)
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x20, AX
+	SUBQ         $0x08, CX
+	JMP          loop
+
+done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	MOVSS        X1, ret+32(FP)
+	VZEROUPPER
+	RET
+
+DATA expHi<>+0(SB)/4, $0x42b00f34
+DATA expHi<>+4(SB)/4, $0x42b00f34
+DATA expHi<>+8(SB)/4, $0x42b00f34
+DATA expHi<>+12(SB)/4, $0x42b00f34
+DATA expHi<>+16(SB)/4, $0x42b00f34
+DATA expHi<>+20(SB)/4, $0x42b00f34
+DATA expHi<>+24(SB)/4, $0x42b00f34
+DATA expHi<>+28(SB)/4, $0x42b00f34
+GLOBL expHi<>(SB), RODATA|NOPTR, $32
+
+DATA expLo<>+0(SB)/4, $0xc2aeac4f
+DATA expLo<>+4(SB)/4, $0xc2aeac4f
+DATA expLo<>+8(SB)/4, $0xc2aeac4f
+DATA expLo<>+12(SB)/4, $0xc2aeac4f
+DATA expLo<>+16(SB)/4, $0xc2aeac4f
+DATA expLo<>+20(SB)/4, $0xc2aeac4f
+DATA expLo<>+24(SB)/4, $0xc2aeac4f
+DATA expLo<>+28(SB)/4, $0xc2aeac4f
+GLOBL expLo<>(SB), RODATA|NOPTR, $32
+
+DATA expLog2e<>+0(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+4(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+8(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+12(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+16(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+20(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+24(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+28(SB)/4, $0x3fb8aa3b
+GLOBL expLog2e<>(SB), RODATA|NOPTR, $32
+
+DATA expC1<>+0(SB)/4, $0x3f318000
+DATA expC1<>+4(SB)/4, $0x3f318000
+DATA expC1<>+8(SB)/4, $0x3f318000
+DATA expC1<>+12(SB)/4, $0x3f318000
+DATA expC1<>+16(SB)/4, $0x3f318000
+DATA expC1<>+20(SB)/4, $0x3f318000
+DATA expC1<>+24(SB)/4, $0x3f318000
+DATA expC1<>+28(SB)/4, $0x3f318000
+GLOBL expC1<>(SB), RODATA|NOPTR, $32
+
+DATA expC2<>+0(SB)/4, $0xb95e8083
+DATA expC2<>+4(SB)/4, $0xb95e8083
+DATA expC2<>+8(SB)/4, $0xb95e8083
+DATA expC2<>+12(SB)/4, $0xb95e8083
+DATA expC2<>+16(SB)/4, $0xb95e8083
+DATA expC2<>+20(SB)/4, $0xb95e8083
+DATA expC2<>+24(SB)/4, $0xb95e8083
+DATA expC2<>+28(SB)/4, $0xb95e8083
+GLOBL expC2<>(SB), RODATA|NOPTR, $32
+
+DATA expP0<>+0(SB)/4, $0x39506967
+DATA expP0<>+4(SB)/4, $0x39506967
+DATA expP0<>+8(SB)/4, $0x39506967
+DATA expP0<>+12(SB)/4, $0x39506967
+DATA expP0<>+16(SB)/4, $0x39506967
+DATA expP0<>+20(SB)/4, $0x39506967
+DATA expP0<>+24(SB)/4, $0x39506967
+DATA expP0<>+28(SB)/4, $0x39506967
+GLOBL expP0<>(SB), RODATA|NOPTR, $32
+
+DATA expP1<>+0(SB)/4, $0x3ab743ce
+DATA expP1<>+4(SB)/4, $0x3ab743ce
+DATA expP1<>+8(SB)/4, $0x3ab743ce
+DATA expP1<>+12(SB)/4, $0x3ab743ce
+DATA expP1<>+16(SB)/4, $0x3ab743ce
+DATA expP1<>+20(SB)/4, $0x3ab743ce
+DATA expP1<>+24(SB)/4, $0x3ab743ce
+DATA expP1<>+28(SB)/4, $0x3ab743ce
+GLOBL expP1<>(SB), RODATA|NOPTR, $32
+
+DATA expP2<>+0(SB)/4, $0x3c088908
+DATA expP2<>+4(SB)/4, $0x3c088908
+DATA expP2<>+8(SB)/4, $0x3c088908
+DATA expP2<>+12(SB)/4, $0x3c088908
+DATA expP2<>+16(SB)/4, $0x3c088908
+DATA expP2<>+20(SB)/4, $0x3c088908
+DATA expP2<>+24(SB)/4, $0x3c088908
+DATA expP2<>+28(SB)/4, $0x3c088908
+GLOBL expP2<>(SB), RODATA|NOPTR, $32
+
+DATA expP3<>+0(SB)/4, $0x3d2aa9c1
+DATA expP3<>+4(SB)/4, $0x3d2aa9c1
+DATA expP3<>+8(SB)/4, $0x3d2aa9c1
+DATA expP3<>+12(SB)/4, $0x3d2aa9c1
+DATA expP3<>+16(SB)/4, $0x3d2aa9c1
+DATA expP3<>+20(SB)/4, $0x3d2aa9c1
+DATA expP3<>+24(SB)/4, $0x3d2aa9c1
+DATA expP3<>+28(SB)/4, $0x3d2aa9c1
+GLOBL expP3<>(SB), RODATA|NOPTR, $32
+
+DATA expP4<>+0(SB)/4, $0x3e2aaaaa
+DATA expP4<>+4(SB)/4, $0x3e2aaaaa
+DATA expP4<>+8(SB)/4, $0x3e2aaaaa
+DATA expP4<>+12(SB)/4, $0x3e2aaaaa
+DATA expP4<>+16(SB)/4, $0x3e2aaaaa
+DATA expP4<>+20(SB)/4, $0x3e2aaaaa
+DATA expP4<>+24(SB)/4, $0x3e2aaaaa
+DATA expP4<>+28(SB)/4, $0x3e2aaaaa
+GLOBL expP4<>(SB), RODATA|NOPTR, $32
+
+DATA expP5<>+0(SB)/4, $0x3f000000
+DATA expP5<>+4(SB)/4, $0x3f000000
+DATA expP5<>+8(SB)/4, $0x3f000000
+DATA expP5<>+12(SB)/4, $0x3f000000
+DATA expP5<>+16(SB)/4, $0x3f000000
+DATA expP5<>+20(SB)/4, $0x3f000000
+DATA expP5<>+24(SB)/4, $0x3f000000
+DATA expP5<>+28(SB)/4, $0x3f000000
+GLOBL expP5<>(SB), RODATA|NOPTR, $32
+
+DATA expOne<>+0(SB)/4, $0x3f800000
+DATA expOne<>+4(SB)/4, $0x3f800000
+DATA expOne<>+8(SB)/4, $0x3f800000
+DATA expOne<>+12(SB)/4, $0x3f800000
+DATA expOne<>+16(SB)/4, $0x3f800000
+DATA expOne<>+20(SB)/4, $0x3f800000
+DATA expOne<>+24(SB)/4, $0x3f800000
+DATA expOne<>+28(SB)/4, $0x3f800000
+GLOBL expOne<>(SB), RODATA|NOPTR, $32
+
+// func siluMulAVX2(out []float32, gate []float32, up []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·siluMulAVX2(SB), NOSPLIT, $0-72
+	MOVQ out_base+0(FP), AX
+	MOVQ gate_base+24(FP), CX
+	MOVQ up_base+48(FP), DX
+	MOVQ out_len+8(FP), BX
+
+loop:
+	CMPQ         BX, $0x08
+	JL           done
+	VMOVUPS      (CX), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMINPS       expHi<>+0(SB), Y1, Y1
+	VMAXPS       expLo<>+0(SB), Y1, Y1
+	VMULPS       expLog2e<>+0(SB), Y1, Y2
+	VROUNDPS     $0x00, Y2, Y2
+	VFNMADD231PS expC1<>+0(SB), Y2, Y1
+	VFNMADD231PS expC2<>+0(SB), Y2, Y1
+	VMOVUPS      expP0<>+0(SB), Y3
+	VFMADD213PS  expP1<>+0(SB), Y1, Y3
+	VFMADD213PS  expP2<>+0(SB), Y1, Y3
+	VFMADD213PS  expP3<>+0(SB), Y1, Y3
+	VFMADD213PS  expP4<>+0(SB), Y1, Y3
+	VFMADD213PS  expP5<>+0(SB), Y1, Y3
+	VMULPS       Y1, Y1, Y4
+	VFMADD213PS  Y1, Y4, Y3
+	VADDPS       expOne<>+0(SB), Y3, Y3
+	VCVTPS2DQ    Y2, Y2
+	VPSLLD       $0x17, Y2, Y2
+	VPADDD       Y2, Y3, Y1
+	VADDPS       expOne<>+0(SB), Y1, Y1
+	VMULPS       (DX), Y0, Y0
+	VDIVPS       Y1, Y0, Y0
+	VMOVUPS      Y0, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	ADDQ         $0x20, DX
+	SUBQ         $0x08, BX
+	JMP          loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func maxAVX2(x []float32) float32
+// Requires: AVX, SSE
+TEXT ·maxAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS (AX), Y0
+
+loop8:
+	CMPQ   CX, $0x08
+	JL     tail
+	VMAXPS (AX), Y0, Y0
+	ADDQ   $0x20, AX
+	SUBQ   $0x08, CX
+	JMP    loop8
+
+tail:
+	VEXTRACTF128 $0x01, Y0, X1
+	VMAXPS       X1, X0, X1
+	VPERMILPS    $0x4e, X1, X0
+	VMAXPS       X0, X1, X1
+	VPERMILPS    $0xb1, X1, X0
+	VMAXPS       X0, X1, X1
+
+loop1:
+	TESTQ  CX, CX
+	JE     done
+	VMAXSS (AX), X1, X1
+	ADDQ   $0x04, AX
+	DECQ   CX
+	JMP    loop1
+
+done:
+	MOVSS X1, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func scaleAVX2(x []float32, s float32)
+// Requires: AVX, AVX2, SSE
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
+	MOVSS        s+24(FP), X0
+	VBROADCASTSS X0, Y0
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+
+loop32:
+	CMPQ    CX, $0x20
+	JL      loop8
+	VMULPS  (AX), Y0, Y1
+	VMOVUPS Y1, (AX)
+	VMULPS  32(AX), Y0, Y1
+	VMOVUPS Y1, 32(AX)
+	VMULPS  64(AX), Y0, Y1
+	VMOVUPS Y1, 64(AX)
+	VMULPS  96(AX), Y0, Y1
+	VMOVUPS Y1, 96(AX)
+	ADDQ    $0x80, AX
+	SUBQ    $0x20, CX
+	JMP     loop32
+
+loop8:
+	CMPQ    CX, $0x08
+	JL      tail
+	VMULPS  (AX), Y0, Y1
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, CX
+	JMP     loop8
+
+tail:
+	TESTQ  CX, CX
+	JE     done
+	VMULSS (AX), X0, X1
+	VMOVSS X1, (AX)
+	ADDQ   $0x04, AX
+	DECQ   CX
+	JMP    tail
+
+done:
+	VZEROUPPER
+	RET
+
+// func attnScoresAVX2(s *float32, q *float32, k *float32, kstride int, n int, d int, scale float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·attnScoresAVX2(SB), NOSPLIT, $0-52
+	MOVQ         s+0(FP), AX
+	MOVQ         q+8(FP), CX
+	MOVQ         k+16(FP), DX
+	MOVQ         kstride+24(FP), BX
+	MOVQ         n+32(FP), SI
+	MOVQ         d+40(FP), DI
+	SHLQ         $0x02, BX
+	MOVSS        scale+48(FP), X0
+	VBROADCASTSS X0, X0
+
+keys4:
+	CMPQ   SI, $0x04
+	JL     keys1
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   DI, R9
+	MOVQ   CX, R10
+	MOVQ   DX, R11
+	LEAQ   (DX)(BX*2), R8
+	ADDQ   BX, R8
+
+dims4:
+	VMOVUPS      (R10), Y5
+	VFMADD231PS  (R11), Y5, Y1
+	VFMADD231PS  (R11)(BX*1), Y5, Y2
+	VFMADD231PS  (R11)(BX*2), Y5, Y3
+	VFMADD231PS  (R8), Y5, Y4
+	ADDQ         $0x20, R10
+	ADDQ         $0x20, R11
+	ADDQ         $0x20, R8
+	SUBQ         $0x08, R9
+	JNE          dims4
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y4, Y3, Y3
+	VHADDPS      Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X2
+	VMULPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         $0x10, AX
+	LEAQ         (DX)(BX*4), DX
+	SUBQ         $0x04, SI
+	JMP          keys4
+
+keys1:
+	TESTQ  SI, SI
+	JE     done
+	VXORPS Y1, Y1, Y1
+	MOVQ   DI, R9
+	MOVQ   CX, R10
+	MOVQ   DX, R11
+
+dims1:
+	VMOVUPS      (R10), Y2
+	VFMADD231PS  (R11), Y2, Y1
+	ADDQ         $0x20, R10
+	ADDQ         $0x20, R11
+	SUBQ         $0x08, R9
+	JNE          dims1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         BX, DX
+	DECQ         SI
+	JMP          keys1
+
+done:
+	VZEROUPPER
+	RET
+
+// func attnAccumAVX2(acc *float32, v *float32, vstride int, p *float32, n int, d int)
+// Requires: AVX, FMA3
+TEXT ·attnAccumAVX2(SB), NOSPLIT, $0-48
+	MOVQ acc+0(FP), AX
+	MOVQ v+8(FP), CX
+	MOVQ vstride+16(FP), DX
+	MOVQ p+24(FP), BX
+	MOVQ n+32(FP), SI
+	MOVQ d+40(FP), DI
+	SHLQ $0x02, DX
+
+cols4:
+	CMPQ    DI, $0x20
+	JL      cols4_end
+	VMOVUPS (AX), Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS 32(AX), Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS 64(AX), Y4
+	VXORPS  Y5, Y5, Y5
+	VMOVUPS 96(AX), Y6
+	VXORPS  Y7, Y7, Y7
+	MOVQ    CX, R8
+	MOVQ    BX, R9
+	MOVQ    SI, R10
+
+cols4_keys2:
+	CMPQ         R10, $0x02
+	JL           cols4_keys1
+	VBROADCASTSS (R9), Y8
+	VBROADCASTSS 4(R9), Y9
+	VFMADD231PS  (R8), Y8, Y0
+	VFMADD231PS  (R8)(DX*1), Y9, Y1
+	VFMADD231PS  32(R8), Y8, Y2
+	VFMADD231PS  32(R8)(DX*1), Y9, Y3
+	VFMADD231PS  64(R8), Y8, Y4
+	VFMADD231PS  64(R8)(DX*1), Y9, Y5
+	VFMADD231PS  96(R8), Y8, Y6
+	VFMADD231PS  96(R8)(DX*1), Y9, Y7
+	LEAQ         (R8)(DX*2), R8
+	ADDQ         $0x08, R9
+	SUBQ         $0x02, R10
+	JMP          cols4_keys2
+
+cols4_keys1:
+	TESTQ        R10, R10
+	JE           cols4_store
+	VBROADCASTSS (R9), Y8
+	VFMADD231PS  (R8), Y8, Y0
+	VFMADD231PS  32(R8), Y8, Y2
+	VFMADD231PS  64(R8), Y8, Y4
+	VFMADD231PS  96(R8), Y8, Y6
+
+cols4_store:
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VADDPS  Y3, Y2, Y2
+	VMOVUPS Y2, 32(AX)
+	VADDPS  Y5, Y4, Y4
+	VMOVUPS Y4, 64(AX)
+	VADDPS  Y7, Y6, Y6
+	VMOVUPS Y6, 96(AX)
+	ADDQ    $0x80, AX
+	ADDQ    $0x80, CX
+	SUBQ    $0x20, DI
+	JMP     cols4
+
+cols4_end:
+cols1:
+	CMPQ    DI, $0x08
+	JL      cols1_end
+	VMOVUPS (AX), Y0
+	VXORPS  Y1, Y1, Y1
+	MOVQ    CX, R8
+	MOVQ    BX, R9
+	MOVQ    SI, R10
+
+cols1_keys2:
+	CMPQ         R10, $0x02
+	JL           cols1_keys1
+	VBROADCASTSS (R9), Y2
+	VBROADCASTSS 4(R9), Y3
+	VFMADD231PS  (R8), Y2, Y0
+	VFMADD231PS  (R8)(DX*1), Y3, Y1
+	LEAQ         (R8)(DX*2), R8
+	ADDQ         $0x08, R9
+	SUBQ         $0x02, R10
+	JMP          cols1_keys2
+
+cols1_keys1:
+	TESTQ        R10, R10
+	JE           cols1_store
+	VBROADCASTSS (R9), Y2
+	VFMADD231PS  (R8), Y2, Y0
+
+cols1_store:
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    $0x20, CX
+	SUBQ    $0x08, DI
+	JMP     cols1
+
+cols1_end:
+	VZEROUPPER
+	RET

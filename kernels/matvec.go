@@ -90,17 +90,28 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 // every row of X passes over them.
 func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int) {
 	const rowBlock = 16
-	dot := dotQ8_0
+	dot, dot4 := dotQ8_0, dotQ8_0x4
 	wrow := cols / qk * q8Bytes
 	if dt == tensor.Q4_0 {
-		dot = dotQ4_0
+		dot, dot4 = dotQ4_0, dotQ4_0x4
 		wrow = cols / qk * q4Bytes
 	}
 	xrow := cols / qk * q8Bytes
 	ParallelFor(rows, max(rowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
+		var out [4]float32
 		for r0 := lo; r0 < hi; r0 += rowBlock {
 			r1 := min(hi, r0+rowBlock)
-			for t := range nt {
+			t := 0
+			for ; t+4 <= nt; t += 4 {
+				xt := xq[t*xrow : (t+4)*xrow]
+				for r := r0; r < r1; r++ {
+					dot4(w[r*wrow:(r+1)*wrow], xt, xrow, &out)
+					for i, v := range out {
+						y[(t+i)*rows+r] = v
+					}
+				}
+			}
+			for ; t < nt; t++ {
 				xt := xq[t*xrow : (t+1)*xrow]
 				yt := y[t*rows : (t+1)*rows]
 				for r := r0; r < r1; r++ {

@@ -42,20 +42,8 @@ func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	m := x[0]
-	for _, v := range x[1:] {
-		m = max(m, v)
-	}
-	var sum float32
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
-		x[i] = e
-		sum += e
-	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
+	sum := expSubSumImpl(x, maxImpl(x))
+	scaleImpl(x, 1/sum)
 }
 
 // SiLUMul computes out[i] = gate[i]·σ(gate[i])·up[i] over len(gate)
@@ -63,10 +51,7 @@ func Softmax(x []float32) {
 func SiLUMul(out, gate, up []float32) {
 	n := len(gate)
 	checkSame("SiLUMul", n, out, up)
-	out, up = out[:n], up[:n]
-	for i, g := range gate {
-		out[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * up[i]
-	}
+	siluMulImpl(out[:n], gate, up[:n])
 }
 
 // Add computes out[i] = a[i] + b[i] over len(a) elements. out may alias a or b.

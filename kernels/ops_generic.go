@@ -1,5 +1,7 @@
 package kernels
 
+import "math"
+
 func dotGeneric(a, b []float32) float32 {
 	var s0, s1, s2, s3 float32
 	b = b[:len(a)]
@@ -44,5 +46,37 @@ func addGeneric(out, a, b []float32) {
 	a, b = a[:len(out)], b[:len(out)]
 	for i := range out {
 		out[i] = a[i] + b[i]
+	}
+}
+
+func scaleGeneric(x []float32, s float32) {
+	for i := range x {
+		x[i] *= s
+	}
+}
+
+func maxGeneric(x []float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+// expSubSumGeneric replaces x[i] by exp(x[i]-m) and returns the sum.
+func expSubSumGeneric(x []float32, m float32) float32 {
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		sum += e
+	}
+	return sum
+}
+
+func siluMulGeneric(out, gate, up []float32) {
+	gate, up = gate[:len(out)], up[:len(out)]
+	for i, g := range gate {
+		out[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * up[i]
 	}
 }

@@ -26,6 +26,17 @@ func main() {
 	convHalf("convBF16AVX2", false)
 	dotQ8_0()
 	dotQ4_0()
+	dotQx4("dotQ8_0x4AVX2", false)
+	dotQx4("dotQ4_0x4AVX2", true)
+	packNT("packNTF32AVX2", kindF32)
+	packNT("packNTF16AVX2", kindF16)
+	packNT("packNTBF16AVX2", kindBF16)
+	expSubSum()
+	siluMul()
+	maxVec()
+	scale()
+	attnScores()
+	attnAccum()
 	Generate()
 }
 
