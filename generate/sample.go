@@ -5,7 +5,7 @@ package generate
 import (
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
 )
 
 // SamplerConfig chooses how a token is drawn from the logits. The filters run
@@ -75,41 +75,44 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	if c.Temperature <= 0 {
 		return Argmax(logits)
 	}
+	// probabilities at temperature 1 decide top-k, top-p and min-p, as in llama.cpp
 	cand := s.cand[:0]
 	for i, v := range logits {
 		cand = append(cand, candidate{i, v})
 	}
 	s.cand = cand
-	sort.Slice(cand, func(i, j int) bool {
-		if cand[i].p != cand[j].p {
-			return cand[i].p > cand[j].p
-		}
-		return cand[i].id < cand[j].id
-	})
 	if c.TopK > 0 && c.TopK < len(cand) {
-		cand = cand[:c.TopK]
+		cand = topK(cand, c.TopK)
 	}
-	// probabilities at temperature 1 decide top-p and min-p, as llama.cpp does
 	softmax(cand, 1)
+	if c.MinP > 0 {
+		var pmax float32
+		for _, k := range cand {
+			pmax = max(pmax, k.p)
+		}
+		cand = filter(cand, pmax*c.MinP)
+	}
 	if c.TopP > 0 && c.TopP < 1 {
+		var total float32
+		for _, k := range cand {
+			total += k.p
+		}
+		// a token below (1-P)/(n-1) of the mass can never be inside the
+		// nucleus, so only the others need sorting
+		if n := len(cand); n > 1 {
+			cand = filter(cand, (1-c.TopP)*total/float32(n-1))
+		}
+		slices.SortFunc(cand, byProb)
 		var cum float32
 		for i := range cand {
 			cum += cand[i].p
-			if cum >= c.TopP {
+			if cum >= c.TopP*total {
 				cand = cand[:i+1]
 				break
 			}
 		}
 	}
-	if c.MinP > 0 {
-		floor := cand[0].p * c.MinP
-		n := 1
-		for n < len(cand) && cand[n].p >= floor {
-			n++
-		}
-		cand = cand[:n]
-	}
-	// back to logits for the kept set, then temperature
+	// the kept tokens' logits at the sampling temperature
 	for i := range cand {
 		cand[i].p = logits[cand[i].id]
 	}
@@ -125,9 +128,55 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	return cand[len(cand)-1].id
 }
 
-// softmax turns the logits of cand (sorted, largest first) into probabilities at temperature t.
+// byProb orders candidates most likely first, lower id first among equals.
+func byProb(a, b candidate) int {
+	switch {
+	case a.p > b.p:
+		return -1
+	case a.p < b.p:
+		return 1
+	}
+	return a.id - b.id
+}
+
+// topK keeps the k candidates of largest logit (in descending order).
+func topK(cand []candidate, k int) []candidate {
+	// a min-heap of the best k seen so far
+	h := cand[:k]
+	slices.SortFunc(h, byProb)
+	slices.Reverse(h) // ascending: h[0] is the weakest kept
+	for _, x := range cand[k:] {
+		if byProb(x, h[0]) < 0 {
+			// replace the weakest and restore order by insertion (k is small)
+			i := 0
+			for i+1 < k && byProb(x, h[i+1]) < 0 {
+				h[i] = h[i+1]
+				i++
+			}
+			h[i] = x
+		}
+	}
+	slices.Reverse(h)
+	return h
+}
+
+// filter keeps the candidates whose probability is at least floor, in order.
+func filter(cand []candidate, floor float32) []candidate {
+	out := cand[:0]
+	for _, k := range cand {
+		if k.p >= floor {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// softmax turns the logits of cand into probabilities at temperature t.
 func softmax(cand []candidate, t float32) {
 	mx := cand[0].p
+	for _, k := range cand {
+		mx = max(mx, k.p)
+	}
 	var sum float64
 	for i := range cand {
 		e := math.Exp(float64((cand[i].p - mx) / t))

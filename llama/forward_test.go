@@ -129,7 +129,7 @@ func refForward(m *Model, tokens []int) [][]float64 {
 }
 
 func testConfig() Config {
-	return Config{Dim: 32, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 48, VocabSize: 37, ContextLen: 16,
+	return Config{Dim: 32, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 64, VocabSize: 37, ContextLen: 16,
 		RopeTheta: 10000, NormEps: 1e-5}
 }
 

@@ -38,7 +38,7 @@ object per test.`,
 			st, _ := os.Stat(args[0])
 			size := st.Size()
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
+				enc := json.NewEncoder(cmd.OutOrStdout())
 				for _, r := range res {
 					if err := enc.Encode(struct {
 						Model  string `json:"model_filename"`
@@ -52,7 +52,7 @@ object per test.`,
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
 			fmt.Fprintf(tw, " model\t size\t params\t type\t threads\t test\t t/s\t\n")
 			for _, r := range res {
 				fmt.Fprintf(tw, " %s\t %.2f MiB\t %.2f M\t %s\t %d\t %s\t %.2f ± %.2f\t\n", filepath.Base(args[0]),

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/herd-llm/herd/checkpoint"
@@ -33,7 +32,7 @@ Plain text for now; chat templates come with the serving work. Ctrl-D ends.`,
 				return err
 			}
 			defer m.Close()
-			return chatLoop(&generate.Generator{Model: m, Tok: tok}, g, os.Stdin, os.Stdout)
+			return chatLoop(&generate.Generator{Model: m, Tok: tok}, g, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
 	g.add(cmd, 0.8)

@@ -50,7 +50,7 @@ its own) and the weights, as they are or converted with --dtype f32|f16|bf16.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "wrote %s: %s, %d layers, dim %d, vocab %d, %.2f MiB\n", out, weightType(m),
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s, %d layers, dim %d, vocab %d, %.2f MiB\n", out, weightType(m),
 				m.Config.NLayers, m.Config.Dim, m.Config.VocabSize, float64(st.Size())/(1<<20))
 			return nil
 		},

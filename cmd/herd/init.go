@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/herd-llm/herd/checkpoint"
@@ -28,7 +27,7 @@ embedded tok512 by default. --list prints the presets with their sources.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if list {
-				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "preset\tdim\tlayers\theads\tkv\tffn\tvocab\tctx\tparams\tsource")
 				for _, p := range llama.Presets {
 					c := p.Config
@@ -78,7 +77,7 @@ embedded tok512 by default. --list prints the presets with their sources.`,
 			if err := checkpoint.SaveGGUF(out, m, tok, checkpoint.SaveOptions{Name: p.Name + " (random)"}); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "wrote %s: %s, %s, %.1fM parameters\n", out, p.Name, dt, float64(p.Config.Params())/1e6)
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s, %s, %.1fM parameters\n", out, p.Name, dt, float64(p.Config.Params())/1e6)
 			return nil
 		},
 	}

@@ -11,6 +11,14 @@ import (
 )
 
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "herd:", err)
+		os.Exit(1)
+	}
+}
+
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "herd",
 		Short:         "herd: pretrain, fine-tune, quantize and run LLaMA models on your own machine",
@@ -18,8 +26,5 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), chatCmd(), benchCmd(), convertCmd(), initCmd())
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "herd:", err)
-		os.Exit(1)
-	}
+	return root
 }

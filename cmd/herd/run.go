@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"os"
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/generate"
@@ -60,7 +59,7 @@ the binary with its 512-piece tokenizer.`,
 				return err
 			}
 			defer m.Close()
-			out := bufio.NewWriter(os.Stdout)
+			out := bufio.NewWriter(cmd.OutOrStdout())
 			gen := generate.Generator{Model: m, Tok: tok}
 			st, err := gen.Generate(prompt, generate.Options{MaxTokens: g.n, Context: g.ctx}, generate.NewSampler(g.sampler), func(p []byte) error {
 				_, err := out.Write(p)
@@ -77,9 +76,9 @@ the binary with its 512-piece tokenizer.`,
 				return err
 			}
 			if st.ContextFull {
-				fmt.Fprintf(os.Stderr, "herd: stopped at the context of %d positions (raise it with -c)\n", st.PromptTokens+st.GenTokens)
+				fmt.Fprintf(cmd.ErrOrStderr(), "herd: stopped at the context of %d positions (raise it with -c)\n", st.PromptTokens+st.GenTokens)
 			}
-			fmt.Fprintf(os.Stderr, "prompt: %d tokens, %.1f tokens/s; generation: %d tokens, %.1f tokens/s; %d threads\n",
+			fmt.Fprintf(cmd.ErrOrStderr(), "prompt: %d tokens, %.1f tokens/s; generation: %d tokens, %.1f tokens/s; %d threads\n",
 				st.PromptTokens, st.PromptRate(), st.GenTokens, st.GenRate(), kernels.Threads())
 			return nil
 		},
