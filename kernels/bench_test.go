@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/herd-llm/herd/tensor"
@@ -11,8 +12,18 @@ import (
 // Run with e.g.
 //
 //	go test -run '^$' -bench . -benchtime 3x -count 5 ./kernels/
+//
+// The kernels use as many threads as GOMAXPROCS, so -cpu 1,2 compares one
+// thread with two.
+
+// benchThreads sets the pool to GOMAXPROCS threads for one benchmark.
+func benchThreads(b *testing.B) {
+	SetThreads(runtime.GOMAXPROCS(0))
+	b.Cleanup(func() { SetThreads(0) })
+}
 
 func benchGemm(b *testing.B, f func(m, n, k int, a, b, c []float32, acc bool)) {
+	benchThreads(b)
 	const m, n, k = 1024, 4096, 4096
 	r := rand.New(rand.NewPCG(1, 1))
 	a, w, c := randVec(r, m*k), randVec(r, n*k), make([]float32, m*n)
@@ -53,6 +64,7 @@ func coldWeights(b *testing.B, dt tensor.DType, rows, cols int) [][]byte {
 }
 
 func BenchmarkMatVec(b *testing.B) {
+	benchThreads(b)
 	const rows, cols = 4096, 4096
 	for _, dt := range weightTypes {
 		b.Run(dt.String(), func(b *testing.B) {
@@ -87,6 +99,7 @@ func BenchmarkMatVec(b *testing.B) {
 // BenchmarkMatMulBatch is prompt processing: 64 rows of X through one
 // 4096×4096 weight matrix.
 func BenchmarkMatMulBatch(b *testing.B) {
+	benchThreads(b)
 	const rows, cols, nt = 4096, 4096, 64
 	for _, dt := range weightTypes {
 		b.Run(dt.String(), func(b *testing.B) {
@@ -103,6 +116,7 @@ func BenchmarkMatMulBatch(b *testing.B) {
 }
 
 func BenchmarkRMSNorm(b *testing.B) {
+	benchThreads(b)
 	const n = 4096
 	r := rand.New(rand.NewPCG(5, 5))
 	x, w := randVec(r, n), randVec(r, n)
@@ -115,6 +129,7 @@ func BenchmarkRMSNorm(b *testing.B) {
 // BenchmarkAttention: TinyLlama's shape (32 heads, 4 KV heads, head 64),
 // decoding one token at position 1023 and processing a 512-token prompt.
 func BenchmarkAttention(b *testing.B) {
+	benchThreads(b)
 	const heads, kv, dim = 32, 4, 64
 	for _, c := range []struct{ nq, pos0 int }{{1, 1023}, {512, 0}} {
 		b.Run(fmt.Sprintf("nq=%d/pos0=%d", c.nq, c.pos0), func(b *testing.B) {

@@ -24,6 +24,7 @@ var (
 	packNT16      = packNT16Generic
 	scoresImpl    = scoresGeneric
 	accumVImpl    = accumVGeneric
+	quantQ8_0Impl = quantQ8_0Generic
 )
 
 func packNT16Generic(dst []float32, B operand, off, kk int) {

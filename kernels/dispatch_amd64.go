@@ -34,6 +34,7 @@ func init() {
 	packNT16 = packNT16Asm
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
+	quantQ8_0Impl = quantQ8_0Asm
 }
 
 func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
@@ -139,4 +140,13 @@ func accumVAsm(acc, v []float32, vstride int, p []float32) {
 	}
 	_ = v[(len(p)-1)*vstride+d-1]
 	attnAccumAVX2(&acc[0], &v[0], vstride, &p[0], len(p), d)
+}
+
+func quantQ8_0Asm(dst []byte, x []float32) {
+	nb := len(x) / qk
+	if nb == 0 {
+		return
+	}
+	_ = dst[nb*q8Bytes-1]
+	quantQ8_0AVX2(&dst[0], &x[0], nb)
 }

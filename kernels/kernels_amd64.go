@@ -78,3 +78,6 @@ func attnScoresAVX2(s *float32, q *float32, k *float32, kstride int, n int, d in
 
 // attnAccumAVX2 computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.
 func attnAccumAVX2(acc *float32, v *float32, vstride int, p *float32, n int, d int)
+
+// quantQ8_0AVX2 quantizes nb blocks of 32 floats at x into Q8_0 blocks at dst.
+func quantQ8_0AVX2(dst *byte, x *float32, nb int)

@@ -1902,3 +1902,93 @@ cols1_store:
 cols1_end:
 	VZEROUPPER
 	RET
+
+// func quantQ8_0AVX2(dst *byte, x *float32, nb int)
+// Requires: AVX, AVX2, F16C, SSE2
+TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    nb+16(FP), DX
+	VMOVDQU q8Perm<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+
+loop:
+	TESTQ        DX, DX
+	JE           done
+	VMOVUPS      (CX), Y2
+	VMOVUPS      32(CX), Y3
+	VMOVUPS      64(CX), Y4
+	VMOVUPS      96(CX), Y5
+	VANDPS       absMask<>+0(SB), Y2, Y6
+	VANDPS       absMask<>+0(SB), Y3, Y7
+	VMAXPS       Y7, Y6, Y6
+	VANDPS       absMask<>+0(SB), Y4, Y7
+	VMAXPS       Y7, Y6, Y6
+	VANDPS       absMask<>+0(SB), Y5, Y7
+	VMAXPS       Y7, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X7
+	VMAXPS       X7, X6, X7
+	VPERMILPS    $0x4e, X7, X6
+	VMAXPS       X6, X7, X7
+	VPERMILPS    $0xb1, X7, X6
+	VMAXPS       X6, X7, X7
+	VDIVSS       c127<>+0(SB), X7, X7
+	VCVTPS2PH    $0x00, X7, X6
+	MOVD         X6, BX
+	MOVW         BX, (AX)
+	VBROADCASTSS X7, Y6
+	VMOVUPS      expOne<>+0(SB), Y7
+	VDIVPS       Y6, Y7, Y7
+	VCMPPS       $0x04, Y1, Y6, Y6
+	VANDPS       Y6, Y7, Y7
+	VMULPS       Y7, Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VMULPS       Y7, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VMULPS       Y7, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VMULPS       Y7, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSDW    Y5, Y4, Y4
+	VPACKSSWB    Y4, Y2, Y2
+	VPERMD       Y2, Y0, Y2
+	VMOVDQU      Y2, 2(AX)
+	ADDQ         $0x22, AX
+	ADDQ         $0x80, CX
+	DECQ         DX
+	JMP          loop
+
+done:
+	VZEROUPPER
+	RET
+
+DATA absMask<>+0(SB)/4, $0x7fffffff
+DATA absMask<>+4(SB)/4, $0x7fffffff
+DATA absMask<>+8(SB)/4, $0x7fffffff
+DATA absMask<>+12(SB)/4, $0x7fffffff
+DATA absMask<>+16(SB)/4, $0x7fffffff
+DATA absMask<>+20(SB)/4, $0x7fffffff
+DATA absMask<>+24(SB)/4, $0x7fffffff
+DATA absMask<>+28(SB)/4, $0x7fffffff
+GLOBL absMask<>(SB), RODATA|NOPTR, $32
+
+DATA q8Perm<>+0(SB)/4, $0x00000000
+DATA q8Perm<>+4(SB)/4, $0x00000004
+DATA q8Perm<>+8(SB)/4, $0x00000001
+DATA q8Perm<>+12(SB)/4, $0x00000005
+DATA q8Perm<>+16(SB)/4, $0x00000002
+DATA q8Perm<>+20(SB)/4, $0x00000006
+DATA q8Perm<>+24(SB)/4, $0x00000003
+DATA q8Perm<>+28(SB)/4, $0x00000007
+GLOBL q8Perm<>(SB), RODATA|NOPTR, $32
+
+DATA c127<>+0(SB)/4, $0x42fe0000
+DATA c127<>+4(SB)/4, $0x42fe0000
+DATA c127<>+8(SB)/4, $0x42fe0000
+DATA c127<>+12(SB)/4, $0x42fe0000
+DATA c127<>+16(SB)/4, $0x42fe0000
+DATA c127<>+20(SB)/4, $0x42fe0000
+DATA c127<>+24(SB)/4, $0x42fe0000
+DATA c127<>+28(SB)/4, $0x42fe0000
+GLOBL c127<>(SB), RODATA|NOPTR, $32

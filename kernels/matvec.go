@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/herd-llm/herd/tensor"
 )
@@ -67,7 +68,9 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 		gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, operand{kind: kind, u16: h, rs: 1, cs: cols}, y, rows, false)
 	case tensor.Q8_0, tensor.Q4_0:
 		xrow := cols / qk * q8Bytes
-		xq := make([]byte, nt*xrow)
+		xqp := getBytes(nt * xrow)
+		defer putBytes(xqp)
+		xq := *xqp
 		ParallelFor(nt, max(1, matGrain/max(cols, 1)), func(lo, hi int) {
 			for t := lo; t < hi; t++ {
 				QuantizeQ8_0(xq[t*xrow:(t+1)*xrow], x[t*cols:(t+1)*cols])
@@ -122,9 +125,29 @@ func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int)
 	})
 }
 
+var bytePool sync.Pool // of *[]byte
+
+func getBytes(n int) *[]byte {
+	if p, ok := bytePool.Get().(*[]byte); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]byte, n)
+	return &s
+}
+
+func putBytes(p *[]byte) { bytePool.Put(p) }
+
 // QuantizeQ8_0 quantizes x (a multiple of 32 long) into len(x)/32 Q8_0 blocks
 // of 34 bytes in dst, as the activation side of a Q8_0 or Q4_0 dot product.
-func QuantizeQ8_0(dst []byte, x []float32) { tensor.QuantizeRowQ8_0(dst, x) }
+// Rounding is to nearest even, as ggml's SIMD paths do (tensor.QuantizeRowQ8_0
+// rounds halves away from zero); the two agree except on exact halves.
+func QuantizeQ8_0(dst []byte, x []float32) {
+	if len(x)%qk != 0 || len(dst) < len(x)/qk*q8Bytes {
+		panic(fmt.Sprintf("kernels.QuantizeQ8_0: %d values (need a multiple of %d) into %d bytes", len(x), qk, len(dst)))
+	}
+	quantQ8_0Impl(dst, x)
+}
 
 func matVecGrain(cols int) int { return max(1, matGrain/max(cols, 1)) }
 

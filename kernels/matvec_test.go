@@ -123,6 +123,10 @@ func TestQuantizeQ8_0MatchesTensor(t *testing.T) {
 	got := make([]byte, 37*34)
 	want := make([]byte, 37*34)
 	QuantizeQ8_0(got, x)
+	quantQ8_0Generic(want, x)
+	if string(got) != string(want) {
+		t.Fatal("QuantizeQ8_0 differs from the pure-Go rounding to nearest even")
+	}
 	tensor.QuantizeRowQ8_0(want, x)
 	// Rounding of exact halves may differ by one step; scales must match.
 	for b := range 37 {

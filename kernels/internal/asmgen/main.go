@@ -37,6 +37,7 @@ func main() {
 	scale()
 	attnScores()
 	attnAccum()
+	quantQ8_0()
 	Generate()
 }
 

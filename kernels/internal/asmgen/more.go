@@ -513,3 +513,74 @@ func attnAccum() {
 	VZEROUPPER()
 	RET()
 }
+
+// quantQ8_0: x to Q8_0 blocks, as ggml's AVX2 path does it: d = amax/127,
+// q = round-to-nearest-even(x·(1/d)), the scale stored as IEEE half.
+func quantQ8_0() {
+	TEXT("quantQ8_0AVX2", NOSPLIT, "func(dst *byte, x *float32, nb int)")
+	Doc("quantQ8_0AVX2 quantizes nb blocks of 32 floats at x into Q8_0 blocks at dst.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	absMask := GLOBL("absMask", RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(0x7fffffff))
+	}
+	perm := GLOBL("q8Perm", RODATA|NOPTR)
+	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+		DATA(4*i, U32(v))
+	}
+	c127 := expConst("c127", 127)
+	one := expConst("expOne", 1)
+	idx, zero := YMM(), YMM()
+	VMOVDQU(perm, idx)
+	VXORPS(zero, zero, zero)
+	g := GP32()
+	Label("loop")
+	TESTQ(nb, nb)
+	JE(LabelRef("done"))
+	v := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	m, t := YMM(), YMM()
+	for i := range v {
+		VMOVUPS(Mem{Base: x, Disp: 32 * i}, v[i])
+	}
+	VANDPS(absMask, v[0], m)
+	for i := 1; i < 4; i++ {
+		VANDPS(absMask, v[i], t)
+		VMAXPS(t, m, m)
+	}
+	hi := XMM()
+	VEXTRACTF128(U8(1), m, hi)
+	VMAXPS(hi, m.AsX(), hi)
+	VPERMILPS(U8(0x4E), hi, m.AsX())
+	VMAXPS(m.AsX(), hi, hi)
+	VPERMILPS(U8(0xB1), hi, m.AsX())
+	VMAXPS(m.AsX(), hi, hi) // amax in every lane
+	VDIVSS(c127, hi, hi)    // d
+	h := XMM()
+	VCVTPS2PH(U8(0), hi, h)
+	MOVD(h, g)
+	MOVW(g.As16(), Mem{Base: dst})
+	d, id := YMM(), YMM()
+	VBROADCASTSS(hi, d)
+	VMOVUPS(one, id)
+	VDIVPS(d, id, id)
+	VCMPPS(U8(4), zero, d, d) // d != 0
+	VANDPS(d, id, id)
+	for i := range v {
+		VMULPS(id, v[i], v[i])
+		VCVTPS2DQ(v[i], v[i])
+	}
+	VPACKSSDW(v[1], v[0], v[0])
+	VPACKSSDW(v[3], v[2], v[2])
+	VPACKSSWB(v[2], v[0], v[0])
+	VPERMD(v[0], idx, v[0])
+	VMOVDQU(v[0], Mem{Base: dst, Disp: 2})
+	ADDQ(U8(34), dst)
+	ADDQ(U8(128), x)
+	DECQ(nb)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
