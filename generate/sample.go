@@ -25,6 +25,7 @@ type Sampler struct {
 	cfg  SamplerConfig
 	rng  *rand.Rand
 	cand []candidate
+	tmp  []candidate
 }
 
 type candidate struct {
@@ -102,7 +103,9 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 		if n := len(cand); n > 1 {
 			cand = filter(cand, (1-c.TopP)*total/float32(n-1))
 		}
-		slices.SortFunc(cand, byProb)
+		if c.TopK <= 0 || c.TopK >= len(logits) { // topK leaves them sorted
+			cand = s.sortByProb(cand)
+		}
 		var cum float32
 		for i := range cand {
 			cum += cand[i].p
@@ -137,6 +140,36 @@ func byProb(a, b candidate) int {
 		return 1
 	}
 	return a.id - b.id
+}
+
+// sortByProb orders candidates given in id order by descending
+// probability, lower id first among equals: a stable LSD radix sort on the
+// float bits (positive floats order as their bits do), linear in the count.
+func (s *Sampler) sortByProb(cand []candidate) []candidate {
+	if len(cand) < 256 {
+		slices.SortFunc(cand, byProb)
+		return cand
+	}
+	if cap(s.tmp) < len(cand) {
+		s.tmp = make([]candidate, len(cand))
+	}
+	src, dst := cand, s.tmp[:len(cand)]
+	for shift := 0; shift < 32; shift += 8 {
+		var count [257]int
+		for _, k := range src {
+			count[(^math.Float32bits(k.p)>>shift)&0xff+1]++
+		}
+		for i := 1; i < 257; i++ {
+			count[i] += count[i-1]
+		}
+		for _, k := range src {
+			b := (^math.Float32bits(k.p) >> shift) & 0xff
+			dst[count[b]] = k
+			count[b]++
+		}
+		src, dst = dst, src
+	}
+	return src // after four passes the sorted data is back in cand
 }
 
 // topK keeps the k candidates of largest logit (in descending order).

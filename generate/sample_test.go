@@ -2,6 +2,7 @@ package generate
 
 import (
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -117,5 +118,19 @@ func TestTopKOrder(t *testing.T) {
 		if k.id != want[i] {
 			t.Fatalf("topK = %v, want ids %v", got, want)
 		}
+	}
+}
+
+func TestSortByProb(t *testing.T) {
+	var s Sampler
+	cand := make([]candidate, 1000)
+	for i := range cand {
+		cand[i] = candidate{i, float32((i*7919)%97) / 97}
+	}
+	got := s.sortByProb(append([]candidate(nil), cand...))
+	want := append([]candidate(nil), cand...)
+	slices.SortFunc(want, byProb)
+	if !slices.Equal(got, want) {
+		t.Error("radix sort differs from the comparison sort")
 	}
 }
