@@ -59,37 +59,78 @@ func (s *State) ensure(c Config, nt int, logitRows int) {
 	s.nt = nt
 }
 
+// Seq is one sequence's share of a batched forward pass: its new tokens,
+// the cache holding its earlier positions (0..Cache.Len-1), and whether
+// logits are wanted for every new token or only the last.
+type Seq struct {
+	Tokens []int
+	Cache  *KVCache
+	All    bool
+}
+
 // Forward runs the model over tokens at positions pos, pos+1, … with the
 // cache holding positions 0..pos-1, appends their keys and values to the
 // cache, and returns logits: for every token when all is true (len(tokens)
 // rows of VocabSize), otherwise for the last token only. The returned slice
 // is owned by s and valid until its next use.
 func (m *Model) Forward(s *State, cache *KVCache, tokens []int, pos int, all bool) ([]float32, error) {
-	c := m.Config
-	nt := len(tokens)
-	if nt == 0 {
-		return nil, fmt.Errorf("forward: no tokens")
-	}
 	if pos != cache.Len {
 		return nil, fmt.Errorf("forward: position %d but the cache holds %d positions", pos, cache.Len)
 	}
-	if pos+nt > cache.Cap {
-		return nil, fmt.Errorf("forward: positions %d..%d exceed the context of %d", pos, pos+nt-1, cache.Cap)
+	out, err := m.ForwardBatch(s, []Seq{{Tokens: tokens, Cache: cache, All: all}})
+	if err != nil {
+		return nil, err
 	}
-	for _, t := range tokens {
-		if t < 0 || t >= c.VocabSize {
-			return nil, fmt.Errorf("forward: token id %d outside the vocabulary of %d", t, c.VocabSize)
+	return out[0], nil
+}
+
+// ForwardBatch runs several sequences through the model in one pass: every
+// weight matrix multiplies the new tokens of all sequences at once, while
+// attention stays within each sequence and its own cache. It returns each
+// sequence's logits (rows of VocabSize, every token's or the last one's),
+// slices owned by s and valid until its next use.
+func (m *Model) ForwardBatch(s *State, seqs []Seq) ([][]float32, error) {
+	c := m.Config
+	nt, outRows := 0, 0
+	for i, q := range seqs {
+		if len(q.Tokens) == 0 {
+			return nil, fmt.Errorf("forward: sequence %d has no tokens", i)
+		}
+		if q.Cache.Len+len(q.Tokens) > q.Cache.Cap {
+			return nil, fmt.Errorf("forward: positions %d..%d exceed the context of %d", q.Cache.Len, q.Cache.Len+len(q.Tokens)-1, q.Cache.Cap)
+		}
+		for _, o := range seqs[:i] {
+			if o.Cache == q.Cache {
+				return nil, fmt.Errorf("forward: sequences share a cache")
+			}
+		}
+		if len(q.Cache.K) != c.NLayers {
+			return nil, fmt.Errorf("forward: sequence %d: the cache has %d layers, the model %d", i, len(q.Cache.K), c.NLayers)
+		}
+		for _, t := range q.Tokens {
+			if t < 0 || t >= c.VocabSize {
+				return nil, fmt.Errorf("forward: token id %d outside the vocabulary of %d", t, c.VocabSize)
+			}
+		}
+		nt += len(q.Tokens)
+		if q.All {
+			outRows += len(q.Tokens)
+		} else {
+			outRows++
 		}
 	}
-	outRows := 1
-	if all {
-		outRows = nt
+	if nt == 0 {
+		return nil, fmt.Errorf("forward: no tokens")
 	}
 	s.ensure(c, nt, outRows)
 	dim, kvDim, hd := c.Dim, c.KVDim(), c.HeadDim()
 	x := s.x[:nt*dim]
-	for i, t := range tokens {
-		m.Embed.Row(x[i*dim:(i+1)*dim], t)
+	row := 0
+	for _, q := range seqs {
+		for _, t := range q.Tokens {
+			m.Embed.Row(x[row*dim:(row+1)*dim], t)
+			row++
+		}
 	}
 	rope := kernels.RoPEInterleaved
 	if c.Rope == RopeHalf {
@@ -106,13 +147,21 @@ func (m *Model) Forward(s *State, cache *KVCache, tokens []int, pos int, all boo
 		l.Wq.Forward(q, xb, nt)
 		l.Wk.Forward(k, xb, nt)
 		l.Wv.Forward(v, xb, nt)
-		for i := 0; i < nt; i++ {
-			rope(q[i*dim:(i+1)*dim], c.NHeads, hd, pos+i, c.RopeTheta)
-			rope(k[i*kvDim:(i+1)*kvDim], c.NKVHeads, hd, pos+i, c.RopeTheta)
+		r0 := 0
+		for _, sq := range seqs {
+			pos, n := sq.Cache.Len, len(sq.Tokens)
+			for i := 0; i < n; i++ {
+				r := r0 + i
+				rope(q[r*dim:(r+1)*dim], c.NHeads, hd, pos+i, c.RopeTheta)
+				rope(k[r*kvDim:(r+1)*kvDim], c.NKVHeads, hd, pos+i, c.RopeTheta)
+			}
+			kc, vc := sq.Cache.K[li], sq.Cache.V[li]
+			copy(kc[pos*kvDim:], k[r0*kvDim:(r0+n)*kvDim])
+			copy(vc[pos*kvDim:], v[r0*kvDim:(r0+n)*kvDim])
+			kernels.Attention(att[r0*dim:(r0+n)*dim], q[r0*dim:(r0+n)*dim], kc[:(pos+n)*kvDim], vc[:(pos+n)*kvDim],
+				n, pos, c.NHeads, c.NKVHeads, hd)
+			r0 += n
 		}
-		copy(cache.K[li][pos*kvDim:], k)
-		copy(cache.V[li][pos*kvDim:], v)
-		kernels.Attention(att, q, cache.K[li][:(pos+nt)*kvDim], cache.V[li][:(pos+nt)*kvDim], nt, pos, c.NHeads, c.NKVHeads, hd)
 		l.Wo.Forward(xb, att, nt)
 		kernels.Add(x, x, xb)
 		// feed-forward: x += Down · (silu(Gate·n) ⊙ Up·n), n = rmsnorm(x)
@@ -125,16 +174,33 @@ func (m *Model) Forward(s *State, cache *KVCache, tokens []int, pos int, all boo
 		l.Down.Forward(xb, g, nt)
 		kernels.Add(x, x, xb)
 	}
-	cache.Len = pos + nt
-	first := 0
-	if !all {
-		first = nt - 1
+	// final norm of the rows whose logits are wanted, then one output product
+	out := 0
+	r0 := 0
+	for _, sq := range seqs {
+		n := len(sq.Tokens)
+		first := n - 1
+		if sq.All {
+			first = 0
+		}
+		for i := first; i < n; i++ {
+			kernels.RMSNorm(xb[out*dim:(out+1)*dim], x[(r0+i)*dim:(r0+i+1)*dim], m.OutNorm, c.NormEps)
+			out++
+		}
+		sq.Cache.Len += n
+		r0 += n
 	}
-	rows := nt - first
-	for i := first; i < nt; i++ {
-		kernels.RMSNorm(xb[(i-first)*dim:(i-first+1)*dim], x[i*dim:(i+1)*dim], m.OutNorm, c.NormEps)
+	logits := s.logits[:outRows*c.VocabSize]
+	m.Output.Forward(logits, xb[:outRows*dim], outRows)
+	res := make([][]float32, len(seqs))
+	out = 0
+	for i, sq := range seqs {
+		n := 1
+		if sq.All {
+			n = len(sq.Tokens)
+		}
+		res[i] = logits[out*c.VocabSize : (out+n)*c.VocabSize]
+		out += n
 	}
-	logits := s.logits[:rows*c.VocabSize]
-	m.Output.Forward(logits, xb[:rows*dim], rows)
-	return logits, nil
+	return res, nil
 }

@@ -262,3 +262,58 @@ func TestPresetsValid(t *testing.T) {
 		t.Error("unknown preset accepted")
 	}
 }
+
+// A batch of sequences at different positions gives each the logits it gets alone.
+func TestForwardBatchMatchesSingle(t *testing.T) {
+	c := testConfig()
+	m := randomModel(t, c, tensor.F32)
+	prompts := [][]int{{1, 2, 3}, {4}, {5, 6, 7, 8, 9}}
+	alone := make([][]float32, len(prompts))
+	var s State
+	for i, p := range prompts {
+		cache := m.NewKVCache(c.ContextLen)
+		// a first part through the cache, then the rest
+		if _, err := m.Forward(&s, cache, p[:1], 0, false); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		rest := append([]int{11}, p[1:]...)
+		got, err := m.Forward(&s, cache, rest, 1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = append([]float32(nil), got...)
+	}
+	seqs := make([]Seq, len(prompts))
+	for i, p := range prompts {
+		cache := m.NewKVCache(c.ContextLen)
+		if _, err := m.Forward(&s, cache, p[:1], 0, false); err != nil {
+			t.Fatal(err)
+		}
+		seqs[i] = Seq{Tokens: append([]int{11}, p[1:]...), Cache: cache, All: i != 1}
+	}
+	got, err := m.ForwardBatch(&s, seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range prompts {
+		want := alone[i]
+		if !seqs[i].All {
+			want = want[len(want)-c.VocabSize:]
+		}
+		if len(got[i]) != len(want) {
+			t.Fatalf("sequence %d: %d logits, want %d", i, len(got[i]), len(want))
+		}
+		for j := range want {
+			if d := math.Abs(float64(got[i][j] - want[j])); d > 1e-4 {
+				t.Fatalf("sequence %d: logit %d: %g vs %g alone", i, j, got[i][j], want[j])
+			}
+		}
+		if seqs[i].Cache.Len != len(prompts[i])+1 {
+			t.Errorf("sequence %d: cache length %d", i, seqs[i].Cache.Len)
+		}
+	}
+	if _, err := m.ForwardBatch(&s, []Seq{{Tokens: []int{1}, Cache: seqs[0].Cache}, {Tokens: []int{1}, Cache: seqs[0].Cache}}); err == nil {
+		t.Error("two sequences sharing a cache were accepted")
+	}
+}
