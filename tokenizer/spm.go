@@ -89,6 +89,17 @@ type SPM struct {
 	byteID  [256]int32 // id of <0xNN>, -1 if absent
 	byteVal []int16    // byte of a TypeByte piece, -1 for others
 
+	// asciiID[c] is the merge id of the one-byte piece c, -1 if none.
+	asciiID [128]int32
+	// With fastPairs (every character of every mergeable piece is itself
+	// one), merges are looked up by the ids of the two symbols in pairs
+	// instead of by text. With cutAtSpace ('▁' only at the start of
+	// pieces), no merge crosses into a '▁' that follows another character,
+	// so BPE runs word by word. Both hold for LLaMA's vocabulary.
+	pairs      pairTable
+	fastPairs  bool
+	cutAtSpace bool
+
 	// user lists the user-defined pieces by first byte, longest first.
 	user       [256][]string
 	hasUser    bool
@@ -226,8 +237,49 @@ func NewSPM(pieces []string, scores []float32, types []Type, opt SPMOptions) (*S
 		return nil, fmt.Errorf("tokenizer: no unknown piece (UNK id or a piece of type UNKNOWN) and no byte fallback")
 	}
 	t.opt.UNK = t.unk
+	t.buildPairs()
 	t.scratchers.New = func() any { return new(scratch) }
 	return t, nil
+}
+
+// buildPairs fills asciiID and, when every character of every mergeable
+// piece is itself a mergeable piece, the pair table of all merges; it also
+// decides whether BPE may run word by word.
+func (t *SPM) buildPairs() {
+	for c := range t.asciiID {
+		t.asciiID[c] = -1
+		if id, ok := t.merge[string(rune(c))]; ok {
+			t.asciiID[c] = id
+		}
+	}
+	t.fastPairs, t.cutAtSpace = true, true
+	n := 0
+	for p := range t.merge {
+		for k := 0; k < len(p); {
+			c := min(charLen(p[k]), len(p)-k)
+			if _, ok := t.merge[p[k:k+c]]; !ok {
+				t.fastPairs = false
+			}
+			k += c
+			n++
+		}
+		if strings.Contains(strings.TrimLeft(p, spaceSymbol), spaceSymbol) {
+			t.cutAtSpace = false
+		}
+	}
+	if !t.fastPairs {
+		return
+	}
+	t.pairs = newPairTable(n)
+	for p, id := range t.merge {
+		for k := min(charLen(p[0]), len(p)); k < len(p); k += min(charLen(p[k]), len(p)-k) {
+			a, okA := t.merge[p[:k]]
+			b, okB := t.merge[p[k:]]
+			if okA && okB {
+				t.pairs.put(a, b, id)
+			}
+		}
+	}
 }
 
 // pieceByte returns the byte that a piece "<0xNN>" (two upper-case hex

@@ -4,9 +4,10 @@ import "unicode/utf8"
 
 // scratch holds the buffers of one Encode call, reused through a sync.Pool.
 type scratch struct {
-	norm []byte
-	syms []symbol
-	heap []pair
+	norm  []byte
+	syms  []symbol
+	words []word
+	heap  []pair
 	// split records, for unused pieces formed by a merge, the length of the
 	// left part of the last pair pushed with that text (spm's rev_merge).
 	split map[string]int
@@ -17,7 +18,7 @@ type scratch struct {
 type symbol struct {
 	start, end int32
 	prev, next int32
-	id         int32 // merge id once merged, -1 for an initial symbol
+	id         int32 // id of the text among mergeable pieces, -1 if none
 	freeze     bool  // a user-defined piece: never merged
 }
 
@@ -212,6 +213,10 @@ func charLen(c byte) int {
 	return 4
 }
 
+// linearMax is the longest word (in symbols) that BPE merges by scanning
+// all its pairs each step, O(n²) but faster than a heap for short words.
+const linearMax = 24
+
 // bpe appends to out the ids of the normalised text in s.norm.
 func (t *SPM) bpe(s *scratch, out []int) []int {
 	norm := s.norm
@@ -225,25 +230,61 @@ func (t *SPM) bpe(s *scratch, out []int) []int {
 			n = matchUser(&t.user, norm[i:])
 			freeze = n > 0
 		}
-		if n == 0 {
-			n = min(charLen(norm[i]), len(norm)-i)
+		id := int32(-1)
+		if c := norm[i]; n == 0 && c < utf8.RuneSelf {
+			n, id = 1, t.asciiID[c]
+		} else {
+			if n == 0 {
+				n = min(charLen(c), len(norm)-i)
+			}
+			if m, ok := t.merge[string(norm[i:i+n])]; ok {
+				id = m
+			}
 		}
 		k := int32(len(syms))
-		syms = append(syms, symbol{start: int32(i), end: int32(i + n), prev: k - 1, next: k + 1, id: -1, freeze: freeze})
+		syms = append(syms, symbol{start: int32(i), end: int32(i + n), prev: k - 1, next: k + 1, id: id, freeze: freeze})
 		i += n
 	}
-	syms[len(syms)-1].next = -1
 	s.syms = syms
-	s.heap = s.heap[:0]
 	if t.hasUnused {
 		clear(s.split)
 		if s.split == nil {
 			s.split = make(map[string]int)
 		}
 	}
+	prevUnk := false
+	if !t.fastPairs || !t.cutAtSpace || t.hasUser || t.hasUnused {
+		t.heapBPE(s, 0, int32(len(syms)))
+		return t.output(s, 0, out, &prevUnk)
+	}
+	// Word by word: a word starts at a '▁' that follows another character.
+	isSpace := func(i int) bool {
+		return syms[i].end-syms[i].start == 3 && string(norm[syms[i].start:syms[i].end]) == spaceSymbol
+	}
+	w0 := 0
+	for i := 1; i <= len(syms); i++ {
+		if i < len(syms) && !(isSpace(i) && !isSpace(i-1)) {
+			continue
+		}
+		if i-w0 <= linearMax {
+			out = t.linearBPE(s, w0, i, out, &prevUnk)
+		} else {
+			t.heapBPE(s, int32(w0), int32(i))
+			out = t.output(s, int32(w0), out, &prevUnk)
+		}
+		w0 = i
+	}
+	return out
+}
 
-	for i := 1; i < len(syms); i++ {
-		t.addPair(s, int32(i-1), int32(i))
+// heapBPE merges symbols i0..i1-1 as sentencepiece does: a priority queue
+// of candidate pairs, stale entries skipped when popped.
+func (t *SPM) heapBPE(s *scratch, i0, i1 int32) {
+	syms := s.syms
+	syms[i0].prev, syms[i1-1].next = -1, -1
+	s.heap = s.heap[:0]
+	for i := i0 + 1; i < i1; i++ {
+		t.addPair(s, i-1, i)
 	}
 	for len(s.heap) > 0 {
 		p := s.pop()
@@ -261,24 +302,91 @@ func (t *SPM) bpe(s *scratch, out []int) []int {
 		t.addPair(s, l.prev, p.left)
 		t.addPair(s, p.left, l.next)
 	}
+}
 
-	prevUnk := false
-	for i := int32(0); i >= 0; i = syms[i].next {
-		sym := &syms[i]
-		w := norm[sym.start:sym.end]
-		var id int32
-		if sym.id >= 0 {
-			id = t.final[sym.id]
-		} else {
-			id = t.symbolID(w)
-		}
-		if t.hasUnused && id >= 0 && t.types[id] == TypeUnused {
-			out, prevUnk = t.resegment(s, string(w), out, prevUnk)
-			continue
-		}
-		out, prevUnk = t.emit(w, id, out, prevUnk)
+// output appends the ids of the symbols linked from index first.
+func (t *SPM) output(s *scratch, first int32, out []int, prevUnk *bool) []int {
+	for i := first; i >= 0; i = s.syms[i].next {
+		sym := &s.syms[i]
+		out = t.emitSymbol(s, s.norm[sym.start:sym.end], sym.id, out, prevUnk)
 	}
 	return out
+}
+
+// emitSymbol appends the ids of one finished symbol w whose merge id (-1:
+// not a mergeable piece) is id.
+func (t *SPM) emitSymbol(s *scratch, w []byte, id int32, out []int, prevUnk *bool) []int {
+	if id >= 0 {
+		id = t.final[id]
+	} else {
+		id = t.symbolID(w)
+	}
+	if t.hasUnused && id >= 0 && t.types[id] == TypeUnused {
+		out, *prevUnk = t.resegment(s, string(w), out, *prevUnk)
+		return out
+	}
+	out, *prevUnk = t.emit(w, id, out, *prevUnk)
+	return out
+}
+
+// word is a symbol of linearBPE with the candidate merge of it and its
+// right neighbour (pair -1: none).
+type word struct {
+	start, end int32
+	id, pair   int32
+	score      float32
+}
+
+// linearBPE merges symbols i0..i1-1 (a short word) by scanning for the best
+// pair at each step — the same order as the heap: highest score, leftmost
+// on ties — and appends their ids.
+func (t *SPM) linearBPE(s *scratch, i0, i1 int, out []int, prevUnk *bool) []int {
+	ws := s.words[:0]
+	for _, sym := range s.syms[i0:i1] {
+		ws = append(ws, word{start: sym.start, end: sym.end, id: sym.id, pair: -1})
+	}
+	for k := 0; k+1 < len(ws); k++ {
+		ws[k].pair, ws[k].score = t.pairOf(ws[k].id, ws[k+1].id)
+	}
+	for {
+		best := -1
+		var score float32
+		for k := 0; k+1 < len(ws); k++ {
+			if ws[k].pair >= 0 && (best < 0 || ws[k].score > score) {
+				best, score = k, ws[k].score
+			}
+		}
+		if best < 0 {
+			break
+		}
+		w := &ws[best]
+		w.end, w.id = ws[best+1].end, w.pair
+		ws = append(ws[:best+1], ws[best+2:]...)
+		w.pair = -1
+		if best+1 < len(ws) {
+			w.pair, w.score = t.pairOf(w.id, ws[best+1].id)
+		}
+		if best > 0 {
+			ws[best-1].pair, ws[best-1].score = t.pairOf(ws[best-1].id, w.id)
+		}
+	}
+	s.words = ws
+	for _, w := range ws {
+		out = t.emitSymbol(s, s.norm[w.start:w.end], w.id, out, prevUnk)
+	}
+	return out
+}
+
+// pairOf returns the merge of pieces a and b and its score; -1 if none.
+func (t *SPM) pairOf(a, b int32) (int32, float32) {
+	if a < 0 || b < 0 {
+		return -1, 0
+	}
+	id := t.pairs.get(a, b)
+	if id < 0 {
+		return -1, 0
+	}
+	return id, t.scores[id]
 }
 
 // symbolID is the output id of a symbol's text (spm's PieceToId), -1 when
@@ -304,17 +412,23 @@ func (t *SPM) addPair(s *scratch, left, right int32) {
 		return
 	}
 	size := r.end - l.start
-	if int(size) > t.maxMerge {
-		return
-	}
-	w := s.norm[l.start:r.end]
-	id, ok := t.merge[string(w)]
-	if !ok {
-		return
+	var id int32
+	if t.fastPairs {
+		if id, _ = t.pairOf(l.id, r.id); id < 0 {
+			return
+		}
+	} else {
+		if int(size) > t.maxMerge {
+			return
+		}
+		var ok bool
+		if id, ok = t.merge[string(s.norm[l.start:r.end])]; !ok {
+			return
+		}
 	}
 	s.push(pair{score: t.scores[id], left: left, right: right, size: size, id: id})
-	if t.types[id] == TypeUnused {
-		s.split[string(w)] = int(l.end - l.start)
+	if t.hasUnused && t.types[id] == TypeUnused {
+		s.split[string(s.norm[l.start:r.end])] = int(l.end - l.start)
 	}
 }
 

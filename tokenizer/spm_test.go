@@ -333,3 +333,28 @@ func TestNewSPMErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathsAgree checks that BPE word by word with the pair table (the
+// fast path LLaMA's vocabulary allows) gives what the plain sentencepiece
+// algorithm gives: one heap over the whole text, merges looked up by text.
+func TestFastPathsAgree(t *testing.T) {
+	tk := loadTok512(t)
+	if !tk.fastPairs || !tk.cutAtSpace {
+		t.Fatalf("tok512 should allow the fast paths (pairs %v, cut %v)", tk.fastPairs, tk.cutAtSpace)
+	}
+	slow := variant(t, tk, func([]string, []Type, *SPMOptions) {})
+	slow.fastPairs, slow.cutAtSpace = false, false
+	heapOnly := variant(t, tk, func([]string, []Type, *SPMOptions) {})
+	heapOnly.cutAtSpace = false
+	texts := append(randomTexts(7, 2000), goldenCases...)
+	texts = append(texts, strings.Repeat("Once upon a time ", 50), strings.Repeat("ab", 100), strings.Repeat(" ", 100)+"x")
+	for _, s := range texts {
+		want := slow.Encode(s, false, false)
+		if got := tk.Encode(s, false, false); !equalInts(got, want) {
+			t.Errorf("Encode(%q): fast path %v, plain %v", s, got, want)
+		}
+		if got := heapOnly.Encode(s, false, false); !equalInts(got, want) {
+			t.Errorf("Encode(%q): pair table with one heap %v, plain %v", s, got, want)
+		}
+	}
+}
