@@ -26,41 +26,58 @@ func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) 
 	checkSame("Attention", (pos0+nq)*kvdim, k, v)
 	group := nHeads / nKVHeads
 	scale := float32(1 / math.Sqrt(float64(headDim)))
-	work := (pos0 + nq) * headDim // per (query, head) pair, roughly
-	ParallelFor(nq*nHeads, max(1, (1<<14)/max(work, 1)), func(lo, hi int) {
+	// A work item is one query row and a run of sg heads sharing a KV head,
+	// so that each block of keys and values is read from memory once and
+	// stays in L1 while the heads of the run use it. Runs are shortened when
+	// there would be too few items to keep the threads busy.
+	sg := group
+	for sg%2 == 0 && nq*(nHeads/sg) < 4*Threads() {
+		sg /= 2
+	}
+	runs := nHeads / sg
+	work := sg * (pos0 + nq) * headDim // per item, roughly
+	ParallelFor(nq*runs, max(1, (1<<14)/max(work, 1)), func(lo, hi int) {
 		var scores [attnBlock]float32
-		acc := make([]float32, headDim)
+		acc := make([]float32, sg*headDim)
+		m := make([]float32, sg) // running max of the scores, per head
+		l := make([]float32, sg) // running Σ exp(score - m), per head
 		for id := lo; id < hi; id++ {
-			i, h := id/nHeads, id%nHeads
-			qv := q[i*qdim+h*headDim : i*qdim+(h+1)*headDim]
-			koff := (h / group) * headDim
+			i, h0 := id/runs, (id%runs)*sg
+			koff := (h0 / group) * headDim
 			n := pos0 + i + 1
-			m := float32(math.Inf(-1)) // running max of the scores
-			var l float32              // running Σ exp(score - m)
+			for x := range m {
+				m[x], l[x] = float32(math.Inf(-1)), 0
+			}
 			clear(acc)
 			for j0 := 0; j0 < n; j0 += attnBlock {
 				j1 := min(n, j0+attnBlock)
-				s := scores[:j1-j0]
 				kb := k[j0*kvdim+koff : (j1-1)*kvdim+koff+headDim]
-				scoresImpl(s, qv, kb, kvdim, scale)
-				bm := max(m, maxImpl(s))
-				if bm > m {
-					// Rescale what was accumulated under the old max.
-					if l != 0 {
-						corr := float32(math.Exp(float64(m - bm)))
-						scaleImpl(acc, corr)
-						l *= corr
-					}
-					m = bm
-				}
-				l += expSubSumImpl(s, m)
 				vb := v[j0*kvdim+koff : (j1-1)*kvdim+koff+headDim]
-				accumVImpl(acc, vb, kvdim, s)
+				s := scores[:j1-j0]
+				for x := range sg {
+					qv := q[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
+					a := acc[x*headDim : (x+1)*headDim]
+					scoresImpl(s, qv, kb, kvdim, scale)
+					if bm := max(m[x], maxImpl(s)); bm > m[x] {
+						// Rescale what was accumulated under the old max.
+						if l[x] != 0 {
+							corr := float32(math.Exp(float64(m[x] - bm)))
+							scaleImpl(a, corr)
+							l[x] *= corr
+						}
+						m[x] = bm
+					}
+					l[x] += expSubSumImpl(s, m[x])
+					accumVImpl(a, vb, kvdim, s)
+				}
 			}
-			o := out[i*qdim+h*headDim : i*qdim+(h+1)*headDim]
-			inv := 1 / l
-			for d, a := range acc {
-				o[d] = a * inv
+			// Written only now: out may alias q.
+			for x := range sg {
+				o := out[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
+				inv := 1 / l[x]
+				for d, a := range acc[x*headDim : (x+1)*headDim] {
+					o[d] = a * inv
+				}
 			}
 		}
 	})
