@@ -20,6 +20,7 @@ package gguf
 
 import (
 	"fmt"
+	"github.com/herd-llm/herd/internal/fileio"
 	"math/bits"
 	"slices"
 
@@ -140,7 +141,7 @@ func (f *File) Tensor(name string) (*TensorInfo, bool) {
 // Open maps the GGUF file at path read-only and parses it. Call Close when
 // done with the tensor data.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := fileio.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf %s: %w", path, err)
 	}

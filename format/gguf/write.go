@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/herd-llm/herd/internal/fileio"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 
 	"github.com/herd-llm/herd/tensor"
 )
@@ -295,44 +294,11 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 // in the same directory, synced, then renamed over path, and the directory
 // synced.
 func (w *Writer) WriteFile(path string) error {
-	return writeAtomic(path, func(f io.Writer) error {
+	if err := fileio.WriteAtomic(path, func(f io.Writer) error {
 		_, err := w.WriteTo(f)
 		return err
-	})
-}
-
-// writeAtomic writes path through a temporary file, fsync and rename.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	}); err != nil {
 		return fmt.Errorf("gguf %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return fmt.Errorf("gguf %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("gguf %s: sync: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("gguf %s: close: %w", path, err)
-	}
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("gguf %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("gguf %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		// Best effort: some systems cannot sync a directory.
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ package llama2c
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/herd-llm/herd/internal/fileio"
 	"math"
 	"slices"
 	"strings"
@@ -267,7 +268,7 @@ func (c *Checkpoint) Close() error {
 
 // Open maps the checkpoint at path read-only and parses it.
 func Open(path string) (*Checkpoint, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := fileio.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("llama2c %s: %w", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/herd-llm/herd/internal/fileio"
 	"io"
 	"math"
 	"os"
@@ -111,8 +112,11 @@ func (t *Tokenizer) WriteTo(w io.Writer) (int64, error) {
 
 // WriteTokenizer writes t to path atomically (see Tokenizer.WriteTo).
 func WriteTokenizer(path string, t *Tokenizer) error {
-	return writeAtomic(path, func(w io.Writer) error {
+	if err := fileio.WriteAtomic(path, func(w io.Writer) error {
 		_, err := t.WriteTo(w)
 		return err
-	})
+	}); err != nil {
+		return fmt.Errorf("llama2c %s: %w", path, err)
+	}
+	return nil
 }

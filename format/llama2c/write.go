@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/herd-llm/herd/internal/fileio"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/herd-llm/herd/tensor"
@@ -100,10 +99,13 @@ func (c *Checkpoint) WriteTo(w io.Writer) (int64, error) {
 // WriteFile writes the checkpoint to path atomically: into a temporary file
 // in the same directory, synced, then renamed over path.
 func (c *Checkpoint) WriteFile(path string) error {
-	return writeAtomic(path, func(w io.Writer) error {
+	if err := fileio.WriteAtomic(path, func(w io.Writer) error {
 		_, err := c.WriteTo(w)
 		return err
-	})
+	}); err != nil {
+		return fmt.Errorf("llama2c %s: %w", path, err)
+	}
+	return nil
 }
 
 func numElems(dims []uint64) uint64 {
@@ -221,40 +223,4 @@ func toGroups(x []float32, gs int) []byte {
 		binary.LittleEndian.PutUint32(out[len(x)+4*g:], math.Float32bits(scale))
 	}
 	return out
-}
-
-// writeAtomic writes path through a temporary file, fsync and rename.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("llama2c %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return fmt.Errorf("llama2c %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("llama2c %s: sync: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("llama2c %s: close: %w", path, err)
-	}
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("llama2c %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("llama2c %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		// Best effort: some systems cannot sync a directory.
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

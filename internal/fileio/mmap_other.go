@@ -1,11 +1,11 @@
 //go:build !unix
 
-package gguf
+package fileio
 
 import "os"
 
-// mapFile reads the whole file into memory where mmap is unavailable.
-func mapFile(path string) ([]byte, func() error, error) {
+// Map reads the whole file into memory where mmap is unavailable.
+func Map(path string) ([]byte, func() error, error) {
 	b, err := os.ReadFile(path)
 	return b, func() error { return nil }, err
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package gguf
+package fileio
 
 import (
 	"errors"
@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mapFile maps a regular file read-only; anything else (a pipe, a device)
+// Map maps a regular file read-only; anything else (a pipe, a device)
 // is read into memory. The returned function releases the mapping.
-func mapFile(path string) ([]byte, func() error, error) {
+func Map(path string) ([]byte, func() error, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
