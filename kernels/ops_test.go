@@ -187,6 +187,7 @@ func TestAttention(t *testing.T) {
 	cases := []struct{ nq, pos0, heads, kv, dim int }{
 		{1, 0, 1, 1, 1}, {1, 0, 4, 2, 8}, {5, 0, 4, 2, 8}, {1, 70, 4, 4, 16},
 		{3, 63, 6, 2, 7}, {130, 0, 2, 1, 33}, {9, 200, 8, 2, 64},
+		{40, 10, 4, 4, 16}, {70, 5, 8, 1, 8}, {17, 100, 2, 2, 24},
 	}
 	withThreads(t, func(t *testing.T) {
 		for _, c := range cases {
