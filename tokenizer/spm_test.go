@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -357,4 +358,30 @@ func TestFastPathsAgree(t *testing.T) {
 			t.Errorf("Encode(%q): pair table with one heap %v, plain %v", s, got, want)
 		}
 	}
+}
+
+// TestConcurrentEncode shares one SPM between goroutines (run with -race).
+func TestConcurrentEncode(t *testing.T) {
+	tk := loadTok512(t)
+	texts := randomTexts(9, 200)
+	want := make([][]int, len(texts))
+	for i, s := range texts {
+		want[i] = tk.Encode(s, true, false)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range texts {
+				k := (i + g*50) % len(texts)
+				if got := tk.Encode(texts[k], true, false); !equalInts(got, want[k]) {
+					t.Errorf("goroutine %d: Encode(%q) = %v, want %v", g, texts[k], got, want[k])
+					return
+				}
+				tk.Decode(want[k])
+			}
+		}()
+	}
+	wg.Wait()
 }

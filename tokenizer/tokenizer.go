@@ -64,3 +64,5 @@ func (t Type) String() string {
 	}
 	return "Type(" + strconv.Itoa(int(t)) + ")"
 }
+
+var _ Tokenizer = (*SPM)(nil)
