@@ -214,7 +214,7 @@ func charLen(c byte) int {
 }
 
 // linearMax is the longest word (in symbols) that BPE merges by scanning
-// all its pairs each step, O(n²) but faster than a heap for short words.
+// all its pairs at each step: O(n²), but faster than a heap for short words.
 const linearMax = 24
 
 // bpe appends to out the ids of the normalised text in s.norm.
@@ -223,58 +223,75 @@ func (t *SPM) bpe(s *scratch, out []int) []int {
 	if len(norm) == 0 {
 		return out
 	}
-	syms := s.syms[:0]
-	for i := 0; i < len(norm); {
-		n, freeze := 0, false
-		if t.hasUser {
-			n = matchUser(&t.user, norm[i:])
-			freeze = n > 0
-		}
-		id := int32(-1)
-		if c := norm[i]; n == 0 && c < utf8.RuneSelf {
-			n, id = 1, t.asciiID[c]
-		} else {
-			if n == 0 {
-				n = min(charLen(c), len(norm)-i)
-			}
-			if m, ok := t.merge[string(norm[i:i+n])]; ok {
-				id = m
-			}
-		}
-		k := int32(len(syms))
-		syms = append(syms, symbol{start: int32(i), end: int32(i + n), prev: k - 1, next: k + 1, id: id, freeze: freeze})
-		i += n
-	}
-	s.syms = syms
-	if t.hasUnused {
-		clear(s.split)
-		if s.split == nil {
-			s.split = make(map[string]int)
-		}
-	}
 	prevUnk := false
 	if !t.fastPairs || !t.cutAtSpace || t.hasUser || t.hasUnused {
+		syms := s.syms[:0]
+		for i := 0; i < len(norm); {
+			n, id, freeze := t.nextSymbol(norm[i:])
+			k := int32(len(syms))
+			syms = append(syms, symbol{start: int32(i), end: int32(i + n), prev: k - 1, next: k + 1, id: id, freeze: freeze})
+			i += n
+		}
+		s.syms = syms
+		if t.hasUnused {
+			clear(s.split)
+			if s.split == nil {
+				s.split = make(map[string]int)
+			}
+		}
 		t.heapBPE(s, 0, int32(len(syms)))
 		return t.output(s, 0, out, &prevUnk)
 	}
 	// Word by word: a word starts at a '▁' that follows another character.
-	isSpace := func(i int) bool {
-		return syms[i].end-syms[i].start == 3 && string(norm[syms[i].start:syms[i].end]) == spaceSymbol
-	}
-	w0 := 0
-	for i := 1; i <= len(syms); i++ {
-		if i < len(syms) && !(isSpace(i) && !isSpace(i-1)) {
-			continue
+	ws := s.words[:0]
+	prevSpace := false
+	for i := 0; i < len(norm); {
+		n, id, _ := t.nextSymbol(norm[i:])
+		space := n == len(spaceSymbol) && string(norm[i:i+n]) == spaceSymbol
+		if space && !prevSpace && len(ws) > 0 {
+			out = t.mergeWord(s, ws, out, &prevUnk)
+			ws = ws[:0]
 		}
-		if i-w0 <= linearMax {
-			out = t.linearBPE(s, w0, i, out, &prevUnk)
-		} else {
-			t.heapBPE(s, int32(w0), int32(i))
-			out = t.output(s, int32(w0), out, &prevUnk)
-		}
-		w0 = i
+		ws = append(ws, word{start: int32(i), end: int32(i + n), id: id, pair: -1})
+		prevSpace = space
+		i += n
 	}
-	return out
+	s.words = ws
+	return t.mergeWord(s, ws, out, &prevUnk)
+}
+
+// nextSymbol returns the length of the initial symbol at the start of norm
+// (a user-defined piece, frozen, or one character) and its merge id (-1 if
+// it is not a mergeable piece).
+func (t *SPM) nextSymbol(norm []byte) (n int, id int32, freeze bool) {
+	if t.hasUser {
+		n = matchUser(&t.user, norm)
+		freeze = n > 0
+	}
+	if c := norm[0]; n == 0 && c < utf8.RuneSelf {
+		return 1, t.asciiID[c], false
+	} else if n == 0 {
+		n = min(charLen(c), len(norm))
+	}
+	if m, ok := t.merge[string(norm[:n])]; ok {
+		return n, m, freeze
+	}
+	return n, -1, freeze
+}
+
+// mergeWord runs BPE on one word and appends its ids: by linear scans when
+// it is short, with the heap otherwise.
+func (t *SPM) mergeWord(s *scratch, ws []word, out []int, prevUnk *bool) []int {
+	if len(ws) <= linearMax {
+		return t.linearBPE(s, ws, out, prevUnk)
+	}
+	syms := s.syms[:0]
+	for k, w := range ws {
+		syms = append(syms, symbol{start: w.start, end: w.end, prev: int32(k - 1), next: int32(k + 1), id: w.id})
+	}
+	s.syms = syms
+	t.heapBPE(s, 0, int32(len(syms)))
+	return t.output(s, 0, out, prevUnk)
 }
 
 // heapBPE merges symbols i0..i1-1 as sentencepiece does: a priority queue
@@ -337,14 +354,10 @@ type word struct {
 	score      float32
 }
 
-// linearBPE merges symbols i0..i1-1 (a short word) by scanning for the best
+// linearBPE merges the symbols of a short word by scanning for the best
 // pair at each step — the same order as the heap: highest score, leftmost
-// on ties — and appends their ids.
-func (t *SPM) linearBPE(s *scratch, i0, i1 int, out []int, prevUnk *bool) []int {
-	ws := s.words[:0]
-	for _, sym := range s.syms[i0:i1] {
-		ws = append(ws, word{start: sym.start, end: sym.end, id: sym.id, pair: -1})
-	}
+// on ties — and appends their ids. It reuses ws.
+func (t *SPM) linearBPE(s *scratch, ws []word, out []int, prevUnk *bool) []int {
 	for k := 0; k+1 < len(ws); k++ {
 		ws[k].pair, ws[k].score = t.pairOf(ws[k].id, ws[k+1].id)
 	}
@@ -370,7 +383,6 @@ func (t *SPM) linearBPE(s *scratch, i0, i1 int, out []int, prevUnk *bool) []int 
 			ws[best-1].pair, ws[best-1].score = t.pairOf(ws[best-1].id, w.id)
 		}
 	}
-	s.words = ws
 	for _, w := range ws {
 		out = t.emitSymbol(s, s.norm[w.start:w.end], w.id, out, prevUnk)
 	}
