@@ -81,33 +81,36 @@ func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) 
 // tokenizer.ggml.* metadata), a SentencePiece .model file, or a llama2.c
 // tokenizer.bin (which needs vocab, the model's vocabulary size).
 func LoadTokenizer(path string, vocab int) (*tokenizer.SPM, error) {
+	if kind, err := llama.Format(path); err != nil {
+		return nil, err
+	} else if kind == "gguf" {
+		// mapped, not read: the file may hold gigabytes of weights
+		f, err := gguf.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return TokenizerFromGGUF(f)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case strings.HasPrefix(string(data), "GGUF"):
-		f, err := gguf.Parse(path, data)
-		if err != nil {
-			return nil, err
-		}
-		return TokenizerFromGGUF(f)
-	case strings.EqualFold(filepath.Ext(path), ".model"):
+	if strings.EqualFold(filepath.Ext(path), ".model") {
 		t, err := tokenizer.FromModelProto(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		return t, nil
-	default:
-		if vocab <= 0 {
-			return nil, fmt.Errorf("%s: a llama2.c tokenizer.bin needs the vocabulary size", path)
-		}
-		t, err := tokenizer.FromLlama2c(data, vocab)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return t, nil
 	}
+	if vocab <= 0 {
+		return nil, fmt.Errorf("%s: a llama2.c tokenizer.bin needs the vocabulary size", path)
+	}
+	t, err := tokenizer.FromLlama2c(data, vocab)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
 }
 
 // TokenizerFromGGUF builds the SentencePiece tokenizer stored in a GGUF
