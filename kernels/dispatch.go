@@ -4,27 +4,27 @@ package kernels
 // versions; on amd64 without the purego tag, init in dispatch_amd64.go
 // replaces them with assembly when the CPU has AVX2, FMA and F16C.
 var (
-	dotImpl       = dotGeneric
-	axpyImpl      = axpyGeneric
-	sumSqImpl     = sumSqGeneric
-	scaleMulImpl  = scaleMulGeneric
-	scaleImpl     = scaleGeneric
-	addImpl       = addGeneric
-	maxImpl       = maxGeneric
-	expSubSumImpl = expSubSumGeneric
-	siluMulImpl   = siluMulGeneric
-	convF16       = convF16Generic
-	convBF16      = convBF16Generic
-	dotF16        = dotF16Generic
-	dotBF16       = dotBF16Generic
-	dotQ8_0       = dotQ8_0Generic
-	dotQ4_0       = dotQ4_0Generic
-	dotQ8_0x4     = dotQ8_0x4Generic
-	dotQ4_0x4     = dotQ4_0x4Generic
-	packNT16      = packNT16Generic
-	scoresImpl    = scoresGeneric
-	accumVImpl    = accumVGeneric
-	quantQ8_0Impl = quantQ8_0Generic
+	dotImpl        = dotGeneric
+	axpyImpl       = axpyGeneric
+	sumSqImpl      = sumSqGeneric
+	scaleMulImpl   = scaleMulGeneric
+	scaleImpl      = scaleGeneric
+	addImpl        = addGeneric
+	maxImpl        = maxGeneric
+	expSubSumImpl  = expSubSumGeneric
+	siluMulImpl    = siluMulGeneric
+	convF16        = convF16Generic
+	convBF16       = convBF16Generic
+	dotF16         = dotF16Generic
+	matVecBF16Rows = matVecBF16RowsGeneric
+	dotQ8_0        = dotQ8_0Generic
+	dotQ4_0        = dotQ4_0Generic
+	dotQ8_0x4      = dotQ8_0x4Generic
+	dotQ4_0x4      = dotQ4_0x4Generic
+	packNT16       = packNT16Generic
+	scoresImpl     = scoresGeneric
+	accumVImpl     = accumVGeneric
+	quantQ8_0Impl  = quantQ8_0Generic
 )
 
 func packNT16Generic(dst []float32, B operand, off, kk int) {

@@ -26,7 +26,7 @@ func init() {
 	convF16 = convF16AVX2
 	convBF16 = convBF16AVX2
 	dotF16 = dotF16AVX2
-	dotBF16 = dotBF16AVX2
+	matVecBF16Rows = matVecBF16RowsAsm
 	dotQ8_0 = dotQ8_0Asm
 	dotQ4_0 = dotQ4_0Asm
 	dotQ8_0x4 = dotQ8_0x4Asm
@@ -149,4 +149,30 @@ func quantQ8_0Asm(dst []byte, x []float32) {
 	}
 	_ = dst[nb*q8Bytes-1]
 	quantQ8_0AVX2(&dst[0], &x[0], nb)
+}
+
+// matVecBF16RowsAsm computes y[r] = W[r]·x for rows [lo, hi), with x first
+// rearranged so that each group of 16 holds its even elements, then its odd
+// ones, the order in which dotBF16PairsAVX2 unpacks bfloat16 pairs.
+func matVecBF16RowsAsm(y []float32, w []uint16, x []float32, cols, lo, hi int) {
+	groups := cols / 16
+	n16 := groups * 16
+	xpp := getBuf(n16)
+	defer putBuf(xpp)
+	xp := *xpp
+	for g := range groups {
+		src := x[16*g : 16*g+16]
+		dst := xp[16*g : 16*g+16]
+		for i := range 8 {
+			dst[i], dst[8+i] = src[2*i], src[2*i+1]
+		}
+	}
+	for r := lo; r < hi; r++ {
+		row := w[r*cols : (r+1)*cols]
+		var s float32
+		if groups > 0 {
+			s = dotBF16PairsAVX2(&row[0], &xp[0], groups)
+		}
+		y[r] = s + dotBF16Generic(row[n16:], x[n16:])
+	}
 }

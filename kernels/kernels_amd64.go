@@ -26,8 +26,9 @@ func addAVX2(out []float32, a []float32, b []float32)
 // dotF16AVX2 returns Σ w[i]·x[i] over len(x) elements, w IEEE half.
 func dotF16AVX2(w []uint16, x []float32) float32
 
-// dotBF16AVX2 returns Σ w[i]·x[i] over len(x) elements, w bfloat16.
-func dotBF16AVX2(w []uint16, x []float32) float32
+// dotBF16PairsAVX2 returns Σ w[i]·x[i] over groups·16 bfloat16 weights w and the
+// matching x stored as xp: per group of 16, x[0], x[2], …, x[14], then x[1], x[3], …, x[15].
+func dotBF16PairsAVX2(w *uint16, xp *float32, groups int) float32
 
 // convF16AVX2 converts len(dst) IEEE half values from src to float32.
 func convF16AVX2(dst []float32, src []uint16)

@@ -569,71 +569,56 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotBF16AVX2(w []uint16, x []float32) float32
+// func dotBF16PairsAVX2(w *uint16, xp *float32, groups int) float32
 // Requires: AVX, AVX2, FMA3, SSE, SSE2
-TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-52
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   x_len+32(FP), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
+TEXT ·dotBF16PairsAVX2(SB), NOSPLIT, $0-28
+	MOVQ         w+0(FP), AX
+	MOVQ         xp+8(FP), CX
+	MOVQ         groups+16(FP), DX
+	MOVL         $0xffff0000, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
 
-loop32:
-	CMPQ        DX, $0x20
-	JL          loop8
-	VPMOVZXWD   (AX), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS (CX), Y5, Y0
-	VPMOVZXWD   16(AX), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS 32(CX), Y5, Y1
-	VPMOVZXWD   32(AX), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS 64(CX), Y5, Y2
-	VPMOVZXWD   48(AX), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS 96(CX), Y5, Y3
+loop2:
+	CMPQ        DX, $0x02
+	JL          tail
+	VMOVDQU     (AX), Y5
+	VPSLLD      $0x10, Y5, Y6
+	VPAND       Y0, Y5, Y5
+	VFMADD231PS (CX), Y6, Y1
+	VFMADD231PS 32(CX), Y5, Y2
+	VMOVDQU     32(AX), Y5
+	VPSLLD      $0x10, Y5, Y6
+	VPAND       Y0, Y5, Y5
+	VFMADD231PS 64(CX), Y6, Y3
+	VFMADD231PS 96(CX), Y5, Y4
 	ADDQ        $0x40, AX
 	ADDQ        $0x80, CX
-	SUBQ        $0x20, DX
-	JMP         loop32
-
-loop8:
-	CMPQ        DX, $0x08
-	JL          tail
-	VPMOVZXWD   (AX), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS (CX), Y5, Y0
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, CX
-	SUBQ        $0x08, DX
-	JMP         loop8
+	SUBQ        $0x02, DX
+	JMP         loop2
 
 tail:
 	TESTQ       DX, DX
 	JE          done
-	MOVWLZX     (AX), BX
-	SHLL        $0x10, BX
-	MOVD        BX, X5
-	VFMADD231SS (CX), X5, X4
-	ADDQ        $0x02, AX
-	ADDQ        $0x04, CX
-	DECQ        DX
-	JMP         tail
+	VMOVDQU     (AX), Y5
+	VPSLLD      $0x10, Y5, Y6
+	VPAND       Y0, Y5, Y5
+	VFMADD231PS (CX), Y6, Y1
+	VFMADD231PS 32(CX), Y5, Y2
 
 done:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, ret+48(FP)
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	MOVSS        X1, ret+24(FP)
 	VZEROUPPER
 	RET
 

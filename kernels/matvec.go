@@ -190,9 +190,7 @@ func MatVecBF16(y []float32, w []uint16, x []float32, rows, cols int) {
 	checkLen("MatVecBF16", "x", x, cols)
 	x = x[:cols]
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			y[r] = dotBF16(w[r*cols:(r+1)*cols], x)
-		}
+		matVecBF16Rows(y, w, x, cols, lo, hi)
 	})
 }
 

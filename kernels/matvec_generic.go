@@ -37,6 +37,13 @@ func dotF16Generic(w []uint16, x []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// matVecBF16RowsGeneric computes y[r] = W[r]·x for rows [lo, hi).
+func matVecBF16RowsGeneric(y []float32, w []uint16, x []float32, cols, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		y[r] = dotBF16Generic(w[r*cols:(r+1)*cols], x)
+	}
+}
+
 func dotBF16Generic(w []uint16, x []float32) float32 {
 	var s0, s1, s2, s3 float32
 	w = w[:len(x)]

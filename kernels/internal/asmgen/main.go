@@ -21,7 +21,7 @@ func main() {
 	scaleMul()
 	add()
 	dotHalf("dotF16AVX2", true)
-	dotHalf("dotBF16AVX2", false)
+	dotBF16Pairs()
 	convHalf("convF16AVX2", true)
 	convHalf("convBF16AVX2", false)
 	dotQ8_0()
