@@ -11,6 +11,9 @@ import (
 //	Q8_0: d float16, qs [32]int8            — x[i] = d·qs[i]
 //	Q4_0: d float16, qs [16]uint8 (nibbles) — x[j] = d·((qs[j]&15)-8),
 //	      x[j+16] = d·((qs[j]>>4)-8), j < 16
+//
+// The other block formats are in legacy.go (Q4_1, Q5_0, Q5_1), kquant.go
+// (Q2_K…Q6_K, Q8_K) and iq4nl.go (IQ4_NL).
 
 // QK is the block length of the legacy block types (Q4_0, Q8_0, …).
 const QK = 32
@@ -22,7 +25,7 @@ func roundHalfAway(x float32) float32 { return float32(math.Round(float64(x))) }
 // (len(src)/32·34 bytes) with ggml's reference round-to-nearest.
 func QuantizeRowQ8_0(dst []byte, src []float32) {
 	nb := len(src) / QK
-	_ = dst[nb*34-1]
+	_ = dst[:nb*34]
 	for b := 0; b < nb; b++ {
 		x := src[b*QK : b*QK+QK]
 		var amax float32
@@ -47,7 +50,7 @@ func QuantizeRowQ8_0(dst []byte, src []float32) {
 // DequantizeRowQ8_0 expands Q8_0 blocks in src into dst (a multiple of 32 long).
 func DequantizeRowQ8_0(dst []float32, src []byte) {
 	nb := len(dst) / QK
-	_ = src[nb*34-1]
+	_ = src[:nb*34]
 	for b := 0; b < nb; b++ {
 		o := src[b*34 : b*34+34]
 		d := F16ToF32(binary.LittleEndian.Uint16(o))
@@ -62,7 +65,7 @@ func DequantizeRowQ8_0(dst []float32, src []byte) {
 // value of largest magnitude divided by -8, so that value maps to -8 exactly.
 func QuantizeRowQ4_0(dst []byte, src []float32) {
 	nb := len(src) / QK
-	_ = dst[nb*18-1]
+	_ = dst[:nb*18]
 	for b := 0; b < nb; b++ {
 		x := src[b*QK : b*QK+QK]
 		var amax, max float32
@@ -79,8 +82,8 @@ func QuantizeRowQ4_0(dst []byte, src []float32) {
 		o := dst[b*18 : b*18+18]
 		binary.LittleEndian.PutUint16(o, F32ToF16(d))
 		for j := 0; j < QK/2; j++ {
-			x0 := x[j]*id + 8.5
-			x1 := x[j+QK/2]*id + 8.5
+			x0 := float32(x[j]*id) + 8.5
+			x1 := float32(x[j+QK/2]*id) + 8.5
 			q0 := uint8(min(15, int8(x0)))
 			q1 := uint8(min(15, int8(x1)))
 			o[2+j] = q0 | q1<<4
@@ -91,7 +94,7 @@ func QuantizeRowQ4_0(dst []byte, src []float32) {
 // DequantizeRowQ4_0 expands Q4_0 blocks in src into dst (a multiple of 32 long).
 func DequantizeRowQ4_0(dst []float32, src []byte) {
 	nb := len(dst) / QK
-	_ = src[nb*18-1]
+	_ = src[:nb*18]
 	for b := 0; b < nb; b++ {
 		o := src[b*18 : b*18+18]
 		d := F16ToF32(binary.LittleEndian.Uint16(o))
@@ -125,15 +128,46 @@ func Dequantize(d DType, dst []float32, src []byte) error {
 		for i := range dst {
 			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
-	case Q8_0:
-		DequantizeRowQ8_0(dst, src)
-	case Q4_0:
-		DequantizeRowQ4_0(dst, src)
 	default:
-		return fmt.Errorf("dequantize: unsupported dtype %s", d)
+		f, ok := dequantizers[d]
+		if !ok {
+			return fmt.Errorf("dequantize: unsupported dtype %s", d)
+		}
+		f(dst, src)
 	}
 	return nil
 }
+
+// dequantizers and quantizers map the block dtypes to their row functions.
+var (
+	dequantizers = map[DType]func([]float32, []byte){
+		Q4_0: DequantizeRowQ4_0, Q4_1: DequantizeRowQ4_1, Q5_0: DequantizeRowQ5_0, Q5_1: DequantizeRowQ5_1,
+		Q8_0: DequantizeRowQ8_0, Q2_K: DequantizeRowQ2_K, Q3_K: DequantizeRowQ3_K, Q4_K: DequantizeRowQ4_K,
+		Q5_K: DequantizeRowQ5_K, Q6_K: DequantizeRowQ6_K, Q8_K: DequantizeRowQ8_K, IQ4_NL: DequantizeRowIQ4_NL,
+	}
+	quantizers = map[DType]func([]byte, []float32){
+		Q4_0: QuantizeRowQ4_0, Q4_1: QuantizeRowQ4_1, Q5_0: QuantizeRowQ5_0, Q5_1: QuantizeRowQ5_1,
+		Q8_0: QuantizeRowQ8_0, Q2_K: QuantizeRowQ2_K, Q3_K: QuantizeRowQ3_K, Q4_K: QuantizeRowQ4_K,
+		Q5_K: QuantizeRowQ5_K, Q6_K: QuantizeRowQ6_K, Q8_K: QuantizeRowQ8_K, IQ4_NL: QuantizeRowIQ4_NL,
+	}
+)
+
+// CanDequantize reports whether Dequantize expands dtype d: F32, F16, BF16
+// and every block format herd knows.
+func CanDequantize(d DType) bool {
+	_, ok := dequantizers[d]
+	return ok || d == F32 || d == F16 || d == BF16
+}
+
+// CanQuantize reports whether Quantize writes dtype d.
+func CanQuantize(d DType) bool {
+	_, ok := quantizers[d]
+	return ok || d == F32 || d == F16 || d == BF16
+}
+
+// IsQuantized reports whether d is a block format (more than one element
+// per block).
+func (d DType) IsQuantized() bool { return d.BlockSize() > 1 }
 
 // Quantize packs the float32 row src into dtype d, writing d.RowBytes(len(src)) bytes to dst.
 func Quantize(d DType, dst []byte, src []float32) error {
@@ -157,12 +191,12 @@ func Quantize(d DType, dst []byte, src []float32) error {
 		for i, v := range src {
 			binary.LittleEndian.PutUint16(dst[2*i:], F32ToBF16(v))
 		}
-	case Q8_0:
-		QuantizeRowQ8_0(dst, src)
-	case Q4_0:
-		QuantizeRowQ4_0(dst, src)
 	default:
-		return fmt.Errorf("quantize: unsupported dtype %s", d)
+		f, ok := quantizers[d]
+		if !ok {
+			return fmt.Errorf("quantize: unsupported dtype %s", d)
+		}
+		f(dst, src)
 	}
 	return nil
 }
