@@ -41,7 +41,9 @@ const MaxDims = 4
 
 // supportedTypes lists the tensor types Open accepts; files holding any
 // other type are refused. Widen it as herd learns more block formats.
-var supportedTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0}
+var supportedTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0,
+	tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K,
+	tensor.Q8_K, tensor.IQ4_NL}
 
 // Supported reports whether herd reads and writes GGUF tensors of type d.
 func Supported(d tensor.DType) bool { return slices.Contains(supportedTypes, d) }

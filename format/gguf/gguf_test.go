@@ -199,7 +199,7 @@ func fullWriter(t testing.TB) *Writer {
 		}
 	}
 	for _, dt := range supportedTypes {
-		dims := []uint64{64, 3}
+		dims := []uint64{256, 3}
 		size, _ := tensorBytes(dt, dims)
 		data := make([]byte, size)
 		for i := range data {
@@ -283,7 +283,7 @@ func TestWriterReplaceAndRefuse(t *testing.T) {
 		{"zero Value", w.Set("c", Value{})},
 		{"alignment type", w.Set(AlignmentKey, 64)},
 		{"alignment power", w.Set(AlignmentKey, uint32(48))},
-		{"unsupported type", w.AddTensor("q", tensor.Q4_K, []uint64{256}, make([]byte, 144))},
+		{"unsupported type", w.AddTensor("q", tensor.Q8_1, []uint64{32}, make([]byte, 36))},
 		{"data size", w.AddTensor("x", tensor.F32, []uint64{4}, make([]byte, 15))},
 		{"block size", w.AddTensor("x", tensor.Q8_0, []uint64{16}, make([]byte, 17))},
 		{"long name", w.AddTensor(strings.Repeat("n", 64), tensor.F32, []uint64{1}, make([]byte, 4))},
@@ -300,9 +300,9 @@ func TestWriterReplaceAndRefuse(t *testing.T) {
 	if err := w.AddTensor("x", tensor.F32, []uint64{1}, make([]byte, 4)); err == nil {
 		t.Error("duplicate tensor accepted")
 	}
-	if err := w.AddTensor("q", tensor.Q4_K, []uint64{256}, make([]byte, 144)); err == nil ||
-		!strings.Contains(err.Error(), "unsupported tensor type Q4_K in tensor q") {
-		t.Errorf("Q4_K: %v", err)
+	if err := w.AddTensor("q", tensor.Q8_1, []uint64{32}, make([]byte, 36)); err == nil ||
+		!strings.Contains(err.Error(), "unsupported tensor type Q8_1 in tensor q") {
+		t.Errorf("Q8_1: %v", err)
 	}
 }
 
@@ -400,7 +400,7 @@ func TestParseErrors(t *testing.T) {
 		{"dims overflow wrap", new(raw).header(3, 1, 0).tinfo("t", []uint64{1 << 63, 2}, tensor.F32, 0).data(4), "overflow"},
 		{"size overflow", new(raw).header(3, 1, 0).tinfo("t", []uint64{1 << 30, 1 << 31}, tensor.F32, 0).data(4), "too large"},
 		{"block size", new(raw).header(3, 1, 0).tinfo("t", []uint64{16}, tensor.Q8_0, 0).data(64), "block size"},
-		{"Q4_K", new(raw).header(3, 1, 0).tinfo("blk.0.attn_q.weight", []uint64{256}, tensor.Q4_K, 0).data(144), "unsupported tensor type Q4_K in tensor blk.0.attn_q.weight"},
+		{"Q8_1", new(raw).header(3, 1, 0).tinfo("blk.0.attn_q.weight", []uint64{32}, tensor.Q8_1, 0).data(64), "unsupported tensor type Q8_1 in tensor blk.0.attn_q.weight"},
 		{"type 99", new(raw).header(3, 1, 0).tinfo("w", f32x8, 99, 0).data(32), "unsupported tensor type type(99) in tensor w"},
 		{"misaligned", new(raw).header(3, 1, 0).tinfo("t", f32x8, tensor.F32, 4).data(64), "not a multiple of the alignment"},
 		{"past end", new(raw).header(3, 1, 0).tinfo("t", f32x8, tensor.F32, 0).data(31), "runs past the end"},
