@@ -39,11 +39,12 @@ func dotQ8_0x4Generic(w, x []byte, xstride int, out *[4]float32) {
 	}
 }
 
-// dotQ4_0x4Generic computes out[t] = dotQ4_0(w, x[t·xstride:]) for t < 4.
-func dotQ4_0x4Generic(w, x []byte, xstride int, out *[4]float32) {
-	n := len(w) / q4Bytes * q8Bytes
+// dotQ4_0x4Generic computes out[t] = dotQ4_0(w, x[t·xstride:], aux[t·auxstride:])
+// for t < 4.
+func dotQ4_0x4Generic(w, x []byte, xstride int, aux []int32, auxstride int, out *[4]float32) {
+	nb := len(w) / q4Bytes
 	for t := range out {
-		out[t] = dotQ4_0(w, x[t*xstride:t*xstride+n])
+		out[t] = dotQ4_0(w, x[t*xstride:t*xstride+nb*q8Bytes], aux[t*auxstride:t*auxstride+nb*q4AuxInts])
 	}
 }
 

@@ -53,13 +53,13 @@ func dotQ8_0Asm(w, x []byte) float32 {
 	return dotQ8_0AVX2(&w[0], &x[0], nb)
 }
 
-func dotQ4_0Asm(w, x []byte) float32 {
+func dotQ4_0Asm(w, x []byte, aux []int32) float32 {
 	nb := len(x) / q8Bytes
 	if nb == 0 {
 		return 0
 	}
-	_ = w[nb*q4Bytes-1]
-	return dotQ4_0AVX2(&w[0], &x[0], nb)
+	_, _ = w[nb*q4Bytes-1], aux[nb*q4AuxInts-1]
+	return dotQ4_0AVX2(&w[0], &x[0], &aux[0], nb)
 }
 
 func dotQ8_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
@@ -72,14 +72,14 @@ func dotQ8_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
 	dotQ8_0x4AVX2(&w[0], &x[0], xstride, nb, &out[0])
 }
 
-func dotQ4_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
+func dotQ4_0x4Asm(w, x []byte, xstride int, aux []int32, auxstride int, out *[4]float32) {
 	nb := len(w) / q4Bytes
 	if nb == 0 {
 		*out = [4]float32{}
 		return
 	}
-	_ = x[3*xstride+nb*q8Bytes-1]
-	dotQ4_0x4AVX2(&w[0], &x[0], xstride, nb, &out[0])
+	_, _ = x[3*xstride+nb*q8Bytes-1], aux[3*auxstride+nb*q4AuxInts-1]
+	dotQ4_0x4AVX2(&w[0], &x[0], xstride, &aux[0], 4*auxstride, nb, &out[0])
 }
 
 func packNT16Asm(dst []float32, B operand, off, kk int) {
@@ -157,8 +157,8 @@ func quantQ8_0Asm(dst []byte, x []float32) {
 func matVecBF16RowsAsm(y []float32, w []uint16, x []float32, cols, lo, hi int) {
 	groups := cols / 16
 	n16 := groups * 16
-	xpp := getBuf(n16)
-	defer putBuf(xpp)
+	xpp := floatScratch.get(n16)
+	defer floatScratch.put(xpp)
 	xp := *xpp
 	for g := range groups {
 		src := x[16*g : 16*g+16]

@@ -74,18 +74,30 @@ func checkLen(fn, name string, s []float32, need int) {
 	}
 }
 
-var bufPool sync.Pool // of *[]float32
+// scratch is a pool of reusable slices (sync.Pool of *[]T).
+type scratch[T any] struct{ p sync.Pool }
 
-func getBuf(n int) *[]float32 {
-	if p, ok := bufPool.Get().(*[]float32); ok && cap(*p) >= n {
+// get returns a slice of length n, with unspecified contents.
+func (s *scratch[T]) get(n int) *[]T {
+	if p, ok := s.p.Get().(*[]T); ok && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p
 	}
-	s := make([]float32, n)
-	return &s
+	b := make([]T, n)
+	return &b
 }
 
-func putBuf(p *[]float32) { bufPool.Put(p) }
+func (s *scratch[T]) put(p *[]T) { s.p.Put(p) }
+
+var (
+	floatScratch scratch[float32]
+	byteScratch  scratch[byte]
+	intScratch   scratch[int32]
+)
+
+func getBuf(n int) *[]float32 { return floatScratch.get(n) }
+
+func putBuf(p *[]float32) { floatScratch.put(p) }
 
 // gemm computes C (m×n, row stride ldc) = A·B or C += A·B with A m×k and B k×n
 // given as operands.

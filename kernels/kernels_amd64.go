@@ -39,16 +39,17 @@ func convBF16AVX2(dst []float32, src []uint16)
 // dotQ8_0AVX2 returns the dot product of nb Q8_0 weight blocks at w with nb Q8_0 blocks at x.
 func dotQ8_0AVX2(w *byte, x *byte, nb int) float32
 
-// dotQ4_0AVX2 returns the dot product of nb Q4_0 weight blocks at w with nb Q8_0 blocks at x.
-func dotQ4_0AVX2(w *byte, x *byte, nb int) float32
+// dotQ4_0AVX2 returns the dot product of nb Q4_0 weight blocks at w with nb Q8_0
+// blocks at x, whose aux records (8·Σx, scale) are at aux.
+func dotQ4_0AVX2(w *byte, x *byte, aux *int32, nb int) float32
 
 // dotQ8_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q8_0 weight blocks at w
 // with nb Q8_0 blocks at x + t·xstride bytes.
 func dotQ8_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
 
 // dotQ4_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q4_0 weight blocks at w
-// with nb Q8_0 blocks at x + t·xstride bytes.
-func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+// with nb Q8_0 blocks at x + t·xstride bytes, whose aux records are at aux + t·auxstride bytes.
+func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, aux *int32, auxstride int, nb int, out *float32)
 
 // packNTF32AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
 // each column p < k (a multiple of 8), the 16 values of that column as float32.

@@ -798,94 +798,81 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotQ4_0AVX2(w *byte, x *byte, nb int) float32
+// func dotQ4_0AVX2(w *byte, x *byte, aux *int32, nb int) float32
 // Requires: AVX, AVX2, F16C, FMA3, SSE, SSE2
-TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-28
+TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-36
 	MOVQ         w+0(FP), AX
 	MOVQ         x+8(FP), CX
-	MOVQ         nb+16(FP), DX
-	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	MOVQ         aux+16(FP), DX
+	MOVQ         nb+24(FP), BX
+	MOVL         $0x00010001, SI
+	MOVD         SI, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	MOVL         $0x0f0f0f0f, SI
+	MOVD         SI, X1
 	VPBROADCASTD X1, Y1
-	MOVL         $0x08080808, BX
-	MOVD         BX, X2
-	VPBROADCASTD X2, Y2
+	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
 
 loop2:
-	CMPQ         DX, $0x02
+	CMPQ         BX, $0x02
 	JL           tail
+	VMOVDQU      2(AX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
 	VPBROADCASTW (AX), X5
-	VPBROADCASTW (CX), X6
 	VCVTPH2PS    X5, Y5
-	VCVTPH2PS    X6, Y6
-	VMULPS       Y6, Y5, Y5
-	VMOVDQU      2(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y7
-	VPAND        Y1, Y7, Y7
-	VPSUBB       Y2, Y7, Y7
-	VMOVDQU      2(CX), Y6
-	VPSIGNB      Y7, Y7, Y10
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y10, Y6
+	VPMADDUBSW   2(CX), Y4, Y6
 	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (DX), Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y5, Y3
-	VPBROADCASTW 18(AX), X5
-	VPBROADCASTW 34(CX), X6
-	VCVTPH2PS    X5, Y5
-	VCVTPH2PS    X6, Y6
-	VMULPS       Y6, Y5, Y5
+	VBROADCASTSS 32(DX), Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
 	VMOVDQU      20(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y8
+	VPSRLW       $0x04, X8, X4
+	VINSERTI128  $0x01, X4, Y8, Y8
 	VPAND        Y1, Y8, Y8
-	VPSUBB       Y2, Y8, Y8
-	VMOVDQU      36(CX), Y6
-	VPSIGNB      Y8, Y8, Y10
-	VPSIGNB      Y8, Y6, Y6
-	VPMADDUBSW   Y6, Y10, Y6
+	VPBROADCASTW 18(AX), X5
+	VCVTPH2PS    X5, Y5
+	VPMADDUBSW   36(CX), Y8, Y6
 	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       36(DX), Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y5, Y4
+	VBROADCASTSS 68(DX), Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y3
 	ADDQ         $0x24, AX
 	ADDQ         $0x44, CX
-	SUBQ         $0x02, DX
+	ADDQ         $0x48, DX
+	SUBQ         $0x02, BX
 	JMP          loop2
 
 tail:
-	TESTQ        DX, DX
+	TESTQ        BX, BX
 	JE           done
-	VPBROADCASTW (AX), X5
-	VPBROADCASTW (CX), X6
-	VCVTPH2PS    X5, Y5
-	VCVTPH2PS    X6, Y6
-	VMULPS       Y6, Y5, Y5
 	VMOVDQU      2(AX), X9
-	VPSRLW       $0x04, X9, X6
-	VINSERTI128  $0x01, X6, Y9, Y9
+	VPSRLW       $0x04, X9, X4
+	VINSERTI128  $0x01, X4, Y9, Y9
 	VPAND        Y1, Y9, Y9
-	VPSUBB       Y2, Y9, Y9
-	VMOVDQU      2(CX), Y1
-	VPSIGNB      Y9, Y9, Y2
-	VPSIGNB      Y9, Y1, Y1
-	VPMADDUBSW   Y1, Y2, Y1
-	VPMADDWD     Y1, Y0, Y1
-	VCVTDQ2PS    Y1, Y1
-	VFMADD231PS  Y1, Y5, Y3
+	VPBROADCASTW (AX), X1
+	VCVTPH2PS    X1, Y1
+	VPMADDUBSW   2(CX), Y9, Y4
+	VPMADDWD     Y4, Y0, Y4
+	VPSUBD       (DX), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 32(DX), Y0
+	VMULPS       Y1, Y0, Y0
+	VFMADD231PS  Y4, Y0, Y2
 
 done:
-	VADDPS       Y4, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	MOVSS        X3, ret+24(FP)
+	VADDPS       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	MOVSS        X2, ret+32(FP)
 	VZEROUPPER
 	RET
 
@@ -966,89 +953,82 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+// func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, aux *int32, auxstride int, nb int, out *float32)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-40
+TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-56
 	MOVQ         w+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         xstride+16(FP), DX
-	MOVQ         nb+24(FP), BX
-	LEAQ         (CX)(DX*2), SI
-	ADDQ         DX, SI
-	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	MOVQ         aux+24(FP), BX
+	MOVQ         auxstride+32(FP), SI
+	MOVQ         nb+40(FP), DI
+	LEAQ         (CX)(DX*2), R8
+	ADDQ         DX, R8
+	LEAQ         (BX)(SI*2), R9
+	ADDQ         SI, R9
+	MOVL         $0x00010001, R10
+	MOVD         R10, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	MOVL         $0x0f0f0f0f, R10
+	MOVD         R10, X1
 	VPBROADCASTD X1, Y1
-	MOVL         $0x08080808, DI
-	MOVD         DI, X2
-	VPBROADCASTD X2, Y2
+	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
 	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
 
 loop:
-	TESTQ        BX, BX
+	TESTQ        DI, DI
 	JE           done
-	VMOVDQU      2(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y7
-	VPAND        Y1, Y7, Y7
-	VPSUBB       Y2, Y7, Y7
-	VPSIGNB      Y7, Y7, Y8
-	VPBROADCASTW (AX), X9
-	VCVTPH2PS    X9, Y9
-	VMOVDQU      2(CX), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (CX), X11
-	VCVTPH2PS    X11, Y11
-	VMULPS       Y9, Y11, Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      2(CX)(DX*1), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (CX)(DX*1), X11
-	VCVTPH2PS    X11, Y11
-	VMULPS       Y9, Y11, Y11
-	VFMADD231PS  Y10, Y11, Y4
-	VMOVDQU      2(CX)(DX*2), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (CX)(DX*2), X11
-	VCVTPH2PS    X11, Y11
-	VMULPS       Y9, Y11, Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      2(SI), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (SI), X8
-	VCVTPH2PS    X8, Y8
-	VMULPS       Y9, Y8, Y8
-	VFMADD231PS  Y10, Y8, Y6
+	VMOVDQU      2(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTW (AX), X7
+	VCVTPH2PS    X7, Y7
+	VPMADDUBSW   2(CX), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (BX), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(BX), Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VPMADDUBSW   2(CX)(DX*1), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (BX)(SI*1), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(BX)(SI*1), Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VPMADDUBSW   2(CX)(DX*2), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (BX)(SI*2), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(BX)(SI*2), Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y4
+	VPMADDUBSW   2(R8), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R9), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R9), Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y5
 	ADDQ         $0x12, AX
 	ADDQ         $0x22, CX
-	ADDQ         $0x22, SI
-	DECQ         BX
+	ADDQ         $0x22, R8
+	ADDQ         $0x24, BX
+	ADDQ         $0x24, R9
+	DECQ         DI
 	JMP          loop
 
 done:
-	MOVQ         out+32(FP), AX
-	VHADDPS      Y4, Y3, Y3
-	VHADDPS      Y6, Y5, Y5
-	VHADDPS      Y5, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	MOVQ         out+48(FP), AX
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y5, Y4, Y4
+	VHADDPS      Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
 	VMOVUPS      X0, (AX)
 	VZEROUPPER
 	RET

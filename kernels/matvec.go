@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/herd-llm/herd/tensor"
 )
@@ -68,8 +67,8 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 		gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, operand{kind: kind, u16: h, rs: 1, cs: cols}, y, rows, false)
 	case tensor.Q8_0, tensor.Q4_0:
 		xrow := cols / qk * q8Bytes
-		xqp := getBytes(nt * xrow)
-		defer putBytes(xqp)
+		xqp := byteScratch.get(nt * xrow)
+		defer byteScratch.put(xqp)
 		xq := *xqp
 		ParallelFor(nt, max(1, matGrain/max(cols, 1)), func(lo, hi int) {
 			for t := lo; t < hi; t++ {
@@ -90,53 +89,58 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 
 // matMulQuant computes nt mat-vecs against the same quantized weights,
 // walking the weights in blocks of rows small enough to stay in cache while
-// every row of X passes over them.
+// every row of X passes over them, four rows of X per weight pass.
 func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int) {
 	const rowBlock = 16
-	dot, dot4 := dotQ8_0, dotQ8_0x4
-	wrow := cols / qk * q8Bytes
-	if dt == tensor.Q4_0 {
-		dot, dot4 = dotQ4_0, dotQ4_0x4
-		wrow = cols / qk * q4Bytes
+	nb := cols / qk
+	xrow := nb * q8Bytes
+	var (
+		wrow int
+		dot  func(w []byte, t int) float32
+		dot4 func(w []byte, t int, out *[4]float32)
+	)
+	if dt == tensor.Q8_0 {
+		wrow = nb * q8Bytes
+		dot = func(w []byte, t int) float32 { return dotQ8_0(w, xq[t*xrow:(t+1)*xrow]) }
+		dot4 = func(w []byte, t int, out *[4]float32) { dotQ8_0x4(w, xq[t*xrow:(t+4)*xrow], xrow, out) }
+	} else {
+		wrow = nb * q4Bytes
+		arow := nb * q4AuxInts
+		auxp := intScratch.get(nt * arow)
+		defer intScratch.put(auxp)
+		aux := *auxp
+		for t := range nt {
+			q4Prep(aux[t*arow:(t+1)*arow], xq[t*xrow:(t+1)*xrow])
+		}
+		dot = func(w []byte, t int) float32 {
+			return dotQ4_0(w, xq[t*xrow:(t+1)*xrow], aux[t*arow:(t+1)*arow])
+		}
+		dot4 = func(w []byte, t int, out *[4]float32) {
+			dotQ4_0x4(w, xq[t*xrow:(t+4)*xrow], xrow, aux[t*arow:(t+4)*arow], arow, out)
+		}
 	}
-	xrow := cols / qk * q8Bytes
 	ParallelFor(rows, max(rowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
 		var out [4]float32
 		for r0 := lo; r0 < hi; r0 += rowBlock {
 			r1 := min(hi, r0+rowBlock)
 			t := 0
 			for ; t+4 <= nt; t += 4 {
-				xt := xq[t*xrow : (t+4)*xrow]
 				for r := r0; r < r1; r++ {
-					dot4(w[r*wrow:(r+1)*wrow], xt, xrow, &out)
+					dot4(w[r*wrow:(r+1)*wrow], t, &out)
 					for i, v := range out {
 						y[(t+i)*rows+r] = v
 					}
 				}
 			}
 			for ; t < nt; t++ {
-				xt := xq[t*xrow : (t+1)*xrow]
 				yt := y[t*rows : (t+1)*rows]
 				for r := r0; r < r1; r++ {
-					yt[r] = dot(w[r*wrow:(r+1)*wrow], xt)
+					yt[r] = dot(w[r*wrow:(r+1)*wrow], t)
 				}
 			}
 		}
 	})
 }
-
-var bytePool sync.Pool // of *[]byte
-
-func getBytes(n int) *[]byte {
-	if p, ok := bytePool.Get().(*[]byte); ok && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
-	}
-	s := make([]byte, n)
-	return &s
-}
-
-func putBytes(p *[]byte) { bytePool.Put(p) }
 
 // QuantizeQ8_0 quantizes x (a multiple of 32 long) into len(x)/32 Q8_0 blocks
 // of 34 bytes in dst, as the activation side of a Q8_0 or Q4_0 dot product.
@@ -231,11 +235,16 @@ func MatVecQ8_0(y []float32, w []byte, xq []byte, rows, cols int) {
 func MatVecQ4_0(y []float32, w []byte, xq []byte, rows, cols int) {
 	checkRows("MatVecQ4_0", y, rows)
 	checkQuant("MatVecQ4_0", w, xq, rows, cols, q4Bytes)
-	wrow := cols / qk * q4Bytes
-	xq = xq[:cols/qk*q8Bytes]
+	nb := cols / qk
+	wrow := nb * q4Bytes
+	xq = xq[:nb*q8Bytes]
+	auxp := intScratch.get(nb * q4AuxInts)
+	defer intScratch.put(auxp)
+	aux := *auxp
+	q4Prep(aux, xq)
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			y[r] = dotQ4_0(w[r*wrow:(r+1)*wrow], xq)
+			y[r] = dotQ4_0(w[r*wrow:(r+1)*wrow], xq, aux)
 		}
 	})
 }

@@ -79,11 +79,33 @@ func dotQ8_0Generic(w, x []byte) float32 {
 	return sum
 }
 
+// q4AuxInts is the length, in int32s, of the aux record the Q4_0 kernels
+// use for each Q8_0 activation block: 8·Σq in the first of eight lanes (the
+// other seven zero), then the float32 bits of the block's scale.
+const q4AuxInts = 9
+
+// q4Prep fills aux (len(xq)/34 records) from the Q8_0 activation blocks xq.
+func q4Prep(aux []int32, xq []byte) {
+	for b := range len(xq) / q8Bytes {
+		blk := xq[b*q8Bytes : (b+1)*q8Bytes]
+		var s int32
+		for _, q := range blk[2:] {
+			s += int32(int8(q))
+		}
+		a := aux[b*q4AuxInts : (b+1)*q4AuxInts]
+		a[0] = 8 * s
+		clear(a[1:8])
+		a[8] = int32(math.Float32bits(tensor.F16ToF32(binary.LittleEndian.Uint16(blk))))
+	}
+}
+
 // dotQ4_0Generic is the dot product of a row of Q4_0 weight blocks with a row
-// of Q8_0 activation blocks covering the same elements.
-func dotQ4_0Generic(w, x []byte) float32 {
+// of Q8_0 activation blocks covering the same elements, with their aux
+// records: Σ(q-8)·x = Σq·x - 8·Σx per block.
+func dotQ4_0Generic(w, x []byte, aux []int32) float32 {
 	nb := len(x) / q8Bytes
 	w = w[:nb*q4Bytes]
+	aux = aux[:nb*q4AuxInts]
 	var sum float32
 	for b := range nb {
 		wb := w[b*q4Bytes : (b+1)*q4Bytes]
@@ -91,10 +113,10 @@ func dotQ4_0Generic(w, x []byte) float32 {
 		var s int32
 		for j := range qk / 2 {
 			q := wb[2+j]
-			s += (int32(q&15) - 8) * int32(int8(xb[2+j]))
-			s += (int32(q>>4) - 8) * int32(int8(xb[2+j+qk/2]))
+			s += int32(q&15)*int32(int8(xb[2+j])) + int32(q>>4)*int32(int8(xb[2+j+qk/2]))
 		}
-		d := tensor.F16ToF32(binary.LittleEndian.Uint16(wb)) * tensor.F16ToF32(binary.LittleEndian.Uint16(xb))
+		s -= aux[b*q4AuxInts]
+		d := tensor.F16ToF32(binary.LittleEndian.Uint16(wb)) * math.Float32frombits(uint32(aux[b*q4AuxInts+8]))
 		sum += float32(s) * d
 	}
 	return sum

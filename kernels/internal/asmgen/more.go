@@ -27,15 +27,11 @@ func hsum4(a0, a1, a2, a3 VecVirtual) VecVirtual {
 	return hi
 }
 
-// dotQx4: one weight row against four Q8_0 activation rows at once, so the
-// weight blocks are loaded (and for Q4_0 unpacked) once for four dots.
-func dotQx4(name string, q4 bool) {
-	kind, wsz := "Q8_0", 34
-	if q4 {
-		kind, wsz = "Q4_0", 18
-	}
-	TEXT(name, NOSPLIT, "func(w, x *byte, xstride, nb int, out *float32)")
-	Doc(fmt.Sprintf("%s computes out[t] for t < 4: the dot product of nb %s weight blocks at w", name, kind),
+// dotQ8_0x4: one weight row against four Q8_0 activation rows at once, so
+// the weight blocks are loaded once for four dots.
+func dotQ8_0x4() {
+	TEXT("dotQ8_0x4AVX2", NOSPLIT, "func(w, x *byte, xstride, nb int, out *float32)")
+	Doc("dotQ8_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q8_0 weight blocks at w",
 		"with nb Q8_0 blocks at x + t·xstride bytes.")
 	w := Load(Param("w"), GP64())
 	x0 := Load(Param("x"), GP64())
@@ -56,17 +52,6 @@ func dotQx4(name string, q4 bool) {
 		return Mem{Base: x3, Disp: disp}
 	}
 	ones := onesWords()
-	var low, eight VecVirtual
-	if q4 {
-		low, eight = YMM(), YMM()
-		g := GP32()
-		MOVL(U32(0x0f0f0f0f), g)
-		MOVD(g, low.AsX())
-		VPBROADCASTD(low.AsX(), low)
-		MOVL(U32(0x08080808), g)
-		MOVD(g, eight.AsX())
-		VPBROADCASTD(eight.AsX(), eight)
-	}
 	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
 	for _, r := range acc {
 		VXORPS(r, r, r)
@@ -75,16 +60,7 @@ func dotQx4(name string, q4 bool) {
 	TESTQ(nb, nb)
 	JE(LabelRef("done"))
 	wq, aw, dw := YMM(), YMM(), YMM()
-	if q4 {
-		hi := XMM()
-		VMOVDQU(Mem{Base: w, Disp: 2}, wq.AsX())
-		VPSRLW(U8(4), wq.AsX(), hi)
-		VINSERTI128(U8(1), hi, wq, wq)
-		VPAND(low, wq, wq)
-		VPSUBB(eight, wq, wq)
-	} else {
-		VMOVDQU(Mem{Base: w, Disp: 2}, wq)
-	}
+	VMOVDQU(Mem{Base: w, Disp: 2}, wq)
 	VPSIGNB(wq, wq, aw)
 	VPBROADCASTW(Mem{Base: w}, dw.AsX())
 	VCVTPH2PS(dw.AsX(), dw)
@@ -100,7 +76,7 @@ func dotQx4(name string, q4 bool) {
 		VMULPS(dw, dx, dx)
 		VFMADD231PS(xv, dx, acc[t])
 	}
-	ADDQ(U8(wsz), w)
+	ADDQ(U8(34), w)
 	ADDQ(U8(34), x0)
 	ADDQ(U8(34), x3)
 	DECQ(nb)
@@ -631,6 +607,148 @@ func dotBF16Pairs() {
 	VADDPS(acc[3], acc[2], acc[2])
 	VADDPS(acc[2], acc[0], acc[0])
 	Store(hsum(acc[0]), ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// Q4_0 kernels: the nibbles q (0..15) are multiplied as unsigned bytes by the
+// signed activations, and the offset of 8 is taken out afterwards with the
+// activation block's precomputed 8·Σx: Σ(q-8)·x = Σq·x - 8·Σx. Each
+// activation block has a 36-byte aux record: 8·Σx in the first of eight
+// int32 lanes (the rest zero, so one VPSUBD subtracts it), then the block's
+// scale as float32.
+
+// unpackQ4 loads the 16 nibble bytes at m as 32 unsigned bytes: low nibbles
+// (elements 0..15) in the low lane, high nibbles (16..31) in the high lane.
+func unpackQ4(m Mem, low VecVirtual) VecVirtual {
+	q, hi := YMM(), XMM()
+	VMOVDQU(m, q.AsX())
+	VPSRLW(U8(4), q.AsX(), hi)
+	VINSERTI128(U8(1), hi, q, q)
+	VPAND(low, q, q)
+	return q
+}
+
+func nibbleMask() VecVirtual {
+	low := YMM()
+	g := GP32()
+	MOVL(U32(0x0f0f0f0f), g)
+	MOVD(g, low.AsX())
+	VPBROADCASTD(low.AsX(), low)
+	return low
+}
+
+// q4Block accumulates into acc one Q4_0 block (nibbles q, weight scale dw
+// broadcast) against the Q8_0 values at xq with aux record at aux.
+func q4Block(q, dw VecVirtual, xq, aux Mem, ones, acc VecVirtual) {
+	v, d := YMM(), YMM()
+	VPMADDUBSW(xq, q, v)
+	VPMADDWD(v, ones, v)
+	VPSUBD(aux, v, v)
+	VCVTDQ2PS(v, v)
+	aux.Disp += 32
+	VBROADCASTSS(aux, d)
+	VMULPS(dw, d, d)
+	VFMADD231PS(v, d, acc)
+}
+
+func weightScale(m Mem) VecVirtual {
+	dw := YMM()
+	VPBROADCASTW(m, dw.AsX())
+	VCVTPH2PS(dw.AsX(), dw)
+	return dw
+}
+
+func dotQ4_0() {
+	TEXT("dotQ4_0AVX2", NOSPLIT, "func(w, x *byte, aux *int32, nb int) float32")
+	Doc("dotQ4_0AVX2 returns the dot product of nb Q4_0 weight blocks at w with nb Q8_0",
+		"blocks at x, whose aux records (8·Σx, scale) are at aux.")
+	w := Load(Param("w"), GP64())
+	x := Load(Param("x"), GP64())
+	aux := Load(Param("aux"), GP64())
+	nb := Load(Param("nb"), GP64())
+	ones := onesWords()
+	low := nibbleMask()
+	acc := []VecVirtual{YMM(), YMM()}
+	for _, r := range acc {
+		VXORPS(r, r, r)
+	}
+	block := func(u int) {
+		q := unpackQ4(Mem{Base: w, Disp: 18*u + 2}, low)
+		dw := weightScale(Mem{Base: w, Disp: 18 * u})
+		q4Block(q, dw, Mem{Base: x, Disp: 34*u + 2}, Mem{Base: aux, Disp: 36 * u}, ones, acc[u])
+	}
+	Label("loop2")
+	CMPQ(nb, U8(2))
+	JL(LabelRef("tail"))
+	block(0)
+	block(1)
+	ADDQ(U8(36), w)
+	ADDQ(U8(68), x)
+	ADDQ(U8(72), aux)
+	SUBQ(U8(2), nb)
+	JMP(LabelRef("loop2"))
+	Label("tail")
+	TESTQ(nb, nb)
+	JE(LabelRef("done"))
+	block(0)
+	Label("done")
+	VADDPS(acc[1], acc[0], acc[0])
+	Store(hsum(acc[0]), ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func dotQ4_0x4() {
+	TEXT("dotQ4_0x4AVX2", NOSPLIT, "func(w, x *byte, xstride int, aux *int32, auxstride, nb int, out *float32)")
+	Doc("dotQ4_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q4_0 weight blocks at w",
+		"with nb Q8_0 blocks at x + t·xstride bytes, whose aux records are at aux + t·auxstride bytes.")
+	w := Load(Param("w"), GP64())
+	x0 := Load(Param("x"), GP64())
+	xs := Load(Param("xstride"), GP64())
+	a0 := Load(Param("aux"), GP64())
+	as := Load(Param("auxstride"), GP64())
+	nb := Load(Param("nb"), GP64())
+	x3, a3 := GP64(), GP64()
+	LEAQ(Mem{Base: x0, Index: xs, Scale: 2}, x3)
+	ADDQ(xs, x3)
+	LEAQ(Mem{Base: a0, Index: as, Scale: 2}, a3)
+	ADDQ(as, a3)
+	row := func(base, stride, base3 Register, t, disp int) Mem {
+		switch t {
+		case 0:
+			return Mem{Base: base, Disp: disp}
+		case 1:
+			return Mem{Base: base, Index: stride, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: base, Index: stride, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: base3, Disp: disp}
+	}
+	ones := onesWords()
+	low := nibbleMask()
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, r := range acc {
+		VXORPS(r, r, r)
+	}
+	Label("loop")
+	TESTQ(nb, nb)
+	JE(LabelRef("done"))
+	q := unpackQ4(Mem{Base: w, Disp: 2}, low)
+	dw := weightScale(Mem{Base: w})
+	for t := 0; t < 4; t++ {
+		q4Block(q, dw, row(x0, xs, x3, t, 2), row(a0, as, a3, t, 0), ones, acc[t])
+	}
+	ADDQ(U8(18), w)
+	ADDQ(U8(34), x0)
+	ADDQ(U8(34), x3)
+	ADDQ(U8(36), a0)
+	ADDQ(U8(36), a3)
+	DECQ(nb)
+	JMP(LabelRef("loop"))
+	Label("done")
+	out := Load(Param("out"), GP64())
+	VMOVUPS(hsum4(acc[0], acc[1], acc[2], acc[3]), Mem{Base: out})
 	VZEROUPPER()
 	RET()
 }
