@@ -3,7 +3,8 @@ package llama
 import (
 	"fmt"
 
-	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/nn"
 )
 
 // KVCache holds the keys and values of every position processed so far, per
@@ -28,44 +29,62 @@ func (m *Model) NewKVCache(ctx int) *KVCache {
 // Bytes is the memory the cache holds.
 func (c *KVCache) Bytes() int64 { return int64(len(c.K)) * 2 * int64(len(c.K[0])) * 4 }
 
-// State is the scratch a Forward call works in: activations for up to a
-// batch of positions. It grows as needed and can be reused across calls.
+// acts are the activations of one transformer block, for the rows of a
+// batch:
+//
+//	xn   = rmsnorm(x)·AttnNorm          q, k, v = Wq·xn, Wk·xn, Wv·xn (then RoPE on q, k)
+//	att  = attention(q, k, v)           ao = Wo·att,  xmid = x + ao
+//	xn2  = rmsnorm(xmid)·FFNNorm        g, u = Gate·xn2, Up·xn2
+//	h    = silu(g) ⊙ u                  fo = Down·h,  out = xmid + fo
+//
+// Without a tape several of them share a buffer (xn, xn2, ao and fo; g and
+// h; xmid is the residual stream itself), as nothing reads them later.
+type acts struct {
+	xn, q, k, v, att, ao, xmid, xn2, g, u, h, fo autograd.Var
+}
+
+// forwardMode says how a State's buffers are laid out.
+type forwardMode int
+
+const (
+	modeInfer     forwardMode = iota // one set of buffers reused by every layer, no gradients
+	modeTape                         // every layer's activations kept, with gradients
+	modeRecompute                    // only each layer's input kept; one set with gradients for recomputation
+)
+
+// State is the scratch a forward pass works in: activations for up to a
+// batch of positions (and, for a taped pass, their gradients). It grows as
+// needed and can be reused across calls.
 type State struct {
-	x, xb, q, k, v, att, ffnG, ffnU, logits []float32
-	nt                                      int
-}
-
-func grow(s []float32, n int) []float32 {
-	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}
-
-func (s *State) ensure(c Config, nt int, logitRows int) {
-	if s.nt >= nt && len(s.logits) >= logitRows*c.VocabSize {
-		return
-	}
-	nt = max(nt, s.nt)
-	s.x = grow(s.x, nt*c.Dim)
-	s.xb = grow(s.xb, nt*c.Dim)
-	s.q = grow(s.q, nt*c.Dim)
-	s.k = grow(s.k, nt*c.KVDim())
-	s.v = grow(s.v, nt*c.KVDim())
-	s.att = grow(s.att, nt*c.Dim)
-	s.ffnG = grow(s.ffnG, nt*c.FFNDim)
-	s.ffnU = grow(s.ffnU, nt*c.FFNDim)
-	s.logits = grow(s.logits, max(logitRows, len(s.logits)/c.VocabSize)*c.VocabSize)
-	s.nt = nt
+	mode    forwardMode
+	nt      int            // rows the buffers hold
+	outRows int            // rows of logits the buffers hold
+	res     []autograd.Var // residual stream: res[l] enters layer l, res[NLayers] leaves the last
+	layers  []acts         // per layer (modeTape) or one shared set
+	sel     autograd.Var   // the rows whose logits are wanted, when not all
+	fin     autograd.Var   // final-normed rows
+	logits  autograd.Var   // logits; with a tape its gradient shares the buffer
+	tokens  []int
+	bytes   int64
 }
 
 // Seq is one sequence's share of a batched forward pass: its new tokens,
 // the cache holding its earlier positions (0..Cache.Len-1), and whether
-// logits are wanted for every new token or only the last.
+// logits are wanted for every new token or only the last. A nil Cache means
+// a sequence that starts at position 0 and keeps no keys and values after
+// the call (how training runs).
 type Seq struct {
 	Tokens []int
 	Cache  *KVCache
 	All    bool
+}
+
+// TapeOptions tune a taped forward pass.
+type TapeOptions struct {
+	// Recompute keeps only each block's input during the forward pass and
+	// recomputes the block's activations when the backward pass reaches it
+	// (activation checkpointing): less memory for about a third more work.
+	Recompute bool
 }
 
 // Forward runs the model over tokens at positions pos, pos+1, … with the
@@ -90,26 +109,70 @@ func (m *Model) Forward(s *State, cache *KVCache, tokens []int, pos int, all boo
 // sequence's logits (rows of VocabSize, every token's or the last one's),
 // slices owned by s and valid until its next use.
 func (m *Model) ForwardBatch(s *State, seqs []Seq) ([][]float32, error) {
+	logits, err := m.forward(s, nil, nil, seqs, modeInfer)
+	if err != nil {
+		return nil, err
+	}
+	res := make([][]float32, len(seqs))
+	out := 0
+	for i, sq := range seqs {
+		n := 1
+		if sq.All {
+			n = len(sq.Tokens)
+		}
+		res[i] = logits.Data[out*m.Config.VocabSize : (out+n)*m.Config.VocabSize]
+		out += n
+	}
+	return res, nil
+}
+
+// ForwardTape is ForwardBatch for training: the same pass, recording on
+// tape the backward step of every operation. Each sequence must have no
+// cache (it starts at position 0) and want all its logits. It returns the
+// logits of every token, sequences one after another, as a Var whose
+// gradient shares its buffer: a loss op (autograd.CrossEntropy) consumes
+// the logits and seeds the gradient, then tape.Backward() accumulates dL/dW
+// into g (nil: the weights are constants) for every F32 weight g has room
+// for. The Var is owned by s and valid until its next use.
+func (m *Model) ForwardTape(s *State, tape *autograd.Tape, g *Grads, seqs []Seq, opt TapeOptions) (*autograd.Var, error) {
+	if tape == nil {
+		return nil, fmt.Errorf("forward: a taped pass needs a tape")
+	}
+	for i, sq := range seqs {
+		if sq.Cache != nil || !sq.All {
+			return nil, fmt.Errorf("forward: sequence %d: a taped pass takes sequences without a cache and with all logits", i)
+		}
+	}
+	mode := modeTape
+	if opt.Recompute {
+		mode = modeRecompute
+	}
+	return m.forward(s, tape, g, seqs, mode)
+}
+
+// check validates seqs and returns the number of new tokens and of logit rows.
+func (m *Model) checkSeqs(seqs []Seq) (nt, outRows int, err error) {
 	c := m.Config
-	nt, outRows := 0, 0
 	for i, q := range seqs {
 		if len(q.Tokens) == 0 {
-			return nil, fmt.Errorf("forward: sequence %d has no tokens", i)
+			return 0, 0, fmt.Errorf("forward: sequence %d has no tokens", i)
 		}
-		if q.Cache.Len+len(q.Tokens) > q.Cache.Cap {
-			return nil, fmt.Errorf("forward: positions %d..%d exceed the context of %d", q.Cache.Len, q.Cache.Len+len(q.Tokens)-1, q.Cache.Cap)
-		}
-		for _, o := range seqs[:i] {
-			if o.Cache == q.Cache {
-				return nil, fmt.Errorf("forward: sequences share a cache")
+		if q.Cache != nil {
+			if q.Cache.Len+len(q.Tokens) > q.Cache.Cap {
+				return 0, 0, fmt.Errorf("forward: positions %d..%d exceed the context of %d", q.Cache.Len, q.Cache.Len+len(q.Tokens)-1, q.Cache.Cap)
 			}
-		}
-		if len(q.Cache.K) != c.NLayers {
-			return nil, fmt.Errorf("forward: sequence %d: the cache has %d layers, the model %d", i, len(q.Cache.K), c.NLayers)
+			for _, o := range seqs[:i] {
+				if o.Cache == q.Cache {
+					return 0, 0, fmt.Errorf("forward: sequences share a cache")
+				}
+			}
+			if len(q.Cache.K) != c.NLayers {
+				return 0, 0, fmt.Errorf("forward: sequence %d: the cache has %d layers, the model %d", i, len(q.Cache.K), c.NLayers)
+			}
 		}
 		for _, t := range q.Tokens {
 			if t < 0 || t >= c.VocabSize {
-				return nil, fmt.Errorf("forward: token id %d outside the vocabulary of %d", t, c.VocabSize)
+				return 0, 0, fmt.Errorf("forward: token id %d outside the vocabulary of %d", t, c.VocabSize)
 			}
 		}
 		nt += len(q.Tokens)
@@ -120,87 +183,265 @@ func (m *Model) ForwardBatch(s *State, seqs []Seq) ([][]float32, error) {
 		}
 	}
 	if nt == 0 {
-		return nil, fmt.Errorf("forward: no tokens")
+		return 0, 0, fmt.Errorf("forward: no tokens")
 	}
-	s.ensure(c, nt, outRows)
-	dim, kvDim, hd := c.Dim, c.KVDim(), c.HeadDim()
-	x := s.x[:nt*dim]
+	return nt, outRows, nil
+}
+
+// forward is the one LLaMA forward pass: embedding, the blocks, the final
+// norm and the output head, with or without a tape.
+func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode forwardMode) (*autograd.Var, error) {
+	c := m.Config
+	nt, outRows, err := m.checkSeqs(seqs)
+	if err != nil {
+		return nil, err
+	}
+	s.ensure(c, nt, outRows, mode)
+	dim := c.Dim
+
+	spans := make([]autograd.Span, len(seqs))
+	s.tokens = s.tokens[:0]
 	row := 0
-	for _, q := range seqs {
-		for _, t := range q.Tokens {
-			m.Embed.Row(x[row*dim:(row+1)*dim], t)
-			row++
+	for i, q := range seqs {
+		pos := 0
+		if q.Cache != nil {
+			pos = q.Cache.Len
 		}
+		spans[i] = autograd.Span{Row: row, N: len(q.Tokens), Pos0: pos}
+		s.tokens = append(s.tokens, q.Tokens...)
+		row += len(q.Tokens)
 	}
-	rope := kernels.RoPEInterleaved
-	if c.Rope == RopeHalf {
-		rope = kernels.RoPEHalf
+	res := make([]*autograd.Var, len(s.res))
+	for i := range s.res {
+		res[i] = rows(&s.res[i], nt*dim)
 	}
-	xb, q, k, v, att := s.xb[:nt*dim], s.q[:nt*dim], s.k[:nt*kvDim], s.v[:nt*kvDim], s.att[:nt*dim]
-	g, u := s.ffnG[:nt*c.FFNDim], s.ffnU[:nt*c.FFNDim]
+	if tp != nil {
+		s.zeroGrads()
+	}
+	var gv Grads // the gradients wanted: none when g is nil
+	if g != nil {
+		gv = *g
+	}
+	layerGrads := func(li int) LayerGrads {
+		if gv.Layers == nil {
+			return LayerGrads{}
+		}
+		return gv.Layers[li]
+	}
+	autograd.Embedding(tp, res[0], weight(m.Embed, gv.Embed), s.tokens)
 	for li := range m.Layers {
-		l := &m.Layers[li]
-		// attention: x += Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x)
-		for i := 0; i < nt; i++ {
-			kernels.RMSNorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], l.AttnNorm, c.NormEps)
+		switch mode {
+		case modeInfer: // the residual stream is updated in place
+			a := s.layers[0].view(c, nt)
+			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{})
+		case modeTape:
+			a := s.layers[li].view(c, nt)
+			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li))
+		case modeRecompute:
+			a := s.layers[0].view(c, nt)
+			autograd.Recompute(tp, func(t *autograd.Tape) {
+				if t != nil {
+					a.zeroGrads()
+				}
+				m.block(t, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li))
+			})
 		}
-		l.Wq.Forward(q, xb, nt)
-		l.Wk.Forward(k, xb, nt)
-		l.Wv.Forward(v, xb, nt)
-		r0 := 0
+	}
+	// the final norm of the rows whose logits are wanted, then one output product
+	final := res[len(res)-1]
+	if outRows != nt {
+		final = rows(&s.sel, outRows*dim)
+		r0, out := 0, 0
 		for _, sq := range seqs {
-			pos, n := sq.Cache.Len, len(sq.Tokens)
-			for i := 0; i < n; i++ {
-				r := r0 + i
-				rope(q[r*dim:(r+1)*dim], c.NHeads, hd, pos+i, c.RopeTheta)
-				rope(k[r*kvDim:(r+1)*kvDim], c.NKVHeads, hd, pos+i, c.RopeTheta)
+			n := len(sq.Tokens)
+			first := n - 1
+			if sq.All {
+				first = 0
 			}
-			kc, vc := sq.Cache.K[li], sq.Cache.V[li]
-			copy(kc[pos*kvDim:], k[r0*kvDim:(r0+n)*kvDim])
-			copy(vc[pos*kvDim:], v[r0*kvDim:(r0+n)*kvDim])
-			kernels.Attention(att[r0*dim:(r0+n)*dim], q[r0*dim:(r0+n)*dim], kc[:(pos+n)*kvDim], vc[:(pos+n)*kvDim],
-				n, pos, c.NHeads, c.NKVHeads, hd)
+			copy(final.Data[out*dim:], res[len(res)-1].Data[(r0+first)*dim:(r0+n)*dim])
+			out += n - first
 			r0 += n
 		}
-		l.Wo.Forward(xb, att, nt)
-		kernels.Add(x, x, xb)
-		// feed-forward: x += Down · (silu(Gate·n) ⊙ Up·n), n = rmsnorm(x)
-		for i := 0; i < nt; i++ {
-			kernels.RMSNorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], l.FFNNorm, c.NormEps)
-		}
-		l.Gate.Forward(g, xb, nt)
-		l.Up.Forward(u, xb, nt)
-		kernels.SiLUMul(g, g, u)
-		l.Down.Forward(xb, g, nt)
-		kernels.Add(x, x, xb)
 	}
-	// final norm of the rows whose logits are wanted, then one output product
-	out := 0
-	r0 := 0
+	fin := rows(&s.fin, outRows*dim)
+	autograd.RMSNorm(tp, fin, final, m.OutNorm, gv.OutNorm, outRows, dim, c.NormEps)
+	logits := rows(&s.logits, outRows*c.VocabSize)
+	if tp != nil {
+		logits.Grad = logits.Data
+	}
+	autograd.Linear(tp, logits, fin, weight(m.Output, gv.Output), outRows)
 	for _, sq := range seqs {
-		n := len(sq.Tokens)
-		first := n - 1
-		if sq.All {
-			first = 0
+		if sq.Cache != nil {
+			sq.Cache.Len += len(sq.Tokens)
 		}
-		for i := first; i < n; i++ {
-			kernels.RMSNorm(xb[out*dim:(out+1)*dim], x[(r0+i)*dim:(r0+i+1)*dim], m.OutNorm, c.NormEps)
-			out++
-		}
-		sq.Cache.Len += n
-		r0 += n
 	}
-	logits := s.logits[:outRows*c.VocabSize]
-	m.Output.Forward(logits, xb[:outRows*dim], outRows)
-	res := make([][]float32, len(seqs))
-	out = 0
+	return logits, nil
+}
+
+// block runs transformer block li from x into out (see acts). Sequences
+// with a cache append their keys and values to it and attend to all of it.
+func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, spans []autograd.Span, seqs []Seq, lg LayerGrads) {
+	c := m.Config
+	l := &m.Layers[li]
+	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim()
+	nt := len(x.Data) / dim
+	half := c.Rope == RopeHalf
+	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x)
+	autograd.RMSNorm(tp, &a.xn, x, l.AttnNorm, lg.AttnNorm, nt, dim, c.NormEps)
+	autograd.Linear(tp, &a.q, &a.xn, weight(l.Wq, lg.Wq), nt)
+	autograd.Linear(tp, &a.k, &a.xn, weight(l.Wk, lg.Wk), nt)
+	autograd.Linear(tp, &a.v, &a.xn, weight(l.Wv, lg.Wv), nt)
+	autograd.RoPE(tp, &a.q, spans, c.NHeads, hd, c.RopeTheta, half)
+	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, hd, c.RopeTheta, half)
+	sp := spans
 	for i, sq := range seqs {
-		n := 1
-		if sq.All {
-			n = len(sq.Tokens)
+		if sq.Cache == nil {
+			continue
 		}
-		res[i] = logits[out*c.VocabSize : (out+n)*c.VocabSize]
-		out += n
+		if &sp[0] == &spans[0] {
+			sp = append([]autograd.Span(nil), spans...)
+		}
+		s := spans[i]
+		kc, vc := sq.Cache.K[li], sq.Cache.V[li]
+		copy(kc[s.Pos0*kvd:], a.k.Data[s.Row*kvd:(s.Row+s.N)*kvd])
+		copy(vc[s.Pos0*kvd:], a.v.Data[s.Row*kvd:(s.Row+s.N)*kvd])
+		sp[i].K, sp[i].V = kc, vc
 	}
-	return res, nil
+	autograd.Attention(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd)
+	autograd.Linear(tp, &a.ao, &a.att, weight(l.Wo, lg.Wo), nt)
+	autograd.Add(tp, &a.xmid, x, &a.ao)
+	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = rmsnorm(xmid)
+	autograd.RMSNorm(tp, &a.xn2, &a.xmid, l.FFNNorm, lg.FFNNorm, nt, dim, c.NormEps)
+	autograd.Linear(tp, &a.g, &a.xn2, weight(l.Gate, lg.Gate), nt)
+	autograd.Linear(tp, &a.u, &a.xn2, weight(l.Up, lg.Up), nt)
+	autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
+	autograd.Linear(tp, &a.fo, &a.h, weight(l.Down, lg.Down), nt)
+	autograd.Add(tp, out, &a.xmid, &a.fo)
+}
+
+// weight is the autograd view of a layer's matrix.
+func weight(l *nn.Linear, grad []float32) autograd.Weight {
+	return autograd.Weight{Name: l.Name, DType: l.DType, Data: l.Data, Out: l.Out, In: l.In, Grad: grad}
+}
+
+// rows returns a Var over the first n elements of v (and of its gradient).
+func rows(v *autograd.Var, n int) *autograd.Var {
+	r := &autograd.Var{Data: v.Data[:n]}
+	if v.Grad != nil {
+		r.Grad = v.Grad[:n]
+	}
+	return r
+}
+
+// view is a over the first nt rows.
+func (a *acts) view(c Config, nt int) acts {
+	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
+	return acts{
+		xn: *rows(&a.xn, d), q: *rows(&a.q, d), k: *rows(&a.k, kv), v: *rows(&a.v, kv), att: *rows(&a.att, d),
+		ao: *rows(&a.ao, d), xmid: *rows(&a.xmid, d), xn2: *rows(&a.xn2, d), g: *rows(&a.g, f), u: *rows(&a.u, f),
+		h: *rows(&a.h, f), fo: *rows(&a.fo, d),
+	}
+}
+
+func (a *acts) vars() []*autograd.Var {
+	return []*autograd.Var{&a.xn, &a.q, &a.k, &a.v, &a.att, &a.ao, &a.xmid, &a.xn2, &a.g, &a.u, &a.h, &a.fo}
+}
+
+func (a *acts) zeroGrads() { autograd.ZeroGrad(a.vars()...) }
+
+func (s *State) zeroGrads() {
+	for i := range s.layers {
+		s.layers[i].zeroGrads()
+	}
+	for i := range s.res {
+		autograd.ZeroGrad(&s.res[i])
+	}
+	autograd.ZeroGrad(&s.fin)
+}
+
+// ensure lays out the buffers for nt rows and outRows rows of logits in
+// mode, keeping the current ones when they are large enough.
+func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
+	if s.mode == mode && s.nt >= nt && s.outRows >= outRows && s.res != nil {
+		return
+	}
+	if s.mode == mode {
+		nt, outRows = max(nt, s.nt), max(outRows, s.outRows)
+	}
+	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens}
+	grad := mode != modeInfer
+	alloc := func(n int, withGrad bool) autograd.Var {
+		v := autograd.Var{Data: make([]float32, n)}
+		s.bytes += 4 * int64(n)
+		if withGrad {
+			v.Grad = make([]float32, n)
+			s.bytes += 4 * int64(n)
+		}
+		return v
+	}
+	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
+	newActs := func() acts {
+		if !grad {
+			// xn, xn2, ao and fo share one buffer, g and h another; xmid is
+			// the residual stream (set below)
+			xb, g := alloc(d, false), alloc(f, false)
+			return acts{xn: xb, q: alloc(d, false), k: alloc(kv, false), v: alloc(kv, false), att: alloc(d, false),
+				ao: xb, xn2: xb, g: g, u: alloc(f, false), h: g, fo: xb}
+		}
+		return acts{xn: alloc(d, true), q: alloc(d, true), k: alloc(kv, true), v: alloc(kv, true), att: alloc(d, true),
+			ao: alloc(d, true), xmid: alloc(d, true), xn2: alloc(d, true), g: alloc(f, true), u: alloc(f, true),
+			h: alloc(f, true), fo: alloc(d, true)}
+	}
+	switch mode {
+	case modeInfer:
+		// one residual buffer updated in place by every layer
+		s.res = []autograd.Var{alloc(d, false)}
+		s.layers = []acts{newActs()}
+		s.layers[0].xmid = s.res[0]
+	case modeTape:
+		s.res = make([]autograd.Var, c.NLayers+1)
+		for i := range s.res {
+			s.res[i] = alloc(d, true)
+		}
+		s.layers = make([]acts, c.NLayers)
+		for i := range s.layers {
+			s.layers[i] = newActs()
+		}
+	case modeRecompute:
+		s.res = make([]autograd.Var, c.NLayers+1)
+		for i := range s.res {
+			s.res[i] = alloc(d, true)
+		}
+		s.layers = []acts{newActs()}
+	}
+	if mode == modeInfer {
+		s.sel = alloc(outRows*c.Dim, false)
+	}
+	s.fin = alloc(outRows*c.Dim, grad)
+	s.logits = alloc(outRows*c.VocabSize, false) // with a tape the gradient shares it
+}
+
+// Bytes is the memory s holds for activations and their gradients.
+func (s *State) Bytes() int64 { return s.bytes }
+
+// ActivationBytes predicts the memory a State holds after a taped pass over
+// nt tokens (ForwardTape), in bytes: per token, float32 values and
+// gradients of
+//
+//	every block (all of them, or one shared set when recomputing):
+//	    7·Dim (xn, q, att, ao, xmid, xn2, fo) + 2·KVDim (k, v) + 3·FFNDim (g, u, h)
+//	the residual stream entering each block and leaving the last: (NLayers+1)·Dim
+//	the final norm: Dim
+//
+// plus the logits, VocabSize per token, whose gradient overwrites them.
+// Transient scratch of the kernels (attention's probabilities for one
+// block of queries per thread, per-row losses) is not counted.
+func ActivationBytes(c Config, nt int, recompute bool) int64 {
+	block := int64(7*c.Dim + 2*c.KVDim() + 3*c.FFNDim)
+	blocks := int64(c.NLayers)
+	if recompute {
+		blocks = 1
+	}
+	perTok := 2*(blocks*block+int64(c.NLayers+1)*int64(c.Dim)+int64(c.Dim)) + int64(c.VocabSize)
+	return 4 * perTok * int64(nt)
 }

@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 
@@ -16,18 +17,42 @@ import (
 // own random stream derived from seed and its name, so the result does not
 // depend on the thread count.
 func Random(c Config, dt tensor.DType, seed uint64) (*Model, error) {
+	return RandomInit(c, dt, seed, InitOptions{})
+}
+
+// InitOptions tune RandomInit.
+type InitOptions struct {
+	// Std is the standard deviation of the matrices; 0 means 0.02.
+	Std float64
+	// ScaleResidual divides the standard deviation of the projections that
+	// write into the residual stream (attn_output and ffn_down) by
+	// sqrt(2·NLayers), so the stream's variance does not grow with depth
+	// (GPT-2's initialisation, the usual start of pretraining).
+	ScaleResidual bool
+}
+
+// RandomInit is Random with the initialisation set by opt.
+func RandomInit(c Config, dt tensor.DType, seed uint64, opt InitOptions) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if !kernels.Supports(dt) {
 		return nil, fmt.Errorf("random model: no kernel for weight type %s", dt)
 	}
-	const std = 0.02
+	std := opt.Std
+	if std == 0 {
+		std = 0.02
+	}
+	resStd := std
+	if opt.ScaleResidual {
+		resStd = std / math.Sqrt(2*float64(c.NLayers))
+	}
 	type job struct {
 		dst      **nn.Linear
 		name     string
 		out, in  int
 		streamID uint64
+		std      float64
 	}
 	m := &Model{Config: c, Layers: make([]Layer, c.NLayers)}
 	ones := func() []float32 {
@@ -38,9 +63,9 @@ func Random(c Config, dt tensor.DType, seed uint64) (*Model, error) {
 		return v
 	}
 	m.OutNorm = ones()
-	jobs := []job{{&m.Embed, "token_embd.weight", c.VocabSize, c.Dim, 0}}
+	jobs := []job{{&m.Embed, "token_embd.weight", c.VocabSize, c.Dim, 0, std}}
 	if !c.TiedEmbeddings {
-		jobs = append(jobs, job{&m.Output, "output.weight", c.VocabSize, c.Dim, 1})
+		jobs = append(jobs, job{&m.Output, "output.weight", c.VocabSize, c.Dim, 1, std})
 	}
 	kv := c.KVDim()
 	for i := range m.Layers {
@@ -50,13 +75,13 @@ func Random(c Config, dt tensor.DType, seed uint64) (*Model, error) {
 		p := fmt.Sprintf("blk.%d.", i)
 		base := uint64(16 + 16*i)
 		jobs = append(jobs,
-			job{&l.Wq, p + "attn_q.weight", c.Dim, c.Dim, base},
-			job{&l.Wk, p + "attn_k.weight", kv, c.Dim, base + 1},
-			job{&l.Wv, p + "attn_v.weight", kv, c.Dim, base + 2},
-			job{&l.Wo, p + "attn_output.weight", c.Dim, c.Dim, base + 3},
-			job{&l.Gate, p + "ffn_gate.weight", c.FFNDim, c.Dim, base + 4},
-			job{&l.Up, p + "ffn_up.weight", c.FFNDim, c.Dim, base + 5},
-			job{&l.Down, p + "ffn_down.weight", c.Dim, c.FFNDim, base + 6})
+			job{&l.Wq, p + "attn_q.weight", c.Dim, c.Dim, base, std},
+			job{&l.Wk, p + "attn_k.weight", kv, c.Dim, base + 1, std},
+			job{&l.Wv, p + "attn_v.weight", kv, c.Dim, base + 2, std},
+			job{&l.Wo, p + "attn_output.weight", c.Dim, c.Dim, base + 3, resStd},
+			job{&l.Gate, p + "ffn_gate.weight", c.FFNDim, c.Dim, base + 4, std},
+			job{&l.Up, p + "ffn_up.weight", c.FFNDim, c.Dim, base + 5, std},
+			job{&l.Down, p + "ffn_down.weight", c.Dim, c.FFNDim, base + 6, resStd})
 	}
 	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup
@@ -76,7 +101,7 @@ func Random(c Config, dt tensor.DType, seed uint64) (*Model, error) {
 			row := make([]float32, j.in)
 			for r := 0; r < j.out; r++ {
 				for k := range row {
-					row[k] = float32(rng.NormFloat64() * std)
+					row[k] = float32(rng.NormFloat64() * j.std)
 				}
 				if err := tensor.Quantize(dt, data[r*rb:(r+1)*rb], row); err != nil {
 					errs[ji] = fmt.Errorf("tensor %s: %w", j.name, err)
