@@ -73,13 +73,13 @@ func TestDifferentialOpenLlama(t *testing.T) {
 	if o := tk.Options(); !o.RemoveExtraWhitespaces || !o.AddDummyPrefix || !o.ByteFallback {
 		t.Errorf("OpenLLaMA options %+v: want extra-whitespace removal, dummy prefix, byte fallback", o)
 	}
-	n := 1000
+	n := diffStrings
 	if testing.Short() {
 		n = 200
 	}
 	texts := append(randomTexts(5, n), goldenLines()...)
 	diffEncode(t, tk, openLlamaModelPath, texts)
-	diffDecode(t, tk, openLlamaModelPath, randomIDs(tk, 6, n/2))
+	diffDecode(t, tk, openLlamaModelPath, randomIDs(tk, 6, n))
 }
 
 func TestFromModelProtoErrors(t *testing.T) {
