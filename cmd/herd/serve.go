@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/generate"
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/llama"
+	"github.com/herd-llm/herd/serve"
+	"github.com/spf13/cobra"
+)
+
+func serveCmd() *cobra.Command {
+	var addr, apiKey, template, tok, logFormat string
+	var parallel, ctx, threads int
+	var maxBody int64
+	cmd := &cobra.Command{
+		Use:   "serve [MODEL[=NAME]]...",
+		Short: "serve models over an OpenAI-compatible HTTP API with continuous batching, and a web chat at /",
+		Long: `Serves each MODEL (a GGUF file or a llama2.c checkpoint; none: the embedded
+stories260K) under NAME (default: the file name without its extension) at
+
+  POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models
+  GET /health, GET /metrics (Prometheus), GET / (a web chat)
+
+Requests to a model share forward passes: up to --parallel sequences are
+decoded together, more wait in a queue. The server listens on 127.0.0.1
+unless --addr says otherwise; with --api-key (or HERD_API_KEY) every /v1
+route needs "Authorization: Bearer KEY". The chat template is --template,
+else the GGUF file's tokenizer.chat_template, else "raw" (messages joined).
+Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kernels.SetThreads(threads)
+			if apiKey == "" {
+				apiKey = os.Getenv("HERD_API_KEY")
+			}
+			if len(args) == 0 {
+				args = []string{""}
+			}
+			var models []*serve.Model
+			defer func() {
+				for _, m := range models {
+					m.Sched.Close()
+					m.Model.Close()
+				}
+			}()
+			for _, a := range args {
+				m, err := loadServed(a, tok, template, generate.SchedulerConfig{Parallel: parallel, Context: ctx})
+				if err != nil {
+					return err
+				}
+				models = append(models, m)
+			}
+			var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
+			if logFormat == "json" {
+				h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
+			}
+			srv, err := serve.New(serve.Config{APIKey: apiKey, MaxBodyBytes: maxBody, Log: slog.New(h)}, models...)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(models))
+			for i, m := range models {
+				names[i] = fmt.Sprintf("%s (%s, %d parallel, context %d)", m.Name, m.Template.Name, m.Sched.Config().Parallel, m.Sched.Config().Context)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "herd serve: listening on http://%s; models: %s\n", ln.Addr(), strings.Join(names, ", "))
+			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+			stop, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- hs.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-stop.Done():
+			}
+			sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel2()
+			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (port 0: any free port)")
+	f.StringVar(&apiKey, "api-key", "", "require this bearer token on /v1 routes (default $HERD_API_KEY)")
+	f.IntVar(&parallel, "parallel", 8, "sequences of one model decoded together")
+	f.IntVarP(&ctx, "ctx", "c", 0, "context (KV cache positions) per sequence; 0: the model's context length")
+	f.StringVar(&template, "template", "", "chat template for every model (default: the model's own, else raw)")
+	f.StringVar(&tok, "tokenizer", "", "tokenizer file for the models (llama2.c checkpoints need one)")
+	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
+	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
+	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
+	return cmd
+}
+
+// loadServed loads one MODEL[=NAME] argument.
+func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*serve.Model, error) {
+	path, name := arg, ""
+	if i := strings.LastIndex(arg, "="); i >= 0 {
+		path, name = arg[:i], arg[i+1:]
+		if name == "" {
+			return nil, fmt.Errorf("%q: the name after = is empty", arg)
+		}
+	}
+	if name == "" {
+		name = "stories260K"
+		if path != "" {
+			name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		}
+	}
+	m, tok, err := checkpoint.Load(path, tokPath)
+	if err != nil {
+		return nil, err
+	}
+	var tp *chat.Template
+	switch {
+	case template != "":
+		tp, err = chat.Lookup(template)
+	case path != "":
+		if kind, _ := llama.Format(path); kind == "gguf" {
+			var f *gguf.File
+			if f, err = gguf.Open(path); err == nil {
+				var ok bool
+				tp, ok, err = chat.FromGGUF(f)
+				f.Close()
+				if err == nil && !ok {
+					tp = nil
+				}
+			}
+		}
+	}
+	if err == nil && tp == nil {
+		tp, err = chat.Lookup("raw")
+	}
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if cfg.Context <= 0 {
+		cfg.Context = m.Config.ContextLen
+	}
+	return &serve.Model{Name: name, Model: m, Tok: tok, Template: tp, Sched: generate.NewScheduler(m, tok, cfg)}, nil
+}

@@ -1,0 +1,464 @@
+package serve
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/herd-llm/herd/generate"
+)
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// genRequest turns the shared fields into a scheduler request, checking
+// the prompt and the token budget against the model's context.
+func (s *Server) genRequest(m *Model, p *sampling, prompt []int) (generate.Request, *apiError) {
+	ctx := m.Sched.Config().Context
+	if len(prompt) >= ctx {
+		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens, with room for at least one new token; shorten it", len(prompt), m.Name, ctx)
+	}
+	room := ctx - len(prompt)
+	max := p.maxTokens()
+	switch {
+	case max == 0:
+		max = room
+	case max > room:
+		return generate.Request{}, invalid("max_tokens", "max_tokens %d plus the prompt's %d tokens exceed the context of %d tokens of model %s (at most %d new tokens fit)", max, len(prompt), ctx, m.Name, room)
+	}
+	cfg := generate.SamplerConfig{Temperature: 1}
+	if p.Temperature != nil {
+		cfg.Temperature = float32(*p.Temperature)
+	}
+	if p.TopP != nil {
+		cfg.TopP = float32(*p.TopP)
+	}
+	if p.Seed != nil {
+		cfg.Seed = uint64(*p.Seed)
+	} else {
+		var b [8]byte
+		rand.Read(b[:])
+		cfg.Seed = binary.LittleEndian.Uint64(b[:])
+	}
+	r := generate.Request{Prompt: prompt, MaxTokens: max, Sampler: cfg}
+	if p.PresencePenalty != nil {
+		r.PresencePenalty = float32(*p.PresencePenalty)
+	}
+	if p.FrequencyPenalty != nil {
+		r.FrequencyPenalty = float32(*p.FrequencyPenalty)
+	}
+	r.Stop.IDs = m.Template.StopIDs(m.Tok)
+	r.Stop.Strings = append(append([]string(nil), m.Template.Stop...), p.Stop...)
+	return r, nil
+}
+
+// submit queues a generation, mapping scheduler errors to HTTP errors.
+func (s *Server) submit(r *http.Request, m *Model, req generate.Request) (<-chan generate.Event, *apiError) {
+	ch, err := m.Sched.Submit(r.Context(), req)
+	switch {
+	case errors.Is(err, generate.ErrBusy):
+		return nil, &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Message: fmt.Sprintf("model %s: %v; retry later", m.Name, err)}
+	case errors.Is(err, generate.ErrClosed):
+		return nil, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Message: err.Error()}
+	case err != nil:
+		return nil, invalid("", "%v", err)
+	}
+	return ch, nil
+}
+
+// sse writes server-sent events.
+type sse struct {
+	w http.ResponseWriter
+}
+
+func newSSE(w http.ResponseWriter) *sse {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &sse{w}
+}
+
+func (e *sse) send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(e.w, "data: %s\n\n", b); err != nil {
+		return err
+	}
+	if f, ok := e.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return nil
+}
+
+func (e *sse) done() {
+	fmt.Fprint(e.w, "data: [DONE]\n\n")
+	if f, ok := e.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// consume reads a generation's events, calling each for every one but the
+// last, and returns the last (nil when the client went away first).
+func (s *Server) consume(m *Model, ch <-chan generate.Event, rl *reqLog, start time.Time, each func(generate.Event) error) *generate.Event {
+	first := true
+	for ev := range ch {
+		if ev.Done {
+			if ev.Err == nil {
+				rl.prompt, rl.generated, rl.finish = ev.Prompt, ev.Tokens, ev.Finish
+				s.metrics.generation(m.Name, ev.Prompt, ev.Tokens, rl.ttft, time.Since(start))
+			}
+			return &ev
+		}
+		if first {
+			first = false
+			rl.ttft = time.Since(start)
+		}
+		if err := each(ev); err != nil {
+			return nil // the client is gone; the request context cancels the generation
+		}
+	}
+	return nil
+}
+
+type chatLogprob struct {
+	Token       string       `json:"token"`
+	Logprob     float64      `json:"logprob"`
+	Bytes       []int        `json:"bytes"`
+	TopLogprobs []chatTopLog `json:"top_logprobs"`
+}
+
+type chatTopLog struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
+}
+
+func bytesOf(b []byte) []int {
+	out := make([]int, len(b))
+	for i, c := range b {
+		out[i] = int(c)
+	}
+	return out
+}
+
+func chatLogprobOf(ev generate.Event) chatLogprob {
+	lp := chatLogprob{Token: string(ev.Token.Piece), Logprob: finite(ev.Token.Logprob), Bytes: bytesOf(ev.Token.Piece), TopLogprobs: []chatTopLog{}}
+	for _, t := range ev.Top {
+		lp.TopLogprobs = append(lp.TopLogprobs, chatTopLog{Token: string(t.Piece), Logprob: finite(t.Logprob), Bytes: bytesOf(t.Piece)})
+	}
+	return lp
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *reqLog) {
+	start := time.Now()
+	body, e := s.body(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	req, msgs, e := parseChat(body)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	m, e := s.model(req.Model)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	rl.model = m.Name
+	rendered, err := m.Template.Render(msgs, true)
+	if err != nil {
+		writeError(w, invalid("messages", "%v", err))
+		return
+	}
+	greq, e := s.genRequest(m, &req.sampling, rendered.Encode(m.Tok).IDs)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	greq.Standalone = true
+	greq.Logprobs = req.Logprobs
+	if req.TopLogprobs != nil {
+		greq.TopLogprobs = *req.TopLogprobs
+	}
+	ch, e := s.submit(r, m, greq)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	id, created := newID("chatcmpl-"), time.Now().Unix()
+	if !req.Stream {
+		var text strings.Builder
+		var lps []chatLogprob
+		last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
+			text.WriteString(ev.Text)
+			if req.Logprobs {
+				lps = append(lps, chatLogprobOf(ev))
+			}
+			return nil
+		})
+		if last == nil {
+			return
+		}
+		if last.Err != nil {
+			writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: last.Err.Error()})
+			return
+		}
+		choice := map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": text.String()},
+			"finish_reason": last.Finish, "logprobs": nil}
+		if req.Logprobs {
+			choice["logprobs"] = map[string]any{"content": lps}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "chat.completion", "created": created, "model": m.Name,
+			"choices": []any{choice}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
+		return
+	}
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	out := newSSE(w)
+	chunk := func(delta map[string]any, finish any, lp any) map[string]any {
+		c := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": m.Name,
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}}}
+		if includeUsage {
+			c["usage"] = nil
+		}
+		return c
+	}
+	if out.send(chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil)) != nil {
+		return
+	}
+	last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
+		if ev.Text == "" && !req.Logprobs {
+			return nil
+		}
+		var lp any
+		if req.Logprobs {
+			lp = map[string]any{"content": []chatLogprob{chatLogprobOf(ev)}}
+		}
+		return out.send(chunk(map[string]any{"content": ev.Text}, nil, lp))
+	})
+	if last == nil {
+		return
+	}
+	if last.Err != nil {
+		out.send(map[string]any{"error": &apiError{Type: "server_error", Message: last.Err.Error()}})
+		return
+	}
+	out.send(chunk(map[string]any{}, last.Finish, nil))
+	if includeUsage {
+		out.send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": m.Name,
+			"choices": []any{}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
+	}
+	out.done()
+}
+
+// completionLogprobs is the legacy completions logprobs object.
+type completionLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float64            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+func (c *completionLogprobs) add(ev generate.Event, offset int) {
+	c.Tokens = append(c.Tokens, string(ev.Token.Piece))
+	c.TokenLogprobs = append(c.TokenLogprobs, finite(ev.Token.Logprob))
+	top := map[string]float64{}
+	for _, t := range ev.Top {
+		top[string(t.Piece)] = finite(t.Logprob)
+	}
+	c.TopLogprobs = append(c.TopLogprobs, top)
+	c.TextOffset = append(c.TextOffset, offset)
+}
+
+func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog) {
+	start := time.Now()
+	body, e := s.body(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	req, text, ids, e := parseCompletion(body)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	m, e := s.model(req.Model)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	rl.model = m.Name
+	if ids == nil {
+		ids = m.Tok.Encode(text, true, false)
+	}
+	if len(ids) == 0 {
+		writeError(w, invalid("prompt", "the prompt is empty"))
+		return
+	}
+	greq, e := s.genRequest(m, &req.sampling, ids)
+	if e != nil {
+		e.Param = "prompt"
+		writeError(w, e)
+		return
+	}
+	if req.Logprobs != nil {
+		greq.Logprobs, greq.TopLogprobs = true, *req.Logprobs
+	}
+	ch, e := s.submit(r, m, greq)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	id, created := newID("cmpl-"), time.Now().Unix()
+	choice := func(text string, lp any, finish any) map[string]any {
+		return map[string]any{"index": 0, "text": text, "logprobs": lp, "finish_reason": finish}
+	}
+	if !req.Stream {
+		var sb strings.Builder
+		var lps completionLogprobs
+		last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
+			if greq.Logprobs {
+				lps.add(ev, sb.Len())
+			}
+			sb.WriteString(ev.Text)
+			return nil
+		})
+		if last == nil {
+			return
+		}
+		if last.Err != nil {
+			writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: last.Err.Error()})
+			return
+		}
+		var lp any
+		if greq.Logprobs {
+			lp = lps
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.Name,
+			"choices": []any{choice(sb.String(), lp, last.Finish)}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
+		return
+	}
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	out := newSSE(w)
+	chunk := func(c map[string]any) map[string]any {
+		v := map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.Name, "choices": []any{c}}
+		if includeUsage {
+			v["usage"] = nil
+		}
+		return v
+	}
+	offset := 0
+	last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
+		if ev.Text == "" && !greq.Logprobs {
+			return nil
+		}
+		var lp any
+		if greq.Logprobs {
+			var l completionLogprobs
+			l.add(ev, offset)
+			lp = l
+		}
+		offset += len(ev.Text)
+		return out.send(chunk(choice(ev.Text, lp, nil)))
+	})
+	if last == nil {
+		return
+	}
+	if last.Err != nil {
+		out.send(map[string]any{"error": &apiError{Type: "server_error", Message: last.Err.Error()}})
+		return
+	}
+	out.send(chunk(choice("", nil, last.Finish)))
+	if includeUsage {
+		out.send(map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.Name,
+			"choices": []any{}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
+	}
+	out.done()
+}
+
+func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, rl *reqLog) {
+	body, e := s.body(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	req, texts, idss, e := parseEmbedding(body)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	m, e := s.model(req.Model)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	rl.model = m.Name
+	for _, t := range texts {
+		idss = append(idss, m.Tok.Encode(t, true, false))
+	}
+	ctx := m.Sched.Config().Context
+	total := 0
+	for i, ids := range idss {
+		if len(ids) == 0 {
+			writeError(w, invalid("input", "input %d is empty", i))
+			return
+		}
+		if len(ids) > ctx {
+			writeError(w, invalid("input", "input %d is %d tokens long; the context of model %s holds %d tokens", i, len(ids), m.Name, ctx))
+			return
+		}
+		for _, id := range ids {
+			if id < 0 || id >= m.Model.Config.VocabSize {
+				writeError(w, invalid("input", "input %d has token id %d outside the vocabulary of %d", i, id, m.Model.Config.VocabSize))
+				return
+			}
+		}
+		total += len(ids)
+	}
+	data := make([]any, len(idss))
+	for i, ids := range idss {
+		v, err := m.Sched.Embed(r.Context(), ids)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return
+			}
+			writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: err.Error()})
+			return
+		}
+		var emb any
+		if req.EncodingFormat == "base64" {
+			b := make([]byte, 4*len(v))
+			for k, x := range v {
+				binary.LittleEndian.PutUint32(b[4*k:], math.Float32bits(x))
+			}
+			emb = base64.StdEncoding.EncodeToString(b)
+		} else {
+			f := make([]float64, len(v))
+			for k, x := range v {
+				f[k] = float64(x)
+			}
+			emb = f
+		}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
+	}
+	rl.prompt = total
+	s.metrics.generation(m.Name, total, 0, 0, 0)
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "model": m.Name,
+		"usage": map[string]int{"prompt_tokens": total, "total_tokens": total}})
+}

@@ -1,0 +1,244 @@
+// Package serve is herd's OpenAI-compatible HTTP server: chat completions,
+// completions (both streamed with server-sent events or not), embeddings and
+// the model list under /v1, continuous batching through a
+// generate.Scheduler per model, Prometheus metrics at /metrics, a health
+// check at /health and a single-page web chat at /.
+package serve
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/generate"
+	"github.com/herd-llm/herd/llama"
+	"github.com/herd-llm/herd/tokenizer"
+)
+
+// Model is a model the server offers under Name.
+type Model struct {
+	Name     string
+	Model    *llama.Model
+	Tok      tokenizer.Tokenizer
+	Template *chat.Template
+	Sched    *generate.Scheduler
+	Created  time.Time
+}
+
+// Config is the server's configuration.
+type Config struct {
+	// APIKey, when set, is required as "Authorization: Bearer KEY" on every
+	// /v1 route.
+	APIKey string
+	// MaxBodyBytes caps request bodies (default 8 MiB).
+	MaxBodyBytes int64
+	// Log receives one structured record per request (default: discard).
+	Log *slog.Logger
+}
+
+// Server is the HTTP handler. Create it with New.
+type Server struct {
+	cfg     Config
+	models  map[string]*Model
+	names   []string
+	mux     *http.ServeMux
+	metrics *metrics
+}
+
+// New returns a server for models (their names must be distinct).
+func New(cfg Config, models ...*Model) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 8 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, models: map[string]*Model{}, mux: http.NewServeMux(), metrics: newMetrics()}
+	for _, m := range models {
+		if m.Name == "" {
+			return nil, fmt.Errorf("a model has no name")
+		}
+		if _, dup := s.models[m.Name]; dup {
+			return nil, fmt.Errorf("two models are named %q; name them with MODEL=NAME", m.Name)
+		}
+		if m.Created.IsZero() {
+			m.Created = time.Now()
+		}
+		s.models[m.Name] = m
+		s.names = append(s.names, m.Name)
+	}
+	if len(s.models) == 0 {
+		return nil, fmt.Errorf("no models to serve")
+	}
+	sort.Strings(s.names)
+	s.route("/v1/chat/completions", http.MethodPost, s.chatCompletions)
+	s.route("/v1/completions", http.MethodPost, s.completions)
+	s.route("/v1/embeddings", http.MethodPost, s.embeddings)
+	s.route("/v1/models", http.MethodGet, s.listModels)
+	s.route("/v1/models/{id}", http.MethodGet, s.getModel)
+	s.route("/v1/", "", func(w http.ResponseWriter, r *http.Request, _ *reqLog) {
+		writeError(w, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	s.route("/health", http.MethodGet, s.health)
+	s.route("/metrics", http.MethodGet, s.serveMetrics)
+	s.route("/{$}", http.MethodGet, serveIndex)
+	return s, nil
+}
+
+// ServeHTTP answers a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// reqLog collects what the request log records.
+type reqLog struct {
+	model             string
+	status            int
+	prompt, generated int
+	ttft              time.Duration
+	finish            string
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// route registers a handler with the method check, authentication, body
+// limit, metrics and the request log around it.
+func (s *Server) route(pattern, method string, h func(http.ResponseWriter, *http.Request, *reqLog)) {
+	endpoint := strings.TrimSuffix(pattern, "/{$}")
+	if endpoint == "" {
+		endpoint = "/"
+	}
+	s.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w := &statusWriter{ResponseWriter: rw}
+		rl := &reqLog{}
+		defer func() {
+			if w.status == 0 {
+				w.status = http.StatusOK
+			}
+			s.metrics.request(endpoint, rl.model, w.status)
+			s.cfg.Log.Info("request", "method", r.Method, "path", r.URL.Path, "status", w.status, "model", rl.model,
+				"prompt_tokens", rl.prompt, "completion_tokens", rl.generated, "finish", rl.finish,
+				"ttft_ms", rl.ttft.Milliseconds(), "duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+		}()
+		if strings.HasPrefix(r.URL.Path, "/v1/") && s.cfg.APIKey != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) != 1 {
+				writeError(w, &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+					Message: "missing or incorrect API key: send Authorization: Bearer KEY"})
+				return
+			}
+		}
+		if method != "" && r.Method != method {
+			w.Header().Set("Allow", method)
+			writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error",
+				Message: fmt.Sprintf("%s takes %s, not %s", r.URL.Path, method, r.Method)})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		h(w, r, rl)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.Status, map[string]any{"error": e})
+}
+
+// body reads the request body within the size limit.
+func (s *Server) body(r *http.Request) ([]byte, *apiError) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error",
+				Message: fmt.Sprintf("the request body exceeds the limit of %d bytes", tooBig.Limit)}
+		}
+		return nil, invalid("", "reading the request body: %v", err)
+	}
+	return b, nil
+}
+
+// model finds a model by name; a name is only ever looked up, never opened.
+func (s *Server) model(name string) (*Model, *apiError) {
+	if m, ok := s.models[name]; ok {
+		return m, nil
+	}
+	return nil, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "model", Code: "model_not_found",
+		Message: fmt.Sprintf("the model %q does not exist (served: %s)", name, strings.Join(s.names, ", "))}
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request, _ *reqLog) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "models": s.names})
+}
+
+type modelInfo struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func (s *Server) info(m *Model) modelInfo {
+	return modelInfo{ID: m.Name, Object: "model", Created: m.Created.Unix(), OwnedBy: "herd"}
+}
+
+func (s *Server) listModels(w http.ResponseWriter, r *http.Request, _ *reqLog) {
+	data := make([]modelInfo, 0, len(s.names))
+	for _, n := range s.names {
+		data = append(data, s.info(s.models[n]))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+func (s *Server) getModel(w http.ResponseWriter, r *http.Request, rl *reqLog) {
+	m, e := s.model(r.PathValue("id"))
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	rl.model = m.Name
+	writeJSON(w, http.StatusOK, s.info(m))
+}
