@@ -82,3 +82,6 @@ func (s *Session) Reply(max int, smp *Sampler, stop Stop, emit func(string) erro
 	st.GenTime = time.Since(start)
 	return string(text), finish, st, nil
 }
+
+// Cap is the number of positions the session's context holds.
+func (s *Session) Cap() int { return s.cache.Cap }

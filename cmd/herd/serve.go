@@ -132,26 +132,7 @@ func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*s
 	if err != nil {
 		return nil, err
 	}
-	var tp *chat.Template
-	switch {
-	case template != "":
-		tp, err = chat.Lookup(template)
-	case path != "":
-		if kind, _ := llama.Format(path); kind == "gguf" {
-			var f *gguf.File
-			if f, err = gguf.Open(path); err == nil {
-				var ok bool
-				tp, ok, err = chat.FromGGUF(f)
-				f.Close()
-				if err == nil && !ok {
-					tp = nil
-				}
-			}
-		}
-	}
-	if err == nil && tp == nil {
-		tp, err = chat.Lookup("raw")
-	}
+	tp, err := templateFor(path, template)
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -160,4 +141,24 @@ func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*s
 		cfg.Context = m.Config.ContextLen
 	}
 	return &serve.Model{Name: name, Model: m, Tok: tok, Template: tp, Sched: generate.NewScheduler(m, tok, cfg)}, nil
+}
+
+// templateFor picks a model's chat template: the one named, else the GGUF
+// file's own tokenizer.chat_template, else raw (messages joined as text).
+func templateFor(path, name string) (*chat.Template, error) {
+	if name != "" {
+		return chat.Lookup(name)
+	}
+	if kind, _ := llama.Format(path); path != "" && kind == "gguf" {
+		f, err := gguf.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		tp, ok, err := chat.FromGGUF(f)
+		if err != nil || ok {
+			return tp, err
+		}
+	}
+	return chat.Lookup("raw")
 }
