@@ -121,7 +121,7 @@ type Span struct {
 // Linear computes y = x·Wᵀ for nt rows (x nt×In, y nt×Out). Backward adds
 // dy·W to x's gradient and dyᵀ·x to W's.
 func Linear(t *Tape, y, x *Var, w Weight, nt int) {
-	kernels.MatMul(w.DType, w.Data, w.Out, w.In, x.Data, nt, y.Data)
+	MatMul(w.DType, w.Data, w.Out, w.In, x.Data, nt, y.Data)
 	if t == nil {
 		return
 	}

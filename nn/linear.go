@@ -5,8 +5,8 @@ package nn
 
 import (
 	"fmt"
-	"sync"
 
+	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/tensor"
 )
@@ -66,68 +66,11 @@ func validateRows(dt tensor.DType, data []byte, rb, rows int) error {
 	return nil
 }
 
-// Forward computes y[t] = W·x[t] for nt rows: x is nt×In, y is nt×Out.
-// Weights the kernels multiply directly go to kernels.MatMul; the others
-// (k-quants, Q4_1, Q5_x, IQ4_NL until their kernels exist) are expanded to
-// float32 a tile of rows at a time and multiplied as F32: the same result
-// as multiplying the dequantized matrix, without holding it whole.
+// Forward computes y[t] = W·x[t] for nt rows: x is nt×In, y is nt×Out, with
+// autograd.MatMul (kernels.MatMul, or its dequantizing fallback for
+// weights the kernels cannot multiply yet).
 func (l *Linear) Forward(y, x []float32, nt int) {
-	if kernels.Supports(l.DType) {
-		kernels.MatMul(l.DType, l.Data, l.Out, l.In, x[:nt*l.In], nt, y[:nt*l.Out])
-		return
-	}
-	l.forwardDequant(y[:nt*l.Out], x[:nt*l.In], nt)
-}
-
-// fallbackTile is the number of weight elements the dequantizing fallback
-// expands per tile (1 MiB of float32).
-const fallbackTile = 1 << 18
-
-// scratch pools the fallback's per-call tiles.
-var scratch = sync.Pool{New: func() any { return new([]float32) }}
-
-func getScratch(n int) *[]float32 {
-	p := scratch.Get().(*[]float32)
-	if cap(*p) < n {
-		*p = make([]float32, n)
-	}
-	*p = (*p)[:n]
-	return p
-}
-
-// forwardDequant is Forward's path for weights without a kernel.
-func (l *Linear) forwardDequant(y, x []float32, nt int) {
-	rb, _ := l.DType.RowBytes(l.In)
-	tile := max(1, min(l.Out, fallbackTile/l.In))
-	wp := getScratch(tile * l.In)
-	defer scratch.Put(wp)
-	w := *wp
-	var yt []float32
-	if nt > 1 {
-		yp := getScratch(nt * tile)
-		defer scratch.Put(yp)
-		yt = *yp
-	}
-	for r0 := 0; r0 < l.Out; r0 += tile {
-		n := min(tile, l.Out-r0)
-		kernels.ParallelFor(n, max(1, 4096/l.In), func(lo, hi int) {
-			for r := lo; r < hi; r++ {
-				src := l.Data[(r0+r)*rb : (r0+r+1)*rb]
-				if err := tensor.Dequantize(l.DType, w[r*l.In:(r+1)*l.In], src); err != nil {
-					panic(err) // unreachable: NewLinear checked the dtype and sizes
-				}
-			}
-		})
-		wb := tensor.BytesOfF32(w[:n*l.In])
-		if nt == 1 {
-			kernels.MatMul(tensor.F32, wb, n, l.In, x, 1, y[r0:r0+n])
-			continue
-		}
-		kernels.MatMul(tensor.F32, wb, n, l.In, x, nt, yt[:nt*n])
-		for t := 0; t < nt; t++ {
-			copy(y[t*l.Out+r0:t*l.Out+r0+n], yt[t*n:(t+1)*n])
-		}
-	}
+	autograd.MatMul(l.DType, l.Data, l.Out, l.In, x[:nt*l.In], nt, y[:nt*l.Out])
 }
 
 // Row expands row r of W into dst (len In): an embedding lookup.
