@@ -15,10 +15,11 @@ var (
 	siluMulImpl    = siluMulGeneric
 	convF16        = convF16Generic
 	convBF16       = convBF16Generic
-	dotF16         = dotF16Generic
+	matVecF32Rows  = matVecF32RowsGeneric
+	matVecF16Rows  = matVecF16RowsGeneric
 	matVecBF16Rows = matVecBF16RowsGeneric
-	dotQ8_0        = dotQ8_0Generic
-	dotQ4_0        = dotQ4_0Generic
+	matVecQ8Rows   = matVecQ8RowsGeneric
+	matVecQ4Rows   = matVecQ4RowsGeneric
 	dotQ8_0x4      = dotQ8_0x4Generic
 	dotQ4_0x4      = dotQ4_0x4Generic
 	packNT16       = packNT16Generic
@@ -31,20 +32,20 @@ func packNT16Generic(dst []float32, B operand, off, kk int) {
 	packNTGeneric(dst, B, off, 0, kk, nr)
 }
 
-// dotQ8_0x4Generic computes out[t] = dotQ8_0(w, x[t·xstride:]) for t < 4.
+// dotQ8_0x4Generic computes out[t] = w·x[t·xstride:] for t < 4.
 func dotQ8_0x4Generic(w, x []byte, xstride int, out *[4]float32) {
 	n := len(w) / q8Bytes * q8Bytes
 	for t := range out {
-		out[t] = dotQ8_0(w, x[t*xstride:t*xstride+n])
+		out[t] = dotQ8_0Generic(w, x[t*xstride:t*xstride+n])
 	}
 }
 
-// dotQ4_0x4Generic computes out[t] = dotQ4_0(w, x[t·xstride:], aux[t·auxstride:])
-// for t < 4.
+// dotQ4_0x4Generic computes out[t] = w·x[t·xstride:] (with aux records at
+// aux[t·auxstride:]) for t < 4.
 func dotQ4_0x4Generic(w, x []byte, xstride int, aux []int32, auxstride int, out *[4]float32) {
 	nb := len(w) / q4Bytes
 	for t := range out {
-		out[t] = dotQ4_0(w, x[t*xstride:t*xstride+nb*q8Bytes], aux[t*auxstride:t*auxstride+nb*q4AuxInts])
+		out[t] = dotQ4_0Generic(w, x[t*xstride:t*xstride+nb*q8Bytes], aux[t*auxstride:t*auxstride+nb*q4AuxInts])
 	}
 }
 

@@ -25,10 +25,11 @@ func init() {
 	siluMulImpl = siluMulAsm
 	convF16 = convF16AVX2
 	convBF16 = convBF16AVX2
-	dotF16 = dotF16AVX2
+	matVecF32Rows = matVecF32RowsAsm
+	matVecF16Rows = matVecF16RowsAsm
 	matVecBF16Rows = matVecBF16RowsAsm
-	dotQ8_0 = dotQ8_0Asm
-	dotQ4_0 = dotQ4_0Asm
+	matVecQ8Rows = matVecQ8RowsAsm
+	matVecQ4Rows = matVecQ4RowsAsm
 	dotQ8_0x4 = dotQ8_0x4Asm
 	dotQ4_0x4 = dotQ4_0x4Asm
 	packNT16 = packNT16Asm
@@ -42,24 +43,6 @@ func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
 	_ = b[k*nr-1]
 	_ = c[(mr-1)*ldc+nr-1]
 	gemmKernelAVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-}
-
-func dotQ8_0Asm(w, x []byte) float32 {
-	nb := len(x) / q8Bytes
-	if nb == 0 {
-		return 0
-	}
-	_ = w[nb*q8Bytes-1]
-	return dotQ8_0AVX2(&w[0], &x[0], nb)
-}
-
-func dotQ4_0Asm(w, x []byte, aux []int32) float32 {
-	nb := len(x) / q8Bytes
-	if nb == 0 {
-		return 0
-	}
-	_, _ = w[nb*q4Bytes-1], aux[nb*q4AuxInts-1]
-	return dotQ4_0AVX2(&w[0], &x[0], &aux[0], nb)
 }
 
 func dotQ8_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
@@ -151,12 +134,35 @@ func quantQ8_0Asm(dst []byte, x []float32) {
 	quantQ8_0AVX2(&dst[0], &x[0], nb)
 }
 
-// matVecBF16RowsAsm computes y[r] = W[r]·x for rows [lo, hi), with x first
-// rearranged so that each group of 16 holds its even elements, then its odd
-// ones, the order in which dotBF16PairsAVX2 unpacks bfloat16 pairs.
-func matVecBF16RowsAsm(y []float32, w []uint16, x []float32, cols, lo, hi int) {
+func matVecF32RowsAsm(y, w, x []float32, cols int) {
+	if len(y) == 0 || cols == 0 {
+		clear(y)
+		return
+	}
+	_, _ = w[len(y)*cols-1], x[cols-1]
+	matVecF32AVX2(&y[0], &w[0], &x[0], len(y), cols)
+}
+
+func matVecF16RowsAsm(y []float32, w []uint16, x []float32, cols int) {
+	if len(y) == 0 || cols == 0 {
+		clear(y)
+		return
+	}
+	_, _ = w[len(y)*cols-1], x[cols-1]
+	matVecF16AVX2(&y[0], &w[0], &x[0], len(y), cols)
+}
+
+// matVecBF16RowsAsm rearranges x so that each group of 16 holds its even
+// elements, then its odd ones, the order in which matVecBF16AVX2 unpacks
+// bfloat16 pairs; a row's last cols%16 elements are done in Go.
+func matVecBF16RowsAsm(y []float32, w []uint16, x []float32, cols int) {
 	groups := cols / 16
 	n16 := groups * 16
+	if len(y) == 0 || groups == 0 {
+		matVecBF16RowsGeneric(y, w, x, cols)
+		return
+	}
+	_, _ = w[len(y)*cols-1], x[cols-1]
 	xpp := floatScratch.get(n16)
 	defer floatScratch.put(xpp)
 	xp := *xpp
@@ -167,12 +173,33 @@ func matVecBF16RowsAsm(y []float32, w []uint16, x []float32, cols, lo, hi int) {
 			dst[i], dst[8+i] = src[2*i], src[2*i+1]
 		}
 	}
-	for r := lo; r < hi; r++ {
-		row := w[r*cols : (r+1)*cols]
-		var s float32
-		if groups > 0 {
-			s = dotBF16PairsAVX2(&row[0], &xp[0], groups)
-		}
-		y[r] = s + dotBF16Generic(row[n16:], x[n16:])
+	if n16 == cols {
+		matVecBF16AVX2(&y[0], &w[0], &xp[0], len(y), groups)
+		return
 	}
+	for r := range y {
+		row := w[r*cols : (r+1)*cols]
+		matVecBF16AVX2(&y[r], &row[0], &xp[0], 1, groups)
+		y[r] += dotBF16Generic(row[n16:], x[n16:cols])
+	}
+}
+
+func matVecQ8RowsAsm(y []float32, w, xq []byte) {
+	nb := len(xq) / q8Bytes
+	if len(y) == 0 || nb == 0 {
+		clear(y)
+		return
+	}
+	_ = w[len(y)*nb*q8Bytes-1]
+	matVecQ8_0AVX2(&y[0], &w[0], &xq[0], len(y), nb)
+}
+
+func matVecQ4RowsAsm(y []float32, w, xq []byte, aux []int32) {
+	nb := len(xq) / q8Bytes
+	if len(y) == 0 || nb == 0 {
+		clear(y)
+		return
+	}
+	_, _ = w[len(y)*nb*q4Bytes-1], aux[nb*q4AuxInts-1]
+	matVecQ4_0AVX2(&y[0], &w[0], &xq[0], &aux[0], len(y), nb)
 }

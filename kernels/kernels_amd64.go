@@ -23,25 +23,30 @@ func scaleMulAVX2(out []float32, x []float32, w []float32, s float32)
 // addAVX2 computes out[i] = a[i] + b[i] over len(out) elements.
 func addAVX2(out []float32, a []float32, b []float32)
 
-// dotF16AVX2 returns Σ w[i]·x[i] over len(x) elements, w IEEE half.
-func dotF16AVX2(w []uint16, x []float32) float32
+// matVecF32AVX2 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows.
+func matVecF32AVX2(y *float32, w *float32, x *float32, rows int, cols int)
 
-// dotBF16PairsAVX2 returns Σ w[i]·x[i] over groups·16 bfloat16 weights w and the
-// matching x stored as xp: per group of 16, x[0], x[2], …, x[14], then x[1], x[3], …, x[15].
-func dotBF16PairsAVX2(w *uint16, xp *float32, groups int) float32
+// matVecF16AVX2 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows, w IEEE half.
+func matVecF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int)
+
+// matVecBF16AVX2 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows, w bfloat16 and
+// cols = 16·groups, with x stored as xp: per group of 16, x[0], x[2], …, x[14], then x[1], …, x[15].
+func matVecBF16AVX2(y *float32, w *uint16, xp *float32, rows int, groups int)
+
+// matVecQ8_0AVX2 computes y[r] for r < rows: the dot product of the r-th row of nb
+// Q8_0 weight blocks at w with the nb Q8_0 activation blocks at x.
+func matVecQ8_0AVX2(y *float32, w *byte, x *byte, rows int, nb int)
+
+// matVecQ4_0AVX2 computes y[r] for r < rows: the dot product of the r-th row of nb
+// Q4_0 weight blocks at w with the nb Q8_0 activation blocks at x, whose aux records
+// (8·Σx, scale) are at aux.
+func matVecQ4_0AVX2(y *float32, w *byte, x *byte, aux *int32, rows int, nb int)
 
 // convF16AVX2 converts len(dst) IEEE half values from src to float32.
 func convF16AVX2(dst []float32, src []uint16)
 
 // convBF16AVX2 converts len(dst) bfloat16 values from src to float32.
 func convBF16AVX2(dst []float32, src []uint16)
-
-// dotQ8_0AVX2 returns the dot product of nb Q8_0 weight blocks at w with nb Q8_0 blocks at x.
-func dotQ8_0AVX2(w *byte, x *byte, nb int) float32
-
-// dotQ4_0AVX2 returns the dot product of nb Q4_0 weight blocks at w with nb Q8_0
-// blocks at x, whose aux records (8·Σx, scale) are at aux.
-func dotQ4_0AVX2(w *byte, x *byte, aux *int32, nb int) float32
 
 // dotQ8_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q8_0 weight blocks at w
 // with nb Q8_0 blocks at x + t·xstride bytes.

@@ -506,12 +506,20 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotF16AVX2(w []uint16, x []float32) float32
-// Requires: AVX, F16C, FMA3, SSE, SSE2
-TEXT ·dotF16AVX2(SB), NOSPLIT, $0-52
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   x_len+32(FP), DX
+// func matVecF32AVX2(y *float32, w *float32, x *float32, rows int, cols int)
+// Requires: AVX, FMA3
+TEXT ·matVecF32AVX2(SB), NOSPLIT, $0-40
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ x+16(FP), DX
+	MOVQ rows+24(FP), BX
+	MOVQ cols+32(FP), SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, DI
+	MOVQ   SI, R8
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -519,41 +527,39 @@ TEXT ·dotF16AVX2(SB), NOSPLIT, $0-52
 	VXORPS Y4, Y4, Y4
 
 loop32:
-	CMPQ        DX, $0x20
+	CMPQ        R8, $0x20
 	JL          loop8
-	VCVTPH2PS   (AX), Y5
-	VFMADD231PS (CX), Y5, Y0
-	VCVTPH2PS   16(AX), Y5
-	VFMADD231PS 32(CX), Y5, Y1
-	VCVTPH2PS   32(AX), Y5
-	VFMADD231PS 64(CX), Y5, Y2
-	VCVTPH2PS   48(AX), Y5
-	VFMADD231PS 96(CX), Y5, Y3
-	ADDQ        $0x40, AX
+	VMOVUPS     (CX), Y5
+	VFMADD231PS (DI), Y5, Y0
+	VMOVUPS     32(CX), Y5
+	VFMADD231PS 32(DI), Y5, Y1
+	VMOVUPS     64(CX), Y5
+	VFMADD231PS 64(DI), Y5, Y2
+	VMOVUPS     96(CX), Y5
+	VFMADD231PS 96(DI), Y5, Y3
 	ADDQ        $0x80, CX
-	SUBQ        $0x20, DX
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, R8
 	JMP         loop32
 
 loop8:
-	CMPQ        DX, $0x08
+	CMPQ        R8, $0x08
 	JL          tail
-	VCVTPH2PS   (AX), Y5
-	VFMADD231PS (CX), Y5, Y0
-	ADDQ        $0x10, AX
+	VMOVUPS     (CX), Y5
+	VFMADD231PS (DI), Y5, Y0
 	ADDQ        $0x20, CX
-	SUBQ        $0x08, DX
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, R8
 	JMP         loop8
 
 tail:
-	TESTQ       DX, DX
+	TESTQ       R8, R8
 	JE          done
-	MOVWLZX     (AX), BX
-	MOVD        BX, X5
-	VCVTPH2PS   X5, X5
-	VFMADD231SS (CX), X5, X4
-	ADDQ        $0x02, AX
+	VMOVSS      (CX), X5
+	VFMADD231SS (DI), X5, X4
 	ADDQ        $0x04, CX
-	DECQ        DX
+	ADDQ        $0x04, DI
+	DECQ        R8
 	JMP         tail
 
 done:
@@ -565,60 +571,335 @@ done:
 	VADDPS       X1, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	MOVSS        X0, ret+48(FP)
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
 	VZEROUPPER
 	RET
 
-// func dotBF16PairsAVX2(w *uint16, xp *float32, groups int) float32
-// Requires: AVX, AVX2, FMA3, SSE, SSE2
-TEXT ·dotBF16PairsAVX2(SB), NOSPLIT, $0-28
-	MOVQ         w+0(FP), AX
-	MOVQ         xp+8(FP), CX
-	MOVQ         groups+16(FP), DX
-	MOVL         $0xffff0000, BX
-	MOVD         BX, X0
+// func matVecF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int)
+// Requires: AVX, F16C, FMA3, SSE2
+TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-40
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ x+16(FP), DX
+	MOVQ rows+24(FP), BX
+	MOVQ cols+32(FP), SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, DI
+	MOVQ   SI, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+loop32:
+	CMPQ        R8, $0x20
+	JL          loop8
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS (DI), Y5, Y0
+	VCVTPH2PS   16(CX), Y5
+	VFMADD231PS 32(DI), Y5, Y1
+	VCVTPH2PS   32(CX), Y5
+	VFMADD231PS 64(DI), Y5, Y2
+	VCVTPH2PS   48(CX), Y5
+	VFMADD231PS 96(DI), Y5, Y3
+	ADDQ        $0x40, CX
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, R8
+	JMP         loop32
+
+loop8:
+	CMPQ        R8, $0x08
+	JL          tail
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS (DI), Y5, Y0
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, R8
+	JMP         loop8
+
+tail:
+	TESTQ       R8, R8
+	JE          done
+	MOVWLZX     (CX), R9
+	MOVD        R9, X5
+	VCVTPH2PS   X5, X5
+	VFMADD231SS (DI), X5, X4
+	ADDQ        $0x02, CX
+	ADDQ        $0x04, DI
+	DECQ        R8
+	JMP         tail
+
+done:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func matVecBF16AVX2(y *float32, w *uint16, xp *float32, rows int, groups int)
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·matVecBF16AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         xp+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         groups+32(FP), SI
+	MOVL         $0xffff0000, DI
+	MOVD         DI, X0
 	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, DI
+	MOVQ   SI, R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
 
 loop2:
-	CMPQ        DX, $0x02
+	CMPQ        R8, $0x02
 	JL          tail
-	VMOVDQU     (AX), Y5
+	VMOVDQU     (CX), Y5
 	VPSLLD      $0x10, Y5, Y6
 	VPAND       Y0, Y5, Y5
-	VFMADD231PS (CX), Y6, Y1
-	VFMADD231PS 32(CX), Y5, Y2
-	VMOVDQU     32(AX), Y5
+	VFMADD231PS (DI), Y6, Y1
+	VFMADD231PS 32(DI), Y5, Y2
+	VMOVDQU     32(CX), Y5
 	VPSLLD      $0x10, Y5, Y6
 	VPAND       Y0, Y5, Y5
-	VFMADD231PS 64(CX), Y6, Y3
-	VFMADD231PS 96(CX), Y5, Y4
-	ADDQ        $0x40, AX
-	ADDQ        $0x80, CX
-	SUBQ        $0x02, DX
+	VFMADD231PS 64(DI), Y6, Y3
+	VFMADD231PS 96(DI), Y5, Y4
+	ADDQ        $0x40, CX
+	ADDQ        $0x80, DI
+	SUBQ        $0x02, R8
 	JMP         loop2
 
 tail:
-	TESTQ       DX, DX
+	TESTQ       R8, R8
 	JE          done
-	VMOVDQU     (AX), Y5
+	VMOVDQU     (CX), Y5
 	VPSLLD      $0x10, Y5, Y6
 	VPAND       Y0, Y5, Y5
-	VFMADD231PS (CX), Y6, Y1
-	VFMADD231PS 32(CX), Y5, Y2
+	VFMADD231PS (DI), Y6, Y1
+	VFMADD231PS 32(DI), Y5, Y2
+	ADDQ        $0x20, CX
 
 done:
 	VADDPS       Y2, Y1, Y1
 	VADDPS       Y4, Y3, Y3
 	VADDPS       Y3, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
 	VHADDPS      X1, X1, X1
 	VHADDPS      X1, X1, X1
-	MOVSS        X1, ret+24(FP)
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func matVecQ8_0AVX2(y *float32, w *byte, x *byte, rows int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·matVecQ8_0AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         nb+32(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, DI
+	MOVQ   SI, R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+loop2:
+	CMPQ         R8, $0x02
+	JL           tail
+	VPBROADCASTW (CX), X3
+	VPBROADCASTW (DI), X4
+	VCVTPH2PS    X3, Y3
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU      2(CX), Y4
+	VMOVDQU      2(DI), Y5
+	VPSIGNB      Y4, Y4, Y6
+	VPSIGNB      Y4, Y5, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y1
+	VPBROADCASTW 34(CX), X3
+	VPBROADCASTW 34(DI), X4
+	VCVTPH2PS    X3, Y3
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU      36(CX), Y4
+	VMOVDQU      36(DI), Y5
+	VPSIGNB      Y4, Y4, Y6
+	VPSIGNB      Y4, Y5, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y2
+	ADDQ         $0x44, CX
+	ADDQ         $0x44, DI
+	SUBQ         $0x02, R8
+	JMP          loop2
+
+tail:
+	TESTQ        R8, R8
+	JE           done
+	VPBROADCASTW (CX), X3
+	VPBROADCASTW (DI), X4
+	VCVTPH2PS    X3, Y3
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU      2(CX), Y4
+	VMOVDQU      2(DI), Y5
+	VPSIGNB      Y4, Y4, Y6
+	VPSIGNB      Y4, Y5, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y1
+	ADDQ         $0x22, CX
+
+done:
+	VADDPS       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func matVecQ4_0AVX2(y *float32, w *byte, x *byte, aux *int32, rows int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·matVecQ4_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         aux+24(FP), BX
+	MOVQ         rows+32(FP), SI
+	MOVQ         nb+40(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  SI, SI
+	JE     end
+	MOVQ   DX, R8
+	MOVQ   BX, R9
+	MOVQ   DI, R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+loop2:
+	CMPQ         R10, $0x02
+	JL           tail
+	VMOVDQU      2(CX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPMADDUBSW   2(R8), Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (R9), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R9), Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VMOVDQU      20(CX), X8
+	VPSRLW       $0x04, X8, X4
+	VINSERTI128  $0x01, X4, Y8, Y8
+	VPAND        Y1, Y8, Y8
+	VPBROADCASTW 18(CX), X5
+	VCVTPH2PS    X5, Y5
+	VPMADDUBSW   36(R8), Y8, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       36(R9), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 68(R9), Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y3
+	ADDQ         $0x24, CX
+	ADDQ         $0x44, R8
+	ADDQ         $0x48, R9
+	SUBQ         $0x02, R10
+	JMP          loop2
+
+tail:
+	TESTQ        R10, R10
+	JE           done
+	VMOVDQU      2(CX), X9
+	VPSRLW       $0x04, X9, X4
+	VINSERTI128  $0x01, X4, Y9, Y9
+	VPAND        Y1, Y9, Y9
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPMADDUBSW   2(R8), Y9, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (R9), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R9), Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	ADDQ         $0x12, CX
+
+done:
+	VADDPS       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         SI
+	JMP          row
+
+end:
 	VZEROUPPER
 	RET
 
@@ -722,157 +1003,6 @@ tail:
 	JMP     tail
 
 done:
-	VZEROUPPER
-	RET
-
-// func dotQ8_0AVX2(w *byte, x *byte, nb int) float32
-// Requires: AVX, AVX2, F16C, FMA3, SSE, SSE2
-TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-28
-	MOVQ         w+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         nb+16(FP), DX
-	MOVL         $0x00010001, BX
-	MOVD         BX, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-
-loop2:
-	CMPQ         DX, $0x02
-	JL           tail
-	VPBROADCASTW (AX), X3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X3, Y3
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VMOVDQU      2(AX), Y4
-	VMOVDQU      2(CX), Y5
-	VPSIGNB      Y4, Y4, Y6
-	VPSIGNB      Y4, Y5, Y5
-	VPMADDUBSW   Y5, Y6, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y1
-	VPBROADCASTW 34(AX), X3
-	VPBROADCASTW 34(CX), X4
-	VCVTPH2PS    X3, Y3
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VMOVDQU      36(AX), Y4
-	VMOVDQU      36(CX), Y5
-	VPSIGNB      Y4, Y4, Y6
-	VPSIGNB      Y4, Y5, Y5
-	VPMADDUBSW   Y5, Y6, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y2
-	ADDQ         $0x44, AX
-	ADDQ         $0x44, CX
-	SUBQ         $0x02, DX
-	JMP          loop2
-
-tail:
-	TESTQ        DX, DX
-	JE           done
-	VPBROADCASTW (AX), X3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X3, Y3
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VMOVDQU      2(AX), Y4
-	VMOVDQU      2(CX), Y5
-	VPSIGNB      Y4, Y4, Y6
-	VPSIGNB      Y4, Y5, Y5
-	VPMADDUBSW   Y5, Y6, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y1
-
-done:
-	VADDPS       Y2, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	MOVSS        X1, ret+24(FP)
-	VZEROUPPER
-	RET
-
-// func dotQ4_0AVX2(w *byte, x *byte, aux *int32, nb int) float32
-// Requires: AVX, AVX2, F16C, FMA3, SSE, SSE2
-TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-36
-	MOVQ         w+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         aux+16(FP), DX
-	MOVQ         nb+24(FP), BX
-	MOVL         $0x00010001, SI
-	MOVD         SI, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, SI
-	MOVD         SI, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-
-loop2:
-	CMPQ         BX, $0x02
-	JL           tail
-	VMOVDQU      2(AX), X4
-	VPSRLW       $0x04, X4, X5
-	VINSERTI128  $0x01, X5, Y4, Y4
-	VPAND        Y1, Y4, Y4
-	VPBROADCASTW (AX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   2(CX), Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (DX), Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(DX), Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	VMOVDQU      20(AX), X8
-	VPSRLW       $0x04, X8, X4
-	VINSERTI128  $0x01, X4, Y8, Y8
-	VPAND        Y1, Y8, Y8
-	VPBROADCASTW 18(AX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   36(CX), Y8, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       36(DX), Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 68(DX), Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y3
-	ADDQ         $0x24, AX
-	ADDQ         $0x44, CX
-	ADDQ         $0x48, DX
-	SUBQ         $0x02, BX
-	JMP          loop2
-
-tail:
-	TESTQ        BX, BX
-	JE           done
-	VMOVDQU      2(AX), X9
-	VPSRLW       $0x04, X9, X4
-	VINSERTI128  $0x01, X4, Y9, Y9
-	VPAND        Y1, Y9, Y9
-	VPBROADCASTW (AX), X1
-	VCVTPH2PS    X1, Y1
-	VPMADDUBSW   2(CX), Y9, Y4
-	VPMADDWD     Y4, Y0, Y4
-	VPSUBD       (DX), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 32(DX), Y0
-	VMULPS       Y1, Y0, Y0
-	VFMADD231PS  Y4, Y0, Y2
-
-done:
-	VADDPS       Y3, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	MOVSS        X2, ret+32(FP)
 	VZEROUPPER
 	RET
 

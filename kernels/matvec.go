@@ -11,7 +11,7 @@ const (
 	qk       = 32
 	q8Bytes  = 34
 	q4Bytes  = 18
-	matGrain = 1 << 15 // elements of weight per parallel chunk, at least
+	matGrain = 1 << 16 // elements of weight per parallel chunk, at least
 )
 
 // Supports reports whether MatMul handles weights of dtype dt.
@@ -95,13 +95,13 @@ func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int)
 	nb := cols / qk
 	xrow := nb * q8Bytes
 	var (
-		wrow int
-		dot  func(w []byte, t int) float32
-		dot4 func(w []byte, t int, out *[4]float32)
+		wrow  int
+		rows1 func(y []float32, w []byte, t int) // y = W·x_t for len(y) rows of w
+		dot4  func(w []byte, t int, out *[4]float32)
 	)
 	if dt == tensor.Q8_0 {
 		wrow = nb * q8Bytes
-		dot = func(w []byte, t int) float32 { return dotQ8_0(w, xq[t*xrow:(t+1)*xrow]) }
+		rows1 = func(y []float32, w []byte, t int) { matVecQ8Rows(y, w, xq[t*xrow:(t+1)*xrow]) }
 		dot4 = func(w []byte, t int, out *[4]float32) { dotQ8_0x4(w, xq[t*xrow:(t+4)*xrow], xrow, out) }
 	} else {
 		wrow = nb * q4Bytes
@@ -112,8 +112,8 @@ func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int)
 		for t := range nt {
 			q4Prep(aux[t*arow:(t+1)*arow], xq[t*xrow:(t+1)*xrow])
 		}
-		dot = func(w []byte, t int) float32 {
-			return dotQ4_0(w, xq[t*xrow:(t+1)*xrow], aux[t*arow:(t+1)*arow])
+		rows1 = func(y []float32, w []byte, t int) {
+			matVecQ4Rows(y, w, xq[t*xrow:(t+1)*xrow], aux[t*arow:(t+1)*arow])
 		}
 		dot4 = func(w []byte, t int, out *[4]float32) {
 			dotQ4_0x4(w, xq[t*xrow:(t+4)*xrow], xrow, aux[t*arow:(t+4)*arow], arow, out)
@@ -133,10 +133,7 @@ func matMulQuant(dt tensor.DType, y []float32, w, xq []byte, rows, cols, nt int)
 				}
 			}
 			for ; t < nt; t++ {
-				yt := y[t*rows : (t+1)*rows]
-				for r := r0; r < r1; r++ {
-					yt[r] = dot(w[r*wrow:(r+1)*wrow], t)
-				}
+				rows1(y[t*rows+r0:t*rows+r1], w[r0*wrow:r1*wrow], t)
 			}
 		}
 	})
@@ -168,9 +165,7 @@ func MatVecF32(y, w, x []float32, rows, cols int) {
 	checkLen("MatVecF32", "x", x, cols)
 	x = x[:cols]
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			y[r] = Dot(w[r*cols:(r+1)*cols], x)
-		}
+		matVecF32Rows(y[lo:hi], w[lo*cols:hi*cols], x, cols)
 	})
 }
 
@@ -181,9 +176,7 @@ func MatVecF16(y []float32, w []uint16, x []float32, rows, cols int) {
 	checkLen("MatVecF16", "x", x, cols)
 	x = x[:cols]
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			y[r] = dotF16(w[r*cols:(r+1)*cols], x)
-		}
+		matVecF16Rows(y[lo:hi], w[lo*cols:hi*cols], x, cols)
 	})
 }
 
@@ -194,7 +187,7 @@ func MatVecBF16(y []float32, w []uint16, x []float32, rows, cols int) {
 	checkLen("MatVecBF16", "x", x, cols)
 	x = x[:cols]
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-		matVecBF16Rows(y, w, x, cols, lo, hi)
+		matVecBF16Rows(y[lo:hi], w[lo*cols:hi*cols], x, cols)
 	})
 }
 
@@ -224,9 +217,7 @@ func MatVecQ8_0(y []float32, w []byte, xq []byte, rows, cols int) {
 	wrow := cols / qk * q8Bytes
 	xq = xq[:cols/qk*q8Bytes]
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			y[r] = dotQ8_0(w[r*wrow:(r+1)*wrow], xq)
-		}
+		matVecQ8Rows(y[lo:hi], w[lo*wrow:hi*wrow], xq)
 	})
 }
 
@@ -243,8 +234,6 @@ func MatVecQ4_0(y []float32, w []byte, xq []byte, rows, cols int) {
 	aux := *auxp
 	q4Prep(aux, xq)
 	ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			y[r] = dotQ4_0(w[r*wrow:(r+1)*wrow], xq, aux)
-		}
+		matVecQ4Rows(y[lo:hi], w[lo*wrow:hi*wrow], xq, aux)
 	})
 }

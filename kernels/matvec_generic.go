@@ -37,10 +37,38 @@ func dotF16Generic(w []uint16, x []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// matVecBF16RowsGeneric computes y[r] = W[r]·x for rows [lo, hi).
-func matVecBF16RowsGeneric(y []float32, w []uint16, x []float32, cols, lo, hi int) {
-	for r := lo; r < hi; r++ {
-		y[r] = dotBF16Generic(w[r*cols:(r+1)*cols], x)
+// The generic mat-vec row loops: y[r] = W[r]·x for r < len(y), W's rows of
+// cols elements (of Q8_0/Q4_0 blocks covering len(xq)/34 blocks) from w.
+
+func matVecF32RowsGeneric(y, w, x []float32, cols int) {
+	for r := range y {
+		y[r] = dotGeneric(w[r*cols:(r+1)*cols], x[:cols])
+	}
+}
+
+func matVecF16RowsGeneric(y []float32, w []uint16, x []float32, cols int) {
+	for r := range y {
+		y[r] = dotF16Generic(w[r*cols:(r+1)*cols], x[:cols])
+	}
+}
+
+func matVecBF16RowsGeneric(y []float32, w []uint16, x []float32, cols int) {
+	for r := range y {
+		y[r] = dotBF16Generic(w[r*cols:(r+1)*cols], x[:cols])
+	}
+}
+
+func matVecQ8RowsGeneric(y []float32, w, xq []byte) {
+	wrow := len(xq) / q8Bytes * q8Bytes
+	for r := range y {
+		y[r] = dotQ8_0Generic(w[r*wrow:(r+1)*wrow], xq)
+	}
+}
+
+func matVecQ4RowsGeneric(y []float32, w, xq []byte, aux []int32) {
+	wrow := len(xq) / q8Bytes * q4Bytes
+	for r := range y {
+		y[r] = dotQ4_0Generic(w[r*wrow:(r+1)*wrow], xq, aux)
 	}
 }
 

@@ -20,12 +20,13 @@ func main() {
 	axpy()
 	scaleMul()
 	add()
-	dotHalf("dotF16AVX2", true)
-	dotBF16Pairs()
+	matVecF32()
+	matVecF16()
+	matVecBF16()
+	matVecQ8_0()
+	matVecQ4_0()
 	convHalf("convF16AVX2", true)
 	convHalf("convBF16AVX2", false)
-	dotQ8_0()
-	dotQ4_0()
 	dotQ8_0x4()
 	dotQ4_0x4()
 	packNT("packNTF32AVX2", kindF32)
@@ -335,41 +336,6 @@ func loadHalf(m Mem, t VecVirtual, f16, scalar bool) {
 	VPSLLD(U8(16), t, t)
 }
 
-func dotHalf(name string, f16 bool) {
-	kind := "bfloat16"
-	if f16 {
-		kind = "IEEE half"
-	}
-	TEXT(name, NOSPLIT, "func(w []uint16, x []float32) float32")
-	Doc(fmt.Sprintf("%s returns Σ w[i]·x[i] over len(x) elements, w %s.", name, kind))
-	w := Load(Param("w").Base(), GP64())
-	x := Load(Param("x").Base(), GP64())
-	n := Load(Param("x").Len(), GP64())
-	// acc[4] takes the scalar tail: a VEX scalar op clears the upper lanes
-	// of its destination, so it must not be one of the vector accumulators.
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM(), YMM()}
-	for _, r := range acc {
-		VXORPS(r, r, r)
-	}
-	ts := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	floatLoop(n.(GPVirtual), []GPVirtual{w.(GPVirtual), x.(GPVirtual)}, []int{2, 4}, func(off int, scalar bool) {
-		t := ts[off/32]
-		loadHalf(Mem{Base: w, Disp: off / 2}, t, f16, scalar)
-		if scalar {
-			VFMADD231SS(Mem{Base: x}, t.AsX(), acc[4].AsX())
-			return
-		}
-		VFMADD231PS(Mem{Base: x, Disp: off}, t, acc[off/32])
-	})
-	VADDPS(acc[1], acc[0], acc[0])
-	VADDPS(acc[3], acc[2], acc[2])
-	VADDPS(acc[2], acc[0], acc[0])
-	VADDPS(acc[4], acc[0], acc[0])
-	Store(hsum(acc[0]), ReturnIndex(0))
-	VZEROUPPER()
-	RET()
-}
-
 func convHalf(name string, f16 bool) {
 	kind := "bfloat16"
 	if f16 {
@@ -428,41 +394,4 @@ func onesWords() VecVirtual {
 	MOVD(g, ones.AsX())
 	VPBROADCASTD(ones.AsX(), ones)
 	return ones
-}
-
-func dotQ8_0() {
-	TEXT("dotQ8_0AVX2", NOSPLIT, "func(w, x *byte, nb int) float32")
-	Doc("dotQ8_0AVX2 returns the dot product of nb Q8_0 weight blocks at w with nb Q8_0 blocks at x.")
-	w := Load(Param("w"), GP64())
-	x := Load(Param("x"), GP64())
-	nb := Load(Param("nb"), GP64())
-	ones := onesWords()
-	acc := []VecVirtual{YMM(), YMM()}
-	for _, r := range acc {
-		VXORPS(r, r, r)
-	}
-	block := func(u int) {
-		d := blockScale(Mem{Base: w, Disp: 34 * u}, Mem{Base: x, Disp: 34 * u})
-		wq := YMM()
-		VMOVDQU(Mem{Base: w, Disp: 34*u + 2}, wq)
-		blockDot(wq, Mem{Base: x, Disp: 34*u + 2}, d, ones, acc[u])
-	}
-	Label("loop2")
-	CMPQ(nb, U8(2))
-	JL(LabelRef("tail"))
-	block(0)
-	block(1)
-	ADDQ(U8(68), w)
-	ADDQ(U8(68), x)
-	SUBQ(U8(2), nb)
-	JMP(LabelRef("loop2"))
-	Label("tail")
-	TESTQ(nb, nb)
-	JE(LabelRef("done"))
-	block(0)
-	Label("done")
-	VADDPS(acc[1], acc[0], acc[0])
-	Store(hsum(acc[0]), ReturnIndex(0))
-	VZEROUPPER()
-	RET()
 }

@@ -561,56 +561,6 @@ func quantQ8_0() {
 	RET()
 }
 
-// dotBF16Pairs: a bfloat16 row against an x whose every group of 16 is
-// stored evens first, then odds. One 32-byte load holds 16 weights; a shift
-// turns the even ones (low halves) into float32 and a mask the odd ones, so
-// no widening shuffle is needed.
-func dotBF16Pairs() {
-	TEXT("dotBF16PairsAVX2", NOSPLIT, "func(w *uint16, xp *float32, groups int) float32")
-	Doc("dotBF16PairsAVX2 returns Σ w[i]·x[i] over groups·16 bfloat16 weights w and the",
-		"matching x stored as xp: per group of 16, x[0], x[2], …, x[14], then x[1], x[3], …, x[15].")
-	w := Load(Param("w"), GP64())
-	xp := Load(Param("xp"), GP64())
-	n := Load(Param("groups"), GP64())
-	mask := YMM()
-	g := GP32()
-	MOVL(U32(0xffff0000), g)
-	MOVD(g, mask.AsX())
-	VPBROADCASTD(mask.AsX(), mask)
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, r := range acc {
-		VXORPS(r, r, r)
-	}
-	group := func(u int) {
-		t, e := YMM(), YMM()
-		VMOVDQU(Mem{Base: w, Disp: 32 * u}, t)
-		VPSLLD(U8(16), t, e)
-		VPAND(mask, t, t)
-		VFMADD231PS(Mem{Base: xp, Disp: 64 * u}, e, acc[2*u])
-		VFMADD231PS(Mem{Base: xp, Disp: 64*u + 32}, t, acc[2*u+1])
-	}
-	Label("loop2")
-	CMPQ(n, U8(2))
-	JL(LabelRef("tail"))
-	group(0)
-	group(1)
-	ADDQ(U8(64), w)
-	ADDQ(U8(128), xp)
-	SUBQ(U8(2), n)
-	JMP(LabelRef("loop2"))
-	Label("tail")
-	TESTQ(n, n)
-	JE(LabelRef("done"))
-	group(0)
-	Label("done")
-	VADDPS(acc[1], acc[0], acc[0])
-	VADDPS(acc[3], acc[2], acc[2])
-	VADDPS(acc[2], acc[0], acc[0])
-	Store(hsum(acc[0]), ReturnIndex(0))
-	VZEROUPPER()
-	RET()
-}
-
 // Q4_0 kernels: the nibbles q (0..15) are multiplied as unsigned bytes by the
 // signed activations, and the offset of 8 is taken out afterwards with the
 // activation block's precomputed 8·Σx: Σ(q-8)·x = Σq·x - 8·Σx. Each
@@ -657,46 +607,6 @@ func weightScale(m Mem) VecVirtual {
 	VPBROADCASTW(m, dw.AsX())
 	VCVTPH2PS(dw.AsX(), dw)
 	return dw
-}
-
-func dotQ4_0() {
-	TEXT("dotQ4_0AVX2", NOSPLIT, "func(w, x *byte, aux *int32, nb int) float32")
-	Doc("dotQ4_0AVX2 returns the dot product of nb Q4_0 weight blocks at w with nb Q8_0",
-		"blocks at x, whose aux records (8·Σx, scale) are at aux.")
-	w := Load(Param("w"), GP64())
-	x := Load(Param("x"), GP64())
-	aux := Load(Param("aux"), GP64())
-	nb := Load(Param("nb"), GP64())
-	ones := onesWords()
-	low := nibbleMask()
-	acc := []VecVirtual{YMM(), YMM()}
-	for _, r := range acc {
-		VXORPS(r, r, r)
-	}
-	block := func(u int) {
-		q := unpackQ4(Mem{Base: w, Disp: 18*u + 2}, low)
-		dw := weightScale(Mem{Base: w, Disp: 18 * u})
-		q4Block(q, dw, Mem{Base: x, Disp: 34*u + 2}, Mem{Base: aux, Disp: 36 * u}, ones, acc[u])
-	}
-	Label("loop2")
-	CMPQ(nb, U8(2))
-	JL(LabelRef("tail"))
-	block(0)
-	block(1)
-	ADDQ(U8(36), w)
-	ADDQ(U8(68), x)
-	ADDQ(U8(72), aux)
-	SUBQ(U8(2), nb)
-	JMP(LabelRef("loop2"))
-	Label("tail")
-	TESTQ(nb, nb)
-	JE(LabelRef("done"))
-	block(0)
-	Label("done")
-	VADDPS(acc[1], acc[0], acc[0])
-	Store(hsum(acc[0]), ReturnIndex(0))
-	VZEROUPPER()
-	RET()
 }
 
 func dotQ4_0x4() {
