@@ -48,17 +48,15 @@ func coldWeights(b *testing.B, dt tensor.DType, rows, cols int) [][]byte {
 	}
 	size := rows * rb
 	r := rand.New(rand.NewPCG(2, 2))
-	row := randVec(r, cols)
-	var set [][]byte
-	for total := 0; total <= 64<<20 || len(set) < 2; total += size {
-		w := make([]byte, size)
-		for i := range rows {
-			row[i%cols] = float32(r.NormFloat64())
-			if err := tensor.Quantize(dt, w[i*rb:(i+1)*rb], row); err != nil {
-				b.Fatal(err)
-			}
+	first := make([]byte, size)
+	for i := range rows {
+		if err := tensor.Quantize(dt, first[i*rb:(i+1)*rb], randVec(r, cols)); err != nil {
+			b.Fatal(err)
 		}
-		set = append(set, w)
+	}
+	set := [][]byte{first}
+	for total := size; total <= 64<<20 || len(set) < 2; total += size {
+		set = append(set, append([]byte(nil), first...))
 	}
 	return set
 }
