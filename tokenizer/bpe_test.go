@@ -456,7 +456,7 @@ func TestBPESpecialTokens(t *testing.T) {
 	}
 	sp := tk.EncodeSpecial(text, false, false)
 	a, b, c := tk.Encode("a", false, false), tk.Encode("b", false, false), tk.Encode("c", false, false)
-	want := append(append(append(append(append(append(a, bos), b...), tool), c...), eos))
+	want := append(append(append(append(append(a, bos), b...), tool), c...), eos)
 	if !equalInts(sp, want) {
 		t.Errorf("EncodeSpecial(%q) = %v, want %v", text, sp, want)
 	}

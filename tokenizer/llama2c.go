@@ -93,3 +93,25 @@ func hasAllBytes(pieces []string, types []Type) bool {
 	}
 	return n == 256
 }
+
+// Llama2cVocabSize counts the pieces of a llama2.c tokenizer.bin, for
+// reading one without its model: the records that fill the file after the
+// header. An error says where a record does not fit.
+func Llama2cVocabSize(data []byte) (int, error) {
+	if len(data) < 4 {
+		return 0, fmt.Errorf("llama2c tokenizer: %d bytes, too short for the max_token_length header", len(data))
+	}
+	n := 0
+	for off := 4; off < len(data); n++ {
+		if len(data)-off < 8 {
+			return 0, fmt.Errorf("llama2c tokenizer: %d stray bytes after piece %d (offset %d)", len(data)-off, n, off)
+		}
+		l := int32(binary.LittleEndian.Uint32(data[off+4:]))
+		off += 8
+		if l < 0 || int(l) > len(data)-off {
+			return 0, fmt.Errorf("llama2c tokenizer: piece %d at offset %d: length %d, %d bytes left", n, off-4, l, len(data)-off)
+		}
+		off += int(l)
+	}
+	return n, nil
+}

@@ -100,8 +100,10 @@ type SPM struct {
 	fastPairs  bool
 	cutAtSpace bool
 
-	// user lists the user-defined pieces by first byte, longest first.
+	// user lists the user-defined pieces by first byte, longest first;
+	// special the control and unknown ones, for EncodeSpecial.
 	user       [256][]string
+	special    [256][]int32
 	hasUser    bool
 	hasUnused  bool
 	scratchers sync.Pool
@@ -214,6 +216,9 @@ func NewSPM(pieces []string, scores []float32, types []Type, opt SPMOptions) (*S
 			}
 			if _, dup := t.reserved[p]; !dup && p != "" {
 				t.reserved[p] = int32(i)
+				if ty == TypeControl || ty == TypeUnknown {
+					t.special[p[0]] = append(t.special[p[0]], int32(i))
+				}
 			}
 		}
 	}
@@ -226,6 +231,8 @@ func NewSPM(pieces []string, scores []float32, types []Type, opt SPMOptions) (*S
 	for b := range t.user {
 		us := t.user[b]
 		sort.SliceStable(us, func(i, j int) bool { return len(us[i]) > len(us[j]) })
+		sp := t.special[b]
+		sort.SliceStable(sp, func(i, j int) bool { return len(t.pieces[sp[i]]) > len(t.pieces[sp[j]]) })
 	}
 	if opt.ByteFallback {
 		for b, id := range t.byteID {

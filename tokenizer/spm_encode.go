@@ -1,6 +1,9 @@
 package tokenizer
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // scratch holds the buffers of one Encode call, reused through a sync.Pool.
 type scratch struct {
@@ -477,4 +480,39 @@ func (t *SPM) emit(w []byte, id int32, out []int, prevUnk bool) ([]int, bool) {
 		id = int32(t.unk)
 	}
 	return append(out, int(id)), true
+}
+
+// EncodeSpecial is Encode with the text of control and unknown pieces
+// ("<s>", "</s>", "<unk>") read as those pieces, longest match first, as
+// llama.cpp's parse_special does. The text between them is encoded as
+// Encode encodes a whole text, so each stretch gets the dummy prefix, as
+// in llama.cpp and Hugging Face's Llama tokenizer.
+func (t *SPM) EncodeSpecial(text string, addBOS, addEOS bool) []int {
+	var out []int
+	if addBOS && t.opt.BOS >= 0 {
+		out = append(out, t.opt.BOS)
+	}
+	start := 0
+	for i := 0; i < len(text); {
+		n, id := 0, -1
+		for _, sid := range t.special[text[i]] {
+			if p := t.pieces[sid]; strings.HasPrefix(text[i:], p) {
+				n, id = len(p), int(sid)
+				break
+			}
+		}
+		if n == 0 {
+			i++
+			continue
+		}
+		out = append(out, t.Encode(text[start:i], false, false)...)
+		out = append(out, id)
+		i += n
+		start = i
+	}
+	out = append(out, t.Encode(text[start:], false, false)...)
+	if addEOS && t.opt.EOS >= 0 {
+		out = append(out, t.opt.EOS)
+	}
+	return out
 }

@@ -6,9 +6,23 @@
 // rules. Vocabularies come from plain slices (NewSPM, for GGUF metadata),
 // from llama2.c tokenizer.bin files (FromLlama2c) or from SentencePiece
 // .model files (FromModelProto).
+//
+// BPE is the byte-level BPE of GPT-2 and Llama 3 (tiktoken's rules, the
+// Llama 3 split pattern written by hand), read from Hugging Face
+// tokenizer.json (FromHuggingFace), GPT-2-style encoder.json + vocab.bpe
+// (FromGPT2Files) or GGUF metadata (NewBPE).
+//
+// Train builds a SentencePiece BPE vocabulary from text, written as a
+// .model that sentencepiece loads (MarshalModelProto); Extend appends the
+// pieces of one vocabulary to another, as Chinese-LLaMA did.
 package tokenizer
 
-import "strconv"
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
 
 // Tokenizer is what the rest of herd needs from a tokenizer: text to ids,
 // ids to text, and one token at a time for streaming output.
@@ -66,3 +80,50 @@ func (t Type) String() string {
 }
 
 var _ Tokenizer = (*SPM)(nil)
+
+// SpecialEncoder is implemented by tokenizers that can read special tokens
+// written in the text (llama.cpp's parse_special): SPM and BPE. Encode never
+// does, so that user content cannot forge <s> or <|eot_id|>.
+type SpecialEncoder interface {
+	// EncodeSpecial is Encode with the text of control tokens read as
+	// those tokens.
+	EncodeSpecial(text string, addBOS, addEOS bool) []int
+}
+
+var (
+	_ SpecialEncoder = (*SPM)(nil)
+	_ SpecialEncoder = (*BPE)(nil)
+)
+
+// EncodeBatch encodes texts on up to threads goroutines (0: GOMAXPROCS)
+// and returns their ids in order. With special set, special tokens are
+// parsed where tok can (SpecialEncoder). Tokenizers are safe for
+// concurrent use, so documents scale with cores.
+func EncodeBatch(tok Tokenizer, texts []string, addBOS, addEOS, special bool, threads int) [][]int {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	threads = min(threads, len(texts))
+	enc := tok.Encode
+	if se, ok := tok.(SpecialEncoder); ok && special {
+		enc = se.EncodeSpecial
+	}
+	out := make([][]int, len(texts))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(texts) {
+					return
+				}
+				out[i] = enc(texts[i], addBOS, addEOS)
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
