@@ -5,7 +5,9 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,7 +59,7 @@ func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) 
 				m.Close()
 				return nil, nil, fmt.Errorf("%s: a llama2.c checkpoint carries no tokenizer; give one with --tokenizer (a tokenizer.bin)", modelPath)
 			}
-			if tok, err = LoadTokenizer(modelPath, m.Config.VocabSize); err != nil {
+			if tok, err = OpenTokenizer(modelPath, m.Config.VocabSize); err != nil {
 				m.Close()
 				return nil, nil, err
 			}
@@ -65,7 +67,7 @@ func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) 
 	}
 	if tokPath != "" {
 		var err error
-		if tok, err = LoadTokenizer(tokPath, m.Config.VocabSize); err != nil {
+		if tok, err = OpenTokenizer(tokPath, m.Config.VocabSize); err != nil {
 			m.Close()
 			return nil, nil, err
 		}
@@ -77,10 +79,50 @@ func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) 
 	return m, tok, nil
 }
 
-// LoadTokenizer reads a SentencePiece tokenizer from a GGUF file (its
-// tokenizer.ggml.* metadata), a SentencePiece .model file, or a llama2.c
-// tokenizer.bin (which needs vocab, the model's vocabulary size).
+// LoadTokenizer reads a SentencePiece tokenizer (a GGUF file of tokenizer
+// model "llama", a .model file, or a llama2.c tokenizer.bin, which needs
+// vocab, the model's vocabulary size), for callers that need its pieces and
+// scores. OpenTokenizer reads every kind.
 func LoadTokenizer(path string, vocab int) (*tokenizer.SPM, error) {
+	ext := filepath.Ext(path)
+	if vocab <= 0 && fileExists(path) && !strings.EqualFold(ext, ".model") && !strings.EqualFold(ext, ".json") {
+		if kind, err := llama.Format(path); err == nil && kind != "gguf" {
+			return nil, fmt.Errorf("%s: a llama2.c tokenizer.bin needs the vocabulary size", path)
+		}
+	}
+	tok, err := OpenTokenizer(path, vocab)
+	if err != nil {
+		return nil, err
+	}
+	spm, ok := tok.(*tokenizer.SPM)
+	if !ok {
+		return nil, fmt.Errorf("%s: a byte-level BPE vocabulary, not a SentencePiece one", path)
+	}
+	return spm, nil
+}
+
+// OpenTokenizer reads the tokenizer at path, whatever its kind:
+//
+//   - a GGUF file: its tokenizer.ggml.* metadata (TokenizerFromGGUF);
+//   - a SentencePiece .model file;
+//   - a Hugging Face tokenizer.json (any name ending in .json), with the
+//     tokenizer_config.json beside it when there is one;
+//   - a directory holding tokenizer.json, or encoder.json + vocab.bpe (also
+//     named PREFIX-encoder.json + PREFIX-vocab.bpe), and optionally
+//     tokenizer_config.json;
+//   - otherwise a llama2.c tokenizer.bin, of vocab pieces (the model's
+//     vocabulary size), or of as many as the file holds when vocab <= 0.
+func OpenTokenizer(path string, vocab int) (tokenizer.Tokenizer, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return openTokenizerDir(path)
+	}
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		return openTokenizerJSON(path, filepath.Join(filepath.Dir(path), "tokenizer_config.json"))
+	}
 	if kind, err := llama.Format(path); err != nil {
 		return nil, err
 	} else if kind == "gguf" {
@@ -104,7 +146,9 @@ func LoadTokenizer(path string, vocab int) (*tokenizer.SPM, error) {
 		return t, nil
 	}
 	if vocab <= 0 {
-		return nil, fmt.Errorf("%s: a llama2.c tokenizer.bin needs the vocabulary size", path)
+		if vocab, err = tokenizer.Llama2cVocabSize(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	t, err := tokenizer.FromLlama2c(data, vocab)
 	if err != nil {
@@ -113,25 +157,90 @@ func LoadTokenizer(path string, vocab int) (*tokenizer.SPM, error) {
 	return t, nil
 }
 
-// TokenizerFromGGUF builds the SentencePiece tokenizer stored in a GGUF
-// file's tokenizer.ggml.* metadata (model "llama").
-func TokenizerFromGGUF(f *gguf.File) (*tokenizer.SPM, error) {
+// readOptional reads a file that may be absent (nil, nil).
+func readOptional(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+func openTokenizerJSON(path, configPath string) (tokenizer.Tokenizer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	config, err := readOptional(configPath)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tokenizer.FromHuggingFace(data, config)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+func openTokenizerDir(dir string) (tokenizer.Tokenizer, error) {
+	configPath := filepath.Join(dir, "tokenizer_config.json")
+	if p := filepath.Join(dir, "tokenizer.json"); fileExists(p) {
+		return openTokenizerJSON(p, configPath)
+	}
+	encoders, _ := filepath.Glob(filepath.Join(dir, "*encoder.json"))
+	for _, enc := range encoders {
+		prefix := strings.TrimSuffix(enc, "encoder.json")
+		merges := prefix + "vocab.bpe"
+		if !fileExists(merges) {
+			continue
+		}
+		encData, err := os.ReadFile(enc)
+		if err != nil {
+			return nil, err
+		}
+		mergeData, err := os.ReadFile(merges)
+		if err != nil {
+			return nil, err
+		}
+		config, err := readOptional(configPath)
+		if err != nil {
+			return nil, err
+		}
+		t, err := tokenizer.FromGPT2Files(encData, mergeData, config)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		return t, nil
+	}
+	if p := filepath.Join(dir, "tokenizer.model"); fileExists(p) {
+		return OpenTokenizer(p, 0)
+	}
+	return nil, fmt.Errorf("%s: no tokenizer.json, encoder.json + vocab.bpe or tokenizer.model in the directory", dir)
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir()
+}
+
+// TokenizerFromGGUF builds the tokenizer stored in a GGUF file's
+// tokenizer.ggml.* metadata: model "llama" is SentencePiece (tokens,
+// scores, token_type, bos/eos/unknown ids, add_space_prefix), model "gpt2"
+// byte-level BPE (tokens, token_type, merges, bos/eos ids, add_bos_token,
+// and tokenizer.ggml.pre naming the split pattern; llama.cpp's
+// "llama-bpe" also ignores merges for whole-token chunks, as Llama 3
+// does). tokenizer.chat_template is kept with a BPE vocabulary.
+func TokenizerFromGGUF(f *gguf.File) (tokenizer.Tokenizer, error) {
 	model, ok := f.GetString("tokenizer.ggml.model")
 	if !ok {
 		return nil, fmt.Errorf("%s: no tokenizer in the metadata (tokenizer.ggml.model); give one with --tokenizer", f.Path)
 	}
-	if model != "llama" {
-		return nil, fmt.Errorf("%s: tokenizer model %q is not supported yet (herd reads \"llama\" SentencePiece vocabularies)", f.Path, model)
+	if model != "llama" && model != "gpt2" {
+		return nil, fmt.Errorf("%s: tokenizer model %q is not supported (herd reads \"llama\" SentencePiece and \"gpt2\" byte-level BPE vocabularies)", f.Path, model)
 	}
 	pieces, ok := f.GetStrings("tokenizer.ggml.tokens")
 	if !ok || len(pieces) == 0 {
 		return nil, fmt.Errorf("%s: tokenizer.ggml.tokens is missing or not an array of strings", f.Path)
-	}
-	var scores []float32
-	if v, ok := f.Get("tokenizer.ggml.scores"); ok {
-		if scores, ok = v.AsFloat32s(); !ok || len(scores) != len(pieces) {
-			return nil, fmt.Errorf("%s: tokenizer.ggml.scores must be %d float32s", f.Path, len(pieces))
-		}
 	}
 	var types []tokenizer.Type
 	if v, ok := f.Get("tokenizer.ggml.token_type"); ok {
@@ -144,7 +253,6 @@ func TokenizerFromGGUF(f *gguf.File) (*tokenizer.SPM, error) {
 			types[i] = tokenizer.Type(t)
 		}
 	}
-	opt := tokenizer.LlamaOptions()
 	id := func(key string, def int) (int, error) {
 		v, ok := f.GetUint(key)
 		if !ok {
@@ -155,6 +263,16 @@ func TokenizerFromGGUF(f *gguf.File) (*tokenizer.SPM, error) {
 		}
 		return int(v), nil
 	}
+	if model == "gpt2" {
+		return bpeFromGGUF(f, pieces, types, id)
+	}
+	var scores []float32
+	if v, ok := f.Get("tokenizer.ggml.scores"); ok {
+		if scores, ok = v.AsFloat32s(); !ok || len(scores) != len(pieces) {
+			return nil, fmt.Errorf("%s: tokenizer.ggml.scores must be %d float32s", f.Path, len(pieces))
+		}
+	}
+	opt := tokenizer.LlamaOptions()
 	var err error
 	if opt.BOS, err = id("tokenizer.ggml.bos_token_id", opt.BOS); err != nil {
 		return nil, err
@@ -170,6 +288,39 @@ func TokenizerFromGGUF(f *gguf.File) (*tokenizer.SPM, error) {
 	}
 	opt.ByteFallback = hasAllBytes(pieces)
 	t, err := tokenizer.NewSPM(pieces, scores, types, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return t, nil
+}
+
+// bpeFromGGUF reads the "gpt2" half of TokenizerFromGGUF.
+func bpeFromGGUF(f *gguf.File, tokens []string, types []tokenizer.Type, id func(string, int) (int, error)) (*tokenizer.BPE, error) {
+	merges, ok := f.GetStrings("tokenizer.ggml.merges")
+	if !ok {
+		return nil, fmt.Errorf("%s: tokenizer.ggml.merges is missing or not an array of strings", f.Path)
+	}
+	preName, _ := f.GetString("tokenizer.ggml.pre")
+	if preName == "" {
+		preName = "gpt-2"
+	}
+	pre, err := tokenizer.PretokenizerByName(preName)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tokenizer.ggml.pre: %w", f.Path, err)
+	}
+	opt := tokenizer.BPEOptions{Pre: pre, IgnoreMerges: pre == tokenizer.PreLlama3}
+	if opt.BOS, err = id("tokenizer.ggml.bos_token_id", -1); err != nil {
+		return nil, err
+	}
+	if opt.EOS, err = id("tokenizer.ggml.eos_token_id", -1); err != nil {
+		return nil, err
+	}
+	opt.AddBOS = opt.BOS >= 0 && pre == tokenizer.PreLlama3
+	if v, ok := f.GetBool("tokenizer.ggml.add_bos_token"); ok {
+		opt.AddBOS = v
+	}
+	opt.ChatTemplate, _ = f.GetString("tokenizer.chat_template")
+	t, err := tokenizer.NewBPE(tokens, types, merges, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}

@@ -21,15 +21,74 @@ type SaveOptions struct {
 	Extra map[string]any
 }
 
-// SaveGGUF writes m and its tokenizer as a GGUF v3 file, atomically. Norm
-// weights are stored as F32.
-func SaveGGUF(path string, m *llama.Model, tok *tokenizer.SPM, opt SaveOptions) error {
+// KV is one GGUF metadata entry.
+type KV struct {
+	Key   string
+	Value any
+}
+
+// TokenizerMetadata returns the tokenizer.ggml.* metadata that stores tok
+// in a GGUF file, as llama.cpp writes it: model "llama" (tokens, scores,
+// token types, add_space_prefix) for a SentencePiece vocabulary, model
+// "gpt2" (tokens, token types, merges, tokenizer.ggml.pre,
+// add_bos_token, and tokenizer.chat_template when it has one) for a
+// byte-level BPE; BOS, EOS and unknown ids where the vocabulary has them.
+// A nil tokenizer (or a nil *SPM or *BPE) gives no metadata.
+func TokenizerMetadata(tok tokenizer.Tokenizer) ([]KV, error) {
+	var kv []KV
+	id := func(key string, v int) {
+		if v >= 0 {
+			kv = append(kv, KV{key, uint32(v)})
+		}
+	}
+	switch t := tok.(type) {
+	case nil:
+	case *tokenizer.SPM:
+		if t == nil {
+			break
+		}
+		n := t.VocabSize()
+		pieces, scores, types := make([]string, n), make([]float32, n), make([]int32, n)
+		for i := range n {
+			pieces[i], scores[i], types[i] = t.Piece(i), t.Score(i), int32(t.Type(i))
+		}
+		o := t.Options()
+		kv = append(kv, KV{"tokenizer.ggml.model", "llama"}, KV{"tokenizer.ggml.tokens", pieces},
+			KV{"tokenizer.ggml.scores", scores}, KV{"tokenizer.ggml.token_type", types},
+			KV{"tokenizer.ggml.add_space_prefix", o.AddDummyPrefix})
+		id("tokenizer.ggml.bos_token_id", o.BOS)
+		id("tokenizer.ggml.eos_token_id", o.EOS)
+		id("tokenizer.ggml.unknown_token_id", t.UNK())
+	case *tokenizer.BPE:
+		if t == nil {
+			break
+		}
+		n := t.VocabSize()
+		tokens, types := make([]string, n), make([]int32, n)
+		for i := range n {
+			tokens[i], types[i] = t.Piece(i), int32(t.Type(i))
+		}
+		o := t.Options()
+		kv = append(kv, KV{"tokenizer.ggml.model", "gpt2"}, KV{"tokenizer.ggml.pre", o.Pre.String()},
+			KV{"tokenizer.ggml.tokens", tokens}, KV{"tokenizer.ggml.token_type", types},
+			KV{"tokenizer.ggml.merges", t.Merges()}, KV{"tokenizer.ggml.add_bos_token", o.AddBOS})
+		id("tokenizer.ggml.bos_token_id", o.BOS)
+		id("tokenizer.ggml.eos_token_id", o.EOS)
+		if o.ChatTemplate != "" {
+			kv = append(kv, KV{"tokenizer.chat_template", o.ChatTemplate})
+		}
+	default:
+		return nil, fmt.Errorf("tokenizer of type %T cannot be stored in GGUF", tok)
+	}
+	return kv, nil
+}
+
+// SaveGGUF writes m and its tokenizer (nil: none) as a GGUF v3 file,
+// atomically. Norm weights are stored as F32.
+func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOptions) error {
 	c := m.Config
 	w := gguf.NewWriter()
-	kv := []struct {
-		k string
-		v any
-	}{
+	kv := []KV{
 		{"general.architecture", "llama"},
 		{"general.name", opt.Name},
 		{"llama.context_length", uint32(c.ContextLen)},
@@ -46,40 +105,14 @@ func SaveGGUF(path string, m *llama.Model, tok *tokenizer.SPM, opt SaveOptions) 
 	if c.Rope != llama.RopeInterleaved {
 		return fmt.Errorf("save %s: GGUF llama models use interleaved RoPE; permute the q/k weights first", path)
 	}
-	if tok != nil {
-		n := tok.VocabSize()
-		pieces := make([]string, n)
-		scores := make([]float32, n)
-		types := make([]int32, n)
-		for i := 0; i < n; i++ {
-			pieces[i], scores[i], types[i] = tok.Piece(i), tok.Score(i), int32(tok.Type(i))
-		}
-		o := tok.Options()
-		kv = append(kv, []struct {
-			k string
-			v any
-		}{
-			{"tokenizer.ggml.model", "llama"},
-			{"tokenizer.ggml.tokens", pieces},
-			{"tokenizer.ggml.scores", scores},
-			{"tokenizer.ggml.token_type", types},
-			{"tokenizer.ggml.add_space_prefix", o.AddDummyPrefix},
-		}...)
-		for _, id := range []struct {
-			k string
-			v int
-		}{{"tokenizer.ggml.bos_token_id", o.BOS}, {"tokenizer.ggml.eos_token_id", o.EOS}, {"tokenizer.ggml.unknown_token_id", tok.UNK()}} {
-			if id.v >= 0 {
-				kv = append(kv, struct {
-					k string
-					v any
-				}{id.k, uint32(id.v)})
-			}
-		}
+	tkv, err := TokenizerMetadata(tok)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
 	}
+	kv = append(kv, tkv...)
 	for _, e := range kv {
-		if err := w.Set(e.k, e.v); err != nil {
-			return fmt.Errorf("save %s: %s: %w", path, e.k, err)
+		if err := w.Set(e.Key, e.Value); err != nil {
+			return fmt.Errorf("save %s: %s: %w", path, e.Key, err)
 		}
 	}
 	for k, v := range opt.Extra {

@@ -339,11 +339,11 @@ func synthVocab(text string, pre []*regexp.Regexp, merges int) (tokens []string,
 			return id[local[i][0]] < id[local[j][0]] || id[local[i][0]] == id[local[j][0]] && id[local[i][1]] < id[local[j][1]]
 		})
 		for _, p := range local {
-			rules = append(rules, byteLevel(p[0])+" "+byteLevel(p[1]))
+			rules = append(rules, ByteLevel(p[0])+" "+ByteLevel(p[1]))
 		}
 	}
 	for i, t := range tokens {
-		tokens[i] = byteLevel(t)
+		tokens[i] = ByteLevel(t)
 	}
 	return tokens, rules
 }

@@ -26,8 +26,10 @@ func init() {
 	}
 }
 
-// byteLevel writes raw bytes in the byte-level alphabet.
-func byteLevel(raw string) string {
+// ByteLevel writes raw bytes in GPT-2's byte-level alphabet, as byte-level
+// BPE vocabularies (encoder.json, tokenizer.json, GGUF) store tokens:
+// ByteLevel(" the") is "Ġthe".
+func ByteLevel(raw string) string {
 	var b strings.Builder
 	b.Grow(2 * len(raw))
 	for i := 0; i < len(raw); i++ {
