@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/data"
+	"github.com/herd-llm/herd/format/llama2c"
+	"github.com/herd-llm/herd/tokenizer"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func dataCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "data",
+		Short: "prepare training data (herd data prepare)",
+	}
+	cmd.AddCommand(dataPrepareCmd())
+	return cmd
+}
+
+func dataPrepareCmd() *cobra.Command {
+	var recipePath, out, tokPath string
+	var val []string
+	var f data.Recipe
+	var src data.Source
+	var scripts string
+	cmd := &cobra.Command{
+		Use:   "prepare [INPUT...] -o DIR [--recipe MIXTURE.yaml] [--tokenizer FILE]",
+		Short: "clean, deduplicate, tokenize and pack text corpora into token shards",
+		Long: `Reads text corpora (plain text, JSONL with a text field as RedPajama and
+SlimPajama store it, gzip or zstd compressed, directories and globs), cleans
+them (Unicode NFC or NFKC, control characters stripped, minimum length,
+letter-share, repeated-line and script filters), removes exact duplicates
+and near-duplicates (MinHash LSH), tokenizes in parallel and packs the
+documents into shards (BOS opens each; --eos closes each with EOS) with a
+train/validation split and a manifest.json, for herd pretrain.
+
+The inputs are one source; a YAML recipe (--recipe) mixes several with
+weights, e.g. the LLaMA paper's (data/recipes/llama.yaml). Flags override
+the recipe. Counts of documents kept and dropped, per reason, are printed
+and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
+.model, a llama2.c tokenizer.bin or a GGUF) defaults to the embedded
+512-piece tok512.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r data.Recipe
+			if recipePath != "" {
+				var err error
+				if r, err = data.LoadRecipe(recipePath); err != nil {
+					return err
+				}
+				if len(args) > 0 {
+					return fmt.Errorf("give the inputs in the recipe or on the command line, not both")
+				}
+			}
+			if len(args) > 0 {
+				s := src
+				s.Name, s.Paths, s.Weight = "input", args, 0
+				r.Sources = append(r.Sources, s)
+			}
+			for i, v := range val {
+				r.Sources = append(r.Sources, data.Source{Name: fmt.Sprintf("val%d", i), Paths: []string{v}, Val: true,
+					Format: src.Format, TextField: src.TextField, Split: src.Split})
+			}
+			if len(r.Sources) == 0 {
+				return fmt.Errorf("give input files (or a --recipe with sources)")
+			}
+			if out == "" {
+				return fmt.Errorf("give the output directory with -o")
+			}
+			fs := cmd.Flags()
+			if fs.Changed("scripts") {
+				f.Clean.Scripts = strings.Split(scripts, ",")
+			}
+			overrideData(fs, &r, &f)
+			if tokPath != "" {
+				r.Tokenizer = tokPath
+			}
+			tok, err := loadDataTokenizer(r.Tokenizer)
+			if err != nil {
+				return err
+			}
+			_, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()})
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
+	fl.StringVarP(&out, "output", "o", "", "output directory")
+	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, llama2.c tokenizer.bin or GGUF (default: embedded tok512)")
+	fl.StringArrayVar(&val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
+	fl.StringVar(&src.Format, "format", "", "input format: text or jsonl (default: by extension)")
+	fl.StringVar(&src.TextField, "text-field", "", "JSONL field holding the text (default text)")
+	fl.StringVar(&src.Split, "split", "", "documents of a text file: file, line, paragraph or sep:STRING (default file)")
+	fl.Float64Var(&f.ValFraction, "val-fraction", 0, "share of the documents sent to the validation split")
+	fl.Float64Var(&f.MaxEpochs, "max-epochs", 0, "most times a source repeats to reach its weight (default 1)")
+	fl.Int64Var(&f.ShardTokens, "shard-tokens", 0, "tokens per shard (default 100M)")
+	fl.BoolVar(&f.EOS, "eos", false, "close every document with EOS")
+	fl.BoolVar(&f.NoBOS, "no-bos", false, "do not open documents with BOS")
+	fl.Uint64Var(&f.Seed, "seed", 0, "seed of the split, the subsampling and the document order")
+	fl.IntVarP(&f.Workers, "threads", "t", 0, "workers (0: all cores)")
+	fl.StringVar(&f.Clean.Normalize, "normalize", "", "Unicode normalisation: nfc (default), nfkc or none")
+	fl.IntVar(&f.Clean.MinChars, "min-chars", 0, "drop documents shorter than this")
+	fl.Float64Var(&f.Clean.MinAlphaFraction, "min-alpha", 0, "drop documents with a smaller share of letters")
+	fl.Float64Var(&f.Clean.MaxDupLineFraction, "max-dup-lines", 0, "drop documents with a larger share of repeated lines")
+	fl.StringVar(&scripts, "scripts", "", "keep documents written in these Unicode scripts (comma-separated: Latin,Han)")
+	fl.Float64Var(&f.Clean.MinScriptFraction, "min-script", 0, "share of letters that must be in --scripts")
+	fl.BoolVar(&f.Clean.NoDedup, "no-dedup", false, "keep exact duplicates")
+	fl.Float64Var(&f.Clean.NearDedup, "near-dedup", 0, "drop near-duplicates above this Jaccard similarity (MinHash LSH; 0: off)")
+	return cmd
+}
+
+// overrideData copies into r the settings whose flags were given.
+func overrideData(fs *pflag.FlagSet, r, f *data.Recipe) {
+	set := map[string]func(){
+		"val-fraction": func() { r.ValFraction = f.ValFraction }, "max-epochs": func() { r.MaxEpochs = f.MaxEpochs },
+		"shard-tokens": func() { r.ShardTokens = f.ShardTokens }, "eos": func() { r.EOS = f.EOS }, "no-bos": func() { r.NoBOS = f.NoBOS },
+		"seed": func() { r.Seed = f.Seed }, "threads": func() { r.Workers = f.Workers },
+		"normalize": func() { r.Clean.Normalize = f.Clean.Normalize }, "min-chars": func() { r.Clean.MinChars = f.Clean.MinChars },
+		"min-alpha":     func() { r.Clean.MinAlphaFraction = f.Clean.MinAlphaFraction },
+		"max-dup-lines": func() { r.Clean.MaxDupLineFraction = f.Clean.MaxDupLineFraction },
+		"scripts":       func() { r.Clean.Scripts = f.Clean.Scripts }, "min-script": func() { r.Clean.MinScriptFraction = f.Clean.MinScriptFraction },
+		"no-dedup": func() { r.Clean.NoDedup = f.Clean.NoDedup }, "near-dedup": func() { r.Clean.NearDedup = f.Clean.NearDedup },
+	}
+	fs.Visit(func(fl *pflag.Flag) {
+		if s, ok := set[fl.Name]; ok {
+			s()
+		}
+	})
+}
+
+// loadDataTokenizer reads a tokenizer file of any kind herd knows; a
+// llama2.c tokenizer.bin gets its vocabulary size from its own length.
+// An empty path is the embedded tok512.
+func loadDataTokenizer(path string) (*tokenizer.SPM, error) {
+	if path == "" {
+		_, tok, err := checkpoint.Default()
+		return tok, err
+	}
+	vocab := 0
+	if ext := strings.ToLower(filepath.Ext(path)); ext != ".model" && ext != ".gguf" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(string(b), "GGUF") {
+			t, err := llama2c.ParseTokenizer(path, b, 0)
+			if err != nil {
+				return nil, err
+			}
+			vocab = len(t.Pieces)
+		}
+	}
+	return checkpoint.LoadTokenizer(path, vocab)
+}

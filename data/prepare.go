@@ -1,0 +1,569 @@
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/herd-llm/herd/internal/fileio"
+	"github.com/herd-llm/herd/tokenizer"
+	"gopkg.in/yaml.v3"
+)
+
+// Recipe is a data preparation: the sources, how to clean them, and how to
+// mix, split and pack them into shards.
+type Recipe struct {
+	Sources []Source `yaml:"sources"`
+	// Tokenizer is the tokenizer file (resolved by the caller; stored in
+	// the manifest for the record).
+	Tokenizer string `yaml:"tokenizer,omitempty"`
+	Clean     Clean  `yaml:"clean,omitempty"`
+	// ValFraction of every training source's documents (chosen at random
+	// for the seed) goes to the validation split instead.
+	ValFraction float64 `yaml:"val_fraction,omitempty"`
+	// MaxEpochs is how many times a source may be repeated to reach its
+	// weight (default 1: never; the other sources are subsampled instead).
+	MaxEpochs float64 `yaml:"max_epochs,omitempty"`
+	// ShardTokens is the size a shard is closed at (at a document boundary;
+	// default 100M tokens).
+	ShardTokens int64 `yaml:"shard_tokens,omitempty"`
+	// NoBOS leaves out the BOS that opens every document; EOS closes every
+	// document with EOS.
+	NoBOS bool `yaml:"no_bos,omitempty"`
+	EOS   bool `yaml:"eos,omitempty"`
+	// Seed drives the validation split, the subsampling and the order of
+	// documents in the shards.
+	Seed uint64 `yaml:"seed,omitempty"`
+	// Workers clean and tokenize in parallel (0: all cores).
+	Workers int `yaml:"workers,omitempty"`
+}
+
+// LoadRecipe reads a YAML data recipe; unknown keys are an error.
+func LoadRecipe(path string) (Recipe, error) {
+	var r Recipe
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	return r, nil
+}
+
+func (r *Recipe) check() error {
+	if len(r.Sources) == 0 {
+		return fmt.Errorf("no sources")
+	}
+	names := map[string]bool{}
+	weighted, train := 0, 0
+	for i := range r.Sources {
+		s := &r.Sources[i]
+		if err := s.check(); err != nil {
+			return err
+		}
+		if names[s.Name] {
+			return fmt.Errorf("two sources are named %s", s.Name)
+		}
+		names[s.Name] = true
+		if !s.Val {
+			train++
+			if s.Weight > 0 {
+				weighted++
+			}
+		}
+	}
+	switch {
+	case train == 0:
+		return fmt.Errorf("every source is a validation source: nothing to train on")
+	case weighted != 0 && weighted != train:
+		return fmt.Errorf("give every training source a weight, or none (then each is used once, as it is)")
+	case !(r.ValFraction >= 0 && r.ValFraction < 1):
+		return fmt.Errorf("val_fraction %g must be in [0, 1)", r.ValFraction)
+	case r.MaxEpochs < 0 || r.ShardTokens < 0 || r.Workers < 0:
+		return fmt.Errorf("max_epochs %g, shard_tokens %d and workers %d must not be negative", r.MaxEpochs, r.ShardTokens, r.Workers)
+	}
+	return r.Clean.check()
+}
+
+// Stats counts what a preparation read, kept and dropped.
+type Stats struct {
+	Sources  []SourceStats `json:"sources"`
+	RawBytes int64         `json:"raw_bytes"` // bytes read from the files (decompressed)
+	Seconds  float64       `json:"seconds"`
+	MBPerSec float64       `json:"mb_per_sec"` // raw text to shards
+}
+
+// SourceStats are one source's counts.
+type SourceStats struct {
+	Name      string           `json:"name"`
+	Files     int              `json:"files"`
+	Docs      int64            `json:"docs"` // documents read
+	Kept      int64            `json:"kept"`
+	Dropped   map[string]int64 `json:"dropped"` // by reason
+	RawBytes  int64            `json:"raw_bytes"`
+	KeptBytes int64            `json:"kept_bytes"` // of cleaned text
+	Tokens    int64            `json:"tokens"`     // of the kept documents
+}
+
+// PrepareOptions connect a preparation to the outside.
+type PrepareOptions struct {
+	Log io.Writer // progress and the report (nil: discarded)
+}
+
+// spool is one source's kept documents, tokenized, in a temporary file.
+type spool struct {
+	path  string
+	f     *os.File
+	w     *bufio.Writer
+	lens  []int32 // tokens per document
+	val   []bool  // the document belongs to the validation split
+	total int64
+	data  []byte // mapped after writing
+	unmap func() error
+}
+
+// Prepare reads, cleans, deduplicates and tokenizes the recipe's sources
+// with tok, mixes them by weight and writes the shards, the tokenizer and
+// manifest.json into dir (created if needed).
+func Prepare(r Recipe, tok *tokenizer.SPM, dir string, opt PrepareOptions) (*Manifest, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	log := opt.Log
+	if log == nil {
+		log = io.Discard
+	}
+	if r.MaxEpochs == 0 {
+		r.MaxEpochs = 1
+	}
+	if r.ShardTokens == 0 {
+		r.ShardTokens = 100_000_000
+	}
+	workers := r.Workers
+	if workers == 0 {
+		workers = runtime.NumCPU()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	stats := &Stats{}
+	var exact map[[16]byte]struct{}
+	if !r.Clean.NoDedup {
+		exact = map[[16]byte]struct{}{}
+	}
+	var near *lsh
+	perms, shingle := r.Clean.Perms, r.Clean.Shingle
+	if perms == 0 {
+		perms = defaultPerms
+	}
+	if shingle == 0 {
+		shingle = defaultShingle
+	}
+	if r.Clean.NearDedup > 0 {
+		near = newLSH(perms, r.Clean.NearDedup)
+	}
+	spools := make([]*spool, len(r.Sources))
+	defer func() {
+		for _, sp := range spools {
+			if sp != nil {
+				sp.remove()
+			}
+		}
+	}()
+	for i := range r.Sources {
+		src := &r.Sources[i]
+		sp, st, err := r.readSource(src, i, tok, dir, workers, exact, near, perms, shingle)
+		spools[i] = sp
+		if err != nil {
+			return nil, err
+		}
+		stats.Sources = append(stats.Sources, *st)
+		stats.RawBytes += st.RawBytes
+		fmt.Fprintf(log, "%s: %d files, %d documents read, %d kept (%d tokens)\n", src.Name, st.Files, st.Docs, st.Kept, st.Tokens)
+	}
+	man, err := r.pack(tok, dir, spools, log)
+	if err != nil {
+		return nil, err
+	}
+	stats.Seconds = time.Since(start).Seconds()
+	stats.MBPerSec = float64(stats.RawBytes) / 1e6 / stats.Seconds
+	man.Stats = stats
+	rc := r
+	man.Recipe = &rc
+	if err := WriteManifest(dir, man); err != nil {
+		return nil, err
+	}
+	printStats(log, stats)
+	return man, nil
+}
+
+// printStats writes the kept/dropped table.
+func printStats(w io.Writer, s *Stats) {
+	reasons := []string{ReasonEmpty, ReasonShort, ReasonAlpha, ReasonDupLines, ReasonScript, ReasonExactDup, ReasonNearDup}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "source\tread\tkept\t")
+	for _, r := range reasons {
+		fmt.Fprintf(tw, "%s\t", r)
+	}
+	fmt.Fprintln(tw)
+	for _, src := range s.Sources {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t", src.Name, src.Docs, src.Kept)
+		for _, r := range reasons {
+			fmt.Fprintf(tw, "%d\t", src.Dropped[r])
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%.1f MB of text in %.1f s: %.2f MB/s\n", float64(s.RawBytes)/1e6, s.Seconds, s.MBPerSec)
+}
+
+// docOut is what a worker makes of one document.
+type docOut struct {
+	reason string
+	key    [16]byte
+	sig    []uint32
+	tokens []int32
+	bytes  int
+}
+
+type batchIn struct {
+	seq  int
+	docs []string
+}
+
+type batchOut struct {
+	seq  int
+	docs []docOut
+}
+
+// readSource runs one source through cleaning, dedup and tokenization into
+// a spool: a reader, workers that clean, hash and tokenize, and a collector
+// that applies the deduplication decisions in document order (so the result
+// does not depend on the number of workers).
+func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string, workers int,
+	exact map[[16]byte]struct{}, near *lsh, perms, shingle int) (*spool, *SourceStats, error) {
+	files, err := src.files()
+	if err != nil {
+		return nil, nil, err
+	}
+	st := &SourceStats{Name: src.Name, Files: len(files), Dropped: map[string]int64{}}
+	f, err := os.CreateTemp(dir, ".spool-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	sp := &spool{path: f.Name(), f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	valRng := rand.New(rand.NewPCG(r.Seed, uint64(idx)))
+
+	in := make(chan batchIn, 2*workers)
+	out := make(chan batchOut, 2*workers)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(in)
+		const batchBytes = 1 << 18
+		var cur []string
+		size, seq := 0, 0
+		for _, path := range files {
+			err := src.readDocs(path, func(doc string, raw int64) error {
+				st.RawBytes += raw
+				cur = append(cur, doc)
+				size += len(doc)
+				if size >= batchBytes || len(cur) >= 1024 {
+					in <- batchIn{seq, cur}
+					seq++
+					cur, size = nil, 0
+				}
+				return nil
+			})
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+		if len(cur) > 0 {
+			in <- batchIn{seq, cur}
+		}
+		readErr <- nil
+	}()
+	var wg sync.WaitGroup
+	bos := !r.NoBOS
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range in {
+				res := batchOut{seq: b.seq, docs: make([]docOut, len(b.docs))}
+				for i, d := range b.docs {
+					o := &res.docs[i]
+					text, reason := r.Clean.cleanDoc(d)
+					if reason != "" {
+						o.reason = reason
+						continue
+					}
+					if exact != nil {
+						o.key = docKey(text)
+					}
+					if near != nil {
+						o.sig = minHash(text, shingle, perms)
+					}
+					ids := tok.Encode(text, bos, r.EOS)
+					o.tokens = make([]int32, len(ids))
+					for j, id := range ids {
+						o.tokens[j] = int32(id)
+					}
+					o.bytes = len(text)
+				}
+				out <- res
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+
+	pending := map[int]batchOut{}
+	next := 0
+	var werr error
+	var buf []byte
+	for b := range out {
+		pending[b.seq] = b
+		for {
+			cur, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			for _, d := range cur.docs {
+				st.Docs++
+				reason := d.reason
+				if reason == "" && exact != nil {
+					if _, dup := exact[d.key]; dup {
+						reason = ReasonExactDup
+					} else {
+						exact[d.key] = struct{}{}
+					}
+				}
+				if reason == "" && near != nil && near.add(d.sig) {
+					reason = ReasonNearDup
+				}
+				if reason != "" {
+					st.Dropped[reason]++
+					continue
+				}
+				st.Kept++
+				st.KeptBytes += int64(d.bytes)
+				st.Tokens += int64(len(d.tokens))
+				buf = buf[:0]
+				for _, t := range d.tokens {
+					buf = binary.LittleEndian.AppendUint32(buf, uint32(t))
+				}
+				if _, err := sp.w.Write(buf); err != nil && werr == nil {
+					werr = err
+				}
+				sp.lens = append(sp.lens, int32(len(d.tokens)))
+				sp.val = append(sp.val, src.Val || (r.ValFraction > 0 && valRng.Float64() < r.ValFraction))
+				sp.total += int64(len(d.tokens))
+			}
+		}
+	}
+	if err := <-readErr; err != nil {
+		return sp, nil, err
+	}
+	if werr == nil {
+		werr = sp.w.Flush()
+	}
+	if werr != nil {
+		return sp, nil, fmt.Errorf("%s: %w", sp.path, werr)
+	}
+	return sp, st, nil
+}
+
+// open maps the spool for reading.
+func (sp *spool) open() error {
+	if err := sp.f.Close(); err != nil {
+		return err
+	}
+	sp.f = nil
+	if sp.total == 0 {
+		return nil
+	}
+	b, unmap, err := fileio.Map(sp.path)
+	if err != nil {
+		return err
+	}
+	sp.data, sp.unmap = b, unmap
+	return nil
+}
+
+func (sp *spool) remove() {
+	if sp.f != nil {
+		sp.f.Close()
+	}
+	if sp.unmap != nil {
+		sp.unmap()
+	}
+	os.Remove(sp.path)
+}
+
+// docRef is one document of one source in the output order.
+type docRef struct {
+	src int32
+	doc int32
+}
+
+// pack mixes the spools by weight into train and val shards.
+func (r *Recipe) pack(tok *tokenizer.SPM, dir string, spools []*spool, log io.Writer) (*Manifest, error) {
+	offsets := make([][]int64, len(spools))
+	trainTok := make([]int64, len(spools))
+	for i, sp := range spools {
+		if err := sp.open(); err != nil {
+			return nil, err
+		}
+		offsets[i] = make([]int64, len(sp.lens)+1)
+		for j, n := range sp.lens {
+			offsets[i][j+1] = offsets[i][j] + int64(n)
+			if !sp.val[j] {
+				trainTok[i] += int64(n)
+			}
+		}
+	}
+	// Epochs per source: with weights w (normalized), the output holds
+	// T = min over sources of tokens·maxEpochs/w training tokens, so that
+	// no source repeats more than maxEpochs times; source i is used
+	// w_i·T/tokens_i times (whole copies plus a random share of documents).
+	var wsum float64
+	for _, s := range r.Sources {
+		if !s.Val {
+			wsum += s.Weight
+		}
+	}
+	epochs := make([]float64, len(spools))
+	weights := make([]float64, len(spools))
+	if wsum == 0 {
+		for i, s := range r.Sources {
+			if !s.Val {
+				epochs[i] = 1
+			}
+		}
+	} else {
+		total := math.Inf(1)
+		for i, s := range r.Sources {
+			if s.Val {
+				continue
+			}
+			weights[i] = s.Weight / wsum
+			total = math.Min(total, float64(trainTok[i])*r.MaxEpochs/weights[i])
+		}
+		for i := range r.Sources {
+			if weights[i] > 0 && trainTok[i] > 0 {
+				epochs[i] = weights[i] * total / float64(trainTok[i])
+			}
+		}
+	}
+	var train, val []docRef
+	for i, sp := range spools {
+		rng := rand.New(rand.NewPCG(r.Seed, 1<<32+uint64(i)))
+		whole := math.Floor(epochs[i])
+		frac := epochs[i] - whole
+		for j := range sp.lens {
+			if sp.val[j] {
+				val = append(val, docRef{int32(i), int32(j)})
+				continue
+			}
+			n := int(whole)
+			if rng.Float64() < frac {
+				n++
+			}
+			for range n {
+				train = append(train, docRef{int32(i), int32(j)})
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(r.Seed, 1<<33))
+	rng.Shuffle(len(train), func(a, b int) { train[a], train[b] = train[b], train[a] })
+	if len(train) == 0 {
+		return nil, fmt.Errorf("no documents left to train on after cleaning")
+	}
+
+	man := &Manifest{Version: 1, Width: TokenWidth(tok.VocabSize())}
+	model := tok.MarshalModelProto()
+	sum := sha256.Sum256(model)
+	man.Tokenizer = TokenizerInfo{File: "tokenizer.model", SHA256: hex.EncodeToString(sum[:]), Vocab: tok.VocabSize(), BOS: tok.BOS(), EOS: tok.EOS()}
+	if err := fileio.WriteAtomic(filepath.Join(dir, man.Tokenizer.File), func(w io.Writer) error {
+		_, err := w.Write(model)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	srcTrain := make([]int64, len(spools))
+	srcVal := make([]int64, len(spools))
+	write := func(split string, refs []docRef, perSrc []int64) ([]ShardInfo, int64, error) {
+		var infos []ShardInfo
+		var total int64
+		var sw *ShardWriter
+		tokens := make([]int32, 0, 1<<12)
+		for k, ref := range refs {
+			if sw == nil {
+				name := fmt.Sprintf("%s-%05d.bin", split, len(infos))
+				var err error
+				if sw, err = CreateShard(filepath.Join(dir, name), man.Width); err != nil {
+					return nil, 0, err
+				}
+				infos = append(infos, ShardInfo{File: name})
+			}
+			sp := spools[ref.src]
+			lo, hi := offsets[ref.src][ref.doc], offsets[ref.src][ref.doc+1]
+			tokens = tokens[:0]
+			for p := lo; p < hi; p++ {
+				tokens = append(tokens, int32(binary.LittleEndian.Uint32(sp.data[4*p:])))
+			}
+			if err := sw.WriteDoc(tokens); err != nil {
+				sw.Abort()
+				return nil, 0, err
+			}
+			perSrc[ref.src] += hi - lo
+			if sw.Tokens() >= r.ShardTokens || k == len(refs)-1 {
+				infos[len(infos)-1].Tokens = sw.count
+				infos[len(infos)-1].Docs = sw.docs
+				total += sw.count
+				if err := sw.Close(); err != nil {
+					return nil, 0, err
+				}
+				sw = nil
+			}
+		}
+		return infos, total, nil
+	}
+	var err error
+	if man.Train, man.TrainTokens, err = write("train", train, srcTrain); err != nil {
+		return nil, err
+	}
+	if man.Val, man.ValTokens, err = write("val", val, srcVal); err != nil {
+		return nil, err
+	}
+	for i, s := range r.Sources {
+		sum := SourceSummary{Name: s.Name, Weight: weights[i], Docs: int64(len(spools[i].lens)), Tokens: spools[i].total,
+			Epochs: epochs[i], TrainTokens: srcTrain[i], ValTokens: srcVal[i]}
+		if man.TrainTokens > 0 {
+			sum.Share = float64(srcTrain[i]) / float64(man.TrainTokens)
+		}
+		man.Mixture = append(man.Mixture, sum)
+	}
+	fmt.Fprintf(log, "wrote %d train shards (%d tokens) and %d val shards (%d tokens) to %s\n",
+		len(man.Train), man.TrainTokens, len(man.Val), man.ValTokens, dir)
+	return man, nil
+}

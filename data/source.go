@@ -1,0 +1,256 @@
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Source is one corpus of a mixture: files of one kind and their weight.
+type Source struct {
+	Name  string   `yaml:"name"`
+	Paths []string `yaml:"paths"` // files, directories (walked, sorted) and globs
+	// Weight is the source's share of the training tokens, relative to the
+	// other sources' weights.
+	Weight float64 `yaml:"weight"`
+	// Format is "text" or "jsonl"; empty means by extension (.jsonl and
+	// .json are JSONL, anything else text), after a .gz or .zst suffix.
+	Format string `yaml:"format,omitempty"`
+	// TextField is the JSONL field holding the document ("text", as in
+	// RedPajama and SlimPajama's {"text", "meta"} rows).
+	TextField string `yaml:"text_field,omitempty"`
+	// Split cuts a text file into documents: "file" (the whole file, the
+	// default), "line", "paragraph" (blank-line separated) or "sep:S" (at
+	// each occurrence of the string S, e.g. sep:<|endoftext|>).
+	Split string `yaml:"split,omitempty"`
+	// Val sends every document of the source to the validation split.
+	Val bool `yaml:"val,omitempty"`
+}
+
+// files expands the source's paths into a sorted list of files.
+func (s *Source) files() ([]string, error) {
+	var out []string
+	for _, p := range s.Paths {
+		matches := []string{p}
+		if strings.ContainsAny(p, "*?[") {
+			m, err := filepath.Glob(p)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: pattern %q: %w", s.Name, p, err)
+			}
+			if len(m) == 0 {
+				return nil, fmt.Errorf("source %s: pattern %q matches no file", s.Name, p)
+			}
+			matches = m
+		}
+		for _, m := range matches {
+			st, err := os.Stat(m)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: %w", s.Name, err)
+			}
+			if !st.IsDir() {
+				out = append(out, m)
+				continue
+			}
+			var found []string
+			err = filepath.WalkDir(m, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+					found = append(found, path)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("source %s: %w", s.Name, err)
+			}
+			sort.Strings(found)
+			out = append(out, found...)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("source %s: no files", s.Name)
+	}
+	return out, nil
+}
+
+// format is the document format of path: the source's, or by extension.
+func (s *Source) format(path string) string {
+	if s.Format != "" {
+		return s.Format
+	}
+	base := strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(path), ".gz"), ".zst")
+	switch filepath.Ext(base) {
+	case ".jsonl", ".json", ".ndjson":
+		return "jsonl"
+	}
+	return "text"
+}
+
+// check validates the source's settings.
+func (s *Source) check() error {
+	switch {
+	case s.Name == "":
+		return fmt.Errorf("a source has no name")
+	case len(s.Paths) == 0:
+		return fmt.Errorf("source %s: no paths", s.Name)
+	case s.Weight < 0:
+		return fmt.Errorf("source %s: weight %g is negative", s.Name, s.Weight)
+	case s.Format != "" && s.Format != "text" && s.Format != "jsonl":
+		return fmt.Errorf("source %s: format %q: want text or jsonl", s.Name, s.Format)
+	}
+	switch sp := s.Split; {
+	case sp == "", sp == "file", sp == "line", sp == "paragraph":
+	case strings.HasPrefix(sp, "sep:") && len(sp) > 4:
+	default:
+		return fmt.Errorf("source %s: split %q: want file, line, paragraph or sep:STRING", s.Name, sp)
+	}
+	return nil
+}
+
+// openFile opens path, decompressing .gz and .zst (by extension, or by
+// magic number).
+func openFile(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(f, 1<<16)
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		z, err := gzip.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return readCloser{z, func() error { z.Close(); return f.Close() }}, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return readCloser{z, func() error { z.Close(); return f.Close() }}, nil
+	case strings.HasSuffix(path, ".gz") || strings.HasSuffix(path, ".zst"):
+		f.Close()
+		return nil, fmt.Errorf("%s: the name says compressed, the content is not gzip or zstd", path)
+	}
+	return readCloser{br, f.Close}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
+
+// maxDoc is the longest document or JSONL line read (bytes); longer ones
+// are an error naming the file and line.
+const maxDoc = 64 << 20
+
+// readDocs calls emit for every document of one file, with the bytes the
+// file contributed since the previous document (to measure throughput).
+func (s *Source) readDocs(path string, emit func(doc string, raw int64) error) error {
+	r, err := openFile(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if s.format(path) == "jsonl" {
+		field := s.TextField
+		if field == "" {
+			field = "text"
+		}
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<16), maxDoc)
+		line := 0
+		for sc.Scan() {
+			line++
+			b := bytes.TrimSpace(sc.Bytes())
+			if len(b) == 0 {
+				continue
+			}
+			var row map[string]json.RawMessage
+			if err := json.Unmarshal(b, &row); err != nil {
+				return fmt.Errorf("%s:%d: not a JSON object: %w", path, line, err)
+			}
+			raw, ok := row[field]
+			if !ok {
+				return fmt.Errorf("%s:%d: no %q field", path, line, field)
+			}
+			var text string
+			if err := json.Unmarshal(raw, &text); err != nil {
+				return fmt.Errorf("%s:%d: field %q is not a string", path, line, field)
+			}
+			if err := emit(text, int64(len(sc.Bytes())+1)); err != nil {
+				return err
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("%s: line %d: %w", path, line+1, err)
+		}
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxDoc*16+1))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxDoc*16 {
+		return fmt.Errorf("%s: larger than %d MiB of text: split it into files or use JSONL", path, maxDoc*16>>20)
+	}
+	text := string(b)
+	var docs []string
+	switch sp := s.Split; {
+	case sp == "" || sp == "file":
+		docs = []string{text}
+	case sp == "line":
+		docs = strings.Split(text, "\n")
+	case sp == "paragraph":
+		docs = splitParagraphs(text)
+	default:
+		docs = strings.Split(text, sp[len("sep:"):])
+	}
+	raw := int64(len(b))
+	for _, d := range docs {
+		if err := emit(d, raw); err != nil {
+			return err
+		}
+		raw = 0
+	}
+	return nil
+}
+
+// splitParagraphs cuts text at runs of blank lines.
+func splitParagraphs(text string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+			continue
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(line)
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}

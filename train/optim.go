@@ -1,0 +1,163 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/kernels"
+)
+
+// AdamW is Adam with decoupled weight decay (Loshchilov & Hutter): for each
+// parameter p with gradient g, at step t (from 1),
+//
+//	m = β1·m + (1−β1)·g          v = β2·v + (1−β2)·g²
+//	p −= lr·( m/(1−β1ᵗ) / (sqrt(v/(1−β2ᵗ)) + ε)  +  λ·p )
+//
+// with λ = WeightDecay for parameters marked Decay and 0 for the others
+// (norm gains and biases). m and v are float32, as PyTorch keeps them.
+type AdamW struct {
+	Beta1, Beta2, Eps, WeightDecay float64
+	Step                           int64       // updates made so far
+	M, V                           [][]float32 // moments, one per parameter
+}
+
+// NewAdamW returns an optimizer with zero moments for params.
+func NewAdamW(params []autograd.Param, beta1, beta2, eps, weightDecay float64) *AdamW {
+	o := &AdamW{Beta1: beta1, Beta2: beta2, Eps: eps, WeightDecay: weightDecay,
+		M: make([][]float32, len(params)), V: make([][]float32, len(params))}
+	for i, p := range params {
+		o.M[i] = make([]float32, len(p.Data))
+		o.V[i] = make([]float32, len(p.Data))
+	}
+	return o
+}
+
+// check verifies that the moments fit params.
+func (o *AdamW) check(params []autograd.Param) error {
+	if len(o.M) != len(params) || len(o.V) != len(params) {
+		return fmt.Errorf("adamw: %d moment tensors for %d parameters", len(o.M), len(params))
+	}
+	for i, p := range params {
+		if len(o.M[i]) != len(p.Data) || len(o.V[i]) != len(p.Data) {
+			return fmt.Errorf("adamw: parameter %s has %d elements, its moments %d and %d", p.Name, len(p.Data), len(o.M[i]), len(o.V[i]))
+		}
+	}
+	return nil
+}
+
+// Update applies one AdamW step with learning rate lr to params, whose
+// gradients must be final (accumulated, clipped).
+func (o *AdamW) Update(params []autograd.Param, lr float64) {
+	o.Step++
+	t := float64(o.Step)
+	c1 := 1 - math.Pow(o.Beta1, t)
+	c2 := 1 - math.Pow(o.Beta2, t)
+	b1, b2 := float32(o.Beta1), float32(o.Beta2)
+	eps := float32(o.Eps)
+	// lr/c1 folded into the step size, sqrt(c2) into the denominator
+	step := float32(lr / c1)
+	rc2 := float32(1 / math.Sqrt(c2))
+	for i, p := range params {
+		decay := float32(1)
+		if p.Decay {
+			decay = float32(1 - lr*o.WeightDecay)
+		}
+		m, v, x, g := o.M[i], o.V[i], p.Data, p.Grad
+		kernels.ParallelFor(len(x), 1<<14, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				gj := g[j]
+				mj := b1*m[j] + (1-b1)*gj
+				vj := b2*v[j] + (1-b2)*gj*gj
+				m[j], v[j] = mj, vj
+				x[j] = x[j]*decay - step*mj/(float32(math.Sqrt(float64(vj)))*rc2+eps)
+			}
+		})
+	}
+}
+
+// GradNorm is the global L2 norm of the gradients of params, summed in
+// float64 in a fixed order (the same for any thread count).
+func GradNorm(params []autograd.Param) float64 {
+	const chunk = 1 << 16
+	var total float64
+	for _, p := range params {
+		g := p.Grad
+		n := (len(g) + chunk - 1) / chunk
+		parts := make([]float64, n)
+		kernels.ParallelFor(n, 1, func(lo, hi int) {
+			for c := lo; c < hi; c++ {
+				var s float64
+				for _, v := range g[c*chunk : min(len(g), (c+1)*chunk)] {
+					s += float64(v) * float64(v)
+				}
+				parts[c] = s
+			}
+		})
+		for _, s := range parts {
+			total += s
+		}
+	}
+	return math.Sqrt(total)
+}
+
+// ScaleGrads multiplies every gradient by s.
+func ScaleGrads(params []autograd.Param, s float32) {
+	for _, p := range params {
+		g := p.Grad
+		kernels.ParallelFor(len(g), 1<<15, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				g[j] *= s
+			}
+		})
+	}
+}
+
+// ZeroGrads clears every gradient.
+func ZeroGrads(params []autograd.Param) {
+	for _, p := range params {
+		clear(p.Grad)
+	}
+}
+
+// Schedule gives the learning rate of each step.
+type Schedule struct {
+	Kind   string  // "constant" or "cosine"
+	LR     float64 // peak learning rate
+	MinLR  float64 // floor of the cosine
+	Warmup int     // steps of linear warm-up from LR/Warmup to LR
+	Steps  int     // total steps (the cosine reaches MinLR at the last)
+}
+
+// Check reports an unusable schedule.
+func (s Schedule) Check() error {
+	switch {
+	case s.Kind != "constant" && s.Kind != "cosine":
+		return fmt.Errorf("schedule %q: want constant or cosine", s.Kind)
+	case !(s.LR > 0) || math.IsInf(s.LR, 0):
+		return fmt.Errorf("learning rate %g must be positive", s.LR)
+	case s.MinLR < 0 || s.MinLR > s.LR:
+		return fmt.Errorf("minimum learning rate %g must be between 0 and the learning rate %g", s.MinLR, s.LR)
+	case s.Warmup < 0:
+		return fmt.Errorf("warm-up %d steps must not be negative", s.Warmup)
+	}
+	return nil
+}
+
+// At is the learning rate of step (0-based): step+1 warm-up fractions of LR
+// during the warm-up, then LR (constant) or MinLR + ½(LR−MinLR)(1+cos πp)
+// with p going from 0 after the warm-up to 1 at the last step (cosine).
+func (s Schedule) At(step int) float64 {
+	if step < s.Warmup {
+		return s.LR * float64(step+1) / float64(s.Warmup)
+	}
+	if s.Kind == "constant" {
+		return s.LR
+	}
+	span := s.Steps - 1 - s.Warmup
+	if span <= 0 {
+		return s.LR
+	}
+	p := math.Min(1, float64(step-s.Warmup)/float64(span))
+	return s.MinLR + 0.5*(s.LR-s.MinLR)*(1+math.Cos(math.Pi*p))
+}
