@@ -25,11 +25,12 @@ func axpyGeneric(alpha float32, x, y []float32) {
 	}
 }
 
-// sumSqGeneric returns Σ x², accumulated in order as llama2.c does.
+// sumSqGeneric returns Σ x², accumulated in order and without fused
+// multiply-adds, as llama2.c does.
 func sumSqGeneric(x []float32) float32 {
 	var s float32
 	for _, v := range x {
-		s += v * v
+		s += float32(v * v)
 	}
 	return s
 }

@@ -41,8 +41,10 @@ func RoPEInterleaved(x []float32, nHeads, headDim, pos int, theta float32) {
 		v := x[h*headDim : (h+1)*headDim]
 		for i := range half {
 			v0, v1 := v[2*i], v[2*i+1]
-			v[2*i] = v0*cos[i] - v1*sin[i]
-			v[2*i+1] = v0*sin[i] + v1*cos[i]
+			// The conversions keep each product rounded (no fused
+			// multiply-add), as llama2.c's C computes it.
+			v[2*i] = float32(v0*cos[i]) - float32(v1*sin[i])
+			v[2*i+1] = float32(v0*sin[i]) + float32(v1*cos[i])
 		}
 	}
 }
@@ -65,8 +67,8 @@ func RoPEHalf(x []float32, nHeads, headDim, pos int, theta float32) {
 		hi := x[h*headDim+half : (h+1)*headDim]
 		for i := range half {
 			v0, v1 := lo[i], hi[i]
-			lo[i] = v0*cos[i] - v1*sin[i]
-			hi[i] = v0*sin[i] + v1*cos[i]
+			lo[i] = float32(v0*cos[i]) - float32(v1*sin[i])
+			hi[i] = float32(v0*sin[i]) + float32(v1*cos[i])
 		}
 	}
 }
