@@ -299,6 +299,7 @@ func (s *Scheduler) loop() {
 			}
 			return false
 		})
+		s.setActive(len(active))
 		if len(active) == 0 {
 			if len(embeds) == 0 {
 				<-s.wake
@@ -306,7 +307,14 @@ func (s *Scheduler) loop() {
 			continue
 		}
 		active = s.step(&state, active)
+		s.setActive(len(active))
 	}
+}
+
+func (s *Scheduler) setActive(n int) {
+	s.mu.Lock()
+	s.active = n
+	s.mu.Unlock()
 }
 
 func (j *job) fail(err error) {
