@@ -67,9 +67,11 @@ func (ru *run) save(step int, loss, valLoss float64) (string, error) {
 	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return "", err
 	}
+	rec := ru.r
+	rec.Resume = false // how this invocation started, not part of the training
 	extra := map[string]any{
 		"herd.step":                  uint64(step),
-		"herd.recipe":                ru.r.YAML(),
+		"herd.recipe":                rec.YAML(),
 		"herd.train_loss":            loss,
 		"herd.tokens_trained":        uint64(step) * uint64(ru.r.Batch*ru.r.Seq*ru.r.Accum),
 		"herd.data.tokenizer_sha256": ru.man.Tokenizer.SHA256,
