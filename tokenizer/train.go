@@ -321,7 +321,7 @@ func (t *trainer) alphabet(share float64) []string {
 		}
 	}
 	for _, p := range t.touched {
-		heap.Push(&t.queue, queued{p, t.stats[p].count})
+		t.push(p)
 	}
 	t.touched = t.touched[:0]
 	return out
@@ -377,6 +377,12 @@ func (t *trainer) remove(i int32, f int64) {
 	}
 }
 
+// push queues pair p with its current count.
+func (t *trainer) push(p int32) {
+	s := &t.stats[p]
+	heap.Push(&t.queue, queued{count: s.count, p: p, n: t.nchars[s.a] + t.nchars[s.b]})
+}
+
 // merge makes up to n pieces and returns them in order.
 func (t *trainer) merge(n int) []string {
 	made := make(map[string]bool)
@@ -388,7 +394,7 @@ func (t *trainer) merge(n int) []string {
 			continue
 		}
 		if q.count != s.count {
-			heap.Push(&t.queue, queued{q.p, s.count})
+			t.push(q.p)
 			continue
 		}
 		s.done = true
@@ -433,7 +439,7 @@ func (t *trainer) merge(n int) []string {
 		s.count = 0
 		for _, p := range t.touched {
 			if !t.stats[p].done && t.stats[p].count > 0 {
-				heap.Push(&t.queue, queued{p, t.stats[p].count})
+				t.push(p)
 			}
 		}
 		t.touched = t.touched[:0]
@@ -516,10 +522,11 @@ func (t *trainer) script(c rune) int {
 	return s
 }
 
-// queued is an entry of the merge queue: a pair and its count when pushed.
+// queued is an entry of the merge queue: a pair, its count when pushed and
+// the length of its piece in characters.
 type queued struct {
-	p     int32
 	count int64
+	p, n  int32
 }
 
 // pairQueue orders pairs as sentencepiece picks them: most frequent, then
@@ -531,17 +538,35 @@ type pairQueue struct {
 
 func (q *pairQueue) Len() int { return len(q.items) }
 func (q *pairQueue) Less(i, j int) bool {
-	a, b := q.items[i], q.items[j]
+	a, b := &q.items[i], &q.items[j]
 	if a.count != b.count {
 		return a.count > b.count
 	}
-	sa, sb := &q.t.stats[a.p], &q.t.stats[b.p]
-	la, lb := q.t.nchars[sa.a]+q.t.nchars[sa.b], q.t.nchars[sb.a]+q.t.nchars[sb.b]
-	if la != lb {
-		return la < lb
+	if a.n != b.n {
+		return a.n < b.n
 	}
-	ta, tb := q.t.text[sa.a]+q.t.text[sa.b], q.t.text[sb.a]+q.t.text[sb.b]
-	return ta < tb
+	sa, sb := &q.t.stats[a.p], &q.t.stats[b.p]
+	return lessConcat(q.t.text[sa.a], q.t.text[sa.b], q.t.text[sb.a], q.t.text[sb.b])
+}
+
+// lessConcat reports whether a1+a2 < b1+b2 without building the strings.
+func lessConcat(a1, a2, b1, b2 string) bool {
+	for {
+		if a1 == "" {
+			a1, a2 = a2, ""
+		}
+		if b1 == "" {
+			b1, b2 = b2, ""
+		}
+		if a1 == "" || b1 == "" {
+			return a1 == "" && b1 != ""
+		}
+		n := min(len(a1), len(b1))
+		if a1[:n] != b1[:n] {
+			return a1[:n] < b1[:n]
+		}
+		a1, b1 = a1[n:], b1[n:]
+	}
 }
 func (q *pairQueue) Swap(i, j int) { q.items[i], q.items[j] = q.items[j], q.items[i] }
 func (q *pairQueue) Push(x any)    { q.items = append(q.items, x.(queued)) }

@@ -291,3 +291,18 @@ func TestExtend(t *testing.T) {
 	sort.Strings(texts)
 	diffEncode(t, merged, writeModel(t, merged), texts)
 }
+
+func TestLessConcat(t *testing.T) {
+	parts := []string{"", "a", "ab", "b", "abc", "▁", "▁a", "中", "中文"}
+	for _, a1 := range parts {
+		for _, a2 := range parts {
+			for _, b1 := range parts {
+				for _, b2 := range parts {
+					if got, want := lessConcat(a1, a2, b1, b2), a1+a2 < b1+b2; got != want {
+						t.Fatalf("lessConcat(%q, %q, %q, %q) = %v", a1, a2, b1, b2, got)
+					}
+				}
+			}
+		}
+	}
+}
