@@ -91,18 +91,40 @@ func newSSE(w http.ResponseWriter) *sse {
 	return &sse{w}
 }
 
+// send writes one event and flushes it to the client.
 func (e *sse) send(v any) error {
+	if err := e.write(v); err != nil {
+		return err
+	}
+	e.flush()
+	return nil
+}
+
+// write writes one event without flushing.
+func (e *sse) write(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(e.w, "data: %s\n\n", b); err != nil {
+	return e.raw(b)
+}
+
+// raw writes an event whose JSON is b.
+func (e *sse) raw(b []byte) error {
+	if _, err := e.w.Write([]byte("data: ")); err != nil {
 		return err
 	}
+	if _, err := e.w.Write(b); err != nil {
+		return err
+	}
+	_, err := e.w.Write([]byte("\n\n"))
+	return err
+}
+
+func (e *sse) flush() {
 	if f, ok := e.w.(http.Flusher); ok {
 		f.Flush()
 	}
-	return nil
 }
 
 func (e *sse) done() {
@@ -113,8 +135,10 @@ func (e *sse) done() {
 }
 
 // consume reads a generation's events, calling each for every one but the
-// last, and returns the last (nil when the client went away first).
-func (s *Server) consume(m *Model, ch <-chan generate.Event, rl *reqLog, start time.Time, each func(generate.Event) error) *generate.Event {
+// last, and returns the last (nil when the client went away first). When
+// events come faster than the client takes them, flush (if not nil) runs
+// once for those waiting rather than after each.
+func (s *Server) consume(m *Model, ch <-chan generate.Event, rl *reqLog, start time.Time, each func(generate.Event) error, flush func()) *generate.Event {
 	first := true
 	for ev := range ch {
 		if ev.Done {
@@ -131,8 +155,35 @@ func (s *Server) consume(m *Model, ch <-chan generate.Event, rl *reqLog, start t
 		if err := each(ev); err != nil {
 			return nil // the client is gone; the request context cancels the generation
 		}
+		if flush != nil && len(ch) == 0 {
+			flush()
+		}
 	}
 	return nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 type chatLogprob struct {
@@ -212,7 +263,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 				lps = append(lps, chatLogprobOf(ev))
 			}
 			return nil
-		})
+		}, nil)
 		if last == nil {
 			return
 		}
@@ -242,16 +293,20 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 	if out.send(chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil)) != nil {
 		return
 	}
+	// a content chunk without logprobs is written from two fixed halves
+	head, _ := json.Marshal(chunk(map[string]any{"content": "\x00"}, nil, nil))
+	pre, post, _ := strings.Cut(string(head), `"\u0000"`)
+	buf := []byte(pre)
 	last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
 		if ev.Text == "" && !req.Logprobs {
 			return nil
 		}
-		var lp any
-		if req.Logprobs {
-			lp = map[string]any{"content": []chatLogprob{chatLogprobOf(ev)}}
+		if !req.Logprobs {
+			buf = append(appendJSONString(buf[:len(pre)], ev.Text), post...)
+			return out.raw(buf)
 		}
-		return out.send(chunk(map[string]any{"content": ev.Text}, nil, lp))
-	})
+		return out.write(chunk(map[string]any{"content": ev.Text}, nil, map[string]any{"content": []chatLogprob{chatLogprobOf(ev)}}))
+	}, out.flush)
 	if last == nil {
 		return
 	}
@@ -338,7 +393,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 			}
 			sb.WriteString(ev.Text)
 			return nil
-		})
+		}, nil)
 		if last == nil {
 			return
 		}
@@ -375,8 +430,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 			lp = l
 		}
 		offset += len(ev.Text)
-		return out.send(chunk(choice(ev.Text, lp, nil)))
-	})
+		return out.write(chunk(choice(ev.Text, lp, nil)))
+	}, out.flush)
 	if last == nil {
 		return
 	}

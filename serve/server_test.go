@@ -348,3 +348,12 @@ func FuzzServer(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", "quote \" back \\ slash", "new\nline\ttab\rret", "\x00\x01\x1f", "<a & b>", "café ☕ \u2028"} {
+		var back string
+		if err := json.Unmarshal(appendJSONString(nil, s), &back); err != nil || back != s {
+			t.Errorf("%q: %s → %q, %v", s, appendJSONString(nil, s), back, err)
+		}
+	}
+}
