@@ -106,7 +106,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 	f.IntVar(&parallel, "parallel", 8, "sequences of one model decoded together")
 	f.IntVarP(&ctx, "ctx", "c", 0, "context (KV cache positions) per sequence; 0: the model's context length")
 	f.StringVar(&template, "template", "", "chat template for every model (default: the model's own, else raw)")
-	f.StringVar(&tok, "tokenizer", "", "tokenizer file for the models (llama2.c checkpoints need one)")
+	f.StringVar(&tok, "tokenizer", "", "tokenizer for llama2.c checkpoints (GGUF files carry their own)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
 	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
@@ -127,6 +127,9 @@ func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*s
 		if path != "" {
 			name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 		}
+	}
+	if kind, _ := llama.Format(path); kind == "gguf" {
+		tokPath = "" // a GGUF file carries its own tokenizer
 	}
 	m, tok, err := checkpoint.Load(path, tokPath)
 	if err != nil {
