@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/herd-llm/herd/assets"
 	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/tokenizer"
 )
 
@@ -370,5 +372,67 @@ func TestStopIDs(t *testing.T) {
 	vic, _ := Lookup("vicuna")
 	if got := vic.StopIDs(tok); !slices.Equal(got, []int{tok.EOS()}) {
 		t.Errorf("vicuna stop ids %v", got)
+	}
+}
+
+// TestFromGGUF reads a chat template, its vocabulary's special pieces and
+// the BOS/EOS texts from GGUF metadata.
+func TestFromGGUF(t *testing.T) {
+	w := gguf.NewWriter()
+	pieces := []string{"<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "▁a"}
+	for k, v := range map[string]any{
+		"tokenizer.chat_template":      chatmlJinja,
+		"tokenizer.ggml.model":         "llama",
+		"tokenizer.ggml.tokens":        pieces,
+		"tokenizer.ggml.token_type":    []int32{2, 3, 3, 3, 3, 1},
+		"tokenizer.ggml.bos_token_id":  uint32(1),
+		"tokenizer.ggml.eos_token_id":  uint32(2),
+		"tokenizer.ggml.add_bos_token": false,
+	} {
+		if err := w.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse("chatml.gguf", buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, ok, err := FromGGUF(f)
+	if err != nil || !ok {
+		t.Fatalf("FromGGUF: %v %v", ok, err)
+	}
+	if !slices.Equal(tp.Stop, []string{"<|im_end|>"}) {
+		t.Errorf("stop strings %q", tp.Stop)
+	}
+	r, err := tp.Render(shapes[1].msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt, _ := Lookup("chatml")
+	br, _ := bt.Render(shapes[1].msgs, true)
+	if r.Text() != br.Text() || r.BOS {
+		t.Errorf("GGUF template: %q (BOS %v), want %q without BOS", r.Text(), r.BOS, br.Text())
+	}
+	specials := 0
+	for _, p := range r.Parts {
+		if p.Kind == Special {
+			specials++
+		}
+	}
+	if specials != 7 { // <|im_start|> and <|im_end|> around 3 messages, and the generation prompt's <|im_start|>
+		t.Errorf("%d special parts, want 7", specials)
+	}
+	// a file without a template
+	w2 := gguf.NewWriter()
+	w2.Set("general.name", "x")
+	buf.Reset()
+	w2.WriteTo(&buf)
+	f2, _ := gguf.Parse("plain.gguf", buf.Bytes())
+	if _, ok, err := FromGGUF(f2); ok || err != nil {
+		t.Errorf("no template: %v %v", ok, err)
 	}
 }

@@ -447,3 +447,23 @@ func TestWebChat(t *testing.T) {
 		}
 	}
 }
+
+// TestChatTemplates runs herd chat through chat templates: the Llama-2
+// format with a system prompt on the 32000-token model, and errors.
+func TestChatTemplates(t *testing.T) {
+	out, _, err := herd(t, "Hello!\nHow are you?\n", "chat", tinyRandom, "--template", "llama-2", "--system", "Be brief.", "-n", "8", "--seed", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, "> ") != 3 {
+		t.Errorf("transcript %q: want three prompts", out)
+	}
+	if _, _, err := herd(t, "hi\n", "chat", "--template", "nope"); err == nil || !strings.Contains(err.Error(), "vicuna") {
+		t.Errorf("unknown template: %v", err)
+	}
+	// without a model template or --template, messages are joined as text
+	raw, _, _ := herd(t, "Once upon a time\n", "chat", "--temp", "0", "-n", "30")
+	if !strings.HasPrefix(raw, "> ") || len(raw) < 20 {
+		t.Errorf("raw chat %q", raw)
+	}
+}
