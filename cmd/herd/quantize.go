@@ -12,6 +12,7 @@ import (
 	"github.com/herd-llm/herd/quant"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func quantizeCmd() *cobra.Command {
@@ -125,10 +126,14 @@ type bar struct {
 	max int64
 }
 
+// newBar draws on w only when w is a terminal (a log file gets the
+// summary lines, not a stream of redraws).
 func newBar(w io.Writer, desc string) *bar {
+	f, ok := w.(*os.File)
+	visible := ok && term.IsTerminal(int(f.Fd()))
 	return &bar{w: w, pb: progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(desc),
 		progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())}
+		progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(), progressbar.OptionSetVisibility(visible))}
 }
 
 func (b *bar) set(done, total int64) {
