@@ -47,8 +47,12 @@ func LlamaOptions() SPMOptions {
 // is; an nmt_nfkc model's text would first need NFKC normalisation):
 //
 //   - Normalisation: an empty text gives no tokens. Each invalid UTF-8 byte
-//     becomes U+FFFD (as spm does: bytes that are not UTF-8 do not survive
-//     Encode), optional extra-whitespace removal, a dummy '▁' before the
+//     becomes U+FFFD, as spm's normaliser does before BPE, so it is encoded
+//     (through byte fallback, as the bytes EF BF BD, or as <unk>) and never
+//     dropped, but it does not survive Decode as the original byte: matching
+//     the reference id for id takes precedence over keeping raw bytes (a
+//     byte-level BPE keeps them). Then optional extra-whitespace removal, a
+//     dummy '▁' before the
 //     text, every ' ' becomes '▁'. Other characters (tabs, newlines, ...) are
 //     kept.
 //   - The normalised text is split into user-defined pieces (longest match,

@@ -321,8 +321,10 @@ func (t *trainer) alphabet(share float64) []string {
 		}
 	}
 	for _, p := range t.touched {
-		t.push(p)
+		st := &t.stats[p]
+		t.queue.items = append(t.queue.items, queued{count: st.count, p: p, n: t.nchars[st.a] + t.nchars[st.b]})
 	}
+	heap.Init(&t.queue)
 	t.touched = t.touched[:0]
 	return out
 }
