@@ -1,6 +1,8 @@
 package tensor
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"math"
 	"testing"
 )
@@ -241,6 +243,41 @@ func TestValidateBlocks(t *testing.T) {
 			t.Errorf("%s: a non-finite scale in block 1 passed", d)
 		} else {
 			t.Logf("%s: %v", d, err)
+		}
+	}
+}
+
+// TestQuantizeGolden locks the quantizers' bytes on ggml's test vector and
+// a ramp. The digests are herd's own output (no ggml reference quantizer
+// is packaged for this machine; see the exactness notes in package quant),
+// so a change here means the output moved away from what was checked. The
+// same digests must come out of any build: float32 arithmetic is written
+// so that the compiler cannot fuse a multiply and an add (GOAMD64=v3,
+// arm64), which would change roundings.
+func TestQuantizeGolden(t *testing.T) {
+	want := map[DType]string{
+		Q4_0:   "f783b59c16c48a24d82fc3719e7f590c73bc7a5b1a62ef74f39cb7736876d470",
+		Q4_1:   "e680f39a896f980d71499f7fdeac0c9ddd56d689eb471cf7a0e2dbe205c9279b",
+		Q5_0:   "8d08d5b1981d21697ef150c1db9d1c9780cad66d32cdda5f272c8f619b467eec",
+		Q5_1:   "13f76b13277319b65dbb8a240738fdf8eb5a15a172ec921e0b910c55593784ba",
+		Q8_0:   "3608c0e07e20a444df4dba107eec41182b659b7b8a4c67c928064ff9f1cae82d",
+		Q2_K:   "de1d3c062745c500899ec5431177c20b7cfd57d379a90e245b324bd3d86815a2",
+		Q3_K:   "462ad73901172d0d7935775ecc315df538cae3ab9f4ac98add050b8fa136d579",
+		Q4_K:   "7f291ebe2bfef4b871eff6ae5f26e19cff3235614a4e2ab79475f0ccf9fa54f2",
+		Q5_K:   "78c922b10abf4a25d78f58b26a5e29946a38c0a1204e87ada9cc86598cbbf0b4",
+		Q6_K:   "dd3043476151999d3f6f8188e5123fddc02141475c742359f7275c36c2e7b3cb",
+		Q8_K:   "fc2e767f61c90830c7aab9f0f1c250c26fc0ce27d6703003a82508a95852f845",
+		IQ4_NL: "e5d909d36ae66efda7d110ef43c1435f789f197cc787e32f82bbac9639cd5619",
+	}
+	x := append(ggmlTestVector(0, 4096), ramp(0.5, 1024)...)
+	for _, d := range blockTypes {
+		rb, _ := d.RowBytes(len(x))
+		q := make([]byte, rb)
+		if err := Quantize(d, q, x); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(q)); got != want[d] {
+			t.Errorf("%s: sha256 %s, want %s", d, got, want[d])
 		}
 	}
 }

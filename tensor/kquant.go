@@ -206,23 +206,19 @@ func makeQKX2Quants(x, weights []float32, L, laux []uint8, nmax int32, theMin *f
 	fn := float32(nmax)
 	iscale := fn / (hi - lo)
 	scale := 1 / iscale
-	errOf := func(diff float32) float32 {
-		if useMAD {
-			return abs32(diff)
-		}
-		return float32(diff * diff)
-	}
 	var bestErr float32
 	for i, v := range x {
 		l := clampInt(nearestInt(float32(iscale*(v-lo))), 0, nmax)
 		L[i] = uint8(l)
 		diff := float32(float32(scale*float32(l))+lo) - v
-		bestErr += float32(weights[i] * errOf(diff))
+		bestErr += float32(weights[i] * errOf(diff, useMAD))
 	}
 	if nstep < 1 {
 		*theMin = -lo
 		return scale
 	}
+	// Each candidate's levels are taken relative to the best minimum so
+	// far (lo changes when a candidate wins), so the search is sequential.
 	for is := 0; is <= nstep; is++ {
 		iscale = float32(rmin+float32(rdelta*float32(is))+fn) / (hi - lo)
 		var sumL, sumL2, sumXL float32
@@ -246,7 +242,7 @@ func makeQKX2Quants(x, weights []float32, L, laux []uint8, nmax int32, theMin *f
 			var cur float32
 			for i, v := range x {
 				diff := float32(float32(thisScale*float32(laux[i]))+thisMin) - v
-				cur += float32(weights[i] * errOf(diff))
+				cur += float32(weights[i] * errOf(diff, useMAD))
 			}
 			if cur < bestErr {
 				copy(L[:n], laux[:n])
@@ -256,6 +252,14 @@ func makeQKX2Quants(x, weights []float32, L, laux []uint8, nmax int32, theMin *f
 	}
 	*theMin = -lo
 	return scale
+}
+
+// errOf is make_qkx2_quants' error of one value: absolute or squared.
+func errOf(diff float32, useMAD bool) float32 {
+	if useMAD {
+		return abs32(diff)
+	}
+	return float32(diff * diff)
 }
 
 // pack2 stores 256 two-bit levels as ggml's Q2_K/Q3_K do: byte l of each
