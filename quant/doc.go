@@ -17,8 +17,8 @@ package quant
 //  2. The legacy formats against ggml's own test: on test-quantize-fns'
 //     vectors the dot-product errors of Q4_0, Q5_0, Q5_1 and Q8_0 land
 //     within 1e-6 of the figures ggml's test printed (as recorded in
-X
-//     independent port (candle) publishes for Q4_0, Q4_1, Q5_0 and Q5_1
+//     candle's tests), and the round trips of 0..127 match the values an
+//     independent port (candle) publishes for Q4_0, Q5_0 and Q5_1
 //     (package tensor's TestQuantizationErrorBudgets, TestLegacySpotValues).
 //  3. The k-quants against an independent port: Q3_K and Q8_K, whose ggml
 //     reference has not changed since candle ported it, match candle's
