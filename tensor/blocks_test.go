@@ -143,7 +143,9 @@ func TestKQuantSpotValues(t *testing.T) {
 }
 
 // TestLegacySpotValues checks the round trip of 0..127 against the values
-// published in candle's quantized tests for the 32-element formats.
+// published in candle's quantized tests for Q4_0, Q5_0 and Q5_1 (Q4_1's
+// expected values are built here from its rule: pairs k·d + m with
+// d = f16(31/15), m the block start).
 func TestLegacySpotValues(t *testing.T) {
 	x := make([]float32, 128)
 	for i := range x {
