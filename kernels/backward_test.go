@@ -393,3 +393,26 @@ func TestCrossEntropyExtreme(t *testing.T) {
 		t.Errorf("loss %g, want 400", losses[0])
 	}
 }
+
+// BenchmarkAttentionBackward is one sequence of 256 positions in the head
+// shapes of stories260K (8 heads of 8, 4 KV heads) and stories15M (6 of 48).
+func BenchmarkAttentionBackward(b *testing.B) {
+	for _, c := range []struct {
+		name           string
+		heads, kv, dim int
+	}{{"260K", 8, 4, 8}, {"15M", 6, 6, 48}} {
+		b.Run(c.name, func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			const n = 256
+			q, do := randVec(r, n*c.heads*c.dim), randVec(r, n*c.heads*c.dim)
+			k, v := randVec(r, n*c.kv*c.dim), randVec(r, n*c.kv*c.dim)
+			dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+			for range b.N {
+				AttentionBackward(dq, dk, dv, do, q, k, v, n, 0, c.heads, c.kv, c.dim)
+			}
+			// the forward's 2 FLOP per multiply-add of QKᵀ and PV over the causal half, times two for backward
+			flop := 2.0 * 2 * float64(n*(n+1)/2*c.heads*c.dim) * 2
+			b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

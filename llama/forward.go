@@ -39,8 +39,19 @@ func (c *KVCache) Bytes() int64 { return int64(len(c.K)) * 2 * int64(len(c.K[0])
 //
 // Without a tape several of them share a buffer (xn, xn2, ao and fo; g and
 // h; xmid is the residual stream itself), as nothing reads them later.
+// With a tape every layer keeps its values (or, recomputing, one layer at a
+// time does), while the gradients live in one set shared by all layers:
+// a layer's activation gradients are only alive during its own backward
+// step, which starts by zeroing them. The gradient of ao is that of xmid and
+// the gradient of fo that of the block's output (each is the other operand
+// of a sum and read by nothing else), so they share those buffers.
 type acts struct {
 	xn, q, k, v, att, ao, xmid, xn2, g, u, h, fo autograd.Var
+}
+
+// actGrads are the shared gradient buffers of a taped pass.
+type actGrads struct {
+	xn, q, k, v, att, xmid, xn2, g, u, h []float32
 }
 
 // forwardMode says how a State's buffers are laid out.
@@ -60,7 +71,8 @@ type State struct {
 	nt      int            // rows the buffers hold
 	outRows int            // rows of logits the buffers hold
 	res     []autograd.Var // residual stream: res[l] enters layer l, res[NLayers] leaves the last
-	layers  []acts         // per layer (modeTape) or one shared set
+	layers  []acts         // values: per layer (modeTape) or one shared set
+	grads   actGrads       // taped: activation gradients shared by the layers
 	sel     autograd.Var   // the rows whose logits are wanted, when not all
 	fin     autograd.Var   // final-normed rows
 	logits  autograd.Var   // logits; with a tape its gradient shares the buffer
@@ -216,7 +228,9 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		res[i] = rows(&s.res[i], nt*dim)
 	}
 	if tp != nil {
-		s.zeroGrads()
+		// the gradients the final norm's backward adds to
+		clear(res[len(res)-1].Grad)
+		clear(s.fin.Grad)
 	}
 	var gv Grads // the gradients wanted: none when g is nil
 	if g != nil {
@@ -235,13 +249,15 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 			a := s.layers[0].view(c, nt)
 			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{})
 		case modeTape:
-			a := s.layers[li].view(c, nt)
+			a := s.taped(c, li, nt, res[li+1])
 			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li))
+			// runs first in this block's backward
+			tp.Record(func() { s.zeroLayerGrads(c, nt, res[li]) })
 		case modeRecompute:
-			a := s.layers[0].view(c, nt)
+			a := s.taped(c, li, nt, res[li+1])
 			autograd.Recompute(tp, func(t *autograd.Tape) {
 				if t != nil {
-					a.zeroGrads()
+					s.zeroLayerGrads(c, nt, res[li])
 				}
 				m.block(t, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li))
 			})
@@ -343,20 +359,31 @@ func (a *acts) view(c Config, nt int) acts {
 	}
 }
 
-func (a *acts) vars() []*autograd.Var {
-	return []*autograd.Var{&a.xn, &a.q, &a.k, &a.v, &a.att, &a.ao, &a.xmid, &a.xn2, &a.g, &a.u, &a.h, &a.fo}
+// taped returns layer li's activations in a taped pass: its values (the
+// layer's own, or the shared set when recomputing) and the shared
+// gradients, with ao's gradient that of xmid and fo's that of out.
+func (s *State) taped(c Config, li, nt int, out *autograd.Var) acts {
+	idx := 0
+	if s.mode == modeTape {
+		idx = li
+	}
+	a := s.layers[idx].view(c, nt)
+	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
+	g := &s.grads
+	a.xn.Grad, a.q.Grad, a.k.Grad, a.v.Grad, a.att.Grad = g.xn[:d], g.q[:d], g.k[:kv], g.v[:kv], g.att[:d]
+	a.xmid.Grad, a.xn2.Grad, a.g.Grad, a.u.Grad, a.h.Grad = g.xmid[:d], g.xn2[:d], g.g[:f], g.u[:f], g.h[:f]
+	a.ao.Grad, a.fo.Grad = a.xmid.Grad, out.Grad
+	return a
 }
 
-func (a *acts) zeroGrads() { autograd.ZeroGrad(a.vars()...) }
-
-func (s *State) zeroGrads() {
-	for i := range s.layers {
-		s.layers[i].zeroGrads()
+// zeroLayerGrads clears the shared activation gradients and the gradient of
+// the layer's input x before the layer's backward step adds to them.
+func (s *State) zeroLayerGrads(c Config, nt int, x *autograd.Var) {
+	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
+	g := &s.grads
+	for _, b := range [][]float32{g.xn[:d], g.q[:d], g.k[:kv], g.v[:kv], g.att[:d], g.xmid[:d], g.xn2[:d], g.g[:f], g.u[:f], g.h[:f], x.Grad} {
+		clear(b)
 	}
-	for i := range s.res {
-		autograd.ZeroGrad(&s.res[i])
-	}
-	autograd.ZeroGrad(&s.fin)
 }
 
 // ensure lays out the buffers for nt rows and outRows rows of logits in
@@ -369,79 +396,76 @@ func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
 		nt, outRows = max(nt, s.nt), max(outRows, s.outRows)
 	}
 	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens}
-	grad := mode != modeInfer
-	alloc := func(n int, withGrad bool) autograd.Var {
-		v := autograd.Var{Data: make([]float32, n)}
+	taped := mode != modeInfer
+	buf := func(n int) []float32 {
 		s.bytes += 4 * int64(n)
-		if withGrad {
-			v.Grad = make([]float32, n)
-			s.bytes += 4 * int64(n)
-		}
-		return v
+		return make([]float32, n)
 	}
+	val := func(n int) autograd.Var { return autograd.Var{Data: buf(n)} }
 	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
 	newActs := func() acts {
-		if !grad {
+		if !taped {
 			// xn, xn2, ao and fo share one buffer, g and h another; xmid is
 			// the residual stream (set below)
-			xb, g := alloc(d, false), alloc(f, false)
-			return acts{xn: xb, q: alloc(d, false), k: alloc(kv, false), v: alloc(kv, false), att: alloc(d, false),
-				ao: xb, xn2: xb, g: g, u: alloc(f, false), h: g, fo: xb}
+			xb, g := val(d), val(f)
+			return acts{xn: xb, q: val(d), k: val(kv), v: val(kv), att: val(d), ao: xb, xn2: xb, g: g, u: val(f), h: g, fo: xb}
 		}
-		return acts{xn: alloc(d, true), q: alloc(d, true), k: alloc(kv, true), v: alloc(kv, true), att: alloc(d, true),
-			ao: alloc(d, true), xmid: alloc(d, true), xn2: alloc(d, true), g: alloc(f, true), u: alloc(f, true),
-			h: alloc(f, true), fo: alloc(d, true)}
+		return acts{xn: val(d), q: val(d), k: val(kv), v: val(kv), att: val(d), ao: val(d), xmid: val(d), xn2: val(d),
+			g: val(f), u: val(f), h: val(f), fo: val(d)}
 	}
-	switch mode {
-	case modeInfer:
+	if !taped {
 		// one residual buffer updated in place by every layer
-		s.res = []autograd.Var{alloc(d, false)}
+		s.res = []autograd.Var{val(d)}
 		s.layers = []acts{newActs()}
 		s.layers[0].xmid = s.res[0]
-	case modeTape:
-		s.res = make([]autograd.Var, c.NLayers+1)
-		for i := range s.res {
-			s.res[i] = alloc(d, true)
-		}
-		s.layers = make([]acts, c.NLayers)
-		for i := range s.layers {
-			s.layers[i] = newActs()
-		}
-	case modeRecompute:
-		s.res = make([]autograd.Var, c.NLayers+1)
-		for i := range s.res {
-			s.res[i] = alloc(d, true)
-		}
-		s.layers = []acts{newActs()}
+		s.sel = val(outRows * c.Dim)
+		s.fin = val(outRows * c.Dim)
+		s.logits = val(outRows * c.VocabSize)
+		return
 	}
-	if mode == modeInfer {
-		s.sel = alloc(outRows*c.Dim, false)
+	n := 1
+	if mode == modeTape {
+		n = c.NLayers
 	}
-	s.fin = alloc(outRows*c.Dim, grad)
-	s.logits = alloc(outRows*c.VocabSize, false) // with a tape the gradient shares it
+	for range n {
+		s.layers = append(s.layers, newActs())
+	}
+	s.grads = actGrads{xn: buf(d), q: buf(d), k: buf(kv), v: buf(kv), att: buf(d), xmid: buf(d), xn2: buf(d),
+		g: buf(f), u: buf(f), h: buf(f)}
+	// the residual stream's values, and its gradient in two buffers used
+	// in turn: a layer reads its output's and writes its input's
+	ping := [2][]float32{buf(d), buf(d)}
+	s.res = make([]autograd.Var, c.NLayers+1)
+	for i := range s.res {
+		s.res[i] = autograd.Var{Data: buf(d), Grad: ping[i%2]}
+	}
+	s.fin = autograd.Var{Data: buf(outRows * c.Dim), Grad: buf(outRows * c.Dim)}
+	s.logits = val(outRows * c.VocabSize) // its gradient shares the buffer
 }
 
 // Bytes is the memory s holds for activations and their gradients.
 func (s *State) Bytes() int64 { return s.bytes }
 
 // ActivationBytes predicts the memory a State holds after a taped pass over
-// nt tokens (ForwardTape), in bytes: per token, float32 values and
-// gradients of
+// nt tokens (ForwardTape), in bytes: per token, float32
 //
-//	every block (all of them, or one shared set when recomputing):
+//	values of every block (or of one, recomputing):
 //	    7·Dim (xn, q, att, ao, xmid, xn2, fo) + 2·KVDim (k, v) + 3·FFNDim (g, u, h)
-//	the residual stream entering each block and leaving the last: (NLayers+1)·Dim
-//	the final norm: Dim
+//	gradients of one block, shared by all:
+//	    5·Dim (xn, q, att, xmid, xn2) + 2·KVDim + 3·FFNDim
+//	the residual stream entering each block and leaving the last: (NLayers+1)·Dim,
+//	    and its gradient in two buffers: 2·Dim
+//	the final norm and its gradient: 2·Dim
+//	the logits, VocabSize (their gradient overwrites them)
 //
-// plus the logits, VocabSize per token, whose gradient overwrites them.
-// Transient scratch of the kernels (attention's probabilities for one
-// block of queries per thread, per-row losses) is not counted.
+// Transient scratch of the kernels (attention's probabilities for a block
+// of queries per thread, per-row losses) is not counted.
 func ActivationBytes(c Config, nt int, recompute bool) int64 {
-	block := int64(7*c.Dim + 2*c.KVDim() + 3*c.FFNDim)
+	d, kv, f := int64(c.Dim), int64(c.KVDim()), int64(c.FFNDim)
 	blocks := int64(c.NLayers)
 	if recompute {
 		blocks = 1
 	}
-	perTok := 2*(blocks*block+int64(c.NLayers+1)*int64(c.Dim)+int64(c.Dim)) + int64(c.VocabSize)
+	perTok := blocks*(7*d+2*kv+3*f) + (5*d + 2*kv + 3*f) + (int64(c.NLayers)+1)*d + 2*d + 2*d + int64(c.VocabSize)
 	return 4 * perTok * int64(nt)
 }
