@@ -79,6 +79,15 @@ type SchedulerConfig struct {
 	// MaxQueue caps waiting requests; beyond it Submit fails with ErrBusy
 	// (default 1024).
 	MaxQueue int
+	// RowMultiple rounds every forward pass up to a multiple of this many
+	// token rows with throw-away rows, so that each row of a weight product
+	// goes through the same kernel path whatever the batch: the quantized
+	// kernels multiply activation rows four at a time and the rows left
+	// over one at a time, in a different order of float additions, which
+	// would make a sequence's greedy text depend on its neighbours. The
+	// default 4 makes a request's text at temperature 0 the same alone or
+	// in any batch; 1 turns padding off.
+	RowMultiple int
 }
 
 // ErrBusy is returned by Submit when the queue is full.
@@ -104,7 +113,8 @@ type Scheduler struct {
 	wake   chan struct{}
 	done   chan struct{}
 
-	embedModel *llama.Model // the model with an identity head: hidden states out
+	embedModel *llama.Model     // the model with an identity head: hidden states out
+	pads       []*llama.KVCache // one-position caches of the padding rows
 }
 
 type job struct {
@@ -134,6 +144,9 @@ func NewScheduler(m *llama.Model, tok tokenizer.Tokenizer, cfg SchedulerConfig) 
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 1024
+	}
+	if cfg.RowMultiple <= 0 {
+		cfg.RowMultiple = 4
 	}
 	s := &Scheduler{m: m, tok: tok, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.loop()
@@ -337,6 +350,9 @@ func (s *Scheduler) start(j *job) *seq {
 	return q
 }
 
+// padToken is what a padding row reads (its output is thrown away).
+var padToken = [1]int{0}
+
 // step runs one forward pass over the active sequences (a chunk of prompt
 // for those still reading theirs, the last sampled token for the others),
 // samples where a sequence has read everything, and returns the sequences
@@ -356,6 +372,18 @@ func (s *Scheduler) step(state *llama.State, active []*seq) []*seq {
 		}
 		batch = append(batch, llama.Seq{Tokens: q.toks[q.fed : q.fed+n], Cache: q.cache})
 		in = append(in, q)
+	}
+	rows := 0
+	for _, b := range batch {
+		rows += len(b.Tokens)
+	}
+	for k := 0; rows%s.cfg.RowMultiple != 0; k++ {
+		if k == len(s.pads) {
+			s.pads = append(s.pads, s.m.NewKVCache(1))
+		}
+		s.pads[k].Len = 0
+		batch = append(batch, llama.Seq{Tokens: padToken[:], Cache: s.pads[k]})
+		rows++
 	}
 	logits, err := s.m.ForwardBatch(state, batch)
 	if err != nil {
