@@ -178,32 +178,30 @@ func RMSNorm(t *Tape, y, x *Var, w, gw []float32, rows, dim int, eps float32) {
 	})
 }
 
-// RoPE rotates, in place, the rows of x (nHeads heads of headDim) that the
-// spans cover, each row by its position; half selects the rotate-half
-// layout instead of the interleaved one. Backward rotates the gradient back.
-func RoPE(t *Tape, x *Var, spans []Span, nHeads, headDim int, theta float32, half bool) {
-	rope, back := kernels.RoPEInterleaved, kernels.RoPEInterleavedBackward
-	if half {
-		rope, back = kernels.RoPEHalf, kernels.RoPEHalfBackward
-	}
-	d := nHeads * headDim
+// RoPE rotates, in place, the rows of x (nHeads heads each) that the spans
+// cover, each row by its position, with the rotations of rc (grown as
+// needed); half selects the rotate-half layout instead of the interleaved
+// one. Backward rotates the gradient back.
+func RoPE(t *Tape, x *Var, spans []Span, nHeads int, rc *kernels.RoPECache, half bool) {
+	n := 0
 	for _, s := range spans {
-		for i := range s.N {
-			r := s.Row + i
-			rope(x.Data[r*d:(r+1)*d], nHeads, headDim, s.Pos0+i, theta)
-		}
+		n = max(n, s.Pos0+s.N)
 	}
-	if t == nil || x.Grad == nil {
-		return
-	}
-	t.Record(func() {
+	rc.Grow(n)
+	d := nHeads * rc.HeadDim()
+	rotate := func(buf []float32, inverse bool) {
 		for _, s := range spans {
 			for i := range s.N {
 				r := s.Row + i
-				back(x.Grad[r*d:(r+1)*d], nHeads, headDim, s.Pos0+i, theta)
+				rc.Rotate(buf[r*d:(r+1)*d], nHeads, s.Pos0+i, half, inverse)
 			}
 		}
-	})
+	}
+	rotate(x.Data, false)
+	if t == nil || x.Grad == nil {
+		return
+	}
+	t.Record(func() { rotate(x.Grad, true) })
 }
 
 // Attention computes causal grouped-query attention (kernels.Attention) of

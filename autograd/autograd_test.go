@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/tensor"
 )
 
@@ -140,7 +141,7 @@ func TestRoPEOp(t *testing.T) {
 	for _, half := range []bool{false, true} {
 		build := func(tp *Tape) *Var {
 			v := &Var{Data: append([]float32(nil), x...), Grad: gx}
-			RoPE(tp, v, spans, heads, hd, 10000, half)
+			RoPE(tp, v, spans, heads, kernels.NewRoPECache(hd, 10000), half)
 			return v
 		}
 		clear(gx)

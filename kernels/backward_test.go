@@ -416,3 +416,39 @@ func BenchmarkAttentionBackward(b *testing.B) {
 		})
 	}
 }
+
+// The cache rotates exactly as the per-call kernels, forward and backward.
+func TestRoPECache(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	for _, hd := range []int{2, 8, 48, 128} {
+		rc := NewRoPECache(hd, 10000)
+		rc.Grow(300)
+		if rc.Len() != 300 || !rc.Matches(hd, 10000) || rc.Matches(hd, 500000) {
+			t.Fatalf("hd %d: Len %d", hd, rc.Len())
+		}
+		for _, pos := range []int{0, 1, 7, 299} {
+			for _, half := range []bool{false, true} {
+				for _, inverse := range []bool{false, true} {
+					x := randVec(r, 3*hd)
+					want := append([]float32(nil), x...)
+					switch {
+					case half && inverse:
+						RoPEHalfBackward(want, 3, hd, pos, 10000)
+					case half:
+						RoPEHalf(want, 3, hd, pos, 10000)
+					case inverse:
+						RoPEInterleavedBackward(want, 3, hd, pos, 10000)
+					default:
+						RoPEInterleaved(want, 3, hd, pos, 10000)
+					}
+					rc.Rotate(x, 3, pos, half, inverse)
+					for i := range x {
+						if x[i] != want[i] {
+							t.Fatalf("hd %d pos %d half %v inverse %v: element %d = %g, the kernel gives %g", hd, pos, half, inverse, i, x[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/nn"
 )
 
@@ -77,6 +78,7 @@ type State struct {
 	fin     autograd.Var   // final-normed rows
 	logits  autograd.Var   // logits; with a tape its gradient shares the buffer
 	tokens  []int
+	rope    *kernels.RoPECache // rotations by position, for the model's head size
 	bytes   int64
 }
 
@@ -209,6 +211,9 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		return nil, err
 	}
 	s.ensure(c, nt, outRows, mode)
+	if s.rope == nil || !s.rope.Matches(c.HeadDim(), c.RopeTheta) {
+		s.rope = kernels.NewRoPECache(c.HeadDim(), c.RopeTheta)
+	}
 	dim := c.Dim
 
 	spans := make([]autograd.Span, len(seqs))
@@ -247,10 +252,10 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		switch mode {
 		case modeInfer: // the residual stream is updated in place
 			a := s.layers[0].view(c, nt)
-			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{})
+			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{}, s.rope)
 		case modeTape:
 			a := s.taped(c, li, nt, res[li+1])
-			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li))
+			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope)
 			// runs first in this block's backward
 			tp.Record(func() { s.zeroLayerGrads(c, nt, res[li]) })
 		case modeRecompute:
@@ -259,7 +264,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 				if t != nil {
 					s.zeroLayerGrads(c, nt, res[li])
 				}
-				m.block(t, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li))
+				m.block(t, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope)
 			})
 		}
 	}
@@ -296,7 +301,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 
 // block runs transformer block li from x into out (see acts). Sequences
 // with a cache append their keys and values to it and attend to all of it.
-func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, spans []autograd.Span, seqs []Seq, lg LayerGrads) {
+func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, spans []autograd.Span, seqs []Seq, lg LayerGrads, rc *kernels.RoPECache) {
 	c := m.Config
 	l := &m.Layers[li]
 	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim()
@@ -307,8 +312,8 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	autograd.Linear(tp, &a.q, &a.xn, weight(l.Wq, lg.Wq), nt)
 	autograd.Linear(tp, &a.k, &a.xn, weight(l.Wk, lg.Wk), nt)
 	autograd.Linear(tp, &a.v, &a.xn, weight(l.Wv, lg.Wv), nt)
-	autograd.RoPE(tp, &a.q, spans, c.NHeads, hd, c.RopeTheta, half)
-	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, hd, c.RopeTheta, half)
+	autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
+	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
 	sp := spans
 	for i, sq := range seqs {
 		if sq.Cache == nil {
@@ -395,7 +400,7 @@ func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
 	if s.mode == mode {
 		nt, outRows = max(nt, s.nt), max(outRows, s.outRows)
 	}
-	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens}
+	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope}
 	taped := mode != modeInfer
 	buf := func(n int) []float32 {
 		s.bytes += 4 * int64(n)
