@@ -640,12 +640,21 @@ func TestFromGPT2FilesErrors(t *testing.T) {
 	}
 }
 
-// FuzzBPERoundTrip checks with a synthetic Llama 3 style vocabulary that
+// FuzzBPERoundTrip checks with a synthetic Llama 3 style vocabulary (and
+// the real Llama 3.2 one when the data kit has it) that
 // any text encodes without panicking into ids of the vocabulary that decode
 // back to the same bytes, and that the encoder agrees with the reference.
 func FuzzBPERoundTrip(f *testing.F) {
 	tk := synthBPE(f, PreLlama3)
 	vocab := rawVocab(tk)
+	// With the data kit, the Llama 3.2 vocabulary too.
+	var l3vocab map[string]int
+	l3, err := llama3Once()
+	if err == nil {
+		l3vocab = rawVocab(l3)
+	} else {
+		l3 = nil
+	}
 	for _, s := range bpeGoldenCases {
 		f.Add(s)
 	}
@@ -670,6 +679,15 @@ func FuzzBPERoundTrip(f *testing.F) {
 		if utf8.ValidString(s) {
 			if want := refBPE(vocab, refLlama3, true, s); !equalInts(ids, want) {
 				t.Fatalf("Encode(%q) = %v, reference %v", s, ids, want)
+			}
+		}
+		if l3 != nil {
+			ids := l3.Encode(s, false, false)
+			if got := l3.Decode(ids); got != s {
+				t.Fatalf("Llama 3: Decode(Encode(%q)) = %q", s, got)
+			}
+			if want := refBPE(l3vocab, refLlama3, true, s); !equalInts(ids, want) {
+				t.Fatalf("Llama 3: Encode(%q) = %v, reference %v", s, ids, want)
 			}
 		}
 	})

@@ -85,8 +85,8 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// FuzzFromLlama2c checks that any bytes and vocabulary size give a
-// tokenizer or an error, never a panic, and that a tokenizer it returns
+// FuzzFromLlama2c checks that any bytes and vocabulary size (given, or
+// counted by Llama2cVocabSize) give a tokenizer or an error, never a panic, and that a tokenizer it returns
 // works.
 func FuzzFromLlama2c(f *testing.F) {
 	data, err := os.ReadFile("testdata/tok512.bin")
@@ -98,6 +98,9 @@ func FuzzFromLlama2c(f *testing.F) {
 	f.Add(data, 3)
 	f.Add(llama2cFile(5, []string{"<unk>", "\n<s>\n", "\n</s>\n", "a", " a"}, []float32{0, 0, 0, -1, -2}), 5)
 	f.Fuzz(func(t *testing.T, data []byte, vocab int) {
+		if n, err := Llama2cVocabSize(data); err == nil {
+			FromLlama2c(data, n) // the size read from the file: a tokenizer or an error
+		}
 		tk, err := FromLlama2c(data, vocab)
 		if err != nil {
 			return

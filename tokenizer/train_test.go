@@ -306,3 +306,30 @@ func TestLessConcat(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTrain checks that any text trains into a vocabulary or an error,
+// never a panic, and that the vocabulary survives a .model round trip and
+// spells the text back.
+func FuzzTrain(f *testing.F) {
+	f.Add("Once upon a time\nthere was a cat 123\n", 300, true)
+	f.Add("中文字符测试 你好\n\xff\xfe bytes\n", 280, false)
+	f.Add("   \n\t\t\n", 270, true)
+	f.Fuzz(func(t *testing.T, text string, size int, bf bool) {
+		if size < 0 || size > 2000 || len(text) > 1<<16 {
+			return
+		}
+		tk, _, err := Train(strings.NewReader(text), TrainOptions{VocabSize: size, ByteFallback: bf, CharacterCoverage: 1})
+		if err != nil {
+			return
+		}
+		back, err := FromModelProto(tk.MarshalModelProto())
+		if err != nil {
+			t.Fatalf("reading the trained model back: %v", err)
+		}
+		for _, line := range strings.Split(text, "\n") {
+			if a, b := tk.Encode(line, true, false), back.Encode(line, true, false); !slices.Equal(a, b) {
+				t.Fatalf("%q: %v before the round trip, %v after", line, a, b)
+			}
+		}
+	})
+}
