@@ -40,10 +40,11 @@ type Options struct {
 
 // Result sums up a finished run.
 type Result struct {
-	Checkpoint string // the final model.gguf
-	Steps      int
-	TrainLoss  float64 // of the last step
-	ValLoss    float64 // of the last validation (NaN without a val split)
+	Checkpoint   string // the final model.gguf
+	Steps        int
+	TrainLoss    float64 // of the last step
+	ValLoss      float64 // of the last validation (NaN without a val split)
+	StartValLoss float64 // of the model before the first step of this invocation (NaN without a val split)
 	Tokens     int64   // tokens trained on in this invocation
 	Elapsed    time.Duration
 }
@@ -257,7 +258,11 @@ func (ru *run) loop() (*Result, error) {
 	if ru.opt.OnStart != nil {
 		ru.opt.OnStart(ru.start, r.Steps)
 	}
-	res := &Result{ValLoss: math.NaN(), Steps: r.Steps}
+	res := &Result{ValLoss: math.NaN(), StartValLoss: math.NaN(), Steps: r.Steps}
+	if ru.val != nil && ru.start < r.Steps {
+		res.StartValLoss = Evaluate(ru.m, ru.val, r.EvalBatches)
+		fmt.Fprintf(ru.log, "step %d: val loss %.4f\n", ru.start, res.StartValLoss)
+	}
 	begin := time.Now()
 	var (
 		st     llama.State

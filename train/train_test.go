@@ -222,6 +222,9 @@ func TestPretrain(t *testing.T) {
 	if !(steps[15].Loss < steps[0].Loss-0.3) {
 		t.Errorf("the loss went from %.3f to %.3f", steps[0].Loss, steps[15].Loss)
 	}
+	if !(res.ValLoss < res.StartValLoss) {
+		t.Errorf("val loss %g at the end, %g at the start", res.ValLoss, res.StartValLoss)
+	}
 	if math.IsNaN(res.ValLoss) || math.IsNaN(steps[3].ValLoss) || !math.IsNaN(steps[2].ValLoss) {
 		t.Errorf("validation: result %g, step 4 %g, step 3 %g", res.ValLoss, steps[3].ValLoss, steps[2].ValLoss)
 	}
@@ -402,5 +405,29 @@ func TestContinuedPretraining(t *testing.T) {
 	}
 	if !(first < 2.5) { // a random model starts at ln 512 ≈ 6.2
 		t.Errorf("first loss %.3f continuing from stories260K", first)
+	}
+}
+
+// A fixed seed reproduces a run bit for bit (same machine, same threads);
+// another seed does not.
+func TestSeedReproduces(t *testing.T) {
+	dir := prepared(t)
+	run := func(seed uint64) []Progress {
+		r := tiny(dir, filepath.Join(t.TempDir(), "run"))
+		r.Steps, r.Seed = 5, seed
+		var ps []Progress
+		if _, err := Pretrain(r, Options{OnStep: func(p Progress) { ps = append(ps, p) }}); err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	a, b, c := run(7), run(7), run(8)
+	for i := range a {
+		if a[i].Loss != b[i].Loss || a[i].GradNorm != b[i].GradNorm {
+			t.Errorf("step %d: loss %v and %v with the same seed", i+1, a[i].Loss, b[i].Loss)
+		}
+	}
+	if a[0].Loss == c[0].Loss {
+		t.Error("seeds 7 and 8 start at the same loss")
 	}
 }
