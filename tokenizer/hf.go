@@ -162,10 +162,11 @@ func buildHF(v *hfVocab, merges []string, opt BPEOptions, bos string, configJSON
 			}
 			v.put(id, a.Content, addedType(a.Special))
 		}
-		var err error
-		if s, ok, err2 := tokenContent(c.BOS); err2 != nil {
-			return nil, fmt.Errorf("tokenizer_config.json: bos_token: %w", err2)
-		} else if ok {
+		s, ok, err := tokenContent(c.BOS)
+		if err != nil {
+			return nil, fmt.Errorf("tokenizer_config.json: bos_token: %w", err)
+		}
+		if ok {
 			bos = s
 		}
 		if eos, _, err = tokenContent(c.EOS); err != nil {
