@@ -43,7 +43,7 @@ type Result struct {
 	Checkpoint   string // the final model.gguf
 	Steps        int
 	TrainLoss    float64 // of the last step
-	ValLoss      float64 // of the last validation (NaN without a val split)
+	ValLoss      float64 // over the whole validation split after the last step (NaN without one)
 	StartValLoss float64 // of the model before the first step of this invocation (NaN without a val split)
 	Tokens     int64   // tokens trained on in this invocation
 	Elapsed    time.Duration
@@ -320,8 +320,13 @@ func (ru *run) loop() (*Result, error) {
 		p.MFU = p.TokensPerSec * flops / ru.peak
 		last := step+1 == r.Steps
 		if ru.val != nil && (last || (r.EvalEvery > 0 && (step+1)%r.EvalEvery == 0)) {
-			p.ValLoss = Evaluate(ru.m, ru.val, r.EvalBatches)
-			fmt.Fprintf(ru.log, "step %d: train loss %.4f, val loss %.4f\n", step+1, loss, p.ValLoss)
+			// the last evaluation covers the whole validation split
+			n, what := r.EvalBatches, ""
+			if last {
+				n, what = int(ru.val.StepsPerEpoch()), fmt.Sprintf(" (all %d val batches)", ru.val.StepsPerEpoch())
+			}
+			p.ValLoss = Evaluate(ru.m, ru.val, n)
+			fmt.Fprintf(ru.log, "step %d: train loss %.4f, val loss %.4f%s\n", step+1, loss, p.ValLoss, what)
 			res.ValLoss = p.ValLoss
 		}
 		if err := ru.metrics.Add(p); err != nil {

@@ -37,7 +37,7 @@ type Recipe struct {
 	Seed        uint64  `yaml:"seed"`      // initialisation and data order
 	NoShuffle   bool    `yaml:"no_shuffle"`
 	EvalEvery   int     `yaml:"eval_every"`   // validate every N steps (0: only at the end)
-	EvalBatches int     `yaml:"eval_batches"` // validation batches per evaluation
+	EvalBatches int     `yaml:"eval_batches"` // validation batches per evaluation (the last covers the whole split)
 	SaveEvery   int     `yaml:"save_every"`   // checkpoint every N steps (0: only at the end)
 	Keep        int     `yaml:"keep"`         // checkpoints kept in the output directory
 	Threads     int     `yaml:"threads"`      // 0: all cores

@@ -99,7 +99,7 @@ gradient stops the run, keeping the last good checkpoint.`,
 	f.Uint64Var(&flags.Seed, "seed", flags.Seed, "seed of the initialisation and the data order")
 	f.BoolVar(&flags.NoShuffle, "no-shuffle", false, "batches in stream order (batch k = the k-th run of batch·seq tokens)")
 	f.IntVar(&flags.EvalEvery, "eval-every", flags.EvalEvery, "validation loss every N steps (0: at the end only)")
-	f.IntVar(&flags.EvalBatches, "eval-batches", flags.EvalBatches, "validation batches per evaluation")
+	f.IntVar(&flags.EvalBatches, "eval-batches", flags.EvalBatches, "validation batches per evaluation (the last one covers the whole split)")
 	f.IntVar(&flags.SaveEvery, "save-every", flags.SaveEvery, "checkpoint every N steps (0: at the end only)")
 	f.IntVar(&flags.Keep, "keep", flags.Keep, "checkpoints kept")
 	f.BoolVar(&flags.Resume, "resume", false, "continue the run in the output directory from its last checkpoint")
