@@ -45,8 +45,8 @@ type Result struct {
 	TrainLoss    float64 // of the last step
 	ValLoss      float64 // over the whole validation split after the last step (NaN without one)
 	StartValLoss float64 // of the model before the first step of this invocation (NaN without a val split)
-	Tokens     int64   // tokens trained on in this invocation
-	Elapsed    time.Duration
+	Tokens       int64   // tokens trained on in this invocation
+	Elapsed      time.Duration
 }
 
 // FLOPsPerToken is the model FLOP count of training on one token, the
