@@ -26,7 +26,7 @@ import (
 
 func serveCmd() *cobra.Command {
 	var addr, apiKey, template, tok, logFormat string
-	var parallel, ctx, threads int
+	var parallel, ctx, threads, rowMultiple int
 	var maxBody int64
 	cmd := &cobra.Command{
 		Use:   "serve [MODEL[=NAME]]...",
@@ -59,7 +59,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 				}
 			}()
 			for _, a := range args {
-				m, err := loadServed(a, tok, template, generate.SchedulerConfig{Parallel: parallel, Context: ctx})
+				m, err := loadServed(a, tok, template, generate.SchedulerConfig{Parallel: parallel, Context: ctx, RowMultiple: rowMultiple})
 				if err != nil {
 					return err
 				}
@@ -108,6 +108,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 	f.StringVar(&template, "template", "", "chat template for every model (default: the model's own, else raw)")
 	f.StringVar(&tok, "tokenizer", "", "tokenizer for llama2.c checkpoints (GGUF files carry their own)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
+	f.IntVar(&rowMultiple, "row-multiple", 4, "pad each forward pass to a multiple of this many rows, so greedy text is the same alone or batched (1: no padding, faster alone)")
 	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
 	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
 	return cmd
