@@ -36,9 +36,11 @@ encode identically.
 The pieces are <unk>, <s>, </s>, the user symbols, the 256 byte pieces (with
 --byte-fallback), the merged pieces in merge order, then the characters that
 cover C of the text. Normalisation is LLaMA's: identity, a dummy prefix,
-whitespace kept; digits are split into single pieces unless --split-digits=false.`,
-		Args: cobra.NoArgs,
+whitespace kept; digits are split into single pieces unless --split-digits=false.
+Files may follow -i separated by commas or spaces (-i a.txt b.txt).`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			inputs = append(inputs, args...) // -i a.txt b.txt: the files after the first
 			if len(inputs) == 0 || out == "" || opt.VocabSize <= 0 {
 				return fmt.Errorf("give the text with -i, the size with --vocab-size and the output with -o")
 			}

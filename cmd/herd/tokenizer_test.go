@@ -94,7 +94,7 @@ func TestTokenizerTrainExtendResize(t *testing.T) {
 		t.Fatal(err)
 	}
 	zhModel := filepath.Join(dir, "zh.model")
-	if _, _, err := herd(t, "", "tokenizer", "train", "-i", text, "--vocab-size", "60", "--character-coverage", "1", "-o", zhModel); err != nil {
+	if _, _, err := herd(t, "", "tokenizer", "train", "-i", text, text, "--vocab-size", "60", "--character-coverage", "1", "-o", zhModel); err != nil {
 		t.Fatal(err)
 	}
 	base := filepath.Join(dir, "base.model")
