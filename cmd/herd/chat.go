@@ -47,7 +47,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 		},
 	}
 	g.add(cmd, 0.8)
-	cmd.Flags().StringVar(&template, "template", "", "chat template (default: the model's own, else raw)")
+	cmd.Flags().StringVar(&template, "template", "", "chat template: a name or a tokenizer_config.json (default: the model's own, else raw)")
 	cmd.Flags().StringVar(&system, "system", "", "system prompt (default: the template's)")
 	return cmd
 }

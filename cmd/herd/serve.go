@@ -105,7 +105,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 	f.StringVar(&apiKey, "api-key", "", "require this bearer token on /v1 routes (default $HERD_API_KEY)")
 	f.IntVar(&parallel, "parallel", 8, "sequences of one model decoded together")
 	f.IntVarP(&ctx, "ctx", "c", 0, "context (KV cache positions) per sequence; 0: the model's context length")
-	f.StringVar(&template, "template", "", "chat template for every model (default: the model's own, else raw)")
+	f.StringVar(&template, "template", "", "chat template for every model: a name or a tokenizer_config.json (default: the model's own, else raw)")
 	f.StringVar(&tok, "tokenizer", "", "tokenizer for llama2.c checkpoints (GGUF files carry their own)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.IntVar(&rowMultiple, "row-multiple", 4, "pad each forward pass to a multiple of this many rows, so greedy text is the same alone or batched (1: no padding, faster alone)")
@@ -147,9 +147,18 @@ func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*s
 	return &serve.Model{Name: name, Model: m, Tok: tok, Template: tp, Sched: generate.NewScheduler(m, tok, cfg)}, nil
 }
 
-// templateFor picks a model's chat template: the one named, else the GGUF
-// file's own tokenizer.chat_template, else raw (messages joined as text).
+// templateFor picks a model's chat template: the one named (a built-in
+// name, or a Hugging Face tokenizer_config.json file with a chat_template),
+// else the GGUF file's own tokenizer.chat_template, else raw (messages
+// joined as text).
 func templateFor(path, name string) (*chat.Template, error) {
+	if strings.HasSuffix(name, ".json") {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		return chat.FromTokenizerConfig(name, data)
+	}
 	if name != "" {
 		return chat.Lookup(name)
 	}

@@ -461,6 +461,11 @@ func TestChatTemplates(t *testing.T) {
 	if _, _, err := herd(t, "hi\n", "chat", "--template", "nope"); err == nil || !strings.Contains(err.Error(), "vicuna") {
 		t.Errorf("unknown template: %v", err)
 	}
+	// a Hugging Face tokenizer_config.json's template (Llama-3's, whose
+	// <|eot_id|> stop string this vocabulary spells as text)
+	if out, _, err := herd(t, "Hello!\n", "chat", tinyRandom, "--template", "../../chat/testdata/tokenizer_config.json", "-n", "4"); err != nil || strings.Count(out, "> ") != 2 {
+		t.Errorf("tokenizer_config.json template: %q %v", out, err)
+	}
 	// without a model template or --template, messages are joined as text
 	raw, _, _ := herd(t, "Once upon a time\n", "chat", "--temp", "0", "-n", "30")
 	if !strings.HasPrefix(raw, "> ") || len(raw) < 20 {
