@@ -1,0 +1,373 @@
+// Package sft is supervised fine-tuning's data: readers for the
+// instruction and conversation formats (Alpaca and BELLE, Dolly, ShareGPT /
+// Vicuna, OpenAI messages) that stream examples as conversations, and the
+// encoder that renders each through a chat template into tokens with a loss
+// mask covering every assistant turn and nothing else.
+package sft
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/internal/fileio"
+)
+
+// Format is a dataset row layout.
+type Format int
+
+// The row layouts the readers know, detected per row by their fields.
+const (
+	Unknown  Format = iota
+	Alpaca          // {instruction, input?, output, system?, history?}; BELLE's Chinese data has the same fields
+	Dolly           // {instruction, context?, response}
+	ShareGPT        // {conversations: [{from: human|gpt|system, value}]} (Vicuna)
+	OpenAI          // {messages: [{role, content}]}
+)
+
+func (f Format) String() string {
+	return [...]string{"unknown", "alpaca", "dolly", "sharegpt", "openai"}[f]
+}
+
+// Example is one training conversation and where it came from.
+type Example struct {
+	Messages []chat.Message
+	Format   Format
+	Where    string // file:line of the row
+}
+
+// RowError is a malformed row: the file and line where it starts, the
+// field at fault, and what is wrong.
+type RowError struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *RowError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: field %s: %s", e.File, e.Line, e.Field, e.Msg)
+}
+
+// Reader streams the examples of one file: a JSON array of rows or JSON
+// Lines, told apart by the first byte. The file is mapped, not read, so a
+// set larger than memory streams.
+type Reader struct {
+	path    string
+	b       []byte
+	unmap   func() error
+	dec     *json.Decoder // JSON array: the decoder inside it
+	array   bool
+	off     int // JSON Lines: offset of the next line; array: offset lines were counted to
+	line    int // line number at off (1-based)
+	skipBad bool
+	bad     int
+	rows    int
+}
+
+// Open maps path for reading. With skipBad, malformed rows are counted
+// (Bad) and skipped instead of ending the read with a *RowError.
+func Open(path string, skipBad bool) (*Reader, error) {
+	b, unmap, err := fileio.Map(path)
+	if err != nil {
+		return nil, fmt.Errorf("sft data %s: %w", path, err)
+	}
+	r := &Reader{path: path, b: b, unmap: unmap, skipBad: skipBad, line: 1}
+	start := len(b) - len(bytes.TrimLeft(b, " \t\r\n\ufeff"))
+	if start < len(b) && b[start] == '[' {
+		r.array = true
+		r.dec = json.NewDecoder(bytes.NewReader(b))
+		if _, err := r.dec.Token(); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("sft data %s: %w", path, err)
+		}
+	}
+	return r, nil
+}
+
+// Close releases the file.
+func (r *Reader) Close() error {
+	if r.unmap == nil {
+		return nil
+	}
+	u := r.unmap
+	r.unmap = nil
+	return u()
+}
+
+// Bad is the number of malformed rows skipped so far.
+func (r *Reader) Bad() int { return r.bad }
+
+// Rows is the number of rows read so far, good and bad.
+func (r *Reader) Rows() int { return r.rows }
+
+// Next returns the next example, or io.EOF after the last.
+func (r *Reader) Next() (*Example, error) {
+	for {
+		raw, line, err := r.nextRow()
+		if err != nil {
+			return nil, err
+		}
+		r.rows++
+		ex, err := parseRow(raw)
+		if err == nil {
+			ex.Where = fmt.Sprintf("%s:%d", r.path, line)
+			return ex, nil
+		}
+		var re *RowError
+		if !errors.As(err, &re) {
+			re = &RowError{Msg: err.Error()}
+		}
+		re.File, re.Line = r.path, line
+		if !r.skipBad {
+			return nil, re
+		}
+		r.bad++
+	}
+}
+
+// countTo advances the line count to byte offset to.
+func (r *Reader) countTo(to int) {
+	r.line += bytes.Count(r.b[r.off:to], []byte{'\n'})
+	r.off = to
+}
+
+// nextRow returns the next row's JSON and the line it starts on.
+func (r *Reader) nextRow() (json.RawMessage, int, error) {
+	if r.array {
+		if !r.dec.More() {
+			if _, err := r.dec.Token(); err != nil {
+				return nil, 0, fmt.Errorf("sft data %s:%d: %w", r.path, r.line, err)
+			}
+			return nil, 0, io.EOF
+		}
+		// the row starts after the separating comma and spaces
+		at := int(r.dec.InputOffset())
+		for at < len(r.b) && strings.IndexByte(" \t\r\n,", r.b[at]) >= 0 {
+			at++
+		}
+		r.countTo(at)
+		var raw json.RawMessage
+		if err := r.dec.Decode(&raw); err != nil {
+			// the array itself is broken: nothing after this can be read
+			return nil, 0, fmt.Errorf("sft data %s:%d: %w", r.path, r.line, err)
+		}
+		return raw, r.line, nil
+	}
+	for r.off < len(r.b) {
+		end := bytes.IndexByte(r.b[r.off:], '\n')
+		if end < 0 {
+			end = len(r.b)
+		} else {
+			end += r.off
+		}
+		ln, line := bytes.TrimSpace(r.b[r.off:end]), r.line
+		r.off = min(end+1, len(r.b))
+		r.line++
+		if len(ln) > 0 {
+			return ln, line, nil
+		}
+	}
+	return nil, 0, io.EOF
+}
+
+// parseRow detects a row's layout by its fields and converts it.
+func parseRow(raw []byte) (*Example, error) {
+	var row map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &row); err != nil {
+		return nil, &RowError{Msg: "not a JSON object: " + err.Error()}
+	}
+	has := func(k string) bool { _, ok := row[k]; return ok }
+	switch {
+	case has("conversations"):
+		return shareGPT(row)
+	case has("messages"):
+		return openAI(row)
+	case has("instruction") && has("output"):
+		return alpaca(row)
+	case has("instruction") && has("response"):
+		return dolly(row)
+	}
+	keys := make([]string, 0, len(row))
+	for k := range row {
+		keys = append(keys, k)
+	}
+	return nil, &RowError{Msg: fmt.Sprintf("unknown row layout (fields %s): want instruction/input/output (Alpaca), instruction/context/response (Dolly), conversations (ShareGPT) or messages (OpenAI)", strings.Join(keys, ", "))}
+}
+
+// str reads an optional string field ("" when absent or null).
+func str(row map[string]json.RawMessage, k string, required bool) (string, error) {
+	raw, ok := row[k]
+	if !ok || string(raw) == "null" {
+		if required {
+			return "", &RowError{Field: k, Msg: "missing"}
+		}
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", &RowError{Field: k, Msg: "not a string"}
+	}
+	if required && strings.TrimSpace(s) == "" {
+		return "", &RowError{Field: k, Msg: "empty"}
+	}
+	return s, nil
+}
+
+// joinInput is the user's message of an instruction with optional input.
+func joinInput(instr, input string) string {
+	if strings.TrimSpace(input) == "" {
+		return instr
+	}
+	return instr + "\n\n" + input
+}
+
+func alpaca(row map[string]json.RawMessage) (*Example, error) {
+	instr, err := str(row, "instruction", true)
+	if err != nil {
+		return nil, err
+	}
+	input, err := str(row, "input", false)
+	if err != nil {
+		return nil, err
+	}
+	out, err := str(row, "output", true)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := str(row, "system", false)
+	if err != nil {
+		return nil, err
+	}
+	ex := &Example{Format: Alpaca}
+	if sys != "" {
+		ex.Messages = append(ex.Messages, chat.Message{Role: chat.System, Content: sys})
+	}
+	if raw, ok := row["history"]; ok && string(raw) != "null" {
+		var hist [][]string
+		if err := json.Unmarshal(raw, &hist); err != nil {
+			return nil, &RowError{Field: "history", Msg: "want a list of [instruction, response] pairs"}
+		}
+		for i, h := range hist {
+			if len(h) != 2 {
+				return nil, &RowError{Field: fmt.Sprintf("history[%d]", i), Msg: fmt.Sprintf("%d strings, want 2", len(h))}
+			}
+			ex.Messages = append(ex.Messages, chat.Message{Role: chat.User, Content: h[0]}, chat.Message{Role: chat.Assistant, Content: h[1]})
+		}
+	}
+	ex.Messages = append(ex.Messages, chat.Message{Role: chat.User, Content: joinInput(instr, input)},
+		chat.Message{Role: chat.Assistant, Content: out})
+	return ex, nil
+}
+
+func dolly(row map[string]json.RawMessage) (*Example, error) {
+	instr, err := str(row, "instruction", true)
+	if err != nil {
+		return nil, err
+	}
+	ctx, err := str(row, "context", false)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := str(row, "response", true)
+	if err != nil {
+		return nil, err
+	}
+	return &Example{Format: Dolly, Messages: []chat.Message{
+		{Role: chat.User, Content: joinInput(instr, ctx)}, {Role: chat.Assistant, Content: resp}}}, nil
+}
+
+// turns checks a conversation's order: an optional system message, then
+// user and assistant alternating, ending with the assistant.
+func turns(field string, msgs []chat.Message) error {
+	i := 0
+	if len(msgs) > 0 && msgs[0].Role == chat.System {
+		i = 1
+	}
+	if len(msgs) == i {
+		return &RowError{Field: field, Msg: "no turns"}
+	}
+	for j, m := range msgs[i:] {
+		want := chat.User
+		if j%2 == 1 {
+			want = chat.Assistant
+		}
+		if m.Role != want {
+			return &RowError{Field: fmt.Sprintf("%s[%d]", field, i+j), Msg: fmt.Sprintf("role %s where the turn order wants %s", m.Role, want)}
+		}
+	}
+	if msgs[len(msgs)-1].Role != chat.Assistant {
+		return &RowError{Field: field, Msg: "the last turn is not the assistant's: nothing to learn"}
+	}
+	return nil
+}
+
+func shareGPT(row map[string]json.RawMessage) (*Example, error) {
+	var conv []map[string]json.RawMessage
+	if err := json.Unmarshal(row["conversations"], &conv); err != nil {
+		return nil, &RowError{Field: "conversations", Msg: "want a list of {from, value} objects"}
+	}
+	ex := &Example{Format: ShareGPT}
+	if sys, err := str(row, "system", false); err != nil {
+		return nil, err
+	} else if sys != "" {
+		ex.Messages = append(ex.Messages, chat.Message{Role: chat.System, Content: sys})
+	}
+	for i, t := range conv {
+		f := fmt.Sprintf("conversations[%d]", i)
+		from, err := str(t, "from", true)
+		if err != nil {
+			return nil, &RowError{Field: f + ".from", Msg: err.(*RowError).Msg}
+		}
+		val, err := str(t, "value", false)
+		if err != nil {
+			return nil, &RowError{Field: f + ".value", Msg: err.(*RowError).Msg}
+		}
+		var role string
+		switch from {
+		case "human", "user":
+			role = chat.User
+		case "gpt", "assistant", "chatgpt", "bard", "bing", "model":
+			role = chat.Assistant
+		case "system":
+			role = chat.System
+		default:
+			return nil, &RowError{Field: f + ".from", Msg: fmt.Sprintf("speaker %q (want human, gpt or system)", from)}
+		}
+		ex.Messages = append(ex.Messages, chat.Message{Role: role, Content: val})
+	}
+	return ex, turns("conversations", ex.Messages)
+}
+
+func openAI(row map[string]json.RawMessage) (*Example, error) {
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(row["messages"], &msgs); err != nil {
+		return nil, &RowError{Field: "messages", Msg: "want a list of {role, content} objects"}
+	}
+	ex := &Example{Format: OpenAI}
+	for i, m := range msgs {
+		f := fmt.Sprintf("messages[%d]", i)
+		role, err := str(m, "role", true)
+		if err != nil {
+			return nil, &RowError{Field: f + ".role", Msg: err.(*RowError).Msg}
+		}
+		content, err := str(m, "content", false)
+		if err != nil {
+			return nil, &RowError{Field: f + ".content", Msg: err.(*RowError).Msg}
+		}
+		switch role {
+		case chat.System, chat.User, chat.Assistant:
+		default:
+			return nil, &RowError{Field: f + ".role", Msg: fmt.Sprintf("role %q (want system, user or assistant)", role)}
+		}
+		ex.Messages = append(ex.Messages, chat.Message{Role: role, Content: content})
+	}
+	return ex, turns("messages", ex.Messages)
+}
