@@ -121,7 +121,7 @@ func TestMaskedSpansDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := []string{"alpaca_en.json", "alpaca_zh.json", "sharegpt.json", "dolly.jsonl", "openai.jsonl"}
-	eot := map[string]string{"vicuna": "", "alpaca": "", "chatml": "<|im_end|>\n", "llama-2": " "}
+	eot := map[string]string{"vicuna": "", "alpaca": "", "chatml": "<|im_end|>", "llama-2": " "}
 	for _, tn := range []string{"vicuna", "alpaca", "chatml", "llama-2"} {
 		tmpl, err := chat.Lookup(tn)
 		if err != nil {
@@ -145,7 +145,7 @@ func TestMaskedSpansDecode(t *testing.T) {
 					if tg < 0 {
 						continue
 					}
-					if (i == 0 || s.Targets[i-1] < 0) {
+					if i == 0 || s.Targets[i-1] < 0 {
 						runs = append(runs, nil)
 					}
 					runs = append(runs[:len(runs)-1], append(runs[len(runs)-1], tg))
