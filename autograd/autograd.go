@@ -128,7 +128,7 @@ func Linear(t *Tape, y, x *Var, w Weight, nt int) {
 	t.Record(func() {
 		dy := y.Grad[:nt*w.Out]
 		if x.Grad != nil {
-			kernels.MatMulBackward(w.DType, w.Data, w.Out, w.In, dy, nt, x.Grad)
+			matMulBackward(w.DType, w.Data, w.Out, w.In, dy, nt, x.Grad)
 		}
 		if w.Grad != nil {
 			kernels.GemmTN(w.Out, w.In, nt, dy, x.Data[:nt*w.In], w.Grad, true)

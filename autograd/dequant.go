@@ -73,3 +73,37 @@ func matMulDequant(dt tensor.DType, w []byte, rows, cols int, x []float32, nt in
 		}
 	}
 }
+
+// matMulBackward adds dY·W to dX as kernels.MatMulBackward does, for every
+// weight dtype package tensor can expand: the ones the kernels lack (NF4,
+// the k-quants until their kernels exist) are expanded a tile of rows at a
+// time, so a frozen weight of any dtype passes gradient to its input.
+func matMulBackward(dt tensor.DType, w []byte, rows, cols int, dy []float32, nt int, dx []float32) {
+	if kernels.Supports(dt) || !tensor.CanDequantize(dt) {
+		kernels.MatMulBackward(dt, w, rows, cols, dy, nt, dx)
+		return
+	}
+	rb, err := dt.RowBytes(cols)
+	if err != nil || len(w) < rb*rows {
+		kernels.MatMulBackward(dt, w, rows, cols, dy, nt, dx) // panics with kernels' message
+		return
+	}
+	tile := max(1, min(rows, dequantTile/cols))
+	wp := getScratch(tile * cols)
+	defer dequantScratch.Put(wp)
+	wt := *wp
+	dyp := getScratch(nt * tile)
+	defer dequantScratch.Put(dyp)
+	dyt := *dyp
+	for r0 := 0; r0 < rows; r0 += tile {
+		n := min(tile, rows-r0)
+		for r := range n {
+			_ = tensor.Dequantize(dt, wt[r*cols:(r+1)*cols], w[(r0+r)*rb:(r0+r+1)*rb]) // checked above
+		}
+		// dX += dY[:, r0:r0+n] · W[r0:r0+n, :]
+		for t := range nt {
+			copy(dyt[t*n:(t+1)*n], dy[t*rows+r0:t*rows+r0+n])
+		}
+		kernels.GemmNN(nt, cols, n, dyt[:nt*n], wt[:n*cols], dx[:nt*cols], true)
+	}
+}

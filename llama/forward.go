@@ -290,7 +290,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	if tp != nil {
 		logits.Grad = logits.Data
 	}
-	autograd.Linear(tp, logits, fin, weight(m.Output, gv.Output), outRows)
+	linear(tp, logits, fin, m.Output, gv.Output, outRows)
 	for _, sq := range seqs {
 		if sq.Cache != nil {
 			sq.Cache.Len += len(sq.Tokens)
@@ -309,9 +309,9 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	half := c.Rope == RopeHalf
 	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x)
 	autograd.RMSNorm(tp, &a.xn, x, l.AttnNorm, lg.AttnNorm, nt, dim, c.NormEps)
-	autograd.Linear(tp, &a.q, &a.xn, weight(l.Wq, lg.Wq), nt)
-	autograd.Linear(tp, &a.k, &a.xn, weight(l.Wk, lg.Wk), nt)
-	autograd.Linear(tp, &a.v, &a.xn, weight(l.Wv, lg.Wv), nt)
+	linear(tp, &a.q, &a.xn, l.Wq, lg.Wq, nt)
+	linear(tp, &a.k, &a.xn, l.Wk, lg.Wk, nt)
+	linear(tp, &a.v, &a.xn, l.Wv, lg.Wv, nt)
 	autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
 	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
 	sp := spans
@@ -329,15 +329,24 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 		sp[i].K, sp[i].V = kc, vc
 	}
 	autograd.Attention(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd)
-	autograd.Linear(tp, &a.ao, &a.att, weight(l.Wo, lg.Wo), nt)
+	linear(tp, &a.ao, &a.att, l.Wo, lg.Wo, nt)
 	autograd.Add(tp, &a.xmid, x, &a.ao)
 	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = rmsnorm(xmid)
 	autograd.RMSNorm(tp, &a.xn2, &a.xmid, l.FFNNorm, lg.FFNNorm, nt, dim, c.NormEps)
-	autograd.Linear(tp, &a.g, &a.xn2, weight(l.Gate, lg.Gate), nt)
-	autograd.Linear(tp, &a.u, &a.xn2, weight(l.Up, lg.Up), nt)
+	linear(tp, &a.g, &a.xn2, l.Gate, lg.Gate, nt)
+	linear(tp, &a.u, &a.xn2, l.Up, lg.Up, nt)
 	autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
-	autograd.Linear(tp, &a.fo, &a.h, weight(l.Down, lg.Down), nt)
+	linear(tp, &a.fo, &a.h, l.Down, lg.Down, nt)
 	autograd.Add(tp, out, &a.xmid, &a.fo)
+}
+
+// linear is y = W·x for the rows of x through layer l, plus the branches of
+// the adapters l carries.
+func linear(tp *autograd.Tape, y, x *autograd.Var, l *nn.Linear, grad []float32, nt int) {
+	autograd.Linear(tp, y, x, weight(l, grad), nt)
+	for _, a := range l.LoRA {
+		autograd.ApplyLoRA(tp, y, x, a, nt)
+	}
 }
 
 // weight is the autograd view of a layer's matrix.

@@ -20,6 +20,10 @@ type Linear struct {
 	Out   int // rows of W: output features
 	In    int // columns of W: input features
 	Data  []byte
+	// LoRA lists low-rank adapters the layer carries: each adds its branch
+	// to W·x in every forward pass (inference and training alike) without
+	// changing W.
+	LoRA []*autograd.LoRA
 }
 
 // NewLinear checks that data holds exactly out rows of in elements of dt
@@ -66,11 +70,14 @@ func validateRows(dt tensor.DType, data []byte, rb, rows int) error {
 	return nil
 }
 
-// Forward computes y[t] = W·x[t] for nt rows: x is nt×In, y is nt×Out, with
-// autograd.MatMul (kernels.MatMul, or its dequantizing fallback for
+// Forward computes y[t] = W·x[t] (plus the adapters' branches) for nt
+// rows: x is nt×In, y is nt×Out, with autograd.MatMul (kernels.MatMul, or its dequantizing fallback for
 // weights the kernels cannot multiply yet).
 func (l *Linear) Forward(y, x []float32, nt int) {
 	autograd.MatMul(l.DType, l.Data, l.Out, l.In, x[:nt*l.In], nt, y[:nt*l.Out])
+	for _, a := range l.LoRA {
+		autograd.ApplyLoRA(nil, &autograd.Var{Data: y}, &autograd.Var{Data: x}, a, nt)
+	}
 }
 
 // Row expands row r of W into dst (len In): an embedding lookup.

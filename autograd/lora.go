@@ -1,0 +1,84 @@
+package autograd
+
+import (
+	"math/rand/v2"
+
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/tensor"
+)
+
+// LoRA is a low-rank adapter (Hu et al. 2021) on a weight W of Out×In:
+// the layer computes W·x + Scale·B·(A·x) with A of Rank×In and B of
+// Out×Rank, float32 row-major. GradA and GradB, when not nil, receive the
+// adapter's gradients; W stays frozen. Dropout, during a taped pass with
+// Rng set, zeroes each input element of the adapter branch with that
+// probability (scaling the rest by 1/(1-Dropout)).
+type LoRA struct {
+	Rank, Out, In int
+	A, B          []float32
+	GradA, GradB  []float32
+	Scale         float32
+	Dropout       float32
+	Rng           *rand.Rand
+}
+
+// ApplyLoRA adds a's branch, Scale·B·(A·x), to y for nt rows (x nt×In, y
+// nt×Out): run it after the base product into y. Backward adds to x's
+// gradient and to the adapter's.
+func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
+	in := x
+	if t != nil && a.Dropout > 0 && a.Rng != nil {
+		keep := 1 / (1 - a.Dropout)
+		mask := make([]float32, nt*a.In)
+		for i := range mask {
+			if a.Rng.Float32() >= a.Dropout {
+				mask[i] = keep
+			}
+		}
+		in = &Var{Data: make([]float32, nt*a.In)}
+		for i, m := range mask {
+			in.Data[i] = x.Data[i] * m
+		}
+		if x.Grad != nil {
+			in.Grad = make([]float32, nt*a.In)
+			gx, gin := x.Grad[:nt*a.In], in.Grad
+			// runs after the branch's backward: dx += din ⊙ mask
+			t.Record(func() {
+				for i, m := range mask {
+					gx[i] += gin[i] * m
+				}
+			})
+		}
+	}
+	h := NewVar(nt*a.Rank, t != nil)
+	z := NewVar(nt*a.Out, t != nil)
+	Linear(t, h, in, Weight{Name: "lora_A", DType: tensor.F32, Data: tensor.BytesOfF32(a.A), Out: a.Rank, In: a.In, Grad: a.GradA}, nt)
+	Linear(t, z, h, Weight{Name: "lora_B", DType: tensor.F32, Data: tensor.BytesOfF32(a.B), Out: a.Out, In: a.Rank, Grad: a.GradB}, nt)
+	kernels.Axpy(a.Scale, z.Data, y.Data[:nt*a.Out])
+	if t != nil {
+		t.Record(func() { kernels.Axpy(a.Scale, y.Grad[:nt*a.Out], z.Grad) })
+	}
+}
+
+// Delta returns Scale·B·A, the adapter's change to W (Out×In), computed in
+// float64 and rounded once.
+func (a *LoRA) Delta() []float32 {
+	d := make([]float32, a.Out*a.In)
+	row := make([]float64, a.In)
+	for o := range a.Out {
+		clear(row)
+		for r := range a.Rank {
+			b := float64(a.B[o*a.Rank+r])
+			if b == 0 {
+				continue
+			}
+			for i, v := range a.A[r*a.In : (r+1)*a.In] {
+				row[i] += b * float64(v)
+			}
+		}
+		for i, v := range row {
+			d[o*a.In+i] = float32(float64(a.Scale) * v)
+		}
+	}
+	return d
+}
