@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/lora"
+	"github.com/herd-llm/herd/sft"
+	"github.com/herd-llm/herd/tensor"
+	"github.com/herd-llm/herd/train"
+	"github.com/spf13/cobra"
+)
+
+func sftCmd() *cobra.Command {
+	var (
+		o                             sft.Options
+		base, tokPath, data, tmplName string
+		out, overflow, baseType, embT string
+		targets                       string
+		ctx, threads                  int
+		skipBad, quiet                bool
+	)
+	cmd := &cobra.Command{
+		Use:   "sft --method full|lora|qlora|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
+		Short: "supervised fine-tuning on instruction or conversation data (full, LoRA, QLoRA, embeddings)",
+		Long: `Fine-tunes a model on Alpaca/BELLE JSON or JSONL (instruction, input,
+output), Dolly (instruction, context, response), ShareGPT/Vicuna
+(conversations) or OpenAI messages JSONL, told apart row by row. Every
+example is rendered through the chat template (--template) and the loss
+covers the assistant's tokens only, every assistant turn of a conversation.
+An example longer than --ctx is dropped or split (--overflow), and counted.
+A malformed row stops the run with its file:line and field unless
+--skip-bad is given.
+
+Methods: full (every weight trains), lora (low-rank adapters on a frozen
+base of any dtype herd reads), qlora (the base's block matrices stored as
+NF4, or --base-type, plus LoRA), embed (only the token embedding and/or the
+output head: --embed-tensors).
+
+OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
+(adapter_config.json, adapter_model.safetensors) and llama.cpp's
+(adapter.gguf) (lora, qlora), and loss.tsv (step, loss, tokens/s).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			errw := cmd.ErrOrStderr()
+			if err := sft.ParseMethod(o.Method); err != nil {
+				return err
+			}
+			if data == "" || out == "" {
+				return fmt.Errorf("sft: --data and -o are required")
+			}
+			kernels.SetThreads(threads)
+			m, tok, err := checkpoint.Load(base, tokPath)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			tmpl, err := chat.Lookup(tmplName)
+			if err != nil {
+				return err
+			}
+			if ctx <= 0 {
+				ctx = m.Config.ContextLen
+			}
+			enc := &sft.Encoder{Tok: tok, Template: tmpl, Ctx: ctx}
+			switch overflow {
+			case "drop":
+			case "split":
+				enc.Overflow = sft.Split
+			default:
+				return fmt.Errorf("sft: --overflow %q: want drop or split", overflow)
+			}
+			samples, bad, err := enc.LoadAll(strings.Split(data, ","), skipBad)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(errw, "data: %s; %d malformed rows skipped\n", enc.Stats, bad)
+			if targets != "" {
+				o.LoRA.Targets = strings.Split(targets, ",")
+			}
+			if embT != "" {
+				o.EmbedTensors = strings.Split(embT, ",")
+			}
+			if o.Method == sft.QLoRA {
+				if baseType == "nf4" || baseType == "NF4" {
+					o.BaseType = tensor.NF4
+				} else if o.BaseType, err = tensor.ParseDType(baseType); err != nil {
+					return err
+				}
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			var tsv strings.Builder
+			tsv.WriteString("step\tloss\ttokens_per_s\n")
+			o.Log = errw
+			o.OnStep = func(p train.Progress) {
+				fmt.Fprintf(&tsv, "%d\t%.5f\t%.0f\n", p.Step, p.Loss, p.TokensPerSec)
+				if !quiet {
+					fmt.Fprintf(errw, "step %d/%d loss %.4f lr %.2e %.0f tok/s\n", p.Step, p.Steps, p.Loss, p.LR, p.TokensPerSec)
+				}
+			}
+			res, err := sft.Tune(m, samples, o)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(out, "loss.tsv"), []byte(tsv.String()), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)\n", len(res.Losses), res.Tokens,
+				res.Elapsed.Round(1e6), float64(res.Tokens)/res.Elapsed.Seconds())
+			if res.Adapters != nil {
+				if err := lora.SavePEFT(out, res.Adapters, m.Config, base); err != nil {
+					return err
+				}
+				if err := lora.SaveGGUF(filepath.Join(out, "adapter.gguf"), res.Adapters); err != nil {
+					return err
+				}
+				fmt.Fprintf(errw, "wrote %s (PEFT adapter_model.safetensors, adapter.gguf)\n", out)
+				return nil
+			}
+			p := filepath.Join(out, "model.gguf")
+			if err := checkpoint.SaveGGUF(p, res.Model, tok, checkpoint.SaveOptions{Name: "herd sft " + o.Method}); err != nil {
+				return err
+			}
+			fmt.Fprintf(errw, "wrote %s\n", p)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora, qlora or embed")
+	f.StringVar(&base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
+	f.StringVar(&data, "data", "", "data files, comma-separated")
+	f.StringVar(&tmplName, "template", "vicuna", "chat template: "+strings.Join(chat.Names(), ", "))
+	f.StringVarP(&out, "output", "o", "", "output directory")
+	f.IntVar(&ctx, "ctx", 0, "longest sample in tokens (0: the model's context)")
+	f.StringVar(&overflow, "overflow", "drop", "an example longer than --ctx: drop or split")
+	f.BoolVar(&skipBad, "skip-bad", false, "skip and count malformed rows instead of stopping")
+	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
+	f.IntVar(&o.Batch, "batch", 8, "examples per step")
+	f.Float64Var(&o.LR, "lr", 2e-4, "peak learning rate (cosine to a tenth)")
+	f.IntVar(&o.Warmup, "warmup", 0, "linear warm-up steps")
+	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay")
+	f.Float64Var(&o.GradClip, "grad-clip", 1, "clip the global gradient norm (0: off)")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed of the adapters' initialisation, dropout and data order")
+	f.IntVar(&o.LoRA.Rank, "rank", 8, "LoRA rank")
+	f.Float64Var(&o.LoRA.Alpha, "alpha", 16, "LoRA alpha (scale alpha/rank)")
+	f.Float64Var(&o.LoRA.Dropout, "dropout", 0.05, "LoRA dropout")
+	f.BoolVar(&o.LoRA.RSLoRA, "rslora", false, "scale by alpha/sqrt(rank) (rsLoRA)")
+	f.StringVar(&targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
+	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4, q4_0, q8_0, …)")
+	f.StringVar(&embT, "embed-tensors", "embed,output", "embed: tensors to train (embed, output)")
+	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
+	f.BoolVar(&quiet, "quiet", false, "no per-step lines")
+	return cmd
+}
