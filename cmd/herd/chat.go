@@ -43,6 +43,9 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 				return err
 			}
 			defer m.Close()
+			if err := applyLoRAs(m, g.loras); err != nil {
+				return err
+			}
 			return chatLoop(&generate.Generator{Model: m, Tok: tok}, tp, system, g, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}

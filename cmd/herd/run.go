@@ -18,6 +18,7 @@ type genFlags struct {
 	ctx       int
 	threads   int
 	sampler   generate.SamplerConfig
+	loras     []string
 }
 
 func (g *genFlags) add(cmd *cobra.Command, defaultTemp float32) {
@@ -33,6 +34,7 @@ func (g *genFlags) add(cmd *cobra.Command, defaultTemp float32) {
 	f.Float32Var(&g.sampler.RepeatPenalty, "repeat-penalty", 1, "penalty on recently seen tokens (1: off)")
 	f.IntVar(&g.sampler.RepeatLastN, "repeat-last-n", 64, "window of the repetition penalty")
 	f.Uint64Var(&g.sampler.Seed, "seed", 0, "random seed (the same seed gives the same text)")
+	addLoRAFlag(f, &g.loras)
 }
 
 func runCmd() *cobra.Command {
@@ -59,6 +61,9 @@ the binary with its 512-piece tokenizer.`,
 				return err
 			}
 			defer m.Close()
+			if err := applyLoRAs(m, g.loras); err != nil {
+				return err
+			}
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			gen := generate.Generator{Model: m, Tok: tok}
 			st, err := gen.Generate(prompt, generate.Options{MaxTokens: g.n, Context: g.ctx}, generate.NewSampler(g.sampler), func(p []byte) error {

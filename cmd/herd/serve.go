@@ -28,6 +28,7 @@ func serveCmd() *cobra.Command {
 	var addr, apiKey, template, tok, logFormat string
 	var parallel, ctx, threads, rowMultiple int
 	var maxBody int64
+	var loras []string
 	cmd := &cobra.Command{
 		Use:   "serve [MODEL[=NAME]]...",
 		Short: "serve models over an OpenAI-compatible HTTP API with continuous batching, and a web chat at /",
@@ -59,7 +60,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 				}
 			}()
 			for _, a := range args {
-				m, err := loadServed(a, tok, template, generate.SchedulerConfig{Parallel: parallel, Context: ctx, RowMultiple: rowMultiple})
+				m, err := loadServed(a, tok, template, loras, generate.SchedulerConfig{Parallel: parallel, Context: ctx, RowMultiple: rowMultiple})
 				if err != nil {
 					return err
 				}
@@ -101,6 +102,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 		},
 	}
 	f := cmd.Flags()
+	addLoRAFlag(f, &loras)
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (port 0: any free port)")
 	f.StringVar(&apiKey, "api-key", "", "require this bearer token on /v1 routes (default $HERD_API_KEY)")
 	f.IntVar(&parallel, "parallel", 8, "sequences of one model decoded together")
@@ -115,7 +117,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 }
 
 // loadServed loads one MODEL[=NAME] argument.
-func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*serve.Model, error) {
+func loadServed(arg, tokPath, template string, loras []string, cfg generate.SchedulerConfig) (*serve.Model, error) {
 	path, name := arg, ""
 	if i := strings.LastIndex(arg, "="); i >= 0 {
 		path, name = arg[:i], arg[i+1:]
@@ -134,6 +136,10 @@ func loadServed(arg, tokPath, template string, cfg generate.SchedulerConfig) (*s
 	}
 	m, tok, err := checkpoint.Load(path, tokPath)
 	if err != nil {
+		return nil, err
+	}
+	if err := applyLoRAs(m, loras); err != nil {
+		m.Close()
 		return nil, err
 	}
 	tp, err := templateFor(path, template)
