@@ -4,49 +4,25 @@ package kernels
 // versions; on amd64 without the purego tag, init in dispatch_amd64.go
 // replaces them with assembly when the CPU has AVX2, FMA and F16C.
 var (
-	dotImpl        = dotGeneric
-	axpyImpl       = axpyGeneric
-	sumSqImpl      = sumSqGeneric
-	scaleMulImpl   = scaleMulGeneric
-	scaleImpl      = scaleGeneric
-	addImpl        = addGeneric
-	maxImpl        = maxGeneric
-	expSubSumImpl  = expSubSumGeneric
-	siluMulImpl    = siluMulGeneric
-	convF16        = convF16Generic
-	convBF16       = convBF16Generic
-	matVecF32Rows  = matVecF32RowsGeneric
-	matVecF16Rows  = matVecF16RowsGeneric
-	matVecBF16Rows = matVecBF16RowsGeneric
-	matVecQ8Rows   = matVecQ8RowsGeneric
-	matVecQ4Rows   = matVecQ4RowsGeneric
-	dotQ8_0x4      = dotQ8_0x4Generic
-	dotQ4_0x4      = dotQ4_0x4Generic
-	packNT16       = packNT16Generic
-	scoresImpl     = scoresGeneric
-	accumVImpl     = accumVGeneric
-	quantQ8_0Impl  = quantQ8_0Generic
+	dotImpl       = dotGeneric
+	axpyImpl      = axpyGeneric
+	sumSqImpl     = sumSqGeneric
+	scaleMulImpl  = scaleMulGeneric
+	scaleImpl     = scaleGeneric
+	addImpl       = addGeneric
+	maxImpl       = maxGeneric
+	expSubSumImpl = expSubSumGeneric
+	siluMulImpl   = siluMulGeneric
+	convF16       = convF16Generic
+	convBF16      = convBF16Generic
+	packNT16      = packNT16Generic
+	scoresImpl    = scoresGeneric
+	accumVImpl    = accumVGeneric
+	quantQ8_0Impl = quantQ8_0Generic
 )
 
 func packNT16Generic(dst []float32, B operand, off, kk int) {
 	packNTGeneric(dst, B, off, 0, kk, nr)
-}
-
-// dotQ8_0x4Generic computes out[t] = w·x[t·xstride:] for t < 4.
-func dotQ8_0x4Generic(w, x []byte, xstride int, out *[4]float32) {
-	n := len(w) / q8Bytes * q8Bytes
-	for t := range out {
-		out[t] = dotQ8_0Generic(w, x[t*xstride:t*xstride+n])
-	}
-}
-
-// dotQ4_0x4Generic computes out[t] = w·x[t·xstride:] (with aux records at
-// aux[t·auxstride:]) for t < 4.
-func dotQ4_0x4Generic(w, x []byte, xstride int, aux []int32, auxstride int, out *[4]float32) {
-	nb := len(w) / q4Bytes
-	for t := range out {
-		out[t] = dotQ4_0Generic(w, x[t*xstride:t*xstride+nb*q8Bytes], aux[t*auxstride:t*auxstride+nb*q4AuxInts])
-	}
 }
 
 // scoresGeneric computes s[j] = scale·(q · k[j·kstride:][:len(q)]).

@@ -2,7 +2,10 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"github.com/herd-llm/herd/tensor"
+	"golang.org/x/sys/cpu"
+)
 
 //go:generate go run -C internal/asmgen . -out ../../kernels_amd64.s -stubs ../../kernels_amd64.go -pkg kernels
 
@@ -25,44 +28,76 @@ func init() {
 	siluMulImpl = siluMulAsm
 	convF16 = convF16AVX2
 	convBF16 = convBF16AVX2
-	matVecF32Rows = matVecF32RowsAsm
-	matVecF16Rows = matVecF16RowsAsm
-	matVecBF16Rows = matVecBF16RowsAsm
-	matVecQ8Rows = matVecQ8RowsAsm
-	matVecQ4Rows = matVecQ4RowsAsm
-	dotQ8_0x4 = dotQ8_0x4Asm
-	dotQ4_0x4 = dotQ4_0x4Asm
 	packNT16 = packNT16Asm
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
 	quantQ8_0Impl = quantQ8_0Asm
+	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX2, q8_0x2AVX2, q8_0x3AVX2, q8_0x4AVX2})
+	set32(tensor.Q4_0, [4]asm32{q4_0x1AVX2, q4_0x2AVX2, q4_0x3AVX2, q4_0x4AVX2})
+	set32(tensor.Q5_0, [4]asm32{q5_0x1AVX2, q5_0x2AVX2, q5_0x3AVX2, q5_0x4AVX2})
+	set32(tensor.Q4_1, [4]asm32{q4_1x1AVX2, q4_1x2AVX2, q4_1x3AVX2, q4_1x4AVX2})
+	set32(tensor.Q5_1, [4]asm32{q5_1x1AVX2, q5_1x2AVX2, q5_1x3AVX2, q5_1x4AVX2})
+	set32(tensor.IQ4_NL, [4]asm32{iq4nlx1AVX2, iq4nlx2AVX2, iq4nlx3AVX2, iq4nlx4AVX2})
+	setK(tensor.Q2_K, q2_KAVX2)
+	setK(tensor.Q3_K, q3_KAVX2)
+	setK(tensor.Q4_K, q4_KAVX2)
+	setK(tensor.Q5_K, q5_KAVX2)
+	setK(tensor.Q6_K, q6_KAVX2)
 }
 
-func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
+func microKernelAVX2(rows, k int, a, b, c []float32, ldc int, accumulate bool) {
 	_ = a[k*mr-1]
 	_ = b[k*nr-1]
-	_ = c[(mr-1)*ldc+nr-1]
-	gemmKernelAVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	_ = c[(rows-1)*ldc+nr-1]
+	switch rows {
+	case 1:
+		gemmKernel1AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	case 2:
+		gemmKernel2AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	case 3:
+		gemmKernel3AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	case 4:
+		gemmKernel4AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	case 5:
+		gemmKernel5AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	default:
+		gemmKernel6AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+	}
 }
 
-func dotQ8_0x4Asm(w, x []byte, xstride int, out *[4]float32) {
-	nb := len(w) / q8Bytes
-	if nb == 0 {
-		*out = [4]float32{}
-		return
+// asm32 is an assembly kernel for 32-element block weights and a fixed
+// number of activation rows.
+type asm32 func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// set32 makes the assembly kernels k (for 1..4 activation rows) format
+// dt's kernel.
+func set32(dt tensor.DType, k [4]asm32) {
+	f := formats[dt]
+	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+		if rows == 0 || nb == 0 {
+			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+			return
+		}
+		ap := &x[0]
+		if len(aux) > 0 {
+			ap = &aux[0]
+		}
+		k[nt-1](&y[0], ystride, &w[0], rows, &x[0], xstride, ap, auxstride, nb)
 	}
-	_ = x[3*xstride+nb*q8Bytes-1]
-	dotQ8_0x4AVX2(&w[0], &x[0], xstride, nb, &out[0])
 }
 
-func dotQ4_0x4Asm(w, x []byte, xstride int, aux []int32, auxstride int, out *[4]float32) {
-	nb := len(w) / q4Bytes
-	if nb == 0 {
-		*out = [4]float32{}
-		return
+// setK makes the assembly kernel k format dt's kernel (a k-quant).
+func setK(dt tensor.DType, k func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)) {
+	f := formats[dt]
+	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+		if rows == 0 || nb == 0 {
+			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+			return
+		}
+		k(&y[0], ystride, &w[0], rows, &x[0], xstride, nb, nt)
 	}
-	_, _ = x[3*xstride+nb*q8Bytes-1], aux[3*auxstride+nb*q4AuxInts-1]
-	dotQ4_0x4AVX2(&w[0], &x[0], xstride, &aux[0], 4*auxstride, nb, &out[0])
 }
 
 func packNT16Asm(dst []float32, B operand, off, kk int) {
@@ -132,74 +167,4 @@ func quantQ8_0Asm(dst []byte, x []float32) {
 	}
 	_ = dst[nb*q8Bytes-1]
 	quantQ8_0AVX2(&dst[0], &x[0], nb)
-}
-
-func matVecF32RowsAsm(y, w, x []float32, cols int) {
-	if len(y) == 0 || cols == 0 {
-		clear(y)
-		return
-	}
-	_, _ = w[len(y)*cols-1], x[cols-1]
-	matVecF32AVX2(&y[0], &w[0], &x[0], len(y), cols)
-}
-
-func matVecF16RowsAsm(y []float32, w []uint16, x []float32, cols int) {
-	if len(y) == 0 || cols == 0 {
-		clear(y)
-		return
-	}
-	_, _ = w[len(y)*cols-1], x[cols-1]
-	matVecF16AVX2(&y[0], &w[0], &x[0], len(y), cols)
-}
-
-// matVecBF16RowsAsm rearranges x so that each group of 16 holds its even
-// elements, then its odd ones, the order in which matVecBF16AVX2 unpacks
-// bfloat16 pairs; a row's last cols%16 elements are done in Go.
-func matVecBF16RowsAsm(y []float32, w []uint16, x []float32, cols int) {
-	groups := cols / 16
-	n16 := groups * 16
-	if len(y) == 0 || groups == 0 {
-		matVecBF16RowsGeneric(y, w, x, cols)
-		return
-	}
-	_, _ = w[len(y)*cols-1], x[cols-1]
-	xpp := floatScratch.get(n16)
-	defer floatScratch.put(xpp)
-	xp := *xpp
-	for g := range groups {
-		src := x[16*g : 16*g+16]
-		dst := xp[16*g : 16*g+16]
-		for i := range 8 {
-			dst[i], dst[8+i] = src[2*i], src[2*i+1]
-		}
-	}
-	if n16 == cols {
-		matVecBF16AVX2(&y[0], &w[0], &xp[0], len(y), groups)
-		return
-	}
-	for r := range y {
-		row := w[r*cols : (r+1)*cols]
-		matVecBF16AVX2(&y[r], &row[0], &xp[0], 1, groups)
-		y[r] += dotBF16Generic(row[n16:], x[n16:cols])
-	}
-}
-
-func matVecQ8RowsAsm(y []float32, w, xq []byte) {
-	nb := len(xq) / q8Bytes
-	if len(y) == 0 || nb == 0 {
-		clear(y)
-		return
-	}
-	_ = w[len(y)*nb*q8Bytes-1]
-	matVecQ8_0AVX2(&y[0], &w[0], &xq[0], len(y), nb)
-}
-
-func matVecQ4RowsAsm(y []float32, w, xq []byte, aux []int32) {
-	nb := len(xq) / q8Bytes
-	if len(y) == 0 || nb == 0 {
-		clear(y)
-		return
-	}
-	_, _ = w[len(y)*nb*q4Bytes-1], aux[nb*q4AuxInts-1]
-	matVecQ4_0AVX2(&y[0], &w[0], &xq[0], &aux[0], len(y), nb)
 }

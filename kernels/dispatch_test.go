@@ -5,8 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/herd-llm/herd/tensor"
 )
 
 // TestKernelsMatchGeneric checks each dispatched kernel (assembly where the
@@ -64,25 +62,8 @@ func TestKernelsMatchGeneric(t *testing.T) {
 
 	for _, sz := range [][2]int{{1, 1}, {5, 7}, {9, 64}, {3, 97}, {17, 288}} {
 		rows, cols := sz[0], sz[1]
-		w, x := randVec(r, rows*cols), randVec(r, cols)
+		x := randVec(r, cols)
 		y1, y2 := make([]float32, rows), make([]float32, rows)
-		matVecF32Rows(y1, w, x, cols)
-		matVecF32RowsGeneric(y2, w, x, cols)
-		near("matVecF32", y1, y2, 1e-5)
-		h := make([]uint16, rows*cols)
-		for i, v := range w {
-			h[i] = tensor.F32ToF16(v)
-		}
-		matVecF16Rows(y1, h, x, cols)
-		matVecF16RowsGeneric(y2, h, x, cols)
-		near("matVecF16", y1, y2, 1e-5)
-		for i, v := range w {
-			h[i] = tensor.F32ToBF16(v)
-		}
-		matVecBF16Rows(y1, h, x, cols)
-		matVecBF16RowsGeneric(y2, h, x, cols)
-		near("matVecBF16", y1, y2, 1e-5)
-
 		// Attention inner loops: keys of cols floats at a stride.
 		stride := cols + 3
 		kv := randVec(r, rows*stride)
@@ -97,38 +78,55 @@ func TestKernelsMatchGeneric(t *testing.T) {
 	}
 
 	for _, nb := range []int{1, 2, 5, 128} {
-		rows, cols := 6, nb*qk
-		x := randVec(r, cols)
+		x := randVec(r, nb*qk)
 		xq1, xq2 := make([]byte, nb*q8Bytes), make([]byte, nb*q8Bytes)
 		quantQ8_0Impl(xq1, x)
 		quantQ8_0Generic(xq2, x)
 		if string(xq1) != string(xq2) {
 			t.Fatalf("quantQ8_0 nb=%d differs from pure Go", nb)
 		}
-		w8 := make([]byte, rows*nb*q8Bytes)
-		w4 := make([]byte, rows*nb*q4Bytes)
-		wf := randVec(r, rows*cols)
-		tensor.QuantizeRowQ8_0(w8, wf)
-		tensor.QuantizeRowQ4_0(w4, wf)
-		y1, y2 := make([]float32, rows), make([]float32, rows)
-		matVecQ8Rows(y1, w8, xq1)
-		matVecQ8RowsGeneric(y2, w8, xq1)
-		near("matVecQ8", y1, y2, 1e-5)
-		aux := make([]int32, nb*q4AuxInts)
-		q4Prep(aux, xq1)
-		matVecQ4Rows(y1, w4, xq1, aux)
-		matVecQ4RowsGeneric(y2, w4, xq1, aux)
-		near("matVecQ4", y1, y2, 1e-5)
+	}
+
+	// The quantized kernels, every activation-row count, awkward row counts.
+	for _, dt := range weightTypes {
+		f := formats[dt]
+		if f == nil {
+			continue
+		}
+		for _, nb := range []int{1, 3, 16} {
+			rows, cols := 7, nb*f.block
+			w, deq := quantWeights(t, dt, randVec(r, rows*cols), rows, cols)
+			xs := randVec(r, 4*cols)
+			a, release := quantizeActs(f, xs, cols, 4)
+			_, scale := refMatMul(t, dt, deq, rows, cols, xs, 4)
+			for nt := 1; nt <= 4; nt++ {
+				ystride := rows + 3
+				y1, y2 := make([]float32, nt*ystride), make([]float32, nt*ystride)
+				f.kern(y1, ystride, w, rows, a.xq, a.xrow, a.aux, a.arow, nb, nt)
+				f.gen(y2, ystride, w, rows, a.xq, a.xrow, a.aux, a.arow, nb, nt)
+				for i := range nt * rows {
+					k := i/rows*ystride + i%rows
+					if d := math.Abs(float64(y1[k] - y2[k])); d > 1e-5*scale[i] {
+						t.Fatalf("%s nb=%d nt=%d: y[%d][%d] = %g, pure Go %g", dt, nb, nt, i/rows, i%rows, y1[k], y2[k])
+					}
+				}
+			}
+			release()
+		}
 	}
 
 	// GEMM micro-kernel and the transposing panel packer.
 	for _, k := range []int{1, 3, 8, 13, 256} {
 		a, b := randVec(r, k*mr), randVec(r, k*nr)
-		c1, c2 := randVec(r, 3*nr*mr), make([]float32, 3*nr*mr)
-		copy(c2, c1)
-		microKernel(k, a, b, c1, 3*nr, true)
-		microKernelGeneric(k, a, b, c2, 3*nr, true)
-		near("microKernel", c1, c2, 1e-5)
+		for rows := 1; rows <= mr; rows++ {
+			for _, acc := range []bool{false, true} {
+				c1, c2 := randVec(r, 3*nr*mr), make([]float32, 3*nr*mr)
+				copy(c2, c1)
+				microKernel(rows, k, a, b, c1, 3*nr, acc)
+				microKernelGeneric(rows, k, a, b, c2, 3*nr, acc)
+				near(fmt.Sprintf("microKernel rows=%d k=%d", rows, k), c1, c2, 1e-5)
+			}
+		}
 
 		src := randVec(r, nr*(k+5))
 		B := operand{f32: src, rs: 1, cs: k + 5}

@@ -4,9 +4,29 @@
 
 package kernels
 
-// gemmKernelAVX2 computes the 6×16 tile c (row stride ldc floats) = or += a·b
+// gemmKernel1AVX2 computes rows 0..0 of the 6×16 tile c (row stride ldc floats) = or += a·b
 // from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernelAVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+func gemmKernel1AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+
+// gemmKernel2AVX2 computes rows 0..1 of the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+func gemmKernel2AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+
+// gemmKernel3AVX2 computes rows 0..2 of the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+func gemmKernel3AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+
+// gemmKernel4AVX2 computes rows 0..3 of the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+func gemmKernel4AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+
+// gemmKernel5AVX2 computes rows 0..4 of the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+func gemmKernel5AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+
+// gemmKernel6AVX2 computes rows 0..5 of the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+func gemmKernel6AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
 
 // dotAVX2 returns Σ a[i]·b[i] over len(a) elements.
 func dotAVX2(a []float32, b []float32) float32
@@ -23,38 +43,156 @@ func scaleMulAVX2(out []float32, x []float32, w []float32, s float32)
 // addAVX2 computes out[i] = a[i] + b[i] over len(out) elements.
 func addAVX2(out []float32, a []float32, b []float32)
 
-// matVecF32AVX2 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows.
-func matVecF32AVX2(y *float32, w *float32, x *float32, rows int, cols int)
-
-// matVecF16AVX2 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows, w IEEE half.
-func matVecF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int)
-
-// matVecBF16AVX2 computes y[r] = Σ_c w[r·cols+c]·x[c] for r < rows, w bfloat16 and
-// cols = 16·groups, with x stored as xp: per group of 16, x[0], x[2], …, x[14], then x[1], …, x[15].
-func matVecBF16AVX2(y *float32, w *uint16, xp *float32, rows int, groups int)
-
-// matVecQ8_0AVX2 computes y[r] for r < rows: the dot product of the r-th row of nb
-// Q8_0 weight blocks at w with the nb Q8_0 activation blocks at x.
-func matVecQ8_0AVX2(y *float32, w *byte, x *byte, rows int, nb int)
-
-// matVecQ4_0AVX2 computes y[r] for r < rows: the dot product of the r-th row of nb
-// Q4_0 weight blocks at w with the nb Q8_0 activation blocks at x, whose aux records
-// (8·Σx, scale) are at aux.
-func matVecQ4_0AVX2(y *float32, w *byte, x *byte, aux *int32, rows int, nb int)
-
 // convF16AVX2 converts len(dst) IEEE half values from src to float32.
 func convF16AVX2(dst []float32, src []uint16)
 
 // convBF16AVX2 converts len(dst) bfloat16 values from src to float32.
 func convBF16AVX2(dst []float32, src []uint16)
 
-// dotQ8_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q8_0 weight blocks at w
-// with nb Q8_0 blocks at x + t·xstride bytes.
-func dotQ8_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+// q8_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
-// dotQ4_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q4_0 weight blocks at w
-// with nb Q8_0 blocks at x + t·xstride bytes, whose aux records are at aux + t·auxstride bytes.
-func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, aux *int32, auxstride int, nb int, out *float32)
+// q8_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q8_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q8_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_1x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_1x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_1x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_1x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q4_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_1x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_1x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_1x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q5_1x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func q5_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// iq4nlx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func iq4nlx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// iq4nlx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func iq4nlx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// iq4nlx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// iq4nlx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q4_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// q5_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// q6_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// q3_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// q2_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
 // packNTF32AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
 // each column p < k (a multiple of 8), the 16 values of that column as float32.

@@ -4,9 +4,654 @@
 
 #include "textflag.h"
 
-// func gemmKernelAVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// func gemmKernel1AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
 // Requires: AVX, FMA3, MMX+
-TEXT ·gemmKernelAVX2(SB), NOSPLIT, $0-41
+TEXT ·gemmKernel1AVX2(SB), NOSPLIT, $0-41
+	MOVQ       k+0(FP), AX
+	MOVQ       a+8(FP), CX
+	MOVQ       b+16(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	MOVQ       BX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 60(SI)
+	VXORPS     Y0, Y0, Y0
+	VXORPS     Y1, Y1, Y1
+
+loop4:
+	CMPQ         AX, $0x04
+	JL           loop1
+	VMOVUPS      (DX), Y2
+	VMOVUPS      32(DX), Y3
+	VBROADCASTSS (CX), Y4
+	VFMADD231PS  Y2, Y4, Y0
+	VFMADD231PS  Y3, Y4, Y1
+	VMOVUPS      64(DX), Y2
+	VMOVUPS      96(DX), Y3
+	VBROADCASTSS 24(CX), Y4
+	VFMADD231PS  Y2, Y4, Y0
+	VFMADD231PS  Y3, Y4, Y1
+	VMOVUPS      128(DX), Y2
+	VMOVUPS      160(DX), Y3
+	VBROADCASTSS 48(CX), Y4
+	VFMADD231PS  Y2, Y4, Y0
+	VFMADD231PS  Y3, Y4, Y1
+	VMOVUPS      192(DX), Y2
+	VMOVUPS      224(DX), Y3
+	VBROADCASTSS 72(CX), Y4
+	VFMADD231PS  Y2, Y4, Y0
+	VFMADD231PS  Y3, Y4, Y1
+	ADDQ         $0x00000060, CX
+	ADDQ         $0x00000100, DX
+	SUBQ         $0x04, AX
+	JMP          loop4
+
+loop1:
+	TESTQ        AX, AX
+	JE           store
+	VMOVUPS      (DX), Y2
+	VMOVUPS      32(DX), Y3
+	VBROADCASTSS (CX), Y4
+	VFMADD231PS  Y2, Y4, Y0
+	VFMADD231PS  Y3, Y4, Y1
+	ADDQ         $0x18, CX
+	ADDQ         $0x40, DX
+	DECQ         AX
+	JMP          loop1
+
+store:
+	MOVB    accumulate+40(FP), AL
+	TESTB   AL, AL
+	JE      overwrite
+	VADDPS  (BX), Y0, Y0
+	VADDPS  32(BX), Y1, Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	VZEROUPPER
+	RET
+
+// func gemmKernel2AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemmKernel2AVX2(SB), NOSPLIT, $0-41
+	MOVQ       k+0(FP), AX
+	MOVQ       a+8(FP), CX
+	MOVQ       b+16(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	MOVQ       BX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	VXORPS     Y0, Y0, Y0
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+
+loop4:
+	CMPQ         AX, $0x04
+	JL           loop1
+	VMOVUPS      (DX), Y4
+	VMOVUPS      32(DX), Y5
+	VBROADCASTSS (CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS 4(CX), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	VMOVUPS      64(DX), Y4
+	VMOVUPS      96(DX), Y5
+	VBROADCASTSS 24(CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS 28(CX), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	VMOVUPS      128(DX), Y4
+	VMOVUPS      160(DX), Y5
+	VBROADCASTSS 48(CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS 52(CX), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	VMOVUPS      192(DX), Y4
+	VMOVUPS      224(DX), Y5
+	VBROADCASTSS 72(CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS 76(CX), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	ADDQ         $0x00000060, CX
+	ADDQ         $0x00000100, DX
+	SUBQ         $0x04, AX
+	JMP          loop4
+
+loop1:
+	TESTQ        AX, AX
+	JE           store
+	VMOVUPS      (DX), Y4
+	VMOVUPS      32(DX), Y5
+	VBROADCASTSS (CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS 4(CX), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	ADDQ         $0x18, CX
+	ADDQ         $0x40, DX
+	DECQ         AX
+	JMP          loop1
+
+store:
+	MOVB    accumulate+40(FP), AL
+	TESTB   AL, AL
+	JE      overwrite
+	VADDPS  (BX), Y0, Y0
+	VADDPS  32(BX), Y1, Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y2, Y2
+	VADDPS  32(BX), Y3, Y3
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	VZEROUPPER
+	RET
+
+// func gemmKernel3AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemmKernel3AVX2(SB), NOSPLIT, $0-41
+	MOVQ       k+0(FP), AX
+	MOVQ       a+8(FP), CX
+	MOVQ       b+16(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	MOVQ       BX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	VXORPS     Y0, Y0, Y0
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	VXORPS     Y5, Y5, Y5
+
+loop4:
+	CMPQ         AX, $0x04
+	JL           loop1
+	VMOVUPS      (DX), Y6
+	VMOVUPS      32(DX), Y7
+	VBROADCASTSS (CX), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y1
+	VBROADCASTSS 4(CX), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y3
+	VBROADCASTSS 8(CX), Y8
+	VFMADD231PS  Y6, Y8, Y4
+	VFMADD231PS  Y7, Y8, Y5
+	VMOVUPS      64(DX), Y6
+	VMOVUPS      96(DX), Y7
+	VBROADCASTSS 24(CX), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y1
+	VBROADCASTSS 28(CX), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y3
+	VBROADCASTSS 32(CX), Y8
+	VFMADD231PS  Y6, Y8, Y4
+	VFMADD231PS  Y7, Y8, Y5
+	VMOVUPS      128(DX), Y6
+	VMOVUPS      160(DX), Y7
+	VBROADCASTSS 48(CX), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y1
+	VBROADCASTSS 52(CX), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y3
+	VBROADCASTSS 56(CX), Y8
+	VFMADD231PS  Y6, Y8, Y4
+	VFMADD231PS  Y7, Y8, Y5
+	VMOVUPS      192(DX), Y6
+	VMOVUPS      224(DX), Y7
+	VBROADCASTSS 72(CX), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y1
+	VBROADCASTSS 76(CX), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y3
+	VBROADCASTSS 80(CX), Y8
+	VFMADD231PS  Y6, Y8, Y4
+	VFMADD231PS  Y7, Y8, Y5
+	ADDQ         $0x00000060, CX
+	ADDQ         $0x00000100, DX
+	SUBQ         $0x04, AX
+	JMP          loop4
+
+loop1:
+	TESTQ        AX, AX
+	JE           store
+	VMOVUPS      (DX), Y6
+	VMOVUPS      32(DX), Y7
+	VBROADCASTSS (CX), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y1
+	VBROADCASTSS 4(CX), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y3
+	VBROADCASTSS 8(CX), Y8
+	VFMADD231PS  Y6, Y8, Y4
+	VFMADD231PS  Y7, Y8, Y5
+	ADDQ         $0x18, CX
+	ADDQ         $0x40, DX
+	DECQ         AX
+	JMP          loop1
+
+store:
+	MOVB    accumulate+40(FP), AL
+	TESTB   AL, AL
+	JE      overwrite
+	VADDPS  (BX), Y0, Y0
+	VADDPS  32(BX), Y1, Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y2, Y2
+	VADDPS  32(BX), Y3, Y3
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y4, Y4
+	VADDPS  32(BX), Y5, Y5
+	VMOVUPS Y4, (BX)
+	VMOVUPS Y5, 32(BX)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y4, (BX)
+	VMOVUPS Y5, 32(BX)
+	VZEROUPPER
+	RET
+
+// func gemmKernel4AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemmKernel4AVX2(SB), NOSPLIT, $0-41
+	MOVQ       k+0(FP), AX
+	MOVQ       a+8(FP), CX
+	MOVQ       b+16(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	MOVQ       BX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	VXORPS     Y0, Y0, Y0
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	VXORPS     Y5, Y5, Y5
+	VXORPS     Y6, Y6, Y6
+	VXORPS     Y7, Y7, Y7
+
+loop4:
+	CMPQ         AX, $0x04
+	JL           loop1
+	VMOVUPS      (DX), Y8
+	VMOVUPS      32(DX), Y9
+	VBROADCASTSS (CX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS 4(CX), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y3
+	VBROADCASTSS 8(CX), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 12(CX), Y10
+	VFMADD231PS  Y8, Y10, Y6
+	VFMADD231PS  Y9, Y10, Y7
+	VMOVUPS      64(DX), Y8
+	VMOVUPS      96(DX), Y9
+	VBROADCASTSS 24(CX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS 28(CX), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y3
+	VBROADCASTSS 32(CX), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 36(CX), Y10
+	VFMADD231PS  Y8, Y10, Y6
+	VFMADD231PS  Y9, Y10, Y7
+	VMOVUPS      128(DX), Y8
+	VMOVUPS      160(DX), Y9
+	VBROADCASTSS 48(CX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS 52(CX), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y3
+	VBROADCASTSS 56(CX), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 60(CX), Y10
+	VFMADD231PS  Y8, Y10, Y6
+	VFMADD231PS  Y9, Y10, Y7
+	VMOVUPS      192(DX), Y8
+	VMOVUPS      224(DX), Y9
+	VBROADCASTSS 72(CX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS 76(CX), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y3
+	VBROADCASTSS 80(CX), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 84(CX), Y10
+	VFMADD231PS  Y8, Y10, Y6
+	VFMADD231PS  Y9, Y10, Y7
+	ADDQ         $0x00000060, CX
+	ADDQ         $0x00000100, DX
+	SUBQ         $0x04, AX
+	JMP          loop4
+
+loop1:
+	TESTQ        AX, AX
+	JE           store
+	VMOVUPS      (DX), Y8
+	VMOVUPS      32(DX), Y9
+	VBROADCASTSS (CX), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS 4(CX), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y3
+	VBROADCASTSS 8(CX), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 12(CX), Y10
+	VFMADD231PS  Y8, Y10, Y6
+	VFMADD231PS  Y9, Y10, Y7
+	ADDQ         $0x18, CX
+	ADDQ         $0x40, DX
+	DECQ         AX
+	JMP          loop1
+
+store:
+	MOVB    accumulate+40(FP), AL
+	TESTB   AL, AL
+	JE      overwrite
+	VADDPS  (BX), Y0, Y0
+	VADDPS  32(BX), Y1, Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y2, Y2
+	VADDPS  32(BX), Y3, Y3
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y4, Y4
+	VADDPS  32(BX), Y5, Y5
+	VMOVUPS Y4, (BX)
+	VMOVUPS Y5, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y6, Y6
+	VADDPS  32(BX), Y7, Y7
+	VMOVUPS Y6, (BX)
+	VMOVUPS Y7, 32(BX)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y4, (BX)
+	VMOVUPS Y5, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y6, (BX)
+	VMOVUPS Y7, 32(BX)
+	VZEROUPPER
+	RET
+
+// func gemmKernel5AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemmKernel5AVX2(SB), NOSPLIT, $0-41
+	MOVQ       k+0(FP), AX
+	MOVQ       a+8(FP), CX
+	MOVQ       b+16(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	MOVQ       BX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	VXORPS     Y0, Y0, Y0
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	VXORPS     Y5, Y5, Y5
+	VXORPS     Y6, Y6, Y6
+	VXORPS     Y7, Y7, Y7
+	VXORPS     Y8, Y8, Y8
+	VXORPS     Y9, Y9, Y9
+
+loop4:
+	CMPQ         AX, $0x04
+	JL           loop1
+	VMOVUPS      (DX), Y10
+	VMOVUPS      32(DX), Y11
+	VBROADCASTSS (CX), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y1
+	VBROADCASTSS 4(CX), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y3
+	VBROADCASTSS 8(CX), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y5
+	VBROADCASTSS 12(CX), Y12
+	VFMADD231PS  Y10, Y12, Y6
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 16(CX), Y12
+	VFMADD231PS  Y10, Y12, Y8
+	VFMADD231PS  Y11, Y12, Y9
+	VMOVUPS      64(DX), Y10
+	VMOVUPS      96(DX), Y11
+	VBROADCASTSS 24(CX), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y1
+	VBROADCASTSS 28(CX), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y3
+	VBROADCASTSS 32(CX), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y5
+	VBROADCASTSS 36(CX), Y12
+	VFMADD231PS  Y10, Y12, Y6
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 40(CX), Y12
+	VFMADD231PS  Y10, Y12, Y8
+	VFMADD231PS  Y11, Y12, Y9
+	VMOVUPS      128(DX), Y10
+	VMOVUPS      160(DX), Y11
+	VBROADCASTSS 48(CX), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y1
+	VBROADCASTSS 52(CX), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y3
+	VBROADCASTSS 56(CX), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y5
+	VBROADCASTSS 60(CX), Y12
+	VFMADD231PS  Y10, Y12, Y6
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 64(CX), Y12
+	VFMADD231PS  Y10, Y12, Y8
+	VFMADD231PS  Y11, Y12, Y9
+	VMOVUPS      192(DX), Y10
+	VMOVUPS      224(DX), Y11
+	VBROADCASTSS 72(CX), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y1
+	VBROADCASTSS 76(CX), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y3
+	VBROADCASTSS 80(CX), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y5
+	VBROADCASTSS 84(CX), Y12
+	VFMADD231PS  Y10, Y12, Y6
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 88(CX), Y12
+	VFMADD231PS  Y10, Y12, Y8
+	VFMADD231PS  Y11, Y12, Y9
+	ADDQ         $0x00000060, CX
+	ADDQ         $0x00000100, DX
+	SUBQ         $0x04, AX
+	JMP          loop4
+
+loop1:
+	TESTQ        AX, AX
+	JE           store
+	VMOVUPS      (DX), Y10
+	VMOVUPS      32(DX), Y11
+	VBROADCASTSS (CX), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y1
+	VBROADCASTSS 4(CX), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y3
+	VBROADCASTSS 8(CX), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y5
+	VBROADCASTSS 12(CX), Y12
+	VFMADD231PS  Y10, Y12, Y6
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 16(CX), Y12
+	VFMADD231PS  Y10, Y12, Y8
+	VFMADD231PS  Y11, Y12, Y9
+	ADDQ         $0x18, CX
+	ADDQ         $0x40, DX
+	DECQ         AX
+	JMP          loop1
+
+store:
+	MOVB    accumulate+40(FP), AL
+	TESTB   AL, AL
+	JE      overwrite
+	VADDPS  (BX), Y0, Y0
+	VADDPS  32(BX), Y1, Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y2, Y2
+	VADDPS  32(BX), Y3, Y3
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y4, Y4
+	VADDPS  32(BX), Y5, Y5
+	VMOVUPS Y4, (BX)
+	VMOVUPS Y5, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y6, Y6
+	VADDPS  32(BX), Y7, Y7
+	VMOVUPS Y6, (BX)
+	VMOVUPS Y7, 32(BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Y8, Y8
+	VADDPS  32(BX), Y9, Y9
+	VMOVUPS Y8, (BX)
+	VMOVUPS Y9, 32(BX)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y2, (BX)
+	VMOVUPS Y3, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y4, (BX)
+	VMOVUPS Y5, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y6, (BX)
+	VMOVUPS Y7, 32(BX)
+	ADDQ    SI, BX
+	VMOVUPS Y8, (BX)
+	VMOVUPS Y9, 32(BX)
+	VZEROUPPER
+	RET
+
+// func gemmKernel6AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemmKernel6AVX2(SB), NOSPLIT, $0-41
 	MOVQ       k+0(FP), AX
 	MOVQ       a+8(FP), CX
 	MOVQ       b+16(FP), DX
@@ -506,403 +1151,6 @@ done:
 	VZEROUPPER
 	RET
 
-// func matVecF32AVX2(y *float32, w *float32, x *float32, rows int, cols int)
-// Requires: AVX, FMA3
-TEXT ·matVecF32AVX2(SB), NOSPLIT, $0-40
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ x+16(FP), DX
-	MOVQ rows+24(FP), BX
-	MOVQ cols+32(FP), SI
-
-row:
-	TESTQ  BX, BX
-	JE     end
-	MOVQ   DX, DI
-	MOVQ   SI, R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-loop32:
-	CMPQ        R8, $0x20
-	JL          loop8
-	VMOVUPS     (CX), Y5
-	VFMADD231PS (DI), Y5, Y0
-	VMOVUPS     32(CX), Y5
-	VFMADD231PS 32(DI), Y5, Y1
-	VMOVUPS     64(CX), Y5
-	VFMADD231PS 64(DI), Y5, Y2
-	VMOVUPS     96(CX), Y5
-	VFMADD231PS 96(DI), Y5, Y3
-	ADDQ        $0x80, CX
-	ADDQ        $0x80, DI
-	SUBQ        $0x20, R8
-	JMP         loop32
-
-loop8:
-	CMPQ        R8, $0x08
-	JL          tail
-	VMOVUPS     (CX), Y5
-	VFMADD231PS (DI), Y5, Y0
-	ADDQ        $0x20, CX
-	ADDQ        $0x20, DI
-	SUBQ        $0x08, R8
-	JMP         loop8
-
-tail:
-	TESTQ       R8, R8
-	JE          done
-	VMOVSS      (CX), X5
-	VFMADD231SS (DI), X5, X4
-	ADDQ        $0x04, CX
-	ADDQ        $0x04, DI
-	DECQ        R8
-	JMP         tail
-
-done:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         BX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func matVecF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int)
-// Requires: AVX, F16C, FMA3, SSE2
-TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-40
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ x+16(FP), DX
-	MOVQ rows+24(FP), BX
-	MOVQ cols+32(FP), SI
-
-row:
-	TESTQ  BX, BX
-	JE     end
-	MOVQ   DX, DI
-	MOVQ   SI, R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-loop32:
-	CMPQ        R8, $0x20
-	JL          loop8
-	VCVTPH2PS   (CX), Y5
-	VFMADD231PS (DI), Y5, Y0
-	VCVTPH2PS   16(CX), Y5
-	VFMADD231PS 32(DI), Y5, Y1
-	VCVTPH2PS   32(CX), Y5
-	VFMADD231PS 64(DI), Y5, Y2
-	VCVTPH2PS   48(CX), Y5
-	VFMADD231PS 96(DI), Y5, Y3
-	ADDQ        $0x40, CX
-	ADDQ        $0x80, DI
-	SUBQ        $0x20, R8
-	JMP         loop32
-
-loop8:
-	CMPQ        R8, $0x08
-	JL          tail
-	VCVTPH2PS   (CX), Y5
-	VFMADD231PS (DI), Y5, Y0
-	ADDQ        $0x10, CX
-	ADDQ        $0x20, DI
-	SUBQ        $0x08, R8
-	JMP         loop8
-
-tail:
-	TESTQ       R8, R8
-	JE          done
-	MOVWLZX     (CX), R9
-	MOVD        R9, X5
-	VCVTPH2PS   X5, X5
-	VFMADD231SS (DI), X5, X4
-	ADDQ        $0x02, CX
-	ADDQ        $0x04, DI
-	DECQ        R8
-	JMP         tail
-
-done:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         BX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func matVecBF16AVX2(y *float32, w *uint16, xp *float32, rows int, groups int)
-// Requires: AVX, AVX2, FMA3, SSE2
-TEXT ·matVecBF16AVX2(SB), NOSPLIT, $0-40
-	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         xp+16(FP), DX
-	MOVQ         rows+24(FP), BX
-	MOVQ         groups+32(FP), SI
-	MOVL         $0xffff0000, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  BX, BX
-	JE     end
-	MOVQ   DX, DI
-	MOVQ   SI, R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-loop2:
-	CMPQ        R8, $0x02
-	JL          tail
-	VMOVDQU     (CX), Y5
-	VPSLLD      $0x10, Y5, Y6
-	VPAND       Y0, Y5, Y5
-	VFMADD231PS (DI), Y6, Y1
-	VFMADD231PS 32(DI), Y5, Y2
-	VMOVDQU     32(CX), Y5
-	VPSLLD      $0x10, Y5, Y6
-	VPAND       Y0, Y5, Y5
-	VFMADD231PS 64(DI), Y6, Y3
-	VFMADD231PS 96(DI), Y5, Y4
-	ADDQ        $0x40, CX
-	ADDQ        $0x80, DI
-	SUBQ        $0x02, R8
-	JMP         loop2
-
-tail:
-	TESTQ       R8, R8
-	JE          done
-	VMOVDQU     (CX), Y5
-	VPSLLD      $0x10, Y5, Y6
-	VPAND       Y0, Y5, Y5
-	VFMADD231PS (DI), Y6, Y1
-	VFMADD231PS 32(DI), Y5, Y2
-	ADDQ        $0x20, CX
-
-done:
-	VADDPS       Y2, Y1, Y1
-	VADDPS       Y4, Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	ADDQ         $0x04, AX
-	DECQ         BX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func matVecQ8_0AVX2(y *float32, w *byte, x *byte, rows int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·matVecQ8_0AVX2(SB), NOSPLIT, $0-40
-	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         x+16(FP), DX
-	MOVQ         rows+24(FP), BX
-	MOVQ         nb+32(FP), SI
-	MOVL         $0x00010001, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  BX, BX
-	JE     end
-	MOVQ   DX, DI
-	MOVQ   SI, R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-
-loop2:
-	CMPQ         R8, $0x02
-	JL           tail
-	VPBROADCASTW (CX), X3
-	VPBROADCASTW (DI), X4
-	VCVTPH2PS    X3, Y3
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VMOVDQU      2(CX), Y4
-	VMOVDQU      2(DI), Y5
-	VPSIGNB      Y4, Y4, Y6
-	VPSIGNB      Y4, Y5, Y5
-	VPMADDUBSW   Y5, Y6, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y1
-	VPBROADCASTW 34(CX), X3
-	VPBROADCASTW 34(DI), X4
-	VCVTPH2PS    X3, Y3
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VMOVDQU      36(CX), Y4
-	VMOVDQU      36(DI), Y5
-	VPSIGNB      Y4, Y4, Y6
-	VPSIGNB      Y4, Y5, Y5
-	VPMADDUBSW   Y5, Y6, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y2
-	ADDQ         $0x44, CX
-	ADDQ         $0x44, DI
-	SUBQ         $0x02, R8
-	JMP          loop2
-
-tail:
-	TESTQ        R8, R8
-	JE           done
-	VPBROADCASTW (CX), X3
-	VPBROADCASTW (DI), X4
-	VCVTPH2PS    X3, Y3
-	VCVTPH2PS    X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VMOVDQU      2(CX), Y4
-	VMOVDQU      2(DI), Y5
-	VPSIGNB      Y4, Y4, Y6
-	VPSIGNB      Y4, Y5, Y5
-	VPMADDUBSW   Y5, Y6, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y1
-	ADDQ         $0x22, CX
-
-done:
-	VADDPS       Y2, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	ADDQ         $0x04, AX
-	DECQ         BX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func matVecQ4_0AVX2(y *float32, w *byte, x *byte, aux *int32, rows int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·matVecQ4_0AVX2(SB), NOSPLIT, $0-48
-	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         x+16(FP), DX
-	MOVQ         aux+24(FP), BX
-	MOVQ         rows+32(FP), SI
-	MOVQ         nb+40(FP), DI
-	MOVL         $0x00010001, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  SI, SI
-	JE     end
-	MOVQ   DX, R8
-	MOVQ   BX, R9
-	MOVQ   DI, R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-loop2:
-	CMPQ         R10, $0x02
-	JL           tail
-	VMOVDQU      2(CX), X4
-	VPSRLW       $0x04, X4, X5
-	VINSERTI128  $0x01, X5, Y4, Y4
-	VPAND        Y1, Y4, Y4
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   2(R8), Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (R9), Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(R9), Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	VMOVDQU      20(CX), X8
-	VPSRLW       $0x04, X8, X4
-	VINSERTI128  $0x01, X4, Y8, Y8
-	VPAND        Y1, Y8, Y8
-	VPBROADCASTW 18(CX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   36(R8), Y8, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       36(R9), Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 68(R9), Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y3
-	ADDQ         $0x24, CX
-	ADDQ         $0x44, R8
-	ADDQ         $0x48, R9
-	SUBQ         $0x02, R10
-	JMP          loop2
-
-tail:
-	TESTQ        R10, R10
-	JE           done
-	VMOVDQU      2(CX), X9
-	VPSRLW       $0x04, X9, X4
-	VINSERTI128  $0x01, X4, Y9, Y9
-	VPAND        Y1, Y9, Y9
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   2(R8), Y9, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (R9), Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(R9), Y7
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	ADDQ         $0x12, CX
-
-done:
-	VADDPS       Y3, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	ADDQ         $0x04, AX
-	DECQ         SI
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
 // func convF16AVX2(dst []float32, src []uint16)
 // Requires: AVX, F16C, SSE2
 TEXT ·convF16AVX2(SB), NOSPLIT, $0-48
@@ -1006,160 +1254,3404 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x4AVX2(w *byte, x *byte, xstride int, nb int, out *float32)
+// func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-40
-	MOVQ         w+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         xstride+16(FP), DX
-	MOVQ         nb+24(FP), BX
-	LEAQ         (CX)(DX*2), SI
-	ADDQ         DX, SI
-	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+TEXT ·q8_0x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x00010001, BX
+	MOVD         BX, X0
 	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
 
-loop:
-	TESTQ        BX, BX
-	JE           done
-	VMOVDQU      2(AX), Y5
-	VPSIGNB      Y5, Y5, Y6
-	VPBROADCASTW (AX), X7
-	VCVTPH2PS    X7, Y7
-	VMOVDQU      2(CX), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (CX), X9
-	VCVTPH2PS    X9, Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y1
-	VMOVDQU      2(CX)(DX*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (CX)(DX*1), X9
-	VCVTPH2PS    X9, Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VMOVDQU      2(CX)(DX*2), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (CX)(DX*2), X9
-	VCVTPH2PS    X9, Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      2(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (SI), X5
-	VCVTPH2PS    X5, Y5
-	VMULPS       Y7, Y5, Y5
-	VFMADD231PS  Y8, Y5, Y4
-	ADDQ         $0x22, AX
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+64(FP), SI
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	VMOVDQU      2(CX), Y2
+	VPSIGNB      Y2, Y2, Y3
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, Y4
+	VMOVDQU      2(BX), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPBROADCASTW (BX), X2
+	VCVTPH2PS    X2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  Y5, Y2, Y1
 	ADDQ         $0x22, CX
-	ADDQ         $0x22, SI
-	DECQ         BX
-	JMP          loop
+	ADDQ         $0x22, BX
+	DECQ         SI
+	JMP          blk
 
-done:
-	MOVQ         out+32(FP), AX
-	VHADDPS      Y2, Y1, Y1
-	VHADDPS      Y4, Y3, Y3
-	VHADDPS      Y3, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVUPS      X0, (AX)
+fin:
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
 	VZEROUPPER
 	RET
 
-// func dotQ4_0x4AVX2(w *byte, x *byte, xstride int, aux *int32, auxstride int, nb int, out *float32)
+// func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-56
-	MOVQ         w+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         xstride+16(FP), DX
-	MOVQ         aux+24(FP), BX
-	MOVQ         auxstride+32(FP), SI
-	MOVQ         nb+40(FP), DI
-	LEAQ         (CX)(DX*2), R8
-	ADDQ         DX, R8
-	LEAQ         (BX)(SI*2), R9
-	ADDQ         SI, R9
-	MOVL         $0x00010001, R10
-	MOVD         R10, X0
+TEXT ·q8_0x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R10
-	MOVD         R10, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
 
-loop:
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(CX), Y3
+	VPSIGNB      Y3, Y3, Y4
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VMOVDQU      2(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPBROADCASTW (DI), X7
+	VCVTPH2PS    X7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y1
+	VMOVDQU      2(DI)(SI*1), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPBROADCASTW (DI)(SI*1), X3
+	VCVTPH2PS    X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y3, Y3
+	VFMADD231PS  Y6, Y3, Y2
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)(BX*1)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q8_0x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(CX), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPBROADCASTW (CX), X6
+	VCVTPH2PS    X6, Y6
+	VMOVDQU      2(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      2(DI)(SI*1), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW (DI)(SI*1), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      2(DI)(SI*2), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW (DI)(SI*2), X4
+	VCVTPH2PS    X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y4, Y3
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*2)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q8_0x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	LEAQ   (DI)(SI*2), R9
+	ADDQ   SI, R9
+	MOVQ   nb+64(FP), R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(CX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VMOVDQU      2(DI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW (DI), X9
+	VCVTPH2PS    X9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y1
+	VMOVDQU      2(DI)(SI*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW (DI)(SI*1), X9
+	VCVTPH2PS    X9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VMOVDQU      2(DI)(SI*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW (DI)(SI*2), X9
+	VCVTPH2PS    X9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VMOVDQU      2(R9), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW (R9), X5
+	VCVTPH2PS    X5, Y5
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y5, Y5
+	VFMADD231PS  Y8, Y5, Y4
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R9
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*2)
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	LEAQ         (AX)(BX*2), DI
+	ADDQ         BX, DI
+	VMOVSS       X4, (DI)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_0x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x00010001, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   aux+48(FP), SI
+	MOVQ   nb+64(FP), DI
+	VXORPS Y2, Y2, Y2
+
+blk:
 	TESTQ        DI, DI
-	JE           done
-	VMOVDQU      2(AX), X6
+	JE           fin
+	VMOVDQU      2(CX), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y3
+	VPAND        Y1, Y3, Y3
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, Y4
+	VPMADDUBSW   2(BX), Y3, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPSUBD       (SI), Y5, Y5
+	VBROADCASTSS 32(SI), Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y2
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, BX
+	ADDQ         $0x24, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_0x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      2(CX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPMADDUBSW   2(R8), Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (R9), Y6, Y6
+	VBROADCASTSS 32(R9), Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VPMADDUBSW   2(R8)(SI*1), Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (R9)(DI*1), Y6, Y6
+	VBROADCASTSS 32(R9)(DI*1), Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y3
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x24, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDPS       X4, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y3, X2
+	VADDPS       X2, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*1)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_0x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      2(CX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPBROADCASTW (CX), X6
+	VCVTPH2PS    X6, Y6
+	VPMADDUBSW   2(R8), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (R9), Y7, Y7
+	VBROADCASTSS 32(R9), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VPMADDUBSW   2(R8)(SI*1), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (R9)(DI*1), Y7, Y7
+	VBROADCASTSS 32(R9)(DI*1), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y3
+	VPMADDUBSW   2(R8)(SI*2), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (R9)(DI*2), Y7, Y7
+	VBROADCASTSS 32(R9)(DI*2), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y4
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x24, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X5
+	VADDPS       X5, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y3, X2
+	VADDPS       X2, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*2)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_0x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	LEAQ   (R8)(SI*2), R11
+	ADDQ   SI, R11
+	MOVQ   aux+48(FP), R9
+	LEAQ   (R9)(DI*2), R12
+	ADDQ   DI, R12
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      2(CX), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y6
 	VPAND        Y1, Y6, Y6
-	VPBROADCASTW (AX), X7
+	VPBROADCASTW (CX), X7
 	VCVTPH2PS    X7, Y7
-	VPMADDUBSW   2(CX), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (BX), Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 32(BX), Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VPMADDUBSW   2(CX)(DX*1), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (BX)(SI*1), Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 32(BX)(SI*1), Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VPMADDUBSW   2(CX)(DX*2), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (BX)(SI*2), Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 32(BX)(SI*2), Y9
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y4
 	VPMADDUBSW   2(R8), Y6, Y8
 	VPMADDWD     Y8, Y0, Y8
 	VPSUBD       (R9), Y8, Y8
-	VCVTDQ2PS    Y8, Y8
 	VBROADCASTSS 32(R9), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VPMADDUBSW   2(R8)(SI*1), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R9)(DI*1), Y8, Y8
+	VBROADCASTSS 32(R9)(DI*1), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VPMADDUBSW   2(R8)(SI*2), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R9)(DI*2), Y8, Y8
+	VBROADCASTSS 32(R9)(DI*2), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y4
+	VPMADDUBSW   2(R11), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R12), Y8, Y8
+	VBROADCASTSS 32(R12), Y9
+	VCVTDQ2PS    Y8, Y8
 	VMULPS       Y7, Y9, Y9
 	VFMADD231PS  Y8, Y9, Y5
-	ADDQ         $0x12, AX
-	ADDQ         $0x22, CX
+	ADDQ         $0x12, CX
 	ADDQ         $0x22, R8
-	ADDQ         $0x24, BX
+	ADDQ         $0x22, R11
 	ADDQ         $0x24, R9
-	DECQ         DI
-	JMP          loop
+	ADDQ         $0x24, R12
+	DECQ         R10
+	JMP          blk
 
-done:
-	MOVQ         out+48(FP), AX
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y5, Y4, Y4
-	VHADDPS      Y4, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VMOVUPS      X0, (AX)
+fin:
+	VEXTRACTF128 $0x01, Y2, X6
+	VADDPS       X6, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y3, X2
+	VADDPS       X2, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*2)
+	VEXTRACTF128 $0x01, Y5, X2
+	VADDPS       X2, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	LEAQ         (AX)(BX*2), R8
+	ADDQ         BX, R8
+	VMOVSS       X5, (R8)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_0x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x00010001, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   aux+48(FP), SI
+	MOVQ   nb+64(FP), DI
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      6(CX), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y3
+	VPAND        Y1, Y3, Y3
+	VPBROADCASTD 2(CX), Y4
+	VPSHUFB      qBitShuf<>+0(SB), Y4, Y4
+	VPOR         qBitSel<>+0(SB), Y4, Y4
+	VPCMPEQB     qOnes8<>+0(SB), Y4, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, Y4
+	VPMADDUBSW   2(BX), Y3, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPSUBD       (SI), Y5, Y5
+	VBROADCASTSS 32(SI), Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y2
+	ADDQ         $0x16, CX
+	ADDQ         $0x22, BX
+	ADDQ         $0x24, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+DATA qBitShuf<>+0(SB)/1, $0x00
+DATA qBitShuf<>+1(SB)/1, $0x00
+DATA qBitShuf<>+2(SB)/1, $0x00
+DATA qBitShuf<>+3(SB)/1, $0x00
+DATA qBitShuf<>+4(SB)/1, $0x00
+DATA qBitShuf<>+5(SB)/1, $0x00
+DATA qBitShuf<>+6(SB)/1, $0x00
+DATA qBitShuf<>+7(SB)/1, $0x00
+DATA qBitShuf<>+8(SB)/1, $0x01
+DATA qBitShuf<>+9(SB)/1, $0x01
+DATA qBitShuf<>+10(SB)/1, $0x01
+DATA qBitShuf<>+11(SB)/1, $0x01
+DATA qBitShuf<>+12(SB)/1, $0x01
+DATA qBitShuf<>+13(SB)/1, $0x01
+DATA qBitShuf<>+14(SB)/1, $0x01
+DATA qBitShuf<>+15(SB)/1, $0x01
+DATA qBitShuf<>+16(SB)/1, $0x02
+DATA qBitShuf<>+17(SB)/1, $0x02
+DATA qBitShuf<>+18(SB)/1, $0x02
+DATA qBitShuf<>+19(SB)/1, $0x02
+DATA qBitShuf<>+20(SB)/1, $0x02
+DATA qBitShuf<>+21(SB)/1, $0x02
+DATA qBitShuf<>+22(SB)/1, $0x02
+DATA qBitShuf<>+23(SB)/1, $0x02
+DATA qBitShuf<>+24(SB)/1, $0x03
+DATA qBitShuf<>+25(SB)/1, $0x03
+DATA qBitShuf<>+26(SB)/1, $0x03
+DATA qBitShuf<>+27(SB)/1, $0x03
+DATA qBitShuf<>+28(SB)/1, $0x03
+DATA qBitShuf<>+29(SB)/1, $0x03
+DATA qBitShuf<>+30(SB)/1, $0x03
+DATA qBitShuf<>+31(SB)/1, $0x03
+GLOBL qBitShuf<>(SB), RODATA|NOPTR, $32
+
+DATA qBitSel<>+0(SB)/1, $0xfe
+DATA qBitSel<>+1(SB)/1, $0xfd
+DATA qBitSel<>+2(SB)/1, $0xfb
+DATA qBitSel<>+3(SB)/1, $0xf7
+DATA qBitSel<>+4(SB)/1, $0xef
+DATA qBitSel<>+5(SB)/1, $0xdf
+DATA qBitSel<>+6(SB)/1, $0xbf
+DATA qBitSel<>+7(SB)/1, $0x7f
+DATA qBitSel<>+8(SB)/1, $0xfe
+DATA qBitSel<>+9(SB)/1, $0xfd
+DATA qBitSel<>+10(SB)/1, $0xfb
+DATA qBitSel<>+11(SB)/1, $0xf7
+DATA qBitSel<>+12(SB)/1, $0xef
+DATA qBitSel<>+13(SB)/1, $0xdf
+DATA qBitSel<>+14(SB)/1, $0xbf
+DATA qBitSel<>+15(SB)/1, $0x7f
+DATA qBitSel<>+16(SB)/1, $0xfe
+DATA qBitSel<>+17(SB)/1, $0xfd
+DATA qBitSel<>+18(SB)/1, $0xfb
+DATA qBitSel<>+19(SB)/1, $0xf7
+DATA qBitSel<>+20(SB)/1, $0xef
+DATA qBitSel<>+21(SB)/1, $0xdf
+DATA qBitSel<>+22(SB)/1, $0xbf
+DATA qBitSel<>+23(SB)/1, $0x7f
+DATA qBitSel<>+24(SB)/1, $0xfe
+DATA qBitSel<>+25(SB)/1, $0xfd
+DATA qBitSel<>+26(SB)/1, $0xfb
+DATA qBitSel<>+27(SB)/1, $0xf7
+DATA qBitSel<>+28(SB)/1, $0xef
+DATA qBitSel<>+29(SB)/1, $0xdf
+DATA qBitSel<>+30(SB)/1, $0xbf
+DATA qBitSel<>+31(SB)/1, $0x7f
+GLOBL qBitSel<>(SB), RODATA|NOPTR, $32
+
+DATA qOnes8<>+0(SB)/1, $0xff
+DATA qOnes8<>+1(SB)/1, $0xff
+DATA qOnes8<>+2(SB)/1, $0xff
+DATA qOnes8<>+3(SB)/1, $0xff
+DATA qOnes8<>+4(SB)/1, $0xff
+DATA qOnes8<>+5(SB)/1, $0xff
+DATA qOnes8<>+6(SB)/1, $0xff
+DATA qOnes8<>+7(SB)/1, $0xff
+DATA qOnes8<>+8(SB)/1, $0xff
+DATA qOnes8<>+9(SB)/1, $0xff
+DATA qOnes8<>+10(SB)/1, $0xff
+DATA qOnes8<>+11(SB)/1, $0xff
+DATA qOnes8<>+12(SB)/1, $0xff
+DATA qOnes8<>+13(SB)/1, $0xff
+DATA qOnes8<>+14(SB)/1, $0xff
+DATA qOnes8<>+15(SB)/1, $0xff
+DATA qOnes8<>+16(SB)/1, $0xff
+DATA qOnes8<>+17(SB)/1, $0xff
+DATA qOnes8<>+18(SB)/1, $0xff
+DATA qOnes8<>+19(SB)/1, $0xff
+DATA qOnes8<>+20(SB)/1, $0xff
+DATA qOnes8<>+21(SB)/1, $0xff
+DATA qOnes8<>+22(SB)/1, $0xff
+DATA qOnes8<>+23(SB)/1, $0xff
+DATA qOnes8<>+24(SB)/1, $0xff
+DATA qOnes8<>+25(SB)/1, $0xff
+DATA qOnes8<>+26(SB)/1, $0xff
+DATA qOnes8<>+27(SB)/1, $0xff
+DATA qOnes8<>+28(SB)/1, $0xff
+DATA qOnes8<>+29(SB)/1, $0xff
+DATA qOnes8<>+30(SB)/1, $0xff
+DATA qOnes8<>+31(SB)/1, $0xff
+GLOBL qOnes8<>(SB), RODATA|NOPTR, $32
+
+DATA qX10<>+0(SB)/1, $0x10
+DATA qX10<>+1(SB)/1, $0x10
+DATA qX10<>+2(SB)/1, $0x10
+DATA qX10<>+3(SB)/1, $0x10
+DATA qX10<>+4(SB)/1, $0x10
+DATA qX10<>+5(SB)/1, $0x10
+DATA qX10<>+6(SB)/1, $0x10
+DATA qX10<>+7(SB)/1, $0x10
+DATA qX10<>+8(SB)/1, $0x10
+DATA qX10<>+9(SB)/1, $0x10
+DATA qX10<>+10(SB)/1, $0x10
+DATA qX10<>+11(SB)/1, $0x10
+DATA qX10<>+12(SB)/1, $0x10
+DATA qX10<>+13(SB)/1, $0x10
+DATA qX10<>+14(SB)/1, $0x10
+DATA qX10<>+15(SB)/1, $0x10
+DATA qX10<>+16(SB)/1, $0x10
+DATA qX10<>+17(SB)/1, $0x10
+DATA qX10<>+18(SB)/1, $0x10
+DATA qX10<>+19(SB)/1, $0x10
+DATA qX10<>+20(SB)/1, $0x10
+DATA qX10<>+21(SB)/1, $0x10
+DATA qX10<>+22(SB)/1, $0x10
+DATA qX10<>+23(SB)/1, $0x10
+DATA qX10<>+24(SB)/1, $0x10
+DATA qX10<>+25(SB)/1, $0x10
+DATA qX10<>+26(SB)/1, $0x10
+DATA qX10<>+27(SB)/1, $0x10
+DATA qX10<>+28(SB)/1, $0x10
+DATA qX10<>+29(SB)/1, $0x10
+DATA qX10<>+30(SB)/1, $0x10
+DATA qX10<>+31(SB)/1, $0x10
+GLOBL qX10<>(SB), RODATA|NOPTR, $32
+
+// func q5_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_0x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      6(CX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPBROADCASTD 2(CX), Y5
+	VPSHUFB      qBitShuf<>+0(SB), Y5, Y5
+	VPOR         qBitSel<>+0(SB), Y5, Y5
+	VPCMPEQB     qOnes8<>+0(SB), Y5, Y5
+	VPAND        qX10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPMADDUBSW   2(R8), Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (R9), Y6, Y6
+	VBROADCASTSS 32(R9), Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VPMADDUBSW   2(R8)(SI*1), Y4, Y6
+	VPMADDWD     Y6, Y0, Y6
+	VPSUBD       (R9)(DI*1), Y6, Y6
+	VBROADCASTSS 32(R9)(DI*1), Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y3
+	ADDQ         $0x16, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x24, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDPS       X4, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y3, X2
+	VADDPS       X2, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*1)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_0x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      6(CX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPBROADCASTD 2(CX), Y6
+	VPSHUFB      qBitShuf<>+0(SB), Y6, Y6
+	VPOR         qBitSel<>+0(SB), Y6, Y6
+	VPCMPEQB     qOnes8<>+0(SB), Y6, Y6
+	VPAND        qX10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPBROADCASTW (CX), X6
+	VCVTPH2PS    X6, Y6
+	VPMADDUBSW   2(R8), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (R9), Y7, Y7
+	VBROADCASTSS 32(R9), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VPMADDUBSW   2(R8)(SI*1), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (R9)(DI*1), Y7, Y7
+	VBROADCASTSS 32(R9)(DI*1), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y3
+	VPMADDUBSW   2(R8)(SI*2), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (R9)(DI*2), Y7, Y7
+	VBROADCASTSS 32(R9)(DI*2), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y4
+	ADDQ         $0x16, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x24, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X5
+	VADDPS       X5, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y3, X2
+	VADDPS       X2, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*2)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_0x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	LEAQ   (R8)(SI*2), R11
+	ADDQ   SI, R11
+	MOVQ   aux+48(FP), R9
+	LEAQ   (R9)(DI*2), R12
+	ADDQ   DI, R12
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      6(CX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 2(CX), Y7
+	VPSHUFB      qBitShuf<>+0(SB), Y7, Y7
+	VPOR         qBitSel<>+0(SB), Y7, Y7
+	VPCMPEQB     qOnes8<>+0(SB), Y7, Y7
+	VPAND        qX10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VPMADDUBSW   2(R8), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R9), Y8, Y8
+	VBROADCASTSS 32(R9), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VPMADDUBSW   2(R8)(SI*1), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R9)(DI*1), Y8, Y8
+	VBROADCASTSS 32(R9)(DI*1), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VPMADDUBSW   2(R8)(SI*2), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R9)(DI*2), Y8, Y8
+	VBROADCASTSS 32(R9)(DI*2), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y4
+	VPMADDUBSW   2(R11), Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPSUBD       (R12), Y8, Y8
+	VBROADCASTSS 32(R12), Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y5
+	ADDQ         $0x16, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x22, R11
+	ADDQ         $0x24, R9
+	ADDQ         $0x24, R12
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X6
+	VADDPS       X6, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y3, X2
+	VADDPS       X2, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*2)
+	VEXTRACTF128 $0x01, Y5, X2
+	VADDPS       X2, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	LEAQ         (AX)(BX*2), R8
+	ADDQ         BX, R8
+	VMOVSS       X5, (R8)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_1x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x00010001, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   aux+48(FP), SI
+	MOVQ   nb+64(FP), DI
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      4(CX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW 2(CX), X6
+	VCVTPH2PS    X6, Y6
+	VPMADDUBSW   2(BX), Y4, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW (BX), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VFMADD231SS  (SI), X6, X3
+	ADDQ         $0x14, CX
+	ADDQ         $0x22, BX
+	ADDQ         $0x04, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDPS       X4, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_1x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      4(CX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VPBROADCASTW 2(CX), X8
+	VCVTPH2PS    X8, Y8
+	VPMADDUBSW   2(R8), Y6, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (R8), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y2
+	VFMADD231SS  (R9), X8, X3
+	VPMADDUBSW   2(R8)(SI*1), Y6, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (R8)(SI*1), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y4
+	VFMADD231SS  (R9)(DI*1), X8, X5
+	ADDQ         $0x14, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X6
+	VADDPS       X6, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_1x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      4(CX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y1, Y8, Y8
+	VPBROADCASTW (CX), X9
+	VCVTPH2PS    X9, Y9
+	VPBROADCASTW 2(CX), X10
+	VCVTPH2PS    X10, Y10
+	VPMADDUBSW   2(R8), Y8, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R8), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y2
+	VFMADD231SS  (R9), X10, X3
+	VPMADDUBSW   2(R8)(SI*1), Y8, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R8)(SI*1), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y4
+	VFMADD231SS  (R9)(DI*1), X10, X5
+	VPMADDUBSW   2(R8)(SI*2), Y8, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R8)(SI*2), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y6
+	VFMADD231SS  (R9)(DI*2), X10, X7
+	ADDQ         $0x14, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X8
+	VADDPS       X8, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y6, X2
+	VADDPS       X2, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VADDSS       X7, X6, X6
+	VMOVSS       X6, (AX)(BX*2)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_1x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	LEAQ   (R8)(SI*2), R11
+	ADDQ   SI, R11
+	MOVQ   aux+48(FP), R9
+	LEAQ   (R9)(DI*2), R12
+	ADDQ   DI, R12
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      4(CX), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VPAND        Y1, Y10, Y10
+	VPBROADCASTW (CX), X11
+	VCVTPH2PS    X11, Y11
+	VPBROADCASTW 2(CX), X12
+	VCVTPH2PS    X12, Y12
+	VPMADDUBSW   2(R8), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R8), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y2
+	VFMADD231SS  (R9), X12, X3
+	VPMADDUBSW   2(R8)(SI*1), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R8)(SI*1), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y4
+	VFMADD231SS  (R9)(DI*1), X12, X5
+	VPMADDUBSW   2(R8)(SI*2), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R8)(SI*2), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y6
+	VFMADD231SS  (R9)(DI*2), X12, X7
+	VPMADDUBSW   2(R11), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R11), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y8
+	VFMADD231SS  (R12), X12, X9
+	ADDQ         $0x14, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x22, R11
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R12
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X10
+	VADDPS       X10, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y6, X2
+	VADDPS       X2, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VADDSS       X7, X6, X6
+	VMOVSS       X6, (AX)(BX*2)
+	VEXTRACTF128 $0x01, Y8, X2
+	VADDPS       X2, X8, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	VADDSS       X9, X8, X8
+	LEAQ         (AX)(BX*2), R8
+	ADDQ         BX, R8
+	VMOVSS       X8, (R8)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_1x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x00010001, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   aux+48(FP), SI
+	MOVQ   nb+64(FP), DI
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      8(CX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPBROADCASTD 4(CX), Y5
+	VPSHUFB      qBitShuf<>+0(SB), Y5, Y5
+	VPOR         qBitSel<>+0(SB), Y5, Y5
+	VPCMPEQB     qOnes8<>+0(SB), Y5, Y5
+	VPAND        qX10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW 2(CX), X6
+	VCVTPH2PS    X6, Y6
+	VPMADDUBSW   2(BX), Y4, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW (BX), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VFMADD231SS  (SI), X6, X3
+	ADDQ         $0x18, CX
+	ADDQ         $0x22, BX
+	ADDQ         $0x04, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDPS       X4, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_1x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      8(CX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 4(CX), Y7
+	VPSHUFB      qBitShuf<>+0(SB), Y7, Y7
+	VPOR         qBitSel<>+0(SB), Y7, Y7
+	VPCMPEQB     qOnes8<>+0(SB), Y7, Y7
+	VPAND        qX10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VPBROADCASTW 2(CX), X8
+	VCVTPH2PS    X8, Y8
+	VPMADDUBSW   2(R8), Y6, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (R8), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y2
+	VFMADD231SS  (R9), X8, X3
+	VPMADDUBSW   2(R8)(SI*1), Y6, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (R8)(SI*1), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y4
+	VFMADD231SS  (R9)(DI*1), X8, X5
+	ADDQ         $0x18, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X6
+	VADDPS       X6, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_1x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      8(CX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y1, Y8, Y8
+	VPBROADCASTD 4(CX), Y9
+	VPSHUFB      qBitShuf<>+0(SB), Y9, Y9
+	VPOR         qBitSel<>+0(SB), Y9, Y9
+	VPCMPEQB     qOnes8<>+0(SB), Y9, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPBROADCASTW (CX), X9
+	VCVTPH2PS    X9, Y9
+	VPBROADCASTW 2(CX), X10
+	VCVTPH2PS    X10, Y10
+	VPMADDUBSW   2(R8), Y8, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R8), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y2
+	VFMADD231SS  (R9), X10, X3
+	VPMADDUBSW   2(R8)(SI*1), Y8, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R8)(SI*1), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y4
+	VFMADD231SS  (R9)(DI*1), X10, X5
+	VPMADDUBSW   2(R8)(SI*2), Y8, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R8)(SI*2), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y6
+	VFMADD231SS  (R9)(DI*2), X10, X7
+	ADDQ         $0x18, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X8
+	VADDPS       X8, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y6, X2
+	VADDPS       X2, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VADDSS       X7, X6, X6
+	VMOVSS       X6, (AX)(BX*2)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_1x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x00010001, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	LEAQ   (R8)(SI*2), R11
+	ADDQ   SI, R11
+	MOVQ   aux+48(FP), R9
+	LEAQ   (R9)(DI*2), R12
+	ADDQ   DI, R12
+	MOVQ   nb+64(FP), R10
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      8(CX), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VPAND        Y1, Y10, Y10
+	VPBROADCASTD 4(CX), Y11
+	VPSHUFB      qBitShuf<>+0(SB), Y11, Y11
+	VPOR         qBitSel<>+0(SB), Y11, Y11
+	VPCMPEQB     qOnes8<>+0(SB), Y11, Y11
+	VPAND        qX10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPBROADCASTW (CX), X11
+	VCVTPH2PS    X11, Y11
+	VPBROADCASTW 2(CX), X12
+	VCVTPH2PS    X12, Y12
+	VPMADDUBSW   2(R8), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R8), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y2
+	VFMADD231SS  (R9), X12, X3
+	VPMADDUBSW   2(R8)(SI*1), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R8)(SI*1), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y4
+	VFMADD231SS  (R9)(DI*1), X12, X5
+	VPMADDUBSW   2(R8)(SI*2), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R8)(SI*2), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y6
+	VFMADD231SS  (R9)(DI*2), X12, X7
+	VPMADDUBSW   2(R11), Y10, Y13
+	VPMADDWD     Y13, Y0, Y13
+	VPBROADCASTW (R11), X14
+	VCVTPH2PS    X14, Y14
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y11, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y8
+	VFMADD231SS  (R12), X12, X9
+	ADDQ         $0x18, CX
+	ADDQ         $0x22, R8
+	ADDQ         $0x22, R11
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R12
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y2, X10
+	VADDPS       X10, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y4, X2
+	VADDPS       X2, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VADDSS       X5, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y6, X2
+	VADDPS       X2, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VADDSS       X7, X6, X6
+	VMOVSS       X6, (AX)(BX*2)
+	VEXTRACTF128 $0x01, Y8, X2
+	VADDPS       X2, X8, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	VADDSS       X9, X8, X8
+	LEAQ         (AX)(BX*2), R8
+	ADDQ         BX, R8
+	VMOVSS       X8, (R8)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func iq4nlx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·iq4nlx1AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x00010001, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+	VMOVDQU      qIQ4NL<>+0(SB), Y2
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+64(FP), SI
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	VMOVDQU      2(CX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPSHUFB      Y4, Y2, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VMOVDQU      2(BX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW (BX), X5
+	VCVTPH2PS    X5, Y5
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y5, Y5
+	VFMADD231PS  Y8, Y5, Y3
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+DATA qIQ4NL<>+0(SB)/1, $0x81
+DATA qIQ4NL<>+1(SB)/1, $0x98
+DATA qIQ4NL<>+2(SB)/1, $0xad
+DATA qIQ4NL<>+3(SB)/1, $0xbf
+DATA qIQ4NL<>+4(SB)/1, $0xcf
+DATA qIQ4NL<>+5(SB)/1, $0xdd
+DATA qIQ4NL<>+6(SB)/1, $0xea
+DATA qIQ4NL<>+7(SB)/1, $0xf6
+DATA qIQ4NL<>+8(SB)/1, $0x01
+DATA qIQ4NL<>+9(SB)/1, $0x0d
+DATA qIQ4NL<>+10(SB)/1, $0x19
+DATA qIQ4NL<>+11(SB)/1, $0x26
+DATA qIQ4NL<>+12(SB)/1, $0x35
+DATA qIQ4NL<>+13(SB)/1, $0x45
+DATA qIQ4NL<>+14(SB)/1, $0x59
+DATA qIQ4NL<>+15(SB)/1, $0x71
+DATA qIQ4NL<>+16(SB)/1, $0x81
+DATA qIQ4NL<>+17(SB)/1, $0x98
+DATA qIQ4NL<>+18(SB)/1, $0xad
+DATA qIQ4NL<>+19(SB)/1, $0xbf
+DATA qIQ4NL<>+20(SB)/1, $0xcf
+DATA qIQ4NL<>+21(SB)/1, $0xdd
+DATA qIQ4NL<>+22(SB)/1, $0xea
+DATA qIQ4NL<>+23(SB)/1, $0xf6
+DATA qIQ4NL<>+24(SB)/1, $0x01
+DATA qIQ4NL<>+25(SB)/1, $0x0d
+DATA qIQ4NL<>+26(SB)/1, $0x19
+DATA qIQ4NL<>+27(SB)/1, $0x26
+DATA qIQ4NL<>+28(SB)/1, $0x35
+DATA qIQ4NL<>+29(SB)/1, $0x45
+DATA qIQ4NL<>+30(SB)/1, $0x59
+DATA qIQ4NL<>+31(SB)/1, $0x71
+GLOBL qIQ4NL<>(SB), RODATA|NOPTR, $32
+
+// func iq4nlx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·iq4nlx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X1
+	VPBROADCASTD X1, Y1
+	VMOVDQU      qIQ4NL<>+0(SB), Y2
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(CX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPSHUFB      Y5, Y2, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPBROADCASTW (CX), X8
+	VCVTPH2PS    X8, Y8
+	VMOVDQU      2(DI), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (DI), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y3
+	VMOVDQU      2(DI)(SI*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (DI)(SI*1), X6
+	VCVTPH2PS    X6, Y6
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y6, Y6
+	VFMADD231PS  Y9, Y6, Y4
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y3, X5
+	VADDPS       X5, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)
+	VEXTRACTF128 $0x01, Y4, X3
+	VADDPS       X3, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·iq4nlx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X1
+	VPBROADCASTD X1, Y1
+	VMOVDQU      qIQ4NL<>+0(SB), Y2
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(CX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPSHUFB      Y6, Y2, Y7
+	VPSIGNB      Y7, Y7, Y8
+	VPBROADCASTW (CX), X9
+	VCVTPH2PS    X9, Y9
+	VMOVDQU      2(DI), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VPBROADCASTW (DI), X11
+	VCVTPH2PS    X11, Y11
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y10, Y11, Y3
+	VMOVDQU      2(DI)(SI*1), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VPBROADCASTW (DI)(SI*1), X11
+	VCVTPH2PS    X11, Y11
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y10, Y11, Y4
+	VMOVDQU      2(DI)(SI*2), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y10, Y0, Y10
+	VPBROADCASTW (DI)(SI*2), X7
+	VCVTPH2PS    X7, Y7
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y7, Y7
+	VFMADD231PS  Y10, Y7, Y5
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y3, X6
+	VADDPS       X6, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)
+	VEXTRACTF128 $0x01, Y4, X3
+	VADDPS       X3, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y5, X3
+	VADDPS       X3, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	VMOVSS       X5, (AX)(BX*2)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·iq4nlx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVL         $0x00010001, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X1
+	VPBROADCASTD X1, Y1
+	VMOVDQU      qIQ4NL<>+0(SB), Y2
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	LEAQ   (DI)(SI*2), R9
+	ADDQ   SI, R9
+	MOVQ   nb+64(FP), R8
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(CX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPSHUFB      Y7, Y2, Y8
+	VPSIGNB      Y8, Y8, Y9
+	VPBROADCASTW (CX), X10
+	VCVTPH2PS    X10, Y10
+	VMOVDQU      2(DI), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (DI), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y3
+	VMOVDQU      2(DI)(SI*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (DI)(SI*1), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y4
+	VMOVDQU      2(DI)(SI*2), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (DI)(SI*2), X12
+	VCVTPH2PS    X12, Y12
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y12, Y12
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVDQU      2(R9), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y11, Y0, Y11
+	VPBROADCASTW (R9), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y8, Y8
+	VFMADD231PS  Y11, Y8, Y6
+	ADDQ         $0x12, CX
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R9
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y3, X7
+	VADDPS       X7, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)
+	VEXTRACTF128 $0x01, Y4, X3
+	VADDPS       X3, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VMOVSS       X4, (AX)(BX*1)
+	VEXTRACTF128 $0x01, Y5, X3
+	VADDPS       X3, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	VMOVSS       X5, (AX)(BX*2)
+	VEXTRACTF128 $0x01, Y6, X3
+	VADDPS       X3, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	LEAQ         (AX)(BX*2), DI
+	ADDQ         BX, DI
+	VMOVSS       X6, (DI)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_KAVX2(SB), $848-64
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+
+row:
+	TESTQ   DX, DX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 160(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 192(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 224(SP)
+	MOVQ    x+32(FP), BX
+	MOVQ    nb+48(FP), SI
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	MOVL         4(CX), DI
+	MOVL         8(CX), R8
+	MOVL         12(CX), R9
+	MOVL         R9, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	ANDL         $0x3f3f3f3f, R8
+	ANDL         $0x0f0f0f0f, R9
+	MOVL         DI, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R9
+	ANDL         $0x3f3f3f3f, DI
+	MOVL         DI, 832(SP)
+	MOVL         R9, 836(SP)
+	MOVL         R8, 840(SP)
+	MOVL         R10, 844(SP)
+	VPMOVZXBW    832(SP), Y0
+	VMOVDQU      Y0, 768(SP)
+	VPBROADCASTW 768(SP), Y0
+	VMOVDQU      Y0, 512(SP)
+	VPBROADCASTW 770(SP), Y0
+	VMOVDQU      Y0, 544(SP)
+	VPBROADCASTW 772(SP), Y0
+	VMOVDQU      Y0, 576(SP)
+	VPBROADCASTW 774(SP), Y0
+	VMOVDQU      Y0, 608(SP)
+	VPBROADCASTW 776(SP), Y0
+	VMOVDQU      Y0, 640(SP)
+	VPBROADCASTW 778(SP), Y0
+	VMOVDQU      Y0, 672(SP)
+	VPBROADCASTW 780(SP), Y0
+	VMOVDQU      Y0, 704(SP)
+	VPBROADCASTW 782(SP), Y0
+	VMOVDQU      Y0, 736(SP)
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      16(CX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 256(SP)
+	VMOVDQU      Y2, 288(SP)
+	VMOVDQU      48(CX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 320(SP)
+	VMOVDQU      Y2, 352(SP)
+	VMOVDQU      80(CX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 384(SP)
+	VMOVDQU      Y2, 416(SP)
+	VMOVDQU      112(CX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 448(SP)
+	VMOVDQU      Y2, 480(SP)
+	VPBROADCASTW (CX), X0
+	VCVTPH2PS    X0, X0
+	VPBROADCASTW 2(CX), X1
+	VCVTPH2PS    X1, X1
+	MOVQ         BX, DI
+	LEAQ         (SP), R8
+	MOVQ         nt+56(FP), R9
+
+pair:
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      256(SP), Y3
+	VPMADDUBSW   4(DI), Y3, Y3
+	VPMADDWD     512(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      288(SP), Y3
+	VPMADDUBSW   36(DI), Y3, Y3
+	VPMADDWD     544(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      320(SP), Y3
+	VPMADDUBSW   68(DI), Y3, Y3
+	VPMADDWD     576(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      352(SP), Y3
+	VPMADDUBSW   100(DI), Y3, Y3
+	VPMADDWD     608(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      384(SP), Y3
+	VPMADDUBSW   132(DI), Y3, Y3
+	VPMADDWD     640(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      416(SP), Y3
+	VPMADDUBSW   164(DI), Y3, Y3
+	VPMADDWD     672(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      448(SP), Y3
+	VPMADDUBSW   196(DI), Y3, Y3
+	VPMADDWD     704(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      480(SP), Y3
+	VPMADDUBSW   228(DI), Y3, Y3
+	VPMADDWD     736(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVSS       (DI), X3
+	VMULSS       X0, X3, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      (R8), Y5
+	VFMADD231PS  Y2, Y4, Y5
+	VMOVUPS      Y5, (R8)
+	VMULSS       X1, X3, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      128(R8), Y3
+	VMOVDQU      260(DI), Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPHADDW      X5, X4, X5
+	VPMADDWD     784(SP), X5, X5
+	VCVTDQ2PS    X5, X5
+	VFNMADD231PS X5, X2, X3
+	VMOVUPS      X3, 128(R8)
+	MOVQ         xstride+40(FP), R10
+	ADDQ         R10, DI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          pair
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000124, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	MOVQ AX, BX
+	MOVQ ystride+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SP), DI
+	MOVQ nt+56(FP), R8
+
+red:
+	VMOVUPS      (DI), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVUPS      128(DI), Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (BX)
+	ADDQ         SI, BX
+	ADDQ         $0x20, DI
+	DECQ         R8
+	JNE          red
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_KAVX2(SB), $848-64
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+
+row:
+	TESTQ   DX, DX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 160(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 192(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 224(SP)
+	MOVQ    x+32(FP), BX
+	MOVQ    nb+48(FP), SI
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	MOVL         4(CX), DI
+	MOVL         8(CX), R8
+	MOVL         12(CX), R9
+	MOVL         R9, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	ANDL         $0x3f3f3f3f, R8
+	ANDL         $0x0f0f0f0f, R9
+	MOVL         DI, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R9
+	ANDL         $0x3f3f3f3f, DI
+	MOVL         DI, 832(SP)
+	MOVL         R9, 836(SP)
+	MOVL         R8, 840(SP)
+	MOVL         R10, 844(SP)
+	VPMOVZXBW    832(SP), Y0
+	VMOVDQU      Y0, 768(SP)
+	VPBROADCASTW 768(SP), Y0
+	VMOVDQU      Y0, 512(SP)
+	VPBROADCASTW 770(SP), Y0
+	VMOVDQU      Y0, 544(SP)
+	VPBROADCASTW 772(SP), Y0
+	VMOVDQU      Y0, 576(SP)
+	VPBROADCASTW 774(SP), Y0
+	VMOVDQU      Y0, 608(SP)
+	VPBROADCASTW 776(SP), Y0
+	VMOVDQU      Y0, 640(SP)
+	VPBROADCASTW 778(SP), Y0
+	VMOVDQU      Y0, 672(SP)
+	VPBROADCASTW 780(SP), Y0
+	VMOVDQU      Y0, 704(SP)
+	VPBROADCASTW 782(SP), Y0
+	VMOVDQU      Y0, 736(SP)
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      16(CX), Y1
+	VMOVDQU      48(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        Y0, Y2, Y2
+	VPAND        Y0, Y3, Y3
+	VPSLLW       $0x04, Y1, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSLLW       $0x03, Y1, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VMOVDQU      Y2, 256(SP)
+	VMOVDQU      Y3, 288(SP)
+	VMOVDQU      80(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        Y0, Y2, Y2
+	VPAND        Y0, Y3, Y3
+	VPSLLW       $0x02, Y1, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSLLW       $0x01, Y1, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VMOVDQU      Y2, 320(SP)
+	VMOVDQU      Y3, 352(SP)
+	VMOVDQU      112(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        Y0, Y2, Y2
+	VPAND        Y0, Y3, Y3
+	VPAND        qX10<>+0(SB), Y1, Y4
+	VPOR         Y4, Y2, Y2
+	VPSRLW       $0x01, Y1, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VMOVDQU      Y2, 384(SP)
+	VMOVDQU      Y3, 416(SP)
+	VMOVDQU      144(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        Y0, Y2, Y2
+	VPAND        Y0, Y3, Y3
+	VPSRLW       $0x02, Y1, Y0
+	VPAND        qX10<>+0(SB), Y0, Y0
+	VPOR         Y0, Y2, Y2
+	VPSRLW       $0x03, Y1, Y0
+	VPAND        qX10<>+0(SB), Y0, Y0
+	VPOR         Y0, Y3, Y3
+	VMOVDQU      Y2, 448(SP)
+	VMOVDQU      Y3, 480(SP)
+	VPBROADCASTW (CX), X0
+	VCVTPH2PS    X0, X0
+	VPBROADCASTW 2(CX), X1
+	VCVTPH2PS    X1, X1
+	MOVQ         BX, DI
+	LEAQ         (SP), R8
+	MOVQ         nt+56(FP), R9
+
+pair:
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      256(SP), Y3
+	VPMADDUBSW   4(DI), Y3, Y3
+	VPMADDWD     512(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      288(SP), Y3
+	VPMADDUBSW   36(DI), Y3, Y3
+	VPMADDWD     544(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      320(SP), Y3
+	VPMADDUBSW   68(DI), Y3, Y3
+	VPMADDWD     576(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      352(SP), Y3
+	VPMADDUBSW   100(DI), Y3, Y3
+	VPMADDWD     608(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      384(SP), Y3
+	VPMADDUBSW   132(DI), Y3, Y3
+	VPMADDWD     640(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      416(SP), Y3
+	VPMADDUBSW   164(DI), Y3, Y3
+	VPMADDWD     672(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      448(SP), Y3
+	VPMADDUBSW   196(DI), Y3, Y3
+	VPMADDWD     704(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      480(SP), Y3
+	VPMADDUBSW   228(DI), Y3, Y3
+	VPMADDWD     736(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVSS       (DI), X3
+	VMULSS       X0, X3, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      (R8), Y5
+	VFMADD231PS  Y2, Y4, Y5
+	VMOVUPS      Y5, (R8)
+	VMULSS       X1, X3, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      128(R8), Y3
+	VMOVDQU      260(DI), Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPHADDW      X5, X4, X5
+	VPMADDWD     784(SP), X5, X5
+	VCVTDQ2PS    X5, X5
+	VFNMADD231PS X5, X2, X3
+	VMOVUPS      X3, 128(R8)
+	MOVQ         xstride+40(FP), R10
+	ADDQ         R10, DI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          pair
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000124, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	MOVQ AX, BX
+	MOVQ ystride+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SP), DI
+	MOVQ nt+56(FP), R8
+
+red:
+	VMOVUPS      (DI), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVUPS      128(DI), Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (BX)
+	ADDQ         SI, BX
+	ADDQ         $0x20, DI
+	DECQ         R8
+	JNE          red
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q6_KAVX2(SB), $848-64
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+
+row:
+	TESTQ   DX, DX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 160(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 192(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 224(SP)
+	MOVQ    x+32(FP), BX
+	MOVQ    nb+48(FP), SI
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	VPMOVSXBW    192(CX), Y0
+	VMOVDQU      Y0, 768(SP)
+	VPBROADCASTD 768(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 512(SP)
+	VPBROADCASTD 772(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 544(SP)
+	VPBROADCASTD 776(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 576(SP)
+	VPBROADCASTD 780(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 608(SP)
+	VPBROADCASTD 784(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 640(SP)
+	VPBROADCASTD 788(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 672(SP)
+	VPBROADCASTD 792(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 704(SP)
+	VPBROADCASTD 796(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(SP)
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      (CX), Y1
+	VMOVDQU      32(CX), Y2
+	VMOVDQU      128(CX), Y3
+	VPAND        Y0, Y1, Y4
+	VPSLLW       $0x04, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 256(SP)
+	VPAND        Y0, Y2, Y4
+	VPSLLW       $0x02, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 288(SP)
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        Y0, Y1, Y1
+	VPAND        qX30<>+0(SB), Y3, Y4
+	VPOR         Y4, Y1, Y1
+	VMOVDQU      Y1, 320(SP)
+	VPSRLW       $0x04, Y2, Y1
+	VPAND        Y0, Y1, Y1
+	VPSRLW       $0x02, Y3, Y2
+	VPAND        qX30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      Y1, 352(SP)
+	VMOVDQU      64(CX), Y1
+	VMOVDQU      96(CX), Y2
+	VMOVDQU      160(CX), Y3
+	VPAND        Y0, Y1, Y4
+	VPSLLW       $0x04, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 384(SP)
+	VPAND        Y0, Y2, Y4
+	VPSLLW       $0x02, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 416(SP)
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        Y0, Y1, Y1
+	VPAND        qX30<>+0(SB), Y3, Y4
+	VPOR         Y4, Y1, Y1
+	VMOVDQU      Y1, 448(SP)
+	VPSRLW       $0x04, Y2, Y1
+	VPAND        Y0, Y1, Y1
+	VPSRLW       $0x02, Y3, Y0
+	VPAND        qX30<>+0(SB), Y0, Y0
+	VPOR         Y0, Y1, Y1
+	VMOVDQU      Y1, 480(SP)
+	VPBROADCASTW 208(CX), X0
+	VCVTPH2PS    X0, X0
+	MOVQ         BX, DI
+	LEAQ         (SP), R8
+	MOVQ         nt+56(FP), R9
+
+pair:
+	VPXOR        Y1, Y1, Y1
+	VMOVDQU      256(SP), Y2
+	VPMADDUBSW   4(DI), Y2, Y2
+	VPMADDWD     512(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      288(SP), Y2
+	VPMADDUBSW   36(DI), Y2, Y2
+	VPMADDWD     544(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      320(SP), Y2
+	VPMADDUBSW   68(DI), Y2, Y2
+	VPMADDWD     576(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      352(SP), Y2
+	VPMADDUBSW   100(DI), Y2, Y2
+	VPMADDWD     608(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      384(SP), Y2
+	VPMADDUBSW   132(DI), Y2, Y2
+	VPMADDWD     640(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      416(SP), Y2
+	VPMADDUBSW   164(DI), Y2, Y2
+	VPMADDWD     672(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      448(SP), Y2
+	VPMADDUBSW   196(DI), Y2, Y2
+	VPMADDWD     704(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      480(SP), Y2
+	VPMADDUBSW   228(DI), Y2, Y2
+	VPMADDWD     736(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      260(DI), Y2
+	VPMADDWD     768(SP), Y2, Y2
+	VPSLLD       $0x05, Y2, Y2
+	VPSUBD       Y2, Y1, Y1
+	VMOVSS       (DI), X2
+	VMULSS       X0, X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (R8), Y3
+	VFMADD231PS  Y1, Y2, Y3
+	VMOVUPS      Y3, (R8)
+	MOVQ         xstride+40(FP), R10
+	ADDQ         R10, DI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          pair
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000124, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	MOVQ AX, BX
+	MOVQ ystride+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SP), DI
+	MOVQ nt+56(FP), R8
+
+red:
+	VMOVUPS      (DI), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (BX)
+	ADDQ         SI, BX
+	ADDQ         $0x20, DI
+	DECQ         R8
+	JNE          red
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+DATA qPairShuf<>+0(SB)/1, $0x00
+DATA qPairShuf<>+1(SB)/1, $0x01
+DATA qPairShuf<>+2(SB)/1, $0x00
+DATA qPairShuf<>+3(SB)/1, $0x01
+DATA qPairShuf<>+4(SB)/1, $0x00
+DATA qPairShuf<>+5(SB)/1, $0x01
+DATA qPairShuf<>+6(SB)/1, $0x00
+DATA qPairShuf<>+7(SB)/1, $0x01
+DATA qPairShuf<>+8(SB)/1, $0x00
+DATA qPairShuf<>+9(SB)/1, $0x01
+DATA qPairShuf<>+10(SB)/1, $0x00
+DATA qPairShuf<>+11(SB)/1, $0x01
+DATA qPairShuf<>+12(SB)/1, $0x00
+DATA qPairShuf<>+13(SB)/1, $0x01
+DATA qPairShuf<>+14(SB)/1, $0x00
+DATA qPairShuf<>+15(SB)/1, $0x01
+DATA qPairShuf<>+16(SB)/1, $0x02
+DATA qPairShuf<>+17(SB)/1, $0x03
+DATA qPairShuf<>+18(SB)/1, $0x02
+DATA qPairShuf<>+19(SB)/1, $0x03
+DATA qPairShuf<>+20(SB)/1, $0x02
+DATA qPairShuf<>+21(SB)/1, $0x03
+DATA qPairShuf<>+22(SB)/1, $0x02
+DATA qPairShuf<>+23(SB)/1, $0x03
+DATA qPairShuf<>+24(SB)/1, $0x02
+DATA qPairShuf<>+25(SB)/1, $0x03
+DATA qPairShuf<>+26(SB)/1, $0x02
+DATA qPairShuf<>+27(SB)/1, $0x03
+DATA qPairShuf<>+28(SB)/1, $0x02
+DATA qPairShuf<>+29(SB)/1, $0x03
+DATA qPairShuf<>+30(SB)/1, $0x02
+DATA qPairShuf<>+31(SB)/1, $0x03
+GLOBL qPairShuf<>(SB), RODATA|NOPTR, $32
+
+DATA qX30<>+0(SB)/1, $0x30
+DATA qX30<>+1(SB)/1, $0x30
+DATA qX30<>+2(SB)/1, $0x30
+DATA qX30<>+3(SB)/1, $0x30
+DATA qX30<>+4(SB)/1, $0x30
+DATA qX30<>+5(SB)/1, $0x30
+DATA qX30<>+6(SB)/1, $0x30
+DATA qX30<>+7(SB)/1, $0x30
+DATA qX30<>+8(SB)/1, $0x30
+DATA qX30<>+9(SB)/1, $0x30
+DATA qX30<>+10(SB)/1, $0x30
+DATA qX30<>+11(SB)/1, $0x30
+DATA qX30<>+12(SB)/1, $0x30
+DATA qX30<>+13(SB)/1, $0x30
+DATA qX30<>+14(SB)/1, $0x30
+DATA qX30<>+15(SB)/1, $0x30
+DATA qX30<>+16(SB)/1, $0x30
+DATA qX30<>+17(SB)/1, $0x30
+DATA qX30<>+18(SB)/1, $0x30
+DATA qX30<>+19(SB)/1, $0x30
+DATA qX30<>+20(SB)/1, $0x30
+DATA qX30<>+21(SB)/1, $0x30
+DATA qX30<>+22(SB)/1, $0x30
+DATA qX30<>+23(SB)/1, $0x30
+DATA qX30<>+24(SB)/1, $0x30
+DATA qX30<>+25(SB)/1, $0x30
+DATA qX30<>+26(SB)/1, $0x30
+DATA qX30<>+27(SB)/1, $0x30
+DATA qX30<>+28(SB)/1, $0x30
+DATA qX30<>+29(SB)/1, $0x30
+DATA qX30<>+30(SB)/1, $0x30
+DATA qX30<>+31(SB)/1, $0x30
+GLOBL qX30<>(SB), RODATA|NOPTR, $32
+
+// func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q3_KAVX2(SB), $848-64
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+
+row:
+	TESTQ   DX, DX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 160(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 192(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 224(SP)
+	MOVQ    x+32(FP), BX
+	MOVQ    nb+48(FP), SI
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	MOVL         96(CX), DI
+	MOVL         100(CX), R8
+	MOVL         104(CX), R9
+	MOVL         DI, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R9, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	MOVL         R10, 832(SP)
+	MOVL         R8, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R9, R11
+	SHRL         $0x02, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	MOVL         R10, 836(SP)
+	MOVL         DI, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R9, R11
+	SHRL         $0x04, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	MOVL         R10, 840(SP)
+	MOVL         R8, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R9, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	MOVL         R10, 844(SP)
+	VMOVDQU      832(SP), X0
+	MOVL         $0x20202020, R10
+	MOVD         R10, X1
+	VPBROADCASTD X1, X1
+	VPSUBB       X1, X0, X0
+	VPMOVSXBW    X0, Y0
+	VMOVDQU      Y0, 768(SP)
+	VPBROADCASTD 768(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 512(SP)
+	VPBROADCASTD 772(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 544(SP)
+	VPBROADCASTD 776(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 576(SP)
+	VPBROADCASTD 780(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 608(SP)
+	VPBROADCASTD 784(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 640(SP)
+	VPBROADCASTD 788(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 672(SP)
+	VPBROADCASTD 792(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 704(SP)
+	VPBROADCASTD 796(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(SP)
+	VMOVDQU      (CX), Y0
+	VMOVDQU      32(CX), Y1
+	VPAND        qX03<>+0(SB), Y1, Y2
+	VPSLLW       $0x02, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 256(SP)
+	VPSRLW       $0x02, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPSLLW       $0x01, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 288(SP)
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPAND        qX04<>+0(SB), Y0, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 320(SP)
+	VPSRLW       $0x06, Y1, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VPSRLW       $0x01, Y0, Y2
+	VPAND        qX04<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      Y1, 352(SP)
+	VMOVDQU      64(CX), Y1
+	VPAND        qX03<>+0(SB), Y1, Y2
+	VPSRLW       $0x02, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 384(SP)
+	VPSRLW       $0x02, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPSRLW       $0x03, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 416(SP)
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPSRLW       $0x04, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 448(SP)
+	VPSRLW       $0x06, Y1, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VPSRLW       $0x05, Y0, Y0
+	VPAND        qX04<>+0(SB), Y0, Y0
+	VPOR         Y0, Y1, Y1
+	VMOVDQU      Y1, 480(SP)
+	VPBROADCASTW 108(CX), X0
+	VCVTPH2PS    X0, X0
+	MOVQ         BX, DI
+	LEAQ         (SP), R8
+	MOVQ         nt+56(FP), R9
+
+pair:
+	VPXOR        Y1, Y1, Y1
+	VMOVDQU      256(SP), Y2
+	VPMADDUBSW   4(DI), Y2, Y2
+	VPMADDWD     512(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      288(SP), Y2
+	VPMADDUBSW   36(DI), Y2, Y2
+	VPMADDWD     544(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      320(SP), Y2
+	VPMADDUBSW   68(DI), Y2, Y2
+	VPMADDWD     576(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      352(SP), Y2
+	VPMADDUBSW   100(DI), Y2, Y2
+	VPMADDWD     608(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      384(SP), Y2
+	VPMADDUBSW   132(DI), Y2, Y2
+	VPMADDWD     640(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      416(SP), Y2
+	VPMADDUBSW   164(DI), Y2, Y2
+	VPMADDWD     672(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      448(SP), Y2
+	VPMADDUBSW   196(DI), Y2, Y2
+	VPMADDWD     704(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      480(SP), Y2
+	VPMADDUBSW   228(DI), Y2, Y2
+	VPMADDWD     736(SP), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      260(DI), Y2
+	VPMADDWD     768(SP), Y2, Y2
+	VPSLLD       $0x02, Y2, Y2
+	VPSUBD       Y2, Y1, Y1
+	VMOVSS       (DI), X2
+	VMULSS       X0, X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (R8), Y3
+	VFMADD231PS  Y1, Y2, Y3
+	VMOVUPS      Y3, (R8)
+	MOVQ         xstride+40(FP), R10
+	ADDQ         R10, DI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          pair
+	ADDQ         $0x0000006e, CX
+	ADDQ         $0x00000124, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	MOVQ AX, BX
+	MOVQ ystride+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SP), DI
+	MOVQ nt+56(FP), R8
+
+red:
+	VMOVUPS      (DI), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (BX)
+	ADDQ         SI, BX
+	ADDQ         $0x20, DI
+	DECQ         R8
+	JNE          red
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+DATA qX03<>+0(SB)/1, $0x03
+DATA qX03<>+1(SB)/1, $0x03
+DATA qX03<>+2(SB)/1, $0x03
+DATA qX03<>+3(SB)/1, $0x03
+DATA qX03<>+4(SB)/1, $0x03
+DATA qX03<>+5(SB)/1, $0x03
+DATA qX03<>+6(SB)/1, $0x03
+DATA qX03<>+7(SB)/1, $0x03
+DATA qX03<>+8(SB)/1, $0x03
+DATA qX03<>+9(SB)/1, $0x03
+DATA qX03<>+10(SB)/1, $0x03
+DATA qX03<>+11(SB)/1, $0x03
+DATA qX03<>+12(SB)/1, $0x03
+DATA qX03<>+13(SB)/1, $0x03
+DATA qX03<>+14(SB)/1, $0x03
+DATA qX03<>+15(SB)/1, $0x03
+DATA qX03<>+16(SB)/1, $0x03
+DATA qX03<>+17(SB)/1, $0x03
+DATA qX03<>+18(SB)/1, $0x03
+DATA qX03<>+19(SB)/1, $0x03
+DATA qX03<>+20(SB)/1, $0x03
+DATA qX03<>+21(SB)/1, $0x03
+DATA qX03<>+22(SB)/1, $0x03
+DATA qX03<>+23(SB)/1, $0x03
+DATA qX03<>+24(SB)/1, $0x03
+DATA qX03<>+25(SB)/1, $0x03
+DATA qX03<>+26(SB)/1, $0x03
+DATA qX03<>+27(SB)/1, $0x03
+DATA qX03<>+28(SB)/1, $0x03
+DATA qX03<>+29(SB)/1, $0x03
+DATA qX03<>+30(SB)/1, $0x03
+DATA qX03<>+31(SB)/1, $0x03
+GLOBL qX03<>(SB), RODATA|NOPTR, $32
+
+DATA qX04<>+0(SB)/1, $0x04
+DATA qX04<>+1(SB)/1, $0x04
+DATA qX04<>+2(SB)/1, $0x04
+DATA qX04<>+3(SB)/1, $0x04
+DATA qX04<>+4(SB)/1, $0x04
+DATA qX04<>+5(SB)/1, $0x04
+DATA qX04<>+6(SB)/1, $0x04
+DATA qX04<>+7(SB)/1, $0x04
+DATA qX04<>+8(SB)/1, $0x04
+DATA qX04<>+9(SB)/1, $0x04
+DATA qX04<>+10(SB)/1, $0x04
+DATA qX04<>+11(SB)/1, $0x04
+DATA qX04<>+12(SB)/1, $0x04
+DATA qX04<>+13(SB)/1, $0x04
+DATA qX04<>+14(SB)/1, $0x04
+DATA qX04<>+15(SB)/1, $0x04
+DATA qX04<>+16(SB)/1, $0x04
+DATA qX04<>+17(SB)/1, $0x04
+DATA qX04<>+18(SB)/1, $0x04
+DATA qX04<>+19(SB)/1, $0x04
+DATA qX04<>+20(SB)/1, $0x04
+DATA qX04<>+21(SB)/1, $0x04
+DATA qX04<>+22(SB)/1, $0x04
+DATA qX04<>+23(SB)/1, $0x04
+DATA qX04<>+24(SB)/1, $0x04
+DATA qX04<>+25(SB)/1, $0x04
+DATA qX04<>+26(SB)/1, $0x04
+DATA qX04<>+27(SB)/1, $0x04
+DATA qX04<>+28(SB)/1, $0x04
+DATA qX04<>+29(SB)/1, $0x04
+DATA qX04<>+30(SB)/1, $0x04
+DATA qX04<>+31(SB)/1, $0x04
+GLOBL qX04<>(SB), RODATA|NOPTR, $32
+
+// func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q2_KAVX2(SB), $848-64
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+
+row:
+	TESTQ   DX, DX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 160(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 192(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 224(SP)
+	MOVQ    x+32(FP), BX
+	MOVQ    nb+48(FP), SI
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	MOVL         $0x0f0f0f0f, DI
+	MOVD         DI, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      (CX), X1
+	VPSRLW       $0x04, X1, X2
+	VPAND        X0, X1, X1
+	VPAND        X0, X2, X2
+	VPMOVZXBW    X1, Y0
+	VPMOVZXBW    X2, Y1
+	VMOVDQU      Y0, 768(SP)
+	VMOVDQU      Y1, 800(SP)
+	VPBROADCASTD 768(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 512(SP)
+	VPBROADCASTD 772(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 544(SP)
+	VPBROADCASTD 776(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 576(SP)
+	VPBROADCASTD 780(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 608(SP)
+	VPBROADCASTD 784(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 640(SP)
+	VPBROADCASTD 788(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 672(SP)
+	VPBROADCASTD 792(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 704(SP)
+	VPBROADCASTD 796(SP), Y0
+	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(SP)
+	VMOVDQU      16(CX), Y0
+	VPAND        qX03<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 256(SP)
+	VPSRLW       $0x02, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 288(SP)
+	VPSRLW       $0x04, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 320(SP)
+	VPSRLW       $0x06, Y0, Y0
+	VPAND        qX03<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 352(SP)
+	VMOVDQU      48(CX), Y0
+	VPAND        qX03<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 384(SP)
+	VPSRLW       $0x02, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 416(SP)
+	VPSRLW       $0x04, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 448(SP)
+	VPSRLW       $0x06, Y0, Y0
+	VPAND        qX03<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 480(SP)
+	VPBROADCASTW 80(CX), X0
+	VCVTPH2PS    X0, X0
+	VPBROADCASTW 82(CX), X1
+	VCVTPH2PS    X1, X1
+	MOVQ         BX, DI
+	LEAQ         (SP), R8
+	MOVQ         nt+56(FP), R9
+
+pair:
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      256(SP), Y3
+	VPMADDUBSW   4(DI), Y3, Y3
+	VPMADDWD     512(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      288(SP), Y3
+	VPMADDUBSW   36(DI), Y3, Y3
+	VPMADDWD     544(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      320(SP), Y3
+	VPMADDUBSW   68(DI), Y3, Y3
+	VPMADDWD     576(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      352(SP), Y3
+	VPMADDUBSW   100(DI), Y3, Y3
+	VPMADDWD     608(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      384(SP), Y3
+	VPMADDUBSW   132(DI), Y3, Y3
+	VPMADDWD     640(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      416(SP), Y3
+	VPMADDUBSW   164(DI), Y3, Y3
+	VPMADDWD     672(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      448(SP), Y3
+	VPMADDUBSW   196(DI), Y3, Y3
+	VPMADDWD     704(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      480(SP), Y3
+	VPMADDUBSW   228(DI), Y3, Y3
+	VPMADDWD     736(SP), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVSS       (DI), X3
+	VMULSS       X0, X3, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      (R8), Y5
+	VFMADD231PS  Y2, Y4, Y5
+	VMOVUPS      Y5, (R8)
+	VMULSS       X1, X3, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      128(R8), Y3
+	VMOVDQU      260(DI), Y4
+	VPMADDWD     800(SP), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFNMADD231PS Y4, Y2, Y3
+	VMOVUPS      Y3, 128(R8)
+	MOVQ         xstride+40(FP), R10
+	ADDQ         R10, DI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          pair
+	ADDQ         $0x00000054, CX
+	ADDQ         $0x00000124, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	MOVQ AX, BX
+	MOVQ ystride+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SP), DI
+	MOVQ nt+56(FP), R8
+
+red:
+	VMOVUPS      (DI), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVUPS      128(DI), Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (BX)
+	ADDQ         SI, BX
+	ADDQ         $0x20, DI
+	DECQ         R8
+	JNE          red
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
 	VZEROUPPER
 	RET
 

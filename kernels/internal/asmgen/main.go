@@ -14,21 +14,17 @@ import (
 
 func main() {
 	ConstraintExpr("amd64,!purego")
-	gemmKernel()
+	for rows := 1; rows <= 6; rows++ {
+		gemmKernel(rows)
+	}
 	dot()
 	sumSq()
 	axpy()
 	scaleMul()
 	add()
-	matVecF32()
-	matVecF16()
-	matVecBF16()
-	matVecQ8_0()
-	matVecQ4_0()
 	convHalf("convF16AVX2", true)
 	convHalf("convBF16AVX2", false)
-	dotQ8_0x4()
-	dotQ4_0x4()
+	quantKernels()
 	packNT("packNTF32AVX2", kindF32)
 	packNT("packNTF16AVX2", kindF16)
 	packNT("packNTBF16AVX2", kindBF16)
@@ -54,11 +50,14 @@ func hsum(acc VecVirtual) Register {
 	return lo
 }
 
-// gemmKernel: the 6×16 micro-kernel. Twelve YMM accumulators hold the tile;
-// each k step loads two YMM of the B panel and broadcasts six A values.
-func gemmKernel() {
-	TEXT("gemmKernelAVX2", NOSPLIT, "func(k int, a, b, c *float32, ldc int, accumulate bool)")
-	Doc("gemmKernelAVX2 computes the 6×16 tile c (row stride ldc floats) = or += a·b",
+// gemmKernel: the 6×16 micro-kernel, or its first rows rows. Two YMM
+// accumulators per row hold the tile; each k step loads two YMM of the B
+// panel and broadcasts one A value per row. Every element of the tile is
+// the same chain of fused multiply-adds whatever rows is.
+func gemmKernel(rows int) {
+	name := fmt.Sprintf("gemmKernel%dAVX2", rows)
+	TEXT(name, NOSPLIT, "func(k int, a, b, c *float32, ldc int, accumulate bool)")
+	Doc(fmt.Sprintf("%s computes rows 0..%d of the 6×16 tile c (row stride ldc floats) = or += a·b", name, rows-1),
 		"from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).")
 	k := Load(Param("k"), GP64())
 	a := Load(Param("a"), GP64())
@@ -70,24 +69,25 @@ func gemmKernel() {
 	// Prefetch the C tile while the loop runs.
 	row := GP64()
 	MOVQ(c, row)
-	for i := 0; i < 6; i++ {
+	for i := 0; i < rows; i++ {
 		PREFETCHT0(Mem{Base: row})
 		PREFETCHT0(Mem{Base: row, Disp: 60})
-		if i < 5 {
+		if i < rows-1 {
 			ADDQ(ldc, row)
 		}
 	}
 
-	acc := make([]VecVirtual, 12)
+	acc := make([]VecVirtual, 2*rows)
 	for i := range acc {
 		acc[i] = YMM()
 		VXORPS(acc[i], acc[i], acc[i])
 	}
-	b0, b1, av := YMM(), YMM(), YMM()
+	b0, b1 := YMM(), YMM()
 	step := func(u int) {
 		VMOVUPS(Mem{Base: b, Disp: 64 * u}, b0)
 		VMOVUPS(Mem{Base: b, Disp: 64*u + 32}, b1)
-		for i := 0; i < 6; i++ {
+		for i := 0; i < rows; i++ {
+			av := YMM()
 			VBROADCASTSS(Mem{Base: a, Disp: 24*u + 4*i}, av)
 			VFMADD231PS(b0, av, acc[2*i])
 			VFMADD231PS(b1, av, acc[2*i+1])
@@ -117,22 +117,22 @@ func gemmKernel() {
 	accum := Load(Param("accumulate"), GP8())
 	TESTB(accum, accum)
 	JE(LabelRef("overwrite"))
-	for i := 0; i < 6; i++ {
+	for i := 0; i < rows; i++ {
 		VADDPS(Mem{Base: c}, acc[2*i], acc[2*i])
 		VADDPS(Mem{Base: c, Disp: 32}, acc[2*i+1], acc[2*i+1])
 		VMOVUPS(acc[2*i], Mem{Base: c})
 		VMOVUPS(acc[2*i+1], Mem{Base: c, Disp: 32})
-		if i < 5 {
+		if i < rows-1 {
 			ADDQ(ldc, c)
 		}
 	}
 	VZEROUPPER()
 	RET()
 	Label("overwrite")
-	for i := 0; i < 6; i++ {
+	for i := 0; i < rows; i++ {
 		VMOVUPS(acc[2*i], Mem{Base: c})
 		VMOVUPS(acc[2*i+1], Mem{Base: c, Disp: 32})
-		if i < 5 {
+		if i < rows-1 {
 			ADDQ(ldc, c)
 		}
 	}
@@ -358,32 +358,6 @@ func convHalf(name string, f16 bool) {
 	})
 	VZEROUPPER()
 	RET()
-}
-
-// blockScale loads the float16 scales of a weight block and an activation
-// block and returns their product broadcast to eight lanes.
-func blockScale(w, x Mem) VecVirtual {
-	dw, dx := YMM(), YMM()
-	VPBROADCASTW(w, dw.AsX())
-	VPBROADCASTW(x, dx.AsX())
-	VCVTPH2PS(dw.AsX(), dw)
-	VCVTPH2PS(dx.AsX(), dx)
-	VMULPS(dx, dw, dw)
-	return dw
-}
-
-// blockDot accumulates into acc the dot product of 32 signed bytes wq (a
-// register) and 32 signed bytes at xq, scaled by d: the sign of w is moved
-// onto x so that VPMADDUBSW can multiply |w| (unsigned) by x·sign(w).
-func blockDot(wq VecVirtual, xq Mem, d, ones, acc VecVirtual) {
-	xv, aw := YMM(), YMM()
-	VMOVDQU(xq, xv)
-	VPSIGNB(wq, wq, aw)
-	VPSIGNB(wq, xv, xv)
-	VPMADDUBSW(xv, aw, xv)
-	VPMADDWD(xv, ones, xv)
-	VCVTDQ2PS(xv, xv)
-	VFMADD231PS(xv, d, acc)
 }
 
 // onesWords returns a register of sixteen int16 ones.

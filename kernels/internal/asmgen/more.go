@@ -27,67 +27,6 @@ func hsum4(a0, a1, a2, a3 VecVirtual) VecVirtual {
 	return hi
 }
 
-// dotQ8_0x4: one weight row against four Q8_0 activation rows at once, so
-// the weight blocks are loaded once for four dots.
-func dotQ8_0x4() {
-	TEXT("dotQ8_0x4AVX2", NOSPLIT, "func(w, x *byte, xstride, nb int, out *float32)")
-	Doc("dotQ8_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q8_0 weight blocks at w",
-		"with nb Q8_0 blocks at x + t·xstride bytes.")
-	w := Load(Param("w"), GP64())
-	x0 := Load(Param("x"), GP64())
-	xs := Load(Param("xstride"), GP64())
-	nb := Load(Param("nb"), GP64())
-	x3 := GP64()
-	LEAQ(Mem{Base: x0, Index: xs, Scale: 2}, x3)
-	ADDQ(xs, x3)
-	xm := func(t, disp int) Mem {
-		switch t {
-		case 0:
-			return Mem{Base: x0, Disp: disp}
-		case 1:
-			return Mem{Base: x0, Index: xs, Scale: 1, Disp: disp}
-		case 2:
-			return Mem{Base: x0, Index: xs, Scale: 2, Disp: disp}
-		}
-		return Mem{Base: x3, Disp: disp}
-	}
-	ones := onesWords()
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, r := range acc {
-		VXORPS(r, r, r)
-	}
-	Label("loop")
-	TESTQ(nb, nb)
-	JE(LabelRef("done"))
-	wq, aw, dw := YMM(), YMM(), YMM()
-	VMOVDQU(Mem{Base: w, Disp: 2}, wq)
-	VPSIGNB(wq, wq, aw)
-	VPBROADCASTW(Mem{Base: w}, dw.AsX())
-	VCVTPH2PS(dw.AsX(), dw)
-	for t := 0; t < 4; t++ {
-		xv, dx := YMM(), YMM()
-		VMOVDQU(xm(t, 2), xv)
-		VPSIGNB(wq, xv, xv)
-		VPMADDUBSW(xv, aw, xv)
-		VPMADDWD(xv, ones, xv)
-		VCVTDQ2PS(xv, xv)
-		VPBROADCASTW(xm(t, 0), dx.AsX())
-		VCVTPH2PS(dx.AsX(), dx)
-		VMULPS(dw, dx, dx)
-		VFMADD231PS(xv, dx, acc[t])
-	}
-	ADDQ(U8(34), w)
-	ADDQ(U8(34), x0)
-	ADDQ(U8(34), x3)
-	DECQ(nb)
-	JMP(LabelRef("loop"))
-	Label("done")
-	out := Load(Param("out"), GP64())
-	VMOVUPS(hsum4(acc[0], acc[1], acc[2], acc[3]), Mem{Base: out})
-	VZEROUPPER()
-	RET()
-}
-
 // transpose8 transposes the 8×8 block in r (rows) and calls emit with each
 // output row (a column of the input) in turn.
 func transpose8(r []VecVirtual, emit func(i int, v VecVirtual)) {
@@ -561,13 +500,6 @@ func quantQ8_0() {
 	RET()
 }
 
-// Q4_0 kernels: the nibbles q (0..15) are multiplied as unsigned bytes by the
-// signed activations, and the offset of 8 is taken out afterwards with the
-// activation block's precomputed 8·Σx: Σ(q-8)·x = Σq·x - 8·Σx. Each
-// activation block has a 36-byte aux record: 8·Σx in the first of eight
-// int32 lanes (the rest zero, so one VPSUBD subtracts it), then the block's
-// scale as float32.
-
 // unpackQ4 loads the 16 nibble bytes at m as 32 unsigned bytes: low nibbles
 // (elements 0..15) in the low lane, high nibbles (16..31) in the high lane.
 func unpackQ4(m Mem, low VecVirtual) VecVirtual {
@@ -586,79 +518,4 @@ func nibbleMask() VecVirtual {
 	MOVD(g, low.AsX())
 	VPBROADCASTD(low.AsX(), low)
 	return low
-}
-
-// q4Block accumulates into acc one Q4_0 block (nibbles q, weight scale dw
-// broadcast) against the Q8_0 values at xq with aux record at aux.
-func q4Block(q, dw VecVirtual, xq, aux Mem, ones, acc VecVirtual) {
-	v, d := YMM(), YMM()
-	VPMADDUBSW(xq, q, v)
-	VPMADDWD(v, ones, v)
-	VPSUBD(aux, v, v)
-	VCVTDQ2PS(v, v)
-	aux.Disp += 32
-	VBROADCASTSS(aux, d)
-	VMULPS(dw, d, d)
-	VFMADD231PS(v, d, acc)
-}
-
-func weightScale(m Mem) VecVirtual {
-	dw := YMM()
-	VPBROADCASTW(m, dw.AsX())
-	VCVTPH2PS(dw.AsX(), dw)
-	return dw
-}
-
-func dotQ4_0x4() {
-	TEXT("dotQ4_0x4AVX2", NOSPLIT, "func(w, x *byte, xstride int, aux *int32, auxstride, nb int, out *float32)")
-	Doc("dotQ4_0x4AVX2 computes out[t] for t < 4: the dot product of nb Q4_0 weight blocks at w",
-		"with nb Q8_0 blocks at x + t·xstride bytes, whose aux records are at aux + t·auxstride bytes.")
-	w := Load(Param("w"), GP64())
-	x0 := Load(Param("x"), GP64())
-	xs := Load(Param("xstride"), GP64())
-	a0 := Load(Param("aux"), GP64())
-	as := Load(Param("auxstride"), GP64())
-	nb := Load(Param("nb"), GP64())
-	x3, a3 := GP64(), GP64()
-	LEAQ(Mem{Base: x0, Index: xs, Scale: 2}, x3)
-	ADDQ(xs, x3)
-	LEAQ(Mem{Base: a0, Index: as, Scale: 2}, a3)
-	ADDQ(as, a3)
-	row := func(base, stride, base3 Register, t, disp int) Mem {
-		switch t {
-		case 0:
-			return Mem{Base: base, Disp: disp}
-		case 1:
-			return Mem{Base: base, Index: stride, Scale: 1, Disp: disp}
-		case 2:
-			return Mem{Base: base, Index: stride, Scale: 2, Disp: disp}
-		}
-		return Mem{Base: base3, Disp: disp}
-	}
-	ones := onesWords()
-	low := nibbleMask()
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, r := range acc {
-		VXORPS(r, r, r)
-	}
-	Label("loop")
-	TESTQ(nb, nb)
-	JE(LabelRef("done"))
-	q := unpackQ4(Mem{Base: w, Disp: 2}, low)
-	dw := weightScale(Mem{Base: w})
-	for t := 0; t < 4; t++ {
-		q4Block(q, dw, row(x0, xs, x3, t, 2), row(a0, as, a3, t, 0), ones, acc[t])
-	}
-	ADDQ(U8(18), w)
-	ADDQ(U8(34), x0)
-	ADDQ(U8(34), x3)
-	ADDQ(U8(36), a0)
-	ADDQ(U8(36), a3)
-	DECQ(nb)
-	JMP(LabelRef("loop"))
-	Label("done")
-	out := Load(Param("out"), GP64())
-	VMOVUPS(hsum4(acc[0], acc[1], acc[2], acc[3]), Mem{Base: out})
-	VZEROUPPER()
-	RET()
 }
