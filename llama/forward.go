@@ -329,6 +329,9 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 		sp[i].K, sp[i].V = kc, vc
 	}
 	autograd.Attention(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd)
+	if l.Prefix != nil {
+		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, weight(l.Wk, nil), weight(l.Wv, nil), nt, c.NHeads, c.NKVHeads, hd)
+	}
 	linear(tp, &a.ao, &a.att, l.Wo, lg.Wo, nt)
 	autograd.Add(tp, &a.xmid, x, &a.ao)
 	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = rmsnorm(xmid)

@@ -4,21 +4,25 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/nn"
 )
 
 // Layer is one transformer block: pre-norm attention and a pre-norm SwiGLU
 // feed-forward, each added to the residual stream.
 type Layer struct {
-	AttnNorm   []float32  // [Dim]
-	Wq         *nn.Linear // Dim → Dim
-	Wk         *nn.Linear // Dim → KVDim
-	Wv         *nn.Linear // Dim → KVDim
-	Wo         *nn.Linear // Dim → Dim
-	FFNNorm    []float32  // [Dim]
-	Gate       *nn.Linear // Dim → FFNDim (w1)
-	Up         *nn.Linear // Dim → FFNDim (w3)
-	Down       *nn.Linear // FFNDim → Dim (w2)
+	AttnNorm []float32  // [Dim]
+	Wq       *nn.Linear // Dim → Dim
+	Wk       *nn.Linear // Dim → KVDim
+	Wv       *nn.Linear // Dim → KVDim
+	Wo       *nn.Linear // Dim → Dim
+	FFNNorm  []float32  // [Dim]
+	Gate     *nn.Linear // Dim → FFNDim (w1)
+	Up       *nn.Linear // Dim → FFNDim (w3)
+	Down     *nn.Linear // FFNDim → Dim (w2)
+	// Prefix, when set, is a LLaMA-Adapter adaption prompt the layer's
+	// queries also attend to (gated; see autograd.Prefix).
+	Prefix     *autograd.Prefix
 	layerIndex int
 }
 

@@ -24,7 +24,7 @@ const (
 )
 
 // Methods lists the methods Tune runs.
-var Methods = []string{Full, LoRA, QLoRA, Embed}
+var Methods = []string{Full, LoRA, QLoRA, Adapter, Embed}
 
 // Options configure a fine-tuning run.
 type Options struct {
@@ -34,6 +34,9 @@ type Options struct {
 	// EmbedTensors are the tensors the embed method trains: "embed",
 	// "output" or both.
 	EmbedTensors []string
+	// PrefixLen and PrefixLayers shape the adapter method's adaption
+	// prompts: tokens per prompt, and how many top layers get one.
+	PrefixLen, PrefixLayers int
 	Steps        int // optimizer steps; 0: one pass over the samples
 	Batch        int // samples per step
 	LR           float64
@@ -58,7 +61,7 @@ type Result struct {
 // Tune fine-tunes m on samples. For full and embed the returned model is a
 // float32 copy of m (m itself is untouched); for lora and qlora the
 // adapters are attached to m (qlora first converts m's block matrices to
-// the base dtype).
+// the base dtype); for adapter m's top layers get adaption prompts.
 func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if len(samples) == 0 {
 		return nil, fmt.Errorf("sft: no samples to train on")
@@ -114,6 +117,11 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		if len(params) == 0 {
 			return nil, fmt.Errorf("sft: embed method: no tensors chosen")
 		}
+	case Adapter:
+		if _, err := AddPrefixes(m, o.PrefixLen, o.PrefixLayers, o.Seed); err != nil {
+			return nil, err
+		}
+		params = prefixParams(m)
 	case QLoRA:
 		dt := o.BaseType
 		if dt == 0 {

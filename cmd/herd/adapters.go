@@ -7,12 +7,13 @@ import (
 
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
+	"github.com/herd-llm/herd/sft"
 	"github.com/spf13/pflag"
 )
 
 // addLoRAFlag registers --lora ADAPTER[:SCALE] (repeatable).
 func addLoRAFlag(f *pflag.FlagSet, specs *[]string) {
-	f.StringArrayVar(specs, "lora", nil, "apply a LoRA adapter at inference without merging: a PEFT directory or llama.cpp GGUF adapter, optionally :SCALE (repeatable)")
+	f.StringArrayVar(specs, "lora", nil, "apply an adapter at inference without merging: a LoRA (PEFT directory or llama.cpp GGUF, optionally :SCALE) or a LLaMA-Adapter (.safetensors); repeatable")
 }
 
 // parseLoRASpec splits ADAPTER[:SCALE].
@@ -34,6 +35,16 @@ func applyLoRAs(m *llama.Model, specs []string) error {
 		path, w, err := parseLoRASpec(s)
 		if err != nil {
 			return err
+		}
+		if strings.HasSuffix(path, ".safetensors") {
+			// a LLaMA-Adapter from herd sft --method adapter
+			if w != 1 {
+				return fmt.Errorf("--lora %s: a LLaMA-Adapter takes no scale", s)
+			}
+			if err := sft.LoadPrefixes(path, m); err != nil {
+				return err
+			}
+			continue
 		}
 		set, err := lora.Load(path, m.Config)
 		if err != nil {

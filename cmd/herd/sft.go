@@ -26,8 +26,8 @@ func sftCmd() *cobra.Command {
 		skipBad, quiet                bool
 	)
 	cmd := &cobra.Command{
-		Use:   "sft --method full|lora|qlora|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
-		Short: "supervised fine-tuning on instruction or conversation data (full, LoRA, QLoRA, embeddings)",
+		Use:   "sft --method full|lora|qlora|adapter|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
+		Short: "supervised fine-tuning on instruction or conversation data (full, LoRA, QLoRA, LLaMA-Adapter, embeddings)",
 		Long: `Fine-tunes a model on Alpaca/BELLE JSON or JSONL (instruction, input,
 output), Dolly (instruction, context, response), ShareGPT/Vicuna
 (conversations) or OpenAI messages JSONL, told apart row by row. Every
@@ -39,12 +39,16 @@ A malformed row stops the run with its file:line and field unless
 
 Methods: full (every weight trains), lora (low-rank adapters on a frozen
 base of any dtype herd reads), qlora (the base's block matrices stored as
-NF4, or --base-type, plus LoRA), embed (only the token embedding and/or the
-output head: --embed-tensors).
+NF4, or --base-type, plus LoRA), adapter (LLaMA-Adapter: --prefix-len
+learnable prompt tokens in the top --prefix-layers layers, zero-initialised
+gates), embed (only the token embedding and/or the output head:
+--embed-tensors).
 
 OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 (adapter_config.json, adapter_model.safetensors) and llama.cpp's
-(adapter.gguf) (lora, qlora), and loss.tsv (step, loss, tokens/s).`,
+(adapter.gguf) (lora, qlora), or adapter.safetensors (adapter), and
+loss.tsv (step, loss, tokens/s). Adapters apply at inference with
+herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			errw := cmd.ErrOrStderr()
@@ -114,6 +118,14 @@ OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 			}
 			fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)\n", len(res.Losses), res.Tokens,
 				res.Elapsed.Round(1e6), float64(res.Tokens)/res.Elapsed.Seconds())
+			if o.Method == sft.Adapter {
+				p := filepath.Join(out, "adapter.safetensors")
+				if err := sft.SavePrefixes(p, res.Model); err != nil {
+					return err
+				}
+				fmt.Fprintf(errw, "wrote %s\n", p)
+				return nil
+			}
 			if res.Adapters != nil {
 				if err := lora.SavePEFT(out, res.Adapters, m.Config, base); err != nil {
 					return err
@@ -133,7 +145,7 @@ OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora, qlora or embed")
+	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora, qlora, adapter or embed")
 	f.StringVar(&base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
 	f.StringVar(&data, "data", "", "data files, comma-separated")
@@ -156,6 +168,8 @@ OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 	f.StringVar(&targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
 	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4, q4_0, q8_0, …)")
 	f.StringVar(&embT, "embed-tensors", "embed,output", "embed: tensors to train (embed, output)")
+	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
+	f.IntVar(&o.PrefixLayers, "prefix-layers", 30, "adapter: top layers with a prompt (all when more)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVar(&quiet, "quiet", false, "no per-step lines")
 	return cmd
