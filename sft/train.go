@@ -37,15 +37,15 @@ type Options struct {
 	// PrefixLen and PrefixLayers shape the adapter method's adaption
 	// prompts: tokens per prompt, and how many top layers get one.
 	PrefixLen, PrefixLayers int
-	Steps        int // optimizer steps; 0: one pass over the samples
-	Batch        int // samples per step
-	LR           float64
-	Warmup       int
-	WeightDecay  float64
-	GradClip     float64
-	Seed         uint64
-	Log          io.Writer
-	OnStep       func(train.Progress)
+	Steps                   int // optimizer steps; 0: one pass over the samples
+	Batch                   int // samples per step
+	LR                      float64
+	Warmup                  int
+	WeightDecay             float64
+	GradClip                float64
+	Seed                    uint64
+	Log                     io.Writer
+	OnStep                  func(train.Progress)
 }
 
 // Result sums up a run.
