@@ -20,6 +20,9 @@ type LoRA struct {
 	Scale         float32
 	Dropout       float32
 	Rng           *rand.Rand
+	// buffers of a taped pass, reused by the next one: a.B·(A·x) before
+	// the scale, A·x, and their gradients
+	z, h *Var
 }
 
 // ApplyLoRA adds a's branch, Scale·B·(A·x), to y for nt rows (x nt×In, y
@@ -50,8 +53,17 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 			})
 		}
 	}
-	h := NewVar(nt*a.Rank, t != nil)
-	z := NewVar(nt*a.Out, t != nil)
+	var h, z *Var
+	if t == nil {
+		h, z = NewVar(nt*a.Rank, false), NewVar(nt*a.Out, false)
+	} else {
+		// one adapter runs once per taped pass (twice, with the same
+		// values, when recomputing), so its buffers can be the last pass's
+		a.h, a.z = grow(a.h, nt*a.Rank), grow(a.z, nt*a.Out)
+		h, z = a.h, a.z
+		clear(h.Grad)
+		clear(z.Grad)
+	}
 	Linear(t, h, in, Weight{Name: "lora_A", DType: tensor.F32, Data: tensor.BytesOfF32(a.A), Out: a.Rank, In: a.In, Grad: a.GradA}, nt)
 	Linear(t, z, h, Weight{Name: "lora_B", DType: tensor.F32, Data: tensor.BytesOfF32(a.B), Out: a.Out, In: a.Rank, Grad: a.GradB}, nt)
 	kernels.Axpy(a.Scale, z.Data, y.Data[:nt*a.Out])
@@ -81,4 +93,12 @@ func (a *LoRA) Delta() []float32 {
 		}
 	}
 	return d
+}
+
+// grow returns a Var with gradient of n elements, reusing v's memory.
+func grow(v *Var, n int) *Var {
+	if v == nil || cap(v.Data) < n {
+		return NewVar(n, true)
+	}
+	return &Var{Data: v.Data[:n], Grad: v.Grad[:n]}
 }
