@@ -23,6 +23,8 @@ type LoRA struct {
 	// buffers of a taped pass, reused by the next one: a.B·(A·x) before
 	// the scale, A·x, and their gradients
 	z, h *Var
+	// dropout's mask, the masked input and its gradient
+	mask, xd, dxd []float32
 }
 
 // ApplyLoRA adds a's branch, Scale·B·(A·x), to y for nt rows (x nt×In, y
@@ -32,18 +34,20 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 	in := x
 	if t != nil && a.Dropout > 0 && a.Rng != nil {
 		keep := 1 / (1 - a.Dropout)
-		mask := make([]float32, nt*a.In)
+		a.mask, a.xd = growF(a.mask, nt*a.In), growF(a.xd, nt*a.In)
+		mask, xd := a.mask, a.xd
 		for i := range mask {
+			mask[i] = 0
 			if a.Rng.Float32() >= a.Dropout {
 				mask[i] = keep
 			}
+			xd[i] = x.Data[i] * mask[i]
 		}
-		in = &Var{Data: make([]float32, nt*a.In)}
-		for i, m := range mask {
-			in.Data[i] = x.Data[i] * m
-		}
+		in = &Var{Data: xd}
 		if x.Grad != nil {
-			in.Grad = make([]float32, nt*a.In)
+			a.dxd = growF(a.dxd, nt*a.In)
+			in.Grad = a.dxd
+			clear(in.Grad)
 			gx, gin := x.Grad[:nt*a.In], in.Grad
 			// runs after the branch's backward: dx += din ⊙ mask
 			t.Record(func() {
@@ -101,4 +105,12 @@ func grow(v *Var, n int) *Var {
 		return NewVar(n, true)
 	}
 	return &Var{Data: v.Data[:n], Grad: v.Grad[:n]}
+}
+
+// growF returns n elements of b's memory, or new memory when b is short.
+func growF(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
 }
