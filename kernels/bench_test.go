@@ -135,3 +135,21 @@ func BenchmarkAttention(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatVecHot is BenchmarkMatVec with weights that stay in cache
+// (256×2048): the kernels' arithmetic speed, without the memory limit.
+func BenchmarkMatVecHot(b *testing.B) {
+	benchThreads(b)
+	const rows, cols = 256, 2048
+	for _, dt := range weightTypes {
+		b.Run(dt.String(), func(b *testing.B) {
+			w := coldWeights(b, dt, rows, cols)[0]
+			r := rand.New(rand.NewPCG(3, 3))
+			x, y := randVec(r, cols), make([]float32, rows)
+			for b.Loop() {
+				MatMul(dt, w, rows, cols, x, 1, y)
+			}
+			b.ReportMetric(float64(len(w))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}

@@ -32,17 +32,27 @@ func init() {
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
 	quantQ8_0Impl = quantQ8_0Asm
+	quantQ8_KImpl = quantQ8_KAsm
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX2, q8_0x2AVX2, q8_0x3AVX2, q8_0x4AVX2})
 	set32(tensor.Q4_0, [4]asm32{q4_0x1AVX2, q4_0x2AVX2, q4_0x3AVX2, q4_0x4AVX2})
 	set32(tensor.Q5_0, [4]asm32{q5_0x1AVX2, q5_0x2AVX2, q5_0x3AVX2, q5_0x4AVX2})
 	set32(tensor.Q4_1, [4]asm32{q4_1x1AVX2, q4_1x2AVX2, q4_1x3AVX2, q4_1x4AVX2})
 	set32(tensor.Q5_1, [4]asm32{q5_1x1AVX2, q5_1x2AVX2, q5_1x3AVX2, q5_1x4AVX2})
 	set32(tensor.IQ4_NL, [4]asm32{iq4nlx1AVX2, iq4nlx2AVX2, iq4nlx3AVX2, iq4nlx4AVX2})
-	setK(tensor.Q2_K, q2_KAVX2)
-	setK(tensor.Q3_K, q3_KAVX2)
-	setK(tensor.Q4_K, q4_KAVX2)
-	setK(tensor.Q5_K, q5_KAVX2)
-	setK(tensor.Q6_K, q6_KAVX2)
+	setK(tensor.Q2_K, q2_Kx1AVX2, q2_KAVX2)
+	setK(tensor.Q3_K, q3_Kx1AVX2, q3_KAVX2)
+	setK(tensor.Q4_K, q4_Kx1AVX2, q4_KAVX2)
+	setK(tensor.Q5_K, q5_Kx1AVX2, q5_KAVX2)
+	setK(tensor.Q6_K, q6_Kx1AVX2, q6_KAVX2)
+}
+
+func quantQ8_KAsm(dst []byte, x []float32) {
+	nb := len(x) / qkk
+	if nb == 0 {
+		return
+	}
+	_ = dst[nb*q8kBytes-1]
+	quantQ8_KAVX2(&dst[0], &x[0], nb)
 }
 
 func microKernelAVX2(rows, k int, a, b, c []float32, ldc int, accumulate bool) {
@@ -87,16 +97,20 @@ func set32(dt tensor.DType, k [4]asm32) {
 	}
 }
 
-// setK makes the assembly kernel k format dt's kernel (a k-quant).
-func setK(dt tensor.DType, k func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)) {
+// setK makes the assembly kernels k1 (one activation row) and k (two to
+// four) format dt's kernel (a k-quant).
+func setK(dt tensor.DType, k1 func(y *float32, w *byte, rows int, x *byte, nb int), k func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)) {
 	f := formats[dt]
 	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
 		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
-		if rows == 0 || nb == 0 {
+		switch {
+		case rows == 0 || nb == 0:
 			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
-			return
+		case nt == 1:
+			k1(&y[0], &w[0], rows, &x[0], nb)
+		default:
+			k(&y[0], ystride, &w[0], rows, &x[0], xstride, nb, nt)
 		}
-		k(&y[0], ystride, &w[0], rows, &x[0], xstride, nb, nt)
 	}
 }
 

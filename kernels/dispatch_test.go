@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/herd-llm/herd/tensor"
 )
 
 // TestKernelsMatchGeneric checks each dispatched kernel (assembly where the
@@ -84,6 +86,25 @@ func TestKernelsMatchGeneric(t *testing.T) {
 		quantQ8_0Generic(xq2, x)
 		if string(xq1) != string(xq2) {
 			t.Fatalf("quantQ8_0 nb=%d differs from pure Go", nb)
+		}
+	}
+
+	// Q8_K activations: byte for byte tensor's reference, including an
+	// all-zero block, ties of the largest magnitude in both signs, and the
+	// largest value last.
+	xk := randVec(r, 5*qkk)
+	clear(xk[qkk : 2*qkk])
+	xk[2*qkk+7], xk[2*qkk+9] = -9, 9
+	xk[3*qkk+200], xk[3*qkk+3] = 9, -9
+	xk[5*qkk-1] = 20
+	k1, k2 := make([]byte, 5*q8kBytes), make([]byte, 5*q8kBytes)
+	quantQ8_KImpl(k1, xk)
+	tensor.QuantizeRowQ8_K(k2, xk)
+	if string(k1) != string(k2) {
+		for b := range 5 {
+			if string(k1[b*q8kBytes:(b+1)*q8kBytes]) != string(k2[b*q8kBytes:(b+1)*q8kBytes]) {
+				t.Fatalf("quantQ8_K block %d differs from tensor.QuantizeRowQ8_K", b)
+			}
 		}
 	}
 

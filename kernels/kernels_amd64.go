@@ -169,30 +169,53 @@ func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride in
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
 func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
+// q4_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q4_K
+// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+func q4_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+
 // q4_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// q5_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q5_K
+// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+func q5_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q5_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
+// q6_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q6_K
+// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+func q6_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+
 // q6_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// q3_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q3_K
+// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+func q3_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q3_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
+// q2_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q2_K
+// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+func q2_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+
 // q2_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+
+// quantQ8_KAVX2 quantizes nb blocks of 256 floats at x into Q8_K blocks at dst.
+func quantQ8_KAVX2(dst *byte, x *float32, nb int)
 
 // packNTF32AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
 // each column p < k (a multiple of 8), the 16 values of that column as float32.

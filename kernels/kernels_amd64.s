@@ -3508,27 +3508,23 @@ end:
 	VZEROUPPER
 	RET
 
-// func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q4_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_KAVX2(SB), $848-64
-	MOVQ y+0(FP), AX
-	MOVQ w+16(FP), CX
-	MOVQ rows+24(FP), DX
+TEXT ·q4_Kx1AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         rows+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
 
 row:
-	TESTQ   DX, DX
-	JE      end
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (SP)
-	VMOVUPS Y0, 128(SP)
-	VMOVUPS Y0, 32(SP)
-	VMOVUPS Y0, 160(SP)
-	VMOVUPS Y0, 64(SP)
-	VMOVUPS Y0, 192(SP)
-	VMOVUPS Y0, 96(SP)
-	VMOVUPS Y0, 224(SP)
-	MOVQ    x+32(FP), BX
-	MOVQ    nb+48(FP), SI
+	TESTQ  DX, DX
+	JE     end
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   x+24(FP), BX
+	MOVQ   nb+32(FP), SI
 
 blk:
 	TESTQ        SI, SI
@@ -3552,148 +3548,733 @@ blk:
 	SHLL         $0x04, R11
 	ORL          R11, R9
 	ANDL         $0x3f3f3f3f, DI
-	MOVL         DI, 832(SP)
-	MOVL         R9, 836(SP)
-	MOVL         R8, 840(SP)
-	MOVL         R10, 844(SP)
-	VPMOVZXBW    832(SP), Y0
-	VMOVDQU      Y0, 768(SP)
-	VPBROADCASTW 768(SP), Y0
-	VMOVDQU      Y0, 512(SP)
-	VPBROADCASTW 770(SP), Y0
-	VMOVDQU      Y0, 544(SP)
-	VPBROADCASTW 772(SP), Y0
-	VMOVDQU      Y0, 576(SP)
-	VPBROADCASTW 774(SP), Y0
-	VMOVDQU      Y0, 608(SP)
-	VPBROADCASTW 776(SP), Y0
-	VMOVDQU      Y0, 640(SP)
-	VPBROADCASTW 778(SP), Y0
-	VMOVDQU      Y0, 672(SP)
-	VPBROADCASTW 780(SP), Y0
-	VMOVDQU      Y0, 704(SP)
-	VPBROADCASTW 782(SP), Y0
-	VMOVDQU      Y0, 736(SP)
-	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      16(CX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 256(SP)
-	VMOVDQU      Y2, 288(SP)
-	VMOVDQU      48(CX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 320(SP)
-	VMOVDQU      Y2, 352(SP)
-	VMOVDQU      80(CX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 384(SP)
-	VMOVDQU      Y2, 416(SP)
-	VMOVDQU      112(CX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 448(SP)
-	VMOVDQU      Y2, 480(SP)
-	VPBROADCASTW (CX), X0
-	VCVTPH2PS    X0, X0
-	VPBROADCASTW 2(CX), X1
-	VCVTPH2PS    X1, X1
-	MOVQ         BX, DI
-	LEAQ         (SP), R8
-	MOVQ         nt+56(FP), R9
-
-pair:
-	VPXOR        Y2, Y2, Y2
-	VMOVDQU      256(SP), Y3
-	VPMADDUBSW   4(DI), Y3, Y3
-	VPMADDWD     512(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      288(SP), Y3
-	VPMADDUBSW   36(DI), Y3, Y3
-	VPMADDWD     544(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      320(SP), Y3
-	VPMADDUBSW   68(DI), Y3, Y3
-	VPMADDWD     576(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      352(SP), Y3
-	VPMADDUBSW   100(DI), Y3, Y3
-	VPMADDWD     608(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      384(SP), Y3
-	VPMADDUBSW   132(DI), Y3, Y3
-	VPMADDWD     640(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      416(SP), Y3
-	VPMADDUBSW   164(DI), Y3, Y3
-	VPMADDWD     672(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      448(SP), Y3
-	VPMADDUBSW   196(DI), Y3, Y3
-	VPMADDWD     704(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      480(SP), Y3
-	VPMADDUBSW   228(DI), Y3, Y3
-	VPMADDWD     736(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVSS       (DI), X3
-	VMULSS       X0, X3, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y2, Y2
-	VMOVUPS      (R8), Y5
-	VFMADD231PS  Y2, Y4, Y5
-	VMOVUPS      Y5, (R8)
-	VMULSS       X1, X3, X2
-	VBROADCASTSS X2, Y2
-	VMOVUPS      128(R8), Y3
-	VMOVDQU      260(DI), Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPHADDW      X5, X4, X5
-	VPMADDWD     784(SP), X5, X5
-	VCVTDQ2PS    X5, X5
-	VFNMADD231PS X5, X2, X3
-	VMOVUPS      X3, 128(R8)
-	MOVQ         xstride+40(FP), R10
-	ADDQ         R10, DI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          pair
+	SHLQ         $0x20, R9
+	ORQ          R9, DI
+	SHLQ         $0x20, R10
+	ORQ          R10, R8
+	MOVQ         DI, X3
+	VPINSRQ      $0x01, R8, X3, X3
+	VPMOVZXBW    X3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VINSERTI128  $0x01, X3, Y3, Y3
+	VPXOR        Y5, Y5, Y5
+	VMOVDQU      16(CX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc0<>+0(SB), Y3, Y8
+	VPMADDUBSW   4(BX), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSHUFB      qSc1<>+0(SB), Y3, Y6
+	VPMADDUBSW   36(BX), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      48(CX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc2<>+0(SB), Y3, Y8
+	VPMADDUBSW   68(BX), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSHUFB      qSc3<>+0(SB), Y3, Y6
+	VPMADDUBSW   100(BX), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      80(CX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc4<>+0(SB), Y3, Y8
+	VPMADDUBSW   132(BX), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSHUFB      qSc5<>+0(SB), Y3, Y6
+	VPMADDUBSW   164(BX), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      112(CX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc6<>+0(SB), Y3, Y8
+	VPMADDUBSW   196(BX), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSHUFB      qSc7<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(BX), Y7, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPBROADCASTW (CX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW 2(CX), X6
+	VCVTPH2PS    X6, X6
+	VMOVSS       (BX), X7
+	VMULSS       X3, X7, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y1
+	VMULSS       X6, X7, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      260(BX), Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPHADDW      X6, X5, X6
+	VPMADDWD     X4, X6, X6
+	VCVTDQ2PS    X6, X6
+	VFNMADD231PS X6, X3, X2
 	ADDQ         $0x00000090, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
 	JMP          blk
 
 fin:
-	MOVQ AX, BX
-	MOVQ ystride+8(FP), SI
-	SHLQ $0x02, SI
-	LEAQ (SP), DI
-	MOVQ nt+56(FP), R8
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+DATA qSc0<>+0(SB)/1, $0x00
+DATA qSc0<>+1(SB)/1, $0x01
+DATA qSc0<>+2(SB)/1, $0x00
+DATA qSc0<>+3(SB)/1, $0x01
+DATA qSc0<>+4(SB)/1, $0x00
+DATA qSc0<>+5(SB)/1, $0x01
+DATA qSc0<>+6(SB)/1, $0x00
+DATA qSc0<>+7(SB)/1, $0x01
+DATA qSc0<>+8(SB)/1, $0x00
+DATA qSc0<>+9(SB)/1, $0x01
+DATA qSc0<>+10(SB)/1, $0x00
+DATA qSc0<>+11(SB)/1, $0x01
+DATA qSc0<>+12(SB)/1, $0x00
+DATA qSc0<>+13(SB)/1, $0x01
+DATA qSc0<>+14(SB)/1, $0x00
+DATA qSc0<>+15(SB)/1, $0x01
+DATA qSc0<>+16(SB)/1, $0x00
+DATA qSc0<>+17(SB)/1, $0x01
+DATA qSc0<>+18(SB)/1, $0x00
+DATA qSc0<>+19(SB)/1, $0x01
+DATA qSc0<>+20(SB)/1, $0x00
+DATA qSc0<>+21(SB)/1, $0x01
+DATA qSc0<>+22(SB)/1, $0x00
+DATA qSc0<>+23(SB)/1, $0x01
+DATA qSc0<>+24(SB)/1, $0x00
+DATA qSc0<>+25(SB)/1, $0x01
+DATA qSc0<>+26(SB)/1, $0x00
+DATA qSc0<>+27(SB)/1, $0x01
+DATA qSc0<>+28(SB)/1, $0x00
+DATA qSc0<>+29(SB)/1, $0x01
+DATA qSc0<>+30(SB)/1, $0x00
+DATA qSc0<>+31(SB)/1, $0x01
+GLOBL qSc0<>(SB), RODATA|NOPTR, $32
+
+DATA qSc1<>+0(SB)/1, $0x02
+DATA qSc1<>+1(SB)/1, $0x03
+DATA qSc1<>+2(SB)/1, $0x02
+DATA qSc1<>+3(SB)/1, $0x03
+DATA qSc1<>+4(SB)/1, $0x02
+DATA qSc1<>+5(SB)/1, $0x03
+DATA qSc1<>+6(SB)/1, $0x02
+DATA qSc1<>+7(SB)/1, $0x03
+DATA qSc1<>+8(SB)/1, $0x02
+DATA qSc1<>+9(SB)/1, $0x03
+DATA qSc1<>+10(SB)/1, $0x02
+DATA qSc1<>+11(SB)/1, $0x03
+DATA qSc1<>+12(SB)/1, $0x02
+DATA qSc1<>+13(SB)/1, $0x03
+DATA qSc1<>+14(SB)/1, $0x02
+DATA qSc1<>+15(SB)/1, $0x03
+DATA qSc1<>+16(SB)/1, $0x02
+DATA qSc1<>+17(SB)/1, $0x03
+DATA qSc1<>+18(SB)/1, $0x02
+DATA qSc1<>+19(SB)/1, $0x03
+DATA qSc1<>+20(SB)/1, $0x02
+DATA qSc1<>+21(SB)/1, $0x03
+DATA qSc1<>+22(SB)/1, $0x02
+DATA qSc1<>+23(SB)/1, $0x03
+DATA qSc1<>+24(SB)/1, $0x02
+DATA qSc1<>+25(SB)/1, $0x03
+DATA qSc1<>+26(SB)/1, $0x02
+DATA qSc1<>+27(SB)/1, $0x03
+DATA qSc1<>+28(SB)/1, $0x02
+DATA qSc1<>+29(SB)/1, $0x03
+DATA qSc1<>+30(SB)/1, $0x02
+DATA qSc1<>+31(SB)/1, $0x03
+GLOBL qSc1<>(SB), RODATA|NOPTR, $32
+
+DATA qSc2<>+0(SB)/1, $0x04
+DATA qSc2<>+1(SB)/1, $0x05
+DATA qSc2<>+2(SB)/1, $0x04
+DATA qSc2<>+3(SB)/1, $0x05
+DATA qSc2<>+4(SB)/1, $0x04
+DATA qSc2<>+5(SB)/1, $0x05
+DATA qSc2<>+6(SB)/1, $0x04
+DATA qSc2<>+7(SB)/1, $0x05
+DATA qSc2<>+8(SB)/1, $0x04
+DATA qSc2<>+9(SB)/1, $0x05
+DATA qSc2<>+10(SB)/1, $0x04
+DATA qSc2<>+11(SB)/1, $0x05
+DATA qSc2<>+12(SB)/1, $0x04
+DATA qSc2<>+13(SB)/1, $0x05
+DATA qSc2<>+14(SB)/1, $0x04
+DATA qSc2<>+15(SB)/1, $0x05
+DATA qSc2<>+16(SB)/1, $0x04
+DATA qSc2<>+17(SB)/1, $0x05
+DATA qSc2<>+18(SB)/1, $0x04
+DATA qSc2<>+19(SB)/1, $0x05
+DATA qSc2<>+20(SB)/1, $0x04
+DATA qSc2<>+21(SB)/1, $0x05
+DATA qSc2<>+22(SB)/1, $0x04
+DATA qSc2<>+23(SB)/1, $0x05
+DATA qSc2<>+24(SB)/1, $0x04
+DATA qSc2<>+25(SB)/1, $0x05
+DATA qSc2<>+26(SB)/1, $0x04
+DATA qSc2<>+27(SB)/1, $0x05
+DATA qSc2<>+28(SB)/1, $0x04
+DATA qSc2<>+29(SB)/1, $0x05
+DATA qSc2<>+30(SB)/1, $0x04
+DATA qSc2<>+31(SB)/1, $0x05
+GLOBL qSc2<>(SB), RODATA|NOPTR, $32
+
+DATA qSc3<>+0(SB)/1, $0x06
+DATA qSc3<>+1(SB)/1, $0x07
+DATA qSc3<>+2(SB)/1, $0x06
+DATA qSc3<>+3(SB)/1, $0x07
+DATA qSc3<>+4(SB)/1, $0x06
+DATA qSc3<>+5(SB)/1, $0x07
+DATA qSc3<>+6(SB)/1, $0x06
+DATA qSc3<>+7(SB)/1, $0x07
+DATA qSc3<>+8(SB)/1, $0x06
+DATA qSc3<>+9(SB)/1, $0x07
+DATA qSc3<>+10(SB)/1, $0x06
+DATA qSc3<>+11(SB)/1, $0x07
+DATA qSc3<>+12(SB)/1, $0x06
+DATA qSc3<>+13(SB)/1, $0x07
+DATA qSc3<>+14(SB)/1, $0x06
+DATA qSc3<>+15(SB)/1, $0x07
+DATA qSc3<>+16(SB)/1, $0x06
+DATA qSc3<>+17(SB)/1, $0x07
+DATA qSc3<>+18(SB)/1, $0x06
+DATA qSc3<>+19(SB)/1, $0x07
+DATA qSc3<>+20(SB)/1, $0x06
+DATA qSc3<>+21(SB)/1, $0x07
+DATA qSc3<>+22(SB)/1, $0x06
+DATA qSc3<>+23(SB)/1, $0x07
+DATA qSc3<>+24(SB)/1, $0x06
+DATA qSc3<>+25(SB)/1, $0x07
+DATA qSc3<>+26(SB)/1, $0x06
+DATA qSc3<>+27(SB)/1, $0x07
+DATA qSc3<>+28(SB)/1, $0x06
+DATA qSc3<>+29(SB)/1, $0x07
+DATA qSc3<>+30(SB)/1, $0x06
+DATA qSc3<>+31(SB)/1, $0x07
+GLOBL qSc3<>(SB), RODATA|NOPTR, $32
+
+DATA qSc4<>+0(SB)/1, $0x08
+DATA qSc4<>+1(SB)/1, $0x09
+DATA qSc4<>+2(SB)/1, $0x08
+DATA qSc4<>+3(SB)/1, $0x09
+DATA qSc4<>+4(SB)/1, $0x08
+DATA qSc4<>+5(SB)/1, $0x09
+DATA qSc4<>+6(SB)/1, $0x08
+DATA qSc4<>+7(SB)/1, $0x09
+DATA qSc4<>+8(SB)/1, $0x08
+DATA qSc4<>+9(SB)/1, $0x09
+DATA qSc4<>+10(SB)/1, $0x08
+DATA qSc4<>+11(SB)/1, $0x09
+DATA qSc4<>+12(SB)/1, $0x08
+DATA qSc4<>+13(SB)/1, $0x09
+DATA qSc4<>+14(SB)/1, $0x08
+DATA qSc4<>+15(SB)/1, $0x09
+DATA qSc4<>+16(SB)/1, $0x08
+DATA qSc4<>+17(SB)/1, $0x09
+DATA qSc4<>+18(SB)/1, $0x08
+DATA qSc4<>+19(SB)/1, $0x09
+DATA qSc4<>+20(SB)/1, $0x08
+DATA qSc4<>+21(SB)/1, $0x09
+DATA qSc4<>+22(SB)/1, $0x08
+DATA qSc4<>+23(SB)/1, $0x09
+DATA qSc4<>+24(SB)/1, $0x08
+DATA qSc4<>+25(SB)/1, $0x09
+DATA qSc4<>+26(SB)/1, $0x08
+DATA qSc4<>+27(SB)/1, $0x09
+DATA qSc4<>+28(SB)/1, $0x08
+DATA qSc4<>+29(SB)/1, $0x09
+DATA qSc4<>+30(SB)/1, $0x08
+DATA qSc4<>+31(SB)/1, $0x09
+GLOBL qSc4<>(SB), RODATA|NOPTR, $32
+
+DATA qSc5<>+0(SB)/1, $0x0a
+DATA qSc5<>+1(SB)/1, $0x0b
+DATA qSc5<>+2(SB)/1, $0x0a
+DATA qSc5<>+3(SB)/1, $0x0b
+DATA qSc5<>+4(SB)/1, $0x0a
+DATA qSc5<>+5(SB)/1, $0x0b
+DATA qSc5<>+6(SB)/1, $0x0a
+DATA qSc5<>+7(SB)/1, $0x0b
+DATA qSc5<>+8(SB)/1, $0x0a
+DATA qSc5<>+9(SB)/1, $0x0b
+DATA qSc5<>+10(SB)/1, $0x0a
+DATA qSc5<>+11(SB)/1, $0x0b
+DATA qSc5<>+12(SB)/1, $0x0a
+DATA qSc5<>+13(SB)/1, $0x0b
+DATA qSc5<>+14(SB)/1, $0x0a
+DATA qSc5<>+15(SB)/1, $0x0b
+DATA qSc5<>+16(SB)/1, $0x0a
+DATA qSc5<>+17(SB)/1, $0x0b
+DATA qSc5<>+18(SB)/1, $0x0a
+DATA qSc5<>+19(SB)/1, $0x0b
+DATA qSc5<>+20(SB)/1, $0x0a
+DATA qSc5<>+21(SB)/1, $0x0b
+DATA qSc5<>+22(SB)/1, $0x0a
+DATA qSc5<>+23(SB)/1, $0x0b
+DATA qSc5<>+24(SB)/1, $0x0a
+DATA qSc5<>+25(SB)/1, $0x0b
+DATA qSc5<>+26(SB)/1, $0x0a
+DATA qSc5<>+27(SB)/1, $0x0b
+DATA qSc5<>+28(SB)/1, $0x0a
+DATA qSc5<>+29(SB)/1, $0x0b
+DATA qSc5<>+30(SB)/1, $0x0a
+DATA qSc5<>+31(SB)/1, $0x0b
+GLOBL qSc5<>(SB), RODATA|NOPTR, $32
+
+DATA qSc6<>+0(SB)/1, $0x0c
+DATA qSc6<>+1(SB)/1, $0x0d
+DATA qSc6<>+2(SB)/1, $0x0c
+DATA qSc6<>+3(SB)/1, $0x0d
+DATA qSc6<>+4(SB)/1, $0x0c
+DATA qSc6<>+5(SB)/1, $0x0d
+DATA qSc6<>+6(SB)/1, $0x0c
+DATA qSc6<>+7(SB)/1, $0x0d
+DATA qSc6<>+8(SB)/1, $0x0c
+DATA qSc6<>+9(SB)/1, $0x0d
+DATA qSc6<>+10(SB)/1, $0x0c
+DATA qSc6<>+11(SB)/1, $0x0d
+DATA qSc6<>+12(SB)/1, $0x0c
+DATA qSc6<>+13(SB)/1, $0x0d
+DATA qSc6<>+14(SB)/1, $0x0c
+DATA qSc6<>+15(SB)/1, $0x0d
+DATA qSc6<>+16(SB)/1, $0x0c
+DATA qSc6<>+17(SB)/1, $0x0d
+DATA qSc6<>+18(SB)/1, $0x0c
+DATA qSc6<>+19(SB)/1, $0x0d
+DATA qSc6<>+20(SB)/1, $0x0c
+DATA qSc6<>+21(SB)/1, $0x0d
+DATA qSc6<>+22(SB)/1, $0x0c
+DATA qSc6<>+23(SB)/1, $0x0d
+DATA qSc6<>+24(SB)/1, $0x0c
+DATA qSc6<>+25(SB)/1, $0x0d
+DATA qSc6<>+26(SB)/1, $0x0c
+DATA qSc6<>+27(SB)/1, $0x0d
+DATA qSc6<>+28(SB)/1, $0x0c
+DATA qSc6<>+29(SB)/1, $0x0d
+DATA qSc6<>+30(SB)/1, $0x0c
+DATA qSc6<>+31(SB)/1, $0x0d
+GLOBL qSc6<>(SB), RODATA|NOPTR, $32
+
+DATA qSc7<>+0(SB)/1, $0x0e
+DATA qSc7<>+1(SB)/1, $0x0f
+DATA qSc7<>+2(SB)/1, $0x0e
+DATA qSc7<>+3(SB)/1, $0x0f
+DATA qSc7<>+4(SB)/1, $0x0e
+DATA qSc7<>+5(SB)/1, $0x0f
+DATA qSc7<>+6(SB)/1, $0x0e
+DATA qSc7<>+7(SB)/1, $0x0f
+DATA qSc7<>+8(SB)/1, $0x0e
+DATA qSc7<>+9(SB)/1, $0x0f
+DATA qSc7<>+10(SB)/1, $0x0e
+DATA qSc7<>+11(SB)/1, $0x0f
+DATA qSc7<>+12(SB)/1, $0x0e
+DATA qSc7<>+13(SB)/1, $0x0f
+DATA qSc7<>+14(SB)/1, $0x0e
+DATA qSc7<>+15(SB)/1, $0x0f
+DATA qSc7<>+16(SB)/1, $0x0e
+DATA qSc7<>+17(SB)/1, $0x0f
+DATA qSc7<>+18(SB)/1, $0x0e
+DATA qSc7<>+19(SB)/1, $0x0f
+DATA qSc7<>+20(SB)/1, $0x0e
+DATA qSc7<>+21(SB)/1, $0x0f
+DATA qSc7<>+22(SB)/1, $0x0e
+DATA qSc7<>+23(SB)/1, $0x0f
+DATA qSc7<>+24(SB)/1, $0x0e
+DATA qSc7<>+25(SB)/1, $0x0f
+DATA qSc7<>+26(SB)/1, $0x0e
+DATA qSc7<>+27(SB)/1, $0x0f
+DATA qSc7<>+28(SB)/1, $0x0e
+DATA qSc7<>+29(SB)/1, $0x0f
+DATA qSc7<>+30(SB)/1, $0x0e
+DATA qSc7<>+31(SB)/1, $0x0f
+GLOBL qSc7<>(SB), RODATA|NOPTR, $32
+
+// func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_KAVX2(SB), $880-64
+	LEAQ (SP), AX
+	ADDQ $0x1f, AX
+	ANDQ $-32, AX
+	MOVQ y+0(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+24(FP), BX
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 192(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 224(AX)
+	MOVQ    x+32(FP), SI
+	MOVQ    nb+48(FP), DI
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	MOVL         4(DX), R8
+	MOVL         8(DX), R9
+	MOVL         12(DX), R10
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R10
+	ANDL         $0x3f3f3f3f, R8
+	SHLQ         $0x20, R10
+	ORQ          R10, R8
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	MOVQ         R8, X0
+	VPINSRQ      $0x01, R9, X0, X0
+	VPMOVZXBW    X0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VINSERTI128  $0x01, X0, Y0, Y0
+	VMOVDQU      X1, 800(AX)
+	VPSHUFB      qSc0<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 512(AX)
+	VPSHUFB      qSc1<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 544(AX)
+	VPSHUFB      qSc2<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 576(AX)
+	VPSHUFB      qSc3<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 608(AX)
+	VPSHUFB      qSc4<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 640(AX)
+	VPSHUFB      qSc5<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 672(AX)
+	VPSHUFB      qSc6<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 704(AX)
+	VPSHUFB      qSc7<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(AX)
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      16(DX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 256(AX)
+	VMOVDQU      Y2, 288(AX)
+	VMOVDQU      48(DX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 320(AX)
+	VMOVDQU      Y2, 352(AX)
+	VMOVDQU      80(DX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 384(AX)
+	VMOVDQU      Y2, 416(AX)
+	VMOVDQU      112(DX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        Y0, Y1, Y1
+	VPAND        Y0, Y2, Y2
+	VMOVDQU      Y1, 448(AX)
+	VMOVDQU      Y2, 480(AX)
+	VPBROADCASTW (DX), X0
+	VCVTPH2PS    X0, X0
+	VPBROADCASTW 2(DX), X1
+	VCVTPH2PS    X1, X1
+	MOVQ         SI, R8
+	LEAQ         (AX), R9
+	MOVQ         nt+56(FP), R10
+
+pair:
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      256(AX), Y3
+	VPMADDUBSW   4(R8), Y3, Y3
+	VPMADDWD     512(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      288(AX), Y3
+	VPMADDUBSW   36(R8), Y3, Y3
+	VPMADDWD     544(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      320(AX), Y3
+	VPMADDUBSW   68(R8), Y3, Y3
+	VPMADDWD     576(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      352(AX), Y3
+	VPMADDUBSW   100(R8), Y3, Y3
+	VPMADDWD     608(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      384(AX), Y3
+	VPMADDUBSW   132(R8), Y3, Y3
+	VPMADDWD     640(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      416(AX), Y3
+	VPMADDUBSW   164(R8), Y3, Y3
+	VPMADDWD     672(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      448(AX), Y3
+	VPMADDUBSW   196(R8), Y3, Y3
+	VPMADDWD     704(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      480(AX), Y3
+	VPMADDUBSW   228(R8), Y3, Y3
+	VPMADDWD     736(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVSS       (R8), X3
+	VMULSS       X0, X3, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      (R9), Y5
+	VFMADD231PS  Y2, Y4, Y5
+	VMOVUPS      Y5, (R9)
+	VMULSS       X1, X3, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      128(R9), Y3
+	VMOVDQU      260(R8), Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPHADDW      X5, X4, X5
+	VPMADDWD     800(AX), X5, X5
+	VCVTDQ2PS    X5, X5
+	VFNMADD231PS X5, X2, X3
+	VMOVUPS      X3, 128(R9)
+	MOVQ         xstride+40(FP), R11
+	ADDQ         R11, R8
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNE          pair
+	ADDQ         $0x00000090, DX
+	ADDQ         $0x00000124, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ CX, SI
+	MOVQ ystride+8(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (AX), R8
+	MOVQ nt+56(FP), R9
 
 red:
-	VMOVUPS      (DI), Y0
+	VMOVUPS      (R8), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	VMOVUPS      128(DI), Y1
+	VMOVUPS      128(R8), Y1
 	VEXTRACTF128 $0x01, Y1, X2
 	VADDPS       X2, X1, X1
 	VHADDPS      X1, X1, X1
 	VHADDPS      X1, X1, X1
 	VADDSS       X1, X0, X0
-	VMOVSS       X0, (BX)
-	ADDQ         SI, BX
-	ADDQ         $0x20, DI
-	DECQ         R8
+	VMOVSS       X0, (SI)
+	ADDQ         DI, SI
+	ADDQ         $0x20, R8
+	DECQ         R9
 	JNE          red
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_Kx1AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         rows+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   x+24(FP), BX
+	MOVQ   nb+32(FP), SI
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	MOVL         4(CX), DI
+	MOVL         8(CX), R8
+	MOVL         12(CX), R9
+	MOVL         R9, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	ANDL         $0x3f3f3f3f, R8
+	ANDL         $0x0f0f0f0f, R9
+	MOVL         DI, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R9
+	ANDL         $0x3f3f3f3f, DI
+	SHLQ         $0x20, R9
+	ORQ          R9, DI
+	SHLQ         $0x20, R10
+	ORQ          R10, R8
+	MOVQ         DI, X3
+	VPINSRQ      $0x01, R8, X3, X3
+	VPMOVZXBW    X3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VINSERTI128  $0x01, X3, Y3, Y3
+	VMOVDQU      16(CX), Y5
+	VPXOR        Y6, Y6, Y6
+	VMOVDQU      48(CX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSLLW       $0x04, Y5, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSLLW       $0x03, Y5, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qSc0<>+0(SB), Y3, Y9
+	VPMADDUBSW   4(BX), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSHUFB      qSc1<>+0(SB), Y3, Y7
+	VPMADDUBSW   36(BX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      80(CX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSLLW       $0x02, Y5, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSLLW       $0x01, Y5, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qSc2<>+0(SB), Y3, Y9
+	VPMADDUBSW   68(BX), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSHUFB      qSc3<>+0(SB), Y3, Y7
+	VPMADDUBSW   100(BX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      112(CX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPAND        qX10<>+0(SB), Y5, Y9
+	VPOR         Y9, Y7, Y7
+	VPSRLW       $0x01, Y5, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qSc4<>+0(SB), Y3, Y9
+	VPMADDUBSW   132(BX), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSHUFB      qSc5<>+0(SB), Y3, Y7
+	VPMADDUBSW   164(BX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      144(CX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSRLW       $0x02, Y5, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSRLW       $0x03, Y5, Y5
+	VPAND        qX10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y8, Y8
+	VPSHUFB      qSc6<>+0(SB), Y3, Y5
+	VPMADDUBSW   196(BX), Y7, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSHUFB      qSc7<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(BX), Y8, Y8
+	VPMADDWD     Y3, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPBROADCASTW (CX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW 2(CX), X5
+	VCVTPH2PS    X5, X5
+	VMOVSS       (BX), X7
+	VMULSS       X3, X7, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y1
+	VMULSS       X5, X7, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      260(BX), Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPHADDW      X6, X5, X6
+	VPMADDWD     X4, X6, X6
+	VCVTDQ2PS    X6, X6
+	VFNMADD231PS X6, X3, X2
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000124, BX
+	DECQ         SI
+	JMP          blk
+
+fin:
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (AX)
 	ADDQ         $0x04, AX
 	DECQ         DX
 	JMP          row
@@ -3704,75 +4285,82 @@ end:
 
 // func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q5_KAVX2(SB), $848-64
-	MOVQ y+0(FP), AX
-	MOVQ w+16(FP), CX
-	MOVQ rows+24(FP), DX
+TEXT ·q5_KAVX2(SB), $880-64
+	LEAQ (SP), AX
+	ADDQ $0x1f, AX
+	ANDQ $-32, AX
+	MOVQ y+0(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+24(FP), BX
 
 row:
-	TESTQ   DX, DX
+	TESTQ   BX, BX
 	JE      end
 	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (SP)
-	VMOVUPS Y0, 128(SP)
-	VMOVUPS Y0, 32(SP)
-	VMOVUPS Y0, 160(SP)
-	VMOVUPS Y0, 64(SP)
-	VMOVUPS Y0, 192(SP)
-	VMOVUPS Y0, 96(SP)
-	VMOVUPS Y0, 224(SP)
-	MOVQ    x+32(FP), BX
-	MOVQ    nb+48(FP), SI
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 192(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 224(AX)
+	MOVQ    x+32(FP), SI
+	MOVQ    nb+48(FP), DI
 
 blk:
-	TESTQ        SI, SI
+	TESTQ        DI, DI
 	JE           fin
-	MOVL         4(CX), DI
-	MOVL         8(CX), R8
-	MOVL         12(CX), R9
-	MOVL         R9, R10
-	SHRL         $0x04, R10
+	MOVL         4(DX), R8
+	MOVL         8(DX), R9
+	MOVL         12(DX), R10
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
 	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
+	MOVL         R8, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R10
 	ANDL         $0x3f3f3f3f, R8
-	ANDL         $0x0f0f0f0f, R9
-	MOVL         DI, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R9
-	ANDL         $0x3f3f3f3f, DI
-	MOVL         DI, 832(SP)
-	MOVL         R9, 836(SP)
-	MOVL         R8, 840(SP)
-	MOVL         R10, 844(SP)
-	VPMOVZXBW    832(SP), Y0
-	VMOVDQU      Y0, 768(SP)
-	VPBROADCASTW 768(SP), Y0
-	VMOVDQU      Y0, 512(SP)
-	VPBROADCASTW 770(SP), Y0
-	VMOVDQU      Y0, 544(SP)
-	VPBROADCASTW 772(SP), Y0
-	VMOVDQU      Y0, 576(SP)
-	VPBROADCASTW 774(SP), Y0
-	VMOVDQU      Y0, 608(SP)
-	VPBROADCASTW 776(SP), Y0
-	VMOVDQU      Y0, 640(SP)
-	VPBROADCASTW 778(SP), Y0
-	VMOVDQU      Y0, 672(SP)
-	VPBROADCASTW 780(SP), Y0
-	VMOVDQU      Y0, 704(SP)
-	VPBROADCASTW 782(SP), Y0
-	VMOVDQU      Y0, 736(SP)
-	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X0
+	SHLQ         $0x20, R10
+	ORQ          R10, R8
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	MOVQ         R8, X0
+	VPINSRQ      $0x01, R9, X0, X0
+	VPMOVZXBW    X0, Y0
+	VEXTRACTI128 $0x01, Y0, X1
+	VINSERTI128  $0x01, X0, Y0, Y0
+	VMOVDQU      X1, 800(AX)
+	VPSHUFB      qSc0<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 512(AX)
+	VPSHUFB      qSc1<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 544(AX)
+	VPSHUFB      qSc2<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 576(AX)
+	VPSHUFB      qSc3<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 608(AX)
+	VPSHUFB      qSc4<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 640(AX)
+	VPSHUFB      qSc5<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 672(AX)
+	VPSHUFB      qSc6<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 704(AX)
+	VPSHUFB      qSc7<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(AX)
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
 	VPBROADCASTD X0, Y0
-	VMOVDQU      16(CX), Y1
-	VMOVDQU      48(CX), Y2
+	VMOVDQU      16(DX), Y1
+	VMOVDQU      48(DX), Y2
 	VPSRLW       $0x04, Y2, Y3
 	VPAND        Y0, Y2, Y2
 	VPAND        Y0, Y3, Y3
@@ -3782,9 +4370,9 @@ blk:
 	VPSLLW       $0x03, Y1, Y4
 	VPAND        qX10<>+0(SB), Y4, Y4
 	VPOR         Y4, Y3, Y3
-	VMOVDQU      Y2, 256(SP)
-	VMOVDQU      Y3, 288(SP)
-	VMOVDQU      80(CX), Y2
+	VMOVDQU      Y2, 256(AX)
+	VMOVDQU      Y3, 288(AX)
+	VMOVDQU      80(DX), Y2
 	VPSRLW       $0x04, Y2, Y3
 	VPAND        Y0, Y2, Y2
 	VPAND        Y0, Y3, Y3
@@ -3794,9 +4382,9 @@ blk:
 	VPSLLW       $0x01, Y1, Y4
 	VPAND        qX10<>+0(SB), Y4, Y4
 	VPOR         Y4, Y3, Y3
-	VMOVDQU      Y2, 320(SP)
-	VMOVDQU      Y3, 352(SP)
-	VMOVDQU      112(CX), Y2
+	VMOVDQU      Y2, 320(AX)
+	VMOVDQU      Y3, 352(AX)
+	VMOVDQU      112(DX), Y2
 	VPSRLW       $0x04, Y2, Y3
 	VPAND        Y0, Y2, Y2
 	VPAND        Y0, Y3, Y3
@@ -3805,9 +4393,9 @@ blk:
 	VPSRLW       $0x01, Y1, Y4
 	VPAND        qX10<>+0(SB), Y4, Y4
 	VPOR         Y4, Y3, Y3
-	VMOVDQU      Y2, 384(SP)
-	VMOVDQU      Y3, 416(SP)
-	VMOVDQU      144(CX), Y2
+	VMOVDQU      Y2, 384(AX)
+	VMOVDQU      Y3, 416(AX)
+	VMOVDQU      144(DX), Y2
 	VPSRLW       $0x04, Y2, Y3
 	VPAND        Y0, Y2, Y2
 	VPAND        Y0, Y3, Y3
@@ -3817,290 +4405,228 @@ blk:
 	VPSRLW       $0x03, Y1, Y0
 	VPAND        qX10<>+0(SB), Y0, Y0
 	VPOR         Y0, Y3, Y3
-	VMOVDQU      Y2, 448(SP)
-	VMOVDQU      Y3, 480(SP)
-	VPBROADCASTW (CX), X0
+	VMOVDQU      Y2, 448(AX)
+	VMOVDQU      Y3, 480(AX)
+	VPBROADCASTW (DX), X0
 	VCVTPH2PS    X0, X0
-	VPBROADCASTW 2(CX), X1
+	VPBROADCASTW 2(DX), X1
 	VCVTPH2PS    X1, X1
-	MOVQ         BX, DI
-	LEAQ         (SP), R8
-	MOVQ         nt+56(FP), R9
+	MOVQ         SI, R8
+	LEAQ         (AX), R9
+	MOVQ         nt+56(FP), R10
 
 pair:
 	VPXOR        Y2, Y2, Y2
-	VMOVDQU      256(SP), Y3
-	VPMADDUBSW   4(DI), Y3, Y3
-	VPMADDWD     512(SP), Y3, Y3
+	VMOVDQU      256(AX), Y3
+	VPMADDUBSW   4(R8), Y3, Y3
+	VPMADDWD     512(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      288(SP), Y3
-	VPMADDUBSW   36(DI), Y3, Y3
-	VPMADDWD     544(SP), Y3, Y3
+	VMOVDQU      288(AX), Y3
+	VPMADDUBSW   36(R8), Y3, Y3
+	VPMADDWD     544(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      320(SP), Y3
-	VPMADDUBSW   68(DI), Y3, Y3
-	VPMADDWD     576(SP), Y3, Y3
+	VMOVDQU      320(AX), Y3
+	VPMADDUBSW   68(R8), Y3, Y3
+	VPMADDWD     576(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      352(SP), Y3
-	VPMADDUBSW   100(DI), Y3, Y3
-	VPMADDWD     608(SP), Y3, Y3
+	VMOVDQU      352(AX), Y3
+	VPMADDUBSW   100(R8), Y3, Y3
+	VPMADDWD     608(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      384(SP), Y3
-	VPMADDUBSW   132(DI), Y3, Y3
-	VPMADDWD     640(SP), Y3, Y3
+	VMOVDQU      384(AX), Y3
+	VPMADDUBSW   132(R8), Y3, Y3
+	VPMADDWD     640(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      416(SP), Y3
-	VPMADDUBSW   164(DI), Y3, Y3
-	VPMADDWD     672(SP), Y3, Y3
+	VMOVDQU      416(AX), Y3
+	VPMADDUBSW   164(R8), Y3, Y3
+	VPMADDWD     672(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      448(SP), Y3
-	VPMADDUBSW   196(DI), Y3, Y3
-	VPMADDWD     704(SP), Y3, Y3
+	VMOVDQU      448(AX), Y3
+	VPMADDUBSW   196(R8), Y3, Y3
+	VPMADDWD     704(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVDQU      480(SP), Y3
-	VPMADDUBSW   228(DI), Y3, Y3
-	VPMADDWD     736(SP), Y3, Y3
+	VMOVDQU      480(AX), Y3
+	VPMADDUBSW   228(R8), Y3, Y3
+	VPMADDWD     736(AX), Y3, Y3
 	VPADDD       Y3, Y2, Y2
-	VMOVSS       (DI), X3
+	VMOVSS       (R8), X3
 	VMULSS       X0, X3, X4
 	VBROADCASTSS X4, Y4
 	VCVTDQ2PS    Y2, Y2
-	VMOVUPS      (R8), Y5
+	VMOVUPS      (R9), Y5
 	VFMADD231PS  Y2, Y4, Y5
-	VMOVUPS      Y5, (R8)
+	VMOVUPS      Y5, (R9)
 	VMULSS       X1, X3, X2
 	VBROADCASTSS X2, Y2
-	VMOVUPS      128(R8), Y3
-	VMOVDQU      260(DI), Y4
+	VMOVUPS      128(R9), Y3
+	VMOVDQU      260(R8), Y4
 	VEXTRACTI128 $0x01, Y4, X5
 	VPHADDW      X5, X4, X5
-	VPMADDWD     784(SP), X5, X5
+	VPMADDWD     800(AX), X5, X5
 	VCVTDQ2PS    X5, X5
 	VFNMADD231PS X5, X2, X3
-	VMOVUPS      X3, 128(R8)
-	MOVQ         xstride+40(FP), R10
-	ADDQ         R10, DI
-	ADDQ         $0x20, R8
-	DECQ         R9
+	VMOVUPS      X3, 128(R9)
+	MOVQ         xstride+40(FP), R11
+	ADDQ         R11, R8
+	ADDQ         $0x20, R9
+	DECQ         R10
 	JNE          pair
-	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000124, BX
-	DECQ         SI
+	ADDQ         $0x000000b0, DX
+	ADDQ         $0x00000124, SI
+	DECQ         DI
 	JMP          blk
 
 fin:
-	MOVQ AX, BX
-	MOVQ ystride+8(FP), SI
-	SHLQ $0x02, SI
-	LEAQ (SP), DI
-	MOVQ nt+56(FP), R8
+	MOVQ CX, SI
+	MOVQ ystride+8(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (AX), R8
+	MOVQ nt+56(FP), R9
 
 red:
-	VMOVUPS      (DI), Y0
+	VMOVUPS      (R8), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	VMOVUPS      128(DI), Y1
+	VMOVUPS      128(R8), Y1
 	VEXTRACTF128 $0x01, Y1, X2
 	VADDPS       X2, X1, X1
 	VHADDPS      X1, X1, X1
 	VHADDPS      X1, X1, X1
 	VADDSS       X1, X0, X0
-	VMOVSS       X0, (BX)
-	ADDQ         SI, BX
-	ADDQ         $0x20, DI
-	DECQ         R8
+	VMOVSS       X0, (SI)
+	ADDQ         DI, SI
+	ADDQ         $0x20, R8
+	DECQ         R9
 	JNE          red
-	ADDQ         $0x04, AX
-	DECQ         DX
+	ADDQ         $0x04, CX
+	DECQ         BX
 	JMP          row
 
 end:
 	VZEROUPPER
 	RET
 
-// func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q6_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q6_KAVX2(SB), $848-64
-	MOVQ y+0(FP), AX
-	MOVQ w+16(FP), CX
-	MOVQ rows+24(FP), DX
+TEXT ·q6_Kx1AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         rows+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
 
 row:
-	TESTQ   DX, DX
-	JE      end
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (SP)
-	VMOVUPS Y0, 128(SP)
-	VMOVUPS Y0, 32(SP)
-	VMOVUPS Y0, 160(SP)
-	VMOVUPS Y0, 64(SP)
-	VMOVUPS Y0, 192(SP)
-	VMOVUPS Y0, 96(SP)
-	VMOVUPS Y0, 224(SP)
-	MOVQ    x+32(FP), BX
-	MOVQ    nb+48(FP), SI
+	TESTQ  DX, DX
+	JE     end
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   x+24(FP), BX
+	MOVQ   nb+32(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
-	VPMOVSXBW    192(CX), Y0
-	VMOVDQU      Y0, 768(SP)
-	VPBROADCASTD 768(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 512(SP)
-	VPBROADCASTD 772(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 544(SP)
-	VPBROADCASTD 776(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 576(SP)
-	VPBROADCASTD 780(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 608(SP)
-	VPBROADCASTD 784(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 640(SP)
-	VPBROADCASTD 788(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 672(SP)
-	VPBROADCASTD 792(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 704(SP)
-	VPBROADCASTD 796(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(SP)
-	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      (CX), Y1
-	VMOVDQU      32(CX), Y2
-	VMOVDQU      128(CX), Y3
-	VPAND        Y0, Y1, Y4
-	VPSLLW       $0x04, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 256(SP)
-	VPAND        Y0, Y2, Y4
-	VPSLLW       $0x02, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 288(SP)
-	VPSRLW       $0x04, Y1, Y1
-	VPAND        Y0, Y1, Y1
-	VPAND        qX30<>+0(SB), Y3, Y4
-	VPOR         Y4, Y1, Y1
-	VMOVDQU      Y1, 320(SP)
-	VPSRLW       $0x04, Y2, Y1
-	VPAND        Y0, Y1, Y1
-	VPSRLW       $0x02, Y3, Y2
-	VPAND        qX30<>+0(SB), Y2, Y2
-	VPOR         Y2, Y1, Y1
-	VMOVDQU      Y1, 352(SP)
-	VMOVDQU      64(CX), Y1
-	VMOVDQU      96(CX), Y2
-	VMOVDQU      160(CX), Y3
-	VPAND        Y0, Y1, Y4
-	VPSLLW       $0x04, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 384(SP)
-	VPAND        Y0, Y2, Y4
-	VPSLLW       $0x02, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 416(SP)
-	VPSRLW       $0x04, Y1, Y1
-	VPAND        Y0, Y1, Y1
-	VPAND        qX30<>+0(SB), Y3, Y4
-	VPOR         Y4, Y1, Y1
-	VMOVDQU      Y1, 448(SP)
-	VPSRLW       $0x04, Y2, Y1
-	VPAND        Y0, Y1, Y1
-	VPSRLW       $0x02, Y3, Y0
-	VPAND        qX30<>+0(SB), Y0, Y0
-	VPOR         Y0, Y1, Y1
-	VMOVDQU      Y1, 480(SP)
-	VPBROADCASTW 208(CX), X0
-	VCVTPH2PS    X0, X0
-	MOVQ         BX, DI
-	LEAQ         (SP), R8
-	MOVQ         nt+56(FP), R9
-
-pair:
-	VPXOR        Y1, Y1, Y1
-	VMOVDQU      256(SP), Y2
-	VPMADDUBSW   4(DI), Y2, Y2
-	VPMADDWD     512(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      288(SP), Y2
-	VPMADDUBSW   36(DI), Y2, Y2
-	VPMADDWD     544(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      320(SP), Y2
-	VPMADDUBSW   68(DI), Y2, Y2
-	VPMADDWD     576(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      352(SP), Y2
-	VPMADDUBSW   100(DI), Y2, Y2
-	VPMADDWD     608(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      384(SP), Y2
-	VPMADDUBSW   132(DI), Y2, Y2
-	VPMADDWD     640(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      416(SP), Y2
-	VPMADDUBSW   164(DI), Y2, Y2
-	VPMADDWD     672(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      448(SP), Y2
-	VPMADDUBSW   196(DI), Y2, Y2
-	VPMADDWD     704(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      480(SP), Y2
-	VPMADDUBSW   228(DI), Y2, Y2
-	VPMADDWD     736(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      260(DI), Y2
-	VPMADDWD     768(SP), Y2, Y2
-	VPSLLD       $0x05, Y2, Y2
-	VPSUBD       Y2, Y1, Y1
-	VMOVSS       (DI), X2
-	VMULSS       X0, X2, X2
+	VPMOVSXBW    192(CX), Y2
+	VPERMQ       $0x44, Y2, Y3
+	VPERMQ       $0xee, Y2, Y4
+	VPXOR        Y5, Y5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      32(CX), Y7
+	VMOVDQU      128(CX), Y8
+	VPAND        Y0, Y6, Y9
+	VPSLLW       $0x04, Y8, Y10
+	VPAND        qX30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs0<>+0(SB), Y3, Y10
+	VPMADDUBSW   4(BX), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPAND        Y0, Y7, Y9
+	VPSLLW       $0x02, Y8, Y10
+	VPAND        qX30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs1<>+0(SB), Y3, Y10
+	VPMADDUBSW   36(BX), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPAND        qX30<>+0(SB), Y8, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      qGs2<>+0(SB), Y3, Y9
+	VPMADDUBSW   68(BX), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSRLW       $0x04, Y7, Y6
+	VPAND        Y0, Y6, Y6
+	VPSRLW       $0x02, Y8, Y7
+	VPAND        qX30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y3, Y3
+	VPMADDUBSW   100(BX), Y6, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      64(CX), Y3
+	VMOVDQU      96(CX), Y6
+	VMOVDQU      160(CX), Y7
+	VPAND        Y0, Y3, Y8
+	VPSLLW       $0x04, Y7, Y9
+	VPAND        qX30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs0<>+0(SB), Y4, Y9
+	VPMADDUBSW   132(BX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPAND        Y0, Y6, Y8
+	VPSLLW       $0x02, Y7, Y9
+	VPAND        qX30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y4, Y9
+	VPMADDUBSW   164(BX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPAND        qX30<>+0(SB), Y7, Y8
+	VPOR         Y8, Y3, Y3
+	VPSHUFB      qGs2<>+0(SB), Y4, Y8
+	VPMADDUBSW   196(BX), Y3, Y3
+	VPMADDWD     Y8, Y3, Y3
+	VPADDD       Y3, Y5, Y5
+	VPSRLW       $0x04, Y6, Y3
+	VPAND        Y0, Y3, Y3
+	VPSRLW       $0x02, Y7, Y6
+	VPAND        qX30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(BX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y5, Y5
+	VPBROADCASTW 208(CX), X3
+	VCVTPH2PS    X3, X3
+	VMOVDQU      260(BX), Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y5, Y5
+	VMOVSS       (BX), X2
+	VMULSS       X3, X2, X2
 	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y1, Y1
-	VMOVUPS      (R8), Y3
-	VFMADD231PS  Y1, Y2, Y3
-	VMOVUPS      Y3, (R8)
-	MOVQ         xstride+40(FP), R10
-	ADDQ         R10, DI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          pair
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y2, Y1
 	ADDQ         $0x000000d2, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
 	JMP          blk
 
 fin:
-	MOVQ AX, BX
-	MOVQ ystride+8(FP), SI
-	SHLQ $0x02, SI
-	LEAQ (SP), DI
-	MOVQ nt+56(FP), R8
-
-red:
-	VMOVUPS      (DI), Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (BX)
-	ADDQ         SI, BX
-	ADDQ         $0x20, DI
-	DECQ         R8
-	JNE          red
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
 	ADDQ         $0x04, AX
 	DECQ         DX
 	JMP          row
@@ -4108,40 +4634,6 @@ red:
 end:
 	VZEROUPPER
 	RET
-
-DATA qPairShuf<>+0(SB)/1, $0x00
-DATA qPairShuf<>+1(SB)/1, $0x01
-DATA qPairShuf<>+2(SB)/1, $0x00
-DATA qPairShuf<>+3(SB)/1, $0x01
-DATA qPairShuf<>+4(SB)/1, $0x00
-DATA qPairShuf<>+5(SB)/1, $0x01
-DATA qPairShuf<>+6(SB)/1, $0x00
-DATA qPairShuf<>+7(SB)/1, $0x01
-DATA qPairShuf<>+8(SB)/1, $0x00
-DATA qPairShuf<>+9(SB)/1, $0x01
-DATA qPairShuf<>+10(SB)/1, $0x00
-DATA qPairShuf<>+11(SB)/1, $0x01
-DATA qPairShuf<>+12(SB)/1, $0x00
-DATA qPairShuf<>+13(SB)/1, $0x01
-DATA qPairShuf<>+14(SB)/1, $0x00
-DATA qPairShuf<>+15(SB)/1, $0x01
-DATA qPairShuf<>+16(SB)/1, $0x02
-DATA qPairShuf<>+17(SB)/1, $0x03
-DATA qPairShuf<>+18(SB)/1, $0x02
-DATA qPairShuf<>+19(SB)/1, $0x03
-DATA qPairShuf<>+20(SB)/1, $0x02
-DATA qPairShuf<>+21(SB)/1, $0x03
-DATA qPairShuf<>+22(SB)/1, $0x02
-DATA qPairShuf<>+23(SB)/1, $0x03
-DATA qPairShuf<>+24(SB)/1, $0x02
-DATA qPairShuf<>+25(SB)/1, $0x03
-DATA qPairShuf<>+26(SB)/1, $0x02
-DATA qPairShuf<>+27(SB)/1, $0x03
-DATA qPairShuf<>+28(SB)/1, $0x02
-DATA qPairShuf<>+29(SB)/1, $0x03
-DATA qPairShuf<>+30(SB)/1, $0x02
-DATA qPairShuf<>+31(SB)/1, $0x03
-GLOBL qPairShuf<>(SB), RODATA|NOPTR, $32
 
 DATA qX30<>+0(SB)/1, $0x30
 DATA qX30<>+1(SB)/1, $0x30
@@ -4177,27 +4669,345 @@ DATA qX30<>+30(SB)/1, $0x30
 DATA qX30<>+31(SB)/1, $0x30
 GLOBL qX30<>(SB), RODATA|NOPTR, $32
 
-// func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+DATA qGs0<>+0(SB)/1, $0x00
+DATA qGs0<>+1(SB)/1, $0x01
+DATA qGs0<>+2(SB)/1, $0x00
+DATA qGs0<>+3(SB)/1, $0x01
+DATA qGs0<>+4(SB)/1, $0x00
+DATA qGs0<>+5(SB)/1, $0x01
+DATA qGs0<>+6(SB)/1, $0x00
+DATA qGs0<>+7(SB)/1, $0x01
+DATA qGs0<>+8(SB)/1, $0x00
+DATA qGs0<>+9(SB)/1, $0x01
+DATA qGs0<>+10(SB)/1, $0x00
+DATA qGs0<>+11(SB)/1, $0x01
+DATA qGs0<>+12(SB)/1, $0x00
+DATA qGs0<>+13(SB)/1, $0x01
+DATA qGs0<>+14(SB)/1, $0x00
+DATA qGs0<>+15(SB)/1, $0x01
+DATA qGs0<>+16(SB)/1, $0x02
+DATA qGs0<>+17(SB)/1, $0x03
+DATA qGs0<>+18(SB)/1, $0x02
+DATA qGs0<>+19(SB)/1, $0x03
+DATA qGs0<>+20(SB)/1, $0x02
+DATA qGs0<>+21(SB)/1, $0x03
+DATA qGs0<>+22(SB)/1, $0x02
+DATA qGs0<>+23(SB)/1, $0x03
+DATA qGs0<>+24(SB)/1, $0x02
+DATA qGs0<>+25(SB)/1, $0x03
+DATA qGs0<>+26(SB)/1, $0x02
+DATA qGs0<>+27(SB)/1, $0x03
+DATA qGs0<>+28(SB)/1, $0x02
+DATA qGs0<>+29(SB)/1, $0x03
+DATA qGs0<>+30(SB)/1, $0x02
+DATA qGs0<>+31(SB)/1, $0x03
+GLOBL qGs0<>(SB), RODATA|NOPTR, $32
+
+DATA qGs1<>+0(SB)/1, $0x04
+DATA qGs1<>+1(SB)/1, $0x05
+DATA qGs1<>+2(SB)/1, $0x04
+DATA qGs1<>+3(SB)/1, $0x05
+DATA qGs1<>+4(SB)/1, $0x04
+DATA qGs1<>+5(SB)/1, $0x05
+DATA qGs1<>+6(SB)/1, $0x04
+DATA qGs1<>+7(SB)/1, $0x05
+DATA qGs1<>+8(SB)/1, $0x04
+DATA qGs1<>+9(SB)/1, $0x05
+DATA qGs1<>+10(SB)/1, $0x04
+DATA qGs1<>+11(SB)/1, $0x05
+DATA qGs1<>+12(SB)/1, $0x04
+DATA qGs1<>+13(SB)/1, $0x05
+DATA qGs1<>+14(SB)/1, $0x04
+DATA qGs1<>+15(SB)/1, $0x05
+DATA qGs1<>+16(SB)/1, $0x06
+DATA qGs1<>+17(SB)/1, $0x07
+DATA qGs1<>+18(SB)/1, $0x06
+DATA qGs1<>+19(SB)/1, $0x07
+DATA qGs1<>+20(SB)/1, $0x06
+DATA qGs1<>+21(SB)/1, $0x07
+DATA qGs1<>+22(SB)/1, $0x06
+DATA qGs1<>+23(SB)/1, $0x07
+DATA qGs1<>+24(SB)/1, $0x06
+DATA qGs1<>+25(SB)/1, $0x07
+DATA qGs1<>+26(SB)/1, $0x06
+DATA qGs1<>+27(SB)/1, $0x07
+DATA qGs1<>+28(SB)/1, $0x06
+DATA qGs1<>+29(SB)/1, $0x07
+DATA qGs1<>+30(SB)/1, $0x06
+DATA qGs1<>+31(SB)/1, $0x07
+GLOBL qGs1<>(SB), RODATA|NOPTR, $32
+
+DATA qGs2<>+0(SB)/1, $0x08
+DATA qGs2<>+1(SB)/1, $0x09
+DATA qGs2<>+2(SB)/1, $0x08
+DATA qGs2<>+3(SB)/1, $0x09
+DATA qGs2<>+4(SB)/1, $0x08
+DATA qGs2<>+5(SB)/1, $0x09
+DATA qGs2<>+6(SB)/1, $0x08
+DATA qGs2<>+7(SB)/1, $0x09
+DATA qGs2<>+8(SB)/1, $0x08
+DATA qGs2<>+9(SB)/1, $0x09
+DATA qGs2<>+10(SB)/1, $0x08
+DATA qGs2<>+11(SB)/1, $0x09
+DATA qGs2<>+12(SB)/1, $0x08
+DATA qGs2<>+13(SB)/1, $0x09
+DATA qGs2<>+14(SB)/1, $0x08
+DATA qGs2<>+15(SB)/1, $0x09
+DATA qGs2<>+16(SB)/1, $0x0a
+DATA qGs2<>+17(SB)/1, $0x0b
+DATA qGs2<>+18(SB)/1, $0x0a
+DATA qGs2<>+19(SB)/1, $0x0b
+DATA qGs2<>+20(SB)/1, $0x0a
+DATA qGs2<>+21(SB)/1, $0x0b
+DATA qGs2<>+22(SB)/1, $0x0a
+DATA qGs2<>+23(SB)/1, $0x0b
+DATA qGs2<>+24(SB)/1, $0x0a
+DATA qGs2<>+25(SB)/1, $0x0b
+DATA qGs2<>+26(SB)/1, $0x0a
+DATA qGs2<>+27(SB)/1, $0x0b
+DATA qGs2<>+28(SB)/1, $0x0a
+DATA qGs2<>+29(SB)/1, $0x0b
+DATA qGs2<>+30(SB)/1, $0x0a
+DATA qGs2<>+31(SB)/1, $0x0b
+GLOBL qGs2<>(SB), RODATA|NOPTR, $32
+
+DATA qGs3<>+0(SB)/1, $0x0c
+DATA qGs3<>+1(SB)/1, $0x0d
+DATA qGs3<>+2(SB)/1, $0x0c
+DATA qGs3<>+3(SB)/1, $0x0d
+DATA qGs3<>+4(SB)/1, $0x0c
+DATA qGs3<>+5(SB)/1, $0x0d
+DATA qGs3<>+6(SB)/1, $0x0c
+DATA qGs3<>+7(SB)/1, $0x0d
+DATA qGs3<>+8(SB)/1, $0x0c
+DATA qGs3<>+9(SB)/1, $0x0d
+DATA qGs3<>+10(SB)/1, $0x0c
+DATA qGs3<>+11(SB)/1, $0x0d
+DATA qGs3<>+12(SB)/1, $0x0c
+DATA qGs3<>+13(SB)/1, $0x0d
+DATA qGs3<>+14(SB)/1, $0x0c
+DATA qGs3<>+15(SB)/1, $0x0d
+DATA qGs3<>+16(SB)/1, $0x0e
+DATA qGs3<>+17(SB)/1, $0x0f
+DATA qGs3<>+18(SB)/1, $0x0e
+DATA qGs3<>+19(SB)/1, $0x0f
+DATA qGs3<>+20(SB)/1, $0x0e
+DATA qGs3<>+21(SB)/1, $0x0f
+DATA qGs3<>+22(SB)/1, $0x0e
+DATA qGs3<>+23(SB)/1, $0x0f
+DATA qGs3<>+24(SB)/1, $0x0e
+DATA qGs3<>+25(SB)/1, $0x0f
+DATA qGs3<>+26(SB)/1, $0x0e
+DATA qGs3<>+27(SB)/1, $0x0f
+DATA qGs3<>+28(SB)/1, $0x0e
+DATA qGs3<>+29(SB)/1, $0x0f
+DATA qGs3<>+30(SB)/1, $0x0e
+DATA qGs3<>+31(SB)/1, $0x0f
+GLOBL qGs3<>(SB), RODATA|NOPTR, $32
+
+// func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q3_KAVX2(SB), $848-64
-	MOVQ y+0(FP), AX
-	MOVQ w+16(FP), CX
-	MOVQ rows+24(FP), DX
+TEXT ·q6_KAVX2(SB), $880-64
+	LEAQ (SP), AX
+	ADDQ $0x1f, AX
+	ANDQ $-32, AX
+	MOVQ y+0(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+24(FP), BX
 
 row:
-	TESTQ   DX, DX
+	TESTQ   BX, BX
 	JE      end
 	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (SP)
-	VMOVUPS Y0, 128(SP)
-	VMOVUPS Y0, 32(SP)
-	VMOVUPS Y0, 160(SP)
-	VMOVUPS Y0, 64(SP)
-	VMOVUPS Y0, 192(SP)
-	VMOVUPS Y0, 96(SP)
-	VMOVUPS Y0, 224(SP)
-	MOVQ    x+32(FP), BX
-	MOVQ    nb+48(FP), SI
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 192(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 224(AX)
+	MOVQ    x+32(FP), SI
+	MOVQ    nb+48(FP), DI
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPMOVSXBW    192(DX), Y0
+	VMOVDQU      Y0, 768(AX)
+	VPERMQ       $0x44, Y0, Y1
+	VPERMQ       $0xee, Y0, Y0
+	VPSHUFB      qGs0<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 512(AX)
+	VPSHUFB      qGs1<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 544(AX)
+	VPSHUFB      qGs2<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 576(AX)
+	VPSHUFB      qGs3<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 608(AX)
+	VPSHUFB      qGs0<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 640(AX)
+	VPSHUFB      qGs1<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 672(AX)
+	VPSHUFB      qGs2<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 704(AX)
+	VPSHUFB      qGs3<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(AX)
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      (DX), Y1
+	VMOVDQU      32(DX), Y2
+	VMOVDQU      128(DX), Y3
+	VPAND        Y0, Y1, Y4
+	VPSLLW       $0x04, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 256(AX)
+	VPAND        Y0, Y2, Y4
+	VPSLLW       $0x02, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 288(AX)
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        Y0, Y1, Y1
+	VPAND        qX30<>+0(SB), Y3, Y4
+	VPOR         Y4, Y1, Y1
+	VMOVDQU      Y1, 320(AX)
+	VPSRLW       $0x04, Y2, Y1
+	VPAND        Y0, Y1, Y1
+	VPSRLW       $0x02, Y3, Y2
+	VPAND        qX30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      Y1, 352(AX)
+	VMOVDQU      64(DX), Y1
+	VMOVDQU      96(DX), Y2
+	VMOVDQU      160(DX), Y3
+	VPAND        Y0, Y1, Y4
+	VPSLLW       $0x04, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 384(AX)
+	VPAND        Y0, Y2, Y4
+	VPSLLW       $0x02, Y3, Y5
+	VPAND        qX30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      Y4, 416(AX)
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        Y0, Y1, Y1
+	VPAND        qX30<>+0(SB), Y3, Y4
+	VPOR         Y4, Y1, Y1
+	VMOVDQU      Y1, 448(AX)
+	VPSRLW       $0x04, Y2, Y1
+	VPAND        Y0, Y1, Y1
+	VPSRLW       $0x02, Y3, Y0
+	VPAND        qX30<>+0(SB), Y0, Y0
+	VPOR         Y0, Y1, Y1
+	VMOVDQU      Y1, 480(AX)
+	VPBROADCASTW 208(DX), X0
+	VCVTPH2PS    X0, X0
+	MOVQ         SI, R8
+	LEAQ         (AX), R9
+	MOVQ         nt+56(FP), R10
+
+pair:
+	VPXOR        Y1, Y1, Y1
+	VMOVDQU      256(AX), Y2
+	VPMADDUBSW   4(R8), Y2, Y2
+	VPMADDWD     512(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      288(AX), Y2
+	VPMADDUBSW   36(R8), Y2, Y2
+	VPMADDWD     544(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      320(AX), Y2
+	VPMADDUBSW   68(R8), Y2, Y2
+	VPMADDWD     576(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      352(AX), Y2
+	VPMADDUBSW   100(R8), Y2, Y2
+	VPMADDWD     608(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      384(AX), Y2
+	VPMADDUBSW   132(R8), Y2, Y2
+	VPMADDWD     640(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      416(AX), Y2
+	VPMADDUBSW   164(R8), Y2, Y2
+	VPMADDWD     672(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      448(AX), Y2
+	VPMADDUBSW   196(R8), Y2, Y2
+	VPMADDWD     704(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      480(AX), Y2
+	VPMADDUBSW   228(R8), Y2, Y2
+	VPMADDWD     736(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      260(R8), Y2
+	VPMADDWD     768(AX), Y2, Y2
+	VPSLLD       $0x05, Y2, Y2
+	VPSUBD       Y2, Y1, Y1
+	VMOVSS       (R8), X2
+	VMULSS       X0, X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (R9), Y3
+	VFMADD231PS  Y1, Y2, Y3
+	VMOVUPS      Y3, (R9)
+	MOVQ         xstride+40(FP), R11
+	ADDQ         R11, R8
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNE          pair
+	ADDQ         $0x000000d2, DX
+	ADDQ         $0x00000124, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ CX, SI
+	MOVQ ystride+8(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (AX), R8
+	MOVQ nt+56(FP), R9
+
+red:
+	VMOVUPS      (R8), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (SI)
+	ADDQ         DI, SI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          red
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q3_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q3_Kx1AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         rows+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   x+24(FP), BX
+	MOVQ   nb+32(FP), SI
 
 blk:
 	TESTQ        SI, SI
@@ -4205,197 +5015,141 @@ blk:
 	MOVL         96(CX), DI
 	MOVL         100(CX), R8
 	MOVL         104(CX), R9
-	MOVL         DI, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R9, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	MOVL         R10, 832(SP)
-	MOVL         R8, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R9, R11
-	SHRL         $0x02, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	MOVL         R10, 836(SP)
-	MOVL         DI, R10
+	MOVL         DI, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R10
+	ANDL         $0x03030303, R10
+	SHLL         $0x04, R10
+	ORL          R10, R11
+	MOVL         R8, R12
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R9, R10
+	SHRL         $0x02, R10
+	ANDL         $0x03030303, R10
+	SHLL         $0x04, R10
+	ORL          R10, R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	SHRL         $0x04, DI
+	ANDL         $0x0f0f0f0f, DI
+	MOVL         R9, R10
 	SHRL         $0x04, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R9, R11
-	SHRL         $0x04, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	MOVL         R10, 840(SP)
-	MOVL         R8, R10
-	SHRL         $0x04, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	MOVL         R10, 844(SP)
-	VMOVDQU      832(SP), X0
-	MOVL         $0x20202020, R10
-	MOVD         R10, X1
-	VPBROADCASTD X1, X1
-	VPSUBB       X1, X0, X0
-	VPMOVSXBW    X0, Y0
-	VMOVDQU      Y0, 768(SP)
-	VPBROADCASTD 768(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 512(SP)
-	VPBROADCASTD 772(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 544(SP)
-	VPBROADCASTD 776(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 576(SP)
-	VPBROADCASTD 780(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 608(SP)
-	VPBROADCASTD 784(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 640(SP)
-	VPBROADCASTD 788(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 672(SP)
-	VPBROADCASTD 792(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 704(SP)
-	VPBROADCASTD 796(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(SP)
-	VMOVDQU      (CX), Y0
-	VMOVDQU      32(CX), Y1
-	VPAND        qX03<>+0(SB), Y1, Y2
-	VPSLLW       $0x02, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 256(SP)
-	VPSRLW       $0x02, Y1, Y2
+	ANDL         $0x03030303, R10
+	SHLL         $0x04, R10
+	ORL          R10, DI
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R9, R10
+	SHRL         $0x06, R10
+	ANDL         $0x03030303, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	SHLQ         $0x20, R8
+	ORQ          R8, DI
+	MOVQ         R11, X1
+	VPINSRQ      $0x01, DI, X1, X1
+	MOVL         $0x20202020, DI
+	MOVD         DI, X2
+	VPBROADCASTD X2, X2
+	VPSUBB       X2, X1, X1
+	VPMOVSXBW    X1, Y1
+	VPERMQ       $0x44, Y1, Y2
+	VPERMQ       $0xee, Y1, Y3
+	VPXOR        Y4, Y4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      32(CX), Y6
+	VPAND        qX03<>+0(SB), Y6, Y7
+	VPSLLW       $0x02, Y5, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs0<>+0(SB), Y2, Y8
+	VPMADDUBSW   4(BX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSRLW       $0x02, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSLLW       $0x01, Y5, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs1<>+0(SB), Y2, Y8
+	VPMADDUBSW   36(BX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPAND        qX04<>+0(SB), Y5, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y2, Y8
+	VPMADDUBSW   68(BX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSRLW       $0x06, Y6, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSRLW       $0x01, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y2, Y2
+	VPMADDUBSW   100(BX), Y6, Y6
+	VPMADDWD     Y2, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VMOVDQU      64(CX), Y2
+	VPAND        qX03<>+0(SB), Y2, Y6
+	VPSRLW       $0x02, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs0<>+0(SB), Y3, Y7
+	VPMADDUBSW   132(BX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPSRLW       $0x02, Y2, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSRLW       $0x03, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs1<>+0(SB), Y3, Y7
+	VPMADDUBSW   164(BX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPSRLW       $0x04, Y2, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs2<>+0(SB), Y3, Y7
+	VPMADDUBSW   196(BX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPSRLW       $0x06, Y2, Y2
 	VPAND        qX03<>+0(SB), Y2, Y2
-	VPSLLW       $0x01, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 288(SP)
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPAND        qX04<>+0(SB), Y0, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 320(SP)
-	VPSRLW       $0x06, Y1, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VPSRLW       $0x01, Y0, Y2
-	VPAND        qX04<>+0(SB), Y2, Y2
-	VPOR         Y2, Y1, Y1
-	VMOVDQU      Y1, 352(SP)
-	VMOVDQU      64(CX), Y1
-	VPAND        qX03<>+0(SB), Y1, Y2
-	VPSRLW       $0x02, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 384(SP)
-	VPSRLW       $0x02, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPSRLW       $0x03, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 416(SP)
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPSRLW       $0x04, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 448(SP)
-	VPSRLW       $0x06, Y1, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VPSRLW       $0x05, Y0, Y0
-	VPAND        qX04<>+0(SB), Y0, Y0
-	VPOR         Y0, Y1, Y1
-	VMOVDQU      Y1, 480(SP)
-	VPBROADCASTW 108(CX), X0
-	VCVTPH2PS    X0, X0
-	MOVQ         BX, DI
-	LEAQ         (SP), R8
-	MOVQ         nt+56(FP), R9
-
-pair:
-	VPXOR        Y1, Y1, Y1
-	VMOVDQU      256(SP), Y2
-	VPMADDUBSW   4(DI), Y2, Y2
-	VPMADDWD     512(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      288(SP), Y2
-	VPMADDUBSW   36(DI), Y2, Y2
-	VPMADDWD     544(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      320(SP), Y2
-	VPMADDUBSW   68(DI), Y2, Y2
-	VPMADDWD     576(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      352(SP), Y2
-	VPMADDUBSW   100(DI), Y2, Y2
-	VPMADDWD     608(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      384(SP), Y2
-	VPMADDUBSW   132(DI), Y2, Y2
-	VPMADDWD     640(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      416(SP), Y2
-	VPMADDUBSW   164(DI), Y2, Y2
-	VPMADDWD     672(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      448(SP), Y2
-	VPMADDUBSW   196(DI), Y2, Y2
-	VPMADDWD     704(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      480(SP), Y2
-	VPMADDUBSW   228(DI), Y2, Y2
-	VPMADDWD     736(SP), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      260(DI), Y2
-	VPMADDWD     768(SP), Y2, Y2
-	VPSLLD       $0x02, Y2, Y2
-	VPSUBD       Y2, Y1, Y1
-	VMOVSS       (DI), X2
-	VMULSS       X0, X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y1, Y1
-	VMOVUPS      (R8), Y3
-	VFMADD231PS  Y1, Y2, Y3
-	VMOVUPS      Y3, (R8)
-	MOVQ         xstride+40(FP), R10
-	ADDQ         R10, DI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          pair
+	VPSRLW       $0x05, Y5, Y5
+	VPAND        qX04<>+0(SB), Y5, Y5
+	VPOR         Y5, Y2, Y2
+	VPSHUFB      qGs3<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(BX), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VPBROADCASTW 108(CX), X2
+	VCVTPH2PS    X2, X2
+	VMOVDQU      260(BX), Y3
+	VPMADDWD     Y1, Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPSUBD       Y3, Y4, Y4
+	VMOVSS       (BX), X1
+	VMULSS       X2, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y1, Y0
 	ADDQ         $0x0000006e, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
 	JMP          blk
 
 fin:
-	MOVQ AX, BX
-	MOVQ ystride+8(FP), SI
-	SHLQ $0x02, SI
-	LEAQ (SP), DI
-	MOVQ nt+56(FP), R8
-
-red:
-	VMOVUPS      (DI), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (BX)
-	ADDQ         SI, BX
-	ADDQ         $0x20, DI
-	DECQ         R8
-	JNE          red
+	VMOVSS       X0, (AX)
 	ADDQ         $0x04, AX
 	DECQ         DX
 	JMP          row
@@ -4472,181 +5226,338 @@ DATA qX04<>+30(SB)/1, $0x04
 DATA qX04<>+31(SB)/1, $0x04
 GLOBL qX04<>(SB), RODATA|NOPTR, $32
 
-// func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q2_KAVX2(SB), $848-64
-	MOVQ y+0(FP), AX
-	MOVQ w+16(FP), CX
-	MOVQ rows+24(FP), DX
+TEXT ·q3_KAVX2(SB), $880-64
+	LEAQ (SP), AX
+	ADDQ $0x1f, AX
+	ANDQ $-32, AX
+	MOVQ y+0(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+24(FP), BX
 
 row:
-	TESTQ   DX, DX
+	TESTQ   BX, BX
 	JE      end
 	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (SP)
-	VMOVUPS Y0, 128(SP)
-	VMOVUPS Y0, 32(SP)
-	VMOVUPS Y0, 160(SP)
-	VMOVUPS Y0, 64(SP)
-	VMOVUPS Y0, 192(SP)
-	VMOVUPS Y0, 96(SP)
-	VMOVUPS Y0, 224(SP)
-	MOVQ    x+32(FP), BX
-	MOVQ    nb+48(FP), SI
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 192(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 224(AX)
+	MOVQ    x+32(FP), SI
+	MOVQ    nb+48(FP), DI
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	MOVL         96(DX), R8
+	MOVL         100(DX), R9
+	MOVL         104(DX), R10
+	MOVL         R8, R12
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R12
+	MOVL         R9, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R11
+	SHRL         $0x02, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R13
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R8
+	SHRL         $0x04, R9
+	ANDL         $0x0f0f0f0f, R9
+	MOVL         R10, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R9
+	SHLQ         $0x20, R9
+	ORQ          R9, R8
+	MOVQ         R12, X0
+	VPINSRQ      $0x01, R8, X0, X0
+	MOVL         $0x20202020, R8
+	MOVD         R8, X1
+	VPBROADCASTD X1, X1
+	VPSUBB       X1, X0, X0
+	VPMOVSXBW    X0, Y0
+	VMOVDQU      Y0, 768(AX)
+	VPERMQ       $0x44, Y0, Y1
+	VPERMQ       $0xee, Y0, Y0
+	VPSHUFB      qGs0<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 512(AX)
+	VPSHUFB      qGs1<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 544(AX)
+	VPSHUFB      qGs2<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 576(AX)
+	VPSHUFB      qGs3<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 608(AX)
+	VPSHUFB      qGs0<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 640(AX)
+	VPSHUFB      qGs1<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 672(AX)
+	VPSHUFB      qGs2<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 704(AX)
+	VPSHUFB      qGs3<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(AX)
+	VMOVDQU      (DX), Y0
+	VMOVDQU      32(DX), Y1
+	VPAND        qX03<>+0(SB), Y1, Y2
+	VPSLLW       $0x02, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 256(AX)
+	VPSRLW       $0x02, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPSLLW       $0x01, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 288(AX)
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPAND        qX04<>+0(SB), Y0, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 320(AX)
+	VPSRLW       $0x06, Y1, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VPSRLW       $0x01, Y0, Y2
+	VPAND        qX04<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      Y1, 352(AX)
+	VMOVDQU      64(DX), Y1
+	VPAND        qX03<>+0(SB), Y1, Y2
+	VPSRLW       $0x02, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 384(AX)
+	VPSRLW       $0x02, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPSRLW       $0x03, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 416(AX)
+	VPSRLW       $0x04, Y1, Y2
+	VPAND        qX03<>+0(SB), Y2, Y2
+	VPSRLW       $0x04, Y0, Y3
+	VPAND        qX04<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VMOVDQU      Y2, 448(AX)
+	VPSRLW       $0x06, Y1, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VPSRLW       $0x05, Y0, Y0
+	VPAND        qX04<>+0(SB), Y0, Y0
+	VPOR         Y0, Y1, Y1
+	VMOVDQU      Y1, 480(AX)
+	VPBROADCASTW 108(DX), X0
+	VCVTPH2PS    X0, X0
+	MOVQ         SI, R8
+	LEAQ         (AX), R9
+	MOVQ         nt+56(FP), R10
+
+pair:
+	VPXOR        Y1, Y1, Y1
+	VMOVDQU      256(AX), Y2
+	VPMADDUBSW   4(R8), Y2, Y2
+	VPMADDWD     512(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      288(AX), Y2
+	VPMADDUBSW   36(R8), Y2, Y2
+	VPMADDWD     544(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      320(AX), Y2
+	VPMADDUBSW   68(R8), Y2, Y2
+	VPMADDWD     576(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      352(AX), Y2
+	VPMADDUBSW   100(R8), Y2, Y2
+	VPMADDWD     608(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      384(AX), Y2
+	VPMADDUBSW   132(R8), Y2, Y2
+	VPMADDWD     640(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      416(AX), Y2
+	VPMADDUBSW   164(R8), Y2, Y2
+	VPMADDWD     672(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      448(AX), Y2
+	VPMADDUBSW   196(R8), Y2, Y2
+	VPMADDWD     704(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      480(AX), Y2
+	VPMADDUBSW   228(R8), Y2, Y2
+	VPMADDWD     736(AX), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      260(R8), Y2
+	VPMADDWD     768(AX), Y2, Y2
+	VPSLLD       $0x02, Y2, Y2
+	VPSUBD       Y2, Y1, Y1
+	VMOVSS       (R8), X2
+	VMULSS       X0, X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (R9), Y3
+	VFMADD231PS  Y1, Y2, Y3
+	VMOVUPS      Y3, (R9)
+	MOVQ         xstride+40(FP), R11
+	ADDQ         R11, R8
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNE          pair
+	ADDQ         $0x0000006e, DX
+	ADDQ         $0x00000124, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ CX, SI
+	MOVQ ystride+8(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (AX), R8
+	MOVQ nt+56(FP), R9
+
+red:
+	VMOVUPS      (R8), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (SI)
+	ADDQ         DI, SI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          red
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q2_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q2_Kx1AVX2(SB), NOSPLIT, $0-40
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         rows+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   x+24(FP), BX
+	MOVQ   nb+32(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
-	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      (CX), X1
-	VPSRLW       $0x04, X1, X2
-	VPAND        X0, X1, X1
-	VPAND        X0, X2, X2
-	VPMOVZXBW    X1, Y0
-	VPMOVZXBW    X2, Y1
-	VMOVDQU      Y0, 768(SP)
-	VMOVDQU      Y1, 800(SP)
-	VPBROADCASTD 768(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 512(SP)
-	VPBROADCASTD 772(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 544(SP)
-	VPBROADCASTD 776(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 576(SP)
-	VPBROADCASTD 780(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 608(SP)
-	VPBROADCASTD 784(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 640(SP)
-	VPBROADCASTD 788(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 672(SP)
-	VPBROADCASTD 792(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 704(SP)
-	VPBROADCASTD 796(SP), Y0
-	VPSHUFB      qPairShuf<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(SP)
-	VMOVDQU      16(CX), Y0
-	VPAND        qX03<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 256(SP)
-	VPSRLW       $0x02, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 288(SP)
-	VPSRLW       $0x04, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 320(SP)
-	VPSRLW       $0x06, Y0, Y0
-	VPAND        qX03<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 352(SP)
-	VMOVDQU      48(CX), Y0
-	VPAND        qX03<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 384(SP)
-	VPSRLW       $0x02, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 416(SP)
-	VPSRLW       $0x04, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 448(SP)
-	VPSRLW       $0x06, Y0, Y0
-	VPAND        qX03<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 480(SP)
-	VPBROADCASTW 80(CX), X0
-	VCVTPH2PS    X0, X0
-	VPBROADCASTW 82(CX), X1
-	VCVTPH2PS    X1, X1
-	MOVQ         BX, DI
-	LEAQ         (SP), R8
-	MOVQ         nt+56(FP), R9
-
-pair:
-	VPXOR        Y2, Y2, Y2
-	VMOVDQU      256(SP), Y3
-	VPMADDUBSW   4(DI), Y3, Y3
-	VPMADDWD     512(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      288(SP), Y3
-	VPMADDUBSW   36(DI), Y3, Y3
-	VPMADDWD     544(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      320(SP), Y3
-	VPMADDUBSW   68(DI), Y3, Y3
-	VPMADDWD     576(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      352(SP), Y3
-	VPMADDUBSW   100(DI), Y3, Y3
-	VPMADDWD     608(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      384(SP), Y3
-	VPMADDUBSW   132(DI), Y3, Y3
-	VPMADDWD     640(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      416(SP), Y3
-	VPMADDUBSW   164(DI), Y3, Y3
-	VPMADDWD     672(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      448(SP), Y3
-	VPMADDUBSW   196(DI), Y3, Y3
-	VPMADDWD     704(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      480(SP), Y3
-	VPMADDUBSW   228(DI), Y3, Y3
-	VPMADDWD     736(SP), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVSS       (DI), X3
-	VMULSS       X0, X3, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y2, Y2
-	VMOVUPS      (R8), Y5
-	VFMADD231PS  Y2, Y4, Y5
-	VMOVUPS      Y5, (R8)
-	VMULSS       X1, X3, X2
-	VBROADCASTSS X2, Y2
-	VMOVUPS      128(R8), Y3
-	VMOVDQU      260(DI), Y4
-	VPMADDWD     800(SP), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VFNMADD231PS Y4, Y2, Y3
-	VMOVUPS      Y3, 128(R8)
-	MOVQ         xstride+40(FP), R10
-	ADDQ         R10, DI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          pair
+	VMOVDQU      (CX), X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        X0, X3, X3
+	VPAND        X0, X4, X4
+	VPMOVZXBW    X3, Y3
+	VPMOVZXBW    X4, Y4
+	VPERMQ       $0x44, Y3, Y5
+	VPERMQ       $0xee, Y3, Y3
+	VPXOR        Y6, Y6, Y6
+	VMOVDQU      16(CX), Y7
+	VPAND        qX03<>+0(SB), Y7, Y8
+	VPSHUFB      qGs0<>+0(SB), Y5, Y9
+	VPMADDUBSW   4(BX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPSRLW       $0x02, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y5, Y9
+	VPMADDUBSW   36(BX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs2<>+0(SB), Y5, Y9
+	VPMADDUBSW   68(BX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VPSRLW       $0x06, Y7, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   100(BX), Y7, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      48(CX), Y5
+	VPAND        qX03<>+0(SB), Y5, Y7
+	VPSHUFB      qGs0<>+0(SB), Y3, Y8
+	VPMADDUBSW   132(BX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x02, Y5, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs1<>+0(SB), Y3, Y8
+	VPMADDUBSW   164(BX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x04, Y5, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y3, Y8
+	VPMADDUBSW   196(BX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x06, Y5, Y5
+	VPAND        qX03<>+0(SB), Y5, Y5
+	VPSHUFB      qGs3<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(BX), Y5, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y6, Y6
+	VPBROADCASTW 80(CX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW 82(CX), X5
+	VCVTPH2PS    X5, X5
+	VMOVSS       (BX), X7
+	VMULSS       X3, X7, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y1
+	VMULSS       X5, X7, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      260(BX), Y5
+	VPMADDWD     Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFNMADD231PS Y5, Y3, Y2
 	ADDQ         $0x00000054, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
 	JMP          blk
 
 fin:
-	MOVQ AX, BX
-	MOVQ ystride+8(FP), SI
-	SHLQ $0x02, SI
-	LEAQ (SP), DI
-	MOVQ nt+56(FP), R8
-
-red:
-	VMOVUPS      (DI), Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVUPS      128(DI), Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
 	VHADDPS      X1, X1, X1
 	VHADDPS      X1, X1, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (BX)
-	ADDQ         SI, BX
-	ADDQ         $0x20, DI
-	DECQ         R8
-	JNE          red
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (AX)
 	ADDQ         $0x04, AX
 	DECQ         DX
 	JMP          row
@@ -4654,6 +5565,551 @@ red:
 end:
 	VZEROUPPER
 	RET
+
+// func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q2_KAVX2(SB), $880-64
+	LEAQ (SP), AX
+	ADDQ $0x1f, AX
+	ANDQ $-32, AX
+	MOVQ y+0(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ rows+24(FP), BX
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 192(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 224(AX)
+	MOVQ    x+32(FP), SI
+	MOVQ    nb+48(FP), DI
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      (DX), X1
+	VPSRLW       $0x04, X1, X2
+	VPAND        X0, X1, X1
+	VPAND        X0, X2, X2
+	VPMOVZXBW    X1, Y0
+	VPMOVZXBW    X2, Y1
+	VMOVDQU      Y1, 800(AX)
+	VPERMQ       $0x44, Y0, Y1
+	VPERMQ       $0xee, Y0, Y0
+	VPSHUFB      qGs0<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 512(AX)
+	VPSHUFB      qGs1<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 544(AX)
+	VPSHUFB      qGs2<>+0(SB), Y1, Y2
+	VMOVDQU      Y2, 576(AX)
+	VPSHUFB      qGs3<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 608(AX)
+	VPSHUFB      qGs0<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 640(AX)
+	VPSHUFB      qGs1<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 672(AX)
+	VPSHUFB      qGs2<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 704(AX)
+	VPSHUFB      qGs3<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(AX)
+	VMOVDQU      16(DX), Y0
+	VPAND        qX03<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 256(AX)
+	VPSRLW       $0x02, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 288(AX)
+	VPSRLW       $0x04, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 320(AX)
+	VPSRLW       $0x06, Y0, Y0
+	VPAND        qX03<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 352(AX)
+	VMOVDQU      48(DX), Y0
+	VPAND        qX03<>+0(SB), Y0, Y1
+	VMOVDQU      Y1, 384(AX)
+	VPSRLW       $0x02, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 416(AX)
+	VPSRLW       $0x04, Y0, Y1
+	VPAND        qX03<>+0(SB), Y1, Y1
+	VMOVDQU      Y1, 448(AX)
+	VPSRLW       $0x06, Y0, Y0
+	VPAND        qX03<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 480(AX)
+	VPBROADCASTW 80(DX), X0
+	VCVTPH2PS    X0, X0
+	VPBROADCASTW 82(DX), X1
+	VCVTPH2PS    X1, X1
+	MOVQ         SI, R8
+	LEAQ         (AX), R9
+	MOVQ         nt+56(FP), R10
+
+pair:
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      256(AX), Y3
+	VPMADDUBSW   4(R8), Y3, Y3
+	VPMADDWD     512(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      288(AX), Y3
+	VPMADDUBSW   36(R8), Y3, Y3
+	VPMADDWD     544(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      320(AX), Y3
+	VPMADDUBSW   68(R8), Y3, Y3
+	VPMADDWD     576(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      352(AX), Y3
+	VPMADDUBSW   100(R8), Y3, Y3
+	VPMADDWD     608(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      384(AX), Y3
+	VPMADDUBSW   132(R8), Y3, Y3
+	VPMADDWD     640(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      416(AX), Y3
+	VPMADDUBSW   164(R8), Y3, Y3
+	VPMADDWD     672(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      448(AX), Y3
+	VPMADDUBSW   196(R8), Y3, Y3
+	VPMADDWD     704(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVDQU      480(AX), Y3
+	VPMADDUBSW   228(R8), Y3, Y3
+	VPMADDWD     736(AX), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VMOVSS       (R8), X3
+	VMULSS       X0, X3, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      (R9), Y5
+	VFMADD231PS  Y2, Y4, Y5
+	VMOVUPS      Y5, (R9)
+	VMULSS       X1, X3, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      128(R9), Y3
+	VMOVDQU      260(R8), Y4
+	VPMADDWD     800(AX), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFNMADD231PS Y4, Y2, Y3
+	VMOVUPS      Y3, 128(R9)
+	MOVQ         xstride+40(FP), R11
+	ADDQ         R11, R8
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNE          pair
+	ADDQ         $0x00000054, DX
+	ADDQ         $0x00000124, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ CX, SI
+	MOVQ ystride+8(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (AX), R8
+	MOVQ nt+56(FP), R9
+
+red:
+	VMOVUPS      (R8), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVUPS      128(R8), Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	ADDQ         DI, SI
+	ADDQ         $0x20, R8
+	DECQ         R9
+	JNE          red
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func quantQ8_KAVX2(dst *byte, x *float32, nb int)
+// Requires: AVX, AVX2
+TEXT ·quantQ8_KAVX2(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    nb+16(FP), DX
+	VMOVDQU qAbs<>+0(SB), Y0
+	VMOVDQU qPackPerm<>+0(SB), Y1
+
+blk:
+	TESTQ        DX, DX
+	JE           done
+	VANDPS       (CX), Y0, Y2
+	VANDPS       32(CX), Y0, Y3
+	VANDPS       64(CX), Y0, Y4
+	VANDPS       96(CX), Y0, Y5
+	VANDPS       128(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       160(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       192(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       224(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VANDPS       256(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       288(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       320(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       352(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VANDPS       384(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       416(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       448(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       480(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VANDPS       512(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       544(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       576(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       608(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VANDPS       640(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       672(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       704(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       736(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VANDPS       768(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       800(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       832(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       864(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VANDPS       896(CX), Y0, Y6
+	VMAXPS       Y6, Y2, Y2
+	VANDPS       928(CX), Y0, Y6
+	VMAXPS       Y6, Y3, Y3
+	VANDPS       960(CX), Y0, Y6
+	VMAXPS       Y6, Y4, Y4
+	VANDPS       992(CX), Y0, Y6
+	VMAXPS       Y6, Y5, Y5
+	VMAXPS       Y3, Y2, Y2
+	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VMAXPS       X3, X2, X3
+	VPERMILPS    $0x4e, X3, X2
+	VMAXPS       X2, X3, X3
+	VPERMILPS    $0xb1, X3, X2
+	VMAXPS       X2, X3, X3
+	VXORPS       X2, X2, X2
+	VUCOMISS     X2, X3
+	JNE          nonzero
+	VXORPS       Y2, Y2, Y2
+	VMOVDQU      Y2, (AX)
+	VMOVDQU      Y2, 32(AX)
+	VMOVDQU      Y2, 64(AX)
+	VMOVDQU      Y2, 96(AX)
+	VMOVDQU      Y2, 128(AX)
+	VMOVDQU      Y2, 160(AX)
+	VMOVDQU      Y2, 192(AX)
+	VMOVDQU      Y2, 224(AX)
+	VMOVDQU      Y2, 256(AX)
+	VMOVDQU      X2, 276(AX)
+	JMP          next
+
+nonzero:
+	VBROADCASTSS X3, Y2
+	MOVQ         CX, BX
+	XORQ         SI, SI
+
+find:
+	VANDPS    (BX), Y0, Y3
+	VCMPPS    $0x00, Y2, Y3, Y3
+	VMOVMSKPS Y3, DI
+	TESTL     DI, DI
+	JNE       found
+	ADDQ      $0x20, BX
+	ADDQ      $0x08, SI
+	JMP       find
+
+found:
+	BSFL         DI, DI
+	ADDQ         DI, SI
+	VMOVSS       (CX)(SI*4), X2
+	VMOVSS       qM127<>+0(SB), X3
+	VDIVSS       X2, X3, X3
+	VBROADCASTSS X3, Y2
+	VMOVDQU      qOnes1<>+0(SB), Y4
+	VMULPS       (CX), Y2, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       32(CX), Y2, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       64(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       96(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VPACKSSDW    Y6, Y5, Y5
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSWB    Y7, Y5, Y5
+	VPERMD       Y5, Y1, Y5
+	VMOVDQU      Y5, 4(AX)
+	VPMADDUBSW   Y5, Y4, Y5
+	VMULPS       128(CX), Y2, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       160(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       192(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       224(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSDW    Y9, Y8, Y8
+	VPACKSSWB    Y8, Y6, Y6
+	VPERMD       Y6, Y1, Y6
+	VMOVDQU      Y6, 36(AX)
+	VPMADDUBSW   Y6, Y4, Y6
+	VPHADDW      Y6, Y5, Y5
+	VMULPS       256(CX), Y2, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       288(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       320(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       352(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSDW    Y9, Y8, Y8
+	VPACKSSWB    Y8, Y6, Y6
+	VPERMD       Y6, Y1, Y6
+	VMOVDQU      Y6, 68(AX)
+	VPMADDUBSW   Y6, Y4, Y6
+	VMULPS       384(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       416(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       448(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       480(CX), Y2, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y1, Y7
+	VMOVDQU      Y7, 100(AX)
+	VPMADDUBSW   Y7, Y4, Y7
+	VPHADDW      Y7, Y6, Y6
+	VPHADDW      Y6, Y5, Y5
+	VMULPS       512(CX), Y2, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       544(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       576(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       608(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSDW    Y9, Y8, Y8
+	VPACKSSWB    Y8, Y6, Y6
+	VPERMD       Y6, Y1, Y6
+	VMOVDQU      Y6, 132(AX)
+	VPMADDUBSW   Y6, Y4, Y6
+	VMULPS       640(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       672(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       704(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       736(CX), Y2, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y1, Y7
+	VMOVDQU      Y7, 164(AX)
+	VPMADDUBSW   Y7, Y4, Y7
+	VPHADDW      Y7, Y6, Y6
+	VMULPS       768(CX), Y2, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       800(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       832(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       864(CX), Y2, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y1, Y7
+	VMOVDQU      Y7, 196(AX)
+	VPMADDUBSW   Y7, Y4, Y7
+	VMULPS       896(CX), Y2, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       928(CX), Y2, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       960(CX), Y2, Y10
+	VCVTPS2DQ    Y10, Y10
+	VMULPS       992(CX), Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VPACKSSDW    Y9, Y8, Y8
+	VPACKSSDW    Y2, Y10, Y10
+	VPACKSSWB    Y10, Y8, Y8
+	VPERMD       Y8, Y1, Y8
+	VMOVDQU      Y8, 228(AX)
+	VPMADDUBSW   Y8, Y4, Y8
+	VPHADDW      Y8, Y7, Y7
+	VPHADDW      Y7, Y6, Y2
+	VPHADDW      Y2, Y5, Y2
+	VEXTRACTI128 $0x01, Y2, X4
+	VPUNPCKLWD   X4, X2, X5
+	VPUNPCKHWD   X4, X2, X4
+	VMOVDQU      X5, 260(AX)
+	VMOVDQU      X4, 276(AX)
+	VMOVSS       qOneF<>+0(SB), X2
+	VDIVSS       X3, X2, X2
+	VMOVSS       X2, (AX)
+
+next:
+	ADDQ $0x00000124, AX
+	ADDQ $0x00000400, CX
+	DECQ DX
+	JMP  blk
+
+done:
+	VZEROUPPER
+	RET
+
+DATA qAbs<>+0(SB)/1, $0xff
+DATA qAbs<>+1(SB)/1, $0xff
+DATA qAbs<>+2(SB)/1, $0xff
+DATA qAbs<>+3(SB)/1, $0x7f
+DATA qAbs<>+4(SB)/1, $0xff
+DATA qAbs<>+5(SB)/1, $0xff
+DATA qAbs<>+6(SB)/1, $0xff
+DATA qAbs<>+7(SB)/1, $0x7f
+DATA qAbs<>+8(SB)/1, $0xff
+DATA qAbs<>+9(SB)/1, $0xff
+DATA qAbs<>+10(SB)/1, $0xff
+DATA qAbs<>+11(SB)/1, $0x7f
+DATA qAbs<>+12(SB)/1, $0xff
+DATA qAbs<>+13(SB)/1, $0xff
+DATA qAbs<>+14(SB)/1, $0xff
+DATA qAbs<>+15(SB)/1, $0x7f
+DATA qAbs<>+16(SB)/1, $0xff
+DATA qAbs<>+17(SB)/1, $0xff
+DATA qAbs<>+18(SB)/1, $0xff
+DATA qAbs<>+19(SB)/1, $0x7f
+DATA qAbs<>+20(SB)/1, $0xff
+DATA qAbs<>+21(SB)/1, $0xff
+DATA qAbs<>+22(SB)/1, $0xff
+DATA qAbs<>+23(SB)/1, $0x7f
+DATA qAbs<>+24(SB)/1, $0xff
+DATA qAbs<>+25(SB)/1, $0xff
+DATA qAbs<>+26(SB)/1, $0xff
+DATA qAbs<>+27(SB)/1, $0x7f
+DATA qAbs<>+28(SB)/1, $0xff
+DATA qAbs<>+29(SB)/1, $0xff
+DATA qAbs<>+30(SB)/1, $0xff
+DATA qAbs<>+31(SB)/1, $0x7f
+GLOBL qAbs<>(SB), RODATA|NOPTR, $32
+
+DATA qPackPerm<>+0(SB)/1, $0x00
+DATA qPackPerm<>+1(SB)/1, $0x00
+DATA qPackPerm<>+2(SB)/1, $0x00
+DATA qPackPerm<>+3(SB)/1, $0x00
+DATA qPackPerm<>+4(SB)/1, $0x04
+DATA qPackPerm<>+5(SB)/1, $0x00
+DATA qPackPerm<>+6(SB)/1, $0x00
+DATA qPackPerm<>+7(SB)/1, $0x00
+DATA qPackPerm<>+8(SB)/1, $0x01
+DATA qPackPerm<>+9(SB)/1, $0x00
+DATA qPackPerm<>+10(SB)/1, $0x00
+DATA qPackPerm<>+11(SB)/1, $0x00
+DATA qPackPerm<>+12(SB)/1, $0x05
+DATA qPackPerm<>+13(SB)/1, $0x00
+DATA qPackPerm<>+14(SB)/1, $0x00
+DATA qPackPerm<>+15(SB)/1, $0x00
+DATA qPackPerm<>+16(SB)/1, $0x02
+DATA qPackPerm<>+17(SB)/1, $0x00
+DATA qPackPerm<>+18(SB)/1, $0x00
+DATA qPackPerm<>+19(SB)/1, $0x00
+DATA qPackPerm<>+20(SB)/1, $0x06
+DATA qPackPerm<>+21(SB)/1, $0x00
+DATA qPackPerm<>+22(SB)/1, $0x00
+DATA qPackPerm<>+23(SB)/1, $0x00
+DATA qPackPerm<>+24(SB)/1, $0x03
+DATA qPackPerm<>+25(SB)/1, $0x00
+DATA qPackPerm<>+26(SB)/1, $0x00
+DATA qPackPerm<>+27(SB)/1, $0x00
+DATA qPackPerm<>+28(SB)/1, $0x07
+DATA qPackPerm<>+29(SB)/1, $0x00
+DATA qPackPerm<>+30(SB)/1, $0x00
+DATA qPackPerm<>+31(SB)/1, $0x00
+GLOBL qPackPerm<>(SB), RODATA|NOPTR, $32
+
+DATA qM127<>+0(SB)/4, $0xc2fe0000
+GLOBL qM127<>(SB), RODATA|NOPTR, $4
+
+DATA qOnes1<>+0(SB)/1, $0x01
+DATA qOnes1<>+1(SB)/1, $0x01
+DATA qOnes1<>+2(SB)/1, $0x01
+DATA qOnes1<>+3(SB)/1, $0x01
+DATA qOnes1<>+4(SB)/1, $0x01
+DATA qOnes1<>+5(SB)/1, $0x01
+DATA qOnes1<>+6(SB)/1, $0x01
+DATA qOnes1<>+7(SB)/1, $0x01
+DATA qOnes1<>+8(SB)/1, $0x01
+DATA qOnes1<>+9(SB)/1, $0x01
+DATA qOnes1<>+10(SB)/1, $0x01
+DATA qOnes1<>+11(SB)/1, $0x01
+DATA qOnes1<>+12(SB)/1, $0x01
+DATA qOnes1<>+13(SB)/1, $0x01
+DATA qOnes1<>+14(SB)/1, $0x01
+DATA qOnes1<>+15(SB)/1, $0x01
+DATA qOnes1<>+16(SB)/1, $0x01
+DATA qOnes1<>+17(SB)/1, $0x01
+DATA qOnes1<>+18(SB)/1, $0x01
+DATA qOnes1<>+19(SB)/1, $0x01
+DATA qOnes1<>+20(SB)/1, $0x01
+DATA qOnes1<>+21(SB)/1, $0x01
+DATA qOnes1<>+22(SB)/1, $0x01
+DATA qOnes1<>+23(SB)/1, $0x01
+DATA qOnes1<>+24(SB)/1, $0x01
+DATA qOnes1<>+25(SB)/1, $0x01
+DATA qOnes1<>+26(SB)/1, $0x01
+DATA qOnes1<>+27(SB)/1, $0x01
+DATA qOnes1<>+28(SB)/1, $0x01
+DATA qOnes1<>+29(SB)/1, $0x01
+DATA qOnes1<>+30(SB)/1, $0x01
+DATA qOnes1<>+31(SB)/1, $0x01
+GLOBL qOnes1<>(SB), RODATA|NOPTR, $32
+
+DATA qOneF<>+0(SB)/4, $0x3f800000
+GLOBL qOneF<>(SB), RODATA|NOPTR, $4
 
 // func packNTF32AVX2(dst *float32, src *float32, ld int, k int)
 // Requires: AVX

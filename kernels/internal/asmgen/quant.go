@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -63,6 +64,20 @@ func qc(name string) Mem {
 		b = splat([]byte{0x04}, 32)
 	case "qPairShuf": // low lane: word 0 of each dword, high lane: word 1
 		b = append(splat([]byte{0, 1}, 16), splat([]byte{2, 3}, 16)...)
+	case "qSc0", "qSc1", "qSc2", "qSc3", "qSc4", "qSc5", "qSc6", "qSc7": // word k of each lane, everywhere
+		k := int(name[3] - '0')
+		b = splat([]byte{byte(2 * k), byte(2*k + 1)}, 32)
+	case "qGs0", "qGs1", "qGs2", "qGs3": // low lane: word 2k of the lane; high lane: word 2k+1
+		k := int(name[3] - '0')
+		b = append(splat([]byte{byte(4 * k), byte(4*k + 1)}, 16), splat([]byte{byte(4*k + 2), byte(4*k + 3)}, 16)...)
+	case "qAbs":
+		b = splat([]byte{0xff, 0xff, 0xff, 0x7f}, 32)
+	case "qOnes1":
+		b = splat([]byte{1}, 32)
+	case "qPackPerm": // the dword order that undoes VPACKSSDW/VPACKSSWB's lane interleave
+		for _, v := range []byte{0, 4, 1, 5, 2, 6, 3, 7} {
+			b = append(b, v, 0, 0, 0)
+		}
 	case "qIQ4NL":
 		vals := []int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
 		for i := 0; i < 32; i++ {
@@ -317,8 +332,8 @@ const (
 	sACCM = 128 // 4 × 32: the minimum accumulators
 	sQV   = 256 // 8 × 32
 	sSCV  = 512 // 8 × 32
-	sSC16 = 768 // 32: sixteen int16 scales (Q4_K/Q5_K: eight scales, then eight minima)
-	sMIN  = 800 // 32: sixteen int16 minima (Q2_K)
+	sSC16 = 768 // 32: sixteen int16 scales (Q6_K, Q3_K)
+	sMIN  = 800 // 32: int16 minima (Q2_K: sixteen, Q4_K/Q5_K: eight)
 	sTMP  = 832 // 16
 	sSize = 848
 )
@@ -338,58 +353,33 @@ func sm(s Mem, off int) Mem {
 	return s
 }
 
-// groupScales fills SCV from the sixteen int16 scales at SC16: group k gets
+// groupScales fills SCV from sc, the sixteen int16 scales: group k gets
 // scale 2k in its low eight lanes and 2k+1 in its high eight.
-func groupScales(s Mem) {
+func groupScales(sc VecVirtual, s Mem) {
+	lo, hi := YMM(), YMM()
+	VPERMQ(U8(0x44), sc, lo)
+	VPERMQ(U8(0xee), sc, hi)
 	for k := 0; k < 8; k++ {
+		src := lo
+		if k >= 4 {
+			src = hi
+		}
 		v := YMM()
-		VPBROADCASTD(sm(s, sSC16+4*k), v)
-		VPSHUFB(qc("qPairShuf"), v, v)
+		VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), src, v)
 		VMOVDQU(v, sm(s, sSCV+32*k))
 	}
 }
 
 // k4Scales decodes the twelve packed scale bytes of a Q4_K/Q5_K block at
-// m into SC16 (eight scales, then eight minima, as int16) and SCV (each
-// group's scale in all sixteen lanes), as ggml's get_scale_min_k4 does.
+// m as ggml's get_scale_min_k4 does: the eight minima as int16 into MIN,
+// and each group's scale in all sixteen lanes into SCV.
 func k4Scales(m Mem, s Mem) {
-	u0, u1, u2, t1, t2 := GP32(), GP32(), GP32(), GP32(), GP32()
-	MOVL(m, u0)
-	m.Disp += 4
-	MOVL(m, u1)
-	m.Disp += 4
-	MOVL(m, u2)
-	// minima 4..7: (u2>>4)&0x0f.. | ((u1>>6)&0x03..)<<4
-	MOVL(u2, t1)
-	SHRL(U8(4), t1)
-	ANDL(U32(0x0f0f0f0f), t1)
-	MOVL(u1, t2)
-	SHRL(U8(6), t2)
-	ANDL(U32(0x03030303), t2)
-	SHLL(U8(4), t2)
-	ORL(t2, t1)
-	// minima 0..3
-	ANDL(U32(0x3f3f3f3f), u1)
-	// scales 4..7: u2&0x0f.. | ((u0>>6)&0x03..)<<4
-	ANDL(U32(0x0f0f0f0f), u2)
-	MOVL(u0, t2)
-	SHRL(U8(6), t2)
-	ANDL(U32(0x03030303), t2)
-	SHLL(U8(4), t2)
-	ORL(t2, u2)
-	// scales 0..3
-	ANDL(U32(0x3f3f3f3f), u0)
-	MOVL(u0, sm(s, sTMP))
-	MOVL(u2, sm(s, sTMP+4))
-	MOVL(u1, sm(s, sTMP+8))
-	MOVL(t1, sm(s, sTMP+12))
-	v := YMM()
-	VPMOVZXBW(sm(s, sTMP), v)
-	VMOVDQU(v, sm(s, sSC16))
+	sc, mn := k4ScalesReg(m)
+	VMOVDQU(mn, sm(s, sMIN))
 	for k := 0; k < 8; k++ {
-		b := YMM()
-		VPBROADCASTW(sm(s, sSC16+2*k), b)
-		VMOVDQU(b, sm(s, sSCV+32*k))
+		g := YMM()
+		VPSHUFB(qc(fmt.Sprintf("qSc%d", k)), sc, g)
+		VMOVDQU(g, sm(s, sSCV+32*k))
 	}
 }
 
@@ -454,7 +444,7 @@ var formatsK = []kfmt{
 		sc := YMM()
 		VPMOVSXBW(Mem{Base: w, Disp: 192}, sc)
 		VMOVDQU(sc, sm(s, sSC16))
-		groupScales(s)
+		groupScales(sc, s)
 		low := nibbleMask()
 		for h := 0; h < 2; h++ {
 			b1, b2, hb := YMM(), YMM(), YMM()
@@ -480,41 +470,9 @@ var formatsK = []kfmt{
 		return halfScalar(Mem{Base: w, Disp: 208}), nil
 	}},
 	{name: "q3_K", wbytes: 110, corr: 4, decode: func(w Register, s Mem) (VecVirtual, VecVirtual) {
-		// the sixteen 6-bit scales, less 32, as ggml's AVX2 path unpacks them
-		a0, a1, a2, t1, t2 := GP32(), GP32(), GP32(), GP32(), GP32()
-		MOVL(Mem{Base: w, Disp: 96}, a0)
-		MOVL(Mem{Base: w, Disp: 100}, a1)
-		MOVL(Mem{Base: w, Disp: 104}, a2)
-		part := func(lo Register, loShift, hiShift, off int) {
-			MOVL(lo, t1)
-			if loShift > 0 {
-				SHRL(U8(loShift), t1)
-			}
-			ANDL(U32(0x0f0f0f0f), t1)
-			MOVL(a2, t2)
-			if hiShift > 0 {
-				SHRL(U8(hiShift), t2)
-			}
-			ANDL(U32(0x03030303), t2)
-			SHLL(U8(4), t2)
-			ORL(t2, t1)
-			MOVL(t1, sm(s, sTMP+off))
-		}
-		part(a0, 0, 0, 0)
-		part(a1, 0, 2, 4)
-		part(a0, 4, 4, 8)
-		part(a1, 4, 6, 12)
-		b := XMM()
-		VMOVDQU(sm(s, sTMP), b)
-		m32 := XMM()
-		MOVL(U32(0x20202020), t1)
-		MOVD(t1, m32)
-		VPBROADCASTD(m32, m32)
-		VPSUBB(m32, b, b)
-		sc := YMM()
-		VPMOVSXBW(b, sc)
+		sc := q3Scales(w)
 		VMOVDQU(sc, sm(s, sSC16))
-		groupScales(s)
+		groupScales(sc, s)
 		hm := YMM()
 		VMOVDQU(Mem{Base: w}, hm)
 		for h := 0; h < 2; h++ {
@@ -538,9 +496,8 @@ var formatsK = []kfmt{
 		sc, mn := YMM(), YMM()
 		VPMOVZXBW(b, sc)
 		VPMOVZXBW(h, mn)
-		VMOVDQU(sc, sm(s, sSC16))
 		VMOVDQU(mn, sm(s, sMIN))
-		groupScales(s)
+		groupScales(sc, s)
 		for hh := 0; hh < 2; hh++ {
 			qb := YMM()
 			VMOVDQU(Mem{Base: w, Disp: 16 + 32*hh}, qb)
@@ -561,14 +518,30 @@ func pairK(f kfmt, s Mem, d, dmin VecVirtual, x, acc Register) {
 	for k := 0; k < 8; k++ {
 		q := YMM()
 		VMOVDQU(sm(s, sQV+32*k), q)
-		VPMADDUBSW(Mem{Base: x, Disp: 4 + 32*k}, q, q)
-		VPMADDWD(sm(s, sSCV+32*k), q, q)
-		VPADDD(q, sumi, sumi)
+		groupSum(sumi, q, sm(s, sSCV+32*k), x, k)
 	}
+	finishK(f, sumi, sm(s, sSC16), sm(s, sMIN), d, dmin, x, Mem{Base: acc}, Mem{Base: acc, Disp: 128})
+}
+
+// groupSum adds to the eight int32 lanes of sumi the products of group k's
+// 32 levels q with the activations, pairs of them scaled by the int16 scales
+// scv: sumi += madd(maddubs(q, x[32k:]), scv). q is overwritten.
+func groupSum(sumi, q VecVirtual, scv Op, x Register, k int) {
+	VPMADDUBSW(Mem{Base: x, Disp: 4 + 32*k}, q, q)
+	VPMADDWD(scv, q, q)
+	VPADDD(q, sumi, sumi)
+}
+
+// finishK takes the level offset out of sumi (through the activation's
+// sums of 16 and the sixteen int16 scales sc16), then accumulates
+// (dx·d)·float(sumi) into acc and, with minima mins, -(dx·dmin)·float(Σ
+// min·bsum) into accm. acc and accm are registers (one activation row) or
+// scratch slots (several); the arithmetic is the same.
+func finishK(f kfmt, sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual, x Register, acc, accm Op) {
 	if f.corr > 0 {
 		bs := YMM()
 		VMOVDQU(Mem{Base: x, Disp: 260}, bs)
-		VPMADDWD(sm(s, sSC16), bs, bs)
+		VPMADDWD(sc16, bs, bs)
 		sh := 5
 		if f.corr == 4 {
 			sh = 2
@@ -582,36 +555,318 @@ func pairK(f kfmt, s Mem, d, dmin VecVirtual, x, acc Register) {
 	VMULSS(d, dx, dd.AsX())
 	VBROADCASTSS(dd.AsX(), dd)
 	VCVTDQ2PS(sumi, sumi)
-	a := YMM()
-	VMOVUPS(Mem{Base: acc}, a)
-	VFMADD231PS(sumi, dd, a)
-	VMOVUPS(a, Mem{Base: acc})
+	a, inMem := acc.(Mem)
+	var av VecVirtual
+	if inMem {
+		av = YMM()
+		VMOVUPS(a, av)
+	} else {
+		av = acc.(VecVirtual)
+	}
+	VFMADD231PS(sumi, dd, av)
+	if inMem {
+		VMOVUPS(av, a)
+	}
 	if f.mins == 0 {
 		return
 	}
 	dm := YMM()
 	VMULSS(dmin, dx, dm.AsX())
 	VBROADCASTSS(dm.AsX(), dm)
-	am := YMM()
-	VMOVUPS(Mem{Base: acc, Disp: 128}, am)
-	if f.mins == 4 {
-		bs := YMM()
-		VMOVDQU(Mem{Base: x, Disp: 260}, bs)
-		bh := XMM()
-		VEXTRACTI128(U8(1), bs, bh)
-		VPHADDW(bh, bs.AsX(), bh)
-		VPMADDWD(sm(s, sSC16+16), bh, bh)
-		VCVTDQ2PS(bh, bh)
-		VFNMADD231PS(bh, dm.AsX(), am.AsX())
-		VMOVUPS(am.AsX(), Mem{Base: acc, Disp: 128})
-		return
+	var am VecVirtual
+	if inMem {
+		am = YMM()
+		VMOVUPS(accm, am)
+	} else {
+		am = accm.(VecVirtual)
 	}
 	bs := YMM()
 	VMOVDQU(Mem{Base: x, Disp: 260}, bs)
-	VPMADDWD(sm(s, sMIN), bs, bs)
+	if f.mins == 4 {
+		bh := XMM()
+		VEXTRACTI128(U8(1), bs, bh)
+		VPHADDW(bh, bs.AsX(), bh)
+		VPMADDWD(mins, bh, bh)
+		VCVTDQ2PS(bh, bh)
+		VFNMADD231PS(bh, dm.AsX(), am.AsX()) // a VEX.128 op: the upper lanes of am stay zero
+		if inMem {
+			VMOVUPS(am.AsX(), accm)
+		}
+		return
+	}
+	VPMADDWD(mins, bs, bs)
 	VCVTDQ2PS(bs, bs)
 	VFNMADD231PS(bs, dm, am)
-	VMOVUPS(am, Mem{Base: acc, Disp: 128})
+	if inMem {
+		VMOVUPS(am, accm)
+	}
+}
+
+// k4ScalesReg decodes a Q4_K/Q5_K block's scales at m into registers: the
+// eight int16 scales in both lanes of sc, the eight int16 minima in mn.
+func k4ScalesReg(m Mem) (sc, mn VecVirtual) {
+	u0, u1, u2, t1, t2 := GP64(), GP64(), GP64(), GP64(), GP64()
+	MOVL(m, u0.As32())
+	m.Disp += 4
+	MOVL(m, u1.As32())
+	m.Disp += 4
+	MOVL(m, u2.As32())
+	MOVL(u2.As32(), t1.As32())
+	SHRL(U8(4), t1.As32())
+	ANDL(U32(0x0f0f0f0f), t1.As32())
+	MOVL(u1.As32(), t2.As32())
+	SHRL(U8(6), t2.As32())
+	ANDL(U32(0x03030303), t2.As32())
+	SHLL(U8(4), t2.As32())
+	ORL(t2.As32(), t1.As32())
+	ANDL(U32(0x3f3f3f3f), u1.As32())
+	ANDL(U32(0x0f0f0f0f), u2.As32())
+	MOVL(u0.As32(), t2.As32())
+	SHRL(U8(6), t2.As32())
+	ANDL(U32(0x03030303), t2.As32())
+	SHLL(U8(4), t2.As32())
+	ORL(t2.As32(), u2.As32())
+	ANDL(U32(0x3f3f3f3f), u0.As32())
+	SHLQ(U8(32), u2)
+	ORQ(u2, u0)
+	SHLQ(U8(32), t1)
+	ORQ(t1, u1)
+	b := XMM()
+	MOVQ(u0, b)
+	VPINSRQ(U8(1), u1, b, b)
+	v := YMM()
+	VPMOVZXBW(b, v)
+	mn = XMM()
+	VEXTRACTI128(U8(1), v, mn)
+	sc = YMM()
+	VINSERTI128(U8(1), v.AsX(), v, sc)
+	return sc, mn
+}
+
+// oneK emits, for one activation row, the integer sums of a super-block at
+// w against the Q8_K block at x, decoding the levels into registers as it
+// goes; it returns sumi (the same lanes pairK computes) and what finishK needs.
+type oneK func(w, x Register, low VecVirtual) (sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual)
+
+var onesK = map[string]oneK{
+	"q4_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
+		return oneK4(w, x, low, false)
+	},
+	"q5_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
+		return oneK4(w, x, low, true)
+	},
+	"q6_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
+		sc := YMM()
+		VPMOVSXBW(Mem{Base: w, Disp: 192}, sc)
+		lo, hi := YMM(), YMM()
+		VPERMQ(U8(0x44), sc, lo)
+		VPERMQ(U8(0xee), sc, hi)
+		sumi := YMM()
+		VPXOR(sumi, sumi, sumi)
+		for h := 0; h < 2; h++ {
+			b1, b2, hb := YMM(), YMM(), YMM()
+			VMOVDQU(Mem{Base: w, Disp: 64 * h}, b1)
+			VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, b2)
+			VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, hb)
+			for i := 0; i < 4; i++ {
+				q := YMM()
+				src := b1
+				if i%2 == 1 {
+					src = b2
+				}
+				if i < 2 {
+					VPAND(low, src, q)
+				} else {
+					VPSRLW(U8(4), src, q)
+					VPAND(low, q, q)
+				}
+				VPOR(hbit(hb, 2*i, 4, qc("qX30")), q, q)
+				k := 4*h + i
+				g := YMM()
+				gsrc := lo
+				if k >= 4 {
+					gsrc = hi
+				}
+				VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), gsrc, g)
+				groupSum(sumi, q, g, x, k)
+			}
+		}
+		return sumi, sc, nil, halfScalar(Mem{Base: w, Disp: 208}), nil
+	},
+	"q3_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
+		sc := q3Scales(w)
+		lo, hi := YMM(), YMM()
+		VPERMQ(U8(0x44), sc, lo)
+		VPERMQ(U8(0xee), sc, hi)
+		sumi := YMM()
+		VPXOR(sumi, sumi, sumi)
+		hm := YMM()
+		VMOVDQU(Mem{Base: w}, hm)
+		for h := 0; h < 2; h++ {
+			qb := YMM()
+			VMOVDQU(Mem{Base: w, Disp: 32 + 32*h}, qb)
+			for j := 0; j < 4; j++ {
+				q := hbit(qb, 2*j, 0, qc("qX03"))
+				VPOR(hbit(hm, 4*h+j, 2, qc("qX04")), q, q)
+				k := 4*h + j
+				g := YMM()
+				gsrc := lo
+				if k >= 4 {
+					gsrc = hi
+				}
+				VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), gsrc, g)
+				groupSum(sumi, q, g, x, k)
+			}
+		}
+		return sumi, sc, nil, halfScalar(Mem{Base: w, Disp: 108}), nil
+	},
+	"q2_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
+		b, h := XMM(), XMM()
+		VMOVDQU(Mem{Base: w}, b)
+		VPSRLW(U8(4), b, h)
+		VPAND(low.AsX(), b, b)
+		VPAND(low.AsX(), h, h)
+		sc, mn := YMM(), YMM()
+		VPMOVZXBW(b, sc)
+		VPMOVZXBW(h, mn)
+		lo, hi := YMM(), YMM()
+		VPERMQ(U8(0x44), sc, lo)
+		VPERMQ(U8(0xee), sc, hi)
+		sumi := YMM()
+		VPXOR(sumi, sumi, sumi)
+		for hh := 0; hh < 2; hh++ {
+			qb := YMM()
+			VMOVDQU(Mem{Base: w, Disp: 16 + 32*hh}, qb)
+			for j := 0; j < 4; j++ {
+				q := hbit(qb, 2*j, 0, qc("qX03"))
+				k := 4*hh + j
+				g := YMM()
+				gsrc := lo
+				if k >= 4 {
+					gsrc = hi
+				}
+				VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), gsrc, g)
+				groupSum(sumi, q, g, x, k)
+			}
+		}
+		return sumi, nil, mn, halfScalar(Mem{Base: w, Disp: 80}), halfScalar(Mem{Base: w, Disp: 82})
+	},
+}
+
+func oneK4(w, x Register, low VecVirtual, five bool) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
+	sc, mn := k4ScalesReg(Mem{Base: w, Disp: 4})
+	qs := 16
+	var hb VecVirtual
+	if five {
+		hb = YMM()
+		VMOVDQU(Mem{Base: w, Disp: 16}, hb)
+		qs = 48
+	}
+	sumi := YMM()
+	VPXOR(sumi, sumi, sumi)
+	for j := 0; j < 4; j++ {
+		q, h := YMM(), YMM()
+		VMOVDQU(Mem{Base: w, Disp: qs + 32*j}, q)
+		VPSRLW(U8(4), q, h)
+		VPAND(low, q, q)
+		VPAND(low, h, h)
+		if five {
+			VPOR(hbit(hb, 2*j, 4, qc("qX10")), q, q)
+			VPOR(hbit(hb, 2*j+1, 4, qc("qX10")), h, h)
+		}
+		g0, g1 := YMM(), YMM()
+		VPSHUFB(qc(fmt.Sprintf("qSc%d", 2*j)), sc, g0)
+		groupSum(sumi, q, g0, x, 2*j)
+		VPSHUFB(qc(fmt.Sprintf("qSc%d", 2*j+1)), sc, g1)
+		groupSum(sumi, h, g1, x, 2*j+1)
+	}
+	return sumi, nil, mn, halfScalar(Mem{Base: w}), halfScalar(Mem{Base: w, Disp: 2})
+}
+
+// q3Scales decodes the sixteen 6-bit scales of the Q3_K block at w, less
+// 32, as int16 (ggml's AVX2 unpacking).
+func q3Scales(w Register) VecVirtual {
+	a0, a1, a2, t1, t2 := GP32(), GP32(), GP32(), GP32(), GP32()
+	MOVL(Mem{Base: w, Disp: 96}, a0)
+	MOVL(Mem{Base: w, Disp: 100}, a1)
+	MOVL(Mem{Base: w, Disp: 104}, a2)
+	part := func(lo Register, loShift, hiShift int) GPVirtual {
+		r := GP64()
+		MOVL(lo, r.As32())
+		if loShift > 0 {
+			SHRL(U8(loShift), r.As32())
+		}
+		ANDL(U32(0x0f0f0f0f), r.As32())
+		MOVL(a2, t2)
+		if hiShift > 0 {
+			SHRL(U8(hiShift), t2)
+		}
+		ANDL(U32(0x03030303), t2)
+		SHLL(U8(4), t2)
+		ORL(t2, r.As32())
+		return r
+	}
+	p0, p1 := part(a0, 0, 0), part(a1, 0, 2)
+	SHLQ(U8(32), p1)
+	ORQ(p1, p0)
+	p2, p3 := part(a0, 4, 4), part(a1, 4, 6)
+	SHLQ(U8(32), p3)
+	ORQ(p3, p2)
+	b := XMM()
+	MOVQ(p0, b)
+	VPINSRQ(U8(1), p2, b, b)
+	m32 := XMM()
+	MOVL(U32(0x20202020), t1)
+	MOVD(t1, m32)
+	VPBROADCASTD(m32, m32)
+	VPSUBB(m32, b, b)
+	sc := YMM()
+	VPMOVSXBW(b, sc)
+	return sc
+}
+
+// kernK1 is kernK for one activation row, with the accumulators in
+// registers and the levels decoded straight into the sums.
+func kernK1(f kfmt) {
+	name := fmt.Sprintf("%sx1AVX2", f.name)
+	TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows int, x *byte, nb int)")
+	Doc(fmt.Sprintf("%s computes y[r] for r < rows: the dot product of weight row r (nb %s", name, f.name),
+		"super-blocks at w) with the activation row of nb Q8_K blocks at x.")
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	low := nibbleMask()
+	xp, n := GP64(), GP64()
+	Label("row")
+	TESTQ(rows, rows)
+	JE(LabelRef("end"))
+	acc, accm := YMM(), YMM()
+	VXORPS(acc, acc, acc)
+	VXORPS(accm, accm, accm)
+	Load(Param("x"), xp)
+	Load(Param("nb"), n)
+	Label("blk")
+	TESTQ(n, n)
+	JE(LabelRef("fin"))
+	sumi, sc16, mins, d, dmin := onesK[f.name](w, xp, low)
+	finishK(f, sumi, sc16, mins, d, dmin, xp, acc, accm)
+	ADDQ(U32(f.wbytes), w)
+	ADDQ(U32(292), xp)
+	DECQ(n)
+	JMP(LabelRef("blk"))
+	Label("fin")
+	r := hsum(acc)
+	if f.mins > 0 {
+		rm := hsum(accm)
+		VADDSS(rm, r, r)
+	}
+	VMOVSS(r, Mem{Base: y})
+	ADDQ(U8(4), y)
+	DECQ(rows)
+	JMP(LabelRef("row"))
+	Label("end")
+	VZEROUPPER()
+	RET()
 }
 
 const sigK = "func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)"
@@ -622,7 +877,12 @@ func kernK(f kfmt) {
 	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product", name),
 		fmt.Sprintf("of weight row r (nb %s super-blocks at w) with activation row t (nb Q8_K", f.name),
 		"blocks at x + t·xstride bytes).")
-	s := AllocLocal(sSize)
+	// the scratch, aligned to 32 bytes so that no vector access splits a cache line
+	sp := GP64()
+	LEAQ(AllocLocal(sSize+32), sp)
+	ADDQ(U8(31), sp)
+	ANDQ(I8(-32), sp)
+	s := Mem{Base: sp}
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -695,6 +955,149 @@ func quantKernels() {
 		}
 	}
 	for _, f := range formatsK {
+		kernK1(f)
 		kernK(f)
 	}
+	quantQ8_K()
+}
+
+// quantQ8_K: x to Q8_K blocks exactly as ggml's quantize_row_q8_K_ref:
+// mx, the first value of largest magnitude, maps to -127; q = x·(-127/mx)
+// rounded to nearest even (saturating, which is ggml's min(127, ·)); d =
+// 1/iscale; bsums the sums of each 16 quants. An all-zero block is all
+// zero bytes.
+func quantQ8_K() {
+	TEXT("quantQ8_KAVX2", NOSPLIT, "func(dst *byte, x *float32, nb int)")
+	Doc("quantQ8_KAVX2 quantizes nb blocks of 256 floats at x into Q8_K blocks at dst.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	abs := YMM()
+	VMOVDQU(qc("qAbs"), abs)
+	idx := YMM()
+	VMOVDQU(qc("qPackPerm"), idx)
+	Label("blk")
+	TESTQ(nb, nb)
+	JE(LabelRef("done"))
+	// amax over the 32 vectors, four running maxima
+	m := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for i := 0; i < 32; i++ {
+		if i < 4 {
+			VANDPS(Mem{Base: x, Disp: 32 * i}, abs, m[i])
+			continue
+		}
+		t := YMM()
+		VANDPS(Mem{Base: x, Disp: 32 * i}, abs, t)
+		VMAXPS(t, m[i%4], m[i%4])
+	}
+	VMAXPS(m[1], m[0], m[0])
+	VMAXPS(m[3], m[2], m[2])
+	VMAXPS(m[2], m[0], m[0])
+	hi := XMM()
+	VEXTRACTF128(U8(1), m[0], hi)
+	VMAXPS(hi, m[0].AsX(), hi)
+	t2 := XMM()
+	VPERMILPS(U8(0x4E), hi, t2)
+	VMAXPS(t2, hi, hi)
+	VPERMILPS(U8(0xB1), hi, t2)
+	VMAXPS(t2, hi, hi) // amax in every lane
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	VUCOMISS(zero, hi)
+	JNE(LabelRef("nonzero"))
+	zy := YMM()
+	VXORPS(zy, zy, zy)
+	for off := 0; off+32 <= 292; off += 32 {
+		VMOVDQU(zy, Mem{Base: dst, Disp: off})
+	}
+	VMOVDQU(zy.AsX(), Mem{Base: dst, Disp: 292 - 16})
+	JMP(LabelRef("next"))
+
+	Label("nonzero")
+	// the first element whose magnitude is amax
+	amax := YMM()
+	VBROADCASTSS(hi, amax)
+	p, i, g := GP64(), GP64(), GP32()
+	MOVQ(x, p)
+	XORQ(i, i)
+	Label("find")
+	t := YMM()
+	VANDPS(Mem{Base: p}, abs, t)
+	VCMPPS(U8(0), amax, t, t) // EQ_OQ
+	VMOVMSKPS(t, g)
+	TESTL(g, g)
+	JNE(LabelRef("found"))
+	ADDQ(U8(32), p)
+	ADDQ(U8(8), i)
+	JMP(LabelRef("find"))
+	Label("found")
+	BSFL(g, g)
+	ADDQ(g.As64(), i)
+	mx := XMM()
+	VMOVSS(Mem{Base: x, Index: i, Scale: 4}, mx)
+	is := XMM()
+	VMOVSS(qcF("qM127", -127), is)
+	VDIVSS(mx, is, is) // iscale = -127/mx
+	isv := YMM()
+	VBROADCASTSS(is, isv)
+	ones := YMM()
+	VMOVDQU(qc("qOnes1"), ones)
+	var h1, h2 [2]VecVirtual
+	for k := 0; k < 8; k++ {
+		v := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+		for j := range v {
+			VMULPS(Mem{Base: x, Disp: 128*k + 32*j}, isv, v[j])
+			VCVTPS2DQ(v[j], v[j])
+		}
+		VPACKSSDW(v[1], v[0], v[0])
+		VPACKSSDW(v[3], v[2], v[2])
+		VPACKSSWB(v[2], v[0], v[0])
+		VPERMD(v[0], idx, v[0])
+		VMOVDQU(v[0], Mem{Base: dst, Disp: 4 + 32*k})
+		// sums of 16: pair sums, then three rounds of in-lane pairwise adds
+		VPMADDUBSW(v[0], ones, v[0])
+		if k%2 == 0 {
+			h1[(k/2)%2] = v[0]
+			continue
+		}
+		VPHADDW(v[0], h1[(k/2)%2], h1[(k/2)%2]) // quads of groups k-1, k
+		if (k/2)%2 == 0 {
+			continue
+		}
+		h := YMM()
+		VPHADDW(h1[1], h1[0], h) // octs of groups k-3..k
+		h2[k/4] = h
+	}
+	s := YMM()
+	VPHADDW(h2[1], h2[0], s) // low lane: sums 0, 2, …, 14; high lane: 1, 3, …, 15
+	sh := XMM()
+	VEXTRACTI128(U8(1), s, sh)
+	lo := XMM()
+	VPUNPCKLWD(sh, s.AsX(), lo)
+	VPUNPCKHWD(sh, s.AsX(), sh)
+	VMOVDQU(lo, Mem{Base: dst, Disp: 260})
+	VMOVDQU(sh, Mem{Base: dst, Disp: 276})
+	d := XMM()
+	VMOVSS(qcF("qOneF", 1), d)
+	VDIVSS(is, d, d)
+	VMOVSS(d, Mem{Base: dst})
+	Label("next")
+	ADDQ(U32(292), dst)
+	ADDQ(U32(1024), x)
+	DECQ(nb)
+	JMP(LabelRef("blk"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// qcF returns a 4-byte float constant.
+func qcF(name string, v float32) Mem {
+	if m, ok := qconst[name]; ok {
+		return m
+	}
+	m := GLOBL(name, RODATA|NOPTR)
+	DATA(0, U32(math.Float32bits(v)))
+	qconst[name] = m
+	return m
 }
