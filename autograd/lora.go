@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 
 	"github.com/herd-llm/herd/kernels"
-	"github.com/herd-llm/herd/tensor"
 )
 
 // LoRA is a low-rank adapter (Hu et al. 2021) on a weight W of Out×In:
@@ -20,60 +19,105 @@ type LoRA struct {
 	Scale         float32
 	Dropout       float32
 	Rng           *rand.Rand
-	// buffers of a taped pass, reused by the next one: a.B·(A·x) before
-	// the scale, A·x, and their gradients
-	z, h *Var
-	// dropout's mask, the masked input and its gradient
-	mask, xd, dxd []float32
+	h             []float32 // Scale·A·x of the last taped pass, reused by the next
+	mask          []bool    // dropout's choice of the inputs kept, likewise
 }
 
 // ApplyLoRA adds a's branch, Scale·B·(A·x), to y for nt rows (x nt×In, y
 // nt×Out): run it after the base product into y. Backward adds to x's
-// gradient and to the adapter's.
+// gradient and to the adapter's. A taped pass keeps only A·x (nt×Rank) and,
+// with dropout, one mask byte per input element: the dropped input is
+// rebuilt from x when the backward step needs it.
 func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
-	in := x
-	if t != nil && a.Dropout > 0 && a.Rng != nil {
-		keep := 1 / (1 - a.Dropout)
-		a.mask, a.xd = growF(a.mask, nt*a.In), growF(a.xd, nt*a.In)
-		mask, xd := a.mask, a.xd
-		for i := range mask {
-			mask[i] = 0
-			if a.Rng.Float32() >= a.Dropout {
-				mask[i] = keep
-			}
-			xd[i] = x.Data[i] * mask[i]
+	n := nt * a.In
+	xs := x.Data[:n]
+	drop := t != nil && a.Dropout > 0 && a.Rng != nil
+	keep := 1 / (1 - a.Dropout)
+	var dropped func() *[]float32 // the masked input, in pooled scratch
+	if drop {
+		if cap(a.mask) < n {
+			a.mask = make([]bool, n)
 		}
-		in = &Var{Data: xd}
-		if x.Grad != nil {
-			a.dxd = growF(a.dxd, nt*a.In)
-			in.Grad = a.dxd
-			clear(in.Grad)
-			gx, gin := x.Grad[:nt*a.In], in.Grad
-			// runs after the branch's backward: dx += din ⊙ mask
-			t.Record(func() {
-				for i, m := range mask {
-					gx[i] += gin[i] * m
+		mask := a.mask[:n]
+		for i := range mask {
+			mask[i] = a.Rng.Float32() >= a.Dropout
+		}
+		dropped = func() *[]float32 {
+			p := getScratch(n)
+			for i, k := range mask {
+				(*p)[i] = 0
+				if k {
+					(*p)[i] = xs[i] * keep
 				}
-			})
+			}
+			return p
 		}
 	}
-	var h, z *Var
+	// h = Scale·(x·Aᵀ), then y += h·Bᵀ
+	var h []float32
 	if t == nil {
-		h, z = NewVar(nt*a.Rank, false), NewVar(nt*a.Out, false)
+		h = make([]float32, nt*a.Rank)
 	} else {
 		// one adapter runs once per taped pass (twice, with the same
-		// values, when recomputing), so its buffers can be the last pass's
-		a.h, a.z = grow(a.h, nt*a.Rank), grow(a.z, nt*a.Out)
-		h, z = a.h, a.z
-		clear(h.Grad)
-		clear(z.Grad)
+		// values, when recomputing), so h can be the last pass's memory
+		a.h = growF(a.h, nt*a.Rank)
+		h = a.h
 	}
-	Linear(t, h, in, Weight{Name: "lora_A", DType: tensor.F32, Data: tensor.BytesOfF32(a.A), Out: a.Rank, In: a.In, Grad: a.GradA}, nt)
-	Linear(t, z, h, Weight{Name: "lora_B", DType: tensor.F32, Data: tensor.BytesOfF32(a.B), Out: a.Out, In: a.Rank, Grad: a.GradB}, nt)
-	kernels.Axpy(a.Scale, z.Data, y.Data[:nt*a.Out])
-	if t != nil {
-		t.Record(func() { kernels.Axpy(a.Scale, y.Grad[:nt*a.Out], z.Grad) })
+	in := xs
+	if drop {
+		p := dropped()
+		in = *p
+		defer dequantScratch.Put(p)
 	}
+	kernels.GemmNT(nt, a.Rank, a.In, in, a.A, h, false)
+	for i := range h {
+		h[i] *= a.Scale
+	}
+	kernels.GemmNT(nt, a.Out, a.Rank, h, a.B, y.Data[:nt*a.Out], true)
+	if t == nil {
+		return
+	}
+	t.Record(func() {
+		dy := y.Grad[:nt*a.Out]
+		if a.GradB != nil {
+			kernels.GemmTN(a.Out, a.Rank, nt, dy, h, a.GradB, true) // dB += dyᵀ·h
+		}
+		if a.GradA == nil && x.Grad == nil {
+			return
+		}
+		dp := getScratch(nt * a.Rank)
+		defer dequantScratch.Put(dp)
+		dh := *dp
+		kernels.GemmNN(nt, a.Rank, a.Out, dy, a.B, dh, false) // dh = Scale·dy·B
+		for i := range dh {
+			dh[i] *= a.Scale
+		}
+		in := xs
+		if drop && a.GradA != nil {
+			p := dropped()
+			in = *p
+			defer dequantScratch.Put(p)
+		}
+		if a.GradA != nil {
+			kernels.GemmTN(a.Rank, a.In, nt, dh, in, a.GradA, true) // dA += dhᵀ·x
+		}
+		if x.Grad == nil {
+			return
+		}
+		if !drop {
+			kernels.GemmNN(nt, a.In, a.Rank, dh, a.A, x.Grad[:n], true) // dx += dh·A
+			return
+		}
+		gp := getScratch(n)
+		defer dequantScratch.Put(gp)
+		g := *gp
+		kernels.GemmNN(nt, a.In, a.Rank, dh, a.A, g, false)
+		for i, k := range a.mask[:n] {
+			if k {
+				x.Grad[i] += g[i] * keep
+			}
+		}
+	})
 }
 
 // Delta returns Scale·B·A, the adapter's change to W (Out×In), computed in
@@ -97,14 +141,6 @@ func (a *LoRA) Delta() []float32 {
 		}
 	}
 	return d
-}
-
-// grow returns a Var with gradient of n elements, reusing v's memory.
-func grow(v *Var, n int) *Var {
-	if v == nil || cap(v.Data) < n {
-		return NewVar(n, true)
-	}
-	return &Var{Data: v.Data[:n], Grad: v.Grad[:n]}
 }
 
 // growF returns n elements of b's memory, or new memory when b is short.

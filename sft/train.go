@@ -165,6 +165,21 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		seqs    []llama.Seq
 		targets []int
 	)
+	// lay the State out once for the largest batch there can be (the
+	// longest samples together), so that it never grows mid-run and leaves
+	// its smaller layouts to the garbage collector
+	byLen := make([]int, len(samples))
+	for i := range byLen {
+		byLen[i] = i
+	}
+	slices.SortFunc(byLen, func(a, b int) int { return len(samples[b].Tokens) - len(samples[a].Tokens) })
+	for _, i := range byLen[:min(o.Batch, len(byLen))] {
+		seqs = append(seqs, llama.Seq{Tokens: samples[i].Tokens, All: true})
+	}
+	if _, err := m.ForwardTape(&st, &tape, nil, seqs, llama.TapeOptions{}); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	tape.Backward()
 	begin := time.Now()
 	for step := range o.Steps {
 		t0 := time.Now()
