@@ -51,3 +51,47 @@ func TestSFTLoRAMerge(t *testing.T) {
 		t.Errorf("bad row: %v", err)
 	}
 }
+
+// TestDelta: make then apply rebuilds the target byte for byte; a wrong
+// base and a damaged delta are errors.
+func TestDelta(t *testing.T) {
+	dir := t.TempDir()
+	base, q8, tuned := filepath.Join(dir, "base.gguf"), filepath.Join(dir, "q8.gguf"), filepath.Join(dir, "tuned.gguf")
+	for _, args := range [][]string{
+		{"convert", "", "-o", base},
+		{"quantize", base, q8, "q8_0"},
+		{"sft", "--method", "full", "--data", "../../sft/testdata/dolly.jsonl", "--steps", "2", "--batch", "2", "--quiet", "-o", dir},
+	} {
+		if _, se, err := herd(t, "", args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, se)
+		}
+	}
+	if err := os.Rename(filepath.Join(dir, "model.gguf"), tuned); err != nil {
+		t.Fatal(err)
+	}
+	delta, rebuilt := filepath.Join(dir, "delta.gguf"), filepath.Join(dir, "rebuilt.gguf")
+	if _, se, err := herd(t, "", "delta", "make", base, tuned, "-o", delta); err != nil {
+		t.Fatalf("make: %v\n%s", err, se)
+	}
+	if _, se, err := herd(t, "", "delta", "apply", base, delta, "-o", rebuilt); err != nil {
+		t.Fatalf("apply: %v\n%s", err, se)
+	}
+	a, _ := os.ReadFile(rebuilt)
+	b, _ := os.ReadFile(tuned)
+	if string(a) != string(b) {
+		t.Error("the rebuilt model differs from the target")
+	}
+	if _, _, err := herd(t, "", "delta", "apply", q8, delta, "-o", filepath.Join(dir, "x.gguf")); err == nil || !strings.Contains(err.Error(), "not the base") {
+		t.Errorf("wrong base: %v", err)
+	}
+	// flip a byte of the last tensor's data
+	d, _ := os.ReadFile(delta)
+	d[len(d)-40] ^= 1
+	os.WriteFile(delta, d, 0o644)
+	if _, _, err := herd(t, "", "delta", "apply", base, delta, "-o", filepath.Join(dir, "y.gguf")); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("damaged delta: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y.gguf")); err == nil {
+		t.Error("a damaged delta wrote a model")
+	}
+}
