@@ -220,3 +220,29 @@ func TestOverflow(t *testing.T) {
 		t.Errorf("stats %q", split.Stats)
 	}
 }
+
+func TestMix(t *testing.T) {
+	src, err := ParseSources("testdata/dolly.jsonl:5,testdata/openai.jsonl:1,testdata/sharegpt.json")
+	if err != nil || len(src) != 3 || src[0].Count != 5 || src[2].Count != 0 {
+		t.Fatalf("ParseSources: %v, %v", src, err)
+	}
+	if _, err := ParseSources("a.json:0"); err == nil {
+		t.Error("accepted a count of 0")
+	}
+	_, tok, _ := checkpoint.Default()
+	tmpl, _ := chat.Lookup("vicuna")
+	e := &Encoder{Tok: tok, Template: tmpl, Ctx: 1 << 20}
+	ss, _, err := e.Mix(src, false, 1)
+	if err != nil || len(ss) != 5+1+6 {
+		t.Fatalf("%d samples, %v; want 12", len(ss), err)
+	}
+	n := 0
+	for _, s := range ss[:5] {
+		if strings.HasPrefix(s.Where, "testdata/dolly.jsonl") {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d of the first 5 samples from dolly", n)
+	}
+}

@@ -34,6 +34,8 @@ output), Dolly (instruction, context, response), ShareGPT/Vicuna
 example is rendered through the chat template (--template) and the loss
 covers the assistant's tokens only, every assistant turn of a conversation.
 An example longer than --ctx is dropped or split (--overflow), and counted.
+Several files mix (TÜLU): FILE:COUNT takes COUNT samples of a file, a
+random subset or repeats.
 A malformed row stops the run with its file:line and field unless
 --skip-bad is given.
 
@@ -79,7 +81,11 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 			default:
 				return fmt.Errorf("sft: --overflow %q: want drop or split", overflow)
 			}
-			samples, bad, err := enc.LoadAll(strings.Split(data, ","), skipBad)
+			sources, err := sft.ParseSources(data)
+			if err != nil {
+				return err
+			}
+			samples, bad, err := enc.Mix(sources, skipBad, o.Seed)
 			if err != nil {
 				return err
 			}
@@ -148,7 +154,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora, qlora, adapter or embed")
 	f.StringVar(&base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
-	f.StringVar(&data, "data", "", "data files, comma-separated")
+	f.StringVar(&data, "data", "", "data files, comma-separated, each FILE[:COUNT] (a TÜLU-style mixture: COUNT samples of it, sub- or upsampled)")
 	f.StringVar(&tmplName, "template", "vicuna", "chat template: "+strings.Join(chat.Names(), ", "))
 	f.StringVarP(&out, "output", "o", "", "output directory")
 	f.IntVar(&ctx, "ctx", 0, "longest sample in tokens (0: the model's context)")
