@@ -11,7 +11,9 @@ import (
 // Out×Rank, float32 row-major. GradA and GradB, when not nil, receive the
 // adapter's gradients; W stays frozen. Dropout, during a taped pass with
 // Rng set, zeroes each input element of the adapter branch with that
-// probability (scaling the rest by 1/(1-Dropout)).
+// probability (scaling the rest by 1/(1-Dropout)). A recomputed pass
+// (Recompute) runs its first forward without a tape, hence without
+// dropout: train with Dropout 0 there.
 type LoRA struct {
 	Rank, Out, In int
 	A, B          []float32
