@@ -34,11 +34,14 @@ func TestTune(t *testing.T) {
 		{Options{Method: Embed, LR: 1e-2, EmbedTensors: []string{"embed"}}},
 		{Options{Method: Adapter, LR: 1e-2, PrefixLen: 10, PrefixLayers: 3}},
 	} {
+		o := c.opt
+		if testing.Short() && (o.Method == QLoRA || o.Method == Embed) {
+			continue
+		}
 		m, _, err := checkpoint.Default()
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := c.opt
 		o.Steps, o.Batch, o.Seed = 12, 4, 1
 		res, err := Tune(m, samples, o)
 		if err != nil {
