@@ -19,12 +19,16 @@ var tiny = llama.Config{Dim: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 128
 // training), so the adapters change the logits.
 func trained(t *testing.T, dt tensor.DType, targets []string, rs bool) (*llama.Model, *Set) {
 	t.Helper()
-	m, err := llama.Random(tiny, tensor.F32, 1)
+	c := tiny
+	if dt == tensor.NF4DQ { // rows of whole 256-weight super-blocks
+		c.Dim, c.FFNDim, c.NLayers = 256, 256, 1
+	}
+	m, err := llama.Random(c, tensor.F32, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if dt != tensor.F32 {
-		if n, _, err := QuantizeBase(m, dt); err != nil || n != 7*tiny.NLayers {
+		if n, _, err := QuantizeBase(m, dt); err != nil || n != 7*c.NLayers {
 			t.Fatalf("QuantizeBase: %d converted, %v", n, err)
 		}
 	}
@@ -101,7 +105,7 @@ func TestAdapterEqualsMerged(t *testing.T) {
 // TestQuantizedBase: adapters on an NF4 base, and merging into it
 // (dequantize, add, requantize).
 func TestQuantizedBase(t *testing.T) {
-	for _, dt := range []tensor.DType{tensor.NF4, tensor.Q4_0, tensor.Q8_0} {
+	for _, dt := range []tensor.DType{tensor.NF4, tensor.NF4DQ, tensor.Q4_0, tensor.Q8_0} {
 		m, s := trained(t, dt, []string{"q", "k", "v", "o"}, true)
 		s.Attach(m, 1)
 		adapted := logits(t, m)

@@ -86,3 +86,82 @@ func DequantizeRowNF4(dst []float32, src []byte) {
 		}
 	}
 }
+
+// NF4DQ is NF4 with QLoRA's double quantization of the block scales: a
+// super-block of 256 weights holds a float16 scale d, then four 8-bit
+// codes q (one per block of 64: the block's absmax is d·q/255), then the
+// 128 bytes of 4-bit codes of the four blocks laid out as in NF4: 134 bytes
+// per 256 weights, 4.19 bits per weight. QLoRA quantizes the scales of 256
+// blocks together to 8-bit floats; herd's super-block is four blocks, so
+// that rows of 256 (every LLaMA width) suffice. Like NF4, herd's own dtype.
+const NF4DQ DType = 1<<16 + 1
+
+// NF4DQBlock is the number of weights per NF4DQ super-block.
+const NF4DQBlock = 4 * NF4Block
+
+const nf4dqBytes = 2 + 4 + 4*NF4Block/2
+
+func init() {
+	dtypes[NF4DQ] = dtypeInfo{"NF4_DQ", NF4DQBlock, nf4dqBytes}
+	dequantizers[NF4DQ] = DequantizeRowNF4DQ
+	quantizers[NF4DQ] = QuantizeRowNF4DQ
+	blockScales[NF4DQ] = []scaleField{{0, "d"}}
+}
+
+// QuantizeRowNF4DQ packs src (a multiple of 256 elements) into NF4DQ
+// super-blocks.
+func QuantizeRowNF4DQ(dst []byte, src []float32) {
+	for b := 0; b < len(src)/NF4DQBlock; b++ {
+		x := src[b*NF4DQBlock : (b+1)*NF4DQBlock]
+		o := dst[b*nf4dqBytes : (b+1)*nf4dqBytes]
+		var amax [4]float32
+		var top float32
+		for s := range 4 {
+			for _, v := range x[s*NF4Block : (s+1)*NF4Block] {
+				amax[s] = max(amax[s], float32(math.Abs(float64(v))))
+			}
+			top = max(top, amax[s])
+		}
+		dh := F32ToF16(top)
+		binary.LittleEndian.PutUint16(o, dh)
+		d := F16ToF32(dh)
+		for s := range 4 {
+			// the smallest code whose scale still covers the block's absmax
+			// when it can, so that no weight falls outside [-1, 1]
+			q := 0
+			if d > 0 {
+				q = int(math.Ceil(float64(amax[s]) / float64(d) * 255))
+				q = min(255, max(0, q))
+			}
+			o[2+s] = byte(q)
+			sc := d * float32(q) / 255
+			inv := float32(0)
+			if sc > 0 {
+				inv = 1 / sc
+			}
+			blk := x[s*NF4Block : (s+1)*NF4Block]
+			codes := o[6+s*NF4Block/2 : 6+(s+1)*NF4Block/2]
+			for j := range NF4Block / 2 {
+				codes[j] = nearestNF4(min(1, max(-1, blk[j]*inv))) | nearestNF4(min(1, max(-1, blk[j+NF4Block/2]*inv)))<<4
+			}
+		}
+	}
+}
+
+// DequantizeRowNF4DQ expands NF4DQ super-blocks into dst (a multiple of
+// 256 elements).
+func DequantizeRowNF4DQ(dst []float32, src []byte) {
+	for b := 0; b < len(dst)/NF4DQBlock; b++ {
+		s := src[b*nf4dqBytes : (b+1)*nf4dqBytes]
+		d := F16ToF32(binary.LittleEndian.Uint16(s))
+		for k := range 4 {
+			sc := d * float32(s[2+k]) / 255
+			codes := s[6+k*NF4Block/2 : 6+(k+1)*NF4Block/2]
+			y := dst[b*NF4DQBlock+k*NF4Block : b*NF4DQBlock+(k+1)*NF4Block]
+			for j := range NF4Block / 2 {
+				y[j] = nf4Levels[codes[j]&15] * sc
+				y[j+NF4Block/2] = nf4Levels[codes[j]>>4] * sc
+			}
+		}
+	}
+}

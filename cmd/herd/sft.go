@@ -97,9 +97,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 				o.EmbedTensors = strings.Split(embT, ",")
 			}
 			if o.Method == sft.QLoRA {
-				if baseType == "nf4" || baseType == "NF4" {
-					o.BaseType = tensor.NF4
-				} else if o.BaseType, err = tensor.ParseDType(baseType); err != nil {
+				if o.BaseType, err = tensor.ParseDType(baseType); err != nil {
 					return err
 				}
 			}
@@ -172,7 +170,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.Float64Var(&o.LoRA.Dropout, "dropout", 0.05, "LoRA dropout")
 	f.BoolVar(&o.LoRA.RSLoRA, "rslora", false, "scale by alpha/sqrt(rank) (rsLoRA)")
 	f.StringVar(&targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
-	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4, q4_0, q8_0, …)")
+	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4; nf4_dq, double-quantized scales, for rows of 256; q4_0, q8_0, …)")
 	f.StringVar(&embT, "embed-tensors", "embed,output", "embed: tensors to train (embed, output)")
 	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
 	f.IntVar(&o.PrefixLayers, "prefix-layers", 30, "adapter: top layers with a prompt (all when more)")
