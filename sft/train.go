@@ -46,6 +46,13 @@ type Options struct {
 	Seed                    uint64
 	Log                     io.Writer
 	OnStep                  func(train.Progress)
+	// Dir, when set, receives a checkpoint every SaveEvery steps and after
+	// the last (step-N/state.safetensors: the trained weights and the
+	// optimizer's moments); with Resume the run continues from the newest
+	// there, exactly as if it had not stopped.
+	Dir       string
+	SaveEvery int
+	Resume    bool
 }
 
 // Result sums up a run.
@@ -53,7 +60,8 @@ type Result struct {
 	Model     *llama.Model // the tuned model (full, embed) or the base carrying the adapters
 	Adapters  *lora.Set    // lora and qlora
 	Trainable int64        // weights the optimizer updated
-	Losses    []float64    // per step: mean loss over the learned tokens
+	Start     int          // the first step this invocation ran (0, or where it resumed)
+	Losses    []float64    // per step run: mean loss over the learned tokens
 	Tokens    int64        // positions processed
 	Elapsed   time.Duration
 }
@@ -65,6 +73,13 @@ type Result struct {
 func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if len(samples) == 0 {
 		return nil, fmt.Errorf("sft: no samples to train on")
+	}
+	if o.Dir != "" && !o.Resume {
+		if n, err := latestStep(o.Dir); err != nil {
+			return nil, err
+		} else if n > 0 {
+			return nil, fmt.Errorf("sft: %s already holds a run (step-%d): pass --resume to continue it, or choose another output directory", o.Dir, n)
+		}
 	}
 	if o.Batch <= 0 {
 		o.Batch = 8
@@ -159,6 +174,21 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5f7))
 	order := rng.Perm(len(samples))
 	next := 0
+	if o.Resume && o.Dir != "" {
+		step, err := loadLatest(o.Dir, params, adam)
+		if err != nil {
+			return nil, err
+		}
+		res.Start = step
+		fmt.Fprintf(log, "resuming at step %d of %d\n", step, o.Steps)
+		// the data order up to there, drawn again
+		for range step * o.Batch {
+			if next == len(order) {
+				order, next = rng.Perm(len(samples)), 0
+			}
+			next++
+		}
+	}
 	var (
 		st      llama.State
 		tape    autograd.Tape
@@ -181,8 +211,17 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	}
 	tape.Backward()
 	begin := time.Now()
-	for step := range o.Steps {
+	for step := res.Start; step < o.Steps; step++ {
 		t0 := time.Now()
+		if res.Adapters != nil {
+			// dropout draws from the step number, so a resumed run draws
+			// the same masks
+			for i, a := range res.Adapters.Adapters {
+				if a.Dropout > 0 {
+					a.Rng = rand.New(rand.NewPCG(o.Seed+uint64(i), uint64(step)))
+				}
+			}
+		}
 		seqs, targets = seqs[:0], targets[:0]
 		learned := 0
 		for range o.Batch {
@@ -214,6 +253,11 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		adam.Update(params, lr)
 		res.Losses = append(res.Losses, loss)
 		res.Tokens += int64(len(targets))
+		if o.Dir != "" && (step+1 == o.Steps || (o.SaveEvery > 0 && (step+1)%o.SaveEvery == 0)) {
+			if err := saveState(o.Dir, step+1, params, adam); err != nil {
+				return nil, err
+			}
+		}
 		if o.OnStep != nil {
 			dt := time.Since(t0)
 			o.OnStep(train.Progress{Step: step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),

@@ -49,7 +49,9 @@ gates), embed (only the token embedding and/or the output head:
 OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 (adapter_config.json, adapter_model.safetensors) and llama.cpp's
 (adapter.gguf) (lora, qlora), or adapter.safetensors (adapter), and
-loss.tsv (step, loss, tokens/s). Adapters apply at inference with
+loss.tsv (step, loss, tokens/s), and step-N/state.safetensors checkpoints
+(trained weights and optimizer moments; --save-every) from which --resume
+continues exactly. Adapters apply at inference with
 herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -107,6 +109,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 			var tsv strings.Builder
 			tsv.WriteString("step\tloss\ttokens_per_s\n")
 			o.Log = errw
+			o.Dir = out
 			o.OnStep = func(p train.Progress) {
 				fmt.Fprintf(&tsv, "%d\t%.5f\t%.0f\n", p.Step, p.Loss, p.TokensPerSec)
 				if !quiet {
@@ -172,6 +175,8 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.StringVar(&targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
 	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4; nf4_dq, double-quantized scales, for rows of 256; q4_0, q8_0, …)")
 	f.StringVar(&embT, "embed-tensors", "embed,output", "embed: tensors to train (embed, output)")
+	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint (OUTDIR/step-N/state.safetensors) every N steps; always after the last")
+	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
 	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
 	f.IntVar(&o.PrefixLayers, "prefix-layers", 30, "adapter: top layers with a prompt (all when more)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
