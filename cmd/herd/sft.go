@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/herd-llm/herd/chat"
@@ -14,6 +15,8 @@ import (
 	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/train"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 )
 
 func sftCmd() *cobra.Command {
@@ -24,6 +27,7 @@ func sftCmd() *cobra.Command {
 		targets                       string
 		ctx, threads                  int
 		skipBad, quiet                bool
+		config                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "sft --method full|lora|qlora|adapter|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
@@ -46,6 +50,10 @@ learnable prompt tokens in the top --prefix-layers layers, zero-initialised
 gates), embed (only the token embedding and/or the output head:
 --embed-tensors).
 
+Every flag can live in a YAML recipe (--config; keys as the flag names with
+_ for -, lists for comma-separated values); flags on the command line
+override it. Recipes: sft/recipes/.
+
 OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 (adapter_config.json, adapter_model.safetensors) and llama.cpp's
 (adapter.gguf) (lora, qlora), or adapter.safetensors (adapter), and
@@ -56,6 +64,11 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			errw := cmd.ErrOrStderr()
+			if config != "" {
+				if err := applyRecipe(cmd.Flags(), config); err != nil {
+					return err
+				}
+			}
 			if err := sft.ParseMethod(o.Method); err != nil {
 				return err
 			}
@@ -152,6 +165,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "YAML recipe: keys are flag names (_ for -); flags given override it")
 	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora, qlora, adapter or embed")
 	f.StringVar(&base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
@@ -182,4 +196,44 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVar(&quiet, "quiet", false, "no per-step lines")
 	return cmd
+}
+
+// applyRecipe sets, from a YAML file of flag names (with _ for -), every
+// flag not given on the command line.
+func applyRecipe(fs *pflag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var kv map[string]any
+	if err := yaml.Unmarshal(b, &kv); err != nil {
+		return fmt.Errorf("recipe %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := strings.ReplaceAll(k, "_", "-")
+		fl := fs.Lookup(name)
+		if fl == nil || name == "config" {
+			return fmt.Errorf("recipe %s: unknown key %q", path, k)
+		}
+		if fl.Changed {
+			continue
+		}
+		v := fmt.Sprint(kv[k])
+		if list, ok := kv[k].([]any); ok {
+			parts := make([]string, len(list))
+			for i, x := range list {
+				parts[i] = fmt.Sprint(x)
+			}
+			v = strings.Join(parts, ",")
+		}
+		if err := fs.Set(name, v); err != nil {
+			return fmt.Errorf("recipe %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
 }

@@ -95,3 +95,23 @@ func TestDelta(t *testing.T) {
 		t.Error("a damaged delta wrote a model")
 	}
 }
+
+// TestSFTRecipes runs every recipe in sft/recipes for two steps on the
+// test data: each key must be a flag.
+func TestSFTRecipes(t *testing.T) {
+	recipes, _ := filepath.Glob("../../sft/recipes/*.yaml")
+	if len(recipes) == 0 {
+		t.Fatal("no recipes")
+	}
+	for _, r := range recipes {
+		out := filepath.Join(t.TempDir(), "out")
+		if _, se, err := herd(t, "", "sft", "--config", r, "--data", "../../sft/testdata/openai.jsonl", "--steps", "2", "--quiet", "-o", out); err != nil {
+			t.Errorf("%s: %v\n%s", r, err, se)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("rnak: 4\n"), 0o644)
+	if _, _, err := herd(t, "", "sft", "--config", bad, "--data", "x", "-o", t.TempDir()); err == nil || !strings.Contains(err.Error(), "rnak") {
+		t.Errorf("misspelt key: %v", err)
+	}
+}
