@@ -34,6 +34,7 @@ type Options struct {
 	// EmbedTensors are the tensors the embed method trains: "embed",
 	// "output" or both.
 	EmbedTensors []string
+	EmbedLoRA    bool // embed: train LoRA adapters (Options.LoRA) as well
 	// PrefixLen and PrefixLayers shape the adapter method's adaption
 	// prompts: tokens per prompt, and how many top layers get one.
 	PrefixLen, PrefixLayers int
@@ -131,6 +132,17 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		params = m.TrainParams(grads)
 		if len(params) == 0 {
 			return nil, fmt.Errorf("sft: embed method: no tensors chosen")
+		}
+		if o.EmbedLoRA { // Chinese-LLaMA's stage 2: embeddings and LoRA together
+			set, err := lora.New(m, o.LoRA, o.Seed)
+			if err != nil {
+				return nil, err
+			}
+			if err := set.Attach(m, 1); err != nil {
+				return nil, err
+			}
+			res.Adapters = set
+			params = append(params, set.Params()...)
 		}
 	case Adapter:
 		if _, err := AddPrefixes(m, o.PrefixLen, o.PrefixLayers, o.Seed); err != nil {

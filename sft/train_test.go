@@ -34,6 +34,7 @@ func TestTune(t *testing.T) {
 		{Options{Method: QLoRA, LR: 1e-2, LoRA: lora.Config{Rank: 8, Alpha: 16, Dropout: 0.05, Targets: []string{"q", "k", "v", "o"}}}},
 		{Options{Method: QLoRA, BaseType: tensor.Q8_0, LR: 1e-2, LoRA: lora.Config{Rank: 4, Alpha: 8, RSLoRA: true, Targets: []string{"q", "v"}}}},
 		{Options{Method: Embed, LR: 1e-2, EmbedTensors: []string{"embed"}}},
+		{Options{Method: Embed, LR: 1e-2, EmbedTensors: []string{"embed"}, EmbedLoRA: true, LoRA: lora.Config{Rank: 4, Alpha: 8, Targets: []string{"q", "v"}}}},
 		{Options{Method: Adapter, LR: 1e-2, PrefixLen: 10, PrefixLayers: 3}},
 	} {
 		o := c.opt

@@ -154,7 +154,10 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 					return err
 				}
 				fmt.Fprintf(errw, "wrote %s (PEFT adapter_model.safetensors, adapter.gguf)\n", out)
-				return nil
+				if o.Method != sft.Embed {
+					return nil
+				}
+				res.Adapters.Detach(res.Model) // model.gguf holds the weights alone
 			}
 			p := filepath.Join(out, "model.gguf")
 			if err := checkpoint.SaveGGUF(p, res.Model, tok, checkpoint.SaveOptions{Name: "herd sft " + o.Method}); err != nil {
@@ -189,6 +192,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.StringVar(&targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
 	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4; nf4_dq, double-quantized scales, for rows of 256; q4_0, q8_0, …)")
 	f.StringVar(&embT, "embed-tensors", "embed,output", "embed: tensors to train (embed, output)")
+	f.BoolVar(&o.EmbedLoRA, "embed-lora", false, "embed: train LoRA adapters (--rank, --targets, …) as well; the adapter is written beside model.gguf")
 	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint (OUTDIR/step-N/state.safetensors) every N steps; always after the last")
 	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
 	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
