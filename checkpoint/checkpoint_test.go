@@ -107,3 +107,32 @@ func TestTokenizerFromGGUFErrors(t *testing.T) {
 	}
 	var _ tokenizer.Tokenizer = tok
 }
+
+// The 32000-piece LLaMA vocabulary in llama-2-tiny-random.gguf round-trips
+// text of every kind through encode and decode.
+func TestTinyRandomTokenizerRoundTrip(t *testing.T) {
+	m, tok, err := Load("../format/gguf/testdata/llama-2-tiny-random.gguf", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if tok.VocabSize() != 32000 || m.Config.VocabSize != 32000 {
+		t.Fatalf("vocab %d / %d", tok.VocabSize(), m.Config.VocabSize)
+	}
+	for _, s := range []string{
+		"Hello world", "  leading and trailing  ", "tabs\tand\nnewlines\n\n", "数字 12345 和中文",
+		"日本語のテキスト", "한국어", "emoji 🐈‍⬛🎉", "rare \U0001F9EC \u0301 \uE000", "",
+	} {
+		ids := tok.Encode(s, true, false)
+		if len(s) > 0 && (len(ids) < 2 || ids[0] != tok.BOS()) {
+			t.Errorf("%q: ids %v", s, ids)
+		}
+		if got := tok.Decode(ids); got != s {
+			t.Errorf("%q decodes back as %q", s, got)
+		}
+	}
+	// "Hello world" as Meta's tokenizer spells it (spm_encode: ▁Hello ▁world)
+	if got := tok.Encode("Hello world", true, false); !slices.Equal(got, []int{1, 15043, 3186}) {
+		t.Errorf("Hello world = %v, want [1 15043 3186]", got)
+	}
+}
