@@ -136,6 +136,64 @@ func Linear(t *Tape, y, x *Var, w Weight, nt int) {
 	})
 }
 
+// Transpose says which operands of Gemm are transposed.
+type Transpose int
+
+// The products Gemm computes.
+const (
+	NN Transpose = iota // C = A·B,  A m×k, B k×n
+	NT                  // C = A·Bᵀ, A m×k, B n×k
+	TN                  // C = Aᵀ·B, A k×m, B k×n
+)
+
+// Gemm computes the m×n product C of two float32 matrices (row-major,
+// both possibly activations) in the form tr says. Backward adds to the operands' gradients
+//
+//	NN: dA += dC·Bᵀ   dB += Aᵀ·dC
+//	NT: dA += dC·B    dB += dCᵀ·A
+//	TN: dA += B·dCᵀ   dB += A·dC
+func Gemm(t *Tape, c, a, b *Var, m, n, k int, tr Transpose) {
+	switch tr {
+	case NN:
+		kernels.GemmNN(m, n, k, a.Data, b.Data, c.Data, false)
+	case NT:
+		kernels.GemmNT(m, n, k, a.Data, b.Data, c.Data, false)
+	case TN:
+		kernels.GemmTN(m, n, k, a.Data, b.Data, c.Data, false)
+	default:
+		panic(fmt.Sprintf("autograd.Gemm: transpose %d", tr))
+	}
+	if t == nil {
+		return
+	}
+	t.Record(func() {
+		dc := c.Grad[:m*n]
+		switch tr {
+		case NN:
+			if a.Grad != nil {
+				kernels.GemmNT(m, k, n, dc, b.Data, a.Grad, true)
+			}
+			if b.Grad != nil {
+				kernels.GemmTN(k, n, m, a.Data, dc, b.Grad, true)
+			}
+		case NT:
+			if a.Grad != nil {
+				kernels.GemmNN(m, k, n, dc, b.Data, a.Grad, true)
+			}
+			if b.Grad != nil {
+				kernels.GemmTN(n, k, m, dc, a.Data, b.Grad, true)
+			}
+		case TN:
+			if a.Grad != nil {
+				kernels.GemmNT(k, m, n, b.Data, dc, a.Grad, true)
+			}
+			if b.Grad != nil {
+				kernels.GemmNN(k, n, m, a.Data, dc, b.Grad, true)
+			}
+		}
+	})
+}
+
 // Embedding copies row tokens[i] of the table w into row i of out.
 // Backward adds each row's gradient to its token's row of w's gradient.
 // Token ids must be below w.Out (callers check user input).

@@ -107,6 +107,49 @@ func TestLinear(t *testing.T) {
 	checkGrads(t, "Linear F16 frozen", build16, []leaf{{"x", x, gx}}, 2e-3)
 }
 
+func TestGemmTransposes(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	m, n, k := 5, 7, 3
+	for _, tc := range []struct {
+		name string
+		tr   Transpose
+	}{{"NN", NN}, {"NT", NT}, {"TN", TN}} {
+		a, ga := randVec(r, m*k, 1), make([]float32, m*k)
+		b, gb := randVec(r, n*k, 1), make([]float32, n*k)
+		build := func(tp *Tape) *Var {
+			c := NewVar(m*n, true)
+			Gemm(tp, c, &Var{Data: a, Grad: ga}, &Var{Data: b, Grad: gb}, m, n, k, tc.tr)
+			return c
+		}
+		// the product against a plain triple loop
+		c := build(nil)
+		at := func(i, p int) float32 { // A as an m×k matrix
+			if tc.tr == TN {
+				return a[p*m+i]
+			}
+			return a[i*k+p]
+		}
+		bt := func(p, j int) float32 { // B as a k×n matrix
+			if tc.tr == NT {
+				return b[j*k+p]
+			}
+			return b[p*n+j]
+		}
+		for i := range m {
+			for j := range n {
+				var s float64
+				for p := range k {
+					s += float64(at(i, p)) * float64(bt(p, j))
+				}
+				if math.Abs(s-float64(c.Data[i*n+j])) > 1e-5 {
+					t.Fatalf("%s: C[%d][%d] = %g, want %g", tc.name, i, j, c.Data[i*n+j], s)
+				}
+			}
+		}
+		checkGrads(t, "Gemm "+tc.name, build, []leaf{{"A", a, ga}, {"B", b, gb}}, 2e-3)
+	}
+}
+
 func TestEmbedding(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	vocab, dim := 7, 6
