@@ -71,8 +71,12 @@ gradient stops the run, keeping the last good checkpoint.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(errw, "done: %s (train loss %.4f, val loss %.4f, %d tokens in %s)\n", res.Checkpoint, res.TrainLoss,
-				res.ValLoss, res.Tokens, res.Elapsed.Round(time.Second))
+			val := ""
+			if !math.IsNaN(res.ValLoss) {
+				val = fmt.Sprintf(", val loss %.4f (%.4f at the start)", res.ValLoss, res.StartValLoss)
+			}
+			fmt.Fprintf(errw, "done: %s (train loss %.4f%s, %d tokens in %s)\n", res.Checkpoint, res.TrainLoss, val,
+				res.Tokens, res.Elapsed.Round(time.Second))
 			return nil
 		},
 	}

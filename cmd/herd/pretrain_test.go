@@ -174,6 +174,9 @@ func TestPretrainRecipeRunExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if out, _, err := herd(t, "", "bench", model, "-p", "8", "-n", "4", "-r", "1", "-t", "1"); err != nil || !strings.Contains(out, "tg4") {
+		t.Errorf("herd bench on the checkpoint: %q, %v", out, err)
+	}
 	bin, tok := filepath.Join(dir, "m.bin"), filepath.Join(dir, "tok.bin")
 	if _, _, err := herd(t, "", "export", model, "--format", "llama2c", "-o", bin, "--tokenizer-out", tok); err != nil {
 		t.Fatal(err)
