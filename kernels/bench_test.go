@@ -41,7 +41,7 @@ func BenchmarkGemmTN(b *testing.B) { benchGemm(b, GemmTN) }
 
 // coldWeights returns enough copies of a rows×cols matrix of dtype dt that
 // cycling through them reads more than 64 MiB, larger than the L3 cache.
-func coldWeights(b *testing.B, dt tensor.DType, rows, cols int) [][]byte {
+func coldWeights(b testing.TB, dt tensor.DType, rows, cols int) [][]byte {
 	rb, err := dt.RowBytes(cols)
 	if err != nil {
 		b.Fatal(err)

@@ -29,6 +29,7 @@ func init() {
 	convF16 = convF16AVX2
 	convBF16 = convBF16AVX2
 	packNT16 = packNT16Asm
+	floatDots = floatDotsAVX2
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
 	quantQ8_0Impl = quantQ8_0Asm
@@ -55,24 +56,51 @@ func quantQ8_KAsm(dst []byte, x []float32) {
 	quantQ8_KAVX2(&dst[0], &x[0], nb)
 }
 
-func microKernelAVX2(rows, k int, a, b, c []float32, ldc int, accumulate bool) {
+func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
 	_ = a[k*mr-1]
 	_ = b[k*nr-1]
-	_ = c[(rows-1)*ldc+nr-1]
-	switch rows {
-	case 1:
-		gemmKernel1AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-	case 2:
-		gemmKernel2AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-	case 3:
-		gemmKernel3AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-	case 4:
-		gemmKernel4AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-	case 5:
-		gemmKernel5AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-	default:
-		gemmKernel6AVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
-	}
+	_ = c[(mr-1)*ldc+nr-1]
+	gemmKernelAVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
+}
+
+// floatDotsAVX2 are the assembly float MatMul kernels (see matmul_float.go).
+var floatDotsAVX2 = &dotKernels{
+	rows: func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int) {
+		if rows == 0 {
+			return
+		}
+		_, _ = y[rows-1], x[max(k8, 1)-1]
+		last := off + (rows-1)*w.cs + max(k8, 1) - 1
+		switch kind {
+		case kindF32:
+			_ = w.f32[last]
+			dotRowsF32AVX2(&y[0], &w.f32[off], w.cs, rows, &x[0], k8)
+		case kindF16:
+			_ = w.u16[last]
+			dotRowsF16AVX2(&y[0], &w.u16[off], w.cs, rows, &x[0], k8)
+		case kindBF16:
+			_ = w.u16[last]
+			dotRowsBF16AVX2(&y[0], &w.u16[off], w.cs, rows, &x[0], k8)
+		}
+	},
+	tile: func(kind int, y []float32, ystride int, w operand, off, rows int, x []float32, xstride, k8 int) {
+		if rows == 0 {
+			return
+		}
+		_, _ = y[2*ystride+rows-1], x[2*xstride+max(k8, 1)-1]
+		last := off + (rows-1)*w.cs + max(k8, 1) - 1
+		switch kind {
+		case kindF32:
+			_ = w.f32[last]
+			dotTileF32AVX2(&y[0], ystride, &w.f32[off], w.cs, rows, &x[0], xstride, k8)
+		case kindF16:
+			_ = w.u16[last]
+			dotTileF16AVX2(&y[0], ystride, &w.u16[off], w.cs, rows, &x[0], xstride, k8)
+		case kindBF16:
+			_ = w.u16[last]
+			dotTileBF16AVX2(&y[0], ystride, &w.u16[off], w.cs, rows, &x[0], xstride, k8)
+		}
+	},
 }
 
 // asm32 is an assembly kernel for 32-element block weights and a fixed

@@ -20,11 +20,9 @@ const (
 	nc = 4096 // columns of B per block: kc·nc floats (4 MiB) stay in L3
 )
 
-// microKernel computes the first rows (1..mr) rows of the mr×nr tile
-// C = Ap·Bp (or C += Ap·Bp when accumulate) from a packed A panel (k steps
-// of mr values) and a packed B panel (k steps of nr values). C has row
-// stride ldc. Each element of C is the same chain of fused multiply-adds
-// over p (from zero, in order) whatever rows is, then stored or added to C.
+// microKernel computes the mr×nr tile C = Ap·Bp (or C += Ap·Bp when
+// accumulate) from a packed A panel (k steps of mr values) and a packed B
+// panel (k steps of nr values). C has row stride ldc.
 var microKernel = microKernelGeneric
 
 // Operand element kinds.
@@ -115,10 +113,6 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 		}
 		return
 	}
-	if m <= smallM {
-		gemmSmall(m, n, k, A, B, c, ldc, accumulate)
-		return
-	}
 	t := Threads()
 	small := 2*m*n*k < 1<<18 // not worth waking other threads
 	if small {
@@ -181,10 +175,10 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 						rows := min(mr, mcur-ir)
 						coff := (i0+ir)*ldc + j
 						if rows == mr && ncols == nr {
-							microKernel(mr, kcur, apanel, bpanel, c[coff:], ldc, acc)
+							microKernel(kcur, apanel, bpanel, c[coff:], ldc, acc)
 							continue
 						}
-						microKernel(mr, kcur, apanel, bpanel, tmp[:], nr, false)
+						microKernel(kcur, apanel, bpanel, tmp[:], nr, false)
 						for r := range rows {
 							dst := c[coff+r*ldc : coff+r*ldc+ncols]
 							src := tmp[r*nr : r*nr+ncols]
@@ -212,64 +206,6 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
-
-// smallM is the largest m gemmSmall handles.
-const smallM = 2 * mr
-
-// gemmSmall is gemm for A of few rows (m <= smallM), as in decoding: A is
-// packed whole, and each thread walks its own columns of B one panel at a
-// time, packing the panel's k blocks into L1 in turn and multiplying every
-// row of A by each. The arithmetic of each element of C is exactly gemm's
-// (the same k blocks, the same chain of multiply-adds within a block, the
-// blocks' sums added to C in order), so a row of C does not depend on how
-// many rows A has.
-func gemmSmall(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
-	mp := roundUp(m, mr)
-	app := getBuf(mp * k)
-	defer putBuf(app)
-	ap := *app
-	for pc := 0; pc < k; pc += kc {
-		kcur := min(kc, k-pc)
-		packA(ap[mp*pc:mp*pc+mp*kcur], A, 0, m, pc, kcur)
-	}
-	npanels := (n + nr - 1) / nr
-	ParallelFor(npanels, max(1, matGrain/(nr*k)), func(lo, hi int) {
-		bp := getBuf(nr * min(kc, k))
-		defer putBuf(bp)
-		var tmp [mr * nr]float32
-		for q := lo; q < hi; q++ {
-			j := q * nr
-			ncols := min(nr, n-j)
-			for pc := 0; pc < k; pc += kc {
-				kcur := min(kc, k-pc)
-				b := (*bp)[:nr*kcur]
-				packB(b, B, pc, kcur, j, ncols)
-				acc := accumulate || pc > 0
-				for ir := 0; ir < m; ir += mr {
-					rows := min(mr, m-ir)
-					a := ap[mp*pc+ir*kcur : mp*pc+(ir+mr)*kcur]
-					coff := ir*ldc + j
-					if ncols == nr {
-						microKernel(rows, kcur, a, b, c[coff:], ldc, acc)
-						continue
-					}
-					microKernel(rows, kcur, a, b, tmp[:], nr, false)
-					for r := range rows {
-						dst := c[coff+r*ldc : coff+r*ldc+ncols]
-						src := tmp[r*nr : r*nr+ncols]
-						if acc {
-							for x := range dst {
-								dst[x] += src[x]
-							}
-						} else {
-							copy(dst, src)
-						}
-					}
-				}
-			}
-		}
-	})
-}
 
 // packA packs rows [i0, i0+rows) × columns [p0, p0+kk) of A into panels of mr
 // rows: panel r holds, for each p, the mr values A[i0+r·mr+0..mr-1][p0+p].

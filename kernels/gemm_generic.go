@@ -1,12 +1,12 @@
 package kernels
 
 // microKernelGeneric is the pure-Go micro-kernel (see microKernel).
-func microKernelGeneric(rows, k int, a, b, c []float32, ldc int, accumulate bool) {
+func microKernelGeneric(k int, a, b, c []float32, ldc int, accumulate bool) {
 	var t [mr * nr]float32
 	a = a[:k*mr]
 	b = b[:k*nr]
 	for p := range k {
-		ap := a[p*mr : p*mr+rows]
+		ap := a[p*mr : p*mr+mr]
 		bp := b[p*nr : p*nr+nr]
 		for i, ai := range ap {
 			row := t[i*nr : i*nr+nr]
@@ -15,7 +15,7 @@ func microKernelGeneric(rows, k int, a, b, c []float32, ldc int, accumulate bool
 			}
 		}
 	}
-	for i := range rows {
+	for i := range mr {
 		dst := c[i*ldc : i*ldc+nr]
 		src := t[i*nr : i*nr+nr]
 		if accumulate {

@@ -4,248 +4,367 @@
 
 package kernels
 
-// gemmKernel1AVX2 computes rows 0..0 of the 6×16 tile c (row stride ldc floats) = or += a·b
+// gemmKernelAVX2 computes the 6×16 tile c (row stride ldc floats) = or += a·b
 // from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernel1AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
-
-// gemmKernel2AVX2 computes rows 0..1 of the 6×16 tile c (row stride ldc floats) = or += a·b
-// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernel2AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
-
-// gemmKernel3AVX2 computes rows 0..2 of the 6×16 tile c (row stride ldc floats) = or += a·b
-// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernel3AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
-
-// gemmKernel4AVX2 computes rows 0..3 of the 6×16 tile c (row stride ldc floats) = or += a·b
-// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernel4AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
-
-// gemmKernel5AVX2 computes rows 0..4 of the 6×16 tile c (row stride ldc floats) = or += a·b
-// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernel5AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
-
-// gemmKernel6AVX2 computes rows 0..5 of the 6×16 tile c (row stride ldc floats) = or += a·b
-// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
-func gemmKernel6AVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+//
+//go:noescape
+func gemmKernelAVX2(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
 
 // dotAVX2 returns Σ a[i]·b[i] over len(a) elements.
+//
+//go:noescape
 func dotAVX2(a []float32, b []float32) float32
 
 // sumSqAVX2 returns Σ x[i]².
+//
+//go:noescape
 func sumSqAVX2(x []float32) float32
 
 // axpyAVX2 computes y[i] += alpha·x[i] over len(x) elements.
+//
+//go:noescape
 func axpyAVX2(alpha float32, x []float32, y []float32)
 
 // scaleMulAVX2 computes out[i] = w[i]·(s·x[i]) over len(out) elements.
+//
+//go:noescape
 func scaleMulAVX2(out []float32, x []float32, w []float32, s float32)
 
 // addAVX2 computes out[i] = a[i] + b[i] over len(out) elements.
+//
+//go:noescape
 func addAVX2(out []float32, a []float32, b []float32)
 
 // convF16AVX2 converts len(dst) IEEE half values from src to float32.
+//
+//go:noescape
 func convF16AVX2(dst []float32, src []uint16)
 
 // convBF16AVX2 converts len(dst) bfloat16 values from src to float32.
+//
+//go:noescape
 func convBF16AVX2(dst []float32, src []uint16)
 
 // q8_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q8_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q8_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q8_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_1x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_1x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_1x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_1x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb q4_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q4_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_1x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_1x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_1x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q5_1x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb q5_1 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func q5_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // iq4nlx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func iq4nlx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // iq4nlx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func iq4nlx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // iq4nlx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // iq4nlx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb iq4nl blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
+//
+//go:noescape
 func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q4_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q4_K
 // super-blocks at w) with the activation row of nb Q8_K blocks at x.
+//
+//go:noescape
 func q4_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q4_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
+//
+//go:noescape
 func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
 // q5_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q5_K
 // super-blocks at w) with the activation row of nb Q8_K blocks at x.
+//
+//go:noescape
 func q5_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q5_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
+//
+//go:noescape
 func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
 // q6_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q6_K
 // super-blocks at w) with the activation row of nb Q8_K blocks at x.
+//
+//go:noescape
 func q6_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q6_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
+//
+//go:noescape
 func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
 // q3_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q3_K
 // super-blocks at w) with the activation row of nb Q8_K blocks at x.
+//
+//go:noescape
 func q3_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q3_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
+//
+//go:noescape
 func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
 // q2_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q2_K
 // super-blocks at w) with the activation row of nb Q8_K blocks at x.
+//
+//go:noescape
 func q2_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
 
 // q2_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
 // of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
+//
+//go:noescape
 func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
 
 // quantQ8_KAVX2 quantizes nb blocks of 256 floats at x into Q8_K blocks at dst.
+//
+//go:noescape
 func quantQ8_KAVX2(dst *byte, x *float32, nb int)
 
 // packNTF32AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
 // each column p < k (a multiple of 8), the 16 values of that column as float32.
+//
+//go:noescape
 func packNTF32AVX2(dst *float32, src *float32, ld int, k int)
 
 // packNTF16AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
 // each column p < k (a multiple of 8), the 16 values of that column as float32.
+//
+//go:noescape
 func packNTF16AVX2(dst *float32, src *uint16, ld int, k int)
 
 // packNTBF16AVX2 packs 16 rows of src (row stride ld) into the panel dst: for
 // each column p < k (a multiple of 8), the 16 values of that column as float32.
+//
+//go:noescape
 func packNTBF16AVX2(dst *float32, src *uint16, ld int, k int)
 
+// dotRowsF32AVX2 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsF32AVX2(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
+
+// dotTileF32AVX2 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileF32AVX2(y *float32, ystride int, w *float32, ld int, rows int, x *float32, xstride int, k8 int)
+
+// dotRowsF16AVX2 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsF16AVX2(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+
+// dotTileF16AVX2 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileF16AVX2(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+
+// dotRowsBF16AVX2 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsBF16AVX2(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+
+// dotTileBF16AVX2 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileBF16AVX2(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+
 // expSubSumAVX2 replaces x[i] by exp(x[i]-m) for i < len(x)&^7 and returns their sum.
+//
+//go:noescape
 func expSubSumAVX2(x []float32, m float32) float32
 
 // siluMulAVX2 computes out[i] = gate[i]·σ(gate[i])·up[i] for i < len(out)&^7.
+//
+//go:noescape
 func siluMulAVX2(out []float32, gate []float32, up []float32)
 
 // maxAVX2 returns the largest of x (len(x) >= 1).
+//
+//go:noescape
 func maxAVX2(x []float32) float32
 
 // scaleAVX2 computes x[i] *= s.
+//
+//go:noescape
 func scaleAVX2(x []float32, s float32)
 
 // attnScoresAVX2 computes s[j] = scale·Σ_e q[e]·k[j·kstride+e] for j < n; d is a multiple of 8.
+//
+//go:noescape
 func attnScoresAVX2(s *float32, q *float32, k *float32, kstride int, n int, d int, scale float32)
 
 // attnAccumAVX2 computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.
+//
+//go:noescape
 func attnAccumAVX2(acc *float32, v *float32, vstride int, p *float32, n int, d int)
 
 // quantQ8_0AVX2 quantizes nb blocks of 32 floats at x into Q8_0 blocks at dst.
+//
+//go:noescape
 func quantQ8_0AVX2(dst *byte, x *float32, nb int)

@@ -51,17 +51,23 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 		return
 	}
 	w = w[:need*rows]
-	xop := operand{f32: x, rs: cols, cs: 1}
+	var wop operand // Wᵀ: element (p, r) at r·cols + p
 	switch dt {
 	case tensor.F32:
-		gemm(nt, rows, cols, xop, operand{f32: tensor.F32s(w), rs: 1, cs: cols}, y, rows, false)
+		wop = operand{f32: tensor.F32s(w), rs: 1, cs: cols}
 	case tensor.F16:
-		gemm(nt, rows, cols, xop, operand{kind: kindF16, u16: tensor.U16s(w), rs: 1, cs: cols}, y, rows, false)
+		wop = operand{kind: kindF16, u16: tensor.U16s(w), rs: 1, cs: cols}
 	case tensor.BF16:
-		gemm(nt, rows, cols, xop, operand{kind: kindBF16, u16: tensor.U16s(w), rs: 1, cs: cols}, y, rows, false)
+		wop = operand{kind: kindBF16, u16: tensor.U16s(w), rs: 1, cs: cols}
 	default:
 		matMulQuant(formats[dt], y, w, rows, cols, x, nt)
+		return
 	}
+	if floatDots != nil {
+		matMulFloat(wop.kind, wop, rows, cols, x, nt, y)
+		return
+	}
+	gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, wop, y, rows, false)
 }
 
 func matVecGrain(cols int) int { return max(1, matGrain/max(cols, 1)) }

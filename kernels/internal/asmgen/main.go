@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -14,9 +15,7 @@ import (
 
 func main() {
 	ConstraintExpr("amd64,!purego")
-	for rows := 1; rows <= 6; rows++ {
-		gemmKernel(rows)
-	}
+	gemmKernel()
 	dot()
 	sumSq()
 	axpy()
@@ -28,6 +27,10 @@ func main() {
 	packNT("packNTF32AVX2", kindF32)
 	packNT("packNTF16AVX2", kindF16)
 	packNT("packNTBF16AVX2", kindBF16)
+	for _, k := range []int{kindF32, kindF16, kindBF16} {
+		dotRows(k)
+		dotTile(k)
+	}
 	expSubSum()
 	siluMul()
 	maxVec()
@@ -50,14 +53,11 @@ func hsum(acc VecVirtual) Register {
 	return lo
 }
 
-// gemmKernel: the 6×16 micro-kernel, or its first rows rows. Two YMM
-// accumulators per row hold the tile; each k step loads two YMM of the B
-// panel and broadcasts one A value per row. Every element of the tile is
-// the same chain of fused multiply-adds whatever rows is.
-func gemmKernel(rows int) {
-	name := fmt.Sprintf("gemmKernel%dAVX2", rows)
-	TEXT(name, NOSPLIT, "func(k int, a, b, c *float32, ldc int, accumulate bool)")
-	Doc(fmt.Sprintf("%s computes rows 0..%d of the 6×16 tile c (row stride ldc floats) = or += a·b", name, rows-1),
+// gemmKernel: the 6×16 micro-kernel. Twelve YMM accumulators hold the tile;
+// each k step loads two YMM of the B panel and broadcasts six A values.
+func gemmKernel() {
+	text("gemmKernelAVX2", NOSPLIT, "func(k int, a, b, c *float32, ldc int, accumulate bool)")
+	Doc("gemmKernelAVX2 computes the 6×16 tile c (row stride ldc floats) = or += a·b",
 		"from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).")
 	k := Load(Param("k"), GP64())
 	a := Load(Param("a"), GP64())
@@ -69,25 +69,24 @@ func gemmKernel(rows int) {
 	// Prefetch the C tile while the loop runs.
 	row := GP64()
 	MOVQ(c, row)
-	for i := 0; i < rows; i++ {
+	for i := 0; i < 6; i++ {
 		PREFETCHT0(Mem{Base: row})
 		PREFETCHT0(Mem{Base: row, Disp: 60})
-		if i < rows-1 {
+		if i < 5 {
 			ADDQ(ldc, row)
 		}
 	}
 
-	acc := make([]VecVirtual, 2*rows)
+	acc := make([]VecVirtual, 12)
 	for i := range acc {
 		acc[i] = YMM()
 		VXORPS(acc[i], acc[i], acc[i])
 	}
-	b0, b1 := YMM(), YMM()
+	b0, b1, av := YMM(), YMM(), YMM()
 	step := func(u int) {
 		VMOVUPS(Mem{Base: b, Disp: 64 * u}, b0)
 		VMOVUPS(Mem{Base: b, Disp: 64*u + 32}, b1)
-		for i := 0; i < rows; i++ {
-			av := YMM()
+		for i := 0; i < 6; i++ {
 			VBROADCASTSS(Mem{Base: a, Disp: 24*u + 4*i}, av)
 			VFMADD231PS(b0, av, acc[2*i])
 			VFMADD231PS(b1, av, acc[2*i+1])
@@ -117,22 +116,22 @@ func gemmKernel(rows int) {
 	accum := Load(Param("accumulate"), GP8())
 	TESTB(accum, accum)
 	JE(LabelRef("overwrite"))
-	for i := 0; i < rows; i++ {
+	for i := 0; i < 6; i++ {
 		VADDPS(Mem{Base: c}, acc[2*i], acc[2*i])
 		VADDPS(Mem{Base: c, Disp: 32}, acc[2*i+1], acc[2*i+1])
 		VMOVUPS(acc[2*i], Mem{Base: c})
 		VMOVUPS(acc[2*i+1], Mem{Base: c, Disp: 32})
-		if i < rows-1 {
+		if i < 5 {
 			ADDQ(ldc, c)
 		}
 	}
 	VZEROUPPER()
 	RET()
 	Label("overwrite")
-	for i := 0; i < rows; i++ {
+	for i := 0; i < 6; i++ {
 		VMOVUPS(acc[2*i], Mem{Base: c})
 		VMOVUPS(acc[2*i+1], Mem{Base: c, Disp: 32})
-		if i < rows-1 {
+		if i < 5 {
 			ADDQ(ldc, c)
 		}
 	}
@@ -177,7 +176,7 @@ func floatLoop(n GPVirtual, ptrs []GPVirtual, strides []int, body func(off int, 
 }
 
 func dot() {
-	TEXT("dotAVX2", NOSPLIT, "func(a, b []float32) float32")
+	text("dotAVX2", NOSPLIT, "func(a, b []float32) float32")
 	Doc("dotAVX2 returns Σ a[i]·b[i] over len(a) elements.")
 	a := Load(Param("a").Base(), GP64())
 	b := Load(Param("b").Base(), GP64())
@@ -209,7 +208,7 @@ func dot() {
 }
 
 func sumSq() {
-	TEXT("sumSqAVX2", NOSPLIT, "func(x []float32) float32")
+	text("sumSqAVX2", NOSPLIT, "func(x []float32) float32")
 	Doc("sumSqAVX2 returns Σ x[i]².")
 	x := Load(Param("x").Base(), GP64())
 	n := Load(Param("x").Len(), GP64())
@@ -239,7 +238,7 @@ func sumSq() {
 }
 
 func axpy() {
-	TEXT("axpyAVX2", NOSPLIT, "func(alpha float32, x, y []float32)")
+	text("axpyAVX2", NOSPLIT, "func(alpha float32, x, y []float32)")
 	Doc("axpyAVX2 computes y[i] += alpha·x[i] over len(x) elements.")
 	al := YMM()
 	VBROADCASTSS(Load(Param("alpha"), XMM()), al)
@@ -264,7 +263,7 @@ func axpy() {
 }
 
 func scaleMul() {
-	TEXT("scaleMulAVX2", NOSPLIT, "func(out, x, w []float32, s float32)")
+	text("scaleMulAVX2", NOSPLIT, "func(out, x, w []float32, s float32)")
 	Doc("scaleMulAVX2 computes out[i] = w[i]·(s·x[i]) over len(out) elements.")
 	sv := YMM()
 	VBROADCASTSS(Load(Param("s"), XMM()), sv)
@@ -290,7 +289,7 @@ func scaleMul() {
 }
 
 func add() {
-	TEXT("addAVX2", NOSPLIT, "func(out, a, b []float32)")
+	text("addAVX2", NOSPLIT, "func(out, a, b []float32)")
 	Doc("addAVX2 computes out[i] = a[i] + b[i] over len(out) elements.")
 	o := Load(Param("out").Base(), GP64())
 	a := Load(Param("a").Base(), GP64())
@@ -341,7 +340,7 @@ func convHalf(name string, f16 bool) {
 	if f16 {
 		kind = "IEEE half"
 	}
-	TEXT(name, NOSPLIT, "func(dst []float32, src []uint16)")
+	text(name, NOSPLIT, "func(dst []float32, src []uint16)")
 	Doc(fmt.Sprintf("%s converts len(dst) %s values from src to float32.", name, kind))
 	d := Load(Param("dst").Base(), GP64())
 	s := Load(Param("src").Base(), GP64())
@@ -368,4 +367,12 @@ func onesWords() VecVirtual {
 	MOVD(g, ones.AsX())
 	VPBROADCASTD(ones.AsX(), ones)
 	return ones
+}
+
+// text starts a function. None of the kernels keeps a pointer it is
+// passed, so each is marked noescape: callers may pass stack arrays
+// without moving them to the heap.
+func text(name string, a attr.Attribute, signature string) {
+	TEXT(name, a, signature)
+	Pragma("noescape")
 }

@@ -65,7 +65,7 @@ func packNT(name string, kind int) {
 	if kind != kindF32 {
 		typ, esz, shift = "uint16", 2, 1
 	}
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, ld, k int)", typ))
+	text(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, ld, k int)", typ))
 	Doc(fmt.Sprintf("%s packs 16 rows of src (row stride ld) into the panel dst: for", name),
 		"each column p < k (a multiple of 8), the 16 values of that column as float32.")
 	dst := Load(Param("dst"), GP64())
@@ -180,7 +180,7 @@ func exp8(x VecVirtual) {
 }
 
 func expSubSum() {
-	TEXT("expSubSumAVX2", NOSPLIT, "func(x []float32, m float32) float32")
+	text("expSubSumAVX2", NOSPLIT, "func(x []float32, m float32) float32")
 	Doc("expSubSumAVX2 replaces x[i] by exp(x[i]-m) for i < len(x)&^7 and returns their sum.")
 	p := Load(Param("x").Base(), GP64())
 	n := Load(Param("x").Len(), GP64())
@@ -207,7 +207,7 @@ func expSubSum() {
 }
 
 func siluMul() {
-	TEXT("siluMulAVX2", NOSPLIT, "func(out, gate, up []float32)")
+	text("siluMulAVX2", NOSPLIT, "func(out, gate, up []float32)")
 	Doc("siluMulAVX2 computes out[i] = gate[i]·σ(gate[i])·up[i] for i < len(out)&^7.")
 	o := Load(Param("out").Base(), GP64())
 	g := Load(Param("gate").Base(), GP64())
@@ -236,7 +236,7 @@ func siluMul() {
 }
 
 func maxVec() {
-	TEXT("maxAVX2", NOSPLIT, "func(x []float32) float32")
+	text("maxAVX2", NOSPLIT, "func(x []float32) float32")
 	Doc("maxAVX2 returns the largest of x (len(x) >= 1).")
 	p := Load(Param("x").Base(), GP64())
 	n := Load(Param("x").Len(), GP64())
@@ -271,7 +271,7 @@ func maxVec() {
 }
 
 func scale() {
-	TEXT("scaleAVX2", NOSPLIT, "func(x []float32, s float32)")
+	text("scaleAVX2", NOSPLIT, "func(x []float32, s float32)")
 	Doc("scaleAVX2 computes x[i] *= s.")
 	sv := YMM()
 	VBROADCASTSS(Load(Param("s"), XMM()), sv)
@@ -293,7 +293,7 @@ func scale() {
 }
 
 func attnScores() {
-	TEXT("attnScoresAVX2", NOSPLIT, "func(s, q, k *float32, kstride, n, d int, scale float32)")
+	text("attnScoresAVX2", NOSPLIT, "func(s, q, k *float32, kstride, n, d int, scale float32)")
 	Doc("attnScoresAVX2 computes s[j] = scale·Σ_e q[e]·k[j·kstride+e] for j < n; d is a multiple of 8.")
 	s := Load(Param("s"), GP64())
 	q := Load(Param("q"), GP64())
@@ -367,7 +367,7 @@ func attnScores() {
 }
 
 func attnAccum() {
-	TEXT("attnAccumAVX2", NOSPLIT, "func(acc, v *float32, vstride int, p *float32, n, d int)")
+	text("attnAccumAVX2", NOSPLIT, "func(acc, v *float32, vstride int, p *float32, n, d int)")
 	Doc("attnAccumAVX2 computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.")
 	acc := Load(Param("acc"), GP64())
 	v := Load(Param("v"), GP64())
@@ -432,7 +432,7 @@ func attnAccum() {
 // quantQ8_0: x to Q8_0 blocks, as ggml's AVX2 path does it: d = amax/127,
 // q = round-to-nearest-even(x·(1/d)), the scale stored as IEEE half.
 func quantQ8_0() {
-	TEXT("quantQ8_0AVX2", NOSPLIT, "func(dst *byte, x *float32, nb int)")
+	text("quantQ8_0AVX2", NOSPLIT, "func(dst *byte, x *float32, nb int)")
 	Doc("quantQ8_0AVX2 quantizes nb blocks of 32 floats at x into Q8_0 blocks at dst.")
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())

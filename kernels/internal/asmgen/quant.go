@@ -209,7 +209,7 @@ func rowMem(base, stride, base3 Register, t, disp int) Mem {
 
 func kern32(f fmt32, nt int) {
 	name := fmt.Sprintf("%sx%dAVX2", f.name, nt)
-	TEXT(name, NOSPLIT, sig32)
+	text(name, NOSPLIT, sig32)
 	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < %d: the dot product of", name, nt),
 		fmt.Sprintf("weight row r (nb %s blocks at w) with activation row t (nb Q8_0 blocks at", f.name),
 		"x + t·xstride bytes, aux records at aux + t·auxstride bytes).")
@@ -829,7 +829,7 @@ func q3Scales(w Register) VecVirtual {
 // registers and the levels decoded straight into the sums.
 func kernK1(f kfmt) {
 	name := fmt.Sprintf("%sx1AVX2", f.name)
-	TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows int, x *byte, nb int)")
+	text(name, NOSPLIT, "func(y *float32, w *byte, rows int, x *byte, nb int)")
 	Doc(fmt.Sprintf("%s computes y[r] for r < rows: the dot product of weight row r (nb %s", name, f.name),
 		"super-blocks at w) with the activation row of nb Q8_K blocks at x.")
 	y := Load(Param("y"), GP64())
@@ -873,7 +873,7 @@ const sigK = "func(y *float32, ystride int, w *byte, rows int, x *byte, xstride 
 
 func kernK(f kfmt) {
 	name := fmt.Sprintf("%sAVX2", f.name)
-	TEXT(name, 0, sigK) // not NOSPLIT: the scratch frame is larger than a nosplit function may take
+	text(name, 0, sigK) // not NOSPLIT: the scratch frame is larger than a nosplit function may take
 	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product", name),
 		fmt.Sprintf("of weight row r (nb %s super-blocks at w) with activation row t (nb Q8_K", f.name),
 		"blocks at x + t·xstride bytes).")
@@ -967,7 +967,7 @@ func quantKernels() {
 // 1/iscale; bsums the sums of each 16 quants. An all-zero block is all
 // zero bytes.
 func quantQ8_K() {
-	TEXT("quantQ8_KAVX2", NOSPLIT, "func(dst *byte, x *float32, nb int)")
+	text("quantQ8_KAVX2", NOSPLIT, "func(dst *byte, x *float32, nb int)")
 	Doc("quantQ8_KAVX2 quantizes nb blocks of 256 floats at x into Q8_K blocks at dst.")
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())

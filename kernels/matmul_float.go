@@ -1,0 +1,91 @@
+package kernels
+
+import "github.com/herd-llm/herd/tensor"
+
+// Float weights (F32, F16, BF16) where the CPU has the assembly kernels:
+// every element of Y = X·Wᵀ is accumulated along the row in two
+// eight-lane sums, the eight columns from 8c going into sum c mod 2 by a
+// fused multiply-add, below cols&^7; the two sums are reduced to a scalar
+// always in the same way, then the last cols%8 products added one by one
+// (floatTail). The mat-vec kernel (dotRows: one row of X, one weight row
+// at a time, read as one stream) and the tile (dotTile: three rows of X
+// against two weight rows at a time) compute each element by exactly these
+// operations, so MatMul's rows are the same whatever nt is. Elsewhere
+// MatMul uses gemm, whose elements are likewise independent of the number
+// of rows.
+
+// dotKernels are the float MatMul kernels: rows computes y[r] = W[r]·x
+// over k8 columns for rows weight rows from element off (row stride w.cs);
+// tile computes y[t·ystride+r] = W[r]·X[t] for t < 3 (X's rows xstride
+// apart) and r < rows (even).
+type dotKernels struct {
+	rows func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int)
+	tile func(kind int, y []float32, ystride int, w operand, off, rows int, x []float32, xstride, k8 int)
+}
+
+// floatDots is set by dispatch_amd64.go where the CPU has AVX2.
+var floatDots *dotKernels
+
+// floatRowBlock is the number of weight rows a batched product keeps in
+// cache while every row of X passes over them.
+const floatRowBlock = 64
+
+// matMulFloat computes Y = X·Wᵀ for float weights w (W rows×cols, row-major).
+func matMulFloat(kind int, w operand, rows, cols int, x []float32, nt int, y []float32) {
+	k := floatDots
+	k8 := cols &^ 7
+	if nt == 1 {
+		ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+			k.rows(kind, y[lo:hi], w, lo*w.cs, hi-lo, x, k8)
+			floatTail(w, y, rows, cols, x, lo, hi, 0, 1)
+		})
+		return
+	}
+	ParallelFor(rows, max(floatRowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
+		for r0 := lo; r0 < hi; r0 += floatRowBlock {
+			r1 := min(hi, r0+floatRowBlock)
+			t := 0
+			n2 := (r1 - r0) &^ 1
+			for ; t+3 <= nt; t += 3 {
+				k.tile(kind, y[t*rows+r0:], rows, w, r0*w.cs, n2, x[t*cols:], cols, k8)
+				for tt := t; tt < t+3 && r0+n2 < r1; tt++ {
+					k.rows(kind, y[tt*rows+r1-1:tt*rows+r1], w, (r1-1)*w.cs, 1, x[tt*cols:(tt+1)*cols], k8)
+				}
+			}
+			for ; t < nt; t++ {
+				k.rows(kind, y[t*rows+r0:t*rows+r1], w, r0*w.cs, r1-r0, x[t*cols:(t+1)*cols], k8)
+			}
+			floatTail(w, y, rows, cols, x, r0, r1, 0, nt)
+		}
+	})
+}
+
+// floatTail adds to y[t][r], for rows [lo, hi) and t in [t0, t1), the
+// products of the last cols%8 columns, one at a time in column order, each
+// product rounded before it is added.
+func floatTail(w operand, y []float32, rows, cols int, x []float32, lo, hi, t0, t1 int) {
+	k8 := cols &^ 7
+	if k8 == cols {
+		return
+	}
+	for t := t0; t < t1; t++ {
+		xr := x[t*cols : (t+1)*cols]
+		for r := lo; r < hi; r++ {
+			s := y[t*rows+r]
+			o := r * w.cs
+			for p := k8; p < cols; p++ {
+				var v float32
+				switch w.kind {
+				case kindF32:
+					v = w.f32[o+p]
+				case kindF16:
+					v = tensor.F16ToF32(w.u16[o+p])
+				case kindBF16:
+					v = tensor.BF16ToF32(w.u16[o+p])
+				}
+				s += float32(v * xr[p])
+			}
+			y[t*rows+r] = s
+		}
+	}
+}
