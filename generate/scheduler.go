@@ -80,13 +80,10 @@ type SchedulerConfig struct {
 	// (default 1024).
 	MaxQueue int
 	// RowMultiple rounds every forward pass up to a multiple of this many
-	// token rows with throw-away rows, so that each row of a weight product
-	// goes through the same kernel path whatever the batch: the quantized
-	// kernels multiply activation rows four at a time and the rows left
-	// over one at a time, in a different order of float additions, which
-	// would make a sequence's greedy text depend on its neighbours. The
-	// default 4 makes a request's text at temperature 0 the same alone or
-	// in any batch; 1 turns padding off.
+	// token rows with throw-away rows. The weight products no longer need
+	// it: kernels.MatMul computes each row by the same operations whatever
+	// the batch, so a request's text at temperature 0 is the same alone or
+	// in any batch without padding. The default is 1 (no padding).
 	RowMultiple int
 }
 
@@ -146,7 +143,7 @@ func NewScheduler(m *llama.Model, tok tokenizer.Tokenizer, cfg SchedulerConfig) 
 		cfg.MaxQueue = 1024
 	}
 	if cfg.RowMultiple <= 0 {
-		cfg.RowMultiple = 4
+		cfg.RowMultiple = 1
 	}
 	s := &Scheduler{m: m, tok: tok, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.loop()

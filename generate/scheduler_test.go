@@ -54,9 +54,9 @@ var prompts = []string{"Once upon a time", "Lily and Tom", "The dog", "One day, 
 
 // TestSchedulerBatchedEqualsSolo checks that at temperature 0 every
 // response of a batch of concurrent requests equals the one the same
-// request gets alone, for F32 weights and for Q8_0 weights (whose batched
-// kernel adds in another order than the one-row kernel unless every pass is
-// padded to whole row groups).
+// request gets alone, for F32 weights and for Q8_0 weights, with the
+// default configuration (no padding rows: kernels.MatMul computes every
+// row the same way whatever the batch).
 func TestSchedulerBatchedEqualsSolo(t *testing.T) {
 	q8, q8tok, err := checkpoint.Load("../format/llama2c/testdata/stories260K_q80_v2.bin", "../assets/tok512.bin")
 	if err != nil {

@@ -110,7 +110,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 	f.StringVar(&template, "template", "", "chat template for every model: a name or a tokenizer_config.json (default: the model's own, else raw)")
 	f.StringVar(&tok, "tokenizer", "", "tokenizer for llama2.c checkpoints (GGUF files carry their own)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
-	f.IntVar(&rowMultiple, "row-multiple", 4, "pad each forward pass to a multiple of this many rows, so greedy text is the same alone or batched (1: no padding, faster alone)")
+	f.IntVar(&rowMultiple, "row-multiple", 1, "pad each forward pass to a multiple of this many rows (1: no padding; greedy text is the same alone or batched either way)")
 	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
 	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
 	return cmd
