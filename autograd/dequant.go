@@ -9,10 +9,11 @@ import (
 
 // MatMul computes Y = X·Wᵀ as kernels.MatMul does (W rows×cols of dtype dt,
 // X nt×cols, Y nt×rows), for every weight dtype package tensor can expand.
-// Weights the kernels multiply directly go to kernels.MatMul; the others
-// (the k-quants, Q4_1, Q5_0, Q5_1 and IQ4_NL until their kernels exist) are
-// expanded to float32 a tile of rows at a time and multiplied as F32: the
-// product with the dequantized matrix, without ever holding it whole.
+// Weights the kernels multiply directly (every format of a llama.cpp
+// model file: F32, F16, BF16, the legacy blocks, the k-quants, IQ4_NL) go
+// to kernels.MatMul; the others (NF4, NF4_DQ, Q8_K) are expanded to
+// float32 a tile of rows at a time and multiplied as F32: the product with
+// the dequantized matrix, without ever holding it whole.
 func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []float32) {
 	if kernels.Supports(dt) || !tensor.CanDequantize(dt) {
 		kernels.MatMul(dt, w, rows, cols, x, nt, y)
@@ -76,8 +77,8 @@ func matMulDequant(dt tensor.DType, w []byte, rows, cols int, x []float32, nt in
 
 // matMulBackward adds dY·W to dX as kernels.MatMulBackward does, for every
 // weight dtype package tensor can expand: the ones the kernels lack (NF4,
-// the k-quants until their kernels exist) are expanded a tile of rows at a
-// time, so a frozen weight of any dtype passes gradient to its input.
+// NF4_DQ, Q8_K) are expanded a tile of rows at a time, so a frozen weight
+// of any dtype passes gradient to its input.
 func matMulBackward(dt tensor.DType, w []byte, rows, cols int, dy []float32, nt int, dx []float32) {
 	if kernels.Supports(dt) || !tensor.CanDequantize(dt) {
 		kernels.MatMulBackward(dt, w, rows, cols, dy, nt, dx)
