@@ -1,7 +1,7 @@
-// Package kernels holds herd's compute kernels: GEMM, mat-vec per weight
-// dtype, the row operations of a LLaMA block (RMSNorm, softmax, SiLU, RoPE),
-// causal grouped-query attention, and the worker pool that splits work across
-// cores.
+// Package kernels holds herd's compute kernels: GEMM, the weight products
+// of every GGUF weight type (MatMul), the row operations of a LLaMA block
+// (RMSNorm, softmax, SiLU, RoPE), causal grouped-query attention, their
+// backward passes, and the worker pool that splits work across cores.
 //
 // All matrices are row-major float32 unless a function says otherwise.
 // Every kernel has a pure-Go implementation. On amd64 CPUs with AVX2, FMA
@@ -11,8 +11,22 @@
 // pure-Go path, which is also what runs on other CPUs and architectures.
 //
 // Results are not bit-identical between the two paths (the assembly sums in
-// eight-lane partial sums and its exp is a polynomial within ~2 ulp), and
-// quantized dot products follow ggml: activations are quantized to Q8_0
-// with round-to-nearest-even, and block products are exact integer sums
-// scaled by both block scales.
+// eight-lane partial sums and its exp is a polynomial within ~2 ulp).
+//
+// MatMul multiplies weights of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
+// Q5_1, IQ4_NL and Q2_K…Q6_K. Quantized weights are multiplied as ggml
+// does: each row of X is quantized to the activation format ggml pairs with
+// the weight type (Q8_0, with round-to-nearest-even as ggml's SIMD paths;
+// Q8_1's sums for Q4_1/Q5_1; Q8_K, byte for byte tensor.QuantizeRowQ8_K,
+// for the k-quants), block products are exact integer sums, scaled by both
+// block scales in float32.
+//
+// Batch invariance: within one build on one CPU, every row of MatMul's
+// result is computed by the same floating-point operations whatever the
+// number of rows nt, so a row computed alone is bit-identical to the same
+// row computed in any batch. The quantized kernels run one (weight row,
+// activation row) pair through the same instructions whether a call
+// carries one activation row or four; the float kernels accumulate every
+// element in the same two eight-lane sums in the one-row mat-vec and in the
+// register-tiled batch kernel (see matmul_float.go).
 package kernels

@@ -626,6 +626,40 @@ row:
 	MOVQ   nb+64(FP), SI
 	VXORPS Y1, Y1, Y1
 
+blk2:
+	CMPQ         SI, $0x02
+	JL           blk
+	VMOVDQU      2(CX), Y2
+	VPSIGNB      Y2, Y2, Y3
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, Y4
+	VMOVDQU      2(BX), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPBROADCASTW (BX), X2
+	VCVTPH2PS    X2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  Y5, Y2, Y1
+	VMOVDQU      36(CX), Y2
+	VPSIGNB      Y2, Y2, Y3
+	VPBROADCASTW 34(CX), X4
+	VCVTPH2PS    X4, Y4
+	VMOVDQU      36(BX), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPBROADCASTW 34(BX), X2
+	VCVTPH2PS    X2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  Y5, Y2, Y1
+	ADDQ         $0x44, CX
+	ADDQ         $0x44, BX
+	SUBQ         $0x02, SI
+	JMP          blk2
+
 blk:
 	TESTQ        SI, SI
 	JE           fin
@@ -644,7 +678,7 @@ blk:
 	VFMADD231PS  Y5, Y2, Y1
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, BX
-	DECQ         SI
+	SUBQ         $0x01, SI
 	JMP          blk
 
 fin:
@@ -709,7 +743,7 @@ blk:
 	VFMADD231PS  Y6, Y3, Y2
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, DI
-	DECQ         R8
+	SUBQ         $0x01, R8
 	JMP          blk
 
 fin:
@@ -789,7 +823,7 @@ blk:
 	VFMADD231PS  Y7, Y4, Y3
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, DI
-	DECQ         R8
+	SUBQ         $0x01, R8
 	JMP          blk
 
 fin:
@@ -887,7 +921,7 @@ blk:
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, DI
 	ADDQ         $0x22, R9
-	DECQ         R8
+	SUBQ         $0x01, R8
 	JMP          blk
 
 fin:
@@ -942,9 +976,9 @@ row:
 	MOVQ   nb+64(FP), DI
 	VXORPS Y2, Y2, Y2
 
-blk:
-	TESTQ        DI, DI
-	JE           fin
+blk2:
+	CMPQ         DI, $0x02
+	JL           blk
 	VMOVDQU      2(CX), X3
 	VPSRLW       $0x04, X3, X4
 	VINSERTI128  $0x01, X4, Y3, Y3
@@ -958,10 +992,45 @@ blk:
 	VCVTDQ2PS    Y5, Y5
 	VMULPS       Y4, Y6, Y6
 	VFMADD231PS  Y5, Y6, Y2
+	VMOVDQU      20(CX), X7
+	VPSRLW       $0x04, X7, X3
+	VINSERTI128  $0x01, X3, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPBROADCASTW 18(CX), X4
+	VCVTPH2PS    X4, Y4
+	VPMADDUBSW   36(BX), Y7, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPSUBD       36(SI), Y5, Y5
+	VBROADCASTSS 68(SI), Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y2
+	ADDQ         $0x24, CX
+	ADDQ         $0x44, BX
+	ADDQ         $0x48, SI
+	SUBQ         $0x02, DI
+	JMP          blk2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      2(CX), X8
+	VPSRLW       $0x04, X8, X3
+	VINSERTI128  $0x01, X3, Y8, Y8
+	VPAND        Y1, Y8, Y8
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, Y4
+	VPMADDUBSW   2(BX), Y8, Y5
+	VPMADDWD     Y5, Y0, Y5
+	VPSUBD       (SI), Y5, Y5
+	VBROADCASTSS 32(SI), Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y2
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, BX
 	ADDQ         $0x24, SI
-	DECQ         DI
+	SUBQ         $0x01, DI
 	JMP          blk
 
 fin:
@@ -1030,7 +1099,7 @@ blk:
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x24, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1112,7 +1181,7 @@ blk:
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x24, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1213,7 +1282,7 @@ blk:
 	ADDQ         $0x22, R11
 	ADDQ         $0x24, R9
 	ADDQ         $0x24, R12
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1268,9 +1337,9 @@ row:
 	MOVQ   nb+64(FP), DI
 	VXORPS Y2, Y2, Y2
 
-blk:
-	TESTQ        DI, DI
-	JE           fin
+blk2:
+	CMPQ         DI, $0x02
+	JL           blk
 	VMOVDQU      6(CX), X3
 	VPSRLW       $0x04, X3, X4
 	VINSERTI128  $0x01, X4, Y3, Y3
@@ -1283,17 +1352,64 @@ blk:
 	VPOR         Y4, Y3, Y3
 	VPBROADCASTW (CX), X4
 	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   2(BX), Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       (SI), Y5, Y5
-	VBROADCASTSS 32(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
+	VPMADDUBSW   2(BX), Y3, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (SI), Y7, Y7
+	VBROADCASTSS 32(SI), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      28(CX), X5
+	VPSRLW       $0x04, X5, X3
+	VINSERTI128  $0x01, X3, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPBROADCASTD 24(CX), Y4
+	VPSHUFB      qBitShuf<>+0(SB), Y4, Y4
+	VPOR         qBitSel<>+0(SB), Y4, Y4
+	VPCMPEQB     qOnes8<>+0(SB), Y4, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y5, Y5
+	VPBROADCASTW 22(CX), X4
+	VCVTPH2PS    X4, Y4
+	VPMADDUBSW   36(BX), Y5, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       36(SI), Y7, Y7
+	VBROADCASTSS 68(SI), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	ADDQ         $0x2c, CX
+	ADDQ         $0x44, BX
+	ADDQ         $0x48, SI
+	SUBQ         $0x02, DI
+	JMP          blk2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      6(CX), X6
+	VPSRLW       $0x04, X6, X3
+	VINSERTI128  $0x01, X3, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 2(CX), Y4
+	VPSHUFB      qBitShuf<>+0(SB), Y4, Y4
+	VPOR         qBitSel<>+0(SB), Y4, Y4
+	VPCMPEQB     qOnes8<>+0(SB), Y4, Y4
+	VPAND        qX10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y6, Y6
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, Y4
+	VPMADDUBSW   2(BX), Y6, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPSUBD       (SI), Y7, Y7
+	VBROADCASTSS 32(SI), Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
 	ADDQ         $0x16, CX
 	ADDQ         $0x22, BX
 	ADDQ         $0x24, SI
-	DECQ         DI
+	SUBQ         $0x01, DI
 	JMP          blk
 
 fin:
@@ -1504,7 +1620,7 @@ blk:
 	ADDQ         $0x16, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x24, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1592,7 +1708,7 @@ blk:
 	ADDQ         $0x16, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x24, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1699,7 +1815,7 @@ blk:
 	ADDQ         $0x22, R11
 	ADDQ         $0x24, R9
 	ADDQ         $0x24, R12
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1755,9 +1871,9 @@ row:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-blk:
-	TESTQ        DI, DI
-	JE           fin
+blk2:
+	CMPQ         DI, $0x02
+	JL           blk
 	VMOVDQU      4(CX), X4
 	VPSRLW       $0x04, X4, X5
 	VINSERTI128  $0x01, X5, Y4, Y4
@@ -1774,10 +1890,51 @@ blk:
 	VMULPS       Y5, Y8, Y8
 	VFMADD231PS  Y7, Y8, Y2
 	VFMADD231SS  (SI), X6, X3
+	VMOVDQU      24(CX), X9
+	VPSRLW       $0x04, X9, X4
+	VINSERTI128  $0x01, X4, Y9, Y9
+	VPAND        Y1, Y9, Y9
+	VPBROADCASTW 20(CX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW 22(CX), X6
+	VCVTPH2PS    X6, Y6
+	VPMADDUBSW   36(BX), Y9, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW 34(BX), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VFMADD231SS  4(SI), X6, X3
+	ADDQ         $0x28, CX
+	ADDQ         $0x44, BX
+	ADDQ         $0x08, SI
+	SUBQ         $0x02, DI
+	JMP          blk2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      4(CX), X10
+	VPSRLW       $0x04, X10, X4
+	VINSERTI128  $0x01, X4, Y10, Y10
+	VPAND        Y1, Y10, Y10
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW 2(CX), X6
+	VCVTPH2PS    X6, Y6
+	VPMADDUBSW   2(BX), Y10, Y7
+	VPMADDWD     Y7, Y0, Y7
+	VPBROADCASTW (BX), X8
+	VCVTPH2PS    X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VFMADD231SS  (SI), X6, X3
 	ADDQ         $0x14, CX
 	ADDQ         $0x22, BX
 	ADDQ         $0x04, SI
-	DECQ         DI
+	SUBQ         $0x01, DI
 	JMP          blk
 
 fin:
@@ -1853,7 +2010,7 @@ blk:
 	ADDQ         $0x14, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x04, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -1945,7 +2102,7 @@ blk:
 	ADDQ         $0x14, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x04, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -2059,7 +2216,7 @@ blk:
 	ADDQ         $0x22, R11
 	ADDQ         $0x04, R9
 	ADDQ         $0x04, R12
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -2119,9 +2276,9 @@ row:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
-blk:
-	TESTQ        DI, DI
-	JE           fin
+blk2:
+	CMPQ         DI, $0x02
+	JL           blk
 	VMOVDQU      8(CX), X4
 	VPSRLW       $0x04, X4, X5
 	VINSERTI128  $0x01, X5, Y4, Y4
@@ -2134,20 +2291,73 @@ blk:
 	VPOR         Y5, Y4, Y4
 	VPBROADCASTW (CX), X5
 	VCVTPH2PS    X5, Y5
-	VPBROADCASTW 2(CX), X6
-	VCVTPH2PS    X6, Y6
-	VPMADDUBSW   2(BX), Y4, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (BX), X8
+	VPBROADCASTW 2(CX), X8
 	VCVTPH2PS    X8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y5, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VFMADD231SS  (SI), X6, X3
+	VPMADDUBSW   2(BX), Y4, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (BX), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y5, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y2
+	VFMADD231SS  (SI), X8, X3
+	VMOVDQU      32(CX), X6
+	VPSRLW       $0x04, X6, X4
+	VINSERTI128  $0x01, X4, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 28(CX), Y5
+	VPSHUFB      qBitShuf<>+0(SB), Y5, Y5
+	VPOR         qBitSel<>+0(SB), Y5, Y5
+	VPCMPEQB     qOnes8<>+0(SB), Y5, Y5
+	VPAND        qX10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y6, Y6
+	VPBROADCASTW 24(CX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW 26(CX), X8
+	VCVTPH2PS    X8, Y8
+	VPMADDUBSW   36(BX), Y6, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW 34(BX), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y5, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y2
+	VFMADD231SS  4(SI), X8, X3
+	ADDQ         $0x30, CX
+	ADDQ         $0x44, BX
+	ADDQ         $0x08, SI
+	SUBQ         $0x02, DI
+	JMP          blk2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VMOVDQU      8(CX), X7
+	VPSRLW       $0x04, X7, X4
+	VINSERTI128  $0x01, X4, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPBROADCASTD 4(CX), Y5
+	VPSHUFB      qBitShuf<>+0(SB), Y5, Y5
+	VPOR         qBitSel<>+0(SB), Y5, Y5
+	VPCMPEQB     qOnes8<>+0(SB), Y5, Y5
+	VPAND        qX10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y7, Y7
+	VPBROADCASTW (CX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW 2(CX), X8
+	VCVTPH2PS    X8, Y8
+	VPMADDUBSW   2(BX), Y7, Y9
+	VPMADDWD     Y9, Y0, Y9
+	VPBROADCASTW (BX), X10
+	VCVTPH2PS    X10, Y10
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y5, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y2
+	VFMADD231SS  (SI), X8, X3
 	ADDQ         $0x18, CX
 	ADDQ         $0x22, BX
 	ADDQ         $0x04, SI
-	DECQ         DI
+	SUBQ         $0x01, DI
 	JMP          blk
 
 fin:
@@ -2229,7 +2439,7 @@ blk:
 	ADDQ         $0x18, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x04, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -2327,7 +2537,7 @@ blk:
 	ADDQ         $0x18, CX
 	ADDQ         $0x22, R8
 	ADDQ         $0x04, R9
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -2447,7 +2657,7 @@ blk:
 	ADDQ         $0x22, R11
 	ADDQ         $0x04, R9
 	ADDQ         $0x04, R12
-	DECQ         R10
+	SUBQ         $0x01, R10
 	JMP          blk
 
 fin:
@@ -2506,9 +2716,9 @@ row:
 	MOVQ   nb+64(FP), SI
 	VXORPS Y3, Y3, Y3
 
-blk:
-	TESTQ        SI, SI
-	JE           fin
+blk2:
+	CMPQ         SI, $0x02
+	JL           blk
 	VMOVDQU      2(CX), X4
 	VPSRLW       $0x04, X4, X5
 	VINSERTI128  $0x01, X5, Y4, Y4
@@ -2526,9 +2736,51 @@ blk:
 	VCVTDQ2PS    Y8, Y8
 	VMULPS       Y7, Y5, Y5
 	VFMADD231PS  Y8, Y5, Y3
+	VMOVDQU      20(CX), X9
+	VPSRLW       $0x04, X9, X4
+	VINSERTI128  $0x01, X4, Y9, Y9
+	VPAND        Y1, Y9, Y9
+	VPSHUFB      Y9, Y2, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPBROADCASTW 18(CX), X7
+	VCVTPH2PS    X7, Y7
+	VMOVDQU      36(BX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW 34(BX), X5
+	VCVTPH2PS    X5, Y5
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y5, Y5
+	VFMADD231PS  Y8, Y5, Y3
+	ADDQ         $0x24, CX
+	ADDQ         $0x44, BX
+	SUBQ         $0x02, SI
+	JMP          blk2
+
+blk:
+	TESTQ        SI, SI
+	JE           fin
+	VMOVDQU      2(CX), X10
+	VPSRLW       $0x04, X10, X4
+	VINSERTI128  $0x01, X4, Y10, Y10
+	VPAND        Y1, Y10, Y10
+	VPSHUFB      Y10, Y2, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VMOVDQU      2(BX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y8, Y0, Y8
+	VPBROADCASTW (BX), X5
+	VCVTPH2PS    X5, Y5
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y5, Y5
+	VFMADD231PS  Y8, Y5, Y3
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, BX
-	DECQ         SI
+	SUBQ         $0x01, SI
 	JMP          blk
 
 fin:
@@ -2635,7 +2887,7 @@ blk:
 	VFMADD231PS  Y9, Y6, Y4
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, DI
-	DECQ         R8
+	SUBQ         $0x01, R8
 	JMP          blk
 
 fin:
@@ -2723,7 +2975,7 @@ blk:
 	VFMADD231PS  Y10, Y7, Y5
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, DI
-	DECQ         R8
+	SUBQ         $0x01, R8
 	JMP          blk
 
 fin:
@@ -2829,7 +3081,7 @@ blk:
 	ADDQ         $0x12, CX
 	ADDQ         $0x22, DI
 	ADDQ         $0x22, R9
-	DECQ         R8
+	SUBQ         $0x01, R8
 	JMP          blk
 
 fin:

@@ -105,7 +105,7 @@ type fmt32 struct {
 	table  bool // levels through the IQ4_NL table
 	min    bool // a minimum term m·s per block (Q4_1, Q5_1)
 	// decode loads the weight block at w into d.
-	decode func(c consts32, w Register) dec32
+	decode func(c consts32, w Mem) dec32
 }
 
 // bits32 expands the 32 bits at m to 32 bytes: 0x10 where the bit is set.
@@ -127,36 +127,42 @@ func half2f32(m Mem) VecVirtual {
 }
 
 var formats32 = []fmt32{
-	{name: "q8_0", wbytes: 34, signed: true, decode: func(c consts32, w Register) dec32 {
+	{name: "q8_0", wbytes: 34, signed: true, decode: func(c consts32, w Mem) dec32 {
 		q, aq := YMM(), YMM()
-		VMOVDQU(Mem{Base: w, Disp: 2}, q)
+		VMOVDQU(off(w, 2), q)
 		VPSIGNB(q, q, aq)
-		return dec32{q: q, aq: aq, dw: half2f32(Mem{Base: w})}
+		return dec32{q: q, aq: aq, dw: half2f32(w)}
 	}},
-	{name: "q4_0", wbytes: 18, abytes: 36, decode: func(c consts32, w Register) dec32 {
-		return dec32{q: unpackQ4(Mem{Base: w, Disp: 2}, c.low), dw: half2f32(Mem{Base: w})}
+	{name: "q4_0", wbytes: 18, abytes: 36, decode: func(c consts32, w Mem) dec32 {
+		return dec32{q: unpackQ4(off(w, 2), c.low), dw: half2f32(w)}
 	}},
-	{name: "q5_0", wbytes: 22, abytes: 36, decode: func(c consts32, w Register) dec32 {
-		q := unpackQ4(Mem{Base: w, Disp: 6}, c.low)
-		VPOR(bits32(Mem{Base: w, Disp: 2}), q, q)
-		return dec32{q: q, dw: half2f32(Mem{Base: w})}
+	{name: "q5_0", wbytes: 22, abytes: 36, decode: func(c consts32, w Mem) dec32 {
+		q := unpackQ4(off(w, 6), c.low)
+		VPOR(bits32(off(w, 2)), q, q)
+		return dec32{q: q, dw: half2f32(w)}
 	}},
-	{name: "q4_1", wbytes: 20, abytes: 4, min: true, decode: func(c consts32, w Register) dec32 {
-		q := unpackQ4(Mem{Base: w, Disp: 4}, c.low)
-		return dec32{q: q, dw: half2f32(Mem{Base: w}), mw: half2f32(Mem{Base: w, Disp: 2})}
+	{name: "q4_1", wbytes: 20, abytes: 4, min: true, decode: func(c consts32, w Mem) dec32 {
+		q := unpackQ4(off(w, 4), c.low)
+		return dec32{q: q, dw: half2f32(w), mw: half2f32(off(w, 2))}
 	}},
-	{name: "q5_1", wbytes: 24, abytes: 4, min: true, decode: func(c consts32, w Register) dec32 {
-		q := unpackQ4(Mem{Base: w, Disp: 8}, c.low)
-		VPOR(bits32(Mem{Base: w, Disp: 4}), q, q)
-		return dec32{q: q, dw: half2f32(Mem{Base: w}), mw: half2f32(Mem{Base: w, Disp: 2})}
+	{name: "q5_1", wbytes: 24, abytes: 4, min: true, decode: func(c consts32, w Mem) dec32 {
+		q := unpackQ4(off(w, 8), c.low)
+		VPOR(bits32(off(w, 4)), q, q)
+		return dec32{q: q, dw: half2f32(w), mw: half2f32(off(w, 2))}
 	}},
-	{name: "iq4nl", wbytes: 18, signed: true, table: true, decode: func(c consts32, w Register) dec32 {
-		n := unpackQ4(Mem{Base: w, Disp: 2}, c.low)
+	{name: "iq4nl", wbytes: 18, signed: true, table: true, decode: func(c consts32, w Mem) dec32 {
+		n := unpackQ4(off(w, 2), c.low)
 		q, aq := YMM(), YMM()
 		VPSHUFB(n, c.table, q)
 		VPSIGNB(q, q, aq)
-		return dec32{q: q, aq: aq, dw: half2f32(Mem{Base: w})}
+		return dec32{q: q, aq: aq, dw: half2f32(w)}
 	}},
+}
+
+// off returns m displaced by d bytes.
+func off(m Mem, d int) Mem {
+	m.Disp += d
+	return m
 }
 
 // pair32 accumulates into acc (and accs, the minimum term) the product of
@@ -267,29 +273,43 @@ func kern32(f fmt32, nt int) {
 			VXORPS(accs[t], accs[t], accs[t])
 		}
 	}
+	// one activation row: two blocks per iteration, then one (the same
+	// pairs in the same order; more rows have registers for one block only)
+	step := func(blocks int) {
+		for u := 0; u < blocks; u++ {
+			d := f.decode(c, Mem{Base: w, Disp: u * f.wbytes})
+			for t := 0; t < nt; t++ {
+				var am Mem
+				if f.abytes > 0 {
+					am = rowMem(ap, as, a3, t, u*f.abytes)
+				}
+				pair32(f, c, d, rowMem(xp, xs, x3, t, 34*u), am, acc[t], accs[t])
+			}
+		}
+		ADDQ(U8(blocks*f.wbytes), w)
+		ADDQ(U8(blocks*34), xp)
+		if nt == 4 {
+			ADDQ(U8(blocks*34), x3)
+		}
+		if f.abytes > 0 {
+			ADDQ(U8(blocks*f.abytes), ap)
+			if nt == 4 {
+				ADDQ(U8(blocks*f.abytes), a3)
+			}
+		}
+		SUBQ(U8(blocks), n)
+	}
+	if nt == 1 {
+		Label("blk2")
+		CMPQ(n, U8(2))
+		JL(LabelRef("blk"))
+		step(2)
+		JMP(LabelRef("blk2"))
+	}
 	Label("blk")
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
-	d := f.decode(c, w)
-	for t := 0; t < nt; t++ {
-		var am Mem
-		if f.abytes > 0 {
-			am = rowMem(ap, as, a3, t, 0)
-		}
-		pair32(f, c, d, rowMem(xp, xs, x3, t, 0), am, acc[t], accs[t])
-	}
-	ADDQ(U8(f.wbytes), w)
-	ADDQ(U8(34), xp)
-	if nt == 4 {
-		ADDQ(U8(34), x3)
-	}
-	if f.abytes > 0 {
-		ADDQ(U8(f.abytes), ap)
-		if nt == 4 {
-			ADDQ(U8(f.abytes), a3)
-		}
-	}
-	DECQ(n)
+	step(1)
 	JMP(LabelRef("blk"))
 	Label("fin")
 	for t := 0; t < nt; t++ {
