@@ -40,11 +40,11 @@ func init() {
 	set32(tensor.Q4_1, [4]asm32{q4_1x1AVX2, q4_1x2AVX2, q4_1x3AVX2, q4_1x4AVX2})
 	set32(tensor.Q5_1, [4]asm32{q5_1x1AVX2, q5_1x2AVX2, q5_1x3AVX2, q5_1x4AVX2})
 	set32(tensor.IQ4_NL, [4]asm32{iq4nlx1AVX2, iq4nlx2AVX2, iq4nlx3AVX2, iq4nlx4AVX2})
-	setK(tensor.Q2_K, q2_Kx1AVX2, q2_KAVX2)
-	setK(tensor.Q3_K, q3_Kx1AVX2, q3_KAVX2)
-	setK(tensor.Q4_K, q4_Kx1AVX2, q4_KAVX2)
-	setK(tensor.Q5_K, q5_Kx1AVX2, q5_KAVX2)
-	setK(tensor.Q6_K, q6_Kx1AVX2, q6_KAVX2)
+	setK(tensor.Q2_K, [4]asmK{q2_Kx1AVX2, q2_Kx2AVX2, q2_Kx3AVX2, q2_Kx4AVX2})
+	setK(tensor.Q3_K, [4]asmK{q3_Kx1AVX2, q3_Kx2AVX2, q3_Kx3AVX2, q3_Kx4AVX2})
+	setK(tensor.Q4_K, [4]asmK{q4_Kx1AVX2, q4_Kx2AVX2, q4_Kx3AVX2, q4_Kx4AVX2})
+	setK(tensor.Q5_K, [4]asmK{q5_Kx1AVX2, q5_Kx2AVX2, q5_Kx3AVX2, q5_Kx4AVX2})
+	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
 }
 
 func quantQ8_KAsm(dst []byte, x []float32) {
@@ -125,20 +125,20 @@ func set32(dt tensor.DType, k [4]asm32) {
 	}
 }
 
-// setK makes the assembly kernels k1 (one activation row) and k (two to
-// four) format dt's kernel (a k-quant).
-func setK(dt tensor.DType, k1 func(y *float32, w *byte, rows int, x *byte, nb int), k func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)) {
+// asmK is an assembly k-quant kernel for a fixed number of activation rows.
+type asmK func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// setK makes the assembly kernels k (for 1..4 activation rows) format dt's
+// kernel (a k-quant).
+func setK(dt tensor.DType, k [4]asmK) {
 	f := formats[dt]
 	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
 		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
-		switch {
-		case rows == 0 || nb == 0:
+		if rows == 0 || nb == 0 {
 			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
-		case nt == 1:
-			k1(&y[0], &w[0], rows, &x[0], nb)
-		default:
-			k(&y[0], ystride, &w[0], rows, &x[0], xstride, nb, nt)
+			return
 		}
+		k[nt-1](&y[0], ystride, &w[0], rows, &x[0], xstride, nb)
 	}
 }
 

@@ -213,70 +213,145 @@ func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride in
 //go:noescape
 func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
-// q4_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q4_K
-// super-blocks at w) with the activation row of nb Q8_K blocks at x.
-//
-//go:noescape
-func q4_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
-
-// q4_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// q4_Kx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product
 // of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+func q4_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q5_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q5_K
-// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+// q4_Kx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product
+// of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q5_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+func q4_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q5_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// q4_Kx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product
+// of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q4_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q4_Kx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product
+// of weight row r (nb q4_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q4_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q5_Kx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product
 // of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+func q5_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q6_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q6_K
-// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+// q5_Kx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product
+// of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q6_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+func q5_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q6_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// q5_Kx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product
+// of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q5_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q5_Kx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product
+// of weight row r (nb q5_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q5_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q6_Kx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product
 // of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+func q6_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q3_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q3_K
-// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+// q6_Kx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product
+// of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q3_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+func q6_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q3_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// q6_Kx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product
+// of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q6_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q6_Kx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product
+// of weight row r (nb q6_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q6_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q3_Kx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product
 // of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+func q3_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q2_Kx1AVX2 computes y[r] for r < rows: the dot product of weight row r (nb q2_K
-// super-blocks at w) with the activation row of nb Q8_K blocks at x.
+// q3_Kx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product
+// of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q2_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+func q3_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
-// q2_KAVX2 computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product
+// q3_Kx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product
+// of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q3_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q3_Kx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product
+// of weight row r (nb q3_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q3_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q2_Kx1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product
 // of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
 // blocks at x + t·xstride bytes).
 //
 //go:noescape
-func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+func q2_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q2_Kx2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product
+// of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q2_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q2_Kx3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product
+// of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q2_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+
+// q2_Kx4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product
+// of weight row r (nb q2_K super-blocks at w) with activation row t (nb Q8_K
+// blocks at x + t·xstride bytes).
+//
+//go:noescape
+func q2_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 
 // quantQ8_KAVX2 quantizes nb blocks of 256 floats at x into Q8_K blocks at dst.
 //

@@ -3115,12 +3115,12 @@ end:
 	VZEROUPPER
 	RET
 
-// func q4_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// func q4_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_Kx1AVX2(SB), NOSPLIT, $0-40
+TEXT ·q4_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         rows+16(FP), DX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
 	MOVD         BX, X0
 	VPBROADCASTD X0, Y0
@@ -3130,12 +3130,13 @@ row:
 	JE     end
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	MOVQ   x+24(FP), BX
-	MOVQ   nb+32(FP), SI
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+48(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
+	VPXOR        Y3, Y3, Y3
 	MOVL         4(CX), DI
 	MOVL         8(CX), R8
 	MOVL         12(CX), R9
@@ -3159,75 +3160,74 @@ blk:
 	ORQ          R9, DI
 	SHLQ         $0x20, R10
 	ORQ          R10, R8
-	MOVQ         DI, X3
-	VPINSRQ      $0x01, R8, X3, X3
-	VPMOVZXBW    X3, Y3
-	VEXTRACTI128 $0x01, Y3, X4
-	VINSERTI128  $0x01, X3, Y3, Y3
-	VPXOR        Y5, Y5, Y5
+	MOVQ         DI, X4
+	VPINSRQ      $0x01, R8, X4, X4
+	VPMOVZXBW    X4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VINSERTI128  $0x01, X4, Y4, Y4
 	VMOVDQU      16(CX), Y6
 	VPSRLW       $0x04, Y6, Y7
 	VPAND        Y0, Y6, Y6
 	VPAND        Y0, Y7, Y7
-	VPSHUFB      qSc0<>+0(SB), Y3, Y8
+	VPSHUFB      qSc0<>+0(SB), Y4, Y8
 	VPMADDUBSW   4(BX), Y6, Y6
 	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y5, Y5
-	VPSHUFB      qSc1<>+0(SB), Y3, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc1<>+0(SB), Y4, Y6
 	VPMADDUBSW   36(BX), Y7, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPADDD       Y7, Y3, Y3
 	VMOVDQU      48(CX), Y6
 	VPSRLW       $0x04, Y6, Y7
 	VPAND        Y0, Y6, Y6
 	VPAND        Y0, Y7, Y7
-	VPSHUFB      qSc2<>+0(SB), Y3, Y8
+	VPSHUFB      qSc2<>+0(SB), Y4, Y8
 	VPMADDUBSW   68(BX), Y6, Y6
 	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y5, Y5
-	VPSHUFB      qSc3<>+0(SB), Y3, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc3<>+0(SB), Y4, Y6
 	VPMADDUBSW   100(BX), Y7, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPADDD       Y7, Y3, Y3
 	VMOVDQU      80(CX), Y6
 	VPSRLW       $0x04, Y6, Y7
 	VPAND        Y0, Y6, Y6
 	VPAND        Y0, Y7, Y7
-	VPSHUFB      qSc4<>+0(SB), Y3, Y8
+	VPSHUFB      qSc4<>+0(SB), Y4, Y8
 	VPMADDUBSW   132(BX), Y6, Y6
 	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y5, Y5
-	VPSHUFB      qSc5<>+0(SB), Y3, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc5<>+0(SB), Y4, Y6
 	VPMADDUBSW   164(BX), Y7, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPADDD       Y7, Y3, Y3
 	VMOVDQU      112(CX), Y6
 	VPSRLW       $0x04, Y6, Y7
 	VPAND        Y0, Y6, Y6
 	VPAND        Y0, Y7, Y7
-	VPSHUFB      qSc6<>+0(SB), Y3, Y8
+	VPSHUFB      qSc6<>+0(SB), Y4, Y8
 	VPMADDUBSW   196(BX), Y6, Y6
 	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y5, Y5
-	VPSHUFB      qSc7<>+0(SB), Y3, Y3
-	VPMADDUBSW   228(BX), Y7, Y7
-	VPMADDWD     Y3, Y7, Y7
-	VPADDD       Y7, Y5, Y5
-	VPBROADCASTW (CX), X3
-	VCVTPH2PS    X3, X3
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc7<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(BX), Y7, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, X4
 	VPBROADCASTW 2(CX), X6
 	VCVTPH2PS    X6, X6
 	VMOVSS       (BX), X7
-	VMULSS       X3, X7, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y1
+	VMULSS       X4, X7, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y4, Y1
 	VMULSS       X6, X7, X3
 	VBROADCASTSS X3, Y3
-	VMOVDQU      260(BX), Y5
-	VEXTRACTI128 $0x01, Y5, X6
-	VPHADDW      X6, X5, X6
-	VPMADDWD     X4, X6, X6
+	VMOVDQU      260(BX), Y4
+	VEXTRACTI128 $0x01, Y4, X6
+	VPHADDW      X6, X4, X6
+	VPMADDWD     X5, X6, X6
 	VCVTDQ2PS    X6, X6
 	VFNMADD231PS X6, X3, X2
 	ADDQ         $0x00000090, CX
@@ -3526,199 +3526,206 @@ DATA qSc7<>+30(SB)/1, $0x0e
 DATA qSc7<>+31(SB)/1, $0x0f
 GLOBL qSc7<>(SB), RODATA|NOPTR, $32
 
-// func q4_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q4_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_KAVX2(SB), $880-64
-	LEAQ (SP), AX
-	ADDQ $0x1f, AX
-	ANDQ $-32, AX
-	MOVQ y+0(FP), CX
-	MOVQ w+16(FP), DX
-	MOVQ rows+24(FP), BX
+TEXT ·q4_Kx2AVX2(SB), $160-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
 
 row:
 	TESTQ   BX, BX
 	JE      end
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (AX)
-	VMOVUPS Y0, 128(AX)
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS Y0, 64(AX)
-	VMOVUPS Y0, 192(AX)
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS Y0, 224(AX)
-	MOVQ    x+32(FP), SI
-	MOVQ    nb+48(FP), DI
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
 
 blk:
-	TESTQ        DI, DI
+	TESTQ        R9, R9
 	JE           fin
-	MOVL         4(DX), R8
-	MOVL         8(DX), R9
-	MOVL         12(DX), R10
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R10
-	ANDL         $0x3f3f3f3f, R8
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R11
-	ORQ          R11, R9
-	MOVQ         R8, X0
-	VPINSRQ      $0x01, R9, X0, X0
-	VPMOVZXBW    X0, Y0
-	VEXTRACTI128 $0x01, Y0, X1
-	VINSERTI128  $0x01, X0, Y0, Y0
-	VMOVDQU      X1, 800(AX)
-	VPSHUFB      qSc0<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 512(AX)
-	VPSHUFB      qSc1<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 544(AX)
-	VPSHUFB      qSc2<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 576(AX)
-	VPSHUFB      qSc3<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 608(AX)
-	VPSHUFB      qSc4<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 640(AX)
-	VPSHUFB      qSc5<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 672(AX)
-	VPSHUFB      qSc6<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 704(AX)
-	VPSHUFB      qSc7<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(AX)
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      16(DX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 256(AX)
-	VMOVDQU      Y2, 288(AX)
-	VMOVDQU      48(DX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 320(AX)
-	VMOVDQU      Y2, 352(AX)
-	VMOVDQU      80(DX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 384(AX)
-	VMOVDQU      Y2, 416(AX)
-	VMOVDQU      112(DX), Y1
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        Y0, Y1, Y1
-	VPAND        Y0, Y2, Y2
-	VMOVDQU      Y1, 448(AX)
-	VMOVDQU      Y2, 480(AX)
-	VPBROADCASTW (DX), X0
-	VCVTPH2PS    X0, X0
-	VPBROADCASTW 2(DX), X1
-	VCVTPH2PS    X1, X1
-	MOVQ         SI, R8
-	LEAQ         (AX), R9
-	MOVQ         nt+56(FP), R10
-
-pair:
+	VPXOR        Y1, Y1, Y1
 	VPXOR        Y2, Y2, Y2
-	VMOVDQU      256(AX), Y3
-	VPMADDUBSW   4(R8), Y3, Y3
-	VPMADDWD     512(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      288(AX), Y3
-	VPMADDUBSW   36(R8), Y3, Y3
-	VPMADDWD     544(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      320(AX), Y3
-	VPMADDUBSW   68(R8), Y3, Y3
-	VPMADDWD     576(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      352(AX), Y3
-	VPMADDUBSW   100(R8), Y3, Y3
-	VPMADDWD     608(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      384(AX), Y3
-	VPMADDUBSW   132(R8), Y3, Y3
-	VPMADDWD     640(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      416(AX), Y3
-	VPMADDUBSW   164(R8), Y3, Y3
-	VPMADDWD     672(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      448(AX), Y3
-	VPMADDUBSW   196(R8), Y3, Y3
-	VPMADDWD     704(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      480(AX), Y3
-	VPMADDUBSW   228(R8), Y3, Y3
-	VPMADDWD     736(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVSS       (R8), X3
-	VMULSS       X0, X3, X4
-	VBROADCASTSS X4, Y4
+	MOVL         4(DX), R10
+	MOVL         8(DX), R11
+	MOVL         12(DX), R12
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
+	ANDL         $0x3f3f3f3f, R11
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R12
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVQ         R10, X3
+	VPINSRQ      $0x01, R11, X3, X3
+	VPMOVZXBW    X3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VINSERTI128  $0x01, X3, Y3, Y3
+	VMOVDQU      16(DX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y0, Y5, Y5
+	VPAND        Y0, Y6, Y6
+	VPSHUFB      qSc0<>+0(SB), Y3, Y7
+	VPMADDUBSW   4(R8), Y5, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPSHUFB      qSc1<>+0(SB), Y3, Y5
+	VPMADDUBSW   36(R8), Y6, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      48(DX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y0, Y5, Y5
+	VPAND        Y0, Y6, Y6
+	VPSHUFB      qSc2<>+0(SB), Y3, Y7
+	VPMADDUBSW   68(R8), Y5, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPSHUFB      qSc3<>+0(SB), Y3, Y5
+	VPMADDUBSW   100(R8), Y6, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      80(DX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y0, Y5, Y5
+	VPAND        Y0, Y6, Y6
+	VPSHUFB      qSc4<>+0(SB), Y3, Y7
+	VPMADDUBSW   132(R8), Y5, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPSHUFB      qSc5<>+0(SB), Y3, Y5
+	VPMADDUBSW   164(R8), Y6, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      112(DX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y0, Y5, Y5
+	VPAND        Y0, Y6, Y6
+	VPSHUFB      qSc6<>+0(SB), Y3, Y7
+	VPMADDUBSW   196(R8), Y5, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPSHUFB      qSc7<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(R8), Y6, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y6, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPBROADCASTW (DX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW 2(DX), X5
+	VCVTPH2PS    X5, X5
+	VMOVSS       (R8), X6
+	VMULSS       X3, X6, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y8
+	VFMADD231PS  Y1, Y7, Y8
+	VMOVUPS      Y8, (AX)
+	VMULSS       X5, X6, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      64(AX), Y6
+	VMOVDQU      260(R8), Y7
+	VEXTRACTI128 $0x01, Y7, X8
+	VPHADDW      X8, X7, X8
+	VPMADDWD     X4, X8, X8
+	VCVTDQ2PS    X8, X8
+	VFNMADD231PS X8, X1, X6
+	VMOVUPS      X6, 64(AX)
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X3, X1, X3
+	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y2, Y2
-	VMOVUPS      (R9), Y5
-	VFMADD231PS  Y2, Y4, Y5
-	VMOVUPS      Y5, (R9)
-	VMULSS       X1, X3, X2
-	VBROADCASTSS X2, Y2
-	VMOVUPS      128(R9), Y3
-	VMOVDQU      260(R8), Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPHADDW      X5, X4, X5
-	VPMADDWD     800(AX), X5, X5
+	VMOVUPS      32(AX), Y6
+	VFMADD231PS  Y2, Y3, Y6
+	VMOVUPS      Y6, 32(AX)
+	VMULSS       X5, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(AX), Y2
+	VMOVDQU      260(R8)(DI*1), Y3
+	VEXTRACTI128 $0x01, Y3, X5
+	VPHADDW      X5, X3, X5
+	VPMADDWD     X4, X5, X5
 	VCVTDQ2PS    X5, X5
-	VFNMADD231PS X5, X2, X3
-	VMOVUPS      X3, 128(R9)
-	MOVQ         xstride+40(FP), R11
-	ADDQ         R11, R8
-	ADDQ         $0x20, R9
-	DECQ         R10
-	JNE          pair
+	VFNMADD231PS X5, X1, X2
+	VMOVUPS      X2, 96(AX)
 	ADDQ         $0x00000090, DX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000124, R8
+	DECQ         R9
 	JMP          blk
 
 fin:
-	MOVQ CX, SI
-	MOVQ ystride+8(FP), DI
-	SHLQ $0x02, DI
-	LEAQ (AX), R8
-	MOVQ nt+56(FP), R9
-
-red:
-	VMOVUPS      (R8), Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVUPS      128(R8), Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
+	VMOVUPS      (AX), Y1
+	VMOVUPS      64(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
 	VHADDPS      X1, X1, X1
 	VHADDPS      X1, X1, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (SI)
-	ADDQ         DI, SI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          red
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
 	ADDQ         $0x04, CX
 	DECQ         BX
 	JMP          row
@@ -3727,12 +3734,601 @@ end:
 	VZEROUPPER
 	RET
 
-// func q5_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// func q4_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q5_Kx1AVX2(SB), NOSPLIT, $0-40
+TEXT ·q4_Kx3AVX2(SB), $224-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	MOVL         4(DX), R10
+	MOVL         8(DX), R11
+	MOVL         12(DX), R12
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
+	ANDL         $0x3f3f3f3f, R11
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R12
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVQ         R10, X4
+	VPINSRQ      $0x01, R11, X4, X4
+	VPMOVZXBW    X4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VINSERTI128  $0x01, X4, Y4, Y4
+	VMOVDQU      16(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc0<>+0(SB), Y4, Y8
+	VPMADDUBSW   4(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   4(R8)(DI*2), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc1<>+0(SB), Y4, Y6
+	VPMADDUBSW   36(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   36(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      48(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc2<>+0(SB), Y4, Y8
+	VPMADDUBSW   68(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   68(R8)(DI*2), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc3<>+0(SB), Y4, Y6
+	VPMADDUBSW   100(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   100(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      80(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc4<>+0(SB), Y4, Y8
+	VPMADDUBSW   132(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   132(R8)(DI*2), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc5<>+0(SB), Y4, Y6
+	VPMADDUBSW   164(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   164(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      112(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSHUFB      qSc6<>+0(SB), Y4, Y8
+	VPMADDUBSW   196(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   196(R8)(DI*2), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSHUFB      qSc7<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(R8), Y7, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y7, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   228(R8)(DI*2), Y7, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTW (DX), X4
+	VCVTPH2PS    X4, X4
+	VPBROADCASTW 2(DX), X6
+	VCVTPH2PS    X6, X6
+	VMOVSS       (R8), X7
+	VMULSS       X4, X7, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y9
+	VFMADD231PS  Y1, Y8, Y9
+	VMOVUPS      Y9, (AX)
+	VMULSS       X6, X7, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(AX), Y7
+	VMOVDQU      260(R8), Y8
+	VEXTRACTI128 $0x01, Y8, X9
+	VPHADDW      X9, X8, X9
+	VPMADDWD     X5, X9, X9
+	VCVTDQ2PS    X9, X9
+	VFNMADD231PS X9, X1, X7
+	VMOVUPS      X7, 96(AX)
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X4, X1, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y8
+	VFMADD231PS  Y2, Y7, Y8
+	VMOVUPS      Y8, 32(AX)
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      128(AX), Y2
+	VMOVDQU      260(R8)(DI*1), Y7
+	VEXTRACTI128 $0x01, Y7, X8
+	VPHADDW      X8, X7, X8
+	VPMADDWD     X5, X8, X8
+	VCVTDQ2PS    X8, X8
+	VFNMADD231PS X8, X1, X2
+	VMOVUPS      X2, 128(AX)
+	VMOVSS       (R8)(DI*2), X1
+	VMULSS       X4, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y4
+	VFMADD231PS  Y3, Y2, Y4
+	VMOVUPS      Y4, 64(AX)
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      160(AX), Y2
+	VMOVDQU      260(R8)(DI*2), Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPHADDW      X4, X3, X4
+	VPMADDWD     X5, X4, X4
+	VCVTDQ2PS    X4, X4
+	VFNMADD231PS X4, X1, X2
+	VMOVUPS      X2, 160(AX)
+	ADDQ         $0x00000090, DX
+	ADDQ         $0x00000124, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q4_Kx4AVX2(SB), $288-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	VMOVUPS Y1, 192(AX)
+	VMOVUPS Y1, 224(AX)
+	MOVQ    x+32(FP), R9
+	LEAQ    (R9)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    nb+48(FP), R10
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	MOVL         4(DX), R11
+	MOVL         8(DX), R12
+	MOVL         12(DX), R13
+	MOVL         R13, R14
+	SHRL         $0x04, R14
+	ANDL         $0x0f0f0f0f, R14
+	MOVL         R12, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	ORL          R15, R14
+	ANDL         $0x3f3f3f3f, R12
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	ORL          R15, R13
+	ANDL         $0x3f3f3f3f, R11
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	SHLQ         $0x20, R14
+	ORQ          R14, R12
+	MOVQ         R11, X5
+	VPINSRQ      $0x01, R12, X5, X5
+	VPMOVZXBW    X5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VINSERTI128  $0x01, X5, Y5, Y5
+	VMOVDQU      16(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSHUFB      qSc0<>+0(SB), Y5, Y9
+	VPMADDUBSW   4(R9), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   4(R9)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   4(R9)(DI*2), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   4(R8), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSHUFB      qSc1<>+0(SB), Y5, Y7
+	VPMADDUBSW   36(R9), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   36(R9)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   36(R9)(DI*2), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   36(R8), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      48(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSHUFB      qSc2<>+0(SB), Y5, Y9
+	VPMADDUBSW   68(R9), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   68(R9)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   68(R9)(DI*2), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   68(R8), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSHUFB      qSc3<>+0(SB), Y5, Y7
+	VPMADDUBSW   100(R9), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   100(R9)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   100(R9)(DI*2), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   100(R8), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      80(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSHUFB      qSc4<>+0(SB), Y5, Y9
+	VPMADDUBSW   132(R9), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   132(R9)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   132(R9)(DI*2), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   132(R8), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSHUFB      qSc5<>+0(SB), Y5, Y7
+	VPMADDUBSW   164(R9), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   164(R9)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   164(R9)(DI*2), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   164(R8), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      112(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSHUFB      qSc6<>+0(SB), Y5, Y9
+	VPMADDUBSW   196(R9), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   196(R9)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   196(R9)(DI*2), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   196(R8), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSHUFB      qSc7<>+0(SB), Y5, Y5
+	VPMADDUBSW   228(R9), Y8, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   228(R9)(DI*1), Y8, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   228(R9)(DI*2), Y8, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDUBSW   228(R8), Y8, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPBROADCASTW (DX), X5
+	VCVTPH2PS    X5, X5
+	VPBROADCASTW 2(DX), X7
+	VCVTPH2PS    X7, X7
+	VMOVSS       (R9), X8
+	VMULSS       X5, X8, X9
+	VBROADCASTSS X9, Y9
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y10
+	VFMADD231PS  Y1, Y9, Y10
+	VMOVUPS      Y10, (AX)
+	VMULSS       X7, X8, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      128(AX), Y8
+	VMOVDQU      260(R9), Y9
+	VEXTRACTI128 $0x01, Y9, X10
+	VPHADDW      X10, X9, X10
+	VPMADDWD     X6, X10, X10
+	VCVTDQ2PS    X10, X10
+	VFNMADD231PS X10, X1, X8
+	VMOVUPS      X8, 128(AX)
+	VMOVSS       (R9)(DI*1), X1
+	VMULSS       X5, X1, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y9
+	VFMADD231PS  Y2, Y8, Y9
+	VMOVUPS      Y9, 32(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      160(AX), Y2
+	VMOVDQU      260(R9)(DI*1), Y8
+	VEXTRACTI128 $0x01, Y8, X9
+	VPHADDW      X9, X8, X9
+	VPMADDWD     X6, X9, X9
+	VCVTDQ2PS    X9, X9
+	VFNMADD231PS X9, X1, X2
+	VMOVUPS      X2, 160(AX)
+	VMOVSS       (R9)(DI*2), X1
+	VMULSS       X5, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y8
+	VFMADD231PS  Y3, Y2, Y8
+	VMOVUPS      Y8, 64(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      192(AX), Y2
+	VMOVDQU      260(R9)(DI*2), Y3
+	VEXTRACTI128 $0x01, Y3, X8
+	VPHADDW      X8, X3, X8
+	VPMADDWD     X6, X8, X8
+	VCVTDQ2PS    X8, X8
+	VFNMADD231PS X8, X1, X2
+	VMOVUPS      X2, 192(AX)
+	VMOVSS       (R8), X1
+	VMULSS       X5, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VMOVUPS      96(AX), Y3
+	VFMADD231PS  Y4, Y2, Y3
+	VMOVUPS      Y3, 96(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      224(AX), Y2
+	VMOVDQU      260(R8), Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPHADDW      X4, X3, X4
+	VPMADDWD     X6, X4, X4
+	VCVTDQ2PS    X4, X4
+	VFNMADD231PS X4, X1, X2
+	VMOVUPS      X2, 224(AX)
+	ADDQ         $0x00000090, DX
+	ADDQ         $0x00000124, R9
+	ADDQ         $0x00000124, R8
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      192(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	VMOVUPS      96(AX), Y1
+	VMOVUPS      224(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	LEAQ         (CX)(SI*2), R8
+	ADDQ         SI, R8
+	VMOVSS       X1, (R8)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         rows+16(FP), DX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
 	MOVD         BX, X0
 	VPBROADCASTD X0, Y0
@@ -3742,12 +4338,13 @@ row:
 	JE     end
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	MOVQ   x+24(FP), BX
-	MOVQ   nb+32(FP), SI
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+48(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
+	VPXOR        Y3, Y3, Y3
 	MOVL         4(CX), DI
 	MOVL         8(CX), R8
 	MOVL         12(CX), R9
@@ -3771,99 +4368,98 @@ blk:
 	ORQ          R9, DI
 	SHLQ         $0x20, R10
 	ORQ          R10, R8
-	MOVQ         DI, X3
-	VPINSRQ      $0x01, R8, X3, X3
-	VPMOVZXBW    X3, Y3
-	VEXTRACTI128 $0x01, Y3, X4
-	VINSERTI128  $0x01, X3, Y3, Y3
-	VMOVDQU      16(CX), Y5
-	VPXOR        Y6, Y6, Y6
+	MOVQ         DI, X4
+	VPINSRQ      $0x01, R8, X4, X4
+	VPMOVZXBW    X4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VINSERTI128  $0x01, X4, Y4, Y4
+	VMOVDQU      16(CX), Y6
 	VMOVDQU      48(CX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPSLLW       $0x04, Y5, Y9
+	VPSLLW       $0x04, Y6, Y9
 	VPAND        qX10<>+0(SB), Y9, Y9
 	VPOR         Y9, Y7, Y7
-	VPSLLW       $0x03, Y5, Y9
+	VPSLLW       $0x03, Y6, Y9
 	VPAND        qX10<>+0(SB), Y9, Y9
 	VPOR         Y9, Y8, Y8
-	VPSHUFB      qSc0<>+0(SB), Y3, Y9
+	VPSHUFB      qSc0<>+0(SB), Y4, Y9
 	VPMADDUBSW   4(BX), Y7, Y7
 	VPMADDWD     Y9, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSHUFB      qSc1<>+0(SB), Y3, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc1<>+0(SB), Y4, Y7
 	VPMADDUBSW   36(BX), Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPADDD       Y8, Y3, Y3
 	VMOVDQU      80(CX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPSLLW       $0x02, Y5, Y9
+	VPSLLW       $0x02, Y6, Y9
 	VPAND        qX10<>+0(SB), Y9, Y9
 	VPOR         Y9, Y7, Y7
-	VPSLLW       $0x01, Y5, Y9
+	VPSLLW       $0x01, Y6, Y9
 	VPAND        qX10<>+0(SB), Y9, Y9
 	VPOR         Y9, Y8, Y8
-	VPSHUFB      qSc2<>+0(SB), Y3, Y9
+	VPSHUFB      qSc2<>+0(SB), Y4, Y9
 	VPMADDUBSW   68(BX), Y7, Y7
 	VPMADDWD     Y9, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSHUFB      qSc3<>+0(SB), Y3, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc3<>+0(SB), Y4, Y7
 	VPMADDUBSW   100(BX), Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPADDD       Y8, Y3, Y3
 	VMOVDQU      112(CX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPAND        qX10<>+0(SB), Y5, Y9
+	VPAND        qX10<>+0(SB), Y6, Y9
 	VPOR         Y9, Y7, Y7
-	VPSRLW       $0x01, Y5, Y9
+	VPSRLW       $0x01, Y6, Y9
 	VPAND        qX10<>+0(SB), Y9, Y9
 	VPOR         Y9, Y8, Y8
-	VPSHUFB      qSc4<>+0(SB), Y3, Y9
+	VPSHUFB      qSc4<>+0(SB), Y4, Y9
 	VPMADDUBSW   132(BX), Y7, Y7
 	VPMADDWD     Y9, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSHUFB      qSc5<>+0(SB), Y3, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc5<>+0(SB), Y4, Y7
 	VPMADDUBSW   164(BX), Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPADDD       Y8, Y3, Y3
 	VMOVDQU      144(CX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPSRLW       $0x02, Y5, Y9
+	VPSRLW       $0x02, Y6, Y9
 	VPAND        qX10<>+0(SB), Y9, Y9
 	VPOR         Y9, Y7, Y7
-	VPSRLW       $0x03, Y5, Y5
-	VPAND        qX10<>+0(SB), Y5, Y5
-	VPOR         Y5, Y8, Y8
-	VPSHUFB      qSc6<>+0(SB), Y3, Y5
+	VPSRLW       $0x03, Y6, Y6
+	VPAND        qX10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y8, Y8
+	VPSHUFB      qSc6<>+0(SB), Y4, Y6
 	VPMADDUBSW   196(BX), Y7, Y7
-	VPMADDWD     Y5, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSHUFB      qSc7<>+0(SB), Y3, Y3
-	VPMADDUBSW   228(BX), Y8, Y8
-	VPMADDWD     Y3, Y8, Y8
-	VPADDD       Y8, Y6, Y6
-	VPBROADCASTW (CX), X3
-	VCVTPH2PS    X3, X3
-	VPBROADCASTW 2(CX), X5
-	VCVTPH2PS    X5, X5
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc7<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(BX), Y8, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTW (CX), X4
+	VCVTPH2PS    X4, X4
+	VPBROADCASTW 2(CX), X6
+	VCVTPH2PS    X6, X6
 	VMOVSS       (BX), X7
-	VMULSS       X3, X7, X3
+	VMULSS       X4, X7, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y4, Y1
+	VMULSS       X6, X7, X3
 	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y3, Y1
-	VMULSS       X5, X7, X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      260(BX), Y5
-	VEXTRACTI128 $0x01, Y5, X6
-	VPHADDW      X6, X5, X6
-	VPMADDWD     X4, X6, X6
+	VMOVDQU      260(BX), Y4
+	VEXTRACTI128 $0x01, Y4, X6
+	VPHADDW      X6, X4, X6
+	VPMADDWD     X5, X6, X6
 	VCVTDQ2PS    X6, X6
 	VFNMADD231PS X6, X3, X2
 	ADDQ         $0x000000b0, CX
@@ -3890,223 +4486,230 @@ end:
 	VZEROUPPER
 	RET
 
-// func q5_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q5_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q5_KAVX2(SB), $880-64
-	LEAQ (SP), AX
-	ADDQ $0x1f, AX
-	ANDQ $-32, AX
-	MOVQ y+0(FP), CX
-	MOVQ w+16(FP), DX
-	MOVQ rows+24(FP), BX
+TEXT ·q5_Kx2AVX2(SB), $160-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
 
 row:
 	TESTQ   BX, BX
 	JE      end
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (AX)
-	VMOVUPS Y0, 128(AX)
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS Y0, 64(AX)
-	VMOVUPS Y0, 192(AX)
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS Y0, 224(AX)
-	MOVQ    x+32(FP), SI
-	MOVQ    nb+48(FP), DI
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
 
 blk:
-	TESTQ        DI, DI
+	TESTQ        R9, R9
 	JE           fin
-	MOVL         4(DX), R8
-	MOVL         8(DX), R9
-	MOVL         12(DX), R10
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R10
-	ANDL         $0x3f3f3f3f, R8
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R11
-	ORQ          R11, R9
-	MOVQ         R8, X0
-	VPINSRQ      $0x01, R9, X0, X0
-	VPMOVZXBW    X0, Y0
-	VEXTRACTI128 $0x01, Y0, X1
-	VINSERTI128  $0x01, X0, Y0, Y0
-	VMOVDQU      X1, 800(AX)
-	VPSHUFB      qSc0<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 512(AX)
-	VPSHUFB      qSc1<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 544(AX)
-	VPSHUFB      qSc2<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 576(AX)
-	VPSHUFB      qSc3<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 608(AX)
-	VPSHUFB      qSc4<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 640(AX)
-	VPSHUFB      qSc5<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 672(AX)
-	VPSHUFB      qSc6<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 704(AX)
-	VPSHUFB      qSc7<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(AX)
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      16(DX), Y1
-	VMOVDQU      48(DX), Y2
-	VPSRLW       $0x04, Y2, Y3
-	VPAND        Y0, Y2, Y2
-	VPAND        Y0, Y3, Y3
-	VPSLLW       $0x04, Y1, Y4
-	VPAND        qX10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y2, Y2
-	VPSLLW       $0x03, Y1, Y4
-	VPAND        qX10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VMOVDQU      Y2, 256(AX)
-	VMOVDQU      Y3, 288(AX)
-	VMOVDQU      80(DX), Y2
-	VPSRLW       $0x04, Y2, Y3
-	VPAND        Y0, Y2, Y2
-	VPAND        Y0, Y3, Y3
-	VPSLLW       $0x02, Y1, Y4
-	VPAND        qX10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y2, Y2
-	VPSLLW       $0x01, Y1, Y4
-	VPAND        qX10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VMOVDQU      Y2, 320(AX)
-	VMOVDQU      Y3, 352(AX)
-	VMOVDQU      112(DX), Y2
-	VPSRLW       $0x04, Y2, Y3
-	VPAND        Y0, Y2, Y2
-	VPAND        Y0, Y3, Y3
-	VPAND        qX10<>+0(SB), Y1, Y4
-	VPOR         Y4, Y2, Y2
-	VPSRLW       $0x01, Y1, Y4
-	VPAND        qX10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VMOVDQU      Y2, 384(AX)
-	VMOVDQU      Y3, 416(AX)
-	VMOVDQU      144(DX), Y2
-	VPSRLW       $0x04, Y2, Y3
-	VPAND        Y0, Y2, Y2
-	VPAND        Y0, Y3, Y3
-	VPSRLW       $0x02, Y1, Y0
-	VPAND        qX10<>+0(SB), Y0, Y0
-	VPOR         Y0, Y2, Y2
-	VPSRLW       $0x03, Y1, Y0
-	VPAND        qX10<>+0(SB), Y0, Y0
-	VPOR         Y0, Y3, Y3
-	VMOVDQU      Y2, 448(AX)
-	VMOVDQU      Y3, 480(AX)
-	VPBROADCASTW (DX), X0
-	VCVTPH2PS    X0, X0
-	VPBROADCASTW 2(DX), X1
-	VCVTPH2PS    X1, X1
-	MOVQ         SI, R8
-	LEAQ         (AX), R9
-	MOVQ         nt+56(FP), R10
-
-pair:
+	VPXOR        Y1, Y1, Y1
 	VPXOR        Y2, Y2, Y2
-	VMOVDQU      256(AX), Y3
-	VPMADDUBSW   4(R8), Y3, Y3
-	VPMADDWD     512(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      288(AX), Y3
-	VPMADDUBSW   36(R8), Y3, Y3
-	VPMADDWD     544(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      320(AX), Y3
-	VPMADDUBSW   68(R8), Y3, Y3
-	VPMADDWD     576(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      352(AX), Y3
-	VPMADDUBSW   100(R8), Y3, Y3
-	VPMADDWD     608(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      384(AX), Y3
-	VPMADDUBSW   132(R8), Y3, Y3
-	VPMADDWD     640(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      416(AX), Y3
-	VPMADDUBSW   164(R8), Y3, Y3
-	VPMADDWD     672(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      448(AX), Y3
-	VPMADDUBSW   196(R8), Y3, Y3
-	VPMADDWD     704(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      480(AX), Y3
-	VPMADDUBSW   228(R8), Y3, Y3
-	VPMADDWD     736(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVSS       (R8), X3
-	VMULSS       X0, X3, X4
-	VBROADCASTSS X4, Y4
+	MOVL         4(DX), R10
+	MOVL         8(DX), R11
+	MOVL         12(DX), R12
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
+	ANDL         $0x3f3f3f3f, R11
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R12
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVQ         R10, X3
+	VPINSRQ      $0x01, R11, X3, X3
+	VPMOVZXBW    X3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VINSERTI128  $0x01, X3, Y3, Y3
+	VMOVDQU      16(DX), Y5
+	VMOVDQU      48(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSLLW       $0x04, Y5, Y8
+	VPAND        qX10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x03, Y5, Y8
+	VPAND        qX10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qSc0<>+0(SB), Y3, Y8
+	VPMADDUBSW   4(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSHUFB      qSc1<>+0(SB), Y3, Y6
+	VPMADDUBSW   36(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      80(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSLLW       $0x02, Y5, Y8
+	VPAND        qX10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x01, Y5, Y8
+	VPAND        qX10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qSc2<>+0(SB), Y3, Y8
+	VPMADDUBSW   68(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSHUFB      qSc3<>+0(SB), Y3, Y6
+	VPMADDUBSW   100(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      112(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPAND        qX10<>+0(SB), Y5, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x01, Y5, Y8
+	VPAND        qX10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qSc4<>+0(SB), Y3, Y8
+	VPMADDUBSW   132(R8), Y6, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSHUFB      qSc5<>+0(SB), Y3, Y6
+	VPMADDUBSW   164(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      144(DX), Y6
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        Y0, Y6, Y6
+	VPAND        Y0, Y7, Y7
+	VPSRLW       $0x02, Y5, Y8
+	VPAND        qX10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x03, Y5, Y5
+	VPAND        qX10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y7, Y7
+	VPSHUFB      qSc6<>+0(SB), Y3, Y5
+	VPMADDUBSW   196(R8), Y6, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSHUFB      qSc7<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(R8), Y7, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y7, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPBROADCASTW (DX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW 2(DX), X5
+	VCVTPH2PS    X5, X5
+	VMOVSS       (R8), X6
+	VMULSS       X3, X6, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y8
+	VFMADD231PS  Y1, Y7, Y8
+	VMOVUPS      Y8, (AX)
+	VMULSS       X5, X6, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      64(AX), Y6
+	VMOVDQU      260(R8), Y7
+	VEXTRACTI128 $0x01, Y7, X8
+	VPHADDW      X8, X7, X8
+	VPMADDWD     X4, X8, X8
+	VCVTDQ2PS    X8, X8
+	VFNMADD231PS X8, X1, X6
+	VMOVUPS      X6, 64(AX)
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X3, X1, X3
+	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y2, Y2
-	VMOVUPS      (R9), Y5
-	VFMADD231PS  Y2, Y4, Y5
-	VMOVUPS      Y5, (R9)
-	VMULSS       X1, X3, X2
-	VBROADCASTSS X2, Y2
-	VMOVUPS      128(R9), Y3
-	VMOVDQU      260(R8), Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPHADDW      X5, X4, X5
-	VPMADDWD     800(AX), X5, X5
+	VMOVUPS      32(AX), Y6
+	VFMADD231PS  Y2, Y3, Y6
+	VMOVUPS      Y6, 32(AX)
+	VMULSS       X5, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(AX), Y2
+	VMOVDQU      260(R8)(DI*1), Y3
+	VEXTRACTI128 $0x01, Y3, X5
+	VPHADDW      X5, X3, X5
+	VPMADDWD     X4, X5, X5
 	VCVTDQ2PS    X5, X5
-	VFNMADD231PS X5, X2, X3
-	VMOVUPS      X3, 128(R9)
-	MOVQ         xstride+40(FP), R11
-	ADDQ         R11, R8
-	ADDQ         $0x20, R9
-	DECQ         R10
-	JNE          pair
+	VFNMADD231PS X5, X1, X2
+	VMOVUPS      X2, 96(AX)
 	ADDQ         $0x000000b0, DX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000124, R8
+	DECQ         R9
 	JMP          blk
 
 fin:
-	MOVQ CX, SI
-	MOVQ ystride+8(FP), DI
-	SHLQ $0x02, DI
-	LEAQ (AX), R8
-	MOVQ nt+56(FP), R9
-
-red:
-	VMOVUPS      (R8), Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVUPS      128(R8), Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
+	VMOVUPS      (AX), Y1
+	VMOVUPS      64(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
 	VHADDPS      X1, X1, X1
 	VHADDPS      X1, X1, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (SI)
-	ADDQ         DI, SI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          red
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
 	ADDQ         $0x04, CX
 	DECQ         BX
 	JMP          row
@@ -4115,12 +4718,649 @@ end:
 	VZEROUPPER
 	RET
 
-// func q6_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// func q5_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q6_Kx1AVX2(SB), NOSPLIT, $0-40
+TEXT ·q5_Kx3AVX2(SB), $224-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	MOVL         4(DX), R10
+	MOVL         8(DX), R11
+	MOVL         12(DX), R12
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
+	ANDL         $0x3f3f3f3f, R11
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R12
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	MOVQ         R10, X4
+	VPINSRQ      $0x01, R11, X4, X4
+	VPMOVZXBW    X4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VINSERTI128  $0x01, X4, Y4, Y4
+	VMOVDQU      16(DX), Y6
+	VMOVDQU      48(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSLLW       $0x04, Y6, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSLLW       $0x03, Y6, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qSc0<>+0(SB), Y4, Y9
+	VPMADDUBSW   4(R8), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   4(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc1<>+0(SB), Y4, Y7
+	VPMADDUBSW   36(R8), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   36(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      80(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSLLW       $0x01, Y6, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qSc2<>+0(SB), Y4, Y9
+	VPMADDUBSW   68(R8), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   68(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc3<>+0(SB), Y4, Y7
+	VPMADDUBSW   100(R8), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   100(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      112(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPAND        qX10<>+0(SB), Y6, Y9
+	VPOR         Y9, Y7, Y7
+	VPSRLW       $0x01, Y6, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qSc4<>+0(SB), Y4, Y9
+	VPMADDUBSW   132(R8), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   132(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc5<>+0(SB), Y4, Y7
+	VPMADDUBSW   164(R8), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   164(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      144(DX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y0, Y7, Y7
+	VPAND        Y0, Y8, Y8
+	VPSRLW       $0x02, Y6, Y9
+	VPAND        qX10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSRLW       $0x03, Y6, Y6
+	VPAND        qX10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y8, Y8
+	VPSHUFB      qSc6<>+0(SB), Y4, Y6
+	VPMADDUBSW   196(R8), Y7, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   196(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSHUFB      qSc7<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(R8), Y8, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y8, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   228(R8)(DI*2), Y8, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTW (DX), X4
+	VCVTPH2PS    X4, X4
+	VPBROADCASTW 2(DX), X6
+	VCVTPH2PS    X6, X6
+	VMOVSS       (R8), X7
+	VMULSS       X4, X7, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y9
+	VFMADD231PS  Y1, Y8, Y9
+	VMOVUPS      Y9, (AX)
+	VMULSS       X6, X7, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(AX), Y7
+	VMOVDQU      260(R8), Y8
+	VEXTRACTI128 $0x01, Y8, X9
+	VPHADDW      X9, X8, X9
+	VPMADDWD     X5, X9, X9
+	VCVTDQ2PS    X9, X9
+	VFNMADD231PS X9, X1, X7
+	VMOVUPS      X7, 96(AX)
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X4, X1, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y8
+	VFMADD231PS  Y2, Y7, Y8
+	VMOVUPS      Y8, 32(AX)
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      128(AX), Y2
+	VMOVDQU      260(R8)(DI*1), Y7
+	VEXTRACTI128 $0x01, Y7, X8
+	VPHADDW      X8, X7, X8
+	VPMADDWD     X5, X8, X8
+	VCVTDQ2PS    X8, X8
+	VFNMADD231PS X8, X1, X2
+	VMOVUPS      X2, 128(AX)
+	VMOVSS       (R8)(DI*2), X1
+	VMULSS       X4, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y4
+	VFMADD231PS  Y3, Y2, Y4
+	VMOVUPS      Y4, 64(AX)
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      160(AX), Y2
+	VMOVDQU      260(R8)(DI*2), Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPHADDW      X4, X3, X4
+	VPMADDWD     X5, X4, X4
+	VCVTDQ2PS    X4, X4
+	VFNMADD231PS X4, X1, X2
+	VMOVUPS      X2, 160(AX)
+	ADDQ         $0x000000b0, DX
+	ADDQ         $0x00000124, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q5_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q5_Kx4AVX2(SB), $288-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	VMOVUPS Y1, 192(AX)
+	VMOVUPS Y1, 224(AX)
+	MOVQ    x+32(FP), R9
+	LEAQ    (R9)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    nb+48(FP), R10
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	MOVL         4(DX), R11
+	MOVL         8(DX), R12
+	MOVL         12(DX), R13
+	MOVL         R13, R14
+	SHRL         $0x04, R14
+	ANDL         $0x0f0f0f0f, R14
+	MOVL         R12, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	ORL          R15, R14
+	ANDL         $0x3f3f3f3f, R12
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	ORL          R15, R13
+	ANDL         $0x3f3f3f3f, R11
+	SHLQ         $0x20, R13
+	ORQ          R13, R11
+	SHLQ         $0x20, R14
+	ORQ          R14, R12
+	MOVQ         R11, X5
+	VPINSRQ      $0x01, R12, X5, X5
+	VPMOVZXBW    X5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VINSERTI128  $0x01, X5, Y5, Y5
+	VMOVDQU      16(DX), Y7
+	VMOVDQU      48(DX), Y8
+	VPSRLW       $0x04, Y8, Y9
+	VPAND        Y0, Y8, Y8
+	VPAND        Y0, Y9, Y9
+	VPSLLW       $0x04, Y7, Y10
+	VPAND        qX10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSLLW       $0x03, Y7, Y10
+	VPAND        qX10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qSc0<>+0(SB), Y5, Y10
+	VPMADDUBSW   4(R9), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   4(R9)(DI*1), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   4(R9)(DI*2), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   4(R8), Y8, Y8
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSHUFB      qSc1<>+0(SB), Y5, Y8
+	VPMADDUBSW   36(R9), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   36(R9)(DI*1), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   36(R9)(DI*2), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   36(R8), Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      80(DX), Y8
+	VPSRLW       $0x04, Y8, Y9
+	VPAND        Y0, Y8, Y8
+	VPAND        Y0, Y9, Y9
+	VPSLLW       $0x02, Y7, Y10
+	VPAND        qX10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSLLW       $0x01, Y7, Y10
+	VPAND        qX10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qSc2<>+0(SB), Y5, Y10
+	VPMADDUBSW   68(R9), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   68(R9)(DI*1), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   68(R9)(DI*2), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   68(R8), Y8, Y8
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSHUFB      qSc3<>+0(SB), Y5, Y8
+	VPMADDUBSW   100(R9), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   100(R9)(DI*1), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   100(R9)(DI*2), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   100(R8), Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      112(DX), Y8
+	VPSRLW       $0x04, Y8, Y9
+	VPAND        Y0, Y8, Y8
+	VPAND        Y0, Y9, Y9
+	VPAND        qX10<>+0(SB), Y7, Y10
+	VPOR         Y10, Y8, Y8
+	VPSRLW       $0x01, Y7, Y10
+	VPAND        qX10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qSc4<>+0(SB), Y5, Y10
+	VPMADDUBSW   132(R9), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   132(R9)(DI*1), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   132(R9)(DI*2), Y8, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   132(R8), Y8, Y8
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSHUFB      qSc5<>+0(SB), Y5, Y8
+	VPMADDUBSW   164(R9), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   164(R9)(DI*1), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   164(R9)(DI*2), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   164(R8), Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      144(DX), Y8
+	VPSRLW       $0x04, Y8, Y9
+	VPAND        Y0, Y8, Y8
+	VPAND        Y0, Y9, Y9
+	VPSRLW       $0x02, Y7, Y10
+	VPAND        qX10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSRLW       $0x03, Y7, Y7
+	VPAND        qX10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y9, Y9
+	VPSHUFB      qSc6<>+0(SB), Y5, Y7
+	VPMADDUBSW   196(R9), Y8, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   196(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   196(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   196(R8), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSHUFB      qSc7<>+0(SB), Y5, Y5
+	VPMADDUBSW   228(R9), Y9, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   228(R9)(DI*1), Y9, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   228(R9)(DI*2), Y9, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDUBSW   228(R8), Y9, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPBROADCASTW (DX), X5
+	VCVTPH2PS    X5, X5
+	VPBROADCASTW 2(DX), X7
+	VCVTPH2PS    X7, X7
+	VMOVSS       (R9), X8
+	VMULSS       X5, X8, X9
+	VBROADCASTSS X9, Y9
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y10
+	VFMADD231PS  Y1, Y9, Y10
+	VMOVUPS      Y10, (AX)
+	VMULSS       X7, X8, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      128(AX), Y8
+	VMOVDQU      260(R9), Y9
+	VEXTRACTI128 $0x01, Y9, X10
+	VPHADDW      X10, X9, X10
+	VPMADDWD     X6, X10, X10
+	VCVTDQ2PS    X10, X10
+	VFNMADD231PS X10, X1, X8
+	VMOVUPS      X8, 128(AX)
+	VMOVSS       (R9)(DI*1), X1
+	VMULSS       X5, X1, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y9
+	VFMADD231PS  Y2, Y8, Y9
+	VMOVUPS      Y9, 32(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      160(AX), Y2
+	VMOVDQU      260(R9)(DI*1), Y8
+	VEXTRACTI128 $0x01, Y8, X9
+	VPHADDW      X9, X8, X9
+	VPMADDWD     X6, X9, X9
+	VCVTDQ2PS    X9, X9
+	VFNMADD231PS X9, X1, X2
+	VMOVUPS      X2, 160(AX)
+	VMOVSS       (R9)(DI*2), X1
+	VMULSS       X5, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y8
+	VFMADD231PS  Y3, Y2, Y8
+	VMOVUPS      Y8, 64(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      192(AX), Y2
+	VMOVDQU      260(R9)(DI*2), Y3
+	VEXTRACTI128 $0x01, Y3, X8
+	VPHADDW      X8, X3, X8
+	VPMADDWD     X6, X8, X8
+	VCVTDQ2PS    X8, X8
+	VFNMADD231PS X8, X1, X2
+	VMOVUPS      X2, 192(AX)
+	VMOVSS       (R8), X1
+	VMULSS       X5, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VMOVUPS      96(AX), Y3
+	VFMADD231PS  Y4, Y2, Y3
+	VMOVUPS      Y3, 96(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      224(AX), Y2
+	VMOVDQU      260(R8), Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPHADDW      X4, X3, X4
+	VPMADDWD     X6, X4, X4
+	VCVTDQ2PS    X4, X4
+	VFNMADD231PS X4, X1, X2
+	VMOVUPS      X2, 224(AX)
+	ADDQ         $0x000000b0, DX
+	ADDQ         $0x00000124, R9
+	ADDQ         $0x00000124, R8
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      192(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	VMOVUPS      96(AX), Y1
+	VMOVUPS      224(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	LEAQ         (CX)(SI*2), R8
+	ADDQ         SI, R8
+	VMOVSS       X1, (R8)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q6_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q6_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         rows+16(FP), DX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
 	MOVD         BX, X0
 	VPBROADCASTD X0, Y0
@@ -4130,16 +5370,16 @@ row:
 	JE     end
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	MOVQ   x+24(FP), BX
-	MOVQ   nb+32(FP), SI
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+48(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
-	VPMOVSXBW    192(CX), Y2
-	VPERMQ       $0x44, Y2, Y3
-	VPERMQ       $0xee, Y2, Y4
-	VPXOR        Y5, Y5, Y5
+	VPXOR        Y2, Y2, Y2
+	VPMOVSXBW    192(CX), Y3
+	VPERMQ       $0x44, Y3, Y4
+	VPERMQ       $0xee, Y3, Y5
 	VMOVDQU      (CX), Y6
 	VMOVDQU      32(CX), Y7
 	VMOVDQU      128(CX), Y8
@@ -4147,82 +5387,82 @@ blk:
 	VPSLLW       $0x04, Y8, Y10
 	VPAND        qX30<>+0(SB), Y10, Y10
 	VPOR         Y10, Y9, Y9
-	VPSHUFB      qGs0<>+0(SB), Y3, Y10
+	VPSHUFB      qGs0<>+0(SB), Y4, Y10
 	VPMADDUBSW   4(BX), Y9, Y9
 	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y5, Y5
+	VPADDD       Y9, Y2, Y2
 	VPAND        Y0, Y7, Y9
 	VPSLLW       $0x02, Y8, Y10
 	VPAND        qX30<>+0(SB), Y10, Y10
 	VPOR         Y10, Y9, Y9
-	VPSHUFB      qGs1<>+0(SB), Y3, Y10
+	VPSHUFB      qGs1<>+0(SB), Y4, Y10
 	VPMADDUBSW   36(BX), Y9, Y9
 	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y5, Y5
+	VPADDD       Y9, Y2, Y2
 	VPSRLW       $0x04, Y6, Y6
 	VPAND        Y0, Y6, Y6
 	VPAND        qX30<>+0(SB), Y8, Y9
 	VPOR         Y9, Y6, Y6
-	VPSHUFB      qGs2<>+0(SB), Y3, Y9
+	VPSHUFB      qGs2<>+0(SB), Y4, Y9
 	VPMADDUBSW   68(BX), Y6, Y6
 	VPMADDWD     Y9, Y6, Y6
-	VPADDD       Y6, Y5, Y5
+	VPADDD       Y6, Y2, Y2
 	VPSRLW       $0x04, Y7, Y6
 	VPAND        Y0, Y6, Y6
 	VPSRLW       $0x02, Y8, Y7
 	VPAND        qX30<>+0(SB), Y7, Y7
 	VPOR         Y7, Y6, Y6
-	VPSHUFB      qGs3<>+0(SB), Y3, Y3
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
 	VPMADDUBSW   100(BX), Y6, Y6
-	VPMADDWD     Y3, Y6, Y6
-	VPADDD       Y6, Y5, Y5
-	VMOVDQU      64(CX), Y3
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      64(CX), Y4
 	VMOVDQU      96(CX), Y6
 	VMOVDQU      160(CX), Y7
-	VPAND        Y0, Y3, Y8
+	VPAND        Y0, Y4, Y8
 	VPSLLW       $0x04, Y7, Y9
 	VPAND        qX30<>+0(SB), Y9, Y9
 	VPOR         Y9, Y8, Y8
-	VPSHUFB      qGs0<>+0(SB), Y4, Y9
+	VPSHUFB      qGs0<>+0(SB), Y5, Y9
 	VPMADDUBSW   132(BX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y5, Y5
+	VPADDD       Y8, Y2, Y2
 	VPAND        Y0, Y6, Y8
 	VPSLLW       $0x02, Y7, Y9
 	VPAND        qX30<>+0(SB), Y9, Y9
 	VPOR         Y9, Y8, Y8
-	VPSHUFB      qGs1<>+0(SB), Y4, Y9
+	VPSHUFB      qGs1<>+0(SB), Y5, Y9
 	VPMADDUBSW   164(BX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPSRLW       $0x04, Y3, Y3
-	VPAND        Y0, Y3, Y3
+	VPADDD       Y8, Y2, Y2
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
 	VPAND        qX30<>+0(SB), Y7, Y8
-	VPOR         Y8, Y3, Y3
-	VPSHUFB      qGs2<>+0(SB), Y4, Y8
-	VPMADDUBSW   196(BX), Y3, Y3
-	VPMADDWD     Y8, Y3, Y3
-	VPADDD       Y3, Y5, Y5
-	VPSRLW       $0x04, Y6, Y3
-	VPAND        Y0, Y3, Y3
+	VPOR         Y8, Y4, Y4
+	VPSHUFB      qGs2<>+0(SB), Y5, Y8
+	VPMADDUBSW   196(BX), Y4, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPSRLW       $0x04, Y6, Y4
+	VPAND        Y0, Y4, Y4
 	VPSRLW       $0x02, Y7, Y6
 	VPAND        qX30<>+0(SB), Y6, Y6
-	VPOR         Y6, Y3, Y3
-	VPSHUFB      qGs3<>+0(SB), Y4, Y4
-	VPMADDUBSW   228(BX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y5, Y5
-	VPBROADCASTW 208(CX), X3
-	VCVTPH2PS    X3, X3
-	VMOVDQU      260(BX), Y4
-	VPMADDWD     Y2, Y4, Y4
-	VPSLLD       $0x05, Y4, Y4
-	VPSUBD       Y4, Y5, Y5
-	VMOVSS       (BX), X2
-	VMULSS       X3, X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y2, Y1
+	VPOR         Y6, Y4, Y4
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   228(BX), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPBROADCASTW 208(CX), X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      260(BX), Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPSLLD       $0x05, Y5, Y5
+	VPSUBD       Y5, Y2, Y2
+	VMOVSS       (BX), X3
+	VMULSS       X4, X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y3, Y1
 	ADDQ         $0x000000d2, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
@@ -4412,184 +5652,181 @@ DATA qGs3<>+30(SB)/1, $0x0e
 DATA qGs3<>+31(SB)/1, $0x0f
 GLOBL qGs3<>(SB), RODATA|NOPTR, $32
 
-// func q6_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q6_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q6_KAVX2(SB), $880-64
-	LEAQ (SP), AX
-	ADDQ $0x1f, AX
-	ANDQ $-32, AX
-	MOVQ y+0(FP), CX
-	MOVQ w+16(FP), DX
-	MOVQ rows+24(FP), BX
+TEXT ·q6_Kx2AVX2(SB), $160-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
 
 row:
 	TESTQ   BX, BX
 	JE      end
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (AX)
-	VMOVUPS Y0, 128(AX)
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS Y0, 64(AX)
-	VMOVUPS Y0, 192(AX)
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS Y0, 224(AX)
-	MOVQ    x+32(FP), SI
-	MOVQ    nb+48(FP), DI
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
 
 blk:
-	TESTQ        DI, DI
+	TESTQ        R9, R9
 	JE           fin
-	VPMOVSXBW    192(DX), Y0
-	VMOVDQU      Y0, 768(AX)
-	VPERMQ       $0x44, Y0, Y1
-	VPERMQ       $0xee, Y0, Y0
-	VPSHUFB      qGs0<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 512(AX)
-	VPSHUFB      qGs1<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 544(AX)
-	VPSHUFB      qGs2<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 576(AX)
-	VPSHUFB      qGs3<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 608(AX)
-	VPSHUFB      qGs0<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 640(AX)
-	VPSHUFB      qGs1<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 672(AX)
-	VPSHUFB      qGs2<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 704(AX)
-	VPSHUFB      qGs3<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(AX)
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      (DX), Y1
-	VMOVDQU      32(DX), Y2
-	VMOVDQU      128(DX), Y3
-	VPAND        Y0, Y1, Y4
-	VPSLLW       $0x04, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 256(AX)
-	VPAND        Y0, Y2, Y4
-	VPSLLW       $0x02, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 288(AX)
-	VPSRLW       $0x04, Y1, Y1
-	VPAND        Y0, Y1, Y1
-	VPAND        qX30<>+0(SB), Y3, Y4
-	VPOR         Y4, Y1, Y1
-	VMOVDQU      Y1, 320(AX)
-	VPSRLW       $0x04, Y2, Y1
-	VPAND        Y0, Y1, Y1
-	VPSRLW       $0x02, Y3, Y2
-	VPAND        qX30<>+0(SB), Y2, Y2
-	VPOR         Y2, Y1, Y1
-	VMOVDQU      Y1, 352(AX)
-	VMOVDQU      64(DX), Y1
-	VMOVDQU      96(DX), Y2
-	VMOVDQU      160(DX), Y3
-	VPAND        Y0, Y1, Y4
-	VPSLLW       $0x04, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 384(AX)
-	VPAND        Y0, Y2, Y4
-	VPSLLW       $0x02, Y3, Y5
-	VPAND        qX30<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VMOVDQU      Y4, 416(AX)
-	VPSRLW       $0x04, Y1, Y1
-	VPAND        Y0, Y1, Y1
-	VPAND        qX30<>+0(SB), Y3, Y4
-	VPOR         Y4, Y1, Y1
-	VMOVDQU      Y1, 448(AX)
-	VPSRLW       $0x04, Y2, Y1
-	VPAND        Y0, Y1, Y1
-	VPSRLW       $0x02, Y3, Y0
-	VPAND        qX30<>+0(SB), Y0, Y0
-	VPOR         Y0, Y1, Y1
-	VMOVDQU      Y1, 480(AX)
-	VPBROADCASTW 208(DX), X0
-	VCVTPH2PS    X0, X0
-	MOVQ         SI, R8
-	LEAQ         (AX), R9
-	MOVQ         nt+56(FP), R10
-
-pair:
 	VPXOR        Y1, Y1, Y1
-	VMOVDQU      256(AX), Y2
-	VPMADDUBSW   4(R8), Y2, Y2
-	VPMADDWD     512(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      288(AX), Y2
-	VPMADDUBSW   36(R8), Y2, Y2
-	VPMADDWD     544(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      320(AX), Y2
-	VPMADDUBSW   68(R8), Y2, Y2
-	VPMADDWD     576(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      352(AX), Y2
-	VPMADDUBSW   100(R8), Y2, Y2
-	VPMADDWD     608(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      384(AX), Y2
-	VPMADDUBSW   132(R8), Y2, Y2
-	VPMADDWD     640(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      416(AX), Y2
-	VPMADDUBSW   164(R8), Y2, Y2
-	VPMADDWD     672(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      448(AX), Y2
-	VPMADDUBSW   196(R8), Y2, Y2
-	VPMADDWD     704(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      480(AX), Y2
-	VPMADDUBSW   228(R8), Y2, Y2
-	VPMADDWD     736(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      260(R8), Y2
-	VPMADDWD     768(AX), Y2, Y2
-	VPSLLD       $0x05, Y2, Y2
-	VPSUBD       Y2, Y1, Y1
-	VMOVSS       (R8), X2
-	VMULSS       X0, X2, X2
-	VBROADCASTSS X2, Y2
+	VPXOR        Y2, Y2, Y2
+	VPMOVSXBW    192(DX), Y3
+	VPERMQ       $0x44, Y3, Y4
+	VPERMQ       $0xee, Y3, Y5
+	VMOVDQU      (DX), Y6
+	VMOVDQU      32(DX), Y7
+	VMOVDQU      128(DX), Y8
+	VPAND        Y0, Y6, Y9
+	VPSLLW       $0x04, Y8, Y10
+	VPAND        qX30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs0<>+0(SB), Y4, Y10
+	VPMADDUBSW   4(R8), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPAND        Y0, Y7, Y9
+	VPSLLW       $0x02, Y8, Y10
+	VPAND        qX30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs1<>+0(SB), Y4, Y10
+	VPMADDUBSW   36(R8), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPAND        qX30<>+0(SB), Y8, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      qGs2<>+0(SB), Y4, Y9
+	VPMADDUBSW   68(R8), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSRLW       $0x04, Y7, Y6
+	VPAND        Y0, Y6, Y6
+	VPSRLW       $0x02, Y8, Y7
+	VPAND        qX30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   100(R8), Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      64(DX), Y4
+	VMOVDQU      96(DX), Y6
+	VMOVDQU      160(DX), Y7
+	VPAND        Y0, Y4, Y8
+	VPSLLW       $0x04, Y7, Y9
+	VPAND        qX30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs0<>+0(SB), Y5, Y9
+	VPMADDUBSW   132(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPAND        Y0, Y6, Y8
+	VPSLLW       $0x02, Y7, Y9
+	VPAND        qX30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y5, Y9
+	VPMADDUBSW   164(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPAND        qX30<>+0(SB), Y7, Y8
+	VPOR         Y8, Y4, Y4
+	VPSHUFB      qGs2<>+0(SB), Y5, Y8
+	VPMADDUBSW   196(R8), Y4, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y4, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPSRLW       $0x04, Y6, Y4
+	VPAND        Y0, Y4, Y4
+	VPSRLW       $0x02, Y7, Y6
+	VPAND        qX30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   228(R8), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPBROADCASTW 208(DX), X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      260(R8), Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPSLLD       $0x05, Y5, Y5
+	VPSUBD       Y5, Y1, Y1
+	VMOVSS       (R8), X5
+	VMULSS       X4, X5, X5
+	VBROADCASTSS X5, Y5
 	VCVTDQ2PS    Y1, Y1
-	VMOVUPS      (R9), Y3
-	VFMADD231PS  Y1, Y2, Y3
-	VMOVUPS      Y3, (R9)
-	MOVQ         xstride+40(FP), R11
-	ADDQ         R11, R8
-	ADDQ         $0x20, R9
-	DECQ         R10
-	JNE          pair
+	VMOVUPS      (AX), Y6
+	VFMADD231PS  Y1, Y5, Y6
+	VMOVUPS      Y6, (AX)
+	VMOVDQU      260(R8)(DI*1), Y1
+	VPMADDWD     Y3, Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y2, Y2
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X4, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y3
+	VFMADD231PS  Y2, Y1, Y3
+	VMOVUPS      Y3, 32(AX)
 	ADDQ         $0x000000d2, DX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000124, R8
+	DECQ         R9
 	JMP          blk
 
 fin:
-	MOVQ CX, SI
-	MOVQ ystride+8(FP), DI
-	SHLQ $0x02, DI
-	LEAQ (AX), R8
-	MOVQ nt+56(FP), R9
-
-red:
-	VMOVUPS      (R8), Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (SI)
-	ADDQ         DI, SI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          red
+	VMOVUPS      (AX), Y1
+	VMOVUPS      64(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
 	ADDQ         $0x04, CX
 	DECQ         BX
 	JMP          row
@@ -4598,12 +5835,518 @@ end:
 	VZEROUPPER
 	RET
 
-// func q3_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// func q6_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q3_Kx1AVX2(SB), NOSPLIT, $0-40
+TEXT ·q6_Kx3AVX2(SB), $224-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPMOVSXBW    192(DX), Y4
+	VPERMQ       $0x44, Y4, Y5
+	VPERMQ       $0xee, Y4, Y6
+	VMOVDQU      (DX), Y7
+	VMOVDQU      32(DX), Y8
+	VMOVDQU      128(DX), Y9
+	VPAND        Y0, Y7, Y10
+	VPSLLW       $0x04, Y9, Y11
+	VPAND        qX30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSHUFB      qGs0<>+0(SB), Y5, Y11
+	VPMADDUBSW   4(R8), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y2, Y2
+	VPMADDUBSW   4(R8)(DI*2), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPAND        Y0, Y8, Y10
+	VPSLLW       $0x02, Y9, Y11
+	VPAND        qX30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSHUFB      qGs1<>+0(SB), Y5, Y11
+	VPMADDUBSW   36(R8), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y2, Y2
+	VPMADDUBSW   36(R8)(DI*2), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPAND        qX30<>+0(SB), Y9, Y10
+	VPOR         Y10, Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y5, Y10
+	VPMADDUBSW   68(R8), Y7, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y7, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   68(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y10, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x04, Y8, Y7
+	VPAND        Y0, Y7, Y7
+	VPSRLW       $0x02, Y9, Y8
+	VPAND        qX30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   100(R8), Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   100(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      64(DX), Y5
+	VMOVDQU      96(DX), Y7
+	VMOVDQU      160(DX), Y8
+	VPAND        Y0, Y5, Y9
+	VPSLLW       $0x04, Y8, Y10
+	VPAND        qX30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs0<>+0(SB), Y6, Y10
+	VPMADDUBSW   132(R8), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   132(R8)(DI*2), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPAND        Y0, Y7, Y9
+	VPSLLW       $0x02, Y8, Y10
+	VPAND        qX30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs1<>+0(SB), Y6, Y10
+	VPMADDUBSW   164(R8), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   164(R8)(DI*2), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPAND        qX30<>+0(SB), Y8, Y9
+	VPOR         Y9, Y5, Y5
+	VPSHUFB      qGs2<>+0(SB), Y6, Y9
+	VPMADDUBSW   196(R8), Y5, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y5, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   196(R8)(DI*2), Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y7, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x02, Y8, Y7
+	VPAND        qX30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSHUFB      qGs3<>+0(SB), Y6, Y6
+	VPMADDUBSW   228(R8), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   228(R8)(DI*2), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPBROADCASTW 208(DX), X5
+	VCVTPH2PS    X5, X5
+	VMOVDQU      260(R8), Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPSLLD       $0x05, Y6, Y6
+	VPSUBD       Y6, Y1, Y1
+	VMOVSS       (R8), X6
+	VMULSS       X5, X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y7
+	VFMADD231PS  Y1, Y6, Y7
+	VMOVUPS      Y7, (AX)
+	VMOVDQU      260(R8)(DI*1), Y1
+	VPMADDWD     Y4, Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y2, Y2
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X5, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y6
+	VFMADD231PS  Y2, Y1, Y6
+	VMOVUPS      Y6, 32(AX)
+	VMOVDQU      260(R8)(DI*2), Y1
+	VPMADDWD     Y4, Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y3, Y3
+	VMOVSS       (R8)(DI*2), X1
+	VMULSS       X5, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y2
+	VFMADD231PS  Y3, Y1, Y2
+	VMOVUPS      Y2, 64(AX)
+	ADDQ         $0x000000d2, DX
+	ADDQ         $0x00000124, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q6_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q6_Kx4AVX2(SB), $288-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	VMOVUPS Y1, 192(AX)
+	VMOVUPS Y1, 224(AX)
+	MOVQ    x+32(FP), R9
+	LEAQ    (R9)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    nb+48(FP), R10
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPMOVSXBW    192(DX), Y5
+	VPERMQ       $0x44, Y5, Y6
+	VPERMQ       $0xee, Y5, Y7
+	VMOVDQU      (DX), Y8
+	VMOVDQU      32(DX), Y9
+	VMOVDQU      128(DX), Y10
+	VPAND        Y0, Y8, Y11
+	VPSLLW       $0x04, Y10, Y12
+	VPAND        qX30<>+0(SB), Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPSHUFB      qGs0<>+0(SB), Y6, Y12
+	VPMADDUBSW   4(R9), Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y1, Y1
+	VPMADDUBSW   4(R9)(DI*1), Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y2, Y2
+	VPMADDUBSW   4(R9)(DI*2), Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDUBSW   4(R8), Y11, Y11
+	VPMADDWD     Y12, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPAND        Y0, Y9, Y11
+	VPSLLW       $0x02, Y10, Y12
+	VPAND        qX30<>+0(SB), Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPSHUFB      qGs1<>+0(SB), Y6, Y12
+	VPMADDUBSW   36(R9), Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y1, Y1
+	VPMADDUBSW   36(R9)(DI*1), Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y2, Y2
+	VPMADDUBSW   36(R9)(DI*2), Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDUBSW   36(R8), Y11, Y11
+	VPMADDWD     Y12, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPAND        qX30<>+0(SB), Y10, Y11
+	VPOR         Y11, Y8, Y8
+	VPSHUFB      qGs2<>+0(SB), Y6, Y11
+	VPMADDUBSW   68(R9), Y8, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y1, Y1
+	VPMADDUBSW   68(R9)(DI*1), Y8, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y2, Y2
+	VPMADDUBSW   68(R9)(DI*2), Y8, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPMADDUBSW   68(R8), Y8, Y8
+	VPMADDWD     Y11, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y0, Y8, Y8
+	VPSRLW       $0x02, Y10, Y9
+	VPAND        qX30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs3<>+0(SB), Y6, Y6
+	VPMADDUBSW   100(R9), Y8, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   100(R9)(DI*1), Y8, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   100(R9)(DI*2), Y8, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   100(R8), Y8, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      64(DX), Y6
+	VMOVDQU      96(DX), Y8
+	VMOVDQU      160(DX), Y9
+	VPAND        Y0, Y6, Y10
+	VPSLLW       $0x04, Y9, Y11
+	VPAND        qX30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSHUFB      qGs0<>+0(SB), Y7, Y11
+	VPMADDUBSW   132(R9), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y1, Y1
+	VPMADDUBSW   132(R9)(DI*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y2, Y2
+	VPMADDUBSW   132(R9)(DI*2), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPMADDUBSW   132(R8), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPAND        Y0, Y8, Y10
+	VPSLLW       $0x02, Y9, Y11
+	VPAND        qX30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSHUFB      qGs1<>+0(SB), Y7, Y11
+	VPMADDUBSW   164(R9), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y1, Y1
+	VPMADDUBSW   164(R9)(DI*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y2, Y2
+	VPMADDUBSW   164(R9)(DI*2), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPMADDUBSW   164(R8), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPAND        qX30<>+0(SB), Y9, Y10
+	VPOR         Y10, Y6, Y6
+	VPSHUFB      qGs2<>+0(SB), Y7, Y10
+	VPMADDUBSW   196(R9), Y6, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   196(R9)(DI*1), Y6, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   196(R9)(DI*2), Y6, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   196(R8), Y6, Y6
+	VPMADDWD     Y10, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPSRLW       $0x04, Y8, Y6
+	VPAND        Y0, Y6, Y6
+	VPSRLW       $0x02, Y9, Y8
+	VPAND        qX30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y7, Y7
+	VPMADDUBSW   228(R9), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   228(R9)(DI*1), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   228(R9)(DI*2), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   228(R8), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTW 208(DX), X6
+	VCVTPH2PS    X6, X6
+	VMOVDQU      260(R9), Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPSLLD       $0x05, Y7, Y7
+	VPSUBD       Y7, Y1, Y1
+	VMOVSS       (R9), X7
+	VMULSS       X6, X7, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y8
+	VFMADD231PS  Y1, Y7, Y8
+	VMOVUPS      Y8, (AX)
+	VMOVDQU      260(R9)(DI*1), Y1
+	VPMADDWD     Y5, Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y2, Y2
+	VMOVSS       (R9)(DI*1), X1
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y7
+	VFMADD231PS  Y2, Y1, Y7
+	VMOVUPS      Y7, 32(AX)
+	VMOVDQU      260(R9)(DI*2), Y1
+	VPMADDWD     Y5, Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y3, Y3
+	VMOVSS       (R9)(DI*2), X1
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y2
+	VFMADD231PS  Y3, Y1, Y2
+	VMOVUPS      Y2, 64(AX)
+	VMOVDQU      260(R8), Y1
+	VPMADDWD     Y5, Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y4, Y4
+	VMOVSS       (R8), X1
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y4, Y4
+	VMOVUPS      96(AX), Y2
+	VFMADD231PS  Y4, Y1, Y2
+	VMOVUPS      Y2, 96(AX)
+	ADDQ         $0x000000d2, DX
+	ADDQ         $0x00000124, R9
+	ADDQ         $0x00000124, R8
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      192(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	VMOVUPS      96(AX), Y1
+	VMOVUPS      224(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	LEAQ         (CX)(SI*2), R8
+	ADDQ         SI, R8
+	VMOVSS       X1, (R8)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q3_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q3_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         rows+16(FP), DX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
 	MOVD         BX, X0
 	VPBROADCASTD X0, Y0
@@ -4613,12 +6356,13 @@ row:
 	JE     end
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	MOVQ   x+24(FP), BX
-	MOVQ   nb+32(FP), SI
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+48(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
+	VPXOR        Y1, Y1, Y1
 	MOVL         96(CX), DI
 	MOVL         100(CX), R8
 	MOVL         104(CX), R9
@@ -4653,99 +6397,98 @@ blk:
 	ORL          R10, R8
 	SHLQ         $0x20, R8
 	ORQ          R8, DI
-	MOVQ         R11, X1
-	VPINSRQ      $0x01, DI, X1, X1
+	MOVQ         R11, X2
+	VPINSRQ      $0x01, DI, X2, X2
 	MOVL         $0x20202020, DI
-	MOVD         DI, X2
-	VPBROADCASTD X2, X2
-	VPSUBB       X2, X1, X1
-	VPMOVSXBW    X1, Y1
-	VPERMQ       $0x44, Y1, Y2
-	VPERMQ       $0xee, Y1, Y3
-	VPXOR        Y4, Y4, Y4
+	MOVD         DI, X3
+	VPBROADCASTD X3, X3
+	VPSUBB       X3, X2, X2
+	VPMOVSXBW    X2, Y2
+	VPERMQ       $0x44, Y2, Y3
+	VPERMQ       $0xee, Y2, Y4
 	VMOVDQU      (CX), Y5
 	VMOVDQU      32(CX), Y6
 	VPAND        qX03<>+0(SB), Y6, Y7
 	VPSLLW       $0x02, Y5, Y8
 	VPAND        qX04<>+0(SB), Y8, Y8
 	VPOR         Y8, Y7, Y7
-	VPSHUFB      qGs0<>+0(SB), Y2, Y8
+	VPSHUFB      qGs0<>+0(SB), Y3, Y8
 	VPMADDUBSW   4(BX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y4, Y4
+	VPADDD       Y7, Y1, Y1
 	VPSRLW       $0x02, Y6, Y7
 	VPAND        qX03<>+0(SB), Y7, Y7
 	VPSLLW       $0x01, Y5, Y8
 	VPAND        qX04<>+0(SB), Y8, Y8
 	VPOR         Y8, Y7, Y7
-	VPSHUFB      qGs1<>+0(SB), Y2, Y8
+	VPSHUFB      qGs1<>+0(SB), Y3, Y8
 	VPMADDUBSW   36(BX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y4, Y4
+	VPADDD       Y7, Y1, Y1
 	VPSRLW       $0x04, Y6, Y7
 	VPAND        qX03<>+0(SB), Y7, Y7
 	VPAND        qX04<>+0(SB), Y5, Y8
 	VPOR         Y8, Y7, Y7
-	VPSHUFB      qGs2<>+0(SB), Y2, Y8
+	VPSHUFB      qGs2<>+0(SB), Y3, Y8
 	VPMADDUBSW   68(BX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y4, Y4
+	VPADDD       Y7, Y1, Y1
 	VPSRLW       $0x06, Y6, Y6
 	VPAND        qX03<>+0(SB), Y6, Y6
 	VPSRLW       $0x01, Y5, Y7
 	VPAND        qX04<>+0(SB), Y7, Y7
 	VPOR         Y7, Y6, Y6
-	VPSHUFB      qGs3<>+0(SB), Y2, Y2
+	VPSHUFB      qGs3<>+0(SB), Y3, Y3
 	VPMADDUBSW   100(BX), Y6, Y6
-	VPMADDWD     Y2, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      64(CX), Y2
-	VPAND        qX03<>+0(SB), Y2, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VMOVDQU      64(CX), Y3
+	VPAND        qX03<>+0(SB), Y3, Y6
 	VPSRLW       $0x02, Y5, Y7
 	VPAND        qX04<>+0(SB), Y7, Y7
 	VPOR         Y7, Y6, Y6
-	VPSHUFB      qGs0<>+0(SB), Y3, Y7
+	VPSHUFB      qGs0<>+0(SB), Y4, Y7
 	VPMADDUBSW   132(BX), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPSRLW       $0x02, Y2, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x02, Y3, Y6
 	VPAND        qX03<>+0(SB), Y6, Y6
 	VPSRLW       $0x03, Y5, Y7
 	VPAND        qX04<>+0(SB), Y7, Y7
 	VPOR         Y7, Y6, Y6
-	VPSHUFB      qGs1<>+0(SB), Y3, Y7
+	VPSHUFB      qGs1<>+0(SB), Y4, Y7
 	VPMADDUBSW   164(BX), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPSRLW       $0x04, Y2, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x04, Y3, Y6
 	VPAND        qX03<>+0(SB), Y6, Y6
 	VPSRLW       $0x04, Y5, Y7
 	VPAND        qX04<>+0(SB), Y7, Y7
 	VPOR         Y7, Y6, Y6
-	VPSHUFB      qGs2<>+0(SB), Y3, Y7
+	VPSHUFB      qGs2<>+0(SB), Y4, Y7
 	VPMADDUBSW   196(BX), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPSRLW       $0x06, Y2, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x06, Y3, Y3
+	VPAND        qX03<>+0(SB), Y3, Y3
 	VPSRLW       $0x05, Y5, Y5
 	VPAND        qX04<>+0(SB), Y5, Y5
-	VPOR         Y5, Y2, Y2
-	VPSHUFB      qGs3<>+0(SB), Y3, Y3
-	VPMADDUBSW   228(BX), Y2, Y2
-	VPMADDWD     Y3, Y2, Y2
-	VPADDD       Y2, Y4, Y4
-	VPBROADCASTW 108(CX), X2
-	VCVTPH2PS    X2, X2
-	VMOVDQU      260(BX), Y3
-	VPMADDWD     Y1, Y3, Y3
-	VPSLLD       $0x02, Y3, Y3
-	VPSUBD       Y3, Y4, Y4
-	VMOVSS       (BX), X1
-	VMULSS       X2, X1, X1
-	VBROADCASTSS X1, Y1
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y1, Y0
+	VPOR         Y5, Y3, Y3
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(BX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPBROADCASTW 108(CX), X3
+	VCVTPH2PS    X3, X3
+	VMOVDQU      260(BX), Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VMOVSS       (BX), X2
+	VMULSS       X3, X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y2, Y0
 	ADDQ         $0x0000006e, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
@@ -4833,221 +6576,221 @@ DATA qX04<>+30(SB)/1, $0x04
 DATA qX04<>+31(SB)/1, $0x04
 GLOBL qX04<>(SB), RODATA|NOPTR, $32
 
-// func q3_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q3_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q3_KAVX2(SB), $880-64
-	LEAQ (SP), AX
-	ADDQ $0x1f, AX
-	ANDQ $-32, AX
-	MOVQ y+0(FP), CX
-	MOVQ w+16(FP), DX
-	MOVQ rows+24(FP), BX
+TEXT ·q3_Kx2AVX2(SB), $160-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
 
 row:
 	TESTQ   BX, BX
 	JE      end
 	VXORPS  Y0, Y0, Y0
 	VMOVUPS Y0, (AX)
-	VMOVUPS Y0, 128(AX)
 	VMOVUPS Y0, 32(AX)
-	VMOVUPS Y0, 160(AX)
 	VMOVUPS Y0, 64(AX)
-	VMOVUPS Y0, 192(AX)
 	VMOVUPS Y0, 96(AX)
-	VMOVUPS Y0, 224(AX)
-	MOVQ    x+32(FP), SI
-	MOVQ    nb+48(FP), DI
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
 
 blk:
-	TESTQ        DI, DI
+	TESTQ        R9, R9
 	JE           fin
-	MOVL         96(DX), R8
-	MOVL         100(DX), R9
-	MOVL         104(DX), R10
-	MOVL         R8, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R10, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	MOVL         R9, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R11
-	SHRL         $0x02, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R13
-	SHLQ         $0x20, R13
-	ORQ          R13, R12
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R8
-	SHRL         $0x04, R9
-	ANDL         $0x0f0f0f0f, R9
-	MOVL         R10, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R9
-	SHLQ         $0x20, R9
-	ORQ          R9, R8
-	MOVQ         R12, X0
-	VPINSRQ      $0x01, R8, X0, X0
-	MOVL         $0x20202020, R8
-	MOVD         R8, X1
-	VPBROADCASTD X1, X1
-	VPSUBB       X1, X0, X0
-	VPMOVSXBW    X0, Y0
-	VMOVDQU      Y0, 768(AX)
-	VPERMQ       $0x44, Y0, Y1
-	VPERMQ       $0xee, Y0, Y0
-	VPSHUFB      qGs0<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 512(AX)
-	VPSHUFB      qGs1<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 544(AX)
-	VPSHUFB      qGs2<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 576(AX)
-	VPSHUFB      qGs3<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 608(AX)
-	VPSHUFB      qGs0<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 640(AX)
-	VPSHUFB      qGs1<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 672(AX)
-	VPSHUFB      qGs2<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 704(AX)
-	VPSHUFB      qGs3<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(AX)
-	VMOVDQU      (DX), Y0
-	VMOVDQU      32(DX), Y1
-	VPAND        qX03<>+0(SB), Y1, Y2
-	VPSLLW       $0x02, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 256(AX)
-	VPSRLW       $0x02, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPSLLW       $0x01, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 288(AX)
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPAND        qX04<>+0(SB), Y0, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 320(AX)
-	VPSRLW       $0x06, Y1, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VPSRLW       $0x01, Y0, Y2
-	VPAND        qX04<>+0(SB), Y2, Y2
-	VPOR         Y2, Y1, Y1
-	VMOVDQU      Y1, 352(AX)
-	VMOVDQU      64(DX), Y1
-	VPAND        qX03<>+0(SB), Y1, Y2
-	VPSRLW       $0x02, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 384(AX)
-	VPSRLW       $0x02, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPSRLW       $0x03, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 416(AX)
-	VPSRLW       $0x04, Y1, Y2
-	VPAND        qX03<>+0(SB), Y2, Y2
-	VPSRLW       $0x04, Y0, Y3
-	VPAND        qX04<>+0(SB), Y3, Y3
-	VPOR         Y3, Y2, Y2
-	VMOVDQU      Y2, 448(AX)
-	VPSRLW       $0x06, Y1, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VPSRLW       $0x05, Y0, Y0
-	VPAND        qX04<>+0(SB), Y0, Y0
-	VPOR         Y0, Y1, Y1
-	VMOVDQU      Y1, 480(AX)
-	VPBROADCASTW 108(DX), X0
-	VCVTPH2PS    X0, X0
-	MOVQ         SI, R8
-	LEAQ         (AX), R9
-	MOVQ         nt+56(FP), R10
-
-pair:
+	VPXOR        Y0, Y0, Y0
 	VPXOR        Y1, Y1, Y1
-	VMOVDQU      256(AX), Y2
-	VPMADDUBSW   4(R8), Y2, Y2
-	VPMADDWD     512(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      288(AX), Y2
-	VPMADDUBSW   36(R8), Y2, Y2
-	VPMADDWD     544(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      320(AX), Y2
-	VPMADDUBSW   68(R8), Y2, Y2
-	VPMADDWD     576(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      352(AX), Y2
-	VPMADDUBSW   100(R8), Y2, Y2
-	VPMADDWD     608(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      384(AX), Y2
-	VPMADDUBSW   132(R8), Y2, Y2
-	VPMADDWD     640(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      416(AX), Y2
-	VPMADDUBSW   164(R8), Y2, Y2
-	VPMADDWD     672(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      448(AX), Y2
-	VPMADDUBSW   196(R8), Y2, Y2
-	VPMADDWD     704(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      480(AX), Y2
-	VPMADDUBSW   228(R8), Y2, Y2
-	VPMADDWD     736(AX), Y2, Y2
-	VPADDD       Y2, Y1, Y1
-	VMOVDQU      260(R8), Y2
-	VPMADDWD     768(AX), Y2, Y2
-	VPSLLD       $0x02, Y2, Y2
-	VPSUBD       Y2, Y1, Y1
-	VMOVSS       (R8), X2
-	VMULSS       X0, X2, X2
-	VBROADCASTSS X2, Y2
+	MOVL         96(DX), R10
+	MOVL         100(DX), R11
+	MOVL         104(DX), R12
+	MOVL         R10, R14
+	ANDL         $0x0f0f0f0f, R14
+	MOVL         R12, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R14
+	MOVL         R11, R15
+	ANDL         $0x0f0f0f0f, R15
+	MOVL         R12, R13
+	SHRL         $0x02, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R15
+	SHLQ         $0x20, R15
+	ORQ          R15, R14
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R10
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R12, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R11
+	SHLQ         $0x20, R11
+	ORQ          R11, R10
+	MOVQ         R14, X2
+	VPINSRQ      $0x01, R10, X2, X2
+	MOVL         $0x20202020, R10
+	MOVD         R10, X3
+	VPBROADCASTD X3, X3
+	VPSUBB       X3, X2, X2
+	VPMOVSXBW    X2, Y2
+	VPERMQ       $0x44, Y2, Y3
+	VPERMQ       $0xee, Y2, Y4
+	VMOVDQU      (DX), Y5
+	VMOVDQU      32(DX), Y6
+	VPAND        qX03<>+0(SB), Y6, Y7
+	VPSLLW       $0x02, Y5, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs0<>+0(SB), Y3, Y8
+	VPMADDUBSW   4(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   4(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPSRLW       $0x02, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSLLW       $0x01, Y5, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs1<>+0(SB), Y3, Y8
+	VPMADDUBSW   36(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   36(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPAND        qX04<>+0(SB), Y5, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y3, Y8
+	VPMADDUBSW   68(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   68(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPSRLW       $0x06, Y6, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSRLW       $0x01, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y3, Y3
+	VPMADDUBSW   100(R8), Y6, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPADDD       Y7, Y0, Y0
+	VPMADDUBSW   100(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VMOVDQU      64(DX), Y3
+	VPAND        qX03<>+0(SB), Y3, Y6
+	VPSRLW       $0x02, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs0<>+0(SB), Y4, Y7
+	VPMADDUBSW   132(R8), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VPMADDUBSW   132(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x02, Y3, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSRLW       $0x03, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs1<>+0(SB), Y4, Y7
+	VPMADDUBSW   164(R8), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VPMADDUBSW   164(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x04, Y3, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y5, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      qGs2<>+0(SB), Y4, Y7
+	VPMADDUBSW   196(R8), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VPMADDUBSW   196(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x06, Y3, Y3
+	VPAND        qX03<>+0(SB), Y3, Y3
+	VPSRLW       $0x05, Y5, Y5
+	VPAND        qX04<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(R8), Y3, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y0, Y0
+	VPMADDUBSW   228(R8)(DI*1), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPBROADCASTW 108(DX), X3
+	VCVTPH2PS    X3, X3
+	VMOVDQU      260(R8), Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y0, Y0
+	VMOVSS       (R8), X4
+	VMULSS       X3, X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y0, Y0
+	VMOVUPS      (AX), Y5
+	VFMADD231PS  Y0, Y4, Y5
+	VMOVUPS      Y5, (AX)
+	VMOVDQU      260(R8)(DI*1), Y0
+	VPMADDWD     Y2, Y0, Y0
+	VPSLLD       $0x02, Y0, Y0
+	VPSUBD       Y0, Y1, Y1
+	VMOVSS       (R8)(DI*1), X0
+	VMULSS       X3, X0, X0
+	VBROADCASTSS X0, Y0
 	VCVTDQ2PS    Y1, Y1
-	VMOVUPS      (R9), Y3
-	VFMADD231PS  Y1, Y2, Y3
-	VMOVUPS      Y3, (R9)
-	MOVQ         xstride+40(FP), R11
-	ADDQ         R11, R8
-	ADDQ         $0x20, R9
-	DECQ         R10
-	JNE          pair
+	VMOVUPS      32(AX), Y2
+	VFMADD231PS  Y1, Y0, Y2
+	VMOVUPS      Y2, 32(AX)
 	ADDQ         $0x0000006e, DX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000124, R8
+	DECQ         R9
 	JMP          blk
 
 fin:
-	MOVQ CX, SI
-	MOVQ ystride+8(FP), DI
-	SHLQ $0x02, DI
-	LEAQ (AX), R8
-	MOVQ nt+56(FP), R9
-
-red:
-	VMOVUPS      (R8), Y0
+	VMOVUPS      (AX), Y0
+	VMOVUPS      64(AX), Y1
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (SI)
-	ADDQ         DI, SI
-	ADDQ         $0x20, R8
-	DECQ         R9
-	JNE          red
+	VMOVSS       X0, (CX)
+	VMOVUPS      32(AX), Y0
+	VMOVUPS      96(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)(SI*1)
 	ADDQ         $0x04, CX
 	DECQ         BX
 	JMP          row
@@ -5056,12 +6799,598 @@ end:
 	VZEROUPPER
 	RET
 
-// func q2_Kx1AVX2(y *float32, w *byte, rows int, x *byte, nb int)
+// func q3_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q2_Kx1AVX2(SB), NOSPLIT, $0-40
+TEXT ·q3_Kx3AVX2(SB), $224-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 160(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VPXOR        Y0, Y0, Y0
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	MOVL         96(DX), R10
+	MOVL         100(DX), R11
+	MOVL         104(DX), R12
+	MOVL         R10, R14
+	ANDL         $0x0f0f0f0f, R14
+	MOVL         R12, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R14
+	MOVL         R11, R15
+	ANDL         $0x0f0f0f0f, R15
+	MOVL         R12, R13
+	SHRL         $0x02, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R15
+	SHLQ         $0x20, R15
+	ORQ          R15, R14
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R10
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R12, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R11
+	SHLQ         $0x20, R11
+	ORQ          R11, R10
+	MOVQ         R14, X3
+	VPINSRQ      $0x01, R10, X3, X3
+	MOVL         $0x20202020, R10
+	MOVD         R10, X4
+	VPBROADCASTD X4, X4
+	VPSUBB       X4, X3, X3
+	VPMOVSXBW    X3, Y3
+	VPERMQ       $0x44, Y3, Y4
+	VPERMQ       $0xee, Y3, Y5
+	VMOVDQU      (DX), Y6
+	VMOVDQU      32(DX), Y7
+	VPAND        qX03<>+0(SB), Y7, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        qX04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs0<>+0(SB), Y4, Y9
+	VPMADDUBSW   4(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y0, Y0
+	VPMADDUBSW   4(R8)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSRLW       $0x02, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSLLW       $0x01, Y6, Y9
+	VPAND        qX04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y4, Y9
+	VPMADDUBSW   36(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y0, Y0
+	VPMADDUBSW   36(R8)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPAND        qX04<>+0(SB), Y6, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs2<>+0(SB), Y4, Y9
+	VPMADDUBSW   68(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y0, Y0
+	VPMADDUBSW   68(R8)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSRLW       $0x06, Y7, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSRLW       $0x01, Y6, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   100(R8), Y7, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VPMADDUBSW   100(R8)(DI*1), Y7, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      64(DX), Y4
+	VPAND        qX03<>+0(SB), Y4, Y7
+	VPSRLW       $0x02, Y6, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs0<>+0(SB), Y5, Y8
+	VPMADDUBSW   132(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   132(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPSRLW       $0x02, Y4, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSRLW       $0x03, Y6, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs1<>+0(SB), Y5, Y8
+	VPMADDUBSW   164(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   164(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPSRLW       $0x04, Y4, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSRLW       $0x04, Y6, Y8
+	VPAND        qX04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y5, Y8
+	VPMADDUBSW   196(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   196(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPSRLW       $0x06, Y4, Y4
+	VPAND        qX03<>+0(SB), Y4, Y4
+	VPSRLW       $0x05, Y6, Y6
+	VPAND        qX04<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   228(R8), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMADDUBSW   228(R8)(DI*1), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*2), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPBROADCASTW 108(DX), X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      260(R8), Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPSLLD       $0x02, Y5, Y5
+	VPSUBD       Y5, Y0, Y0
+	VMOVSS       (R8), X5
+	VMULSS       X4, X5, X5
+	VBROADCASTSS X5, Y5
+	VCVTDQ2PS    Y0, Y0
+	VMOVUPS      (AX), Y6
+	VFMADD231PS  Y0, Y5, Y6
+	VMOVUPS      Y6, (AX)
+	VMOVDQU      260(R8)(DI*1), Y0
+	VPMADDWD     Y3, Y0, Y0
+	VPSLLD       $0x02, Y0, Y0
+	VPSUBD       Y0, Y1, Y1
+	VMOVSS       (R8)(DI*1), X0
+	VMULSS       X4, X0, X0
+	VBROADCASTSS X0, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      32(AX), Y5
+	VFMADD231PS  Y1, Y0, Y5
+	VMOVUPS      Y5, 32(AX)
+	VMOVDQU      260(R8)(DI*2), Y0
+	VPMADDWD     Y3, Y0, Y0
+	VPSLLD       $0x02, Y0, Y0
+	VPSUBD       Y0, Y2, Y2
+	VMOVSS       (R8)(DI*2), X0
+	VMULSS       X4, X0, X0
+	VBROADCASTSS X0, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      64(AX), Y1
+	VFMADD231PS  Y2, Y0, Y1
+	VMOVUPS      Y1, 64(AX)
+	ADDQ         $0x0000006e, DX
+	ADDQ         $0x00000124, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y0
+	VMOVUPS      96(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)
+	VMOVUPS      32(AX), Y0
+	VMOVUPS      128(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)(SI*1)
+	VMOVUPS      64(AX), Y0
+	VMOVUPS      160(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)(SI*2)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q3_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q3_Kx4AVX2(SB), $288-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS Y0, 96(AX)
+	VMOVUPS Y0, 128(AX)
+	VMOVUPS Y0, 160(AX)
+	VMOVUPS Y0, 192(AX)
+	VMOVUPS Y0, 224(AX)
+	MOVQ    x+32(FP), R9
+	LEAQ    (R9)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    nb+48(FP), R10
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VPXOR        Y0, Y0, Y0
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	MOVL         96(DX), R11
+	MOVL         100(DX), R12
+	MOVL         104(DX), R13
+	MOVL         R11, R15
+	ANDL         $0x0f0f0f0f, R15
+	MOVL         R13, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R15
+	MOVL         R12, BP
+	ANDL         $0x0f0f0f0f, BP
+	MOVL         R13, R14
+	SHRL         $0x02, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, BP
+	SHLQ         $0x20, BP
+	ORQ          BP, R15
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R13, R14
+	SHRL         $0x04, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R11
+	SHRL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R13, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R11
+	MOVQ         R15, X4
+	VPINSRQ      $0x01, R11, X4, X4
+	MOVL         $0x20202020, R11
+	MOVD         R11, X5
+	VPBROADCASTD X5, X5
+	VPSUBB       X5, X4, X4
+	VPMOVSXBW    X4, Y4
+	VPERMQ       $0x44, Y4, Y5
+	VPERMQ       $0xee, Y4, Y6
+	VMOVDQU      (DX), Y7
+	VMOVDQU      32(DX), Y8
+	VPAND        qX03<>+0(SB), Y8, Y9
+	VPSLLW       $0x02, Y7, Y10
+	VPAND        qX04<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs0<>+0(SB), Y5, Y10
+	VPMADDUBSW   4(R9), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDUBSW   4(R9)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   4(R9)(DI*2), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   4(R8), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x02, Y8, Y9
+	VPAND        qX03<>+0(SB), Y9, Y9
+	VPSLLW       $0x01, Y7, Y10
+	VPAND        qX04<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs1<>+0(SB), Y5, Y10
+	VPMADDUBSW   36(R9), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDUBSW   36(R9)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   36(R9)(DI*2), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   36(R8), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x04, Y8, Y9
+	VPAND        qX03<>+0(SB), Y9, Y9
+	VPAND        qX04<>+0(SB), Y7, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      qGs2<>+0(SB), Y5, Y10
+	VPMADDUBSW   68(R9), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDUBSW   68(R9)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   68(R9)(DI*2), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   68(R8), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSRLW       $0x01, Y7, Y9
+	VPAND        qX04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   100(R9), Y8, Y9
+	VPMADDWD     Y5, Y9, Y9
+	VPADDD       Y9, Y0, Y0
+	VPMADDUBSW   100(R9)(DI*1), Y8, Y9
+	VPMADDWD     Y5, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   100(R9)(DI*2), Y8, Y9
+	VPMADDWD     Y5, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   100(R8), Y8, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      64(DX), Y5
+	VPAND        qX03<>+0(SB), Y5, Y8
+	VPSRLW       $0x02, Y7, Y9
+	VPAND        qX04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs0<>+0(SB), Y6, Y9
+	VPMADDUBSW   132(R9), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y0, Y0
+	VPMADDUBSW   132(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   132(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   132(R8), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x02, Y5, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSRLW       $0x03, Y7, Y9
+	VPAND        qX04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y6, Y9
+	VPMADDUBSW   164(R9), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y0, Y0
+	VPMADDUBSW   164(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   164(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   164(R8), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x04, Y5, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSRLW       $0x04, Y7, Y9
+	VPAND        qX04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSHUFB      qGs2<>+0(SB), Y6, Y9
+	VPMADDUBSW   196(R9), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y0, Y0
+	VPMADDUBSW   196(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   196(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   196(R8), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x06, Y5, Y5
+	VPAND        qX03<>+0(SB), Y5, Y5
+	VPSRLW       $0x05, Y7, Y7
+	VPAND        qX04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSHUFB      qGs3<>+0(SB), Y6, Y6
+	VPMADDUBSW   228(R9), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y0, Y0
+	VPMADDUBSW   228(R9)(DI*1), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   228(R9)(DI*2), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   228(R8), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPBROADCASTW 108(DX), X5
+	VCVTPH2PS    X5, X5
+	VMOVDQU      260(R9), Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPSLLD       $0x02, Y6, Y6
+	VPSUBD       Y6, Y0, Y0
+	VMOVSS       (R9), X6
+	VMULSS       X5, X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y0, Y0
+	VMOVUPS      (AX), Y7
+	VFMADD231PS  Y0, Y6, Y7
+	VMOVUPS      Y7, (AX)
+	VMOVDQU      260(R9)(DI*1), Y0
+	VPMADDWD     Y4, Y0, Y0
+	VPSLLD       $0x02, Y0, Y0
+	VPSUBD       Y0, Y1, Y1
+	VMOVSS       (R9)(DI*1), X0
+	VMULSS       X5, X0, X0
+	VBROADCASTSS X0, Y0
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      32(AX), Y6
+	VFMADD231PS  Y1, Y0, Y6
+	VMOVUPS      Y6, 32(AX)
+	VMOVDQU      260(R9)(DI*2), Y0
+	VPMADDWD     Y4, Y0, Y0
+	VPSLLD       $0x02, Y0, Y0
+	VPSUBD       Y0, Y2, Y2
+	VMOVSS       (R9)(DI*2), X0
+	VMULSS       X5, X0, X0
+	VBROADCASTSS X0, Y0
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      64(AX), Y1
+	VFMADD231PS  Y2, Y0, Y1
+	VMOVUPS      Y1, 64(AX)
+	VMOVDQU      260(R8), Y0
+	VPMADDWD     Y4, Y0, Y0
+	VPSLLD       $0x02, Y0, Y0
+	VPSUBD       Y0, Y3, Y3
+	VMOVSS       (R8), X0
+	VMULSS       X5, X0, X0
+	VBROADCASTSS X0, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      96(AX), Y1
+	VFMADD231PS  Y3, Y0, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x0000006e, DX
+	ADDQ         $0x00000124, R9
+	ADDQ         $0x00000124, R8
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y0
+	VMOVUPS      128(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)
+	VMOVUPS      32(AX), Y0
+	VMOVUPS      160(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)(SI*1)
+	VMOVUPS      64(AX), Y0
+	VMOVUPS      192(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)(SI*2)
+	VMOVUPS      96(AX), Y0
+	VMOVUPS      224(AX), Y1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	LEAQ         (CX)(SI*2), R8
+	ADDQ         SI, R8
+	VMOVSS       X0, (R8)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q2_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q2_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
-	MOVQ         w+8(FP), CX
-	MOVQ         rows+16(FP), DX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
 	MOVD         BX, X0
 	VPBROADCASTD X0, Y0
@@ -5071,84 +7400,84 @@ row:
 	JE     end
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	MOVQ   x+24(FP), BX
-	MOVQ   nb+32(FP), SI
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+48(FP), SI
 
 blk:
 	TESTQ        SI, SI
 	JE           fin
-	VMOVDQU      (CX), X3
-	VPSRLW       $0x04, X3, X4
-	VPAND        X0, X3, X3
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      (CX), X4
+	VPSRLW       $0x04, X4, X5
 	VPAND        X0, X4, X4
-	VPMOVZXBW    X3, Y3
+	VPAND        X0, X5, X5
 	VPMOVZXBW    X4, Y4
-	VPERMQ       $0x44, Y3, Y5
-	VPERMQ       $0xee, Y3, Y3
-	VPXOR        Y6, Y6, Y6
+	VPMOVZXBW    X5, Y5
+	VPERMQ       $0x44, Y4, Y6
+	VPERMQ       $0xee, Y4, Y4
 	VMOVDQU      16(CX), Y7
 	VPAND        qX03<>+0(SB), Y7, Y8
-	VPSHUFB      qGs0<>+0(SB), Y5, Y9
+	VPSHUFB      qGs0<>+0(SB), Y6, Y9
 	VPMADDUBSW   4(BX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPADDD       Y8, Y3, Y3
 	VPSRLW       $0x02, Y7, Y8
 	VPAND        qX03<>+0(SB), Y8, Y8
-	VPSHUFB      qGs1<>+0(SB), Y5, Y9
+	VPSHUFB      qGs1<>+0(SB), Y6, Y9
 	VPMADDUBSW   36(BX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPADDD       Y8, Y3, Y3
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        qX03<>+0(SB), Y8, Y8
-	VPSHUFB      qGs2<>+0(SB), Y5, Y9
+	VPSHUFB      qGs2<>+0(SB), Y6, Y9
 	VPMADDUBSW   68(BX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPADDD       Y8, Y3, Y3
 	VPSRLW       $0x06, Y7, Y7
 	VPAND        qX03<>+0(SB), Y7, Y7
-	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPSHUFB      qGs3<>+0(SB), Y6, Y6
 	VPMADDUBSW   100(BX), Y7, Y7
-	VPMADDWD     Y5, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VMOVDQU      48(CX), Y5
-	VPAND        qX03<>+0(SB), Y5, Y7
-	VPSHUFB      qGs0<>+0(SB), Y3, Y8
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      48(CX), Y6
+	VPAND        qX03<>+0(SB), Y6, Y7
+	VPSHUFB      qGs0<>+0(SB), Y4, Y8
 	VPMADDUBSW   132(BX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x02, Y5, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x02, Y6, Y7
 	VPAND        qX03<>+0(SB), Y7, Y7
-	VPSHUFB      qGs1<>+0(SB), Y3, Y8
+	VPSHUFB      qGs1<>+0(SB), Y4, Y8
 	VPMADDUBSW   164(BX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x04, Y5, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x04, Y6, Y7
 	VPAND        qX03<>+0(SB), Y7, Y7
-	VPSHUFB      qGs2<>+0(SB), Y3, Y8
+	VPSHUFB      qGs2<>+0(SB), Y4, Y8
 	VPMADDUBSW   196(BX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x06, Y5, Y5
-	VPAND        qX03<>+0(SB), Y5, Y5
-	VPSHUFB      qGs3<>+0(SB), Y3, Y3
-	VPMADDUBSW   228(BX), Y5, Y5
-	VPMADDWD     Y3, Y5, Y5
-	VPADDD       Y5, Y6, Y6
-	VPBROADCASTW 80(CX), X3
-	VCVTPH2PS    X3, X3
-	VPBROADCASTW 82(CX), X5
-	VCVTPH2PS    X5, X5
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x06, Y6, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(BX), Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTW 80(CX), X4
+	VCVTPH2PS    X4, X4
+	VPBROADCASTW 82(CX), X6
+	VCVTPH2PS    X6, X6
 	VMOVSS       (BX), X7
-	VMULSS       X3, X7, X3
+	VMULSS       X4, X7, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y4, Y1
+	VMULSS       X6, X7, X3
 	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y3, Y1
-	VMULSS       X5, X7, X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      260(BX), Y5
-	VPMADDWD     Y4, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFNMADD231PS Y5, Y3, Y2
+	VMOVDQU      260(BX), Y4
+	VPMADDWD     Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFNMADD231PS Y4, Y3, Y2
 	ADDQ         $0x00000054, CX
 	ADDQ         $0x00000124, BX
 	DECQ         SI
@@ -5173,177 +7502,717 @@ end:
 	VZEROUPPER
 	RET
 
-// func q2_KAVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)
+// func q2_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q2_KAVX2(SB), $880-64
-	LEAQ (SP), AX
-	ADDQ $0x1f, AX
-	ANDQ $-32, AX
-	MOVQ y+0(FP), CX
-	MOVQ w+16(FP), DX
-	MOVQ rows+24(FP), BX
+TEXT ·q2_Kx2AVX2(SB), $160-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
 
 row:
 	TESTQ   BX, BX
 	JE      end
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, (AX)
-	VMOVUPS Y0, 128(AX)
-	VMOVUPS Y0, 32(AX)
-	VMOVUPS Y0, 160(AX)
-	VMOVUPS Y0, 64(AX)
-	VMOVUPS Y0, 192(AX)
-	VMOVUPS Y0, 96(AX)
-	VMOVUPS Y0, 224(AX)
-	MOVQ    x+32(FP), SI
-	MOVQ    nb+48(FP), DI
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
 
 blk:
-	TESTQ        DI, DI
+	TESTQ        R9, R9
 	JE           fin
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	VMOVDQU      (DX), X1
-	VPSRLW       $0x04, X1, X2
-	VPAND        X0, X1, X1
-	VPAND        X0, X2, X2
-	VPMOVZXBW    X1, Y0
-	VPMOVZXBW    X2, Y1
-	VMOVDQU      Y1, 800(AX)
-	VPERMQ       $0x44, Y0, Y1
-	VPERMQ       $0xee, Y0, Y0
-	VPSHUFB      qGs0<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 512(AX)
-	VPSHUFB      qGs1<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 544(AX)
-	VPSHUFB      qGs2<>+0(SB), Y1, Y2
-	VMOVDQU      Y2, 576(AX)
-	VPSHUFB      qGs3<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 608(AX)
-	VPSHUFB      qGs0<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 640(AX)
-	VPSHUFB      qGs1<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 672(AX)
-	VPSHUFB      qGs2<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 704(AX)
-	VPSHUFB      qGs3<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 736(AX)
-	VMOVDQU      16(DX), Y0
-	VPAND        qX03<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 256(AX)
-	VPSRLW       $0x02, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 288(AX)
-	VPSRLW       $0x04, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 320(AX)
-	VPSRLW       $0x06, Y0, Y0
-	VPAND        qX03<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 352(AX)
-	VMOVDQU      48(DX), Y0
-	VPAND        qX03<>+0(SB), Y0, Y1
-	VMOVDQU      Y1, 384(AX)
-	VPSRLW       $0x02, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 416(AX)
-	VPSRLW       $0x04, Y0, Y1
-	VPAND        qX03<>+0(SB), Y1, Y1
-	VMOVDQU      Y1, 448(AX)
-	VPSRLW       $0x06, Y0, Y0
-	VPAND        qX03<>+0(SB), Y0, Y0
-	VMOVDQU      Y0, 480(AX)
-	VPBROADCASTW 80(DX), X0
-	VCVTPH2PS    X0, X0
-	VPBROADCASTW 82(DX), X1
-	VCVTPH2PS    X1, X1
-	MOVQ         SI, R8
-	LEAQ         (AX), R9
-	MOVQ         nt+56(FP), R10
-
-pair:
+	VPXOR        Y1, Y1, Y1
 	VPXOR        Y2, Y2, Y2
-	VMOVDQU      256(AX), Y3
-	VPMADDUBSW   4(R8), Y3, Y3
-	VPMADDWD     512(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      288(AX), Y3
-	VPMADDUBSW   36(R8), Y3, Y3
-	VPMADDWD     544(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      320(AX), Y3
-	VPMADDUBSW   68(R8), Y3, Y3
-	VPMADDWD     576(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      352(AX), Y3
-	VPMADDUBSW   100(R8), Y3, Y3
-	VPMADDWD     608(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      384(AX), Y3
-	VPMADDUBSW   132(R8), Y3, Y3
-	VPMADDWD     640(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      416(AX), Y3
-	VPMADDUBSW   164(R8), Y3, Y3
-	VPMADDWD     672(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      448(AX), Y3
-	VPMADDUBSW   196(R8), Y3, Y3
-	VPMADDWD     704(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVDQU      480(AX), Y3
-	VPMADDUBSW   228(R8), Y3, Y3
-	VPMADDWD     736(AX), Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VMOVSS       (R8), X3
-	VMULSS       X0, X3, X4
-	VBROADCASTSS X4, Y4
+	VMOVDQU      (DX), X3
+	VPSRLW       $0x04, X3, X4
+	VPAND        X0, X3, X3
+	VPAND        X0, X4, X4
+	VPMOVZXBW    X3, Y3
+	VPMOVZXBW    X4, Y4
+	VPERMQ       $0x44, Y3, Y5
+	VPERMQ       $0xee, Y3, Y3
+	VMOVDQU      16(DX), Y6
+	VPAND        qX03<>+0(SB), Y6, Y7
+	VPSHUFB      qGs0<>+0(SB), Y5, Y8
+	VPMADDUBSW   4(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPSRLW       $0x02, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs1<>+0(SB), Y5, Y8
+	VPMADDUBSW   36(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y5, Y8
+	VPMADDUBSW   68(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPSRLW       $0x06, Y6, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   100(R8), Y6, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      48(DX), Y5
+	VPAND        qX03<>+0(SB), Y5, Y6
+	VPSHUFB      qGs0<>+0(SB), Y3, Y7
+	VPMADDUBSW   132(R8), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSRLW       $0x02, Y5, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSHUFB      qGs1<>+0(SB), Y3, Y7
+	VPMADDUBSW   164(R8), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSHUFB      qGs2<>+0(SB), Y3, Y7
+	VPMADDUBSW   196(R8), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSRLW       $0x06, Y5, Y5
+	VPAND        qX03<>+0(SB), Y5, Y5
+	VPSHUFB      qGs3<>+0(SB), Y3, Y3
+	VPMADDUBSW   228(R8), Y5, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y5, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VPBROADCASTW 80(DX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW 82(DX), X5
+	VCVTPH2PS    X5, X5
+	VMOVSS       (R8), X6
+	VMULSS       X3, X6, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y8
+	VFMADD231PS  Y1, Y7, Y8
+	VMOVUPS      Y8, (AX)
+	VMULSS       X5, X6, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      64(AX), Y6
+	VMOVDQU      260(R8), Y7
+	VPMADDWD     Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFNMADD231PS Y7, Y1, Y6
+	VMOVUPS      Y6, 64(AX)
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X3, X1, X3
+	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y2, Y2
-	VMOVUPS      (R9), Y5
-	VFMADD231PS  Y2, Y4, Y5
-	VMOVUPS      Y5, (R9)
-	VMULSS       X1, X3, X2
-	VBROADCASTSS X2, Y2
-	VMOVUPS      128(R9), Y3
-	VMOVDQU      260(R8), Y4
-	VPMADDWD     800(AX), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VFNMADD231PS Y4, Y2, Y3
-	VMOVUPS      Y3, 128(R9)
-	MOVQ         xstride+40(FP), R11
-	ADDQ         R11, R8
-	ADDQ         $0x20, R9
-	DECQ         R10
-	JNE          pair
+	VMOVUPS      32(AX), Y6
+	VFMADD231PS  Y2, Y3, Y6
+	VMOVUPS      Y6, 32(AX)
+	VMULSS       X5, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(AX), Y2
+	VMOVDQU      260(R8)(DI*1), Y3
+	VPMADDWD     Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFNMADD231PS Y3, Y1, Y2
+	VMOVUPS      Y2, 96(AX)
 	ADDQ         $0x00000054, DX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000124, R8
+	DECQ         R9
 	JMP          blk
 
 fin:
-	MOVQ CX, SI
-	MOVQ ystride+8(FP), DI
-	SHLQ $0x02, DI
-	LEAQ (AX), R8
-	MOVQ nt+56(FP), R9
+	VMOVUPS      (AX), Y1
+	VMOVUPS      64(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
 
-red:
-	VMOVUPS      (R8), Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVUPS      128(R8), Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (SI)
-	ADDQ         DI, SI
-	ADDQ         $0x20, R8
+end:
+	VZEROUPPER
+	RET
+
+// func q2_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q2_Kx3AVX2(SB), $224-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	MOVQ    x+32(FP), R8
+	MOVQ    nb+48(FP), R9
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      (DX), X4
+	VPSRLW       $0x04, X4, X5
+	VPAND        X0, X4, X4
+	VPAND        X0, X5, X5
+	VPMOVZXBW    X4, Y4
+	VPMOVZXBW    X5, Y5
+	VPERMQ       $0x44, Y4, Y6
+	VPERMQ       $0xee, Y4, Y4
+	VMOVDQU      16(DX), Y7
+	VPAND        qX03<>+0(SB), Y7, Y8
+	VPSHUFB      qGs0<>+0(SB), Y6, Y9
+	VPMADDUBSW   4(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   4(R8)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   4(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x02, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y6, Y9
+	VPMADDUBSW   36(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   36(R8)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   36(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs2<>+0(SB), Y6, Y9
+	VPMADDUBSW   68(R8), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   68(R8)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   68(R8)(DI*2), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x06, Y7, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs3<>+0(SB), Y6, Y6
+	VPMADDUBSW   100(R8), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   100(R8)(DI*1), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   100(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      48(DX), Y6
+	VPAND        qX03<>+0(SB), Y6, Y7
+	VPSHUFB      qGs0<>+0(SB), Y4, Y8
+	VPMADDUBSW   132(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   132(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   132(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x02, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs1<>+0(SB), Y4, Y8
+	VPMADDUBSW   164(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   164(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   164(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x04, Y6, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs2<>+0(SB), Y4, Y8
+	VPMADDUBSW   196(R8), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   196(R8)(DI*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   196(R8)(DI*2), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x06, Y6, Y6
+	VPAND        qX03<>+0(SB), Y6, Y6
+	VPSHUFB      qGs3<>+0(SB), Y4, Y4
+	VPMADDUBSW   228(R8), Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   228(R8)(DI*1), Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   228(R8)(DI*2), Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTW 80(DX), X4
+	VCVTPH2PS    X4, X4
+	VPBROADCASTW 82(DX), X6
+	VCVTPH2PS    X6, X6
+	VMOVSS       (R8), X7
+	VMULSS       X4, X7, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y9
+	VFMADD231PS  Y1, Y8, Y9
+	VMOVUPS      Y9, (AX)
+	VMULSS       X6, X7, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(AX), Y7
+	VMOVDQU      260(R8), Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFNMADD231PS Y8, Y1, Y7
+	VMOVUPS      Y7, 96(AX)
+	VMOVSS       (R8)(DI*1), X1
+	VMULSS       X4, X1, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y8
+	VFMADD231PS  Y2, Y7, Y8
+	VMOVUPS      Y8, 32(AX)
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      128(AX), Y2
+	VMOVDQU      260(R8)(DI*1), Y7
+	VPMADDWD     Y5, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFNMADD231PS Y7, Y1, Y2
+	VMOVUPS      Y2, 128(AX)
+	VMOVSS       (R8)(DI*2), X1
+	VMULSS       X4, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y4
+	VFMADD231PS  Y3, Y2, Y4
+	VMOVUPS      Y4, 64(AX)
+	VMULSS       X6, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      160(AX), Y2
+	VMOVDQU      260(R8)(DI*2), Y3
+	VPMADDWD     Y5, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFNMADD231PS Y3, Y1, Y2
+	VMOVUPS      Y2, 160(AX)
+	ADDQ         $0x00000054, DX
+	ADDQ         $0x00000124, R8
 	DECQ         R9
-	JNE          red
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      96(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	ADDQ         $0x04, CX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q2_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE2
+TEXT ·q2_Kx4AVX2(SB), $288-56
+	LEAQ         (SP), AX
+	ADDQ         $0x1f, AX
+	ANDQ         $-32, AX
+	MOVQ         y+0(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVQ         ystride+8(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         xstride+40(FP), DI
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ   BX, BX
+	JE      end
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y1, 160(AX)
+	VMOVUPS Y1, 192(AX)
+	VMOVUPS Y1, 224(AX)
+	MOVQ    x+32(FP), R9
+	LEAQ    (R9)(DI*2), R8
+	ADDQ    DI, R8
+	MOVQ    nb+48(FP), R10
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VMOVDQU      (DX), X5
+	VPSRLW       $0x04, X5, X6
+	VPAND        X0, X5, X5
+	VPAND        X0, X6, X6
+	VPMOVZXBW    X5, Y5
+	VPMOVZXBW    X6, Y6
+	VPERMQ       $0x44, Y5, Y7
+	VPERMQ       $0xee, Y5, Y5
+	VMOVDQU      16(DX), Y8
+	VPAND        qX03<>+0(SB), Y8, Y9
+	VPSHUFB      qGs0<>+0(SB), Y7, Y10
+	VPMADDUBSW   4(R9), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   4(R9)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   4(R9)(DI*2), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   4(R8), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPSRLW       $0x02, Y8, Y9
+	VPAND        qX03<>+0(SB), Y9, Y9
+	VPSHUFB      qGs1<>+0(SB), Y7, Y10
+	VPMADDUBSW   36(R9), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   36(R9)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   36(R9)(DI*2), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   36(R8), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPSRLW       $0x04, Y8, Y9
+	VPAND        qX03<>+0(SB), Y9, Y9
+	VPSHUFB      qGs2<>+0(SB), Y7, Y10
+	VPMADDUBSW   68(R9), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y1, Y1
+	VPMADDUBSW   68(R9)(DI*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDUBSW   68(R9)(DI*2), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   68(R8), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs3<>+0(SB), Y7, Y7
+	VPMADDUBSW   100(R9), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDUBSW   100(R9)(DI*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VPMADDUBSW   100(R9)(DI*2), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   100(R8), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      48(DX), Y7
+	VPAND        qX03<>+0(SB), Y7, Y8
+	VPSHUFB      qGs0<>+0(SB), Y5, Y9
+	VPMADDUBSW   132(R9), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   132(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   132(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   132(R8), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSRLW       $0x02, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs1<>+0(SB), Y5, Y9
+	VPMADDUBSW   164(R9), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   164(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   164(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   164(R8), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        qX03<>+0(SB), Y8, Y8
+	VPSHUFB      qGs2<>+0(SB), Y5, Y9
+	VPMADDUBSW   196(R9), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+	VPMADDUBSW   196(R9)(DI*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPMADDUBSW   196(R9)(DI*2), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   196(R8), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSRLW       $0x06, Y7, Y7
+	VPAND        qX03<>+0(SB), Y7, Y7
+	VPSHUFB      qGs3<>+0(SB), Y5, Y5
+	VPMADDUBSW   228(R9), Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y1, Y1
+	VPMADDUBSW   228(R9)(DI*1), Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   228(R9)(DI*2), Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   228(R8), Y7, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPBROADCASTW 80(DX), X5
+	VCVTPH2PS    X5, X5
+	VPBROADCASTW 82(DX), X7
+	VCVTPH2PS    X7, X7
+	VMOVSS       (R9), X8
+	VMULSS       X5, X8, X9
+	VBROADCASTSS X9, Y9
+	VCVTDQ2PS    Y1, Y1
+	VMOVUPS      (AX), Y10
+	VFMADD231PS  Y1, Y9, Y10
+	VMOVUPS      Y10, (AX)
+	VMULSS       X7, X8, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      128(AX), Y8
+	VMOVDQU      260(R9), Y9
+	VPMADDWD     Y6, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFNMADD231PS Y9, Y1, Y8
+	VMOVUPS      Y8, 128(AX)
+	VMOVSS       (R9)(DI*1), X1
+	VMULSS       X5, X1, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y2, Y2
+	VMOVUPS      32(AX), Y9
+	VFMADD231PS  Y2, Y8, Y9
+	VMOVUPS      Y9, 32(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      160(AX), Y2
+	VMOVDQU      260(R9)(DI*1), Y8
+	VPMADDWD     Y6, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFNMADD231PS Y8, Y1, Y2
+	VMOVUPS      Y2, 160(AX)
+	VMOVSS       (R9)(DI*2), X1
+	VMULSS       X5, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMOVUPS      64(AX), Y8
+	VFMADD231PS  Y3, Y2, Y8
+	VMOVUPS      Y8, 64(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      192(AX), Y2
+	VMOVDQU      260(R9)(DI*2), Y3
+	VPMADDWD     Y6, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFNMADD231PS Y3, Y1, Y2
+	VMOVUPS      Y2, 192(AX)
+	VMOVSS       (R8), X1
+	VMULSS       X5, X1, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VMOVUPS      96(AX), Y3
+	VFMADD231PS  Y4, Y2, Y3
+	VMOVUPS      Y3, 96(AX)
+	VMULSS       X7, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      224(AX), Y2
+	VMOVDQU      260(R8), Y3
+	VPMADDWD     Y6, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFNMADD231PS Y3, Y1, Y2
+	VMOVUPS      Y2, 224(AX)
+	ADDQ         $0x00000054, DX
+	ADDQ         $0x00000124, R9
+	ADDQ         $0x00000124, R8
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS      (AX), Y1
+	VMOVUPS      128(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      160(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*1)
+	VMOVUPS      64(AX), Y1
+	VMOVUPS      192(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (CX)(SI*2)
+	VMOVUPS      96(AX), Y1
+	VMOVUPS      224(AX), Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDSS       X2, X1, X1
+	LEAQ         (CX)(SI*2), R8
+	ADDQ         SI, R8
+	VMOVSS       X1, (R8)
 	ADDQ         $0x04, CX
 	DECQ         BX
 	JMP          row

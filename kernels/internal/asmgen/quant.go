@@ -336,71 +336,30 @@ func kern32(f fmt32, nt int) {
 
 // ---- k-quants: 256-element super-blocks against Q8_K ----
 //
-// Each super-block is decoded once into a stack scratch: its 256 levels as
-// unsigned bytes in eight groups of 32 (QV), a vector of int16 scales for
-// each group (SCV: one scale per 16 elements, eight int16 lanes each), the
-// sixteen int16 scales (SC16) and, for Q4_K/Q5_K/Q2_K, the minima (MIN).
-// Then for each activation row the shared pair code sums
-// madd(maddubs(QV[k], x[32k:]), SCV[k]) over the groups into eight int32
-// lanes, takes out the level offset through the activation's sums of 16
-// (Q6_K: 32, Q3_K: 4 times Σ scale·bsum), and accumulates
-// (dx·d)·float(lanes) into the row's accumulator, and -(dx·dmin)·
-// float(Σ min·bsum) into its minimum accumulator.
-
-const (
-	sACC  = 0   // 4 × 32: the accumulators
-	sACCM = 128 // 4 × 32: the minimum accumulators
-	sQV   = 256 // 8 × 32
-	sSCV  = 512 // 8 × 32
-	sSC16 = 768 // 32: sixteen int16 scales (Q6_K, Q3_K)
-	sMIN  = 800 // 32: int16 minima (Q2_K: sixteen, Q4_K/Q5_K: eight)
-	sTMP  = 832 // 16
-	sSize = 848
-)
+// A super-block is decoded one group of 32 levels at a time into a
+// register of unsigned bytes, with a vector of int16 scales for the group
+// (one scale per 16 elements, eight int16 lanes each); each activation row
+// t of the call adds madd(maddubs(levels, x_t[32k:]), scales) into its
+// eight int32 lanes sumi_t. Then, per row, the level offset is taken out
+// through the activation's sums of 16 (Q6_K: 32, Q3_K: 4 times
+// Σ scale·bsum), (dx·d)·float(sumi_t) is added to the row's accumulator
+// and -(dx·dmin)·float(Σ min·bsum) to its minimum accumulator. The lanes
+// and the float operations of a (weight row, activation row) pair are the
+// same whatever the number of activation rows in the call.
 
 type kfmt struct {
 	name   string
 	wbytes int
 	corr   int // offset of the levels taken out through the bsums (0, 4, 32)
 	mins   int // minimum term: 0 none, 4 (Q4_K/Q5_K: per 32), 8 (Q2_K: per 16)
-	// decode fills the scratch s from the super-block at w and returns d
-	// (and dmin) broadcast in XMM registers.
-	decode func(w Register, s Mem) (d, dmin VecVirtual)
 }
 
-func sm(s Mem, off int) Mem {
-	s.Disp += off
-	return s
-}
-
-// groupScales fills SCV from sc, the sixteen int16 scales: group k gets
-// scale 2k in its low eight lanes and 2k+1 in its high eight.
-func groupScales(sc VecVirtual, s Mem) {
-	lo, hi := YMM(), YMM()
-	VPERMQ(U8(0x44), sc, lo)
-	VPERMQ(U8(0xee), sc, hi)
-	for k := 0; k < 8; k++ {
-		src := lo
-		if k >= 4 {
-			src = hi
-		}
-		v := YMM()
-		VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), src, v)
-		VMOVDQU(v, sm(s, sSCV+32*k))
-	}
-}
-
-// k4Scales decodes the twelve packed scale bytes of a Q4_K/Q5_K block at
-// m as ggml's get_scale_min_k4 does: the eight minima as int16 into MIN,
-// and each group's scale in all sixteen lanes into SCV.
-func k4Scales(m Mem, s Mem) {
-	sc, mn := k4ScalesReg(m)
-	VMOVDQU(mn, sm(s, sMIN))
-	for k := 0; k < 8; k++ {
-		g := YMM()
-		VPSHUFB(qc(fmt.Sprintf("qSc%d", k)), sc, g)
-		VMOVDQU(g, sm(s, sSCV+32*k))
-	}
+var formatsK = []kfmt{
+	{name: "q4_K", wbytes: 144, mins: 4},
+	{name: "q5_K", wbytes: 176, mins: 4},
+	{name: "q6_K", wbytes: 210, corr: 32},
+	{name: "q3_K", wbytes: 110, corr: 4},
+	{name: "q2_K", wbytes: 84, mins: 8},
 }
 
 // hbit returns ((v >> bit) & 1) << to for each byte of v (to > bit allowed), via one
@@ -427,140 +386,27 @@ func halfScalar(m Mem) VecVirtual {
 	return v
 }
 
-var formatsK = []kfmt{
-	{name: "q4_K", wbytes: 144, mins: 4, decode: func(w Register, s Mem) (VecVirtual, VecVirtual) {
-		k4Scales(Mem{Base: w, Disp: 4}, s)
-		low := nibbleMask()
-		for j := 0; j < 4; j++ {
-			q, h := YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 16 + 32*j}, q)
-			VPSRLW(U8(4), q, h)
-			VPAND(low, q, q)
-			VPAND(low, h, h)
-			VMOVDQU(q, sm(s, sQV+64*j))
-			VMOVDQU(h, sm(s, sQV+64*j+32))
-		}
-		return halfScalar(Mem{Base: w}), halfScalar(Mem{Base: w, Disp: 2})
-	}},
-	{name: "q5_K", wbytes: 176, mins: 4, decode: func(w Register, s Mem) (VecVirtual, VecVirtual) {
-		k4Scales(Mem{Base: w, Disp: 4}, s)
-		low := nibbleMask()
-		hb := YMM()
-		VMOVDQU(Mem{Base: w, Disp: 16}, hb)
-		for j := 0; j < 4; j++ {
-			q, h := YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 48 + 32*j}, q)
-			VPSRLW(U8(4), q, h)
-			VPAND(low, q, q)
-			VPAND(low, h, h)
-			VPOR(hbit(hb, 2*j, 4, qc("qX10")), q, q)
-			VPOR(hbit(hb, 2*j+1, 4, qc("qX10")), h, h)
-			VMOVDQU(q, sm(s, sQV+64*j))
-			VMOVDQU(h, sm(s, sQV+64*j+32))
-		}
-		return halfScalar(Mem{Base: w}), halfScalar(Mem{Base: w, Disp: 2})
-	}},
-	{name: "q6_K", wbytes: 210, corr: 32, decode: func(w Register, s Mem) (VecVirtual, VecVirtual) {
-		sc := YMM()
-		VPMOVSXBW(Mem{Base: w, Disp: 192}, sc)
-		VMOVDQU(sc, sm(s, sSC16))
-		groupScales(sc, s)
-		low := nibbleMask()
-		for h := 0; h < 2; h++ {
-			b1, b2, hb := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 64 * h}, b1)
-			VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, b2)
-			VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, hb)
-			for i := 0; i < 4; i++ {
-				q := YMM()
-				src := b1
-				if i%2 == 1 {
-					src = b2
-				}
-				if i < 2 {
-					VPAND(low, src, q)
-				} else {
-					VPSRLW(U8(4), src, q)
-					VPAND(low, q, q)
-				}
-				VPOR(hbit(hb, 2*i, 4, qc("qX30")), q, q)
-				VMOVDQU(q, sm(s, sQV+32*(4*h+i)))
-			}
-		}
-		return halfScalar(Mem{Base: w, Disp: 208}), nil
-	}},
-	{name: "q3_K", wbytes: 110, corr: 4, decode: func(w Register, s Mem) (VecVirtual, VecVirtual) {
-		sc := q3Scales(w)
-		VMOVDQU(sc, sm(s, sSC16))
-		groupScales(sc, s)
-		hm := YMM()
-		VMOVDQU(Mem{Base: w}, hm)
-		for h := 0; h < 2; h++ {
-			qb := YMM()
-			VMOVDQU(Mem{Base: w, Disp: 32 + 32*h}, qb)
-			for j := 0; j < 4; j++ {
-				q := hbit(qb, 2*j, 0, qc("qX03"))
-				VPOR(hbit(hm, 4*h+j, 2, qc("qX04")), q, q)
-				VMOVDQU(q, sm(s, sQV+32*(4*h+j)))
-			}
-		}
-		return halfScalar(Mem{Base: w, Disp: 108}), nil
-	}},
-	{name: "q2_K", wbytes: 84, mins: 8, decode: func(w Register, s Mem) (VecVirtual, VecVirtual) {
-		low := nibbleMask()
-		b, h := XMM(), XMM()
-		VMOVDQU(Mem{Base: w}, b)
-		VPSRLW(U8(4), b, h)
-		VPAND(low.AsX(), b, b)
-		VPAND(low.AsX(), h, h)
-		sc, mn := YMM(), YMM()
-		VPMOVZXBW(b, sc)
-		VPMOVZXBW(h, mn)
-		VMOVDQU(mn, sm(s, sMIN))
-		groupScales(sc, s)
-		for hh := 0; hh < 2; hh++ {
-			qb := YMM()
-			VMOVDQU(Mem{Base: w, Disp: 16 + 32*hh}, qb)
-			for j := 0; j < 4; j++ {
-				q := hbit(qb, 2*j, 0, qc("qX03"))
-				VMOVDQU(q, sm(s, sQV+32*(4*hh+j)))
-			}
-		}
-		return halfScalar(Mem{Base: w, Disp: 80}), halfScalar(Mem{Base: w, Disp: 82})
-	}},
-}
-
-// pairK accumulates one decoded super-block (scratch s, scales d, dmin)
-// against the Q8_K block at x into the accumulators at acc (and acc+128).
-func pairK(f kfmt, s Mem, d, dmin VecVirtual, x, acc Register) {
-	sumi := YMM()
-	VPXOR(sumi, sumi, sumi)
-	for k := 0; k < 8; k++ {
-		q := YMM()
-		VMOVDQU(sm(s, sQV+32*k), q)
-		groupSum(sumi, q, sm(s, sSCV+32*k), x, k)
+// groupSums adds group k's levels q, scaled by scv, times each activation
+// row's quants into its sums: sumi[t] += madd(maddubs(q, x_t[32k:]), scv).
+func groupSums(sumi []VecVirtual, q VecVirtual, scv Op, xs []Mem, k int) {
+	for t, x := range xs {
+		p := YMM()
+		VPMADDUBSW(off(x, 4+32*k), q, p)
+		VPMADDWD(scv, p, p)
+		VPADDD(p, sumi[t], sumi[t])
 	}
-	finishK(f, sumi, sm(s, sSC16), sm(s, sMIN), d, dmin, x, Mem{Base: acc}, Mem{Base: acc, Disp: 128})
-}
-
-// groupSum adds to the eight int32 lanes of sumi the products of group k's
-// 32 levels q with the activations, pairs of them scaled by the int16 scales
-// scv: sumi += madd(maddubs(q, x[32k:]), scv). q is overwritten.
-func groupSum(sumi, q VecVirtual, scv Op, x Register, k int) {
-	VPMADDUBSW(Mem{Base: x, Disp: 4 + 32*k}, q, q)
-	VPMADDWD(scv, q, q)
-	VPADDD(q, sumi, sumi)
 }
 
 // finishK takes the level offset out of sumi (through the activation's
 // sums of 16 and the sixteen int16 scales sc16), then accumulates
 // (dx·d)·float(sumi) into acc and, with minima mins, -(dx·dmin)·float(Σ
-// min·bsum) into accm. acc and accm are registers (one activation row) or
-// scratch slots (several); the arithmetic is the same.
-func finishK(f kfmt, sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual, x Register, acc, accm Op) {
+// min·bsum) into accm, for the Q8_K block at x. acc and accm are registers
+// (one activation row) or scratch slots (several); the arithmetic is the
+// same.
+func finishK(f kfmt, sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual, x Mem, acc, accm Op) {
 	if f.corr > 0 {
 		bs := YMM()
-		VMOVDQU(Mem{Base: x, Disp: 260}, bs)
+		VMOVDQU(off(x, 260), bs)
 		VPMADDWD(sc16, bs, bs)
 		sh := 5
 		if f.corr == 4 {
@@ -570,7 +416,7 @@ func finishK(f kfmt, sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual, x Regis
 		VPSUBD(bs, sumi, sumi)
 	}
 	dx := XMM()
-	VMOVSS(Mem{Base: x}, dx)
+	VMOVSS(x, dx)
 	dd := YMM()
 	VMULSS(d, dx, dd.AsX())
 	VBROADCASTSS(dd.AsX(), dd)
@@ -601,7 +447,7 @@ func finishK(f kfmt, sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual, x Regis
 		am = accm.(VecVirtual)
 	}
 	bs := YMM()
-	VMOVDQU(Mem{Base: x, Disp: 260}, bs)
+	VMOVDQU(off(x, 260), bs)
 	if f.mins == 4 {
 		bh := XMM()
 		VEXTRACTI128(U8(1), bs, bh)
@@ -622,15 +468,15 @@ func finishK(f kfmt, sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual, x Regis
 	}
 }
 
-// k4ScalesReg decodes a Q4_K/Q5_K block's scales at m into registers: the
-// eight int16 scales in both lanes of sc, the eight int16 minima in mn.
-func k4ScalesReg(m Mem) (sc, mn VecVirtual) {
+// k4Scales decodes a Q4_K/Q5_K block's scales at m into registers, as
+// ggml's get_scale_min_k4 does: the eight int16 scales in both lanes of
+// sc, the eight int16 minima in mn.
+func k4Scales(m Mem) (sc, mn VecVirtual) {
 	u0, u1, u2, t1, t2 := GP64(), GP64(), GP64(), GP64(), GP64()
 	MOVL(m, u0.As32())
-	m.Disp += 4
-	MOVL(m, u1.As32())
-	m.Disp += 4
-	MOVL(m, u2.As32())
+	MOVL(off(m, 4), u1.As32())
+	MOVL(off(m, 8), u2.As32())
+	// minima 4..7: (u2>>4)&0x0f.. | ((u1>>6)&0x03..)<<4
 	MOVL(u2.As32(), t1.As32())
 	SHRL(U8(4), t1.As32())
 	ANDL(U32(0x0f0f0f0f), t1.As32())
@@ -639,13 +485,16 @@ func k4ScalesReg(m Mem) (sc, mn VecVirtual) {
 	ANDL(U32(0x03030303), t2.As32())
 	SHLL(U8(4), t2.As32())
 	ORL(t2.As32(), t1.As32())
+	// minima 0..3
 	ANDL(U32(0x3f3f3f3f), u1.As32())
+	// scales 4..7: u2&0x0f.. | ((u0>>6)&0x03..)<<4
 	ANDL(U32(0x0f0f0f0f), u2.As32())
 	MOVL(u0.As32(), t2.As32())
 	SHRL(U8(6), t2.As32())
 	ANDL(U32(0x03030303), t2.As32())
 	SHLL(U8(4), t2.As32())
 	ORL(t2.As32(), u2.As32())
+	// scales 0..3
 	ANDL(U32(0x3f3f3f3f), u0.As32())
 	SHLQ(U8(32), u2)
 	ORQ(u2, u0)
@@ -663,153 +512,13 @@ func k4ScalesReg(m Mem) (sc, mn VecVirtual) {
 	return sc, mn
 }
 
-// oneK emits, for one activation row, the integer sums of a super-block at
-// w against the Q8_K block at x, decoding the levels into registers as it
-// goes; it returns sumi (the same lanes pairK computes) and what finishK needs.
-type oneK func(w, x Register, low VecVirtual) (sumi VecVirtual, sc16, mins Op, d, dmin VecVirtual)
-
-var onesK = map[string]oneK{
-	"q4_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
-		return oneK4(w, x, low, false)
-	},
-	"q5_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
-		return oneK4(w, x, low, true)
-	},
-	"q6_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
-		sc := YMM()
-		VPMOVSXBW(Mem{Base: w, Disp: 192}, sc)
-		lo, hi := YMM(), YMM()
-		VPERMQ(U8(0x44), sc, lo)
-		VPERMQ(U8(0xee), sc, hi)
-		sumi := YMM()
-		VPXOR(sumi, sumi, sumi)
-		for h := 0; h < 2; h++ {
-			b1, b2, hb := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 64 * h}, b1)
-			VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, b2)
-			VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, hb)
-			for i := 0; i < 4; i++ {
-				q := YMM()
-				src := b1
-				if i%2 == 1 {
-					src = b2
-				}
-				if i < 2 {
-					VPAND(low, src, q)
-				} else {
-					VPSRLW(U8(4), src, q)
-					VPAND(low, q, q)
-				}
-				VPOR(hbit(hb, 2*i, 4, qc("qX30")), q, q)
-				k := 4*h + i
-				g := YMM()
-				gsrc := lo
-				if k >= 4 {
-					gsrc = hi
-				}
-				VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), gsrc, g)
-				groupSum(sumi, q, g, x, k)
-			}
-		}
-		return sumi, sc, nil, halfScalar(Mem{Base: w, Disp: 208}), nil
-	},
-	"q3_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
-		sc := q3Scales(w)
-		lo, hi := YMM(), YMM()
-		VPERMQ(U8(0x44), sc, lo)
-		VPERMQ(U8(0xee), sc, hi)
-		sumi := YMM()
-		VPXOR(sumi, sumi, sumi)
-		hm := YMM()
-		VMOVDQU(Mem{Base: w}, hm)
-		for h := 0; h < 2; h++ {
-			qb := YMM()
-			VMOVDQU(Mem{Base: w, Disp: 32 + 32*h}, qb)
-			for j := 0; j < 4; j++ {
-				q := hbit(qb, 2*j, 0, qc("qX03"))
-				VPOR(hbit(hm, 4*h+j, 2, qc("qX04")), q, q)
-				k := 4*h + j
-				g := YMM()
-				gsrc := lo
-				if k >= 4 {
-					gsrc = hi
-				}
-				VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), gsrc, g)
-				groupSum(sumi, q, g, x, k)
-			}
-		}
-		return sumi, sc, nil, halfScalar(Mem{Base: w, Disp: 108}), nil
-	},
-	"q2_K": func(w, x Register, low VecVirtual) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
-		b, h := XMM(), XMM()
-		VMOVDQU(Mem{Base: w}, b)
-		VPSRLW(U8(4), b, h)
-		VPAND(low.AsX(), b, b)
-		VPAND(low.AsX(), h, h)
-		sc, mn := YMM(), YMM()
-		VPMOVZXBW(b, sc)
-		VPMOVZXBW(h, mn)
-		lo, hi := YMM(), YMM()
-		VPERMQ(U8(0x44), sc, lo)
-		VPERMQ(U8(0xee), sc, hi)
-		sumi := YMM()
-		VPXOR(sumi, sumi, sumi)
-		for hh := 0; hh < 2; hh++ {
-			qb := YMM()
-			VMOVDQU(Mem{Base: w, Disp: 16 + 32*hh}, qb)
-			for j := 0; j < 4; j++ {
-				q := hbit(qb, 2*j, 0, qc("qX03"))
-				k := 4*hh + j
-				g := YMM()
-				gsrc := lo
-				if k >= 4 {
-					gsrc = hi
-				}
-				VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), gsrc, g)
-				groupSum(sumi, q, g, x, k)
-			}
-		}
-		return sumi, nil, mn, halfScalar(Mem{Base: w, Disp: 80}), halfScalar(Mem{Base: w, Disp: 82})
-	},
-}
-
-func oneK4(w, x Register, low VecVirtual, five bool) (VecVirtual, Op, Op, VecVirtual, VecVirtual) {
-	sc, mn := k4ScalesReg(Mem{Base: w, Disp: 4})
-	qs := 16
-	var hb VecVirtual
-	if five {
-		hb = YMM()
-		VMOVDQU(Mem{Base: w, Disp: 16}, hb)
-		qs = 48
-	}
-	sumi := YMM()
-	VPXOR(sumi, sumi, sumi)
-	for j := 0; j < 4; j++ {
-		q, h := YMM(), YMM()
-		VMOVDQU(Mem{Base: w, Disp: qs + 32*j}, q)
-		VPSRLW(U8(4), q, h)
-		VPAND(low, q, q)
-		VPAND(low, h, h)
-		if five {
-			VPOR(hbit(hb, 2*j, 4, qc("qX10")), q, q)
-			VPOR(hbit(hb, 2*j+1, 4, qc("qX10")), h, h)
-		}
-		g0, g1 := YMM(), YMM()
-		VPSHUFB(qc(fmt.Sprintf("qSc%d", 2*j)), sc, g0)
-		groupSum(sumi, q, g0, x, 2*j)
-		VPSHUFB(qc(fmt.Sprintf("qSc%d", 2*j+1)), sc, g1)
-		groupSum(sumi, h, g1, x, 2*j+1)
-	}
-	return sumi, nil, mn, halfScalar(Mem{Base: w}), halfScalar(Mem{Base: w, Disp: 2})
-}
-
 // q3Scales decodes the sixteen 6-bit scales of the Q3_K block at w, less
 // 32, as int16 (ggml's AVX2 unpacking).
-func q3Scales(w Register) VecVirtual {
+func q3Scales(w Mem) VecVirtual {
 	a0, a1, a2, t1, t2 := GP32(), GP32(), GP32(), GP32(), GP32()
-	MOVL(Mem{Base: w, Disp: 96}, a0)
-	MOVL(Mem{Base: w, Disp: 100}, a1)
-	MOVL(Mem{Base: w, Disp: 104}, a2)
+	MOVL(off(w, 96), a0)
+	MOVL(off(w, 100), a1)
+	MOVL(off(w, 104), a2)
 	part := func(lo Register, loShift, hiShift int) GPVirtual {
 		r := GP64()
 		MOVL(lo, r.As32())
@@ -845,120 +554,242 @@ func q3Scales(w Register) VecVirtual {
 	return sc
 }
 
-// kernK1 is kernK for one activation row, with the accumulators in
-// registers and the levels decoded straight into the sums.
-func kernK1(f kfmt) {
-	name := fmt.Sprintf("%sx1AVX2", f.name)
-	text(name, NOSPLIT, "func(y *float32, w *byte, rows int, x *byte, nb int)")
-	Doc(fmt.Sprintf("%s computes y[r] for r < rows: the dot product of weight row r (nb %s", name, f.name),
-		"super-blocks at w) with the activation row of nb Q8_K blocks at x.")
-	y := Load(Param("y"), GP64())
-	w := Load(Param("w"), GP64())
-	rows := Load(Param("rows"), GP64())
-	low := nibbleMask()
-	xp, n := GP64(), GP64()
-	Label("row")
-	TESTQ(rows, rows)
-	JE(LabelRef("end"))
-	acc, accm := YMM(), YMM()
-	VXORPS(acc, acc, acc)
-	VXORPS(accm, accm, accm)
-	Load(Param("x"), xp)
-	Load(Param("nb"), n)
-	Label("blk")
-	TESTQ(n, n)
-	JE(LabelRef("fin"))
-	sumi, sc16, mins, d, dmin := onesK[f.name](w, xp, low)
-	finishK(f, sumi, sc16, mins, d, dmin, xp, acc, accm)
-	ADDQ(U32(f.wbytes), w)
-	ADDQ(U32(292), xp)
-	DECQ(n)
-	JMP(LabelRef("blk"))
-	Label("fin")
-	r := hsum(acc)
-	if f.mins > 0 {
-		rm := hsum(accm)
-		VADDSS(rm, r, r)
+// pairScales returns the scale vector of group k (0..7) from the sixteen
+// int16 scales, given lo and hi, their low and high lanes duplicated into
+// both lanes: scale 2k in the low eight lanes, 2k+1 in the high eight.
+func pairScales(lo, hi VecVirtual, k int) VecVirtual {
+	src := lo
+	if k >= 4 {
+		src = hi
 	}
-	VMOVSS(r, Mem{Base: y})
-	ADDQ(U8(4), y)
-	DECQ(rows)
-	JMP(LabelRef("row"))
-	Label("end")
-	VZEROUPPER()
-	RET()
+	g := YMM()
+	VPSHUFB(qc(fmt.Sprintf("qGs%d", k%4)), src, g)
+	return g
 }
 
-const sigK = "func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int, nt int)"
+// sixteenScales returns lo and hi for pairScales.
+func sixteenScales(sc VecVirtual) (lo, hi VecVirtual) {
+	lo, hi = YMM(), YMM()
+	VPERMQ(U8(0x44), sc, lo)
+	VPERMQ(U8(0xee), sc, hi)
+	return lo, hi
+}
 
-func kernK(f kfmt) {
-	name := fmt.Sprintf("%sAVX2", f.name)
-	text(name, 0, sigK) // not NOSPLIT: the scratch frame is larger than a nosplit function may take
-	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < nt (1..4): the dot product", name),
+// decodeK emits the sums of one super-block at w against the activation
+// blocks xs (one per row) into sumi, decoding the levels group by group,
+// and returns what finishK needs.
+type decodeK func(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual) (sc16, mins Op, d, dmin VecVirtual)
+
+var decodersK = map[string]decodeK{
+	"q4_K": func(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual) (Op, Op, VecVirtual, VecVirtual) {
+		return decodeK4(w, xs, low, sumi, false)
+	},
+	"q5_K": func(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual) (Op, Op, VecVirtual, VecVirtual) {
+		return decodeK4(w, xs, low, sumi, true)
+	},
+	"q6_K": func(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual) (Op, Op, VecVirtual, VecVirtual) {
+		sc := YMM()
+		VPMOVSXBW(off(w, 192), sc)
+		lo, hi := sixteenScales(sc)
+		for h := 0; h < 2; h++ {
+			b1, b2, hb := YMM(), YMM(), YMM()
+			VMOVDQU(off(w, 64*h), b1)
+			VMOVDQU(off(w, 64*h+32), b2)
+			VMOVDQU(off(w, 128+32*h), hb)
+			for i := 0; i < 4; i++ {
+				q := YMM()
+				src := b1
+				if i%2 == 1 {
+					src = b2
+				}
+				if i < 2 {
+					VPAND(low, src, q)
+				} else {
+					VPSRLW(U8(4), src, q)
+					VPAND(low, q, q)
+				}
+				VPOR(hbit(hb, 2*i, 4, qc("qX30")), q, q)
+				k := 4*h + i
+				groupSums(sumi, q, pairScales(lo, hi, k), xs, k)
+			}
+		}
+		return sc, nil, halfScalar(off(w, 208)), nil
+	},
+	"q3_K": func(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual) (Op, Op, VecVirtual, VecVirtual) {
+		sc := q3Scales(w)
+		lo, hi := sixteenScales(sc)
+		hm := YMM()
+		VMOVDQU(w, hm)
+		for h := 0; h < 2; h++ {
+			qb := YMM()
+			VMOVDQU(off(w, 32+32*h), qb)
+			for j := 0; j < 4; j++ {
+				q := hbit(qb, 2*j, 0, qc("qX03"))
+				VPOR(hbit(hm, 4*h+j, 2, qc("qX04")), q, q)
+				k := 4*h + j
+				groupSums(sumi, q, pairScales(lo, hi, k), xs, k)
+			}
+		}
+		return sc, nil, halfScalar(off(w, 108)), nil
+	},
+	"q2_K": func(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual) (Op, Op, VecVirtual, VecVirtual) {
+		b, h := XMM(), XMM()
+		VMOVDQU(w, b)
+		VPSRLW(U8(4), b, h)
+		VPAND(low.AsX(), b, b)
+		VPAND(low.AsX(), h, h)
+		sc, mn := YMM(), YMM()
+		VPMOVZXBW(b, sc)
+		VPMOVZXBW(h, mn)
+		lo, hi := sixteenScales(sc)
+		for hh := 0; hh < 2; hh++ {
+			qb := YMM()
+			VMOVDQU(off(w, 16+32*hh), qb)
+			for j := 0; j < 4; j++ {
+				q := hbit(qb, 2*j, 0, qc("qX03"))
+				k := 4*hh + j
+				groupSums(sumi, q, pairScales(lo, hi, k), xs, k)
+			}
+		}
+		return nil, mn, halfScalar(off(w, 80)), halfScalar(off(w, 82))
+	},
+}
+
+func decodeK4(w Mem, xs []Mem, low VecVirtual, sumi []VecVirtual, five bool) (Op, Op, VecVirtual, VecVirtual) {
+	sc, mn := k4Scales(off(w, 4))
+	qs := 16
+	var hb VecVirtual
+	if five {
+		hb = YMM()
+		VMOVDQU(off(w, 16), hb)
+		qs = 48
+	}
+	for j := 0; j < 4; j++ {
+		q, h := YMM(), YMM()
+		VMOVDQU(off(w, qs+32*j), q)
+		VPSRLW(U8(4), q, h)
+		VPAND(low, q, q)
+		VPAND(low, h, h)
+		if five {
+			VPOR(hbit(hb, 2*j, 4, qc("qX10")), q, q)
+			VPOR(hbit(hb, 2*j+1, 4, qc("qX10")), h, h)
+		}
+		g0 := YMM()
+		VPSHUFB(qc(fmt.Sprintf("qSc%d", 2*j)), sc, g0)
+		groupSums(sumi, q, g0, xs, 2*j)
+		g1 := YMM()
+		VPSHUFB(qc(fmt.Sprintf("qSc%d", 2*j+1)), sc, g1)
+		groupSums(sumi, h, g1, xs, 2*j+1)
+	}
+	return nil, mn, halfScalar(w), halfScalar(off(w, 2))
+}
+
+const sigK = "func(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)"
+
+// kernK emits format f's kernel for nt activation rows: one row keeps its
+// accumulators in registers, several in a stack scratch.
+func kernK(f kfmt, nt int) {
+	name := fmt.Sprintf("%sx%dAVX2", f.name, nt)
+	if nt == 1 {
+		text(name, NOSPLIT, sigK)
+	} else {
+		text(name, 0, sigK) // not NOSPLIT: a frame for the accumulators
+	}
+	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < %d: the dot product", name, nt),
 		fmt.Sprintf("of weight row r (nb %s super-blocks at w) with activation row t (nb Q8_K", f.name),
 		"blocks at x + t·xstride bytes).")
-	// the scratch, aligned to 32 bytes so that no vector access splits a cache line
-	sp := GP64()
-	LEAQ(AllocLocal(sSize+32), sp)
-	ADDQ(U8(31), sp)
-	ANDQ(I8(-32), sp)
-	s := Mem{Base: sp}
+	var s Mem
+	if nt > 1 {
+		// acc[t] at 32t, accm[t] at 32(nt+t), aligned to 32 bytes so that
+		// no access splits a cache line
+		sp := GP64()
+		LEAQ(AllocLocal(2*32*nt+32), sp)
+		ADDQ(U8(31), sp)
+		ANDQ(I8(-32), sp)
+		s = Mem{Base: sp}
+	}
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
+	var ys, xs, x3 Register
+	if nt > 1 {
+		ys = Load(Param("ystride"), GP64())
+		SHLQ(U8(2), ys)
+		xs = Load(Param("xstride"), GP64())
+	}
+	if nt == 4 {
+		x3 = GP64()
+	}
+	low := nibbleMask()
+	xp, n := GP64(), GP64()
+	var acc, accm Op
+	var accR, accmR VecVirtual
 	Label("row")
 	TESTQ(rows, rows)
 	JE(LabelRef("end"))
-	z := YMM()
-	VXORPS(z, z, z)
-	for t := 0; t < 4; t++ {
-		VMOVUPS(z, sm(s, sACC+32*t))
-		VMOVUPS(z, sm(s, sACCM+32*t))
+	if nt == 1 {
+		accR, accmR = YMM(), YMM()
+		VXORPS(accR, accR, accR)
+		VXORPS(accmR, accmR, accmR)
+		acc, accm = accR, accmR
+	} else {
+		z := YMM()
+		VXORPS(z, z, z)
+		for i := 0; i < 2*nt; i++ {
+			VMOVUPS(z, off(s, 32*i))
+		}
 	}
-	xb, n := GP64(), GP64()
-	Load(Param("x"), xb)
+	Load(Param("x"), xp)
+	if nt == 4 {
+		LEAQ(Mem{Base: xp, Index: xs, Scale: 2}, x3)
+		ADDQ(xs, x3)
+	}
 	Load(Param("nb"), n)
 	Label("blk")
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
-	d, dmin := f.decode(w, s)
-	xp, ac, tc := GP64(), GP64(), GP64()
-	MOVQ(xb, xp)
-	LEAQ(sm(s, sACC), ac)
-	Load(Param("nt"), tc)
-	Label("pair")
-	pairK(f, s, d, dmin, xp, ac)
-	xs := Load(Param("xstride"), GP64())
-	ADDQ(xs, xp)
-	ADDQ(U8(32), ac)
-	DECQ(tc)
-	JNE(LabelRef("pair"))
+	xm := make([]Mem, nt)
+	sumi := make([]VecVirtual, nt)
+	for t := range xm {
+		xm[t] = rowMem(xp, xs, x3, t, 0)
+		sumi[t] = YMM()
+		VPXOR(sumi[t], sumi[t], sumi[t])
+	}
+	sc16, mins, d, dmin := decodersK[f.name](Mem{Base: w}, xm, low, sumi)
+	for t := range xm {
+		if nt > 1 {
+			acc, accm = off(s, 32*t), off(s, 32*(nt+t))
+		}
+		finishK(f, sumi[t], sc16, mins, d, dmin, xm[t], acc, accm)
+	}
 	ADDQ(U32(f.wbytes), w)
-	ADDQ(U32(292), xb)
+	ADDQ(U32(292), xp)
+	if nt == 4 {
+		ADDQ(U32(292), x3)
+	}
 	DECQ(n)
 	JMP(LabelRef("blk"))
 	Label("fin")
-	yp, ys, ac2, tc2 := GP64(), GP64(), GP64(), GP64()
-	MOVQ(y, yp)
-	Load(Param("ystride"), ys)
-	SHLQ(U8(2), ys)
-	LEAQ(sm(s, sACC), ac2)
-	Load(Param("nt"), tc2)
-	Label("red")
-	a := YMM()
-	VMOVUPS(Mem{Base: ac2}, a)
-	r := hsum(a)
-	if f.mins > 0 {
-		m := YMM()
-		VMOVUPS(Mem{Base: ac2, Disp: 128}, m)
-		rm := hsum(m)
-		VADDSS(rm, r, r)
+	for t := 0; t < nt; t++ {
+		a, am := accR, accmR
+		if nt > 1 {
+			a, am = YMM(), YMM()
+			VMOVUPS(off(s, 32*t), a)
+			VMOVUPS(off(s, 32*(nt+t)), am)
+		}
+		r := hsum(a)
+		if f.mins > 0 {
+			VADDSS(hsum(am), r, r)
+		}
+		if t == 3 {
+			y3 := GP64()
+			LEAQ(Mem{Base: y, Index: ys, Scale: 2}, y3)
+			ADDQ(ys, y3)
+			VMOVSS(r, Mem{Base: y3})
+		} else {
+			VMOVSS(r, rowMem(y, ys, nil, t, 0))
+		}
 	}
-	VMOVSS(r, Mem{Base: yp})
-	ADDQ(ys, yp)
-	ADDQ(U8(32), ac2)
-	DECQ(tc2)
-	JNE(LabelRef("red"))
 	ADDQ(U8(4), y)
 	DECQ(rows)
 	JMP(LabelRef("row"))
@@ -975,8 +806,9 @@ func quantKernels() {
 		}
 	}
 	for _, f := range formatsK {
-		kernK1(f)
-		kernK(f)
+		for nt := 1; nt <= 4; nt++ {
+			kernK(f, nt)
+		}
 	}
 	quantQ8_K()
 }
