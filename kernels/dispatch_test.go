@@ -136,6 +136,32 @@ func TestKernelsMatchGeneric(t *testing.T) {
 		}
 	}
 
+	// The float MatMul kernels (where the CPU has them) against the GEMM
+	// every build has, on awkward shapes: odd rows, columns not a multiple
+	// of 8, one to seven rows of X.
+	if dots := floatDots; dots != nil {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
+			for _, sz := range [][2]int{{1, 1}, {5, 7}, {9, 64}, {3, 97}, {17, 288}, {66, 1031}} {
+				rows, cols := sz[0], sz[1]
+				w, deq := quantWeights(t, dt, randVec(r, rows*cols), rows, cols)
+				for _, nt := range []int{1, 3, 7} {
+					x := randVec(r, nt*cols)
+					y1, y2 := make([]float32, nt*rows), make([]float32, nt*rows)
+					MatMul(dt, w, rows, cols, x, nt, y1)
+					floatDots = nil
+					MatMul(dt, w, rows, cols, x, nt, y2)
+					floatDots = dots
+					_, scale := refMatMul(t, dt, deq, rows, cols, x, nt)
+					for i := range y1 {
+						if d := math.Abs(float64(y1[i] - y2[i])); d > 1e-5*scale[i] {
+							t.Fatalf("%s %dx%d nt=%d: y[%d] = %g, GEMM %g", dt, rows, cols, nt, i, y1[i], y2[i])
+						}
+					}
+				}
+			}
+		}
+	}
+
 	// GEMM micro-kernel and the transposing panel packer.
 	for _, k := range []int{1, 3, 8, 13, 256} {
 		a, b := randVec(r, k*mr), randVec(r, k*nr)
