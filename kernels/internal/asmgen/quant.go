@@ -62,8 +62,6 @@ func qc(name string) Mem {
 		b = splat([]byte{0x03}, 32)
 	case "qX04":
 		b = splat([]byte{0x04}, 32)
-	case "qPairShuf": // low lane: word 0 of each dword, high lane: word 1
-		b = append(splat([]byte{0, 1}, 16), splat([]byte{2, 3}, 16)...)
 	case "qSc0", "qSc1", "qSc2", "qSc3", "qSc4", "qSc5", "qSc6", "qSc7": // word k of each lane, everywhere
 		k := int(name[3] - '0')
 		b = splat([]byte{byte(2 * k), byte(2*k + 1)}, 32)
