@@ -111,12 +111,17 @@ type Param struct {
 // Span is one sequence's rows in a batched attention: rows [Row, Row+N) of
 // the queries at positions Pos0..Pos0+N-1. K and V, when not nil, hold the
 // keys and values of positions 0..Pos0+N-1 (a KV cache the new rows were
-// appended to); when nil, the keys and values are rows [Row, Row+N) of the
-// k and v Vars and Pos0 must be 0.
+// appended to); K16 and V16 do the same for a half-precision cache. When
+// neither is set, the keys and values are rows [Row, Row+N) of the k and v
+// Vars and Pos0 must be 0.
 type Span struct {
 	Row, N, Pos0 int
 	K, V         []float32
+	K16, V16     []uint16
 }
+
+// cached reports whether the span's keys and values come from a cache.
+func (s Span) cached() bool { return s.K != nil || s.K16 != nil }
 
 // Linear computes y = x·Wᵀ for nt rows (x nt×In, y nt×Out). Backward adds
 // dy·W to x's gradient and dyᵀ·x to W's.
@@ -268,18 +273,31 @@ func RoPE(t *Tape, x *Var, spans []Span, nHeads int, rc *kernels.RoPECache, half
 // rows (cached earlier positions are constants).
 func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headDim int) {
 	qd, kvd := nHeads*headDim, nKVHeads*headDim
-	kv := func(s Span, x *Var, cached []float32) []float32 {
-		if cached != nil {
-			return cached[:(s.Pos0+s.N)*kvd]
+	// kv is the keys (or values) a span attends to, as float32; a
+	// half-precision cache is widened (only backward needs that).
+	kv := func(s Span, x *Var, cached []float32, cached16 []uint16) []float32 {
+		n := (s.Pos0 + s.N) * kvd
+		switch {
+		case cached != nil:
+			return cached[:n]
+		case cached16 != nil:
+			w := make([]float32, n)
+			kernels.F16ToF32(w, cached16[:n])
+			return w
 		}
 		return x.Data[s.Row*kvd : (s.Row+s.N)*kvd]
 	}
 	for _, s := range spans {
-		if s.K == nil && s.Pos0 != 0 {
+		if !s.cached() && s.Pos0 != 0 {
 			panic("autograd.Attention: a span without a cache must start at position 0")
 		}
-		kernels.Attention(out.Data[s.Row*qd:(s.Row+s.N)*qd], q.Data[s.Row*qd:(s.Row+s.N)*qd], kv(s, k, s.K), kv(s, v, s.V),
-			s.N, s.Pos0, nHeads, nKVHeads, headDim)
+		o, qs := out.Data[s.Row*qd:(s.Row+s.N)*qd], q.Data[s.Row*qd:(s.Row+s.N)*qd]
+		if s.K16 != nil {
+			n := (s.Pos0 + s.N) * kvd
+			kernels.AttentionF16(o, qs, s.K16[:n], s.V16[:n], s.N, s.Pos0, nHeads, nKVHeads, headDim)
+			continue
+		}
+		kernels.Attention(o, qs, kv(s, k, s.K, nil), kv(s, v, s.V, nil), s.N, s.Pos0, nHeads, nKVHeads, headDim)
 	}
 	if t == nil {
 		return
@@ -295,7 +313,7 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 			// Gradients go straight into k and v when the keys are their
 			// rows; through a buffer over all positions when they are a
 			// cache, whose last N rows are the span's own.
-			direct := s.K == nil && k.Grad != nil && v.Grad != nil
+			direct := !s.cached() && k.Grad != nil && v.Grad != nil
 			var dk, dv []float32
 			if direct {
 				dk, dv = k.Grad[own:end], v.Grad[own:end]
@@ -303,7 +321,7 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 				dk, dv = make([]float32, (s.Pos0+s.N)*kvd), make([]float32, (s.Pos0+s.N)*kvd)
 			}
 			kernels.AttentionBackward(dq[s.Row*qd:(s.Row+s.N)*qd], dk, dv, out.Grad[s.Row*qd:(s.Row+s.N)*qd],
-				q.Data[s.Row*qd:(s.Row+s.N)*qd], kv(s, k, s.K), kv(s, v, s.V), s.N, s.Pos0, nHeads, nKVHeads, headDim)
+				q.Data[s.Row*qd:(s.Row+s.N)*qd], kv(s, k, s.K, s.K16), kv(s, v, s.V, s.V16), s.N, s.Pos0, nHeads, nKVHeads, headDim)
 			if !direct {
 				if k.Grad != nil {
 					kernels.Add(k.Grad[own:end], k.Grad[own:end], dk[s.Pos0*kvd:])

@@ -13,17 +13,48 @@ const attnBlock = 64
 // v hold the cache rows 0..pos0+nq-1, each of nKVHeads·headDim. Query head h
 // reads KV head h/(nHeads/nKVHeads); query row i sees cache rows 0..pos0+i;
 // scores are scaled by 1/sqrt(headDim). The softmax is computed online over
-// blocks of keys. out may alias q.
+// blocks of attnBlock keys: no more than one block of scores per head is
+// held at a time, whatever the context length. out may alias q.
 func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) {
 	if nq <= 0 || nHeads <= 0 {
 		return
 	}
+	checkAttention(nHeads, nKVHeads)
+	kvdim := nKVHeads * headDim
+	checkSame("Attention", nq*nHeads*headDim, out, q)
+	checkSame("Attention", (pos0+nq)*kvdim, k, v)
+	attention(out, q, k, v, nil, nil, nq, pos0, nHeads, nKVHeads, headDim)
+}
+
+// AttentionF16 is Attention with the keys and values stored as IEEE half
+// floats (an F16 KV cache, as llama.cpp keeps by default). The kernels
+// widen them as they read them; the arithmetic is otherwise that of
+// Attention, so the result is bit-identical to Attention on the widened
+// values.
+func AttentionF16(out, q []float32, k, v []uint16, nq, pos0, nHeads, nKVHeads, headDim int) {
+	if nq <= 0 || nHeads <= 0 {
+		return
+	}
+	checkAttention(nHeads, nKVHeads)
+	kvdim := nKVHeads * headDim
+	checkSame("AttentionF16", nq*nHeads*headDim, out, q)
+	if len(k) != (pos0+nq)*kvdim || len(v) != len(k) {
+		panic(fmt.Sprintf("kernels.AttentionF16: keys %d and values %d, want %d", len(k), len(v), (pos0+nq)*kvdim))
+	}
+	attention(out, q, nil, nil, k, v, nq, pos0, nHeads, nKVHeads, headDim)
+}
+
+func checkAttention(nHeads, nKVHeads int) {
 	if nKVHeads <= 0 || nHeads%nKVHeads != 0 {
 		panic(fmt.Sprintf("kernels.Attention: %d heads is not a multiple of %d KV heads", nHeads, nKVHeads))
 	}
-	qdim, kvdim := nHeads*headDim, nKVHeads*headDim
-	checkSame("Attention", nq*qdim, out, q)
-	checkSame("Attention", (pos0+nq)*kvdim, k, v)
+}
+
+// attention is the body of Attention (keys and values k32, v32) and
+// AttentionF16 (k16, v16).
+func attention(out, q, k32, v32 []float32, k16, v16 []uint16, nq, pos0, nHeads, nKVHeads, headDim int) {
+	kvdim := nKVHeads * headDim
+	qdim := nHeads * headDim
 	group := nHeads / nKVHeads
 	scale := float32(1 / math.Sqrt(float64(headDim)))
 	// A work item is one query row and a run of sg heads sharing a KV head,
@@ -39,6 +70,10 @@ func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) 
 	ParallelFor(nq*runs, max(1, (1<<14)/max(work, 1)), func(lo, hi int) {
 		var scores [attnBlock]float32
 		acc := make([]float32, sg*headDim)
+		var w []float32 // room to widen one half-float row, for the generic kernels
+		if k16 != nil {
+			w = make([]float32, headDim)
+		}
 		m := make([]float32, sg) // running max of the scores, per head
 		l := make([]float32, sg) // running Σ exp(score - m), per head
 		for id := lo; id < hi; id++ {
@@ -51,13 +86,16 @@ func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) 
 			clear(acc)
 			for j0 := 0; j0 < n; j0 += attnBlock {
 				j1 := min(n, j0+attnBlock)
-				kb := k[j0*kvdim+koff : (j1-1)*kvdim+koff+headDim]
-				vb := v[j0*kvdim+koff : (j1-1)*kvdim+koff+headDim]
+				lo, hi := j0*kvdim+koff, (j1-1)*kvdim+koff+headDim
 				s := scores[:j1-j0]
 				for x := range sg {
 					qv := q[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
 					a := acc[x*headDim : (x+1)*headDim]
-					scoresImpl(s, qv, kb, kvdim, scale)
+					if k16 != nil {
+						scoresF16Impl(s, qv, k16[lo:hi], kvdim, scale, w)
+					} else {
+						scoresImpl(s, qv, k32[lo:hi], kvdim, scale)
+					}
 					if bm := max(m[x], maxImpl(s)); bm > m[x] {
 						// Rescale what was accumulated under the old max.
 						if l[x] != 0 {
@@ -68,7 +106,11 @@ func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) 
 						m[x] = bm
 					}
 					l[x] += expSubSumImpl(s, m[x])
-					accumVImpl(a, vb, kvdim, s)
+					if v16 != nil {
+						accumVF16Impl(a, v16[lo:hi], kvdim, s, w)
+					} else {
+						accumVImpl(a, v32[lo:hi], kvdim, s)
+					}
 				}
 			}
 			// Written only now: out may alias q.

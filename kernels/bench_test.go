@@ -128,10 +128,22 @@ func BenchmarkAttention(b *testing.B) {
 			for i := range c.nq {
 				flop += 4 * float64(c.pos0+i+1) * dim * heads
 			}
-			for b.Loop() {
-				Attention(out, q, k, v, c.nq, c.pos0, heads, kv, dim)
+			k16, v16 := make([]uint16, len(k)), make([]uint16, len(v))
+			for i := range k {
+				k16[i], v16[i] = tensor.F32ToF16(k[i]), tensor.F32ToF16(v[i])
 			}
-			b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			for _, f16 := range []bool{false, true} {
+				b.Run(map[bool]string{false: "kv=f32", true: "kv=f16"}[f16], func(b *testing.B) {
+					for b.Loop() {
+						if f16 {
+							AttentionF16(out, q, k16, v16, c.nq, c.pos0, heads, kv, dim)
+						} else {
+							Attention(out, q, k, v, c.nq, c.pos0, heads, kv, dim)
+						}
+					}
+					b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		})
 	}
 }

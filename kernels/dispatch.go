@@ -18,6 +18,8 @@ var (
 	packNT16      = packNT16Generic
 	scoresImpl    = scoresGeneric
 	accumVImpl    = accumVGeneric
+	scoresF16Impl = scoresF16Generic
+	accumVF16Impl = accumVF16Generic
 	quantQ8_0Impl = quantQ8_0Generic
 )
 
@@ -38,5 +40,28 @@ func accumVGeneric(acc, v []float32, vstride int, p []float32) {
 	d := len(acc)
 	for j, pj := range p {
 		axpyImpl(pj, v[j*vstride:j*vstride+d], acc)
+	}
+}
+
+// scoresF16Generic is scoresGeneric over half-float keys: each key is
+// widened into w (at least len(q) long) and goes through the same dot
+// product, so the results are bit-identical.
+func scoresF16Generic(s, q []float32, k []uint16, kstride int, scale float32, w []float32) {
+	d := len(q)
+	w = w[:d]
+	for j := range s {
+		convF16(w, k[j*kstride:j*kstride+d])
+		s[j] = dotImpl(q, w) * scale
+	}
+}
+
+// accumVF16Generic is accumVGeneric over half-float values, widened into w
+// (at least len(acc) long).
+func accumVF16Generic(acc []float32, v []uint16, vstride int, p []float32, w []float32) {
+	d := len(acc)
+	w = w[:d]
+	for j, pj := range p {
+		convF16(w, v[j*vstride:j*vstride+d])
+		axpyImpl(pj, w, acc)
 	}
 }

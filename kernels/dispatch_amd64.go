@@ -32,6 +32,8 @@ func init() {
 	floatDots = floatDotsAVX2
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
+	scoresF16Impl = scoresF16Asm
+	accumVF16Impl = accumVF16Asm
 	quantQ8_0Impl = quantQ8_0Asm
 	quantQ8_KImpl = quantQ8_KAsm
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX2, q8_0x2AVX2, q8_0x3AVX2, q8_0x4AVX2})
@@ -200,6 +202,26 @@ func accumVAsm(acc, v []float32, vstride int, p []float32) {
 	}
 	_ = v[(len(p)-1)*vstride+d-1]
 	attnAccumAVX2(&acc[0], &v[0], vstride, &p[0], len(p), d)
+}
+
+func scoresF16Asm(s, q []float32, k []uint16, kstride int, scale float32, w []float32) {
+	d := len(q)
+	if d%8 != 0 || len(s) == 0 || d == 0 {
+		scoresF16Generic(s, q, k, kstride, scale, w)
+		return
+	}
+	_ = k[(len(s)-1)*kstride+d-1]
+	attnScoresF16AVX2(&s[0], &q[0], &k[0], kstride, len(s), d, scale)
+}
+
+func accumVF16Asm(acc []float32, v []uint16, vstride int, p []float32, w []float32) {
+	d := len(acc)
+	if d%8 != 0 || len(p) == 0 || d == 0 {
+		accumVF16Generic(acc, v, vstride, p, w)
+		return
+	}
+	_ = v[(len(p)-1)*vstride+d-1]
+	attnAccumF16AVX2(&acc[0], &v[0], vstride, &p[0], len(p), d)
 }
 
 func quantQ8_0Asm(dst []byte, x []float32) {

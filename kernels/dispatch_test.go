@@ -77,6 +77,26 @@ func TestKernelsMatchGeneric(t *testing.T) {
 		accumVImpl(acc1, kv, stride, y1)
 		accumVGeneric(acc2, kv, stride, y1)
 		near("accumV", acc1, acc2, 1e-5)
+		// the same over half-float keys and values: bit-identical to the
+		// float32 kernels on the widened values
+		kv16, kvw := make([]uint16, len(kv)), make([]float32, len(kv))
+		for i, x := range kv {
+			kv16[i] = tensor.F32ToF16(x)
+			kvw[i] = tensor.F16ToF32(kv16[i])
+		}
+		scoresF16Impl(y1, x, kv16, stride, 0.5, make([]float32, cols))
+		scoresImpl(y2, x, kvw, stride, 0.5)
+		near("scoresF16", y1, y2, 0)
+		scoresF16Generic(y1, x, kv16, stride, 0.5, make([]float32, cols))
+		scoresGeneric(y2, x, kvw, stride, 0.5)
+		near("scoresF16Generic", y1, y2, 0)
+		copy(acc2, acc1)
+		accumVF16Impl(acc1, kv16, stride, y1, make([]float32, cols))
+		accumVImpl(acc2, kvw, stride, y1)
+		near("accumVF16", acc1, acc2, 0)
+		accumVF16Generic(acc1, kv16, stride, y1, make([]float32, cols))
+		accumVGeneric(acc2, kvw, stride, y1)
+		near("accumVF16Generic", acc1, acc2, 0)
 	}
 
 	for _, nb := range []int{1, 2, 5, 128} {

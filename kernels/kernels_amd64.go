@@ -439,6 +439,16 @@ func attnScoresAVX2(s *float32, q *float32, k *float32, kstride int, n int, d in
 //go:noescape
 func attnAccumAVX2(acc *float32, v *float32, vstride int, p *float32, n int, d int)
 
+// attnScoresF16AVX2 computes s[j] = scale·Σ_e q[e]·k[j·kstride+e] for j < n; d is a multiple of 8.
+//
+//go:noescape
+func attnScoresF16AVX2(s *float32, q *float32, k *uint16, kstride int, n int, d int, scale float32)
+
+// attnAccumF16AVX2 computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.
+//
+//go:noescape
+func attnAccumF16AVX2(acc *float32, v *uint16, vstride int, p *float32, n int, d int)
+
 // quantQ8_0AVX2 quantizes nb blocks of 32 floats at x into Q8_0 blocks at dst.
 //
 //go:noescape

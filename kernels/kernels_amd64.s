@@ -10166,6 +10166,212 @@ cols1_end:
 	VZEROUPPER
 	RET
 
+// func attnScoresF16AVX2(s *float32, q *float32, k *uint16, kstride int, n int, d int, scale float32)
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·attnScoresF16AVX2(SB), NOSPLIT, $0-52
+	MOVQ         s+0(FP), AX
+	MOVQ         q+8(FP), CX
+	MOVQ         k+16(FP), DX
+	MOVQ         kstride+24(FP), BX
+	MOVQ         n+32(FP), SI
+	MOVQ         d+40(FP), DI
+	SHLQ         $0x01, BX
+	MOVSS        scale+48(FP), X0
+	VBROADCASTSS X0, X0
+
+keys4:
+	CMPQ   SI, $0x04
+	JL     keys1
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   DI, R9
+	MOVQ   CX, R10
+	MOVQ   DX, R11
+	LEAQ   (DX)(BX*2), R8
+	ADDQ   BX, R8
+
+dims4:
+	VMOVUPS      (R10), Y5
+	VCVTPH2PS    (R11), Y6
+	VFMADD231PS  Y6, Y5, Y1
+	VCVTPH2PS    (R11)(BX*1), Y6
+	VFMADD231PS  Y6, Y5, Y2
+	VCVTPH2PS    (R11)(BX*2), Y6
+	VFMADD231PS  Y6, Y5, Y3
+	VCVTPH2PS    (R8), Y6
+	VFMADD231PS  Y6, Y5, Y4
+	ADDQ         $0x20, R10
+	ADDQ         $0x10, R11
+	ADDQ         $0x10, R8
+	SUBQ         $0x08, R9
+	JNE          dims4
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y4, Y3, Y3
+	VHADDPS      Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X2
+	VMULPS       X0, X2, X2
+	VMOVUPS      X2, (AX)
+	ADDQ         $0x10, AX
+	LEAQ         (DX)(BX*4), DX
+	SUBQ         $0x04, SI
+	JMP          keys4
+
+keys1:
+	TESTQ  SI, SI
+	JE     done
+	VXORPS Y1, Y1, Y1
+	MOVQ   DI, R9
+	MOVQ   CX, R10
+	MOVQ   DX, R11
+
+dims1:
+	VMOVUPS      (R10), Y2
+	VCVTPH2PS    (R11), Y3
+	VFMADD231PS  Y3, Y2, Y1
+	ADDQ         $0x20, R10
+	ADDQ         $0x10, R11
+	SUBQ         $0x08, R9
+	JNE          dims1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         BX, DX
+	DECQ         SI
+	JMP          keys1
+
+done:
+	VZEROUPPER
+	RET
+
+// func attnAccumF16AVX2(acc *float32, v *uint16, vstride int, p *float32, n int, d int)
+// Requires: AVX, F16C, FMA3
+TEXT ·attnAccumF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ acc+0(FP), AX
+	MOVQ v+8(FP), CX
+	MOVQ vstride+16(FP), DX
+	MOVQ p+24(FP), BX
+	MOVQ n+32(FP), SI
+	MOVQ d+40(FP), DI
+	SHLQ $0x01, DX
+
+cols4:
+	CMPQ    DI, $0x20
+	JL      cols4_end
+	VMOVUPS (AX), Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS 32(AX), Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS 64(AX), Y4
+	VXORPS  Y5, Y5, Y5
+	VMOVUPS 96(AX), Y6
+	VXORPS  Y7, Y7, Y7
+	MOVQ    CX, R8
+	MOVQ    BX, R9
+	MOVQ    SI, R10
+
+cols4_keys2:
+	CMPQ         R10, $0x02
+	JL           cols4_keys1
+	VBROADCASTSS (R9), Y8
+	VBROADCASTSS 4(R9), Y9
+	VCVTPH2PS    (R8), Y10
+	VFMADD231PS  Y10, Y8, Y0
+	VCVTPH2PS    (R8)(DX*1), Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VCVTPH2PS    16(R8), Y10
+	VFMADD231PS  Y10, Y8, Y2
+	VCVTPH2PS    16(R8)(DX*1), Y10
+	VFMADD231PS  Y10, Y9, Y3
+	VCVTPH2PS    32(R8), Y10
+	VFMADD231PS  Y10, Y8, Y4
+	VCVTPH2PS    32(R8)(DX*1), Y10
+	VFMADD231PS  Y10, Y9, Y5
+	VCVTPH2PS    48(R8), Y10
+	VFMADD231PS  Y10, Y8, Y6
+	VCVTPH2PS    48(R8)(DX*1), Y8
+	VFMADD231PS  Y8, Y9, Y7
+	LEAQ         (R8)(DX*2), R8
+	ADDQ         $0x08, R9
+	SUBQ         $0x02, R10
+	JMP          cols4_keys2
+
+cols4_keys1:
+	TESTQ        R10, R10
+	JE           cols4_store
+	VBROADCASTSS (R9), Y8
+	VCVTPH2PS    (R8), Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VCVTPH2PS    16(R8), Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VCVTPH2PS    32(R8), Y9
+	VFMADD231PS  Y9, Y8, Y4
+	VCVTPH2PS    48(R8), Y9
+	VFMADD231PS  Y9, Y8, Y6
+
+cols4_store:
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VADDPS  Y3, Y2, Y2
+	VMOVUPS Y2, 32(AX)
+	VADDPS  Y5, Y4, Y4
+	VMOVUPS Y4, 64(AX)
+	VADDPS  Y7, Y6, Y6
+	VMOVUPS Y6, 96(AX)
+	ADDQ    $0x80, AX
+	ADDQ    $0x40, CX
+	SUBQ    $0x20, DI
+	JMP     cols4
+
+cols4_end:
+cols1:
+	CMPQ    DI, $0x08
+	JL      cols1_end
+	VMOVUPS (AX), Y0
+	VXORPS  Y1, Y1, Y1
+	MOVQ    CX, R8
+	MOVQ    BX, R9
+	MOVQ    SI, R10
+
+cols1_keys2:
+	CMPQ         R10, $0x02
+	JL           cols1_keys1
+	VBROADCASTSS (R9), Y2
+	VBROADCASTSS 4(R9), Y3
+	VCVTPH2PS    (R8), Y4
+	VFMADD231PS  Y4, Y2, Y0
+	VCVTPH2PS    (R8)(DX*1), Y2
+	VFMADD231PS  Y2, Y3, Y1
+	LEAQ         (R8)(DX*2), R8
+	ADDQ         $0x08, R9
+	SUBQ         $0x02, R10
+	JMP          cols1_keys2
+
+cols1_keys1:
+	TESTQ        R10, R10
+	JE           cols1_store
+	VBROADCASTSS (R9), Y2
+	VCVTPH2PS    (R8), Y3
+	VFMADD231PS  Y3, Y2, Y0
+
+cols1_store:
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    $0x10, CX
+	SUBQ    $0x08, DI
+	JMP     cols1
+
+cols1_end:
+	VZEROUPPER
+	RET
+
 // func quantQ8_0AVX2(dst *byte, x *float32, nb int)
 // Requires: AVX, AVX2, F16C, SSE2
 TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-24

@@ -3,6 +3,8 @@ package kernels
 import (
 	"fmt"
 	"math"
+
+	"github.com/herd-llm/herd/tensor"
 )
 
 func checkSame(fn string, n int, s ...[]float32) {
@@ -59,4 +61,20 @@ func Add(out, a, b []float32) {
 	n := len(a)
 	checkSame("Add", n, out, b)
 	addImpl(out[:n], a, b[:n])
+}
+
+// F32ToF16 rounds src to IEEE half floats (to nearest even, as F16C's
+// VCVTPS2PH does) into dst, which is at least as long as src.
+func F32ToF16(dst []uint16, src []float32) {
+	checkSame("F32ToF16", len(dst), src)
+	for i, x := range src {
+		dst[i] = tensor.F32ToF16(x)
+	}
+}
+
+// F16ToF32 widens the half floats of src into dst, which is at least as
+// long as src.
+func F16ToF32(dst []float32, src []uint16) {
+	checkSame("F16ToF32", len(src), dst)
+	convF16(dst[:len(src)], src)
 }

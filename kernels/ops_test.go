@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+
+	"github.com/herd-llm/herd/tensor"
 )
 
 var opSizes = []int{1, 7, 8, 33, 64, 4097}
@@ -205,4 +208,83 @@ func TestAttention(t *testing.T) {
 			closeTo(t, fmt.Sprintf("threads=%d Attention aliased %+v", Threads(), c), q, want, nil, 2e-5)
 		}
 	})
+}
+
+// TestAttentionF16 checks attention over a half-precision cache against the
+// float64 reference on the keys and values as stored (rounded to F16), and
+// that it is bit-identical to Attention on the same rounded values.
+func TestAttentionF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	cases := []struct{ nq, pos0, heads, kv, dim int }{
+		{1, 0, 1, 1, 1}, {1, 0, 4, 2, 8}, {5, 0, 4, 2, 8}, {1, 70, 4, 4, 16},
+		{3, 63, 6, 2, 7}, {130, 0, 2, 1, 33}, {9, 200, 8, 2, 64}, {70, 5, 8, 1, 8},
+	}
+	withThreads(t, func(t *testing.T) {
+		for _, c := range cases {
+			n := c.pos0 + c.nq
+			q := randVec(r, c.nq*c.heads*c.dim)
+			for i := range q {
+				q[i] *= 2
+			}
+			k16, v16 := make([]uint16, n*c.kv*c.dim), make([]uint16, n*c.kv*c.dim)
+			k, v := randVec(r, len(k16)), randVec(r, len(v16))
+			for i := range k {
+				k16[i], v16[i] = tensor.F32ToF16(k[i]), tensor.F32ToF16(v[i])
+				k[i], v[i] = tensor.F16ToF32(k16[i]), tensor.F16ToF32(v16[i])
+			}
+			want := refAttention(q, k, v, c.nq, c.pos0, c.heads, c.kv, c.dim)
+			out := make([]float32, len(q))
+			AttentionF16(out, q, k16, v16, c.nq, c.pos0, c.heads, c.kv, c.dim)
+			name := fmt.Sprintf("threads=%d AttentionF16 %+v", Threads(), c)
+			closeTo(t, name, out, want, nil, 2e-5)
+			same := make([]float32, len(q))
+			Attention(same, q, k, v, c.nq, c.pos0, c.heads, c.kv, c.dim)
+			for i := range out {
+				if math.Float32bits(out[i]) != math.Float32bits(same[i]) {
+					t.Fatalf("%s: [%d] = %g, Attention on the rounded values gives %g", name, i, out[i], same[i])
+				}
+			}
+			AttentionF16(q, q, k16, v16, c.nq, c.pos0, c.heads, c.kv, c.dim)
+			closeTo(t, name+" aliased", q, want, nil, 2e-5)
+		}
+	})
+}
+
+// TestAttentionMemoryBounded: the memory attention takes does not grow with
+// the context, as it never holds more than one block of scores per head
+// (a full score row at 16384 positions would be 64 KiB per head).
+func TestAttentionMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const heads, kv, dim = 4, 2, 16
+	r := rand.New(rand.NewPCG(23, 24))
+	alloc := func(n int, f16 bool) uint64 {
+		q := randVec(r, heads*dim)
+		k, v := randVec(r, n*kv*dim), randVec(r, n*kv*dim)
+		k16, v16 := make([]uint16, len(k)), make([]uint16, len(v))
+		out := make([]float32, len(q))
+		run := func() {
+			if f16 {
+				AttentionF16(out, q, k16, v16, 1, n-1, heads, kv, dim)
+			} else {
+				Attention(out, q, k, v, 1, n-1, heads, kv, dim)
+			}
+		}
+		run() // warm the worker pool
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 10 {
+			run()
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / 10
+	}
+	for _, f16 := range []bool{false, true} {
+		small, large := alloc(2048, f16), alloc(16384, f16)
+		t.Logf("f16=%v: %d bytes per call at 2048 positions, %d at 16384", f16, small, large)
+		if large > small+1024 {
+			t.Errorf("f16=%v: attention allocates %d bytes per call at 16384 positions, %d at 2048: memory grows with the context", f16, large, small)
+		}
+	}
 }

@@ -12,7 +12,11 @@ import (
 // refForward is an independent float64 LLaMA forward over all tokens from
 // position 0, written plainly from the paper's equations; it returns logits
 // for every position.
-func refForward(m *Model, tokens []int) [][]float64 {
+func refForward(m *Model, tokens []int) [][]float64 { return refForwardKV(m, tokens, false) }
+
+// refForwardKV is refForward with, when f16kv, the keys and values rounded
+// to F16 as an F16 KV cache stores them.
+func refForwardKV(m *Model, tokens []int, f16kv bool) [][]float64 {
 	c := m.Config
 	hd, kvd := c.HeadDim(), c.KVDim()
 	mat := func(l *nn.Linear) [][]float64 {
@@ -79,6 +83,12 @@ func refForward(m *Model, tokens []int) [][]float64 {
 			q[t], k[t], v[t] = mv(wq, h), mv(wk, h), mv(wv, h)
 			rope(q[t], c.NHeads, t)
 			rope(k[t], c.NKVHeads, t)
+			if f16kv {
+				for i := range k[t] {
+					k[t][i] = float64(tensor.F16ToF32(tensor.F32ToF16(float32(k[t][i]))))
+					v[t][i] = float64(tensor.F16ToF32(tensor.F32ToF16(float32(v[t][i]))))
+				}
+			}
 		}
 		for t := range x {
 			att := make([]float64, c.Dim)
@@ -186,39 +196,49 @@ func TestForwardMatchesReference(t *testing.T) {
 			c.Rope, c.TiedEmbeddings = tc.rope, tc.tied
 			m := randomModel(t, c, tc.dt)
 			tokens := []int{1, 5, 9, 36, 0, 17, 17, 3, 22, 11}
-			want := refForward(m, tokens)
-
-			// the whole sequence in one batch, logits for every position
-			var s State
-			cache := m.NewKVCache(c.ContextLen)
-			got, err := m.Forward(&s, cache, tokens, 0, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for p := range tokens {
-				if e := maxRelErr(got[p*c.VocabSize:(p+1)*c.VocabSize], want[p]); e > tc.tol {
-					t.Errorf("batched: position %d: relative error %.3g > %.3g", p, e, tc.tol)
-				}
-			}
-			// a prompt of 4, then one token at a time through the cache
-			cache = m.NewKVCache(c.ContextLen)
-			got, err = m.Forward(&s, cache, tokens[:4], 0, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := maxRelErr(got, want[3]); e > tc.tol {
-				t.Errorf("prompt: last position: relative error %.3g", e)
-			}
-			for p := 4; p < len(tokens); p++ {
-				got, err = m.Forward(&s, cache, tokens[p:p+1], p, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if e := maxRelErr(got, want[p]); e > tc.tol {
-					t.Errorf("incremental: position %d: relative error %.3g > %.3g", p, e, tc.tol)
-				}
+			for _, kvf32 := range []bool{false, true} {
+				m.KVF32 = kvf32
+				t.Run(map[bool]string{false: "kv-f16", true: "kv-f32"}[kvf32], func(t *testing.T) {
+					testForwardMatchesReference(t, m, tokens, tc.tol)
+				})
 			}
 		})
+	}
+}
+
+func testForwardMatchesReference(t *testing.T, m *Model, tokens []int, tol float64) {
+	c := m.Config
+	want := refForwardKV(m, tokens, !m.KVF32)
+
+	// the whole sequence in one batch, logits for every position
+	var s State
+	cache := m.NewKVCache(c.ContextLen)
+	got, err := m.Forward(&s, cache, tokens, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range tokens {
+		if e := maxRelErr(got[p*c.VocabSize:(p+1)*c.VocabSize], want[p]); e > tol {
+			t.Errorf("batched: position %d: relative error %.3g > %.3g", p, e, tol)
+		}
+	}
+	// a prompt of 4, then one token at a time through the cache
+	cache = m.NewKVCache(c.ContextLen)
+	got, err = m.Forward(&s, cache, tokens[:4], 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := maxRelErr(got, want[3]); e > tol {
+		t.Errorf("prompt: last position: relative error %.3g", e)
+	}
+	for p := 4; p < len(tokens); p++ {
+		got, err = m.Forward(&s, cache, tokens[p:p+1], p, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := maxRelErr(got, want[p]); e > tol {
+			t.Errorf("incremental: position %d: relative error %.3g > %.3g", p, e, tol)
+		}
 	}
 }
 
@@ -315,5 +335,28 @@ func TestForwardBatchMatchesSingle(t *testing.T) {
 	}
 	if _, err := m.ForwardBatch(&s, []Seq{{Tokens: []int{1}, Cache: seqs[0].Cache}, {Tokens: []int{1}, Cache: seqs[0].Cache}}); err == nil {
 		t.Error("two sequences sharing a cache were accepted")
+	}
+}
+
+func TestKVCacheTypes(t *testing.T) {
+	c := testConfig()
+	m := randomModel(t, c, tensor.F32)
+	if kc := m.NewKVCache(8); kc.DType != tensor.F16 || kc.Bytes() != c.KVCacheBytes(8, tensor.F16) {
+		t.Errorf("default cache: %s of %d bytes, want F16 of %d", kc.DType, kc.Bytes(), c.KVCacheBytes(8, tensor.F16))
+	}
+	m.KVF32 = true
+	if kc := m.NewKVCache(8); kc.DType != tensor.F32 || kc.Bytes() != c.KVCacheBytes(8, tensor.F32) {
+		t.Errorf("KVF32 cache: %s of %d bytes, want F32 of %d", kc.DType, kc.Bytes(), c.KVCacheBytes(8, tensor.F32))
+	}
+	if c.KVCacheBytes(8, tensor.F32) != 2*c.KVCacheBytes(8, tensor.F16) {
+		t.Error("an F16 cache is not half an F32 one")
+	}
+	for in, want := range map[string]tensor.DType{"f16": tensor.F16, "F32": tensor.F32} {
+		if got, err := ParseKVType(in); err != nil || got != want {
+			t.Errorf("ParseKVType(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseKVType("q8_0"); err == nil {
+		t.Error("ParseKVType accepted q8_0")
 	}
 }

@@ -128,7 +128,7 @@ func TestForwardTapeAgreesWithInference(t *testing.T) {
 	}
 	for i, sq := range seqs {
 		var si State
-		want, err := m.Forward(&si, m.NewKVCache(c.ContextLen), sq, 0, true)
+		want, err := m.Forward(&si, m.NewKVCacheType(c.ContextLen, tensor.F32), sq, 0, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,11 @@ type Model struct {
 	Layers  []Layer
 	OutNorm []float32  // [Dim]
 	Output  *nn.Linear // Dim → VocabSize; the same as Embed when tied
-	closer  io.Closer
+	// KVF32 makes NewKVCache keep keys and values in float32; by default
+	// they are stored as F16, as llama.cpp does (half the memory; each
+	// value rounded once, when it enters the cache).
+	KVF32  bool
+	closer io.Closer
 }
 
 // Close releases the file mapping the weights live in, if any.

@@ -16,6 +16,7 @@ import (
 func benchCmd() *cobra.Command {
 	var pp, tg, reps, threads int
 	var asJSON bool
+	var kvType string
 	cmd := &cobra.Command{
 		Use:   "bench MODEL",
 		Short: "measure prompt processing and generation speed (tokens/s), as llama-bench does",
@@ -31,6 +32,9 @@ object per test.`,
 				return err
 			}
 			defer m.Close()
+			if err := applyKVType(kvType, m); err != nil {
+				return err
+			}
 			res, err := generate.Bench(m, pp, tg, reps, kernels.Threads())
 			if err != nil {
 				return err
@@ -67,6 +71,7 @@ object per test.`,
 	f.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per test")
+	addKVFlag(f, &kvType)
 	return cmd
 }
 

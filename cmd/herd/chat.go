@@ -43,6 +43,9 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 				return err
 			}
 			defer m.Close()
+			if err := applyKVType(g.kvType, m); err != nil {
+				return err
+			}
 			if err := applyLoRAs(m, g.loras); err != nil {
 				return err
 			}

@@ -39,6 +39,9 @@ encoding, so the figures match llama-perplexity's. The tokenizer is BASE's.`,
 				return err
 			}
 			defer q.Close()
+			if err := applyKVType(e.kvType, base, q); err != nil {
+				return err
+			}
 			toks, err := tokenizeFile(cmd, e.file, tok)
 			if err != nil {
 				return err

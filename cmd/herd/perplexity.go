@@ -20,6 +20,7 @@ type evalFlags struct {
 	ctx, chunks, batch int
 	threads            int
 	asJSON             bool
+	kvType             string
 }
 
 func (e *evalFlags) register(cmd *cobra.Command) {
@@ -31,6 +32,7 @@ func (e *evalFlags) register(cmd *cobra.Command) {
 	f.IntVarP(&e.threads, "threads", "t", 0, "threads (0: all cores)")
 	f.StringVar(&e.tokenizer, "tokenizer", "", "tokenizer file; a GGUF model's own is used by default")
 	f.BoolVar(&e.asJSON, "json", false, "print the result as one JSON object")
+	addKVFlag(f, &e.kvType)
 }
 
 func (e *evalFlags) options() eval.Options {
@@ -71,6 +73,9 @@ llama-perplexity: the running estimate is printed after each chunk as
 				return err
 			}
 			defer m.Close()
+			if err := applyKVType(e.kvType, m); err != nil {
+				return err
+			}
 			toks, err := tokenizeFile(cmd, e.file, tok)
 			if err != nil {
 				return err

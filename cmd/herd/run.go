@@ -19,6 +19,7 @@ type genFlags struct {
 	threads   int
 	sampler   generate.SamplerConfig
 	loras     []string
+	kvType    string
 }
 
 func (g *genFlags) add(cmd *cobra.Command, defaultTemp float32) {
@@ -35,6 +36,7 @@ func (g *genFlags) add(cmd *cobra.Command, defaultTemp float32) {
 	f.IntVar(&g.sampler.RepeatLastN, "repeat-last-n", 64, "window of the repetition penalty")
 	f.Uint64Var(&g.sampler.Seed, "seed", 0, "random seed (the same seed gives the same text)")
 	addLoRAFlag(f, &g.loras)
+	addKVFlag(f, &g.kvType)
 }
 
 func runCmd() *cobra.Command {
@@ -61,6 +63,9 @@ the binary with its 512-piece tokenizer.`,
 				return err
 			}
 			defer m.Close()
+			if err := applyKVType(g.kvType, m); err != nil {
+				return err
+			}
 			if err := applyLoRAs(m, g.loras); err != nil {
 				return err
 			}

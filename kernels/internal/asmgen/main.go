@@ -35,8 +35,10 @@ func main() {
 	siluMul()
 	maxVec()
 	scale()
-	attnScores()
-	attnAccum()
+	for _, k := range []int{kindF32, kindF16} {
+		attnScores(k)
+		attnAccum(k)
+	}
 	quantQ8_0()
 	Generate()
 }

@@ -292,16 +292,42 @@ func scale() {
 	RET()
 }
 
-func attnScores() {
-	text("attnScoresAVX2", NOSPLIT, "func(s, q, k *float32, kstride, n, d int, scale float32)")
-	Doc("attnScoresAVX2 computes s[j] = scale·Σ_e q[e]·k[j·kstride+e] for j < n; d is a multiple of 8.")
+// fmaW emits acc += x·(8 keys or values at m, of kind): an F32 operand is
+// used from memory, a half one widened first.
+func fmaW(kind int, m Mem, x, acc VecVirtual) {
+	if kind == kindF32 {
+		VFMADD231PS(m, x, acc)
+		return
+	}
+	t := YMM()
+	loadW(kind, m, t)
+	VFMADD231PS(t, x, acc)
+}
+
+// kvName names the attention kernels over keys and values of kind.
+func kvName(base string, kind int) string {
+	if kind == kindF32 {
+		return base + "AVX2"
+	}
+	return base + kindNames[kind] + "AVX2"
+}
+
+func attnScores(kind int) {
+	name := kvName("attnScores", kind)
+	typ, esz := wType(kind)
+	text(name, NOSPLIT, fmt.Sprintf("func(s, q *float32, k *%s, kstride, n, d int, scale float32)", typ))
+	Doc(name + " computes s[j] = scale·Σ_e q[e]·k[j·kstride+e] for j < n; d is a multiple of 8.")
 	s := Load(Param("s"), GP64())
 	q := Load(Param("q"), GP64())
 	k := Load(Param("k"), GP64())
 	ks := Load(Param("kstride"), GP64())
 	n := Load(Param("n"), GP64())
 	d := Load(Param("d"), GP64())
-	SHLQ(U8(2), ks)
+	if esz == 4 {
+		SHLQ(U8(2), ks)
+	} else {
+		SHLQ(U8(1), ks)
+	}
 	sc := XMM()
 	VBROADCASTSS(Load(Param("scale"), XMM()), sc)
 	k3, e, qp, kp := GP64(), GP64(), GP64(), GP64()
@@ -321,13 +347,13 @@ func attnScores() {
 	Label("dims4")
 	qv := YMM()
 	VMOVUPS(Mem{Base: qp}, qv)
-	VFMADD231PS(Mem{Base: kp}, qv, acc[0])
-	VFMADD231PS(Mem{Base: kp, Index: ks, Scale: 1}, qv, acc[1])
-	VFMADD231PS(Mem{Base: kp, Index: ks, Scale: 2}, qv, acc[2])
-	VFMADD231PS(Mem{Base: k3}, qv, acc[3])
+	fmaW(kind, Mem{Base: kp}, qv, acc[0])
+	fmaW(kind, Mem{Base: kp, Index: ks, Scale: 1}, qv, acc[1])
+	fmaW(kind, Mem{Base: kp, Index: ks, Scale: 2}, qv, acc[2])
+	fmaW(kind, Mem{Base: k3}, qv, acc[3])
 	ADDQ(U8(32), qp)
-	ADDQ(U8(32), kp)
-	ADDQ(U8(32), k3)
+	ADDQ(U8(8*esz), kp)
+	ADDQ(U8(8*esz), k3)
 	SUBQ(U8(8), e)
 	JNE(LabelRef("dims4"))
 	r := hsum4(acc[0], acc[1], acc[2], acc[3])
@@ -349,9 +375,9 @@ func attnScores() {
 	Label("dims1")
 	qv1 := YMM()
 	VMOVUPS(Mem{Base: qp}, qv1)
-	VFMADD231PS(Mem{Base: kp}, qv1, a)
+	fmaW(kind, Mem{Base: kp}, qv1, a)
 	ADDQ(U8(32), qp)
-	ADDQ(U8(32), kp)
+	ADDQ(U8(8*esz), kp)
 	SUBQ(U8(8), e)
 	JNE(LabelRef("dims1"))
 	r1 := hsum(a)
@@ -366,16 +392,22 @@ func attnScores() {
 	RET()
 }
 
-func attnAccum() {
-	text("attnAccumAVX2", NOSPLIT, "func(acc, v *float32, vstride int, p *float32, n, d int)")
-	Doc("attnAccumAVX2 computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.")
+func attnAccum(kind int) {
+	name := kvName("attnAccum", kind)
+	typ, esz := wType(kind)
+	text(name, NOSPLIT, fmt.Sprintf("func(acc *float32, v *%s, vstride int, p *float32, n, d int)", typ))
+	Doc(name + " computes acc[e] += Σ_j p[j]·v[j·vstride+e] for e < d (a multiple of 8), j < n.")
 	acc := Load(Param("acc"), GP64())
 	v := Load(Param("v"), GP64())
 	vs := Load(Param("vstride"), GP64())
 	p := Load(Param("p"), GP64())
 	n := Load(Param("n"), GP64())
 	d := Load(Param("d"), GP64())
-	SHLQ(U8(2), vs)
+	if esz == 4 {
+		SHLQ(U8(2), vs)
+	} else {
+		SHLQ(U8(1), vs)
+	}
 	vp, pp, j := GP64(), GP64(), GP64()
 	chunk := func(name string, w int) {
 		// w YMM columns, two keys per step into two accumulator sets.
@@ -398,8 +430,8 @@ func attnAccum() {
 		VBROADCASTSS(Mem{Base: pp}, p0)
 		VBROADCASTSS(Mem{Base: pp, Disp: 4}, p1)
 		for i := range a {
-			VFMADD231PS(Mem{Base: vp, Disp: 32 * i}, p0, a[i])
-			VFMADD231PS(Mem{Base: vp, Index: vs, Scale: 1, Disp: 32 * i}, p1, b[i])
+			fmaW(kind, Mem{Base: vp, Disp: 8 * esz * i}, p0, a[i])
+			fmaW(kind, Mem{Base: vp, Index: vs, Scale: 1, Disp: 8 * esz * i}, p1, b[i])
 		}
 		LEAQ(Mem{Base: vp, Index: vs, Scale: 2}, vp)
 		ADDQ(U8(8), pp)
@@ -410,7 +442,7 @@ func attnAccum() {
 		JE(LabelRef(name + "_store"))
 		VBROADCASTSS(Mem{Base: pp}, p0)
 		for i := range a {
-			VFMADD231PS(Mem{Base: vp, Disp: 32 * i}, p0, a[i])
+			fmaW(kind, Mem{Base: vp, Disp: 8 * esz * i}, p0, a[i])
 		}
 		Label(name + "_store")
 		for i := range a {
@@ -418,7 +450,7 @@ func attnAccum() {
 			VMOVUPS(a[i], Mem{Base: acc, Disp: 32 * i})
 		}
 		ADDQ(U8(32*w), acc)
-		ADDQ(U8(32*w), v)
+		ADDQ(U8(8*esz*w), v)
 		SUBQ(U8(8*w), d)
 		JMP(LabelRef(name))
 		Label(name + "_end")
