@@ -112,6 +112,8 @@ type Scheduler struct {
 
 	embedModel *llama.Model     // the model with an identity head: hidden states out
 	pads       []*llama.KVCache // one-position caches of the padding rows
+	batch      []llama.Seq      // the loop's scratch: a step's rows
+	in         []*seq           // and the sequences they belong to
 }
 
 type job struct {
@@ -254,6 +256,7 @@ type seq struct {
 	stopper *Stopper
 	first   time.Duration
 	lp      []float32 // scratch for log-probabilities
+	done    bool      // finished: leaves after this step
 }
 
 func (s *Scheduler) loop() {
@@ -355,8 +358,7 @@ var padToken = [1]int{0}
 // samples where a sequence has read everything, and returns the sequences
 // still running.
 func (s *Scheduler) step(state *llama.State, active []*seq) []*seq {
-	batch := make([]llama.Seq, 0, len(active))
-	in := make([]*seq, 0, len(active))
+	batch, in := s.batch[:0], s.in[:0]
 	budget := s.cfg.PrefillChunk
 	for _, q := range active {
 		n := len(q.toks) - q.fed
@@ -382,24 +384,24 @@ func (s *Scheduler) step(state *llama.State, active []*seq) []*seq {
 		batch = append(batch, llama.Seq{Tokens: padToken[:], Cache: s.pads[k]})
 		rows++
 	}
+	s.batch, s.in = batch, in
 	logits, err := s.m.ForwardBatch(state, batch)
+	// the scratch keeps no finished sequence alive
+	defer func() { clear(batch); clear(in) }()
 	if err != nil {
 		for _, q := range active {
 			q.fail(err)
 		}
 		return nil
 	}
-	finished := map[*seq]bool{}
 	for i, q := range in {
 		q.fed += len(batch[i].Tokens)
 		if q.fed < len(q.toks) {
 			continue // more prompt to read
 		}
-		if s.sample(q, logits[i]) {
-			finished[q] = true
-		}
+		q.done = s.sample(q, logits[i])
 	}
-	return slices.DeleteFunc(active, func(q *seq) bool { return finished[q] })
+	return slices.DeleteFunc(active, func(q *seq) bool { return q.done })
 }
 
 // sample draws the next token of q from logits and streams it; it reports

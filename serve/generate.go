@@ -76,9 +76,12 @@ func (s *Server) submit(r *http.Request, m *Model, req generate.Request) (<-chan
 	return ch, nil
 }
 
-// sse writes server-sent events.
+// sse writes server-sent events. Each event goes to the response in one
+// Write; flush sends what was written to the client.
 type sse struct {
-	w http.ResponseWriter
+	w   http.ResponseWriter
+	f   http.Flusher // nil when w cannot flush
+	buf []byte       // the event being written
 }
 
 func newSSE(w http.ResponseWriter) *sse {
@@ -88,7 +91,8 @@ func newSSE(w http.ResponseWriter) *sse {
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	return &sse{w}
+	f, _ := w.(http.Flusher)
+	return &sse{w: w, f: f}
 }
 
 // send writes one event and flushes it to the client.
@@ -100,38 +104,54 @@ func (e *sse) send(v any) error {
 	return nil
 }
 
-// write writes one event without flushing.
+// write writes one event, v as JSON, without flushing.
 func (e *sse) write(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return e.raw(b)
+	e.buf = append(append(append(e.buf[:0], "data: "...), b...), "\n\n"...)
+	_, err = e.w.Write(e.buf)
+	return err
 }
 
-// raw writes an event whose JSON is b.
-func (e *sse) raw(b []byte) error {
-	if _, err := e.w.Write([]byte("data: ")); err != nil {
-		return err
-	}
-	if _, err := e.w.Write(b); err != nil {
-		return err
-	}
-	_, err := e.w.Write([]byte("\n\n"))
+// text writes one event from a template: the JSON of a chunk whose one
+// string field is text, split around that string into pre and post.
+func (e *sse) text(t *textChunk, text string) error {
+	e.buf = append(appendJSONString(append(e.buf[:0], t.pre...), text), t.post...)
+	_, err := e.w.Write(e.buf)
 	return err
 }
 
 func (e *sse) flush() {
-	if f, ok := e.w.(http.Flusher); ok {
-		f.Flush()
+	if e.f != nil {
+		e.f.Flush()
 	}
 }
 
 func (e *sse) done() {
-	fmt.Fprint(e.w, "data: [DONE]\n\n")
-	if f, ok := e.w.(http.Flusher); ok {
-		f.Flush()
+	e.w.Write([]byte("data: [DONE]\n\n"))
+	e.flush()
+}
+
+// textChunk is a streamed chunk whose only varying part is one string:
+// the event's bytes before and after that string's JSON.
+type textChunk struct {
+	pre, post string
+}
+
+// newTextChunk marshals v, in which the string to vary is "\x00", and
+// splits the event around it.
+func newTextChunk(v any) (*textChunk, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
 	}
+	pre, post, ok := strings.Cut(string(b), `"\u0000"`)
+	if !ok || strings.Contains(post, `"\u0000"`) {
+		return nil, fmt.Errorf("a chunk template must hold the placeholder once: %s", b)
+	}
+	return &textChunk{pre: "data: " + pre, post: post + "\n\n"}, nil
 }
 
 // consume reads a generation's events, calling each for every one but the
@@ -293,17 +313,18 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 	if out.send(chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil)) != nil {
 		return
 	}
-	// a content chunk without logprobs is written from two fixed halves
-	head, _ := json.Marshal(chunk(map[string]any{"content": "\x00"}, nil, nil))
-	pre, post, _ := strings.Cut(string(head), `"\u0000"`)
-	buf := []byte(pre)
+	// a content chunk without logprobs is written from a template
+	content, err := newTextChunk(chunk(map[string]any{"content": "\x00"}, nil, nil))
+	if err != nil {
+		out.send(map[string]any{"error": &apiError{Type: "server_error", Message: err.Error()}})
+		return
+	}
 	last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
 		if ev.Text == "" && !req.Logprobs {
 			return nil
 		}
 		if !req.Logprobs {
-			buf = append(appendJSONString(buf[:len(pre)], ev.Text), post...)
-			return out.raw(buf)
+			return out.text(content, ev.Text)
 		}
 		return out.write(chunk(map[string]any{"content": ev.Text}, nil, map[string]any{"content": []chatLogprob{chatLogprobOf(ev)}}))
 	}, out.flush)
@@ -418,19 +439,24 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 		}
 		return v
 	}
+	// a text chunk without logprobs is written from a template
+	plain, err := newTextChunk(chunk(choice("\x00", nil, nil)))
+	if err != nil {
+		out.send(map[string]any{"error": &apiError{Type: "server_error", Message: err.Error()}})
+		return
+	}
 	offset := 0
 	last := s.consume(m, ch, rl, start, func(ev generate.Event) error {
 		if ev.Text == "" && !greq.Logprobs {
 			return nil
 		}
-		var lp any
-		if greq.Logprobs {
-			var l completionLogprobs
-			l.add(ev, offset)
-			lp = l
+		if !greq.Logprobs {
+			return out.text(plain, ev.Text)
 		}
+		var l completionLogprobs
+		l.add(ev, offset)
 		offset += len(ev.Text)
-		return out.write(chunk(choice(ev.Text, lp, nil)))
+		return out.write(chunk(choice(ev.Text, l, nil)))
 	}, out.flush)
 	if last == nil {
 		return

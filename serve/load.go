@@ -108,6 +108,24 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 	return rep, nil
 }
 
+var (
+	dataPrefix = []byte("data: ")
+	doneMark   = []byte("[DONE]")
+)
+
+// streamChunk is what a load test reads from each chunk of a streamed chat
+// completion.
+type streamChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		Finish *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *usage    `json:"usage"`
+	Error *apiError `json:"error"`
+}
+
 // streamChat sends one streaming chat completion and reads it to [DONE].
 func streamChat(ctx context.Context, client *http.Client, cfg LoadConfig, prompt string) (string, int, time.Duration, error) {
 	body, _ := json.Marshal(map[string]any{
@@ -135,28 +153,20 @@ func streamChat(ctx context.Context, client *http.Client, cfg LoadConfig, prompt
 	var text strings.Builder
 	var ttft time.Duration
 	tokens, finished, done := -1, false, false
+	// the buffer starts small and grows for long lines (up to 1 MiB)
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		data, ok := bytes.CutPrefix(sc.Bytes(), dataPrefix)
 		if !ok {
 			continue
 		}
-		if data == "[DONE]" {
+		if bytes.Equal(data, doneMark) {
 			done = true
 			break
 		}
-		var c struct {
-			Choices []struct {
-				Delta struct {
-					Content string `json:"content"`
-				} `json:"delta"`
-				Finish *string `json:"finish_reason"`
-			} `json:"choices"`
-			Usage *usage    `json:"usage"`
-			Error *apiError `json:"error"`
-		}
-		if err := json.Unmarshal([]byte(data), &c); err != nil {
+		var c streamChunk
+		if err := json.Unmarshal(data, &c); err != nil {
 			return "", 0, 0, err
 		}
 		if c.Error != nil {
