@@ -9,31 +9,41 @@ import (
 // LoRA is a low-rank adapter (Hu et al. 2021) on a weight W of Out×In:
 // the layer computes W·x + Scale·B·(A·x) with A of Rank×In and B of
 // Out×Rank, float32 row-major. GradA and GradB, when not nil, receive the
-// adapter's gradients; W stays frozen. Dropout, during a taped pass with
-// Rng set, zeroes each input element of the adapter branch with that
-// probability (scaling the rest by 1/(1-Dropout)). A recomputed pass
-// (Recompute) runs its first forward without a tape, hence without
-// dropout: train with Dropout 0 there.
+// adapter's gradients; W stays frozen.
+//
+// Dropout, while Train is set, zeroes each input element of the adapter
+// branch with that probability (scaling the rest by 1/(1-Dropout)). It
+// applies to every pass while Train is set, taped or not, and the mask is
+// a function of Seed alone: every pass with the same Seed drops the same
+// elements. So a recomputed block (whose first pass runs without a tape)
+// computes the branch its recomputation differentiates, and a trainer
+// draws a new Seed for each step. Inference leaves Train unset.
 type LoRA struct {
 	Rank, Out, In int
 	A, B          []float32
 	GradA, GradB  []float32
 	Scale         float32
 	Dropout       float32
-	Rng           *rand.Rand
+	Train         bool
+	Seed          uint64
 	h             []float32 // Scale·A·x of the last taped pass, reused by the next
 	mask          []bool    // dropout's choice of the inputs kept, likewise
 }
+
+// dropoutStream tells the dropout masks' random stream from others drawn
+// from the same seed.
+const dropoutStream = 0x64726f706f7574
 
 // ApplyLoRA adds a's branch, Scale·B·(A·x), to y for nt rows (x nt×In, y
 // nt×Out): run it after the base product into y. Backward adds to x's
 // gradient and to the adapter's. A taped pass keeps only A·x (nt×Rank) and,
 // with dropout, one mask byte per input element: the dropped input is
-// rebuilt from x when the backward step needs it.
+// rebuilt from x when the backward step needs it. With dropout, run the
+// adapter once per pass (the mask lives in a until the next pass).
 func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 	n := nt * a.In
 	xs := x.Data[:n]
-	drop := t != nil && a.Dropout > 0 && a.Rng != nil
+	drop := a.Train && a.Dropout > 0
 	keep := 1 / (1 - a.Dropout)
 	var dropped func() *[]float32 // the masked input, in pooled scratch
 	if drop {
@@ -41,8 +51,9 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 			a.mask = make([]bool, n)
 		}
 		mask := a.mask[:n]
+		rng := rand.New(rand.NewPCG(a.Seed, dropoutStream))
 		for i := range mask {
-			mask[i] = a.Rng.Float32() >= a.Dropout
+			mask[i] = rng.Float32() >= a.Dropout
 		}
 		dropped = func() *[]float32 {
 			p := getScratch(n)

@@ -120,9 +120,6 @@ func New(m *llama.Model, c Config, seed uint64) (*Set, error) {
 			for i := range a.A {
 				a.A[i] = float32((2*rng.Float64() - 1) * bound)
 			}
-			if c.Dropout > 0 {
-				a.Rng = rand.New(rand.NewPCG(seed, uint64(len(s.Adapters))+1))
-			}
 			s.Adapters = append(s.Adapters, Adapter{Layer: li, Module: name, LoRA: a})
 		}
 	}

@@ -5,10 +5,13 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/tensor"
@@ -45,15 +48,60 @@ type Options struct {
 	WeightDecay             float64
 	GradClip                float64
 	Seed                    uint64
-	Log                     io.Writer
-	OnStep                  func(train.Progress)
+	// Pack, when positive, fills each row of a batch with consecutive
+	// examples of the shuffled order up to Pack tokens, and Batch counts
+	// rows instead of examples. herd never pads: a batch is its examples'
+	// tokens end to end, each example its own sequence from position 0
+	// that attends only to itself, so packing changes how many examples a
+	// step sees (evening out its tokens), never what one example computes.
+	Pack int
+	// Recompute keeps only each block's input in the forward pass and
+	// recomputes the block in the backward pass (activation checkpointing):
+	// one block's activations instead of every block's, for about a third
+	// more work.
+	Recompute bool
+	// LimitMemory holds the Go runtime's memory to the run's predicted
+	// bound less the base's weights (Result.Memory) while training, so
+	// that garbage between collections cannot push the process past it.
+	LimitMemory bool
+	Log         io.Writer
+	// OnStart is called once the run is set up, with the first step to run
+	// (0, or where it resumed) and the last.
+	OnStart func(first, steps int)
+	OnStep  func(train.Progress)
 	// Dir, when set, receives a checkpoint every SaveEvery steps and after
 	// the last (step-N/state.safetensors: the trained weights and the
-	// optimizer's moments); with Resume the run continues from the newest
-	// there, exactly as if it had not stopped.
+	// optimizer's moments, written atomically), metrics.jsonl (one line a
+	// step) and loss.png (redrawn at each checkpoint); with Resume the run
+	// continues from the newest checkpoint there, exactly as if it had not
+	// stopped, and metrics.jsonl loses the lines after it.
 	Dir       string
 	SaveEvery int
 	Resume    bool
+}
+
+// Memory is a run's predicted peak resident memory by part, in bytes: what
+// the base's weights occupy as loaded, the activations of the largest
+// batch, and the trainable state.
+type Memory struct {
+	Weights int64 // the base's weights as loaded (a mapped file's pages)
+	// Copies are weights the method holds again: the float32 model of the
+	// full and embed methods less its trained tensors, a qlora base
+	// converted to its dtype.
+	Copies      int64
+	Activations int64 // llama.ActivationBytes of the largest batch, plus the adapters' own
+	State       int64 // trainable weights × 16: float32 weights, gradients, two Adam moments
+	Tokens      int   // positions in the largest batch
+}
+
+// Bound is the sum of the parts plus 10%.
+func (m Memory) Bound() int64 { return (m.Weights + m.Copies + m.Activations + m.State) * 11 / 10 }
+
+// String lists the parts in MiB.
+func (m Memory) String() string {
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	return fmt.Sprintf("base weights %.1f MiB + copies %.1f MiB + activations %.1f MiB (%d positions) + trainable state %.1f MiB, +10%%: %.1f MiB",
+		mib(m.Weights), mib(m.Copies), mib(m.Activations), m.Tokens, mib(m.State), mib(m.Bound()))
 }
 
 // Result sums up a run.
@@ -65,6 +113,7 @@ type Result struct {
 	Losses    []float64    // per step run: mean loss over the learned tokens
 	Tokens    int64        // positions processed
 	Elapsed   time.Duration
+	Memory    Memory // the predicted peak
 }
 
 // Tune fine-tunes m on samples. For full and embed the returned model is a
@@ -92,7 +141,14 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	res := &Result{}
+	if o.Pack > 0 {
+		for i := range samples {
+			if n := len(samples[i].Tokens); n > o.Pack {
+				return nil, fmt.Errorf("sft: %s: a sample of %d tokens does not fit a packed row of %d", samples[i].Where, n, o.Pack)
+			}
+		}
+	}
+	res := &Result{Memory: Memory{Weights: m.WeightBytes()}}
 	var (
 		grads  *llama.Grads
 		params []autograd.Param
@@ -158,6 +214,7 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		res.Memory.Copies = m.WeightBytes()
 		fmt.Fprintf(log, "qlora: %d matrices stored as %s, %d kept (rows not whole %s blocks)\n", n, dt, kept, dt)
 		fallthrough
 	case LoRA:
@@ -177,15 +234,24 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	for _, p := range params {
 		res.Trainable += int64(len(p.Data))
 	}
-	fmt.Fprintf(log, "sft %s: %d trainable weights of %d, %d samples, %d steps of %d\n", o.Method, res.Trainable, m.Params(), len(samples), o.Steps, o.Batch)
+	if o.Method == Full || o.Method == Embed {
+		res.Memory.Copies = 4 * (m.Params() - res.Trainable)
+		if res.Adapters != nil {
+			res.Memory.Copies += 4 * res.Adapters.Count()
+		}
+	}
+	res.Memory.State = 16 * res.Trainable
+	rows := "examples"
+	if o.Pack > 0 {
+		rows = fmt.Sprintf("packed rows of %d tokens", o.Pack)
+	}
+	fmt.Fprintf(log, "sft %s: %d trainable weights of %d, %d samples, %d steps of %d %s\n", o.Method, res.Trainable, m.Params(), len(samples), o.Steps, o.Batch, rows)
 	adam := train.NewAdamW(params, 0.9, 0.999, 1e-8, o.WeightDecay)
 	sched := train.Schedule{Kind: "cosine", LR: o.LR, MinLR: o.LR / 10, Warmup: o.Warmup, Steps: o.Steps}
 	if err := sched.Check(); err != nil {
 		return nil, err
 	}
-	rng := rand.New(rand.NewPCG(o.Seed, 0x5f7))
-	order := rng.Perm(len(samples))
-	next := 0
+	bt := newBatcher(samples, o)
 	if o.Resume && o.Dir != "" {
 		step, err := loadLatest(o.Dir, params, adam)
 		if err != nil {
@@ -193,13 +259,18 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		}
 		res.Start = step
 		fmt.Fprintf(log, "resuming at step %d of %d\n", step, o.Steps)
-		// the data order up to there, drawn again
-		for range step * o.Batch {
-			if next == len(order) {
-				order, next = rng.Perm(len(samples)), 0
-			}
-			next++
+		for range step { // the data order up to there, drawn again
+			bt.next()
 		}
+	}
+	var metrics *train.MetricsLog
+	if o.Dir != "" {
+		var err error
+		if metrics, err = train.OpenMetrics(filepath.Join(o.Dir, train.MetricsName), res.Start); err != nil {
+			return nil, err
+		}
+		defer metrics.Close()
+		metrics.Title = "herd sft " + o.Method
 	}
 	var (
 		st      llama.State
@@ -207,47 +278,70 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		seqs    []llama.Seq
 		targets []int
 	)
-	// lay the State out once for the largest batch there can be (the
-	// longest samples together), so that it never grows mid-run and leaves
-	// its smaller layouts to the garbage collector
-	byLen := make([]int, len(samples))
-	for i := range byLen {
-		byLen[i] = i
+	// lay the State out once for the largest batch there can be, so that it
+	// never grows mid-run and leaves its smaller layouts to the garbage
+	// collector
+	seqs = bt.largest()
+	for _, q := range seqs {
+		res.Memory.Tokens += len(q.Tokens)
 	}
-	slices.SortFunc(byLen, func(a, b int) int { return len(samples[b].Tokens) - len(samples[a].Tokens) })
-	for _, i := range byLen[:min(o.Batch, len(byLen))] {
-		seqs = append(seqs, llama.Seq{Tokens: samples[i].Tokens, All: true})
+	topt := llama.TapeOptions{Recompute: o.Recompute}
+	res.Memory.Activations = llama.ActivationBytes(m.Config, res.Memory.Tokens, o.Recompute)
+	if res.Adapters != nil {
+		for _, a := range res.Adapters.Adapters {
+			res.Memory.Activations += 4 * int64(res.Memory.Tokens) * int64(a.Rank) // A·x
+			if a.Dropout > 0 {
+				res.Memory.Activations += int64(res.Memory.Tokens) * int64(a.In) // the mask
+			}
+		}
 	}
-	if _, err := m.ForwardTape(&st, &tape, nil, seqs, llama.TapeOptions{}); err != nil {
+	fmt.Fprintf(log, "memory: %s\n", res.Memory)
+	if _, err := m.ForwardTape(&st, &tape, nil, seqs, topt); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	tape.Backward()
+	if o.LimitMemory {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(res.Memory.Bound() - res.Memory.Weights))
+	}
+	if res.Adapters != nil {
+		defer func() {
+			for _, a := range res.Adapters.Adapters {
+				a.Train = false
+			}
+		}()
+	}
+	// model FLOP per token: forward 2, the inputs' gradient 2 and, for the
+	// weights that train, their gradient 2 per weight; recomputation runs
+	// the blocks' forward once more
+	flops := 4*float64(m.Params()) + 2*float64(res.Trainable) + 12*float64(m.Config.NLayers*m.Config.Dim)*float64(res.Memory.Tokens/max(1, len(seqs)))
+	if o.Recompute {
+		flops += 2 * float64(m.Params())
+	}
+	peak := train.DefaultPeakGFLOPSPerThread * 1e9 * float64(kernels.Threads())
+	if o.OnStart != nil {
+		o.OnStart(res.Start, o.Steps)
+	}
 	begin := time.Now()
 	for step := res.Start; step < o.Steps; step++ {
 		t0 := time.Now()
 		if res.Adapters != nil {
-			// dropout draws from the step number, so a resumed run draws
-			// the same masks
-			for i, a := range res.Adapters.Adapters {
-				if a.Dropout > 0 {
-					a.Rng = rand.New(rand.NewPCG(o.Seed+uint64(i), uint64(step)))
-				}
+			// the dropout masks are drawn from the step number: the same
+			// in a resumed run, and in a block's recomputation
+			seeds := rand.New(rand.NewPCG(o.Seed, uint64(step)))
+			for _, a := range res.Adapters.Adapters {
+				a.Train, a.Seed = true, seeds.Uint64()
 			}
 		}
 		seqs, targets = seqs[:0], targets[:0]
 		learned := 0
-		for range o.Batch {
-			if next == len(order) {
-				order, next = rng.Perm(len(samples)), 0
-			}
-			s := &samples[order[next]]
-			next++
+		for _, i := range bt.next() {
+			s := &samples[i]
 			seqs = append(seqs, llama.Seq{Tokens: s.Tokens, All: true})
 			targets = append(targets, s.Targets...)
 			learned += s.Learned()
 		}
 		train.ZeroGrads(params)
-		logits, err := m.ForwardTape(&st, &tape, grads, seqs, llama.TapeOptions{})
+		logits, err := m.ForwardTape(&st, &tape, grads, seqs, topt)
 		if err != nil {
 			return nil, fmt.Errorf("sft step %d: %w", step+1, err)
 		}
@@ -265,19 +359,95 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		adam.Update(params, lr)
 		res.Losses = append(res.Losses, loss)
 		res.Tokens += int64(len(targets))
+		dt := time.Since(t0)
+		p := train.Progress{Step: step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
+			TokensPerSec: float64(len(targets)) / dt.Seconds(), Elapsed: time.Since(begin)}
+		p.MFU = p.TokensPerSec * flops / peak
+		if metrics != nil {
+			if err := metrics.Add(p); err != nil {
+				return nil, err
+			}
+		}
 		if o.Dir != "" && (step+1 == o.Steps || (o.SaveEvery > 0 && (step+1)%o.SaveEvery == 0)) {
 			if err := saveState(o.Dir, step+1, params, adam); err != nil {
 				return nil, err
 			}
+			if err := metrics.Plot(filepath.Join(o.Dir, train.PlotName)); err != nil {
+				fmt.Fprintf(log, "loss plot: %v\n", err)
+			}
 		}
 		if o.OnStep != nil {
-			dt := time.Since(t0)
-			o.OnStep(train.Progress{Step: step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
-				TokensPerSec: float64(len(targets)) / dt.Seconds(), Elapsed: time.Since(begin)})
+			o.OnStep(p)
 		}
 	}
 	res.Elapsed = time.Since(begin)
 	return res, nil
+}
+
+// batcher draws each step's examples: the samples in a shuffled order,
+// shuffled again at the end of each pass; one example a row, or with
+// packing as many consecutive ones as fit the row.
+type batcher struct {
+	samples     []Sample
+	rng         *rand.Rand
+	order       []int
+	at          int
+	batch, pack int
+	out         []int
+}
+
+func newBatcher(samples []Sample, o Options) *batcher {
+	rng := rand.New(rand.NewPCG(o.Seed, 0x5f7))
+	return &batcher{samples: samples, rng: rng, order: rng.Perm(len(samples)), batch: o.Batch, pack: o.Pack}
+}
+
+// peek is the index of the next example in the order.
+func (b *batcher) peek() int {
+	if b.at == len(b.order) {
+		b.order, b.at = b.rng.Perm(len(b.samples)), 0
+	}
+	return b.order[b.at]
+}
+
+// next returns the indices of the next step's examples (valid until the
+// following call).
+func (b *batcher) next() []int {
+	b.out = b.out[:0]
+	for range b.batch {
+		used := 0
+		for {
+			i := b.peek()
+			n := len(b.samples[i].Tokens)
+			if used > 0 && (b.pack <= 0 || used+n > b.pack) {
+				break
+			}
+			b.out = append(b.out, i)
+			b.at++
+			used += n
+		}
+	}
+	return b.out
+}
+
+// largest is a batch of the most positions a step can hold: the longest
+// examples together, or with packing every row full (of token 0).
+func (b *batcher) largest() []llama.Seq {
+	var seqs []llama.Seq
+	if b.pack > 0 {
+		for range b.batch {
+			seqs = append(seqs, llama.Seq{Tokens: make([]int, b.pack), All: true})
+		}
+		return seqs
+	}
+	byLen := make([]int, len(b.samples))
+	for i := range byLen {
+		byLen[i] = i
+	}
+	slices.SortFunc(byLen, func(x, y int) int { return len(b.samples[y].Tokens) - len(b.samples[x].Tokens) })
+	for _, i := range byLen[:min(b.batch, len(byLen))] {
+		seqs = append(seqs, llama.Seq{Tokens: b.samples[i].Tokens, All: true})
+	}
+	return seqs
 }
 
 // ParseMethod checks a method name.

@@ -27,17 +27,22 @@ type Metric struct {
 	Seconds      float64  `json:"seconds"` // since this invocation started
 }
 
-// metricsLog appends to metrics.jsonl and remembers the curve for the plot.
-type metricsLog struct {
-	f    *os.File
-	w    *bufio.Writer
-	rows []Metric
+// MetricsLog appends to a metrics.jsonl file, one Metric per step, and
+// remembers the curve for the loss plot. Pretraining and fine-tuning
+// (package sft) both keep one in their output directory.
+type MetricsLog struct {
+	// Title heads the loss plot ("herd pretrain" unless set).
+	Title string
+	f     *os.File
+	w     *bufio.Writer
+	rows  []Metric
 }
 
-// openMetrics opens path for appending after dropping lines past step
-// start (a resumed run repeats the steps after its checkpoint).
-func openMetrics(path string, start int) (*metricsLog, error) {
-	l := &metricsLog{}
+// OpenMetrics opens path for appending, first dropping the lines past step
+// start (a resumed run repeats the steps after its checkpoint) and a last
+// line cut short by a kill. The lines kept are part of the plot.
+func OpenMetrics(path string, start int) (*MetricsLog, error) {
+	l := &MetricsLog{Title: "herd pretrain"}
 	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
@@ -71,8 +76,8 @@ func openMetrics(path string, start int) (*metricsLog, error) {
 	return l, nil
 }
 
-// Add appends one step's metrics.
-func (l *metricsLog) Add(p Progress) error {
+// Add appends one step's metrics (p.ValLoss NaN: none) and flushes the line.
+func (l *MetricsLog) Add(p Progress) error {
 	m := Metric{Step: p.Step, Loss: p.Loss, LR: p.LR, GradNorm: p.GradNorm, TokensPerSec: p.TokensPerSec, MFU: p.MFU,
 		Seconds: p.Elapsed.Seconds()}
 	if !math.IsNaN(p.ValLoss) {
@@ -91,16 +96,16 @@ func (l *metricsLog) Add(p Progress) error {
 }
 
 // Close closes the file.
-func (l *metricsLog) Close() error {
+func (l *MetricsLog) Close() error {
 	l.w.Flush()
 	return l.f.Close()
 }
 
 // Plot draws the training loss of every step and the validation loss where
-// it was measured, as a PNG, atomically.
-func (l *metricsLog) Plot(path string) error {
+// it was measured, as a PNG, atomically; nothing before the first step.
+func (l *MetricsLog) Plot(path string) error {
 	p := plot.New()
-	p.Title.Text = "herd pretrain"
+	p.Title.Text = l.Title
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = "loss (nats per token)"
 	var tr, va plotter.XYs

@@ -70,7 +70,7 @@ type run struct {
 	params  []autograd.Param
 	adam    *AdamW
 	sched   Schedule
-	metrics *metricsLog
+	metrics *MetricsLog
 	start   int // first step to run
 	peak    float64
 }
@@ -180,7 +180,7 @@ func (ru *run) setup() error {
 			return err
 		}
 	}
-	if ru.metrics, err = openMetrics(filepath.Join(r.Out, MetricsName), ru.start); err != nil {
+	if ru.metrics, err = OpenMetrics(filepath.Join(r.Out, MetricsName), ru.start); err != nil {
 		return err
 	}
 	ru.peak = r.PeakGFLOPS * 1e9

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
@@ -14,6 +15,7 @@ import (
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/train"
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
@@ -26,7 +28,7 @@ func sftCmd() *cobra.Command {
 		out, overflow, baseType, embT string
 		targets                       string
 		ctx, threads                  int
-		skipBad, quiet                bool
+		skipBad, quiet, pack          bool
 		config                        string
 	)
 	cmd := &cobra.Command{
@@ -57,10 +59,17 @@ override it. Recipes: sft/recipes/.
 OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 (adapter_config.json, adapter_model.safetensors) and llama.cpp's
 (adapter.gguf) (lora, qlora), or adapter.safetensors (adapter), and
-loss.tsv (step, loss, tokens/s), and step-N/state.safetensors checkpoints
-(trained weights and optimizer moments; --save-every) from which --resume
-continues exactly. Adapters apply at inference with
-herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
+metrics.jsonl (one line a step: loss, learning rate, gradient norm,
+tokens/s, MFU), loss.png, and step-N/state.safetensors checkpoints (trained
+weights and optimizer moments, written atomically; --save-every) from which
+--resume continues exactly. Adapters apply at inference with
+herd run/chat/serve --lora, or merge with herd merge (LoRA).
+
+herd never pads a batch: each example is its own sequence, attending only
+to itself. --batch counts examples, or with --pack rows of --ctx tokens
+filled with as many examples as fit. The log predicts the run's peak memory
+(base weights + activations + trainable state + 10%); the Go runtime is held
+to it unless GOMEMLIMIT is set.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			errw := cmd.ErrOrStderr()
@@ -119,21 +128,31 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			var tsv strings.Builder
-			tsv.WriteString("step\tloss\ttokens_per_s\n")
 			o.Log = errw
 			o.Dir = out
-			o.OnStep = func(p train.Progress) {
-				fmt.Fprintf(&tsv, "%d\t%.5f\t%.0f\n", p.Step, p.Loss, p.TokensPerSec)
-				if !quiet {
-					fmt.Fprintf(errw, "step %d/%d loss %.4f lr %.2e %.0f tok/s\n", p.Step, p.Steps, p.Loss, p.LR, p.TokensPerSec)
+			o.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
+			if pack {
+				o.Pack = ctx
+			}
+			var pb *progressbar.ProgressBar
+			if !quiet {
+				o.OnStart = func(first, steps int) {
+					pb = progressbar.NewOptions(steps, progressbar.OptionSetWriter(errw), progressbar.OptionSetWidth(25),
+						progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount(),
+						progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
+					_ = pb.Set(first)
+				}
+				o.OnStep = func(p train.Progress) {
+					pb.Describe(fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s MFU %.1f%%", p.Loss, p.LR, p.TokensPerSec, 100*p.MFU))
+					_ = pb.Set(p.Step)
 				}
 			}
 			res, err := sft.Tune(m, samples, o)
-			if err != nil {
-				return err
+			if pb != nil {
+				_ = pb.Finish()
+				fmt.Fprintln(errw)
 			}
-			if err := os.WriteFile(filepath.Join(out, "loss.tsv"), []byte(tsv.String()), 0o644); err != nil {
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)\n", len(res.Losses), res.Tokens,
@@ -179,7 +198,9 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.StringVar(&overflow, "overflow", "drop", "an example longer than --ctx: drop or split")
 	f.BoolVar(&skipBad, "skip-bad", false, "skip and count malformed rows instead of stopping")
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
-	f.IntVar(&o.Batch, "batch", 8, "examples per step")
+	f.IntVar(&o.Batch, "batch", 8, "examples per step (with --pack: rows of --ctx tokens)")
+	f.BoolVar(&pack, "pack", false, "fill each row of a batch with examples up to --ctx tokens (each still attends only to itself)")
+	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
 	f.Float64Var(&o.LR, "lr", 2e-4, "peak learning rate (cosine to a tenth)")
 	f.IntVar(&o.Warmup, "warmup", 0, "linear warm-up steps")
 	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay")
@@ -198,7 +219,7 @@ herd run/chat/serve --lora, or merge with herd merge (LoRA).`,
 	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
 	f.IntVar(&o.PrefixLayers, "prefix-layers", 30, "adapter: top layers with a prompt (all when more)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
-	f.BoolVar(&quiet, "quiet", false, "no per-step lines")
+	f.BoolVar(&quiet, "quiet", false, "no progress bar")
 	return cmd
 }
 

@@ -1,11 +1,80 @@
 package main
 
 import (
+	"encoding/json"
+	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herd-llm/herd/train"
 )
+
+// checkMetrics: dir holds metrics.jsonl with steps 1..steps, each with a
+// finite loss, a learning rate, a gradient norm and a speed, and loss.png,
+// a plot.
+func checkMetrics(t *testing.T, dir string, steps int) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, train.MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != steps {
+		t.Fatalf("metrics.jsonl has %d lines, want %d", len(lines), steps)
+	}
+	for i, line := range lines {
+		var m train.Metric
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("metrics.jsonl line %d: %v", i+1, err)
+		}
+		if m.Step != i+1 || math.IsNaN(m.Loss) || !(m.Loss > 0) || !(m.LR > 0) || !(m.GradNorm > 0) || !(m.TokensPerSec > 0) || !(m.MFU > 0) {
+			t.Errorf("metrics.jsonl line %d: %+v", i+1, m)
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, train.PlotName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if img, err := png.Decode(f); err != nil || img.Bounds().Dx() < 100 {
+		t.Errorf("loss.png: %v", err)
+	}
+}
+
+// TestSFTPackRecompute: --pack and --recompute reach the trainer (the log
+// says rows are packed and predicts one block's activations), the progress
+// bar shows, and the run writes its metrics and plot.
+func TestSFTPackRecompute(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	args := []string{"sft", "--method", "lora", "--data", "../../sft/testdata/sharegpt.json", "--ctx", "200", "--steps", "3", "--batch", "2", "-o", out}
+	_, se, err := herd(t, "", append(args, "--pack", "--recompute")...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, se)
+	}
+	if !strings.Contains(se, "packed rows of 200 tokens") || !strings.Contains(se, "3/3") {
+		t.Errorf("log:\n%s", se)
+	}
+	checkMetrics(t, out, 3)
+	memLine := func(log string) string {
+		for _, l := range strings.Split(log, "\n") {
+			if strings.HasPrefix(l, "memory: ") {
+				return l
+			}
+		}
+		t.Fatalf("no memory line in\n%s", log)
+		return ""
+	}
+	_, se2, err := herd(t, "", append(args[:len(args)-1], filepath.Join(t.TempDir(), "run2"), "--pack")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if memLine(se) == memLine(se2) {
+		t.Errorf("--recompute predicts the activations of a run without it: %s", memLine(se))
+	}
+}
 
 // TestSFTLoRAMerge: herd sft trains a LoRA on the Alpaca slice; herd run
 // with --lora and the model herd merge writes give the same greedy text,
@@ -17,11 +86,12 @@ func TestSFTLoRAMerge(t *testing.T) {
 		"--template", "alpaca", "--steps", "6", "--batch", "4", "--lr", "1e-2", "--quiet", "-o", out); err != nil {
 		t.Fatalf("sft: %v\n%s", err, se)
 	}
-	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors", "adapter.gguf", "loss.tsv"} {
+	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors", "adapter.gguf", "step-6/state.safetensors"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	checkMetrics(t, out, 6)
 	base, _, err := herd(t, "", "run", "-n", "40", "--temp", "0")
 	if err != nil {
 		t.Fatal(err)
