@@ -189,10 +189,29 @@ func (m *Model) Forward(s *State, cache *KVCache, tokens []int, pos int, all boo
 // sequence's logits (rows of VocabSize, every token's or the last one's),
 // slices owned by s and valid until its next use.
 func (m *Model) ForwardBatch(s *State, seqs []Seq) ([][]float32, error) {
-	logits, err := m.forward(s, nil, nil, seqs, modeInfer)
+	logits, err := m.forward(s, nil, nil, seqs, modeInfer, false)
 	if err != nil {
 		return nil, err
 	}
+	return splitRows(logits.Data, seqs, m.Config.VocabSize), nil
+}
+
+// Hidden is ForwardBatch without the output head: it returns each
+// sequence's final hidden states after the output norm (rows of Dim, every
+// token's or the last one's), the vectors the logits are computed from and
+// the ones embeddings pool. The slices are owned by s and valid until its
+// next use.
+func (m *Model) Hidden(s *State, seqs []Seq) ([][]float32, error) {
+	h, err := m.forward(s, nil, nil, seqs, modeInfer, true)
+	if err != nil {
+		return nil, err
+	}
+	return splitRows(h.Data, seqs, m.Config.Dim), nil
+}
+
+// splitRows cuts the output rows of a batch, width w each, into the
+// sequences' shares.
+func splitRows(data []float32, seqs []Seq, w int) [][]float32 {
 	res := make([][]float32, len(seqs))
 	out := 0
 	for i, sq := range seqs {
@@ -200,10 +219,10 @@ func (m *Model) ForwardBatch(s *State, seqs []Seq) ([][]float32, error) {
 		if sq.All {
 			n = len(sq.Tokens)
 		}
-		res[i] = logits.Data[out*m.Config.VocabSize : (out+n)*m.Config.VocabSize]
+		res[i] = data[out*w : (out+n)*w]
 		out += n
 	}
-	return res, nil
+	return res
 }
 
 // ForwardTape is ForwardBatch for training: the same pass, recording on
@@ -227,7 +246,7 @@ func (m *Model) ForwardTape(s *State, tape *autograd.Tape, g *Grads, seqs []Seq,
 	if opt.Recompute {
 		mode = modeRecompute
 	}
-	return m.forward(s, tape, g, seqs, mode)
+	return m.forward(s, tape, g, seqs, mode, false)
 }
 
 // check validates seqs and returns the number of new tokens and of logit rows.
@@ -269,8 +288,9 @@ func (m *Model) checkSeqs(seqs []Seq) (nt, outRows int, err error) {
 }
 
 // forward is the one LLaMA forward pass: embedding, the blocks, the final
-// norm and the output head, with or without a tape.
-func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode forwardMode) (*autograd.Var, error) {
+// norm and the output head, with or without a tape. With hidden it stops
+// before the output head and returns the normalised final hidden states.
+func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode forwardMode, hidden bool) (*autograd.Var, error) {
 	c := m.Config
 	nt, outRows, err := m.checkSeqs(seqs)
 	if err != nil {
@@ -352,17 +372,26 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	}
 	fin := rows(&s.fin, outRows*dim)
 	autograd.RMSNorm(tp, fin, final, m.OutNorm, gv.OutNorm, outRows, dim, c.NormEps)
+	if hidden {
+		m.advance(seqs)
+		return fin, nil
+	}
 	logits := rows(&s.logits, outRows*c.VocabSize)
 	if tp != nil {
 		logits.Grad = logits.Data
 	}
 	linear(tp, logits, fin, m.Output, gv.Output, outRows)
+	m.advance(seqs)
+	return logits, nil
+}
+
+// advance counts the sequences' new positions into their caches.
+func (m *Model) advance(seqs []Seq) {
 	for _, sq := range seqs {
 		if sq.Cache != nil {
 			sq.Cache.Len += len(sq.Tokens)
 		}
 	}
-	return logits, nil
 }
 
 // block runs transformer block li from x into out (see acts). Sequences

@@ -360,3 +360,46 @@ func TestKVCacheTypes(t *testing.T) {
 		t.Error("ParseKVType accepted q8_0")
 	}
 }
+
+// TestHidden: the hidden states Hidden returns are what the output head
+// turns into ForwardBatch's logits, and the caches advance the same way.
+func TestHidden(t *testing.T) {
+	c := testConfig()
+	m := randomModel(t, c, tensor.F32)
+	toks := [][]int{{1, 5, 9, 36}, {17, 3}}
+	var s1, s2 State
+	seqs := func() []Seq {
+		return []Seq{{Tokens: toks[0], Cache: m.NewKVCache(8), All: true}, {Tokens: toks[1], Cache: m.NewKVCache(8)}}
+	}
+	sl, sh := seqs(), seqs()
+	logits, err := m.ForwardBatch(&s1, sl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden, err := m.Hidden(&s2, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := make([]float32, c.Dim)
+	for i := range sl {
+		if sl[i].Cache.Len != sh[i].Cache.Len {
+			t.Errorf("sequence %d: cache at %d after Hidden, %d after ForwardBatch", i, sh[i].Cache.Len, sl[i].Cache.Len)
+		}
+		rows := len(hidden[i]) / c.Dim
+		if rows*c.VocabSize != len(logits[i]) {
+			t.Fatalf("sequence %d: %d hidden rows for %d logits", i, rows, len(logits[i]))
+		}
+		for r := range rows {
+			want := make([]float64, c.VocabSize)
+			for v := range want {
+				m.Output.Row(row, v)
+				for d, x := range row {
+					want[v] += float64(x) * float64(hidden[i][r*c.Dim+d])
+				}
+			}
+			if e := maxRelErr(logits[i][r*c.VocabSize:(r+1)*c.VocabSize], want); e > 1e-5 {
+				t.Errorf("sequence %d row %d: logits differ from Output·hidden by %.3g", i, r, e)
+			}
+		}
+	}
+}
