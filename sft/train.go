@@ -60,9 +60,10 @@ type Options struct {
 	// one block's activations instead of every block's, for about a third
 	// more work.
 	Recompute bool
-	// LimitMemory holds the Go runtime's memory to the run's predicted
-	// bound less the base's weights (Result.Memory) while training, so
-	// that garbage between collections cannot push the process past it.
+	// LimitMemory holds the Go runtime's memory while training to the
+	// run's predicted bound (Result.Memory) less the resident memory it
+	// does not manage (the mapped weights, the code), so that garbage
+	// between collections cannot push the process past the bound.
 	LimitMemory bool
 	Log         io.Writer
 	// OnStart is called once the run is set up, with the first step to run
@@ -296,13 +297,21 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		}
 	}
 	fmt.Fprintf(log, "memory: %s\n", res.Memory)
+	if o.LimitMemory {
+		// the runtime may use what the bound leaves beside the resident
+		// memory it does not manage: the program's code and the base's
+		// mapped weights (at least the weights, should they not all have
+		// been read yet)
+		outside, _ := residentOutsideGo()
+		outside = max(outside, res.Memory.Weights)
+		limit := res.Memory.Bound() - outside
+		fmt.Fprintf(log, "memory: the Go runtime held to %.1f MiB (%.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
+	}
 	if _, err := m.ForwardTape(&st, &tape, nil, seqs, topt); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	tape.Backward()
-	if o.LimitMemory {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(res.Memory.Bound() - res.Memory.Weights))
-	}
 	if res.Adapters != nil {
 		defer func() {
 			for _, a := range res.Adapters.Adapters {
