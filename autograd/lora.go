@@ -38,14 +38,13 @@ const dropoutStream = 0x64726f706f7574
 // nt×Out): run it after the base product into y. Backward adds to x's
 // gradient and to the adapter's. A taped pass keeps only A·x (nt×Rank) and,
 // with dropout, one mask byte per input element: the dropped input is
-// rebuilt from x when the backward step needs it. With dropout, run the
+// rebuilt from x, a tile of rows at a time, when a product needs it. With dropout, run the
 // adapter once per pass (the mask lives in a until the next pass).
 func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 	n := nt * a.In
 	xs := x.Data[:n]
 	drop := a.Train && a.Dropout > 0
 	keep := 1 / (1 - a.Dropout)
-	var dropped func() *[]float32 // the masked input, in pooled scratch
 	if drop {
 		if cap(a.mask) < n {
 			a.mask = make([]bool, n)
@@ -55,20 +54,10 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 		for i := range mask {
 			mask[i] = rng.Float32() >= a.Dropout
 		}
-		dropped = func() *[]float32 {
-			p := getScratch(n)
-			for i, k := range mask {
-				(*p)[i] = 0
-				if k {
-					(*p)[i] = xs[i] * keep
-				}
-			}
-			return p
-		}
 	}
 	// h = Scale·(x·Aᵀ), then y += h·Bᵀ
 	var h []float32
-	if t == nil {
+	if t == nil && !a.Train {
 		h = make([]float32, nt*a.Rank)
 	} else {
 		// one adapter runs once per taped pass (twice, with the same
@@ -76,13 +65,13 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 		a.h = growF(a.h, nt*a.Rank)
 		h = a.h
 	}
-	in := xs
 	if drop {
-		p := dropped()
-		in = *p
-		defer dequantScratch.Put(p)
+		a.dropped(xs, nt, keep, func(r0, r1 int, xd []float32) {
+			kernels.GemmNT(r1-r0, a.Rank, a.In, xd, a.A, h[r0*a.Rank:r1*a.Rank], false)
+		})
+	} else {
+		kernels.GemmNT(nt, a.Rank, a.In, xs, a.A, h, false)
 	}
-	kernels.GemmNT(nt, a.Rank, a.In, in, a.A, h, false)
 	for i := range h {
 		h[i] *= a.Scale
 	}
@@ -105,14 +94,14 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 		for i := range dh {
 			dh[i] *= a.Scale
 		}
-		in := xs
-		if drop && a.GradA != nil {
-			p := dropped()
-			in = *p
-			defer dequantScratch.Put(p)
-		}
-		if a.GradA != nil {
-			kernels.GemmTN(a.Rank, a.In, nt, dh, in, a.GradA, true) // dA += dhᵀ·x
+		if a.GradA != nil { // dA += dhᵀ·x
+			if drop {
+				a.dropped(xs, nt, keep, func(r0, r1 int, xd []float32) {
+					kernels.GemmTN(a.Rank, a.In, r1-r0, dh[r0*a.Rank:r1*a.Rank], xd, a.GradA, true)
+				})
+			} else {
+				kernels.GemmTN(a.Rank, a.In, nt, dh, xs, a.GradA, true)
+			}
 		}
 		if x.Grad == nil {
 			return
@@ -121,16 +110,44 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 			kernels.GemmNN(nt, a.In, a.Rank, dh, a.A, x.Grad[:n], true) // dx += dh·A
 			return
 		}
-		gp := getScratch(n)
+		// dx += mask∘(dh·A)·keep, a tile of rows at a time
+		gp := getScratch(min(nt, dropTile) * a.In)
 		defer dequantScratch.Put(gp)
-		g := *gp
-		kernels.GemmNN(nt, a.In, a.Rank, dh, a.A, g, false)
-		for i, k := range a.mask[:n] {
-			if k {
-				x.Grad[i] += g[i] * keep
+		for r0 := 0; r0 < nt; r0 += dropTile {
+			r1 := min(nt, r0+dropTile)
+			g := (*gp)[:(r1-r0)*a.In]
+			kernels.GemmNN(r1-r0, a.In, a.Rank, dh[r0*a.Rank:r1*a.Rank], a.A, g, false)
+			dx := x.Grad[r0*a.In : r1*a.In]
+			for i, k := range a.mask[r0*a.In : r1*a.In] {
+				if k {
+					dx[i] += g[i] * keep
+				}
 			}
 		}
 	})
+}
+
+// dropTile is the rows of dropped-out input built at a time: the scratch
+// of dropout is dropTile·In floats, however long the batch.
+const dropTile = 64
+
+// dropped calls f for each tile of rows [r0, r1) of the nt rows of xs with
+// xd their dropped-out input (a's mask applied, the kept elements scaled
+// by keep), built in pooled scratch valid during the call.
+func (a *LoRA) dropped(xs []float32, nt int, keep float32, f func(r0, r1 int, xd []float32)) {
+	p := getScratch(min(nt, dropTile) * a.In)
+	defer dequantScratch.Put(p)
+	for r0 := 0; r0 < nt; r0 += dropTile {
+		r1 := min(nt, r0+dropTile)
+		xd := (*p)[:(r1-r0)*a.In]
+		for i, k := range a.mask[r0*a.In : r1*a.In] {
+			xd[i] = 0
+			if k {
+				xd[i] = xs[r0*a.In+i] * keep
+			}
+		}
+		f(r0, r1, xd)
+	}
 }
 
 // Delta returns Scale·B·A, the adapter's change to W (Out×In), computed in
