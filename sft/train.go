@@ -300,10 +300,12 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if o.LimitMemory {
 		// the runtime may use what the bound leaves beside the resident
 		// memory it does not manage: the program's code and the base's
-		// mapped weights (at least the weights, should they not all have
-		// been read yet)
-		outside, _ := residentOutsideGo()
-		outside = max(outside, res.Memory.Weights)
+		// mapped weights, made resident first
+		touchWeights(m)
+		outside, ok := residentOutsideGo()
+		if !ok {
+			outside = res.Memory.Weights
+		}
 		limit := res.Memory.Bound() - outside
 		fmt.Fprintf(log, "memory: the Go runtime held to %.1f MiB (%.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
