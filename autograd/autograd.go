@@ -291,13 +291,29 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 		if !s.cached() && s.Pos0 != 0 {
 			panic("autograd.Attention: a span without a cache must start at position 0")
 		}
+	}
+	attend := func(s Span) {
 		o, qs := out.Data[s.Row*qd:(s.Row+s.N)*qd], q.Data[s.Row*qd:(s.Row+s.N)*qd]
 		if s.K16 != nil {
 			n := (s.Pos0 + s.N) * kvd
 			kernels.AttentionF16(o, qs, s.K16[:n], s.V16[:n], s.N, s.Pos0, nHeads, nKVHeads, headDim)
-			continue
+			return
 		}
 		kernels.Attention(o, qs, kv(s, k, s.K, nil), kv(s, v, s.V, nil), s.N, s.Pos0, nHeads, nKVHeads, headDim)
+	}
+	// Many short spans (a decoding batch: one new row per sequence) are
+	// spread over the threads a span at a time; each kernel call then finds
+	// its own work too small to split. A long span splits its own rows.
+	if len(spans) > 1 && len(spans) >= len(out.Data)/qd/2 {
+		kernels.ParallelFor(len(spans), 1, func(lo, hi int) {
+			for _, s := range spans[lo:hi] {
+				attend(s)
+			}
+		})
+	} else {
+		for _, s := range spans {
+			attend(s)
+		}
 	}
 	if t == nil {
 		return

@@ -105,7 +105,19 @@ func attention(out, q, k32, v32 []float32, k16, v16 []uint16, nq, pos0, nHeads, 
 						}
 						m[x] = bm
 					}
-					l[x] += expSubSumImpl(s, m[x])
+					// A short last block is padded to whole vectors of
+					// -Inf scores, so the vector exponential does it all.
+					// Their exponentials are 0 (in the assembly, which
+					// clamps its input, below 2e-38: nothing, once added to
+					// l, which holds exp(0) = 1 for the running maximum).
+					if n8 := (len(s) + 7) &^ 7; n8 != len(s) {
+						for z := len(s); z < n8; z++ {
+							scores[z] = float32(math.Inf(-1))
+						}
+						l[x] += expSubSumImpl(scores[:n8], m[x])
+					} else {
+						l[x] += expSubSumImpl(s, m[x])
+					}
 					if v16 != nil {
 						accumVF16Impl(a, v16[lo:hi], kvdim, s, w)
 					} else {

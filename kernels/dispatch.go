@@ -15,6 +15,7 @@ var (
 	siluMulImpl   = siluMulGeneric
 	convF16       = convF16Generic
 	convBF16      = convBF16Generic
+	toF16Impl     = toF16Generic
 	packNT16      = packNT16Generic
 	scoresImpl    = scoresGeneric
 	accumVImpl    = accumVGeneric

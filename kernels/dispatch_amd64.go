@@ -28,6 +28,7 @@ func init() {
 	siluMulImpl = siluMulAsm
 	convF16 = convF16AVX2
 	convBF16 = convBF16AVX2
+	toF16Impl = f32ToF16AVX2
 	packNT16 = packNT16Asm
 	floatDots = floatDotsAVX2
 	scoresImpl = scoresAsm

@@ -62,6 +62,29 @@ func TestKernelsMatchGeneric(t *testing.T) {
 		near("convBF16", y1, y2, 0)
 	}
 
+	// float32 to half: rounding to nearest even, overflow, subnormals,
+	// zeros and infinities, against tensor.F32ToF16
+	for _, n := range []int{1, 7, 8, 33, 100} {
+		x := randVec(r, n)
+		special := []float32{65504, 65520, 65519.99, 1e9, -1e9, 5.96e-8, 2.98e-8, 2.99e-8, 1e-10, 0, float32(math.Copysign(0, -1)),
+			float32(math.Inf(1)), float32(math.Inf(-1)), 1 + 1.0/2048, 1 + 3.0/2048, 6.1e-5, -3.1e-5}
+		for i := range x {
+			if i%3 == 0 {
+				x[i] = special[(i/3)%len(special)]
+			} else {
+				x[i] *= float32(math.Pow(2, float64(i%40-20)))
+			}
+		}
+		h1, h2 := make([]uint16, n), make([]uint16, n)
+		toF16Impl(h1, x)
+		toF16Generic(h2, x)
+		for i := range h1 {
+			if h1[i] != h2[i] {
+				t.Fatalf("toF16 n=%d: %g gives %#04x, tensor.F32ToF16 %#04x", n, x[i], h1[i], h2[i])
+			}
+		}
+	}
+
 	for _, sz := range [][2]int{{1, 1}, {5, 7}, {9, 64}, {3, 97}, {17, 288}} {
 		rows, cols := sz[0], sz[1]
 		x := randVec(r, cols)

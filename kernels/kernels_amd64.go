@@ -45,6 +45,11 @@ func convF16AVX2(dst []float32, src []uint16)
 //go:noescape
 func convBF16AVX2(dst []float32, src []uint16)
 
+// f32ToF16AVX2 converts len(src) float32 values to IEEE half, rounding to nearest even.
+//
+//go:noescape
+func f32ToF16AVX2(dst []uint16, src []float32)
+
 // q8_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).

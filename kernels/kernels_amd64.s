@@ -609,6 +609,60 @@ done:
 	VZEROUPPER
 	RET
 
+// func f32ToF16AVX2(dst []uint16, src []float32)
+// Requires: AVX, F16C, SSE2
+TEXT ·f32ToF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+loop32:
+	CMPQ      DX, $0x20
+	JL        loop8
+	VMOVUPS   (CX), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VMOVUPS   X0, (AX)
+	VMOVUPS   32(CX), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VMOVUPS   X0, 16(AX)
+	VMOVUPS   64(CX), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VMOVUPS   X0, 32(AX)
+	VMOVUPS   96(CX), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VMOVUPS   X0, 48(AX)
+	ADDQ      $0x40, AX
+	ADDQ      $0x80, CX
+	SUBQ      $0x20, DX
+	JMP       loop32
+
+loop8:
+	CMPQ      DX, $0x08
+	JL        tail
+	VMOVUPS   (CX), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VMOVUPS   X0, (AX)
+	ADDQ      $0x10, AX
+	ADDQ      $0x20, CX
+	SUBQ      $0x08, DX
+	JMP       loop8
+
+tail:
+	TESTQ     DX, DX
+	JE        done
+	VMOVSS    (CX), X0
+	VCVTPS2PH $0x00, X0, X0
+	MOVD      X0, BX
+	MOVW      BX, (AX)
+	ADDQ      $0x02, AX
+	ADDQ      $0x04, CX
+	DECQ      DX
+	JMP       tail
+
+done:
+	VZEROUPPER
+	RET
+
 // func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE2
 TEXT ·q8_0x1AVX2(SB), NOSPLIT, $0-72

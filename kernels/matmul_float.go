@@ -68,21 +68,26 @@ func floatTail(w operand, y []float32, rows, cols int, x []float32, lo, hi, t0, 
 	if k8 == cols {
 		return
 	}
-	for t := t0; t < t1; t++ {
-		xr := x[t*cols : (t+1)*cols]
-		for r := lo; r < hi; r++ {
+	var wt [8]float32 // a weight row's last columns, widened
+	n := cols - k8
+	for r := lo; r < hi; r++ {
+		o := r*w.cs + k8
+		switch w.kind {
+		case kindF32:
+			copy(wt[:n], w.f32[o:o+n])
+		case kindF16:
+			for p, h := range w.u16[o : o+n] {
+				wt[p] = tensor.F16ToF32(h)
+			}
+		case kindBF16:
+			for p, h := range w.u16[o : o+n] {
+				wt[p] = tensor.BF16ToF32(h)
+			}
+		}
+		for t := t0; t < t1; t++ {
+			xr := x[t*cols+k8 : (t+1)*cols]
 			s := y[t*rows+r]
-			o := r * w.cs
-			for p := k8; p < cols; p++ {
-				var v float32
-				switch w.kind {
-				case kindF32:
-					v = w.f32[o+p]
-				case kindF16:
-					v = tensor.F16ToF32(w.u16[o+p])
-				case kindBF16:
-					v = tensor.BF16ToF32(w.u16[o+p])
-				}
+			for p, v := range wt[:n] {
 				s += float32(v * xr[p])
 			}
 			y[t*rows+r] = s

@@ -3,8 +3,6 @@ package kernels
 import (
 	"fmt"
 	"math"
-
-	"github.com/herd-llm/herd/tensor"
 )
 
 func checkSame(fn string, n int, s ...[]float32) {
@@ -66,10 +64,10 @@ func Add(out, a, b []float32) {
 // F32ToF16 rounds src to IEEE half floats (to nearest even, as F16C's
 // VCVTPS2PH does) into dst, which is at least as long as src.
 func F32ToF16(dst []uint16, src []float32) {
-	checkSame("F32ToF16", len(dst), src)
-	for i, x := range src {
-		dst[i] = tensor.F32ToF16(x)
+	if len(dst) < len(src) {
+		panic(fmt.Sprintf("kernels.F32ToF16: %d halves for %d values", len(dst), len(src)))
 	}
+	toF16Impl(dst[:len(src)], src)
 }
 
 // F16ToF32 widens the half floats of src into dst, which is at least as

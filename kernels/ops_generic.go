@@ -1,6 +1,10 @@
 package kernels
 
-import "math"
+import (
+	"math"
+
+	"github.com/herd-llm/herd/tensor"
+)
 
 func dotGeneric(a, b []float32) float32 {
 	var s0, s1, s2, s3 float32
@@ -79,5 +83,12 @@ func siluMulGeneric(out, gate, up []float32) {
 	gate, up = gate[:len(out)], up[:len(out)]
 	for i, g := range gate {
 		out[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * up[i]
+	}
+}
+
+func toF16Generic(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, x := range src {
+		dst[i] = tensor.F32ToF16(x)
 	}
 }

@@ -23,6 +23,7 @@ func main() {
 	add()
 	convHalf("convF16AVX2", true)
 	convHalf("convBF16AVX2", false)
+	toHalf()
 	quantKernels()
 	packNT("packNTF32AVX2", kindF32)
 	packNT("packNTF16AVX2", kindF16)
@@ -356,6 +357,33 @@ func convHalf(name string, f16 bool) {
 			return
 		}
 		VMOVUPS(t, Mem{Base: d, Disp: off})
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// toHalf emits f32ToF16AVX2: float32 to IEEE half, rounding to nearest
+// even (VCVTPS2PH with immediate 0), as tensor.F32ToF16 does.
+func toHalf() {
+	text("f32ToF16AVX2", NOSPLIT, "func(dst []uint16, src []float32)")
+	Doc("f32ToF16AVX2 converts len(src) float32 values to IEEE half, rounding to nearest even.")
+	d := Load(Param("dst").Base(), GP64())
+	s := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	ts := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	floatLoop(n.(GPVirtual), []GPVirtual{d.(GPVirtual), s.(GPVirtual)}, []int{2, 4}, func(off int, scalar bool) {
+		t := ts[off/32]
+		if scalar {
+			VMOVSS(Mem{Base: s}, t.AsX())
+			VCVTPS2PH(U8(0), t.AsX(), t.AsX())
+			g := GP32()
+			MOVD(t.AsX(), g)
+			MOVW(g.As16(), Mem{Base: d})
+			return
+		}
+		VMOVUPS(Mem{Base: s, Disp: off}, t)
+		VCVTPS2PH(U8(0), t, t.AsX())
+		VMOVUPS(t.AsX(), Mem{Base: d, Disp: off / 2})
 	})
 	VZEROUPPER()
 	RET()
