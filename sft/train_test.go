@@ -315,3 +315,39 @@ func TestDropoutUnderRecompute(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryPrediction: the predicted peak counts the activations of the
+// longest batch (llama.ActivationBytes plus the adapters' products and
+// dropout masks), 16 bytes per trainable weight and the base's weights;
+// recomputation predicts less.
+func TestMemoryPrediction(t *testing.T) {
+	samples := testSamples(t)
+	lens := make([]int, len(samples))
+	for i, s := range samples {
+		lens[i] = len(s.Tokens)
+	}
+	slices.Sort(lens)
+	longest := lens[len(lens)-1] + lens[len(lens)-2]
+	var mem [2]Memory
+	for i, recompute := range []bool{false, true} {
+		m, _, _ := checkpoint.Default()
+		res, err := Tune(m, samples, Options{Method: LoRA, LR: 1e-3, Steps: 1, Batch: 2, Recompute: recompute, LimitMemory: true,
+			LoRA: lora.Config{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"q", "down"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, p := m.Config, res.Memory
+		adapters := int64(longest) * int64(c.NLayers) * (2*4*4 + int64(c.Dim) + int64(c.FFNDim))
+		if p.Tokens != longest || p.Weights != m.WeightBytes() || p.State != 16*res.Trainable ||
+			p.Activations != llama.ActivationBytes(c, longest, recompute)+adapters {
+			t.Errorf("recompute=%v: predicted %+v for the %d longest positions, %d trainable", recompute, p, longest, res.Trainable)
+		}
+		if p.Bound() != (p.Weights+p.Copies+p.Activations+p.State)*11/10 {
+			t.Errorf("bound %d of %+v", p.Bound(), p)
+		}
+		mem[i] = p
+	}
+	if mem[1].Activations >= mem[0].Activations {
+		t.Error("recomputation predicts no saving")
+	}
+}
