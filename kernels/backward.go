@@ -162,10 +162,10 @@ func AttentionBackward(dq, dk, dv, dout, q, k, v []float32, nq, pos0, nHeads, nK
 		// pt[j·bq + i] and dst[j·bq + i]: probability and scaled score
 		// gradient of query i (of the block) for key j, stored by key so the
 		// key-side sums read them contiguously.
-		pt := make([]float32, nk*bq)
-		dst := make([]float32, nk*bq)
-		p := make([]float32, nk)
-		dp := make([]float32, nk)
+		buf := getScratch(2*nk*bq + 2*nk) // every element is written before it is read
+		defer putScratch(buf)
+		pt, dst := (*buf)[:nk*bq], (*buf)[nk*bq:2*nk*bq]
+		p, dp := (*buf)[2*nk*bq:2*nk*bq+nk], (*buf)[2*nk*bq+nk:2*nk*bq+2*nk]
 		for g := lo; g < hi; g++ {
 			koff := g * headDim
 			for h := g * group; h < (g+1)*group; h++ {

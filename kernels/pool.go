@@ -128,3 +128,21 @@ func parallelChunks(n, chunk, nchunks, t int, fn func(lo, hi int)) {
 	j.run()
 	j.done.Wait()
 }
+
+// scratchPool recycles the large temporary buffers of kernels called over
+// and over in training (attention backward), so that each call does not
+// leave megabytes of garbage behind.
+var scratchPool sync.Pool
+
+// getScratch returns a buffer of n float32s with unspecified contents;
+// putScratch gives it back.
+func getScratch(n int) *[]float32 {
+	if b, ok := scratchPool.Get().(*[]float32); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]float32, n)
+	return &b
+}
+
+func putScratch(b *[]float32) { scratchPool.Put(b) }
