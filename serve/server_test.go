@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +356,35 @@ func TestAppendJSONString(t *testing.T) {
 		if err := json.Unmarshal(appendJSONString(nil, s), &back); err != nil || back != s {
 			t.Errorf("%q: %s → %q, %v", s, appendJSONString(nil, s), back, err)
 		}
+	}
+}
+
+// TestTextChunk checks that an event written from a chunk template is the
+// event json.Marshal gives for the same chunk, for texts that need escaping.
+func TestTextChunk(t *testing.T) {
+	chunk := func(text string) map[string]any {
+		return map[string]any{"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m",
+			"choices": []any{map[string]any{"index": 0, "text": text, "logprobs": nil, "finish_reason": nil}}}
+	}
+	tc, err := newTextChunk(chunk("\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"", "plain", "quote \" back \\ slash", "new\nline\ttab\rret", "\x01\x1f", "<a & b>", "café ☕ \u2028"} {
+		rec := httptest.NewRecorder()
+		e := &sse{w: rec}
+		if err := e.text(tc, s); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(chunk(s))
+		got, ok := strings.CutPrefix(rec.Body.String(), "data: ")
+		got, ok2 := strings.CutSuffix(got, "\n\n")
+		var g, w any
+		if !ok || !ok2 || json.Unmarshal([]byte(got), &g) != nil || json.Unmarshal(want, &w) != nil || !reflect.DeepEqual(g, w) {
+			t.Errorf("%q: event %q, want data: %s", s, rec.Body.String(), want)
+		}
+	}
+	if _, err := newTextChunk(map[string]any{"a": "\x00", "b": "\x00"}); err == nil {
+		t.Error("a template with two placeholders was accepted")
 	}
 }
