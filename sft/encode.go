@@ -2,7 +2,6 @@ package sft
 
 import (
 	"fmt"
-
 	"io"
 
 	"github.com/herd-llm/herd/chat"
@@ -50,6 +49,9 @@ type Stats struct {
 	Windows  int   // windows of split examples dropped for having nothing to learn
 	Tokens   int64 // positions in the samples
 	Learned  int64 // positions with a loss
+	// Held counts the examples a validation split held out (MixSplit),
+	// HeldSamples their samples; they are counted above as well.
+	Held, HeldSamples int
 }
 
 // Encoder renders examples through a chat template and tokenizes them.
@@ -121,8 +123,12 @@ func (e *Encoder) Encode(ex *Example) ([]Sample, error) {
 
 // String summarizes the counts for a log.
 func (s Stats) String() string {
-	return fmt.Sprintf("%d examples → %d samples, %d tokens (%d learned); %d over the context dropped, %d split (%d empty windows dropped)",
+	out := fmt.Sprintf("%d examples → %d samples, %d tokens (%d learned); %d over the context dropped, %d split (%d empty windows dropped)",
 		s.Examples, s.Samples, s.Tokens, s.Learned, s.Dropped, s.Split, s.Windows)
+	if s.Held > 0 {
+		out += fmt.Sprintf("; %d examples (%d samples) held out for validation", s.Held, s.HeldSamples)
+	}
+	return out
 }
 
 // LoadAll reads every file of paths, encodes every example and returns the
@@ -132,27 +138,42 @@ func (e *Encoder) LoadAll(paths []string, skipBad bool) ([]Sample, int, error) {
 	var out []Sample
 	bad := 0
 	for _, p := range paths {
-		r, err := Open(p, skipBad)
+		exs, b, err := e.loadFile(p, skipBad)
+		bad += b
 		if err != nil {
 			return nil, bad, err
 		}
-		for {
-			ex, err := r.Next()
-			if err != nil {
-				r.Close()
-				if err == io.EOF {
-					break
-				}
-				return nil, bad, err
-			}
-			ss, err := e.Encode(ex)
-			if err != nil {
-				r.Close()
-				return nil, bad, err
-			}
+		for _, ss := range exs {
 			out = append(out, ss...)
 		}
-		bad += r.Bad()
 	}
 	return out, bad, nil
+}
+
+// loadFile reads path and encodes every example: the samples of each
+// example that produced any (several for a split one), in file order, and
+// the count of malformed rows skipped.
+func (e *Encoder) loadFile(path string, skipBad bool) ([][]Sample, int, error) {
+	r, err := Open(path, skipBad)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	var out [][]Sample
+	for {
+		ex, err := r.Next()
+		if err == io.EOF {
+			return out, r.Bad(), nil
+		}
+		if err != nil {
+			return nil, r.Bad(), err
+		}
+		ss, err := e.Encode(ex)
+		if err != nil {
+			return nil, r.Bad(), err
+		}
+		if len(ss) > 0 {
+			out = append(out, ss)
+		}
+	}
 }

@@ -79,6 +79,19 @@ type Options struct {
 	Dir       string
 	SaveEvery int
 	Resume    bool
+	// Val are validation samples. With any, the run measures the model's
+	// mean loss over their learned tokens (the training loss's masking,
+	// without a tape, LoRA dropout off) before its first step, every
+	// EvalEvery steps and after the last, in batches drawn as the
+	// training batches are (Batch examples, or with Pack rows), the
+	// samples in their order. It logs the loss and reports it in
+	// train.Progress.ValLoss (metrics.jsonl's val_loss, the loss plot).
+	// Evaluating leaves the training run bit for bit as without it.
+	Val []Sample
+	// EvalEvery is the steps between evaluations (0: only after the
+	// last); EvalBatches the batches each covers (0: all), except the
+	// last, which always covers every validation sample.
+	EvalEvery, EvalBatches int
 }
 
 // Memory is a run's predicted peak resident memory by part, in bytes: what
@@ -93,16 +106,25 @@ type Memory struct {
 	Activations int64 // llama.ActivationBytes of the largest batch, plus the adapters' own
 	State       int64 // trainable weights × 16: float32 weights, gradients, two Adam moments
 	Tokens      int   // positions in the largest batch
+	// Eval is the validation's forward pass (no tape): the State it holds
+	// for its largest batch, which it keeps beside the training's.
+	Eval int64
 }
 
 // Bound is the sum of the parts plus 10%.
-func (m Memory) Bound() int64 { return (m.Weights + m.Copies + m.Activations + m.State) * 11 / 10 }
+func (m Memory) Bound() int64 {
+	return (m.Weights + m.Copies + m.Activations + m.State + m.Eval) * 11 / 10
+}
 
 // String lists the parts in MiB.
 func (m Memory) String() string {
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
-	return fmt.Sprintf("base weights %.1f MiB + copies %.1f MiB + activations %.1f MiB (%d positions) + trainable state %.1f MiB, +10%%: %.1f MiB",
-		mib(m.Weights), mib(m.Copies), mib(m.Activations), m.Tokens, mib(m.State), mib(m.Bound()))
+	eval := ""
+	if m.Eval > 0 {
+		eval = fmt.Sprintf(" + validation %.1f MiB", mib(m.Eval))
+	}
+	return fmt.Sprintf("base weights %.1f MiB + copies %.1f MiB + activations %.1f MiB (%d positions) + trainable state %.1f MiB%s, +10%%: %.1f MiB",
+		mib(m.Weights), mib(m.Copies), mib(m.Activations), m.Tokens, mib(m.State), eval, mib(m.Bound()))
 }
 
 // Result sums up a run.
@@ -115,6 +137,12 @@ type Result struct {
 	Tokens    int64        // positions processed
 	Elapsed   time.Duration
 	Memory    Memory // the predicted peak
+	// ValLosses has, per step run, the validation loss after it (NaN
+	// where the step did not evaluate); ValLoss is the one after the last
+	// step, over every validation sample, and StartValLoss the one before
+	// this invocation's first step (both NaN without validation samples).
+	ValLosses             []float64
+	ValLoss, StartValLoss float64
 }
 
 // Tune fine-tunes m on samples. For full and embed the returned model is a
@@ -143,13 +171,18 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		log = io.Discard
 	}
 	if o.Pack > 0 {
-		for i := range samples {
-			if n := len(samples[i].Tokens); n > o.Pack {
-				return nil, fmt.Errorf("sft: %s: a sample of %d tokens does not fit a packed row of %d", samples[i].Where, n, o.Pack)
+		for _, ss := range [][]Sample{samples, o.Val} {
+			for i := range ss {
+				if n := len(ss[i].Tokens); n > o.Pack {
+					return nil, fmt.Errorf("sft: %s: a sample of %d tokens does not fit a packed row of %d", ss[i].Where, n, o.Pack)
+				}
 			}
 		}
 	}
-	res := &Result{Memory: Memory{Weights: m.WeightBytes()}}
+	if o.EvalEvery < 0 || o.EvalBatches < 0 {
+		return nil, fmt.Errorf("sft: eval every %d steps, %d batches: neither may be negative", o.EvalEvery, o.EvalBatches)
+	}
+	res := &Result{Memory: Memory{Weights: m.WeightBytes()}, ValLoss: math.NaN(), StartValLoss: math.NaN()}
 	var (
 		grads  *llama.Grads
 		params []autograd.Param
@@ -296,6 +329,26 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 			}
 		}
 	}
+	var val *evaluator
+	if len(o.Val) > 0 {
+		val = newEvaluator(o.Val, o.Batch, o.Pack)
+		if val.learned == 0 {
+			return nil, fmt.Errorf("sft: the %d validation samples have no token to learn", len(o.Val))
+		}
+		var err error
+		if res.Memory.Eval, err = val.layout(m, res.Adapters); err != nil {
+			return nil, err
+		}
+		every := "after the last step only"
+		if o.EvalEvery > 0 {
+			part := "all"
+			if o.EvalBatches > 0 && o.EvalBatches < len(val.batches) {
+				part = fmt.Sprintf("the first %d", o.EvalBatches)
+			}
+			every = fmt.Sprintf("every %d steps (%s batches) and after the last (all)", o.EvalEvery, part)
+		}
+		fmt.Fprintf(log, "validation: %d samples, %d learned tokens, %d batches; %s\n", len(o.Val), val.learned, len(val.batches), every)
+	}
 	fmt.Fprintf(log, "memory: %s\n", res.Memory)
 	if o.LimitMemory {
 		// the runtime may use what the bound leaves beside the resident
@@ -329,6 +382,14 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		flops += 2 * float64(m.Params())
 	}
 	peak := train.DefaultPeakGFLOPSPerThread * 1e9 * float64(kernels.Threads())
+	if val != nil && res.Start < o.Steps {
+		l, _, err := val.loss(m, res.Adapters, o.EvalBatches)
+		if err != nil {
+			return nil, err
+		}
+		res.StartValLoss = l
+		fmt.Fprintf(log, "step %d: val loss %.4f\n", res.Start, l)
+	}
 	if o.OnStart != nil {
 		o.OnStart(res.Start, o.Steps)
 	}
@@ -374,12 +435,26 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		p := train.Progress{Step: step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
 			TokensPerSec: float64(len(targets)) / dt.Seconds(), Elapsed: time.Since(begin)}
 		p.MFU = p.TokensPerSec * flops / peak
+		last := step+1 == o.Steps
+		if val != nil && (last || (o.EvalEvery > 0 && (step+1)%o.EvalEvery == 0)) {
+			// the last evaluation covers every validation sample
+			n, what := o.EvalBatches, ""
+			if last {
+				n, what = 0, fmt.Sprintf(" (all %d val batches)", len(val.batches))
+			}
+			if p.ValLoss, _, err = val.loss(m, res.Adapters, n); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(log, "step %d: train loss %.4f, val loss %.4f%s\n", step+1, loss, p.ValLoss, what)
+			res.ValLoss = p.ValLoss
+		}
+		res.ValLosses = append(res.ValLosses, p.ValLoss)
 		if metrics != nil {
 			if err := metrics.Add(p); err != nil {
 				return nil, err
 			}
 		}
-		if o.Dir != "" && (step+1 == o.Steps || (o.SaveEvery > 0 && (step+1)%o.SaveEvery == 0)) {
+		if o.Dir != "" && (last || (o.SaveEvery > 0 && (step+1)%o.SaveEvery == 0)) {
 			if err := saveState(o.Dir, step+1, params, adam); err != nil {
 				return nil, err
 			}

@@ -113,10 +113,11 @@ func readMetrics(t *testing.T, path string) []train.Metric {
 }
 
 // TestResumeIsExact: a run stopped after 3 steps and resumed gives, bit
-// for bit, the losses and weights of the run that did not stop (LoRA with
-// dropout; full fine-tuning, packed, with recomputation), and its
-// metrics.jsonl has each step once with the straight run's loss; loss.png
-// is a plot.
+// for bit, the losses, validation losses and weights of the run that did
+// not stop (LoRA with dropout; full fine-tuning, packed, with
+// recomputation; both evaluating every 2 steps), and its metrics.jsonl has
+// each step once with the straight run's loss and, at steps 2, 4 and 6,
+// val loss; loss.png is a plot.
 func TestResumeIsExact(t *testing.T) {
 	samples := testSamples(t)
 	for _, base := range []Options{
@@ -126,6 +127,7 @@ func TestResumeIsExact(t *testing.T) {
 		opt := func(dir string, every int, resume bool) Options {
 			o := base
 			o.Steps, o.Batch, o.Seed, o.Dir, o.SaveEvery, o.Resume = 6, 3, 4, dir, every, resume
+			o.Val, o.EvalEvery = samples[len(samples)-2:], 2
 			return o
 		}
 		m, _, _ := checkpoint.Default()
@@ -155,6 +157,9 @@ func TestResumeIsExact(t *testing.T) {
 			if l != whole.Losses[3+i] {
 				t.Errorf("%s: step %d: loss %v resumed, %v straight", base.Method, 4+i, l, whole.Losses[3+i])
 			}
+			if v, w := rest.ValLosses[i], whole.ValLosses[3+i]; v != w && !(math.IsNaN(v) && math.IsNaN(w)) {
+				t.Errorf("%s: step %d: val loss %v resumed, %v straight", base.Method, 4+i, v, w)
+			}
 		}
 		a, b := trained(rest), trained(whole)
 		if len(a) != len(b) || len(a) == 0 {
@@ -172,6 +177,10 @@ func TestResumeIsExact(t *testing.T) {
 		for i := range got {
 			if got[i].Step != i+1 || got[i].Loss != want[i].Loss || !(got[i].TokensPerSec > 0) || !(got[i].LR > 0) || !(got[i].GradNorm > 0) {
 				t.Errorf("%s: metrics line %d: %+v resumed, %+v straight", base.Method, i+1, got[i], want[i])
+			}
+			g, w := got[i].ValLoss, want[i].ValLoss
+			if evaluated := (i+1)%2 == 0; (g != nil) != evaluated || (w != nil) != evaluated || (g != nil && (*g != *w || !(*g > 0))) {
+				t.Errorf("%s: metrics line %d: val loss %v resumed, %v straight", base.Method, i+1, g, w)
 			}
 		}
 		for _, d := range []string{dir, straight} {
