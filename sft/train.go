@@ -343,9 +343,9 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		if o.EvalEvery > 0 {
 			part := "all"
 			if o.EvalBatches > 0 && o.EvalBatches < len(val.batches) {
-				part = fmt.Sprintf("the first %d", o.EvalBatches)
+				part = fmt.Sprintf("%d of the", o.EvalBatches)
 			}
-			every = fmt.Sprintf("every %d steps (%s batches) and after the last (all)", o.EvalEvery, part)
+			every = fmt.Sprintf("every %d steps (%s %d batches) and after the last (all)", o.EvalEvery, part, len(val.batches))
 		}
 		fmt.Fprintf(log, "validation: %d samples, %d learned tokens, %d batches; %s\n", len(o.Val), val.learned, len(val.batches), every)
 	}

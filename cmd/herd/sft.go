@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,10 +27,11 @@ func sftCmd() *cobra.Command {
 		o                             sft.Options
 		base, tokPath, data, tmplName string
 		out, overflow, baseType, embT string
-		targets                       string
+		targets, valData              string
 		ctx, threads                  int
 		skipBad, quiet, pack          bool
 		config                        string
+		valSplit                      float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sft --method full|lora|qlora|adapter|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
@@ -60,10 +62,19 @@ OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 (adapter_config.json, adapter_model.safetensors) and llama.cpp's
 (adapter.gguf) (lora, qlora), or adapter.safetensors (adapter), and
 metrics.jsonl (one line a step: loss, learning rate, gradient norm,
-tokens/s, MFU), loss.png, and step-N/state.safetensors checkpoints (trained
+tokens/s, MFU, val_loss where it validated), loss.png, and
+step-N/state.safetensors checkpoints (trained
 weights and optimizer moments, written atomically; --save-every) from which
 --resume continues exactly. Adapters apply at inference with
 herd run/chat/serve --lora, or merge with herd merge (LoRA).
+
+Validation: --val-data (files read as --data) and/or --val-split F (a
+fraction of each --data file's examples held out, chosen by --seed, never
+trained on). The validation loss, the mean over the assistant's tokens as
+in training without dropout, is measured before the first step, every
+--eval-every steps on --eval-batches batches, and after the last step on
+all of it; it goes to the log, the progress bar, metrics.jsonl (val_loss)
+and loss.png, and leaves the training itself unchanged.
 
 herd never pads a batch: each example is its own sequence, attending only
 to itself. --batch counts examples, or with --pack rows of --ctx tokens
@@ -109,11 +120,25 @@ to it unless GOMEMLIMIT is set.`,
 			if err != nil {
 				return err
 			}
-			samples, bad, err := enc.Mix(sources, skipBad, o.Seed)
+			venc := *enc // validation data is counted apart
+			samples, held, bad, err := enc.MixSplit(sources, skipBad, o.Seed, valSplit)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(errw, "data: %s; %d malformed rows skipped\n", enc.Stats, bad)
+			o.Val = held
+			if valData != "" {
+				vsrc, err := sft.ParseSources(valData)
+				if err != nil {
+					return err
+				}
+				val, bad, err := venc.Mix(vsrc, skipBad, o.Seed)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(errw, "val data: %s; %d malformed rows skipped\n", venc.Stats, bad)
+				o.Val = append(o.Val, val...)
+			}
 			if targets != "" {
 				o.LoRA.Targets = strings.Split(targets, ",")
 			}
@@ -135,6 +160,7 @@ to it unless GOMEMLIMIT is set.`,
 				o.Pack = ctx
 			}
 			var pb *progressbar.ProgressBar
+			lastVal := math.NaN()
 			if !quiet {
 				o.OnStart = func(first, steps int) {
 					pb = progressbar.NewOptions(steps, progressbar.OptionSetWriter(errw), progressbar.OptionSetWidth(25),
@@ -143,7 +169,14 @@ to it unless GOMEMLIMIT is set.`,
 					_ = pb.Set(first)
 				}
 				o.OnStep = func(p train.Progress) {
-					pb.Describe(fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s MFU %.1f%%", p.Loss, p.LR, p.TokensPerSec, 100*p.MFU))
+					desc := fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s MFU %.1f%%", p.Loss, p.LR, p.TokensPerSec, 100*p.MFU)
+					if !math.IsNaN(p.ValLoss) {
+						lastVal = p.ValLoss
+					}
+					if !math.IsNaN(lastVal) {
+						desc += fmt.Sprintf(" val %.4f", lastVal)
+					}
+					pb.Describe(desc)
 					_ = pb.Set(p.Step)
 				}
 			}
@@ -155,8 +188,12 @@ to it unless GOMEMLIMIT is set.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)\n", len(res.Losses), res.Tokens,
-				res.Elapsed.Round(1e6), float64(res.Tokens)/res.Elapsed.Seconds())
+			val := ""
+			if !math.IsNaN(res.ValLoss) {
+				val = fmt.Sprintf("; val loss %.4f (%.4f at the start)", res.ValLoss, res.StartValLoss)
+			}
+			fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)%s\n", len(res.Losses), res.Tokens,
+				res.Elapsed.Round(1e6), float64(res.Tokens)/res.Elapsed.Seconds(), val)
 			if o.Method == sft.Adapter {
 				p := filepath.Join(out, "adapter.safetensors")
 				if err := sft.SavePrefixes(p, res.Model); err != nil {
@@ -216,6 +253,10 @@ to it unless GOMEMLIMIT is set.`,
 	f.BoolVar(&o.EmbedLoRA, "embed-lora", false, "embed: train LoRA adapters (--rank, --targets, …) as well; the adapter is written beside model.gguf")
 	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint (OUTDIR/step-N/state.safetensors) every N steps; always after the last")
 	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
+	f.StringVar(&valData, "val-data", "", "validation data files, comma-separated, each FILE[:COUNT], read as --data")
+	f.Float64Var(&valSplit, "val-split", 0, "hold out this fraction of each --data file's examples (by --seed) for validation")
+	f.IntVar(&o.EvalEvery, "eval-every", train.Defaults().EvalEvery, "validation loss every N steps (0: at the end only)")
+	f.IntVar(&o.EvalBatches, "eval-batches", train.Defaults().EvalBatches, "validation batches per evaluation (0: all; the last one covers the whole set)")
 	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
 	f.IntVar(&o.PrefixLayers, "prefix-layers", 30, "adapter: top layers with a prompt (all when more)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,5 +184,68 @@ func TestSFTRecipes(t *testing.T) {
 	os.WriteFile(bad, []byte("rnak: 4\n"), 0o644)
 	if _, _, err := herd(t, "", "sft", "--config", bad, "--data", "x", "-o", t.TempDir()); err == nil || !strings.Contains(err.Error(), "rnak") {
 		t.Errorf("misspelt key: %v", err)
+	}
+}
+
+// valSteps lists the steps of dir's metrics.jsonl that carry a val_loss.
+func valSteps(t *testing.T, dir string) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, train.MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m train.Metric
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.ValLoss != nil {
+			if !(*m.ValLoss > 0) {
+				t.Errorf("step %d: val loss %v", m.Step, *m.ValLoss)
+			}
+			steps = append(steps, m.Step)
+		}
+	}
+	return steps
+}
+
+// TestSFTValidation: --val-split holds out examples (counted in the log)
+// and --eval-every/--eval-batches set when the validation loss is measured
+// (log, progress bar, metrics.jsonl); --val-data and the recipe keys
+// val_data and eval_every do the same from a file.
+func TestSFTValidation(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "split")
+	_, se, err := herd(t, "", "sft", "--method", "lora", "--data", "../../sft/testdata/sharegpt.json", "--val-split", "0.34",
+		"--eval-every", "2", "--eval-batches", "1", "--steps", "4", "--batch", "1", "-o", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, se)
+	}
+	for _, want := range []string{"2 examples (2 samples) held out for validation", "validation: 2 samples", "every 2 steps (1 of the 2 batches)",
+		"step 0: val loss", "step 2: train loss", "step 4: train loss", "(all 2 val batches)", " val ", "; val loss"} {
+		if !strings.Contains(se, want) {
+			t.Errorf("no %q in the log:\n%s", want, se)
+		}
+	}
+	checkMetrics(t, out, 4)
+	if got := valSteps(t, out); !slices.Equal(got, []int{2, 4}) {
+		t.Errorf("val loss at steps %v, want 2 and 4", got)
+	}
+
+	recipe := filepath.Join(t.TempDir(), "r.yaml")
+	os.WriteFile(recipe, []byte("val_data: ../../sft/testdata/openai.jsonl\neval_every: 0\n"), 0o644)
+	out = filepath.Join(t.TempDir(), "data")
+	_, se, err = herd(t, "", "sft", "--config", recipe, "--data", "../../sft/testdata/dolly.jsonl", "--steps", "3", "--batch", "1", "--quiet", "-o", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, se)
+	}
+	if !strings.Contains(se, "val data: 2 examples") || !strings.Contains(se, "after the last step only") {
+		t.Errorf("log:\n%s", se)
+	}
+	if got := valSteps(t, out); !slices.Equal(got, []int{3}) {
+		t.Errorf("val loss at steps %v, want 3 only", got)
+	}
+	if _, _, err := herd(t, "", "sft", "--data", "../../sft/testdata/dolly.jsonl", "--val-split", "1", "-o", t.TempDir()); err == nil || !strings.Contains(err.Error(), "validation split") {
+		t.Errorf("--val-split 1: %v", err)
 	}
 }
