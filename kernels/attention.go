@@ -53,86 +53,110 @@ func checkAttention(nHeads, nKVHeads int) {
 // attention is the body of Attention (keys and values k32, v32) and
 // AttentionF16 (k16, v16).
 func attention(out, q, k32, v32 []float32, k16, v16 []uint16, nq, pos0, nHeads, nKVHeads, headDim int) {
-	kvdim := nKVHeads * headDim
-	qdim := nHeads * headDim
-	group := nHeads / nKVHeads
-	scale := float32(1 / math.Sqrt(float64(headDim)))
+	j := attnJob{out: out, q: q, k32: k32, v32: v32, k16: k16, v16: v16, pos0: pos0,
+		nHeads: nHeads, headDim: headDim, kvdim: nKVHeads * headDim, group: nHeads / nKVHeads,
+		scale: float32(1 / math.Sqrt(float64(headDim)))}
 	// A work item is one query row and a run of sg heads sharing a KV head,
 	// so that each block of keys and values is read from memory once and
 	// stays in L1 while the heads of the run use it. Runs are shortened when
 	// there would be too few items to keep the threads busy.
-	sg := group
-	for sg%2 == 0 && nq*(nHeads/sg) < 4*Threads() {
-		sg /= 2
+	j.sg = j.group
+	for j.sg%2 == 0 && nq*(nHeads/j.sg) < 4*Threads() {
+		j.sg /= 2
 	}
-	runs := nHeads / sg
-	work := sg * (pos0 + nq) * headDim // per item, roughly
-	ParallelFor(nq*runs, max(1, (1<<14)/max(work, 1)), func(lo, hi int) {
-		var scores [attnBlock]float32
-		acc := make([]float32, sg*headDim)
-		var w []float32 // room to widen one half-float row, for the generic kernels
-		if k16 != nil {
-			w = make([]float32, headDim)
+	j.runs = nHeads / j.sg
+	n := nq * j.runs
+	work := j.sg * (pos0 + nq) * headDim // per item, roughly
+	grain := max(1, (1<<14)/max(work, 1))
+	if n <= grain || Threads() == 1 {
+		j.run(0, n) // no closure, no allocation: the common case of decoding small models
+		return
+	}
+	pj := j
+	ParallelFor(n, grain, pj.run)
+}
+
+// attnJob is one attention call's work: items [0, nq·runs) of a query row
+// and a run of sg heads.
+type attnJob struct {
+	out, q, k32, v32 []float32
+	k16, v16         []uint16
+	pos0, nHeads     int
+	headDim, kvdim   int
+	group, sg, runs  int
+	scale            float32
+}
+
+// run computes the items [lo, hi).
+func (j *attnJob) run(lo, hi int) {
+	sg, headDim, kvdim, qdim := j.sg, j.headDim, j.kvdim, j.nHeads*j.headDim
+	q, out, k32, v32, k16, v16 := j.q, j.out, j.k32, j.v32, j.k16, j.v16
+	// scores of one block, the accumulators of the run's heads, room to
+	// widen one half-float row (for the generic kernels), and the running
+	// max and Σ exp(score - max) per head
+	buf := getScratch(attnBlock + sg*headDim + headDim + 2*sg)
+	defer putScratch(buf)
+	b := *buf
+	scores, b := b[:attnBlock], b[attnBlock:]
+	acc, b := b[:sg*headDim], b[sg*headDim:]
+	w, b := b[:headDim], b[headDim:]
+	m, l := b[:sg], b[sg:2*sg]
+	for id := lo; id < hi; id++ {
+		i, h0 := id/j.runs, (id%j.runs)*sg
+		koff := (h0 / j.group) * headDim
+		n := j.pos0 + i + 1
+		for x := range m {
+			m[x], l[x] = float32(math.Inf(-1)), 0
 		}
-		m := make([]float32, sg) // running max of the scores, per head
-		l := make([]float32, sg) // running Σ exp(score - m), per head
-		for id := lo; id < hi; id++ {
-			i, h0 := id/runs, (id%runs)*sg
-			koff := (h0 / group) * headDim
-			n := pos0 + i + 1
-			for x := range m {
-				m[x], l[x] = float32(math.Inf(-1)), 0
-			}
-			clear(acc)
-			for j0 := 0; j0 < n; j0 += attnBlock {
-				j1 := min(n, j0+attnBlock)
-				lo, hi := j0*kvdim+koff, (j1-1)*kvdim+koff+headDim
-				s := scores[:j1-j0]
-				for x := range sg {
-					qv := q[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
-					a := acc[x*headDim : (x+1)*headDim]
-					if k16 != nil {
-						scoresF16Impl(s, qv, k16[lo:hi], kvdim, scale, w)
-					} else {
-						scoresImpl(s, qv, k32[lo:hi], kvdim, scale)
-					}
-					if bm := max(m[x], maxImpl(s)); bm > m[x] {
-						// Rescale what was accumulated under the old max.
-						if l[x] != 0 {
-							corr := float32(math.Exp(float64(m[x] - bm)))
-							scaleImpl(a, corr)
-							l[x] *= corr
-						}
-						m[x] = bm
-					}
-					// A short last block is padded to whole vectors of
-					// -Inf scores, so the vector exponential does it all.
-					// Their exponentials are 0 (in the assembly, which
-					// clamps its input, below 2e-38: nothing, once added to
-					// l, which holds exp(0) = 1 for the running maximum).
-					if n8 := (len(s) + 7) &^ 7; n8 != len(s) {
-						for z := len(s); z < n8; z++ {
-							scores[z] = float32(math.Inf(-1))
-						}
-						l[x] += expSubSumImpl(scores[:n8], m[x])
-					} else {
-						l[x] += expSubSumImpl(s, m[x])
-					}
-					if v16 != nil {
-						accumVF16Impl(a, v16[lo:hi], kvdim, s, w)
-					} else {
-						accumVImpl(a, v32[lo:hi], kvdim, s)
-					}
-				}
-			}
-			// Written only now: out may alias q.
+		clear(acc)
+		for j0 := 0; j0 < n; j0 += attnBlock {
+			j1 := min(n, j0+attnBlock)
+			lo, hi := j0*kvdim+koff, (j1-1)*kvdim+koff+headDim
+			s := scores[:j1-j0]
 			for x := range sg {
-				o := out[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
-				inv := 1 / l[x]
-				for d, a := range acc[x*headDim : (x+1)*headDim] {
-					o[d] = a * inv
+				qv := q[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
+				a := acc[x*headDim : (x+1)*headDim]
+				if k16 != nil {
+					scoresF16Impl(s, qv, k16[lo:hi], kvdim, j.scale, w)
+				} else {
+					scoresImpl(s, qv, k32[lo:hi], kvdim, j.scale)
+				}
+				if bm := max(m[x], maxImpl(s)); bm > m[x] {
+					// Rescale what was accumulated under the old max.
+					if l[x] != 0 {
+						corr := float32(math.Exp(float64(m[x] - bm)))
+						scaleImpl(a, corr)
+						l[x] *= corr
+					}
+					m[x] = bm
+				}
+				// A short last block is padded to whole vectors of
+				// -Inf scores, so the vector exponential does it all.
+				// Their exponentials are 0 (in the assembly, which
+				// clamps its input, below 2e-38: nothing, once added to
+				// l, which holds exp(0) = 1 for the running maximum).
+				if n8 := (len(s) + 7) &^ 7; n8 != len(s) {
+					for z := len(s); z < n8; z++ {
+						scores[z] = float32(math.Inf(-1))
+					}
+					l[x] += expSubSumImpl(scores[:n8], m[x])
+				} else {
+					l[x] += expSubSumImpl(s, m[x])
+				}
+				if v16 != nil {
+					accumVF16Impl(a, v16[lo:hi], kvdim, s, w)
+				} else {
+					accumVImpl(a, v32[lo:hi], kvdim, s)
 				}
 			}
 		}
-	})
+		// Written only now: out may alias q.
+		for x := range sg {
+			o := out[i*qdim+(h0+x)*headDim : i*qdim+(h0+x+1)*headDim]
+			inv := 1 / l[x]
+			for d, a := range acc[x*headDim : (x+1)*headDim] {
+				o[d] = a * inv
+			}
+		}
+	}
 }
