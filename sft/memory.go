@@ -46,3 +46,7 @@ func residentOutsideGo() (n int64, ok bool) {
 	}
 	return 0, false
 }
+
+// minMemoryLimit is the smallest limit Tune puts on the Go runtime: below
+// it the bound is dominated by the program itself and is not held.
+const minMemoryLimit = 64 << 20

@@ -360,8 +360,15 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 			outside = res.Memory.Weights
 		}
 		limit := res.Memory.Bound() - outside
-		fmt.Fprintf(log, "memory: the Go runtime held to %.1f MiB (%.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
+		if limit < minMemoryLimit {
+			// A tiny model: the bound is about what the program itself
+			// takes, and a limit that small would only make the collector
+			// run without end.
+			fmt.Fprintf(log, "memory: no limit on the Go runtime (the bound leaves %.1f MiB beside %.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
+		} else {
+			fmt.Fprintf(log, "memory: the Go runtime held to %.1f MiB (%.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
+		}
 	}
 	if _, err := m.ForwardTape(&st, &tape, nil, seqs, topt); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
