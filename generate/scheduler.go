@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/herd-llm/herd/llama"
-	"github.com/herd-llm/herd/nn"
-	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/tokenizer"
 )
 
@@ -110,10 +108,9 @@ type Scheduler struct {
 	wake   chan struct{}
 	done   chan struct{}
 
-	embedModel *llama.Model     // the model with an identity head: hidden states out
-	pads       []*llama.KVCache // one-position caches of the padding rows
-	batch      []llama.Seq      // the loop's scratch: a step's rows
-	in         []*seq           // and the sequences they belong to
+	pads  []*llama.KVCache // one-position caches of the padding rows
+	batch []llama.Seq      // the loop's scratch: a step's rows
+	in    []*seq           // and the sequences they belong to
 }
 
 type job struct {
@@ -491,25 +488,18 @@ func (s *Scheduler) logprobs(q *seq, logits []float32, k int) []TokenLogprob {
 	return out
 }
 
-// embed runs tokens through the model with an identity output head, so
-// that the "logits" are the final hidden states, and mean-pools them.
+// embed runs tokens through the model and mean-pools the final hidden
+// states (after the output norm), L2-normalised.
 func (s *Scheduler) embed(state *llama.State, tokens []int) ([]float32, error) {
 	dim := s.m.Config.Dim
-	if s.m.Config.VocabSize < dim {
-		return nil, fmt.Errorf("embeddings need a vocabulary (%d) at least as wide as the model (%d)", s.m.Config.VocabSize, dim)
-	}
-	if s.embedModel == nil {
-		s.embedModel = identityHead(s.m)
-	}
-	cache := s.embedModel.NewKVCache(len(tokens))
+	cache := s.m.NewKVCache(len(tokens))
 	out := make([]float64, dim)
 	for lo := 0; lo < len(tokens); lo += s.cfg.PrefillChunk {
 		hi := min(len(tokens), lo+s.cfg.PrefillChunk)
-		res, err := s.embedModel.ForwardBatch(state, []llama.Seq{{Tokens: tokens[lo:hi], Cache: cache, All: true}})
+		res, err := s.m.Hidden(state, []llama.Seq{{Tokens: tokens[lo:hi], Cache: cache, All: true}})
 		if err != nil {
 			return nil, err
 		}
-		// the identity head wrote hi-lo rows of Dim values one after another
 		h := res[0]
 		for r := 0; r < hi-lo; r++ {
 			for i, v := range h[r*dim : (r+1)*dim] {
@@ -529,19 +519,4 @@ func (s *Scheduler) embed(state *llama.State, tokens []int) ([]float32, error) {
 		}
 	}
 	return v, nil
-}
-
-// identityHead returns a copy of m whose output layer is the Dim×Dim
-// identity: its Forward returns, in place of logits, the final hidden
-// state of each row (Dim values per row, written one row after another
-// from the start of the buffer, which holds VocabSize ≥ Dim values per row).
-func identityHead(m *llama.Model) *llama.Model {
-	c := *m
-	dim := m.Config.Dim
-	w := make([]float32, dim*dim)
-	for i := 0; i < dim; i++ {
-		w[i*dim+i] = 1
-	}
-	c.Output = &nn.Linear{Name: "identity", DType: tensor.F32, Out: dim, In: dim, Data: tensor.BytesOfF32(w)}
-	return &c
 }

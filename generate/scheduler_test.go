@@ -237,8 +237,8 @@ func mustSubmit(t *testing.T, s *Scheduler, r Request) <-chan Event {
 	return ch
 }
 
-// TestEmbed checks the identity-head trick: the pooled hidden states,
-// multiplied by the (tied) output matrix, give the model's own logits.
+// TestEmbed: for one token the embedding is the final hidden state, so its
+// product with the (tied) output matrix is the model's own logits, scaled.
 func TestEmbed(t *testing.T) {
 	m, tok := stories(t)
 	s := NewScheduler(m, tok, SchedulerConfig{})
