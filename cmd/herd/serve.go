@@ -25,7 +25,7 @@ import (
 )
 
 func serveCmd() *cobra.Command {
-	var addr, apiKey, template, tok, logFormat string
+	var addr, apiKey, template, tok, logFormat, kvType string
 	var parallel, ctx, threads, rowMultiple int
 	var maxBody int64
 	var loras []string
@@ -65,6 +65,9 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 					return err
 				}
 				models = append(models, m)
+				if err := applyKVType(kvType, m.Model); err != nil {
+					return err
+				}
 			}
 			var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
 			if logFormat == "json" {
@@ -113,6 +116,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 	f.IntVar(&rowMultiple, "row-multiple", 1, "pad each forward pass to a multiple of this many rows (1: no padding; greedy text is the same alone or batched either way)")
 	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
 	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
+	addKVFlag(f, &kvType)
 	return cmd
 }
 
