@@ -68,7 +68,7 @@ func attention(out, q, k32, v32 []float32, k16, v16 []uint16, nq, pos0, nHeads, 
 	n := nq * j.runs
 	work := j.sg * (pos0 + nq) * headDim // per item, roughly
 	grain := max(1, (1<<14)/max(work, 1))
-	if n <= grain || Threads() == 1 {
+	if serial(n, grain) {
 		j.run(0, n) // no closure, no allocation: the common case of decoding small models
 		return
 	}

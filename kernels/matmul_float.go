@@ -32,32 +32,52 @@ const floatRowBlock = 64
 
 // matMulFloat computes Y = X·Wᵀ for float weights w (W rows×cols, row-major).
 func matMulFloat(kind int, w operand, rows, cols int, x []float32, nt int, y []float32) {
-	k := floatDots
-	k8 := cols &^ 7
+	j := floatJob{kind: kind, w: w, rows: rows, cols: cols, x: x, nt: nt, y: y}
+	grain := max(floatRowBlock, matGrain/max(cols*nt, 1))
 	if nt == 1 {
-		ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
-			k.rows(kind, y[lo:hi], w, lo*w.cs, hi-lo, x, k8)
-			floatTail(w, y, rows, cols, x, lo, hi, 0, 1)
-		})
+		grain = matVecGrain(cols)
+	}
+	if serial(rows, grain) {
+		j.run(0, rows) // no closure, no allocation for small products
 		return
 	}
-	ParallelFor(rows, max(floatRowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
-		for r0 := lo; r0 < hi; r0 += floatRowBlock {
-			r1 := min(hi, r0+floatRowBlock)
-			t := 0
-			n2 := (r1 - r0) &^ 1
-			for ; t+3 <= nt; t += 3 {
-				k.tile(kind, y[t*rows+r0:], rows, w, r0*w.cs, n2, x[t*cols:], cols, k8)
-				for tt := t; tt < t+3 && r0+n2 < r1; tt++ {
-					k.rows(kind, y[tt*rows+r1-1:tt*rows+r1], w, (r1-1)*w.cs, 1, x[tt*cols:(tt+1)*cols], k8)
-				}
+	pj := j
+	ParallelFor(rows, grain, pj.run)
+}
+
+// floatJob is one float MatMul, split by weight rows.
+type floatJob struct {
+	kind           int
+	w              operand
+	rows, cols, nt int
+	x, y           []float32
+}
+
+// run computes the outputs of weight rows [lo, hi) for every row of X.
+func (j *floatJob) run(lo, hi int) {
+	k := floatDots
+	w, rows, cols, x, nt, y := j.w, j.rows, j.cols, j.x, j.nt, j.y
+	k8 := cols &^ 7
+	if nt == 1 {
+		k.rows(j.kind, y[lo:hi], w, lo*w.cs, hi-lo, x, k8)
+		floatTail(w, y, rows, cols, x, lo, hi, 0, 1)
+		return
+	}
+	for r0 := lo; r0 < hi; r0 += floatRowBlock {
+		r1 := min(hi, r0+floatRowBlock)
+		t := 0
+		n2 := (r1 - r0) &^ 1
+		for ; t+3 <= nt; t += 3 {
+			k.tile(j.kind, y[t*rows+r0:], rows, w, r0*w.cs, n2, x[t*cols:], cols, k8)
+			for tt := t; tt < t+3 && r0+n2 < r1; tt++ {
+				k.rows(j.kind, y[tt*rows+r1-1:tt*rows+r1], w, (r1-1)*w.cs, 1, x[tt*cols:(tt+1)*cols], k8)
 			}
-			for ; t < nt; t++ {
-				k.rows(kind, y[t*rows+r0:t*rows+r1], w, r0*w.cs, r1-r0, x[t*cols:(t+1)*cols], k8)
-			}
-			floatTail(w, y, rows, cols, x, r0, r1, 0, nt)
 		}
-	})
+		for ; t < nt; t++ {
+			k.rows(j.kind, y[t*rows+r0:t*rows+r1], w, r0*w.cs, r1-r0, x[t*cols:(t+1)*cols], k8)
+		}
+		floatTail(w, y, rows, cols, x, r0, r1, 0, nt)
+	}
 }
 
 // floatTail adds to y[t][r], for rows [lo, hi) and t in [t0, t1), the

@@ -80,20 +80,33 @@ func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
+	chunk, nchunks := split(n, grain)
+	if nchunks <= 1 {
+		fn(0, n)
+		return
+	}
+	parallelChunks(n, chunk, nchunks, Threads(), fn)
+}
+
+// split is how ParallelFor cuts [0,n): chunks of chunk indices, nchunks of
+// them (1: the caller runs it all).
+func split(n, grain int) (chunk, nchunks int) {
 	grain = max(grain, 1)
 	t := Threads()
 	if n <= grain || t == 1 {
-		fn(0, n)
-		return
+		return n, 1
 	}
 	// A few chunks per thread balance load on a noisy machine.
-	chunk := max(grain, (n+4*t-1)/(4*t))
-	nchunks := (n + chunk - 1) / chunk
-	if nchunks == 1 {
-		fn(0, n)
-		return
-	}
-	parallelChunks(n, chunk, nchunks, t, fn)
+	chunk = max(grain, (n+4*t-1)/(4*t))
+	return chunk, (n + chunk - 1) / chunk
+}
+
+// serial reports whether ParallelFor(n, grain, …) would run everything on
+// the caller, so that a kernel can call its body directly and build no
+// closure (and allocate nothing) for work too small to share.
+func serial(n, grain int) bool {
+	_, nchunks := split(n, grain)
+	return nchunks <= 1
 }
 
 // parallelTasks runs fn(i) for every i in [0,n), one index per claim.
