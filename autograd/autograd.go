@@ -305,7 +305,12 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 	// spread over the threads a span at a time; each kernel call then finds
 	// its own work too small to split. A long span splits its own rows.
 	if len(spans) > 1 && len(spans) >= len(out.Data)/qd/2 {
-		kernels.ParallelFor(len(spans), 1, func(lo, hi int) {
+		work := 0 // multiply-adds, roughly
+		for _, s := range spans {
+			work += s.N * (s.Pos0 + s.N) * qd
+		}
+		grain := max(1, len(spans)*(1<<18)/max(work, 1))
+		kernels.ParallelFor(len(spans), grain, func(lo, hi int) {
 			for _, s := range spans[lo:hi] {
 				attend(s)
 			}

@@ -11,7 +11,7 @@ const (
 	qk       = 32
 	q8Bytes  = 34
 	q4Bytes  = 18
-	matGrain = 1 << 18 // elements of weight per parallel chunk, at least
+	matGrain = 1 << 20 // elements of weight per parallel chunk, at least
 )
 
 // Supports reports whether MatMul handles weights of dtype dt.
