@@ -117,7 +117,9 @@ func quantizeActs(f *qformat, x []float32, cols, nt int) (a actBuf, release func
 			byteScratch.put(ap)
 		}
 	}
-	ParallelFor(nt, max(1, matGrain/max(cols, 1)), func(lo, hi int) {
+	// quantizing is a few operations an element: chunks of 2^16 elements
+	// are worth sharing
+	ParallelFor(nt, max(1, (1<<16)/max(cols, 1)), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			xr := x[t*cols : (t+1)*cols]
 			xq := a.xq[t*a.xrow : (t+1)*a.xrow]
