@@ -251,20 +251,22 @@ func RoPE(t *Tape, x *Var, spans []Span, nHeads int, rc *kernels.RoPECache, half
 		n = max(n, s.Pos0+s.N)
 	}
 	rc.Grow(n)
-	d := nHeads * rc.HeadDim()
-	rotate := func(buf []float32, inverse bool) {
-		for _, s := range spans {
-			for i := range s.N {
-				r := s.Row + i
-				rc.Rotate(buf[r*d:(r+1)*d], nHeads, s.Pos0+i, half, inverse)
-			}
-		}
-	}
-	rotate(x.Data, false)
+	ropeSpans(x.Data, spans, nHeads, rc, half, false)
 	if t == nil || x.Grad == nil {
 		return
 	}
-	t.Record(func() { rotate(x.Grad, true) })
+	t.Record(func() { ropeSpans(x.Grad, spans, nHeads, rc, half, true) })
+}
+
+// ropeSpans rotates (or, inverse, rotates back) the spans' rows of buf.
+func ropeSpans(buf []float32, spans []Span, nHeads int, rc *kernels.RoPECache, half, inverse bool) {
+	d := nHeads * rc.HeadDim()
+	for _, s := range spans {
+		for i := range s.N {
+			r := s.Row + i
+			rc.Rotate(buf[r*d:(r+1)*d], nHeads, s.Pos0+i, half, inverse)
+		}
+	}
 }
 
 // Attention computes causal grouped-query attention (kernels.Attention) of
@@ -273,52 +275,34 @@ func RoPE(t *Tape, x *Var, spans []Span, nHeads int, rc *kernels.RoPECache, half
 // rows (cached earlier positions are constants).
 func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headDim int) {
 	qd, kvd := nHeads*headDim, nKVHeads*headDim
-	// kv is the keys (or values) a span attends to, as float32; a
-	// half-precision cache is widened (only backward needs that).
-	kv := func(s Span, x *Var, cached []float32, cached16 []uint16) []float32 {
-		n := (s.Pos0 + s.N) * kvd
-		switch {
-		case cached != nil:
-			return cached[:n]
-		case cached16 != nil:
-			w := make([]float32, n)
-			kernels.F16ToF32(w, cached16[:n])
-			return w
-		}
-		return x.Data[s.Row*kvd : (s.Row+s.N)*kvd]
-	}
 	for _, s := range spans {
 		if !s.cached() && s.Pos0 != 0 {
 			panic("autograd.Attention: a span without a cache must start at position 0")
 		}
 	}
-	attend := func(s Span) {
-		o, qs := out.Data[s.Row*qd:(s.Row+s.N)*qd], q.Data[s.Row*qd:(s.Row+s.N)*qd]
-		if s.K16 != nil {
-			n := (s.Pos0 + s.N) * kvd
-			kernels.AttentionF16(o, qs, s.K16[:n], s.V16[:n], s.N, s.Pos0, nHeads, nKVHeads, headDim)
-			return
-		}
-		kernels.Attention(o, qs, kv(s, k, s.K, nil), kv(s, v, s.V, nil), s.N, s.Pos0, nHeads, nKVHeads, headDim)
-	}
+	a := attnArgs{out: out, q: q, k: k, v: v, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim}
 	// Many short spans (a decoding batch: one new row per sequence) are
 	// spread over the threads a span at a time; each kernel call then finds
 	// its own work too small to split. A long span splits its own rows.
+	grain := len(spans)
 	if len(spans) > 1 && len(spans) >= len(out.Data)/qd/2 {
 		work := 0 // multiply-adds, roughly
 		for _, s := range spans {
 			work += s.N * (s.Pos0 + s.N) * qd
 		}
-		grain := max(1, len(spans)*(1<<18)/max(work, 1))
+		grain = max(1, len(spans)*(1<<20)/max(work, 1))
+	}
+	if grain >= len(spans) {
+		for _, s := range spans {
+			a.attend(s)
+		}
+	} else {
+		pa := a
 		kernels.ParallelFor(len(spans), grain, func(lo, hi int) {
 			for _, s := range spans[lo:hi] {
-				attend(s)
+				pa.attend(s)
 			}
 		})
-	} else {
-		for _, s := range spans {
-			attend(s)
-		}
 	}
 	if t == nil {
 		return
@@ -342,7 +326,7 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 				dk, dv = make([]float32, (s.Pos0+s.N)*kvd), make([]float32, (s.Pos0+s.N)*kvd)
 			}
 			kernels.AttentionBackward(dq[s.Row*qd:(s.Row+s.N)*qd], dk, dv, out.Grad[s.Row*qd:(s.Row+s.N)*qd],
-				q.Data[s.Row*qd:(s.Row+s.N)*qd], kv(s, k, s.K, s.K16), kv(s, v, s.V, s.V16), s.N, s.Pos0, nHeads, nKVHeads, headDim)
+				q.Data[s.Row*qd:(s.Row+s.N)*qd], spanKV(s, k, s.K, s.K16, kvd), spanKV(s, v, s.V, s.V16, kvd), s.N, s.Pos0, nHeads, nKVHeads, headDim)
 			if !direct {
 				if k.Grad != nil {
 					kernels.Add(k.Grad[own:end], k.Grad[own:end], dk[s.Pos0*kvd:])
@@ -353,6 +337,40 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 			}
 		}
 	})
+}
+
+// attnArgs are the operands of one Attention call.
+type attnArgs struct {
+	out, q, k, v              *Var
+	nHeads, nKVHeads, headDim int
+}
+
+// attend runs the forward attention of one span.
+func (a *attnArgs) attend(s Span) {
+	qd, kvd := a.nHeads*a.headDim, a.nKVHeads*a.headDim
+	o, qs := a.out.Data[s.Row*qd:(s.Row+s.N)*qd], a.q.Data[s.Row*qd:(s.Row+s.N)*qd]
+	if s.K16 != nil {
+		n := (s.Pos0 + s.N) * kvd
+		kernels.AttentionF16(o, qs, s.K16[:n], s.V16[:n], s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim)
+		return
+	}
+	kernels.Attention(o, qs, spanKV(s, a.k, s.K, nil, kvd), spanKV(s, a.v, s.V, nil, kvd), s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim)
+}
+
+// spanKV is the keys (or values) a span attends to, as float32: the
+// cache's first Pos0+N rows, or the span's own rows of x; a half-precision
+// cache is widened into a new slice (only backward needs that).
+func spanKV(s Span, x *Var, cached []float32, cached16 []uint16, kvd int) []float32 {
+	n := (s.Pos0 + s.N) * kvd
+	switch {
+	case cached != nil:
+		return cached[:n]
+	case cached16 != nil:
+		w := make([]float32, n)
+		kernels.F16ToF32(w, cached16[:n])
+		return w
+	}
+	return x.Data[s.Row*kvd : (s.Row+s.N)*kvd]
 }
 
 // SiLUMul computes out = silu(gate) ⊙ up, the SwiGLU activation.
