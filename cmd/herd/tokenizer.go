@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
@@ -85,12 +86,14 @@ Files may follow -i separated by commas or spaces (-i a.txt b.txt).`,
 func tokenizerExtendCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
-		Use:   "extend BASE.model ADD.model -o MERGED.model",
+		Use:   "extend BASE ADD -o MERGED.model",
 		Short: "append the pieces of one vocabulary that another lacks (Chinese-LLaMA's merge)",
 		Long: `Append to BASE the pieces of ADD that BASE lacks, with score 0, as
 Chinese-LLaMA-Alpaca merged a Chinese vocabulary into LLaMA's. BASE's ids are
 unchanged, so a model trained on BASE keeps its meaning for them; give the
-model rows for the new ids with herd resize-vocab.`,
+model rows for the new ids with herd resize-vocab. BASE and ADD are
+SentencePiece vocabularies as herd reads them: a .model file, a GGUF model's
+own vocabulary or a llama2.c tokenizer.bin.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -98,13 +101,15 @@ model rows for the new ids with herd resize-vocab.`,
 			}
 			var vocab [2]*tokenizer.SPM
 			for i, p := range args {
-				data, err := os.ReadFile(p)
+				tok, err := checkpoint.OpenTokenizer(p, 0)
 				if err != nil {
 					return err
 				}
-				if vocab[i], err = tokenizer.FromModelProto(data); err != nil {
-					return fmt.Errorf("%s: %w", p, err)
+				spm, ok := tokSPM(tok)
+				if !ok {
+					return fmt.Errorf("%s: not a SentencePiece vocabulary", p)
 				}
+				vocab[i] = spm
 			}
 			merged, added, err := tokenizer.Extend(vocab[0], vocab[1])
 			if err != nil {
