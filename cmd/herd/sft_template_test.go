@@ -60,9 +60,8 @@ var newInstructions = []string{
 //
 // Settings (seeded; the replies are the same trained on 1 or 2 threads):
 // full fine-tuning 40 steps of all 8 examples at learning rate 1e-3;
-// LoRA 60 steps at 3e-3 with the token
-// embedding trained beside the adapters (--method embed --embed-lora,
-// PEFT's modules_to_save). LoRA alone cannot learn to stop on
+// LoRA 60 steps at 3e-3 with the token embedding trained beside the
+// adapters (--method embed --embed-lora, PEFT's modules_to_save). LoRA alone cannot learn to stop on
 // stories260K: its output head is tied to the embedding, and the EOS row
 // is the same vector as 168 rows pretraining never used (<unk> and most
 // byte pieces, every coordinate within 5e-4), so whatever the adapters do
