@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/tensor"
 )
 
 // LoRA is a low-rank adapter (Hu et al. 2021) on a weight W of Out×In:
@@ -34,6 +35,23 @@ type LoRA struct {
 // from the same seed.
 const dropoutStream = 0x64726f706f7574
 
+// infer adds the branch for inference: the products are kernels.MatMul's,
+// the ones the base weights use, so each row's result is the same whatever
+// the batch (continuous batching with an adapter attached answers as a
+// request alone does) and small products pay no packing. The scratch is the
+// call's own: passes may run concurrently on one model.
+func (a *LoRA) infer(y *Var, xs []float32, nt int) {
+	h := make([]float32, nt*a.Rank+nt*a.Out)
+	h, o := h[:nt*a.Rank], h[nt*a.Rank:]
+	kernels.MatMul(tensor.F32, tensor.BytesOfF32(a.A), a.Rank, a.In, xs, nt, h)
+	for i := range h {
+		h[i] *= a.Scale
+	}
+	kernels.MatMul(tensor.F32, tensor.BytesOfF32(a.B), a.Out, a.Rank, h, nt, o)
+	yd := y.Data[:nt*a.Out]
+	kernels.Add(yd, yd, o)
+}
+
 // ApplyLoRA adds a's branch, Scale·B·(A·x), to y for nt rows (x nt×In, y
 // nt×Out): run it after the base product into y. Backward adds to x's
 // gradient and to the adapter's. A taped pass keeps only A·x (nt×Rank) and,
@@ -55,16 +73,15 @@ func ApplyLoRA(t *Tape, y, x *Var, a *LoRA, nt int) {
 			mask[i] = rng.Float32() >= a.Dropout
 		}
 	}
-	// h = Scale·(x·Aᵀ), then y += h·Bᵀ
-	var h []float32
 	if t == nil && !a.Train {
-		h = make([]float32, nt*a.Rank)
-	} else {
-		// one adapter runs once per taped pass (twice, with the same
-		// values, when recomputing), so h can be the last pass's memory
-		a.h = growF(a.h, nt*a.Rank)
-		h = a.h
+		a.infer(y, xs, nt)
+		return
 	}
+	// h = Scale·(x·Aᵀ), then y += h·Bᵀ. One adapter runs once per taped
+	// pass (twice, with the same values, when recomputing), so h can be the
+	// last pass's memory.
+	a.h = growF(a.h, nt*a.Rank)
+	h := a.h
 	if drop {
 		a.dropped(xs, nt, keep, func(r0, r1 int, xd []float32) {
 			kernels.GemmNT(r1-r0, a.Rank, a.In, xd, a.A, h[r0*a.Rank:r1*a.Rank], false)
