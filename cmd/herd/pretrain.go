@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/herd-llm/herd/train"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -45,29 +44,13 @@ gradient stops the run, keeping the last good checkpoint.`,
 			}
 			overrideRecipe(cmd.Flags(), &r, &flags)
 			errw := cmd.ErrOrStderr()
-			var pb *progressbar.ProgressBar
 			opt := train.Options{Log: errw}
+			bar := newTrainBar(errw, false)
 			if !noBar {
-				opt.OnStart = func(first, steps int) {
-					pb = progressbar.NewOptions(steps, progressbar.OptionSetWriter(errw), progressbar.OptionSetWidth(25),
-						progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount(),
-						progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
-					_ = pb.Set(first)
-				}
-				opt.OnStep = func(p train.Progress) {
-					desc := fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s MFU %.1f%%", p.Loss, p.LR, p.TokensPerSec, 100*p.MFU)
-					if !math.IsNaN(p.ValLoss) {
-						desc += fmt.Sprintf(" val %.4f", p.ValLoss)
-					}
-					pb.Describe(desc)
-					_ = pb.Set(p.Step)
-				}
+				opt.OnStart, opt.OnStep = bar.start, bar.step
 			}
 			res, err := train.Pretrain(r, opt)
-			if pb != nil {
-				_ = pb.Finish()
-				fmt.Fprintln(errw)
-			}
+			bar.finish()
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
@@ -16,7 +15,6 @@ import (
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/train"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
@@ -159,32 +157,12 @@ to it unless GOMEMLIMIT is set.`,
 			if pack {
 				o.Pack = ctx
 			}
-			var pb *progressbar.ProgressBar
-			lastVal := math.NaN()
+			bar := newTrainBar(errw, true)
 			if !quiet {
-				o.OnStart = func(first, steps int) {
-					pb = progressbar.NewOptions(steps, progressbar.OptionSetWriter(errw), progressbar.OptionSetWidth(25),
-						progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount(),
-						progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
-					_ = pb.Set(first)
-				}
-				o.OnStep = func(p train.Progress) {
-					desc := fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s MFU %.1f%%", p.Loss, p.LR, p.TokensPerSec, 100*p.MFU)
-					if !math.IsNaN(p.ValLoss) {
-						lastVal = p.ValLoss
-					}
-					if !math.IsNaN(lastVal) {
-						desc += fmt.Sprintf(" val %.4f", lastVal)
-					}
-					pb.Describe(desc)
-					_ = pb.Set(p.Step)
-				}
+				o.OnStart, o.OnStep = bar.start, bar.step
 			}
 			res, err := sft.Tune(m, samples, o)
-			if pb != nil {
-				_ = pb.Finish()
-				fmt.Fprintln(errw)
-			}
+			bar.finish()
 			if err != nil {
 				return err
 			}
