@@ -1,7 +1,6 @@
 package lora
 
 import (
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -31,28 +30,7 @@ func TestDropoutGradient(t *testing.T) {
 	for i, a := range s.Adapters {
 		a.Dropout, a.Train, a.Seed = 0.3, true, uint64(100+i)
 	}
-	loss := func() float64 {
-		var st llama.State
-		out, err := m.ForwardBatch(&st, []llama.Seq{{Tokens: seq, All: true}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var l float64
-		v := m.Config.VocabSize
-		for p, tg := range targets {
-			row := out[0][p*v : (p+1)*v]
-			mx := math.Inf(-1)
-			for _, x := range row {
-				mx = math.Max(mx, float64(x))
-			}
-			var e float64
-			for _, x := range row {
-				e += math.Exp(float64(x) - mx)
-			}
-			l += math.Log(e) + mx - float64(row[tg])
-		}
-		return l
-	}
+	loss := func() float64 { return seqLoss(t, m, seq, targets) }
 	grads := func(recompute bool) [][]float32 {
 		for _, p := range s.Params() {
 			clear(p.Grad)
@@ -77,22 +55,7 @@ func TestDropoutGradient(t *testing.T) {
 			t.Fatalf("%s: the gradient differs with recomputation", p.Name)
 		}
 	}
-	for _, p := range s.Params() {
-		for range 3 {
-			i := r.IntN(len(p.Data))
-			old := p.Data[i]
-			const h = 1e-2
-			p.Data[i] = old + h
-			up := loss()
-			p.Data[i] = old - h
-			down := loss()
-			p.Data[i] = old
-			num := (up - down) / (2 * h)
-			if math.Abs(num-float64(p.Grad[i])) > 2e-3+0.02*math.Abs(num) {
-				t.Errorf("%s[%d]: gradient %g, central difference %g", p.Name, i, p.Grad[i], num)
-			}
-		}
-	}
+	checkCentralDifferences(t, s.Params(), loss, r)
 	for _, a := range s.Adapters {
 		a.Train = false
 	}

@@ -165,28 +165,7 @@ func TestGradient(t *testing.T) {
 	m, s := trained(t, tensor.F32, []string{"q", "v", "gate", "down"}, false)
 	s.Attach(m, 1)
 	targets := []int{5, 9, 3, 17, 2, 30, 11, -1}
-	loss := func() float64 {
-		var st llama.State
-		out, _ := m.ForwardBatch(&st, []llama.Seq{{Tokens: toks, All: true}})
-		var l float64
-		v := m.Config.VocabSize
-		for p, tg := range targets {
-			if tg < 0 {
-				continue
-			}
-			row := out[0][p*v : (p+1)*v]
-			mx := math.Inf(-1)
-			for _, x := range row {
-				mx = math.Max(mx, float64(x))
-			}
-			var e float64
-			for _, x := range row {
-				e += math.Exp(float64(x) - mx)
-			}
-			l += math.Log(e) + mx - float64(row[tg])
-		}
-		return l
-	}
+	loss := func() float64 { return seqLoss(t, m, toks, targets) }
 	var st llama.State
 	var tape autograd.Tape
 	lg, err := m.ForwardTape(&st, &tape, nil, []llama.Seq{{Tokens: toks, All: true}}, llama.TapeOptions{})
@@ -195,8 +174,42 @@ func TestGradient(t *testing.T) {
 	}
 	autograd.CrossEntropy(&tape, lg, targets, m.Config.VocabSize, 1)
 	tape.Backward()
-	r := rand.New(rand.NewPCG(7, 8))
-	for _, p := range s.Params() {
+	checkCentralDifferences(t, s.Params(), loss, rand.New(rand.NewPCG(7, 8)))
+}
+
+// seqLoss is the summed cross entropy of one sequence's logits against
+// targets (negative: not counted), in float64.
+func seqLoss(t *testing.T, m *llama.Model, seq, targets []int) float64 {
+	var st llama.State
+	out, err := m.ForwardBatch(&st, []llama.Seq{{Tokens: seq, All: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l float64
+	v := m.Config.VocabSize
+	for p, tg := range targets {
+		if tg < 0 {
+			continue
+		}
+		row := out[0][p*v : (p+1)*v]
+		mx := math.Inf(-1)
+		for _, x := range row {
+			mx = math.Max(mx, float64(x))
+		}
+		var e float64
+		for _, x := range row {
+			e += math.Exp(float64(x) - mx)
+		}
+		l += math.Log(e) + mx - float64(row[tg])
+	}
+	return l
+}
+
+// checkCentralDifferences compares three random elements of each
+// parameter's gradient with central differences of loss.
+func checkCentralDifferences(t *testing.T, params []autograd.Param, loss func() float64, r *rand.Rand) {
+	t.Helper()
+	for _, p := range params {
 		for range 3 {
 			i := r.IntN(len(p.Data))
 			old := p.Data[i]
