@@ -154,7 +154,7 @@ func (b Block) Fit(x []float32, subs []Sub) []byte {
 		}
 		for j := range 8 {
 			s, m := scaleMinK4(j, o[4:16])
-			subs[j] = Sub{Scale: float32(d * float32(s)), Min: -float32(dmin*float32(m)), QMax: qmax}
+			subs[j] = Sub{Scale: float32(d * float32(s)), Min: -float32(dmin * float32(m)), QMax: qmax}
 		}
 	case tensor.Q6_K:
 		d := f16(208)
