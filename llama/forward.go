@@ -438,6 +438,9 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 // linear is y = W·x for the rows of x through layer l, plus the branches of
 // the adapters l carries.
 func linear(tp *autograd.Tape, y, x *autograd.Var, l *nn.Linear, grad []float32, nt int) {
+	if l.Observe != nil {
+		l.Observe(x.Data[:nt*l.In], nt)
+	}
 	autograd.Linear(tp, y, x, weight(l, grad), nt)
 	for _, a := range l.LoRA {
 		autograd.ApplyLoRA(tp, y, x, a, nt)

@@ -24,6 +24,11 @@ type Linear struct {
 	// to W·x in every forward pass (inference and training alike) without
 	// changing W.
 	LoRA []*autograd.LoRA
+	// Observe, when set, is called by the LLaMA forward pass with the
+	// input of every product through the layer (nt rows of In) before it
+	// is multiplied: how GPTQ gathers its Hessians and imatrix its
+	// activation statistics. It must not keep or change x.
+	Observe func(x []float32, nt int)
 }
 
 // NewLinear checks that data holds exactly out rows of in elements of dt
