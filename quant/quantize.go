@@ -25,6 +25,11 @@ type Options struct {
 	// quantized (dequantized then quantized again, which adds error) and
 	// row lengths llama.cpp has no fallback for.
 	Warn func(msg string)
+	// Replace, when set, may return the bytes of a tensor quantized
+	// elsewhere (by GPTQ) in the type the plan chose for it; they are
+	// written instead of the reference quantizer's. nil means quantize as
+	// usual.
+	Replace func(c Choice) []byte
 }
 
 // Result describes a quantized file.
@@ -101,6 +106,12 @@ func File(in *gguf.File, out string, opt Options) (*Result, error) {
 				warn("tensor %s: rows of %d are not whole %s blocks and llama.cpp has no fallback for that (it refuses the model); writing F16",
 					c.Name, c.Dims[0], mixBase(opt.Type))
 			}
+			data = nil
+			if opt.Replace != nil {
+				data = opt.Replace(c)
+			}
+		}
+		if c.Quantized() && data == nil {
 			data, err = convert(t, c.To, threads, func(n int64) {
 				if opt.Progress != nil {
 					opt.Progress(atomic.AddInt64(&done, n), total)

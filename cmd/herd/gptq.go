@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/quant"
+	"github.com/herd-llm/herd/quant/gptq"
+	"github.com/spf13/cobra"
+)
+
+// gptqFlags are herd gptq's settings.
+type gptqFlags struct {
+	calib, out, typ, tokenizer string
+	bits, group                int
+	sym, actOrder, fromFloat   bool
+	damp                       float64
+	samples, ctx, threads      int
+	seed                       uint64
+}
+
+func gptqCmd() *cobra.Command {
+	var g gptqFlags
+	cmd := &cobra.Command{
+		Use:   "gptq MODEL.gguf --calib FILE -o OUT.gguf",
+		Short: "quantize with GPTQ (Hessian error correction from calibration text) into llama.cpp's formats",
+		Long: `Quantizes every layer matrix of MODEL (F32/F16/BF16 GGUF) with GPTQ
+(Frantar et al. 2022): layers in order, each layer's inputs collected from
+--calib-samples random windows of --calib-ctx tokens of the calibration
+text run through the already-quantized earlier layers (--from-float: through
+the float model), H = 2·X·Xᵀ per input (q/k/v share one, gate/up another),
+columns quantized one by one with the error corrected through H⁻¹'s
+Cholesky factor in lazy blocks of 128 columns.
+
+The output is a GGUF whose types hold GPTQ's grid exactly: --bits 4 --sym
+--group 32 → Q4_0, 4-bit asymmetric → Q4_1, 5-bit → Q5_0/Q5_1, 8-bit →
+Q8_0; or --type MIX (Q4_K_M, Q5_K_S, Q6_K, …) runs GPTQ's error feedback
+over the k-quants' own block quantizers (tensors the mix gives a type
+GPTQ has no grid for are rounded to nearest, with a warning). Embedding
+and output head are rounded to nearest. The calibration text is any file
+herd data prepare reads (text, JSONL, .gz/.zst, a directory or a glob).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runGPTQ(cmd, args[0], &g) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&g.calib, "calib", "", "calibration text (required)")
+	f.StringVarP(&g.out, "output", "o", "", "output GGUF (required)")
+	f.StringVar(&g.typ, "type", "", "llama.cpp mix to write (default: the legacy type of --bits/--group/--sym)")
+	f.IntVar(&g.bits, "bits", 4, "bits per weight of the GPTQ grid (4, 5 or 8 for GGUF)")
+	f.IntVar(&g.group, "group", 32, "columns per group (32 for GGUF's legacy types)")
+	f.BoolVar(&g.sym, "sym", true, "symmetric grid (zero in the middle)")
+	f.Float64Var(&g.damp, "damp", 0.01, "dampening added to H's diagonal, as a fraction of its mean")
+	f.BoolVar(&g.actOrder, "act-order", false, "quantize columns by decreasing H_ii (static groups)")
+	f.BoolVar(&g.fromFloat, "from-float", false, "collect every layer's inputs from the float model (faster, less exact)")
+	f.IntVar(&g.samples, "calib-samples", 128, "calibration windows")
+	f.IntVar(&g.ctx, "calib-ctx", 512, "tokens per calibration window")
+	f.Uint64Var(&g.seed, "seed", 0, "seed for choosing the windows")
+	f.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer file; the GGUF model's own by default")
+	f.IntVarP(&g.threads, "threads", "t", 0, "threads (0: all cores)")
+	return cmd
+}
+
+// fileType resolves --type against --bits/--group/--sym.
+func (g *gptqFlags) fileType(cmd *cobra.Command) (quant.FileType, error) {
+	given := cmd.Flags().Changed("bits") || cmd.Flags().Changed("group") || cmd.Flags().Changed("sym")
+	if g.typ == "" {
+		return gptq.FileTypeFor(g.bits, g.group, g.sym)
+	}
+	ft, err := quant.ParseFileType(g.typ)
+	if err != nil {
+		return 0, err
+	}
+	return ft, gptq.CheckFileType(ft, g.bits, g.group, g.sym, given)
+}
+
+func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
+	if g.calib == "" || g.out == "" {
+		return fmt.Errorf("give the calibration text with --calib FILE and the output with -o OUT.gguf")
+	}
+	ft, err := g.fileType(cmd)
+	if err != nil {
+		return err
+	}
+	kernels.SetThreads(g.threads)
+	m, tok, err := checkpoint.Load(model, g.tokenizer)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	in, err := gguf.Open(model)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	toks, err := gptq.CalibrationTokens(g.calib, tok)
+	if err != nil {
+		return err
+	}
+	windows, err := gptq.Windows(toks, g.samples, g.ctx, g.seed)
+	if err != nil {
+		return fmt.Errorf("%s: %w", g.calib, err)
+	}
+	stderr := cmd.ErrOrStderr()
+	fmt.Fprintf(stderr, "gptq: %s → %s (%s), %d windows of %d tokens from %s (%d tokens), damp %g, act-order %v, sequential %v\n",
+		model, g.out, ft, len(windows), g.ctx, g.calib, len(toks), g.damp, g.actOrder, !g.fromFloat)
+	bar := newBar(stderr, "gptq")
+	start := time.Now()
+	res, err := gptq.QuantizeModel(in, m, windows, g.out, gptq.ModelOptions{
+		Type: ft, Damp: g.damp, ActOrder: g.actOrder, FromFloat: g.fromFloat,
+		Progress: func(layer, layers int, stage string) {
+			bar.pb.Describe(fmt.Sprintf("layer %d/%d: %s", layer+1, layers, stage))
+			bar.set(int64(layer), int64(layers))
+		},
+		Warn: func(msg string) { bar.println("warning: " + msg) },
+	})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	for i, d := range res.Layers {
+		fmt.Fprintf(stderr, "layer %d: %.2f s\n", i, d.Seconds())
+	}
+	n := 0
+	for _, mr := range res.Matrices {
+		if mr.GPTQ {
+			n++
+		}
+	}
+	fmt.Fprintf(stderr, "%d of %d layer matrices by GPTQ; model size %.2f MiB → %.2f MiB (%.2f bits per weight); wrote %s in %.1f s\n",
+		n, len(res.Matrices), mib(res.File.InBytes), mib(res.File.OutBytes), bitsPerWeight(res.File), g.out, time.Since(start).Seconds())
+	return nil
+}

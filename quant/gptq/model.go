@@ -1,0 +1,231 @@
+package gptq
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/llama"
+	"github.com/herd-llm/herd/nn"
+	"github.com/herd-llm/herd/quant"
+	"github.com/herd-llm/herd/tensor"
+)
+
+// ModelOptions control QuantizeModel.
+type ModelOptions struct {
+	// Type is the llama.cpp mix written (Q4_0, Q4_K_M, …): it chooses each
+	// tensor's type exactly as `herd quantize` does, and GPTQ rounds every
+	// layer matrix onto its type's grid.
+	Type     quant.FileType
+	Damp     float64 // dampening, a fraction of the mean diagonal of H
+	ActOrder bool    // columns by decreasing H_ii, static groups
+	// FromFloat collects every layer's inputs from the float model (one
+	// pass, faster) instead of from the already-quantized earlier layers
+	// (the paper's sequential order, the default).
+	FromFloat bool
+	// Batch is the number of calibration windows per forward pass (0: as
+	// many as fill 2048 tokens).
+	Batch int
+	// Progress, when set, is called as each layer advances: its index,
+	// the number of layers, and what is being done.
+	Progress func(layer, layers int, stage string)
+	Warn     func(msg string)
+}
+
+// MatrixReport says how one matrix was quantized.
+type MatrixReport struct {
+	Name string
+	Type tensor.DType
+	GPTQ bool // false: rounded to nearest (no GPTQ grid for the type)
+}
+
+// ModelResult describes a GPTQ run.
+type ModelResult struct {
+	File     *quant.Result
+	Matrices []MatrixReport
+	Layers   []time.Duration // time per layer
+	Tokens   int             // calibration tokens
+}
+
+// QuantizeModel quantizes model m, loaded from the GGUF file in, with GPTQ
+// over the calibration windows (equal lengths) and writes the result to
+// out as opt.Type's mix. The layers are processed in order: the windows'
+// embeddings are run through each block with its matrices observed to
+// accumulate their Hessians (q, k and v share one, as do gate and up),
+// each matrix is quantized and replaced in m, and the block's outputs
+// become the next block's inputs (recomputed through the quantized block
+// unless FromFloat). Memory beyond the model is one layer's Hessians plus
+// the calibration activations entering and leaving one layer. Tensors
+// outside the blocks (embedding, output head) are rounded to nearest, as
+// GPTQ-for-LLaMA leaves them.
+func QuantizeModel(in *gguf.File, m *llama.Model, windows [][]int, out string, opt ModelOptions) (*ModelResult, error) {
+	if len(windows) == 0 || len(windows[0]) == 0 {
+		return nil, fmt.Errorf("gptq: no calibration windows")
+	}
+	plan, err := quant.Plan(in, opt.Type)
+	if err != nil {
+		return nil, err
+	}
+	choice := map[string]quant.Choice{}
+	for _, c := range plan {
+		choice[c.Name] = c
+	}
+	c, ctx := m.Config, len(windows[0])
+	var toks []int
+	for i, w := range windows {
+		if len(w) != ctx {
+			return nil, fmt.Errorf("gptq: calibration window %d has %d tokens, the first %d", i, len(w), ctx)
+		}
+		toks = append(toks, w...)
+	}
+	x := make([]float32, len(toks)*c.Dim)
+	if err := m.EmbedTokens(x, toks); err != nil {
+		return nil, fmt.Errorf("gptq: calibration: %w", err)
+	}
+	y := make([]float32, len(x))
+	batch := opt.Batch
+	if batch <= 0 {
+		batch = max(1, 2048/ctx)
+	}
+	r := &runner{m: m, ctx: ctx, batch: batch, opt: opt, choice: choice, done: map[string][]byte{}}
+	res := &ModelResult{Tokens: len(toks)}
+	for li := range m.Layers {
+		t0 := time.Now()
+		mats, err := r.layer(li, x, y)
+		if err != nil {
+			return nil, err
+		}
+		res.Matrices = append(res.Matrices, mats...)
+		if opt.FromFloat {
+			x, y = y, x
+		} else {
+			r.progress(li, "propagating through the quantized layer")
+			if err := r.forward(li, x); err != nil {
+				return nil, err
+			}
+		}
+		res.Layers = append(res.Layers, time.Since(t0))
+	}
+	fr, err := quant.File(in, out, quant.Options{Type: opt.Type, Warn: opt.Warn,
+		Replace: func(ch quant.Choice) []byte { return r.done[ch.Name] }})
+	if err != nil {
+		return nil, err
+	}
+	res.File = fr
+	return res, nil
+}
+
+// runner holds the state of one QuantizeModel run.
+type runner struct {
+	m          *llama.Model
+	ctx, batch int
+	opt        ModelOptions
+	choice     map[string]quant.Choice
+	done       map[string][]byte // quantized tensors by name
+	state      llama.State
+}
+
+func (r *runner) progress(li int, stage string) {
+	if r.opt.Progress != nil {
+		r.opt.Progress(li, len(r.m.Layers), stage)
+	}
+}
+
+// forward runs layer li over the windows in x in place, batch by batch.
+func (r *runner) forward(li int, x []float32) error {
+	step := r.batch * r.ctx * r.m.Config.Dim
+	for o := 0; o < len(x); o += step {
+		if err := r.m.ForwardLayer(&r.state, li, x[o:min(len(x), o+step)], r.ctx); err != nil {
+			return fmt.Errorf("gptq: layer %d: %w", li, err)
+		}
+	}
+	return nil
+}
+
+// layer collects the Hessians of layer li from its inputs x (leaving the
+// float layer's outputs in y), then quantizes its matrices into the model.
+func (r *runner) layer(li int, x, y []float32) ([]MatrixReport, error) {
+	l := &r.m.Layers[li]
+	attn, wo := NewHessian(l.Wq.In), NewHessian(l.Wo.In)
+	ffn, down := NewHessian(l.Gate.In), NewHessian(l.Down.In)
+	for _, o := range []struct {
+		w *nn.Linear
+		h *Hessian
+	}{{l.Wq, attn}, {l.Wo, wo}, {l.Gate, ffn}, {l.Down, down}} {
+		h := o.h
+		o.w.Observe = func(in []float32, nt int) { h.Add(in, nt) }
+	}
+	r.progress(li, "collecting Hessians")
+	copy(y, x)
+	err := r.forward(li, y)
+	l.Wq.Observe, l.Wo.Observe, l.Gate.Observe, l.Down.Observe = nil, nil, nil, nil
+	if err != nil {
+		return nil, err
+	}
+	var reps []MatrixReport
+	for _, o := range []struct {
+		w **nn.Linear
+		h *Hessian
+	}{{&l.Wq, attn}, {&l.Wk, attn}, {&l.Wv, attn}, {&l.Wo, wo}, {&l.Gate, ffn}, {&l.Up, ffn}, {&l.Down, down}} {
+		r.progress(li, "quantizing "+(*o.w).Name)
+		rep, err := r.matrix(o.w, o.h)
+		if err != nil {
+			return nil, err
+		}
+		if rep != nil {
+			reps = append(reps, *rep)
+		}
+	}
+	return reps, nil
+}
+
+// matrix quantizes one matrix to the type the plan gives it (GPTQ where
+// the type has a grid, round to nearest otherwise) and puts the result in
+// the model.
+func (r *runner) matrix(wp **nn.Linear, h *Hessian) (*MatrixReport, error) {
+	l := *wp
+	ch, ok := r.choice[l.Name]
+	if !ok {
+		return nil, fmt.Errorf("gptq: tensor %s is not in the file's plan", l.Name)
+	}
+	if !ch.Quantized() {
+		return nil, nil
+	}
+	w := make([]float32, l.Out*l.In)
+	for i := range l.Out {
+		l.Row(w[i*l.In:(i+1)*l.In], i)
+	}
+	rep := &MatrixReport{Name: l.Name, Type: ch.To}
+	var data []byte
+	if g, err := NewBlock(ch.To); err == nil {
+		res, err := Quantize(w, l.Out, l.In, h.Matrix(), g, Options{Damp: r.opt.Damp, ActOrder: r.opt.ActOrder})
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", l.Name, err)
+		}
+		if data, err = g.Bytes(res); err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", l.Name, err)
+		}
+		rep.GPTQ = true
+	} else {
+		if r.opt.Warn != nil {
+			r.opt.Warn(fmt.Sprintf("tensor %s: GPTQ has no grid for %s; rounded to nearest", l.Name, ch.To))
+		}
+		rb, err := ch.To.RowBytes(l.In)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", l.Name, err)
+		}
+		data = make([]byte, rb*l.Out)
+		for i := range l.Out {
+			if err := tensor.Quantize(ch.To, data[i*rb:(i+1)*rb], w[i*l.In:(i+1)*l.In]); err != nil {
+				return nil, fmt.Errorf("tensor %s: %w", l.Name, err)
+			}
+		}
+	}
+	nl, err := nn.NewLinear(l.Name, ch.To, l.Out, l.In, data)
+	if err != nil {
+		return nil, err
+	}
+	*wp = nl
+	r.done[l.Name] = data
+	return rep, nil
+}
