@@ -1,7 +1,5 @@
 package data
 
-import "fmt"
-
 // ReadTexts calls visit for every document of path as `herd data prepare`
 // reads a source: a text file (one document), JSONL with a "text" field, a
 // .gz or .zst of either, a directory (its files, sorted) or a glob. It is
@@ -14,7 +12,7 @@ func ReadTexts(path string, visit func(doc string) error) error {
 	}
 	for _, f := range files {
 		if err := s.readDocs(f, func(doc string, _ int64) error { return visit(doc) }); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+			return err // readDocs names the file
 		}
 	}
 	return nil
