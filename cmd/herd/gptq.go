@@ -9,12 +9,14 @@ import (
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/quant"
 	"github.com/herd-llm/herd/quant/gptq"
+	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
 )
 
 // gptqFlags are herd gptq's settings.
 type gptqFlags struct {
 	calib, out, typ, tokenizer string
+	format                     string
 	bits, group                int
 	sym, actOrder, fromFloat   bool
 	damp                       float64
@@ -48,6 +50,7 @@ herd data prepare reads (text, JSONL, .gz/.zst, a directory or a glob).`,
 	f := cmd.Flags()
 	f.StringVar(&g.calib, "calib", "", "calibration text (required)")
 	f.StringVarP(&g.out, "output", "o", "", "output GGUF (required)")
+	f.StringVar(&g.format, "format", "gguf", "output: gguf (a file) or autogptq (a directory: qweight/qzeros/scales/g_idx safetensors, quantize_config.json, config.json)")
 	f.StringVar(&g.typ, "type", "", "llama.cpp mix to write (default: the legacy type of --bits/--group/--sym)")
 	f.IntVar(&g.bits, "bits", 4, "bits per weight of the GPTQ grid (4, 5 or 8 for GGUF)")
 	f.IntVar(&g.group, "group", 32, "columns per group (32 for GGUF's legacy types)")
@@ -80,9 +83,21 @@ func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
 	if g.calib == "" || g.out == "" {
 		return fmt.Errorf("give the calibration text with --calib FILE and the output with -o OUT.gguf")
 	}
-	ft, err := g.fileType(cmd)
-	if err != nil {
-		return err
+	var ft quant.FileType
+	var uni *gptq.Uniform
+	switch g.format {
+	case "gguf":
+		var err error
+		if ft, err = g.fileType(cmd); err != nil {
+			return err
+		}
+	case "autogptq":
+		if g.typ != "" {
+			return fmt.Errorf("--type is for --format gguf; the AutoGPTQ grid is --bits/--group/--sym")
+		}
+		uni = &gptq.Uniform{Bits: g.bits, Group: g.group, Sym: g.sym}
+	default:
+		return fmt.Errorf("--format %q: want gguf or autogptq", g.format)
 	}
 	kernels.SetThreads(g.threads)
 	m, tok, err := checkpoint.Load(model, g.tokenizer)
@@ -104,12 +119,16 @@ func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
 		return fmt.Errorf("%s: %w", g.calib, err)
 	}
 	stderr := cmd.ErrOrStderr()
+	what := ft.String()
+	if uni != nil {
+		what = fmt.Sprintf("AutoGPTQ %d-bit group %d sym=%v", uni.Bits, uni.Group, uni.Sym)
+	}
 	fmt.Fprintf(stderr, "gptq: %s → %s (%s), %d windows of %d tokens from %s (%d tokens), damp %g, act-order %v, sequential %v\n",
-		model, g.out, ft, len(windows), g.ctx, g.calib, len(toks), g.damp, g.actOrder, !g.fromFloat)
+		model, g.out, what, len(windows), g.ctx, g.calib, len(toks), g.damp, g.actOrder, !g.fromFloat)
 	bar := newBar(stderr, "gptq")
 	start := time.Now()
 	res, err := gptq.QuantizeModel(in, m, windows, g.out, gptq.ModelOptions{
-		Type: ft, Damp: g.damp, ActOrder: g.actOrder, FromFloat: g.fromFloat,
+		Type: ft, AutoGPTQ: uni, Damp: g.damp, ActOrder: g.actOrder, FromFloat: g.fromFloat,
 		Progress: func(layer, layers int, stage string) {
 			bar.pb.Describe(fmt.Sprintf("layer %d/%d: %s", layer+1, layers, stage))
 			bar.set(int64(layer), int64(layers))
@@ -129,7 +148,57 @@ func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
 			n++
 		}
 	}
+	if uni != nil {
+		fmt.Fprintf(stderr, "%d layer matrices by GPTQ; wrote %s in %.1f s\n", n, g.out, time.Since(start).Seconds())
+		return nil
+	}
 	fmt.Fprintf(stderr, "%d of %d layer matrices by GPTQ; model size %.2f MiB → %.2f MiB (%.2f bits per weight); wrote %s in %.1f s\n",
 		n, len(res.Matrices), mib(res.File.InBytes), mib(res.File.OutBytes), bitsPerWeight(res.File), g.out, time.Since(start).Seconds())
 	return nil
+}
+
+func gptqConvertCmd() *cobra.Command {
+	var out, tokPath, name string
+	cmd := &cobra.Command{
+		Use:   "gptq-convert DIR --tokenizer FILE -o OUT.gguf",
+		Short: "convert an AutoGPTQ / GPTQ-for-LLaMA checkpoint into a GGUF herd and llama.cpp run",
+		Long: `Reads an AutoGPTQ-layout checkpoint (config.json, quantize_config.json,
+one .safetensors with qweight/qzeros/scales/g_idx per linear layer, v1
+"gptq" or "gptq_v2" zero points; q/k rows from Hugging Face's rotate-half
+order) and writes a GGUF: 4-bit and 8-bit symmetric groups of 32 become
+Q4_0 / Q8_0 exactly, any other grid F16 of the dequantized weights. The
+tokenizer (a tokenizer.model, tokenizer.json, tokenizer.bin or GGUF) is
+given with --tokenizer.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("give the output with -o OUT.gguf")
+			}
+			a, err := gptq.ReadAutoGPTQ(args[0])
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			m, err := a.Model()
+			if err != nil {
+				return err
+			}
+			var tok tokenizer.Tokenizer
+			if tokPath != "" {
+				if tok, err = checkpoint.OpenTokenizer(tokPath, a.Config.VocabSize); err != nil {
+					return err
+				}
+			}
+			if err := checkpoint.SaveGGUF(out, m, tok, checkpoint.SaveOptions{Name: name}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %d-bit group %d GPTQ, layer matrices as %s\n", out, a.QConfig.Bits, a.QConfig.GroupSize, m.Layers[0].Wq.DType)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&out, "output", "o", "", "output GGUF")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file")
+	f.StringVar(&name, "name", "", "general.name of the model")
+	return cmd
 }

@@ -30,6 +30,10 @@ type ModelOptions struct {
 	// the number of layers, and what is being done.
 	Progress func(layer, layers int, stage string)
 	Warn     func(msg string)
+	// AutoGPTQ, when set, quantizes every layer matrix onto this uniform
+	// grid and writes the AutoGPTQ layout into the directory out instead
+	// of a GGUF file (Type is then unused).
+	AutoGPTQ *Uniform
 }
 
 // MatrixReport says how one matrix was quantized.
@@ -62,13 +66,19 @@ func QuantizeModel(in *gguf.File, m *llama.Model, windows [][]int, out string, o
 	if len(windows) == 0 || len(windows[0]) == 0 {
 		return nil, fmt.Errorf("gptq: no calibration windows")
 	}
-	plan, err := quant.Plan(in, opt.Type)
-	if err != nil {
-		return nil, err
-	}
 	choice := map[string]quant.Choice{}
-	for _, c := range plan {
-		choice[c.Name] = c
+	if opt.AutoGPTQ != nil {
+		if err := opt.AutoGPTQ.check(m.Config); err != nil {
+			return nil, err
+		}
+	} else {
+		plan, err := quant.Plan(in, opt.Type)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range plan {
+			choice[c.Name] = c
+		}
 	}
 	c, ctx := m.Config, len(windows[0])
 	var toks []int
@@ -87,7 +97,7 @@ func QuantizeModel(in *gguf.File, m *llama.Model, windows [][]int, out string, o
 	if batch <= 0 {
 		batch = max(1, 2048/ctx)
 	}
-	r := &runner{m: m, ctx: ctx, batch: batch, opt: opt, choice: choice, done: map[string][]byte{}}
+	r := &runner{m: m, ctx: ctx, batch: batch, opt: opt, choice: choice, done: map[string][]byte{}, lin: map[string]*QLinear{}}
 	res := &ModelResult{Tokens: len(toks)}
 	for li := range m.Layers {
 		t0 := time.Now()
@@ -106,6 +116,14 @@ func QuantizeModel(in *gguf.File, m *llama.Model, windows [][]int, out string, o
 		}
 		res.Layers = append(res.Layers, time.Since(t0))
 	}
+	if u := opt.AutoGPTQ; u != nil {
+		qc := QConfig{Bits: u.Bits, GroupSize: u.Group, DampPercent: opt.Damp, DescAct: opt.ActOrder, StaticGroups: opt.ActOrder,
+			Sym: u.Sym, TrueSequential: false}
+		if u.Group <= 0 {
+			qc.GroupSize = -1
+		}
+		return res, WriteAutoGPTQ(out, m, r.lin, qc)
+	}
 	fr, err := quant.File(in, out, quant.Options{Type: opt.Type, Warn: opt.Warn,
 		Replace: func(ch quant.Choice) []byte { return r.done[ch.Name] }})
 	if err != nil {
@@ -121,7 +139,8 @@ type runner struct {
 	ctx, batch int
 	opt        ModelOptions
 	choice     map[string]quant.Choice
-	done       map[string][]byte // quantized tensors by name
+	done       map[string][]byte   // quantized tensors by name
+	lin        map[string]*QLinear // with AutoGPTQ: the quantized matrices by name
 	state      llama.State
 }
 
@@ -184,6 +203,9 @@ func (r *runner) layer(li int, x, y []float32) ([]MatrixReport, error) {
 // the model.
 func (r *runner) matrix(wp **nn.Linear, h *Hessian) (*MatrixReport, error) {
 	l := *wp
+	if r.opt.AutoGPTQ != nil {
+		return r.uniform(wp, h)
+	}
 	ch, ok := r.choice[l.Name]
 	if !ok {
 		return nil, fmt.Errorf("gptq: tensor %s is not in the file's plan", l.Name)
@@ -228,4 +250,55 @@ func (r *runner) matrix(wp **nn.Linear, h *Hessian) (*MatrixReport, error) {
 	*wp = nl
 	r.done[l.Name] = data
 	return rep, nil
+}
+
+// uniform quantizes one matrix onto the AutoGPTQ grid and puts its
+// dequantized weights (F32) in the model.
+func (r *runner) uniform(wp **nn.Linear, h *Hessian) (*MatrixReport, error) {
+	l, u := *wp, *r.opt.AutoGPTQ
+	w := make([]float32, l.Out*l.In)
+	for i := range l.Out {
+		l.Row(w[i*l.In:(i+1)*l.In], i)
+	}
+	res, err := Quantize(w, l.Out, l.In, h.Matrix(), u, Options{Damp: r.opt.Damp, ActOrder: r.opt.ActOrder})
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", l.Name, err)
+	}
+	q, err := FromResult(res, u.Bits)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", l.Name, err)
+	}
+	deq := make([]float32, len(res.Deq))
+	for i, v := range res.Deq {
+		deq[i] = float32(v)
+	}
+	nl, err := nn.NewLinear(l.Name, tensor.F32, l.Out, l.In, tensor.BytesOfF32(deq))
+	if err != nil {
+		return nil, err
+	}
+	*wp = nl
+	r.lin[l.Name] = q
+	return &MatrixReport{Name: l.Name, Type: tensor.F32, GPTQ: true}, nil
+}
+
+// check reports a uniform grid the AutoGPTQ layout cannot hold for a
+// model of config c.
+func (u Uniform) check(c llama.Config) error {
+	if err := checkBits(u.Bits); err != nil {
+		return err
+	}
+	switch u.Group {
+	case 32, 64, 128, -1:
+	default:
+		return fmt.Errorf("gptq: --group %d: want 32, 64, 128 or -1 (the whole row)", u.Group)
+	}
+	for _, n := range []int{c.Dim, c.KVDim(), c.FFNDim} {
+		if u.Group > 0 && n%u.Group != 0 {
+			return fmt.Errorf("gptq: rows of %d columns are not whole groups of %d", n, u.Group)
+		}
+		if n*u.Bits%32 != 0 {
+			return fmt.Errorf("gptq: %d columns of %d bits do not pack into 32-bit words", n, u.Bits)
+		}
+	}
+	return nil
 }
