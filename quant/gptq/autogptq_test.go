@@ -131,4 +131,3 @@ func TestPackStream(t *testing.T) {
 		}
 	}
 }
-
