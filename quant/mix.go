@@ -39,6 +39,9 @@ type hparams struct {
 	nAttnV   int  // attn_v / attn_qkv / attn_kv_b tensors
 	iAttnV   int  // of those, how many have been assigned so far
 	iFFNDown int
+	// hasImatrix: an importance matrix is given (llama.cpp's
+	// qs.has_imatrix, which changes two ffn_down rules)
+	hasImatrix bool
 }
 
 func (h *hparams) nGQA() int {
@@ -237,8 +240,16 @@ func (h *hparams) typeFor(ft FileType, t tensor.DType, name string, dims []uint6
 				t = tensor.Q6_K
 			}
 		case MostlyIQ4NL:
-			if i < n/8 {
+			if i < n/8 && !h.hasImatrix {
 				t = tensor.Q5_K
+			}
+		case MostlyQ4_0, MostlyQ5_0:
+			// llama.cpp's guard for the first ffn_down layers, with an imatrix only
+			if h.hasImatrix && i < n/8 {
+				t = tensor.Q4_1
+				if ft == MostlyQ5_0 {
+					t = tensor.Q5_1
+				}
 			}
 		case MostlyQ5KM:
 			if useMoreBits(i, n) {
@@ -309,11 +320,17 @@ func fallback(t tensor.DType, nx int) (to tensor.DType, fell, refused bool) {
 // llama.cpp writes them. Tensors that are not quantized (norms, 1-D
 // tensors) keep their type; with a float mix (F32, F16, BF16) every
 // quantizable weight is converted to that type.
-func Plan(f *gguf.File, ft FileType) ([]Choice, error) {
+func Plan(f *gguf.File, ft FileType) ([]Choice, error) { return PlanWith(f, ft, false) }
+
+// PlanWith is Plan for a quantization with an importance matrix when
+// hasImatrix: llama.cpp then keeps IQ4_NL's first ffn_down layers IQ4_NL
+// (not Q5_K) and gives Q4_0's and Q5_0's Q4_1 and Q5_1.
+func PlanWith(f *gguf.File, ft FileType, hasImatrix bool) ([]Choice, error) {
 	h, err := readHparams(f)
 	if err != nil {
 		return nil, err
 	}
+	h.hasImatrix = hasImatrix
 	plan, err := h.plan(f.Tensors, ft)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)

@@ -30,6 +30,12 @@ type Options struct {
 	// written instead of the reference quantizer's. nil means quantize as
 	// usual.
 	Replace func(c Choice) []byte
+	// Extra metadata, written after general.file_type in this order (how
+	// llama-quantize records an importance matrix: quantize.imatrix.*).
+	Extra []gguf.KV
+	// HasImatrix plans the mix as llama.cpp does when it is given an
+	// importance matrix (see PlanWith).
+	HasImatrix bool
 }
 
 // Result describes a quantized file.
@@ -59,7 +65,7 @@ func (r *Result) Fallbacks() int {
 // llama-quantize's (without an importance matrix) wherever llama.cpp
 // accepts the model.
 func File(in *gguf.File, out string, opt Options) (*Result, error) {
-	plan, err := Plan(in, opt.Type)
+	plan, err := PlanWith(in, opt.Type, opt.HasImatrix)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +92,11 @@ func File(in *gguf.File, out string, opt Options) (*Result, error) {
 	}
 	if err := w.Set("general.file_type", uint32(opt.Type)); err != nil {
 		return nil, err
+	}
+	for _, kv := range opt.Extra {
+		if err := w.Set(kv.Key, kv.Value); err != nil {
+			return nil, fmt.Errorf("%s: %w", kv.Key, err)
+		}
 	}
 	res := &Result{Plan: plan}
 	var total, done int64

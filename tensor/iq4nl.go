@@ -45,31 +45,35 @@ func bestIndexIQ4NL(x float32) int {
 func QuantizeRowIQ4_NL(dst []byte, src []float32) {
 	nb := len(src) / QK
 	_ = dst[:nb*iq4nlBytes]
-	var L [QK]uint8
 	for b := 0; b < nb; b++ {
-		x := src[b*QK : (b+1)*QK]
-		o := dst[b*iq4nlBytes : (b+1)*iq4nlBytes]
-		var amax, mx float32
-		for _, v := range x {
-			if a := abs32(v); a > amax {
-				amax, mx = a, v
-			}
+		iq4nlBlock(dst[b*iq4nlBytes:(b+1)*iq4nlBytes], src[b*QK:(b+1)*QK], nil)
+	}
+}
+
+// iq4nlBlock quantizes one block x into o with the scale search weighted
+// by qw (x² when nil).
+func iq4nlBlock(o []byte, x, qw []float32) {
+	var L [QK]uint8
+	var amax, mx float32
+	for _, v := range x {
+		if a := abs32(v); a > amax {
+			amax, mx = a, v
 		}
-		var d float32 // an all-zero block keeps d = 0 (its indices still pick the level nearest 0)
-		if amax >= groupMaxEps {
-			d = searchIQ4NLScale(x, mx)
-		}
-		binary.LittleEndian.PutUint16(o, F32ToF16(d))
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		for j, v := range x {
-			L[j] = uint8(bestIndexIQ4NL(float32(id * v)))
-		}
-		for j := 0; j < QK/2; j++ {
-			o[2+j] = L[j] | L[j+QK/2]<<4
-		}
+	}
+	var d float32 // an all-zero block keeps d = 0 (its indices still pick the level nearest 0)
+	if amax >= groupMaxEps {
+		d = searchIQ4NLScale(x, mx, qw)
+	}
+	binary.LittleEndian.PutUint16(o, F32ToF16(d))
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	for j, v := range x {
+		L[j] = uint8(bestIndexIQ4NL(float32(id * v)))
+	}
+	for j := 0; j < QK/2; j++ {
+		o[2+j] = L[j] | L[j+QK/2]<<4
 	}
 }
 
@@ -91,15 +95,16 @@ func DequantizeRowIQ4_NL(dst []float32, src []byte) {
 // searchIQ4NLScale is the scale search of ggml's quantize_row_iq4_nl_impl
 // for one block whose value of largest magnitude is mx: start from
 // -mx/kvalues[0], then try (itry + kvalues[0])/mx for itry in -7..7,
-// keeping the x²-weighted least-squares scale of the best candidate.
-func searchIQ4NLScale(x []float32, mx float32) float32 {
+// keeping the weighted least-squares scale of the best candidate (weights
+// qw, or x² when qw is nil).
+func searchIQ4NLScale(x []float32, mx float32, qw []float32) float32 {
 	const ntry = 7
 	d := -mx / float32(kvaluesIQ4NL[0])
 	id := 1 / d
 	var sumqx, sumq2 float32
-	for _, v := range x {
+	for i, v := range x {
 		q := float32(kvaluesIQ4NL[bestIndexIQ4NL(float32(id*v))])
-		w := float32(v * v)
+		w := weightAt(qw, x, i)
 		sumqx += float32(float32(w*q) * v)
 		sumq2 += float32(float32(w*q) * q)
 	}
@@ -111,9 +116,9 @@ func searchIQ4NLScale(x []float32, mx float32) float32 {
 	for itry := -ntry; itry <= ntry; itry++ {
 		id = float32(itry+int(kvaluesIQ4NL[0])) / mx
 		sumqx, sumq2 = 0, 0
-		for _, v := range x {
+		for i, v := range x {
 			q := float32(kvaluesIQ4NL[bestIndexIQ4NL(float32(id*v))])
-			w := float32(v * v)
+			w := weightAt(qw, x, i)
 			sumqx += float32(float32(w*q) * v)
 			sumq2 += float32(float32(w*q) * q)
 		}

@@ -58,11 +58,11 @@ func nearestInt(x float32) int32 {
 
 func clampInt(v, lo, hi int32) int32 { return max(lo, min(hi, v)) }
 
-// makeQXQuants is ggml's make_qx_quants with rmse_type 1 and no importance
-// weights (w = x²): symmetric levels -nmax..nmax-1, the scale searched over
+// makeQXQuants is ggml's make_qx_quants with rmse_type 1: weights qw, or
+// w = x² when qw is nil; symmetric levels -nmax..nmax-1, the scale searched over
 // 19 candidates around nmax/max for the least weighted squared error. It
 // stores the levels plus nmax in L and returns the scale.
-func makeQXQuants(x []float32, L []int8, nmax int32) float32 {
+func makeQXQuants(x []float32, L []int8, nmax int32, qw []float32) float32 {
 	var mx, amax float32
 	for _, v := range x {
 		if a := abs32(v); a > amax {
@@ -79,7 +79,7 @@ func makeQXQuants(x []float32, L []int8, nmax int32) float32 {
 	for i, v := range x {
 		l := clampInt(nearestInt(float32(iscale*v)), -nmax, nmax-1)
 		L[i] = int8(l + nmax)
-		w := float32(v * v)
+		w := weightAt(qw, x, i)
 		fl := float32(l)
 		sumlx += float32(float32(w*v) * fl)
 		suml2 += float32(float32(w*fl) * fl)
@@ -95,9 +95,9 @@ func makeQXQuants(x []float32, L []int8, nmax int32) float32 {
 		}
 		iscale = -(fn + float32(0.1*float32(is))) / mx
 		sumlx, suml2 = 0, 0
-		for _, v := range x {
+		for i, v := range x {
 			l := clampInt(nearestInt(float32(iscale*v)), -nmax, nmax-1)
-			w := float32(v * v)
+			w := weightAt(qw, x, i)
 			fl := float32(l)
 			sumlx += float32(float32(w*v) * fl)
 			suml2 += float32(float32(w*fl) * fl)
@@ -655,7 +655,7 @@ func QuantizeRowQ6_K(dst []byte, src []float32) {
 		o := dst[b*q6kBytes : (b+1)*q6kBytes]
 		var maxScale, maxAbs float32
 		for ib := 0; ib < QKK/16; ib++ {
-			s := makeQXQuants(x[16*ib:16*ib+16], L[16*ib:16*ib+16], 32)
+			s := makeQXQuants(x[16*ib:16*ib+16], L[16*ib:16*ib+16], 32, nil)
 			scales[ib] = s
 			if a := abs32(s); a > maxAbs {
 				maxAbs, maxScale = a, s

@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/quant"
+	"github.com/herd-llm/herd/quant/imatrix"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -18,6 +19,7 @@ import (
 func quantizeCmd() *cobra.Command {
 	var threads int
 	var verbose bool
+	var imatrixPath string
 	cmd := &cobra.Command{
 		Use:   "quantize IN.gguf OUT.gguf TYPE",
 		Short: "quantize a GGUF model to a llama.cpp block format mix (Q4_K_M, Q8_0, ...)",
@@ -44,13 +46,27 @@ TYPE is one of ` + strings.Join(quant.FileTypeNames(), ", ") + `.`,
 			stderr := cmd.ErrOrStderr()
 			bar := newBar(stderr, "quantizing to "+ft.String())
 			start := time.Now()
-			res, err := quant.File(in, args[1], quant.Options{
+			opt := quant.Options{
 				Type:     ft,
 				Threads:  threads,
 				Progress: bar.set,
 				Warn:     func(msg string) { bar.println("warning: " + msg) },
-			})
+			}
+			weightErr := func() error { return nil }
+			if imatrixPath != "" {
+				mat, err := imatrix.Read(imatrixPath)
+				if err != nil {
+					return err
+				}
+				if weightErr, err = imatrix.Apply(&opt, in, mat, imatrixPath); err != nil {
+					return err
+				}
+			}
+			res, err := quant.File(in, args[1], opt)
 			bar.finish()
+			if err == nil {
+				err = weightErr()
+			}
 			if err != nil {
 				return err
 			}
@@ -96,6 +112,7 @@ TYPE is one of ` + strings.Join(quant.FileTypeNames(), ", ") + `.`,
 	f := cmd.Flags()
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "list every tensor with its type")
+	f.StringVar(&imatrixPath, "imatrix", "", "importance matrix (herd imatrix or llama-imatrix) weighting the quantization searches, as llama-quantize --imatrix")
 	return cmd
 }
 
