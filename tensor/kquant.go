@@ -406,30 +406,37 @@ func QuantizeRowQ3_K(dst []byte, src []float32) {
 		} else {
 			binary.LittleEndian.PutUint16(o[108:], 0)
 		}
-		dAll := F16ToF32(binary.LittleEndian.Uint16(o[108:]))
-		for j := 0; j < QKK/16; j++ {
-			d := float32(dAll * float32(q3Scale(sc, j)))
-			if d == 0 {
-				continue
-			}
-			for i := 0; i < 16; i++ {
-				L[16*j+i] = int8(clampInt(nearestInt(x[16*j+i]/d), -4, 3) + 4)
-			}
-		}
-		hmask := o[:32]
-		clear(hmask)
-		m, hm := 0, byte(1)
-		for j := range L {
-			if L[j] > 3 {
-				hmask[m] |= hm
-				L[j] -= 4
-			}
-			if m++; m == QKK/8 {
-				m, hm = 0, hm<<1
-			}
-		}
-		pack2(o[32:96], L[:])
+		q3KLevels(o, x, &L)
 	}
+}
+
+// q3KLevels re-derives a Q3_K block's levels from its packed scales (o's
+// scales and d already written) and packs them with their high bits.
+func q3KLevels(o []byte, x []float32, L *[QKK]int8) {
+	sc := o[96:108]
+	dAll := F16ToF32(binary.LittleEndian.Uint16(o[108:]))
+	for j := 0; j < QKK/16; j++ {
+		d := float32(dAll * float32(q3Scale(sc, j)))
+		if d == 0 {
+			continue
+		}
+		for i := 0; i < 16; i++ {
+			L[16*j+i] = int8(clampInt(nearestInt(x[16*j+i]/d), -4, 3) + 4)
+		}
+	}
+	hmask := o[:32]
+	clear(hmask)
+	m, hm := 0, byte(1)
+	for j := range L {
+		if L[j] > 3 {
+			hmask[m] |= hm
+			L[j] -= 4
+		}
+		if m++; m == QKK/8 {
+			m, hm = 0, hm<<1
+		}
+	}
+	pack2(o[32:96], L[:])
 }
 
 // DequantizeRowQ3_K expands Q3_K blocks in src into dst (a multiple of 256 long).
@@ -546,11 +553,16 @@ func QuantizeRowQ4_K(dst []byte, src []float32) {
 		x := src[b*QKK : (b+1)*QKK]
 		o := dst[b*q4kBytes : (b+1)*q4kBytes]
 		quantizeK4Scales(o, x, &L, 15, -1, 0.1, 20)
-		q := o[16:]
-		for j := 0; j < QKK; j += 64 {
-			for l := 0; l < 32; l++ {
-				q[j/2+l] = L[j+l] | L[j+l+32]<<4
-			}
+		packQ4K(o, &L)
+	}
+}
+
+// packQ4K writes a Q4_K block's levels as nibbles.
+func packQ4K(o []byte, L *[QKK]uint8) {
+	q := o[16:]
+	for j := 0; j < QKK; j += 64 {
+		for l := 0; l < 32; l++ {
+			q[j/2+l] = L[j+l] | L[j+l+32]<<4
 		}
 	}
 }
@@ -588,26 +600,31 @@ func QuantizeRowQ5_K(dst []byte, src []float32) {
 		x := src[b*QKK : (b+1)*QKK]
 		o := dst[b*q5kBytes : (b+1)*q5kBytes]
 		quantizeK4Scales(o, x, &L, 31, -0.5, 0.1, 15)
-		qh := o[16:48]
-		ql := o[48:]
-		clear(qh)
-		m1, m2 := byte(1), byte(2)
-		for n := 0; n < QKK; n += 64 {
-			for j := 0; j < 32; j++ {
-				l1, l2 := L[n+j], L[n+j+32]
-				if l1 > 15 {
-					l1 -= 16
-					qh[j] |= m1
-				}
-				if l2 > 15 {
-					l2 -= 16
-					qh[j] |= m2
-				}
-				ql[n/2+j] = l1 | l2<<4
+		packQ5K(o, &L)
+	}
+}
+
+// packQ5K writes a Q5_K block's levels: low nibbles and fifth bits.
+func packQ5K(o []byte, L *[QKK]uint8) {
+	qh := o[16:48]
+	ql := o[48:]
+	clear(qh)
+	m1, m2 := byte(1), byte(2)
+	for n := 0; n < QKK; n += 64 {
+		for j := 0; j < 32; j++ {
+			l1, l2 := L[n+j], L[n+j+32]
+			if l1 > 15 {
+				l1 -= 16
+				qh[j] |= m1
 			}
-			m1 <<= 2
-			m2 <<= 2
+			if l2 > 15 {
+				l2 -= 16
+				qh[j] |= m2
+			}
+			ql[n/2+j] = l1 | l2<<4
 		}
+		m1 <<= 2
+		m2 <<= 2
 	}
 }
 
@@ -645,7 +662,11 @@ func DequantizeRowQ5_K(dst []float32, src []byte) {
 
 // QuantizeRowQ6_K quantizes src (a multiple of 256 long) into dst
 // (len(src)/256·210 bytes) with ggml's quantize_row_q6_K_ref.
-func QuantizeRowQ6_K(dst []byte, src []float32) {
+func QuantizeRowQ6_K(dst []byte, src []float32) { quantizeQ6K(dst, src, nil) }
+
+// quantizeQ6K is ggml's quantize_row_q6_K_impl: the reference with the
+// sub-block searches weighted by qw (x² when nil).
+func quantizeQ6K(dst []byte, src, qw []float32) {
 	nb := len(src) / QKK
 	_ = dst[:nb*q6kBytes]
 	var L [QKK]int8
@@ -655,7 +676,11 @@ func QuantizeRowQ6_K(dst []byte, src []float32) {
 		o := dst[b*q6kBytes : (b+1)*q6kBytes]
 		var maxScale, maxAbs float32
 		for ib := 0; ib < QKK/16; ib++ {
-			s := makeQXQuants(x[16*ib:16*ib+16], L[16*ib:16*ib+16], 32, nil)
+			var w []float32
+			if qw != nil {
+				w = qw[b*QKK+16*ib : b*QKK+16*ib+16]
+			}
+			s := makeQXQuants(x[16*ib:16*ib+16], L[16*ib:16*ib+16], 32, w)
 			scales[ib] = s
 			if a := abs32(s); a > maxAbs {
 				maxAbs, maxScale = a, s

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/quant"
 	"github.com/herd-llm/herd/tensor"
 )
 
@@ -168,4 +170,29 @@ func TestAgainstLlamaImatrix(t *testing.T) {
 		t.Errorf("worst relative difference from llama-imatrix %.3g", worst)
 	}
 	t.Logf("worst relative difference from llama-imatrix: %.3g", worst)
+}
+
+func TestApplyErrors(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "f16.gguf")
+	if err := checkpoint.SaveGGUF(path, m, tok, checkpoint.SaveOptions{DType: tensor.F16, Convert: true}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	bad := &Matrix{Entries: []Entry{{"blk.0.attn_q.weight", 1, make([]float32, 10)}}}
+	opt := quant.Options{Type: quant.MostlyQ4_0}
+	if _, err := Apply(&opt, in, bad, "x.dat"); err == nil || !strings.Contains(err.Error(), "has 10 values") {
+		t.Errorf("short entry: %v", err)
+	}
+	nan := &Matrix{Entries: []Entry{{"blk.0.attn_q.weight", 1, []float32{float32(math.NaN())}}}}
+	if _, err := Apply(&opt, in, nan, "x.dat"); err == nil || !strings.Contains(err.Error(), "non-finite") {
+		t.Errorf("NaN entry: %v", err)
+	}
 }
