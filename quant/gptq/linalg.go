@@ -8,15 +8,17 @@ import (
 // cholesky factors the symmetric positive definite n×n matrix a (row-major,
 // lower triangle read) in place into L with a = L·Lᵀ, L in the lower
 // triangle and zeros above. It fails at the first pivot that is not
-// positive (or not finite), naming its column.
+// positive (or not finite), naming its column; a pivot below 1e-12 of its
+// diagonal entry counts as zero (the matrix is singular up to rounding).
 func cholesky(a []float64, n int) error {
 	for j := 0; j < n; j++ {
 		rj := a[j*n : j*n+n]
 		s := rj[j]
+		diag := s
 		for k := 0; k < j; k++ {
 			s -= rj[k] * rj[k]
 		}
-		if !(s > 0) || math.IsInf(s, 0) {
+		if !(s > 1e-12*diag) || math.IsInf(s, 0) {
 			return fmt.Errorf("pivot %d is %g: the matrix is not positive definite", j, s)
 		}
 		d := math.Sqrt(s)
@@ -35,49 +37,53 @@ func cholesky(a []float64, n int) error {
 }
 
 // invertLower replaces the lower triangular n×n matrix l by its inverse
-// (also lower triangular).
+// (also lower triangular), row by row: row i of the inverse is
+// (e_i − Σ_{k<i} l_ik·row k)/l_ii, each term a contiguous row update.
 func invertLower(l []float64, n int) {
-	for j := 0; j < n; j++ {
-		l[j*n+j] = 1 / l[j*n+j]
-		for i := j + 1; i < n; i++ {
-			var s float64
-			for k := j; k < i; k++ {
-				s += l[i*n+k] * l[k*n+j]
+	row := make([]float64, n)
+	for i := 0; i < n; i++ {
+		li := l[i*n : i*n+n]
+		clear(row)
+		for k := 0; k < i; k++ {
+			f := li[k]
+			if f == 0 {
+				continue
 			}
-			l[i*n+j] = -s / l[i*n+i]
+			xk := l[k*n : k*n+k+1]
+			for j, v := range xk {
+				row[j] -= f * v
+			}
 		}
+		d := 1 / li[i]
+		for j := 0; j < i; j++ {
+			li[j] = row[j] * d
+		}
+		li[i] = d
 	}
 }
 
 // upperInverseFactor returns U, upper triangular with H⁻¹ = Uᵀ·U, for the
 // symmetric positive definite n×n matrix h (left unchanged): the Cholesky
 // factor of the inverse GPTQ's updates read rows of (the paper's
-// "Cholesky(H⁻¹)ᵀ"). It is computed as H = L·Lᵀ, H⁻¹ = L⁻ᵀ·L⁻¹, then
-// H⁻¹ = C·Cᵀ and U = Cᵀ.
+// "Cholesky(H⁻¹)ᵀ"). With P the order-reversing permutation,
+// P·H·P = L·Lᵀ gives H = V·Vᵀ for the upper triangular V = P·L·P, so
+// H⁻¹ = V⁻ᵀ·V⁻¹ and U = V⁻¹ = P·L⁻¹·P: one Cholesky factorisation and
+// one triangular inversion.
 func upperInverseFactor(h []float64, n int) ([]float64, error) {
-	l := append([]float64(nil), h...)
-	if err := cholesky(l, n); err != nil {
-		return nil, err
-	}
-	invertLower(l, n)
-	// hinv = L⁻ᵀ·L⁻¹: hinv[i][j] = Σ_k≥max(i,j) Li[k][i]·Li[k][j]
-	hinv := make([]float64, n*n)
+	a := make([]float64, n*n)
 	for i := 0; i < n; i++ {
-		for j := 0; j <= i; j++ {
-			var s float64
-			for k := i; k < n; k++ {
-				s += l[k*n+i] * l[k*n+j]
-			}
-			hinv[i*n+j], hinv[j*n+i] = s, s
+		for j := 0; j < n; j++ {
+			a[i*n+j] = h[(n-1-i)*n+(n-1-j)]
 		}
 	}
-	if err := cholesky(hinv, n); err != nil {
-		return nil, fmt.Errorf("inverse: %w", err)
+	if err := cholesky(a, n); err != nil {
+		return nil, err
 	}
+	invertLower(a, n)
 	u := make([]float64, n*n)
 	for i := 0; i < n; i++ {
-		for j := 0; j <= i; j++ {
-			u[j*n+i] = hinv[i*n+j]
+		for j := i; j < n; j++ {
+			u[i*n+j] = a[(n-1-i)*n+(n-1-j)]
 		}
 	}
 	return u, nil

@@ -292,12 +292,14 @@ func (u Uniform) check(c llama.Config) error {
 	default:
 		return fmt.Errorf("gptq: --group %d: want 32, 64, 128 or -1 (the whole row)", u.Group)
 	}
-	for _, n := range []int{c.Dim, c.KVDim(), c.FFNDim} {
+	for _, n := range []int{c.Dim, c.FFNDim} { // the matrices' row lengths
 		if u.Group > 0 && n%u.Group != 0 {
 			return fmt.Errorf("gptq: rows of %d columns are not whole groups of %d", n, u.Group)
 		}
+	}
+	for _, n := range []int{c.Dim, c.KVDim(), c.FFNDim} { // packed along rows (qweight) and columns (qzeros)
 		if n*u.Bits%32 != 0 {
-			return fmt.Errorf("gptq: %d columns of %d bits do not pack into 32-bit words", n, u.Bits)
+			return fmt.Errorf("gptq: %d values of %d bits do not pack into 32-bit words", n, u.Bits)
 		}
 	}
 	return nil
