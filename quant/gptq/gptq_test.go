@@ -201,6 +201,8 @@ var testGrids = []struct {
 	{"Q4_K", Block{tensor.Q4_K}, 512},
 	{"Q5_K", Block{tensor.Q5_K}, 256},
 	{"Q6_K", Block{tensor.Q6_K}, 256},
+	{"Q3_K", Block{tensor.Q3_K}, 256},
+	{"Q2_K", Block{tensor.Q2_K}, 256},
 }
 
 func TestQuantizeMatchesReference(t *testing.T) {

@@ -102,7 +102,7 @@ func (u Uniform) Fit(x []float32, subs []Sub) []byte {
 }
 
 // Block is the grid of one of llama.cpp's block formats (Q4_0, Q4_1, Q5_0,
-// Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): a group is one block, and Fit runs ggml's
+// Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): a group is one block, and Fit runs ggml's
 // reference quantizer on the block's current values and keeps its scales
 // (GPTQ then chooses the integers). Encode packs the integers beside them.
 type Block struct{ Type tensor.DType }
@@ -111,7 +111,7 @@ type Block struct{ Type tensor.DType }
 // write.
 func NewBlock(dt tensor.DType) (Block, error) {
 	if _, ok := blockSubs[dt]; !ok {
-		return Block{}, fmt.Errorf("gptq: no grid for %s (have Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)", dt)
+		return Block{}, fmt.Errorf("gptq: no grid for %s (have Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", dt)
 	}
 	return Block{dt}, nil
 }
@@ -125,7 +125,7 @@ func (b Block) SubSize(int) int { return blockSubs[b.Type] }
 // blockSubs is the sub-block length of each supported type.
 var blockSubs = map[tensor.DType]int{
 	tensor.Q4_0: 32, tensor.Q4_1: 32, tensor.Q5_0: 32, tensor.Q5_1: 32, tensor.Q8_0: 32,
-	tensor.Q4_K: 32, tensor.Q5_K: 32, tensor.Q6_K: 16,
+	tensor.Q2_K: 16, tensor.Q3_K: 16, tensor.Q4_K: 32, tensor.Q5_K: 32, tensor.Q6_K: 16,
 }
 
 // Fit implements Grid.
@@ -161,8 +161,41 @@ func (b Block) Fit(x []float32, subs []Sub) []byte {
 		for j := range 16 {
 			subs[j] = Sub{Scale: float32(d * float32(int8(o[192+j]))), Zero: 32, QMax: 63}
 		}
+	case tensor.Q2_K:
+		d, dmin := f16(80), f16(82)
+		for j := range 16 {
+			subs[j] = Sub{Scale: float32(d * float32(o[j]&15)), Min: -float32(dmin*float32(o[j]>>4)), QMax: 3}
+		}
+	case tensor.Q3_K:
+		d := f16(108)
+		for j := range 16 {
+			subs[j] = Sub{Scale: float32(d * float32(q3Scale(o[96:108], j))), Zero: 4, QMax: 7}
+		}
 	}
 	return o
+}
+
+// q3Scale decodes the six-bit sub-block scale j of a Q3_K block, biased
+// by 32.
+func q3Scale(sc []byte, j int) int32 {
+	var lo byte
+	if j < 8 {
+		lo = sc[j] & 15
+	} else {
+		lo = sc[j-8] >> 4
+	}
+	hi := sc[8+j%4] >> (2 * (j / 4)) & 3
+	return int32(lo|hi<<4) - 32
+}
+
+// pack2 packs 256 two-bit values as the k-quants do: byte l of each
+// 32-byte run holds values l, l+32, l+64 and l+96 of its 128.
+func pack2(qs []byte, q func(i int) byte) {
+	for j := 0; j < 256; j += 128 {
+		for l := range 32 {
+			qs[j/4+l] = q(j+l) | q(j+l+32)<<2 | q(j+l+64)<<4 | q(j+l+96)<<6
+		}
+	}
 }
 
 // scaleMinK4 decodes the six-bit scale and minimum of sub-block j of a
@@ -210,6 +243,17 @@ func (b Block) Encode(dst, header []byte, q []int32) {
 				o[j/2+l] = byte(q[j+l]) | byte(q[j+l+32])<<4
 			}
 		}
+	case tensor.Q2_K:
+		pack2(dst[16:80], func(i int) byte { return byte(q[i]) })
+	case tensor.Q3_K:
+		hm := dst[:32]
+		clear(hm)
+		for j := range 256 {
+			if q[j] > 3 {
+				hm[j%32] |= 1 << (j / 32)
+			}
+		}
+		pack2(dst[32:96], func(i int) byte { return byte(q[i] & 3) })
 	case tensor.Q5_K:
 		encodeQ5K(dst, q)
 	case tensor.Q6_K:
