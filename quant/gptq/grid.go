@@ -164,7 +164,7 @@ func (b Block) Fit(x []float32, subs []Sub) []byte {
 	case tensor.Q2_K:
 		d, dmin := f16(80), f16(82)
 		for j := range 16 {
-			subs[j] = Sub{Scale: float32(d * float32(o[j]&15)), Min: -float32(dmin*float32(o[j]>>4)), QMax: 3}
+			subs[j] = Sub{Scale: float32(d * float32(o[j]&15)), Min: -float32(dmin * float32(o[j]>>4)), QMax: 3}
 		}
 	case tensor.Q3_K:
 		d := f16(108)
