@@ -1,11 +1,13 @@
 package gptq
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
 	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/format/safetensors"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/nn"
 	"github.com/herd-llm/herd/tensor"
@@ -130,4 +132,36 @@ func TestPackStream(t *testing.T) {
 			t.Errorf("4-bit packing is not AutoGPTQ's (value k at shift 4k)")
 		}
 	}
+}
+
+// FuzzReadQLinear feeds arbitrary safetensors bytes to the AutoGPTQ
+// layer reader: it must fail cleanly or return a consistent layer.
+func FuzzReadQLinear(f *testing.F) {
+	q := &QLinear{Out: 8, In: 32, Bits: 4, GIdx: make([]int32, 32), Q: make([]int32, 8*32),
+		Scales: make([]float32, 8), Zeros: make([]int32, 8)}
+	for i := range q.Zeros {
+		q.Zeros[i], q.Scales[i] = 8, 0.5
+	}
+	ts, err := q.Tensors("l", false)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := safetensors.Encode(&buf, nil, ts); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sf, err := safetensors.Parse("fuzz", b)
+		if err != nil {
+			return
+		}
+		r, err := ReadQLinear(sf, "l", 8, 32, 4, false)
+		if err != nil {
+			return
+		}
+		if len(r.Weights()) != 8*32 {
+			t.Fatalf("%d weights", len(r.Weights()))
+		}
+	})
 }
