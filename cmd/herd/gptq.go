@@ -19,6 +19,7 @@ type gptqFlags struct {
 	format                     string
 	bits, group                int
 	sym, actOrder, fromFloat   bool
+	trueSeq                    bool
 	damp                       float64
 	samples, ctx, threads      int
 	seed                       uint64
@@ -57,6 +58,7 @@ herd data prepare reads (text, JSONL, .gz/.zst, a directory or a glob).`,
 	f.BoolVar(&g.sym, "sym", true, "symmetric grid (zero in the middle)")
 	f.Float64Var(&g.damp, "damp", 0.01, "dampening added to H's diagonal, as a fraction of its mean")
 	f.BoolVar(&g.actOrder, "act-order", false, "quantize columns by decreasing H_ii (static groups)")
+	f.BoolVar(&g.trueSeq, "true-sequential", false, "within a block, collect each input after the matrices before it are quantized (GPTQ-for-LLaMA's --true-sequential)")
 	f.BoolVar(&g.fromFloat, "from-float", false, "collect every layer's inputs from the float model (faster, less exact)")
 	f.IntVar(&g.samples, "calib-samples", 128, "calibration windows")
 	f.IntVar(&g.ctx, "calib-ctx", 512, "tokens per calibration window")
@@ -128,7 +130,7 @@ func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
 	bar := newBar(stderr, "gptq")
 	start := time.Now()
 	res, err := gptq.QuantizeModel(in, m, windows, g.out, gptq.ModelOptions{
-		Type: ft, AutoGPTQ: uni, Damp: g.damp, ActOrder: g.actOrder, FromFloat: g.fromFloat,
+		Type: ft, AutoGPTQ: uni, Damp: g.damp, ActOrder: g.actOrder, FromFloat: g.fromFloat, TrueSequential: g.trueSeq,
 		Progress: func(layer, layers int, stage string) {
 			bar.pb.Describe(fmt.Sprintf("layer %d/%d: %s", layer+1, layers, stage))
 			bar.set(int64(layer), int64(layers))

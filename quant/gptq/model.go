@@ -23,6 +23,12 @@ type ModelOptions struct {
 	// pass, faster) instead of from the already-quantized earlier layers
 	// (the paper's sequential order, the default).
 	FromFloat bool
+	// TrueSequential collects each input of a block (attention in, its
+	// output projection's, feed-forward in, down's) in its own pass after
+	// the matrices before it in the block are quantized, as
+	// GPTQ-for-LLaMA's --true-sequential; by default one pass collects
+	// all four from the float block.
+	TrueSequential bool
 	// Batch is the number of calibration windows per forward pass (0: as
 	// many as fill 2048 tokens).
 	Batch int
@@ -141,6 +147,7 @@ type runner struct {
 	choice     map[string]quant.Choice
 	done       map[string][]byte   // quantized tensors by name
 	lin        map[string]*QLinear // with AutoGPTQ: the quantized matrices by name
+	scratch    []float32           // TrueSequential's later passes
 	state      llama.State
 }
 
@@ -161,38 +168,62 @@ func (r *runner) forward(li int, x []float32) error {
 	return nil
 }
 
-// layer collects the Hessians of layer li from its inputs x (leaving the
-// float layer's outputs in y), then quantizes its matrices into the model.
+// hgroup is one input of a block and the matrices that read it (q, k
+// and v share one, as do gate and up).
+type hgroup struct {
+	h    *Hessian
+	mats []**nn.Linear
+}
+
+// layer collects the Hessians of layer li from its inputs x, leaving the
+// float layer's outputs in y, and quantizes its matrices into the model:
+// all from one pass, or with TrueSequential one pass per input, each after
+// the matrices before it are quantized.
 func (r *runner) layer(li int, x, y []float32) ([]MatrixReport, error) {
 	l := &r.m.Layers[li]
-	attn, wo := NewHessian(l.Wq.In), NewHessian(l.Wo.In)
-	ffn, down := NewHessian(l.Gate.In), NewHessian(l.Down.In)
-	for _, o := range []struct {
-		w *nn.Linear
-		h *Hessian
-	}{{l.Wq, attn}, {l.Wo, wo}, {l.Gate, ffn}, {l.Down, down}} {
-		h := o.h
-		o.w.Observe = func(in []float32, nt int) { h.Add(in, nt) }
+	groups := []hgroup{
+		{NewHessian(l.Wq.In), []**nn.Linear{&l.Wq, &l.Wk, &l.Wv}},
+		{NewHessian(l.Wo.In), []**nn.Linear{&l.Wo}},
+		{NewHessian(l.Gate.In), []**nn.Linear{&l.Gate, &l.Up}},
+		{NewHessian(l.Down.In), []**nn.Linear{&l.Down}},
 	}
-	r.progress(li, "collecting Hessians")
-	copy(y, x)
-	err := r.forward(li, y)
-	l.Wq.Observe, l.Wo.Observe, l.Gate.Observe, l.Down.Observe = nil, nil, nil, nil
-	if err != nil {
-		return nil, err
+	passes := [][]hgroup{groups}
+	if r.opt.TrueSequential {
+		passes = [][]hgroup{groups[:1], groups[1:2], groups[2:3], groups[3:]}
 	}
 	var reps []MatrixReport
-	for _, o := range []struct {
-		w **nn.Linear
-		h *Hessian
-	}{{&l.Wq, attn}, {&l.Wk, attn}, {&l.Wv, attn}, {&l.Wo, wo}, {&l.Gate, ffn}, {&l.Up, ffn}, {&l.Down, down}} {
-		r.progress(li, "quantizing "+(*o.w).Name)
-		rep, err := r.matrix(o.w, o.h)
+	for pi, pass := range passes {
+		for _, g := range pass {
+			h := g.h
+			(*g.mats[0]).Observe = func(in []float32, nt int) { h.Add(in, nt) }
+		}
+		r.progress(li, "collecting Hessians")
+		buf := y // the first pass runs the float layer: its output is y
+		if pi > 0 {
+			if len(r.scratch) != len(x) {
+				r.scratch = make([]float32, len(x))
+			}
+			buf = r.scratch
+		}
+		copy(buf, x)
+		err := r.forward(li, buf)
+		for _, g := range pass {
+			(*g.mats[0]).Observe = nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		if rep != nil {
-			reps = append(reps, *rep)
+		for _, g := range pass {
+			for _, wp := range g.mats {
+				r.progress(li, "quantizing "+(*wp).Name)
+				rep, err := r.matrix(wp, g.h)
+				if err != nil {
+					return nil, err
+				}
+				if rep != nil {
+					reps = append(reps, *rep)
+				}
+			}
 		}
 	}
 	return reps, nil

@@ -93,6 +93,18 @@ func TestQuantizeModel(t *testing.T) {
 	if bytes.Equal(a.Data, b.Data) {
 		t.Errorf("layer 3: sequential and from-float are the same: the quantized layers' outputs were not used")
 	}
+	opt.FromFloat, opt.TrueSequential = false, true
+	_, ft := runModel(t, path, win, opt)
+	a, _ = fs.Tensor("blk.0.attn_v.weight")
+	b, _ = ft.Tensor("blk.0.attn_v.weight")
+	if !bytes.Equal(a.Data, b.Data) {
+		t.Errorf("true-sequential: layer 0's q/k/v see the same inputs, yet differ")
+	}
+	a, _ = fs.Tensor("blk.0.attn_output.weight")
+	b, _ = ft.Tensor("blk.0.attn_output.weight")
+	if bytes.Equal(a.Data, b.Data) {
+		t.Errorf("true-sequential: attn_output's inputs did not come through the quantized q/k/v")
+	}
 	m, err := llama.Open(fs.Path)
 	if err != nil {
 		t.Fatal(err)
