@@ -135,7 +135,8 @@ func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
 			bar.pb.Describe(fmt.Sprintf("layer %d/%d: %s", layer+1, layers, stage))
 			bar.set(int64(layer), int64(layers))
 		},
-		Warn: func(msg string) { bar.println("warning: " + msg) },
+		Warn:  func(msg string) { bar.println("warning: " + msg) },
+		Extra: g.metadata(len(windows)),
 	})
 	bar.finish()
 	if err != nil {
@@ -203,4 +204,23 @@ given with --tokenizer.`,
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file")
 	f.StringVar(&name, "name", "", "general.name of the model")
 	return cmd
+}
+
+// metadata records the run's settings in the GGUF file.
+func (g *gptqFlags) metadata(windows int) []gguf.KV {
+	var kv []gguf.KV
+	add := func(k string, v any) {
+		if val, err := gguf.ValueOf(v); err == nil {
+			kv = append(kv, gguf.KV{Key: "quantize.gptq." + k, Value: val})
+		}
+	}
+	add("calibration_file", g.calib)
+	add("calibration_windows", int32(windows))
+	add("calibration_ctx", int32(g.ctx))
+	add("seed", g.seed)
+	add("damp", float32(g.damp))
+	add("act_order", g.actOrder)
+	add("sequential", !g.fromFloat)
+	add("true_sequential", g.trueSeq)
+	return kv
 }

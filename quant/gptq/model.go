@@ -40,6 +40,9 @@ type ModelOptions struct {
 	// grid and writes the AutoGPTQ layout into the directory out instead
 	// of a GGUF file (Type is then unused).
 	AutoGPTQ *Uniform
+	// Extra metadata for the GGUF file, after general.file_type (herd gptq
+	// records its settings as quantize.gptq.*).
+	Extra []gguf.KV
 }
 
 // MatrixReport says how one matrix was quantized.
@@ -130,7 +133,7 @@ func QuantizeModel(in *gguf.File, m *llama.Model, windows [][]int, out string, o
 		}
 		return res, WriteAutoGPTQ(out, m, r.lin, qc)
 	}
-	fr, err := quant.File(in, out, quant.Options{Type: opt.Type, Warn: opt.Warn,
+	fr, err := quant.File(in, out, quant.Options{Type: opt.Type, Warn: opt.Warn, Extra: opt.Extra,
 		Replace: func(ch quant.Choice) []byte { return r.done[ch.Name] }})
 	if err != nil {
 		return nil, err
