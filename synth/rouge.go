@@ -155,17 +155,18 @@ func (x *RougeIndex) Add(text string) {
 	x.seqs = append(x.seqs, seq)
 }
 
-// Max returns the highest ROUGE-L F-measure of text against the first
-// upto instructions added (all of them when upto < 0 or beyond), and the
-// index of that instruction (-1 when there is none). It stops early, with
-// some score above stopAbove, once one is found (pass a value ≥ 1 to scan
-// everything).
-func (x *RougeIndex) Max(text string, upto int, stopAbove float64) (float64, int) {
+// Max returns the highest ROUGE-L F-measure of text against the
+// instructions added with indices in [lo, hi) (hi < 0 or beyond: to the
+// last), and the index of that instruction (-1 when there is none). It
+// stops early, with some score above stopAbove, once one is found (pass a
+// value ≥ 1 to scan everything).
+func (x *RougeIndex) Max(text string, lo, hi int, stopAbove float64) (float64, int) {
 	x.mu.RLock()
 	seqs := x.seqs
-	if upto >= 0 && upto < len(seqs) {
-		seqs = seqs[:upto]
+	if hi >= 0 && hi < len(seqs) {
+		seqs = seqs[:hi]
 	}
+	lo = min(max(lo, 0), len(seqs))
 	toks := RougeTokens(text)
 	a := make([]int32, len(toks))
 	for i, t := range toks {
@@ -180,9 +181,12 @@ func (x *RougeIndex) Max(text string, upto int, stopAbove float64) (float64, int
 	if len(a) == 0 || len(seqs) == 0 {
 		return 0, -1
 	}
+	if lo >= len(seqs) {
+		return 0, -1
+	}
 	p := newPattern(a, dense)
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(seqs)/256))
-	chunk := (len(seqs) + workers - 1) / workers
+	workers := min(runtime.GOMAXPROCS(0), max(1, (len(seqs)-lo)/256))
+	chunk := (len(seqs) - lo + workers - 1) / workers
 	type best struct {
 		score float64
 		at    int
@@ -193,7 +197,7 @@ func (x *RougeIndex) Max(text string, upto int, stopAbove float64) (float64, int
 	for w := range workers {
 		wg.Go(func() {
 			b := best{-1, -1}
-			lo, hi := w*chunk, min(len(seqs), (w+1)*chunk)
+			lo, hi := lo+w*chunk, min(len(seqs), lo+(w+1)*chunk)
 			for i := lo; i < hi; i++ {
 				if i%64 == 0 && stop.Load() {
 					break

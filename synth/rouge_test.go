@@ -86,7 +86,7 @@ func TestRougeIndex(t *testing.T) {
 		x.Add(s)
 		kept = append(kept, s)
 	}
-	if got, at := x.Max("Zebras!", -1, 2); got != 0 || at != -1 {
+	if got, at := x.Max("Zebras!", 0, -1, 2); got != 0 || at != -1 {
 		t.Errorf("no common token: %v at %d", got, at)
 	}
 	ref := func(q string, n int) float64 {
@@ -102,11 +102,15 @@ func TestRougeIndex(t *testing.T) {
 	for range 20 {
 		q := "Please " + sentence()
 		n := 1 + r.IntN(len(kept))
-		got, at := x.Max(q, n, 2)
+		got, at := x.Max(q, 0, n, 2)
 		if want := ref(q, n); got != want || at >= n {
 			t.Fatalf("%q over %d: %v at %d, reference %v", q, n, got, at, want)
 		}
-		if got, _ := x.Max(kept[5], -1, 0.7); !(got > 0.7) {
+		lo := r.IntN(n)
+		if got, at := x.Max(q, lo, n, 2); at >= 0 && (at < lo || at >= n) {
+			t.Fatalf("range [%d, %d): best at %d (%v)", lo, n, at, got)
+		}
+		if got, _ := x.Max(kept[5], 0, -1, 0.7); !(got > 0.7) {
 			t.Fatalf("early stop reported %v for a kept instruction", got)
 		}
 	}
@@ -138,7 +142,7 @@ func TestRougeFilterTiming(t *testing.T) {
 	dropped := 0
 	for x.Len() < 52000 {
 		s := sentence()
-		if score, _ := x.Max(s, -1, 0.7); score > 0.7 {
+		if score, _ := x.Max(s, 0, -1, 0.7); score > 0.7 {
 			dropped++
 			continue
 		}
@@ -161,7 +165,7 @@ func BenchmarkRougeMax(b *testing.B) {
 	q := "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15"
 	b.ResetTimer()
 	for b.Loop() {
-		x.Max(q, -1, 2)
+		x.Max(q, 0, -1, 2)
 	}
 	b.ReportMetric(float64(10000*b.N)/b.Elapsed().Seconds(), "pairs/s")
 }
