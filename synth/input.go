@@ -117,10 +117,10 @@ func snippetOf(b []byte) string {
 // promptOf reads one row.
 func promptOf(raw []byte) (Prompt, error) {
 	var row struct {
-		Instruction   *string `json:"instruction"`
-		Input         string  `json:"input"`
-		System        string  `json:"system"`
-		Prompt        *string `json:"prompt"`
+		Instruction   *string  `json:"instruction"`
+		Input         string   `json:"input"`
+		System        string   `json:"system"`
+		Prompt        *string  `json:"prompt"`
 		Turns         []string `json:"turns"`
 		Conversations []struct {
 			From  string `json:"from"`
