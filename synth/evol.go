@@ -108,6 +108,10 @@ type EvolInstruct struct {
 	// this is dropped (default 80, as in the paper). MinResponseWords
 	// drops shorter responses (default 1).
 	SorryWords, MinResponseWords int
+	// LenientJudge keeps an evolution whose equality verdict cannot be
+	// read (a teacher too small to answer "Equal" or "Not Equal") instead
+	// of dropping it as judge_unparsed.
+	LenientJudge bool
 }
 
 func (e *EvolInstruct) defaults() error {
@@ -221,7 +225,7 @@ func (e *EvolInstruct) evolve(ctx context.Context, u *unit, parent EvolItem, rou
 	case strings.Contains(v, "equal"):
 		u.drop(DropNoGain)
 		return nil, nil
-	default:
+	case !e.LenientJudge:
 		u.drop(DropJudgeUnparsed)
 		return nil, nil
 	}
