@@ -106,19 +106,29 @@ func TestAgainstHerdServe(t *testing.T) {
 	}{
 		{"self-instruct", func(o synth.Options) interface {
 			Run(context.Context) (*synth.Stats, error)
-		} { return &synth.SelfInstruct{Options: o, Seeds: "testdata/seed_tasks.jsonl", Target: 3, Shown: 2, Machine: 1, Wave: 2, MaxWaves: 6, Header: "Tasks:\n"} }, true},
+		} {
+			return &synth.SelfInstruct{Options: o, Seeds: "testdata/seed_tasks.jsonl", Target: 3, Shown: 2, Machine: 1, Wave: 2, MaxWaves: 6, Header: "Tasks:\n"}
+		}, true},
 		{"evol-instruct", func(o synth.Options) interface {
 			Run(context.Context) (*synth.Stats, error)
-		} { return &synth.EvolInstruct{Options: o, Input: questions, Rounds: 2, LenientJudge: true} }, true},
+		} {
+			return &synth.EvolInstruct{Options: o, Input: questions, Rounds: 2, LenientJudge: true}
+		}, true},
 		{"self-chat", func(o synth.Options) interface {
 			Run(context.Context) (*synth.Stats, error)
-		} { return &synth.SelfChat{Options: o, Input: questions, Turns: 2} }, true},
+		} {
+			return &synth.SelfChat{Options: o, Input: questions, Turns: 2}
+		}, true},
 		{"distill", func(o synth.Options) interface {
 			Run(context.Context) (*synth.Stats, error)
-		} { return &synth.Distill{Options: o, Input: questions, Samples: 2} }, true},
+		} {
+			return &synth.Distill{Options: o, Input: questions, Samples: 2}
+		}, true},
 		{"distill-pairs", func(o synth.Options) interface {
 			Run(context.Context) (*synth.Stats, error)
-		} { return &synth.Distill{Options: o, Input: questions, Pairs: true} }, false},
+		} {
+			return &synth.Distill{Options: o, Input: questions, Pairs: true}
+		}, false},
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
