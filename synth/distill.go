@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/herd-llm/herd/internal/journal"
 	"github.com/herd-llm/herd/oai"
 )
 
@@ -87,8 +88,8 @@ func (d *Distill) Run(ctx context.Context) (*Stats, error) {
 			keys = append(keys, fmt.Sprintf("%s.s%d", p.ID, s))
 		}
 	}
-	r.st.stats.Total = len(keys)
-	return r.finish(r.units(ctx, keys, func(ctx context.Context, u *unit, i int) error {
+	r.Stats().Total = len(keys)
+	return r.Finish(r.Units(ctx, keys, func(ctx context.Context, u *journal.Unit, i int) error {
 		p := &prompts[i/samples]
 		if d.Pairs {
 			return d.pair(ctx, u, p)
@@ -98,8 +99,8 @@ func (d *Distill) Run(ctx context.Context) (*Stats, error) {
 }
 
 // ask sends msgs; "" for an empty completion.
-func (d *Distill) ask(ctx context.Context, u *unit, msgs []oai.Message, temp float64) (string, error) {
-	resp, err := u.chat(ctx, oai.Request{Messages: msgs, Temperature: temp, MaxTokens: d.MaxTokens, Stop: d.Stop})
+func (d *Distill) ask(ctx context.Context, u *journal.Unit, msgs []oai.Message, temp float64) (string, error) {
+	resp, err := u.Chat(ctx, oai.Request{Messages: msgs, Temperature: temp, MaxTokens: d.MaxTokens, Stop: d.Stop})
 	if errEmpty(err) {
 		return "", nil
 	}
@@ -110,8 +111,8 @@ func (d *Distill) ask(ctx context.Context, u *unit, msgs []oai.Message, temp flo
 }
 
 // answer writes one conversation with every user turn answered.
-func (d *Distill) answer(ctx context.Context, u *unit, p *Prompt) error {
-	conv := Conversation{ID: u.key}
+func (d *Distill) answer(ctx context.Context, u *journal.Unit, p *Prompt) error {
+	conv := Conversation{ID: u.Key}
 	var msgs []oai.Message
 	if p.System != "" {
 		conv.Conversations = append(conv.Conversations, Turn{"system", p.System})
@@ -131,14 +132,14 @@ func (d *Distill) answer(ctx context.Context, u *unit, p *Prompt) error {
 	}
 	// a later turn left unanswered ends the conversation after the last answer
 	if n := len(conv.Conversations); n == 0 || conv.Conversations[n-1].From != "gpt" {
-		u.drop(DropEmpty)
+		u.Drop(DropEmpty)
 		return nil
 	}
-	return u.keep(conv.ID, conv)
+	return u.Keep(conv.ID, conv)
 }
 
 // pair writes a preference pair, or drops the prompt.
-func (d *Distill) pair(ctx context.Context, u *unit, p *Prompt) error {
+func (d *Distill) pair(ctx context.Context, u *journal.Unit, p *Prompt) error {
 	msgs := p.Messages()
 	var ans [2]string
 	for k := range ans {
@@ -147,13 +148,13 @@ func (d *Distill) pair(ctx context.Context, u *unit, p *Prompt) error {
 			return err
 		}
 		if a == "" {
-			u.drop(DropEmpty)
+			u.Drop(DropEmpty)
 			return nil
 		}
 		ans[k] = a
 	}
 	if ans[0] == ans[1] {
-		u.drop(DropIdentical)
+		u.Drop(DropIdentical)
 		return nil
 	}
 	var verdicts [2]string
@@ -164,17 +165,17 @@ func (d *Distill) pair(ctx context.Context, u *unit, p *Prompt) error {
 		}
 		verdicts[k] = ParseVerdict(j)
 		if verdicts[k] == "" {
-			u.drop(DropJudgeUnparsed)
+			u.Drop(DropJudgeUnparsed)
 			return nil
 		}
 	}
 	// the first answer wins when it is A in the first order and B in the second
 	switch {
 	case verdicts[0] == "A" && verdicts[1] == "B":
-		return u.keep(u.key, Pair{ID: u.key, System: p.System, Prompt: p.User[0], Chosen: ans[0], Rejected: ans[1]})
+		return u.Keep(u.Key, Pair{ID: u.Key, System: p.System, Prompt: p.User[0], Chosen: ans[0], Rejected: ans[1]})
 	case verdicts[0] == "B" && verdicts[1] == "A":
-		return u.keep(u.key, Pair{ID: u.key, System: p.System, Prompt: p.User[0], Chosen: ans[1], Rejected: ans[0]})
+		return u.Keep(u.Key, Pair{ID: u.Key, System: p.System, Prompt: p.User[0], Chosen: ans[1], Rejected: ans[0]})
 	}
-	u.drop(DropTie)
+	u.Drop(DropTie)
 	return nil
 }

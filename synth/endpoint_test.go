@@ -2,16 +2,17 @@ package synth
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/herd-llm/herd/internal/journal"
 	"github.com/herd-llm/herd/oai"
 )
 
@@ -111,16 +112,15 @@ func readFile(t testing.TB, path string) string {
 func readItems[T any](t testing.TB, path string) []T {
 	t.Helper()
 	var out []T
-	_, err := lines([]byte(readFile(t, path)), func(ln []byte, no int) error {
+	for no, ln := range strings.Split(readFile(t, path), "\n") {
+		if ln == "" {
+			continue
+		}
 		var v T
-		if err := json.Unmarshal(ln, &v); err != nil {
-			return fmt.Errorf("%s:%d: %v", path, no, err)
+		if err := json.Unmarshal([]byte(ln), &v); err != nil {
+			t.Fatalf("%s:%d: %v", path, no+1, err)
 		}
 		out = append(out, v)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -141,3 +141,6 @@ func checkDrops(t testing.TB, s *Stats, kept int, want map[string]int) {
 		}
 	}
 }
+
+// deriveSeed is the seed of request n of unit key under the run's seed.
+func deriveSeed(seed int64, key string, n int) int64 { return journal.DeriveSeed(seed, key, n) }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/herd-llm/herd/internal/journal"
 	"github.com/herd-llm/herd/oai"
 )
 
@@ -156,40 +157,40 @@ func (e *EvolInstruct) Run(ctx context.Context) (*Stats, error) {
 	for i, p := range prompts {
 		pool[i] = EvolItem{ID: p.ID, Instruction: p.User[0]}
 	}
-	r.st.stats.Total = e.Rounds * len(pool)
+	r.Stats().Total = e.Rounds * len(pool)
 	for round := 1; round <= e.Rounds; round++ {
 		keys := make([]string, len(pool))
 		for i := range keys {
 			keys[i] = fmt.Sprintf("r%d.%d", round, i)
 		}
 		evolved := make([]*EvolItem, len(pool))
-		err := r.units(ctx, keys, func(ctx context.Context, u *unit, i int) error {
+		err := r.Units(ctx, keys, func(ctx context.Context, u *journal.Unit, i int) error {
 			it, err := e.evolve(ctx, u, pool[i], round)
 			if it != nil {
 				evolved[i] = it
-				return u.keep(it.ID, it)
+				return u.Keep(it.ID, it)
 			}
 			return err
 		}, nil)
 		if err != nil {
-			return r.finish(err)
+			return r.Finish(err)
 		}
 		for i, k := range keys {
 			if evolved[i] != nil {
 				pool[i] = *evolved[i]
-			} else if raw, ok := r.st.items[k]; ok { // kept by the run resumed
+			} else if raw, ok := r.Item(k); ok { // kept by the run resumed
 				if err := json.Unmarshal(raw, &pool[i]); err != nil {
-					return r.finish(fmt.Errorf("resume %s: item %s: %w", e.Out, k, err))
+					return r.Finish(fmt.Errorf("resume %s: item %s: %w", e.Out, k, err))
 				}
 			}
 		}
 	}
-	return r.finish(nil)
+	return r.Finish(nil)
 }
 
 // evolve runs one evolution and the elimination rules; nil, nil is a drop.
-func (e *EvolInstruct) evolve(ctx context.Context, u *unit, parent EvolItem, round int) (*EvolItem, error) {
-	rng := rand.New(rand.NewPCG(uint64(deriveSeed(e.Seed, u.key, -1)), 2))
+func (e *EvolInstruct) evolve(ctx context.Context, u *journal.Unit, parent EvolItem, round int) (*EvolItem, error) {
+	rng := rand.New(rand.NewPCG(uint64(journal.DeriveSeed(e.Seed, u.Key, -1)), 2))
 	op := e.Ops[rng.IntN(len(e.Ops))]
 	var prompt string
 	if op == OpBreadth {
@@ -198,9 +199,9 @@ func (e *EvolInstruct) evolve(ctx context.Context, u *unit, parent EvolItem, rou
 		prompt = fmt.Sprintf(depthPrompt, depthMethods[op], parent.Instruction)
 	}
 	gen := func(content string, temp float64) (string, bool, error) {
-		resp, err := u.chat(ctx, oai.Request{Messages: []oai.Message{{Role: "user", Content: content}}, Temperature: temp, MaxTokens: e.MaxTokens, Stop: e.Stop})
+		resp, err := u.Chat(ctx, oai.Request{Messages: []oai.Message{{Role: "user", Content: content}}, Temperature: temp, MaxTokens: e.MaxTokens, Stop: e.Stop})
 		if errEmpty(err) {
-			u.drop(DropEmpty)
+			u.Drop(DropEmpty)
 			return "", false, nil
 		}
 		if err != nil {
@@ -213,7 +214,7 @@ func (e *EvolInstruct) evolve(ctx context.Context, u *unit, parent EvolItem, rou
 		return nil, err
 	}
 	if leaks(instr) {
-		u.drop(DropLeak)
+		u.Drop(DropLeak)
 		return nil, nil
 	}
 	verdict, ok, err := gen(fmt.Sprintf(equalPrompt, parent.Instruction, instr), 0)
@@ -223,10 +224,10 @@ func (e *EvolInstruct) evolve(ctx context.Context, u *unit, parent EvolItem, rou
 	switch v := strings.ToLower(verdict); {
 	case strings.Contains(v, "not equal"):
 	case strings.Contains(v, "equal"):
-		u.drop(DropNoGain)
+		u.Drop(DropNoGain)
 		return nil, nil
 	case !e.LenientJudge:
-		u.drop(DropJudgeUnparsed)
+		u.Drop(DropJudgeUnparsed)
 		return nil, nil
 	}
 	answer, ok, err := gen(instr, e.Temperature)
@@ -234,10 +235,10 @@ func (e *EvolInstruct) evolve(ctx context.Context, u *unit, parent EvolItem, rou
 		return nil, err
 	}
 	if reason := e.checkResponse(instr, answer); reason != "" {
-		u.drop(reason)
+		u.Drop(reason)
 		return nil, nil
 	}
-	return &EvolItem{ID: u.key, Instruction: instr, Output: answer, Round: round, Operation: op, Parent: parent.ID}, nil
+	return &EvolItem{ID: u.Key, Instruction: instr, Output: answer, Round: round, Operation: op, Parent: parent.ID}, nil
 }
 
 // leaks tells whether an evolved instruction kept the evolving prompt's

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/herd-llm/herd/internal/journal"
 	"github.com/herd-llm/herd/oai"
 )
 
@@ -53,7 +54,7 @@ func checkResume(t *testing.T, script func(*scripted), mk func(out string, c *oa
 		c2, _ := s2.serve(2)
 		out := filepath.Join(dir, "cut.jsonl")
 		os.Remove(out)
-		os.Remove(JournalPath(out))
+		os.Remove(journal.Path(out))
 		if _, err := mk(out, c2, nil).Run(context.Background()); err == nil {
 			t.Fatalf("cut after %d requests: no error", cutAt)
 		}
@@ -74,7 +75,7 @@ func checkResume(t *testing.T, script func(*scripted), mk func(out string, c *oa
 		t.Fatal("cancelled run: no error")
 	}
 	appendTo(t, out, `{"id": "torn", "instruct`)
-	appendTo(t, JournalPath(out), `{"unit": "w9`)
+	appendTo(t, journal.Path(out), `{"unit": "w9`)
 	got, err := mk(out, c, func(o *Options) { o.Resume = true }).Run(context.Background())
 	if err != nil {
 		t.Fatalf("resume after cancel: %v", err)

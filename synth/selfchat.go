@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/herd-llm/herd/internal/journal"
 	"github.com/herd-llm/herd/oai"
 )
 
@@ -64,19 +65,19 @@ func (c *SelfChat) Run(ctx context.Context) (*Stats, error) {
 	for i, p := range prompts {
 		keys[i] = p.ID
 	}
-	r.st.stats.Total = len(keys)
-	return r.finish(r.units(ctx, keys, func(ctx context.Context, u *unit, i int) error {
+	r.Stats().Total = len(keys)
+	return r.Finish(r.Units(ctx, keys, func(ctx context.Context, u *journal.Unit, i int) error {
 		conv, err := c.chat(ctx, u, prompts[i].User[0])
 		if err != nil || conv == nil {
 			return err
 		}
-		return u.keep(conv.ID, conv)
+		return u.Keep(conv.ID, conv)
 	}, nil))
 }
 
 // chat plays one conversation; nil, nil is a drop.
-func (c *SelfChat) chat(ctx context.Context, u *unit, question string) (*Conversation, error) {
-	conv := &Conversation{ID: u.key, Conversations: []Turn{{"human", strings.TrimSpace(question)}}}
+func (c *SelfChat) chat(ctx context.Context, u *journal.Unit, question string) (*Conversation, error) {
+	conv := &Conversation{ID: u.Key, Conversations: []Turn{{"human", strings.TrimSpace(question)}}}
 	for turn := 0; turn < c.Turns; turn++ {
 		answer, err := c.say(ctx, u, c.assistantView(conv))
 		if err != nil {
@@ -102,15 +103,15 @@ func (c *SelfChat) chat(ctx context.Context, u *unit, question string) (*Convers
 		conv.Conversations = conv.Conversations[:n-1] // a question left without its answer
 	}
 	if len(conv.Conversations) < 2 {
-		u.drop(DropNoAnswer)
+		u.Drop(DropNoAnswer)
 		return nil, nil
 	}
 	return conv, nil
 }
 
 // say sends a request and returns its text ("" for an empty completion).
-func (c *SelfChat) say(ctx context.Context, u *unit, msgs []oai.Message) (string, error) {
-	resp, err := u.chat(ctx, oai.Request{Messages: msgs, Temperature: c.Temperature, MaxTokens: c.MaxTokens, Stop: c.Stop})
+func (c *SelfChat) say(ctx context.Context, u *journal.Unit, msgs []oai.Message) (string, error) {
+	resp, err := u.Chat(ctx, oai.Request{Messages: msgs, Temperature: c.Temperature, MaxTokens: c.MaxTokens, Stop: c.Stop})
 	if errEmpty(err) {
 		return "", nil
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/herd-llm/herd/internal/journal"
 	"github.com/herd-llm/herd/oai"
 )
 
@@ -304,21 +305,22 @@ func (s *SelfInstruct) Run(ctx context.Context) (*Stats, error) {
 		st.index.Add(t.Instruction)
 	}
 	var resumed []Task
-	for _, id := range r.st.order {
+	for _, id := range r.Resumed() {
 		var t Task
-		if err := json.Unmarshal(r.st.items[id], &t); err != nil {
-			return r.finish(fmt.Errorf("resume %s: item %s: %w", s.Out, id, err))
+		raw, _ := r.Item(id)
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return r.Finish(fmt.Errorf("resume %s: item %s: %w", s.Out, id, err))
 		}
 		resumed = append(resumed, t)
 	}
-	return r.finish(s.waves(ctx, r, st, resumed))
+	return r.Finish(s.waves(ctx, r, st, resumed))
 }
 
 // waves runs wave after wave until Target instructions are kept.
-func (s *SelfInstruct) waves(ctx context.Context, r *runner, st *selfState, resumed []Task) error {
-	r.st.stats.Target = s.Target
+func (s *SelfInstruct) waves(ctx context.Context, r *journal.Runner, st *selfState, resumed []Task) error {
+	r.Stats().Target = s.Target
 	ri := 0 // the next resumed task to join the state
-	for w := 0; w < s.MaxWaves && r.st.stats.Kept < s.Target; w++ {
+	for w := 0; w < s.MaxWaves && r.Stats().Kept < s.Target; w++ {
 		keys := make([]string, s.Wave)
 		for b := range keys {
 			keys[b] = fmt.Sprintf("w%d.%d", w, b)
@@ -332,12 +334,12 @@ func (s *SelfInstruct) waves(ctx context.Context, r *runner, st *selfState, resu
 			st.index.Add(resumed[ri].Instruction)
 		}
 		fetched := make([][]Task, s.Wave)
-		err := r.units(ctx, keys, func(ctx context.Context, u *unit, b int) error {
+		err := r.Units(ctx, keys, func(ctx context.Context, u *journal.Unit, b int) error {
 			var err error
 			fetched[b], err = s.fetch(ctx, u, st, pool, indexUpto)
 			return err
-		}, func(u *unit, b int) error {
-			return s.commit(u, st, fetched[b], r.st.stats.Kept, indexUpto)
+		}, func(u *journal.Unit, b int) error {
+			return s.commit(u, st, fetched[b], r.Stats().Kept, indexUpto)
 		})
 		if err != nil {
 			return err
@@ -386,13 +388,13 @@ func (s *SelfInstruct) prompt(rng *rand.Rand, st *selfState, pool []Task) string
 // fetch sends one request, parses and filters its tasks (ROUGE-L against
 // what was kept before the wave) and asks for the output of any task that
 // came without one.
-func (s *SelfInstruct) fetch(ctx context.Context, u *unit, st *selfState, pool []Task, indexUpto int) ([]Task, error) {
-	rng := rand.New(rand.NewPCG(uint64(deriveSeed(s.Seed, u.key, -1)), 1))
+func (s *SelfInstruct) fetch(ctx context.Context, u *journal.Unit, st *selfState, pool []Task, indexUpto int) ([]Task, error) {
+	rng := rand.New(rand.NewPCG(uint64(journal.DeriveSeed(s.Seed, u.Key, -1)), 1))
 	prompt := s.prompt(rng, st, pool)
-	resp, err := u.chat(ctx, oai.Request{Messages: []oai.Message{{Role: "user", Content: prompt}},
+	resp, err := u.Chat(ctx, oai.Request{Messages: []oai.Message{{Role: "user", Content: prompt}},
 		Temperature: s.Temperature, MaxTokens: s.MaxTokens, Stop: s.Stop})
 	if errEmpty(err) {
-		u.drop(DropEmpty)
+		u.Drop(DropEmpty)
 		return nil, nil
 	}
 	if err != nil {
@@ -417,10 +419,10 @@ func (s *SelfInstruct) fetch(ctx context.Context, u *unit, st *selfState, pool [
 			}
 		}
 		if reason != "" {
-			u.drop(reason)
+			u.Drop(reason)
 			continue
 		}
-		t.ID = fmt.Sprintf("%s-%d", u.key, i)
+		t.ID = fmt.Sprintf("%s-%d", u.Key, i)
 		keep = append(keep, t)
 	}
 	for i := range keep {
@@ -431,7 +433,7 @@ func (s *SelfInstruct) fetch(ctx context.Context, u *unit, st *selfState, pool [
 		if keep[i].Input != "" {
 			msg += "\n\n" + keep[i].Input
 		}
-		resp, err := u.chat(ctx, oai.Request{Messages: []oai.Message{{Role: "user", Content: msg}}, Temperature: s.Temperature, MaxTokens: s.MaxTokens})
+		resp, err := u.Chat(ctx, oai.Request{Messages: []oai.Message{{Role: "user", Content: msg}}, Temperature: s.Temperature, MaxTokens: s.MaxTokens})
 		if err != nil && !errEmpty(err) {
 			return nil, err
 		}
@@ -445,21 +447,21 @@ func (s *SelfInstruct) fetch(ctx context.Context, u *unit, st *selfState, pool [
 // commit keeps, in order, the tasks that pass ROUGE-L against those kept
 // earlier in the same wave (index entries from indexUpto on), up to
 // Target.
-func (s *SelfInstruct) commit(u *unit, st *selfState, tasks []Task, kept, indexUpto int) error {
+func (s *SelfInstruct) commit(u *journal.Unit, st *selfState, tasks []Task, kept, indexUpto int) error {
 	for _, t := range tasks {
 		switch {
 		case t.Output == "":
-			u.drop(DropEmpty)
+			u.Drop(DropEmpty)
 			continue
-		case kept+len(u.ids) >= s.Target:
-			u.drop(DropOverTarget)
+		case kept+u.Kept() >= s.Target:
+			u.Drop(DropOverTarget)
 			continue
 		}
 		if score, _ := st.index.Max(t.Instruction, indexUpto, -1, s.Filter.MaxRouge); score > s.Filter.MaxRouge {
-			u.drop(DropRouge)
+			u.Drop(DropRouge)
 			continue
 		}
-		if err := u.keep(t.ID, t); err != nil {
+		if err := u.Keep(t.ID, t); err != nil {
 			return err
 		}
 		st.machine = append(st.machine, t)

@@ -1,4 +1,4 @@
-package synth
+package journal
 
 import (
 	"bytes"
@@ -21,10 +21,10 @@ import (
 // a half-written last line; Resume cuts those off and does that unit
 // again, so the final file is the one an uninterrupted run writes.
 
-// journalHeader is the journal's first line: the pipeline and a
-// fingerprint of the settings that decide the output, so a resume with
-// other settings is refused.
-type journalHeader struct {
+// Header is the journal's first line: the pipeline and a fingerprint of
+// the settings that decide the output, so a resume with other settings is
+// refused.
+type Header struct {
 	Pipeline string `json:"pipeline"`
 	Settings string `json:"settings"`
 }
@@ -46,17 +46,17 @@ type store struct {
 	items      map[string]json.RawMessage // resumed items by id
 	order      []string                   // resumed ids in file order
 	stats      Stats
-	header     journalHeader
+	header     Header
 	hadJournal bool
 }
 
-// JournalPath is the journal written beside an output file.
-func JournalPath(out string) string { return out + ".journal" }
+// Path is the journal written beside an output file.
+func Path(out string) string { return out + ".journal" }
 
 // openStore opens the output for a new run (refusing to overwrite a
 // non-empty file) or, with resume, reads what is done and cuts off what a
 // stopped run left unfinished.
-func openStore(path string, resume bool, h journalHeader) (*store, error) {
+func openStore(path string, resume bool, h Header) (*store, error) {
 	s := &store{path: path, done: map[string]bool{}, items: map[string]json.RawMessage{}, header: h}
 	s.stats.Drops = map[string]int{}
 	if !resume {
@@ -65,10 +65,10 @@ func openStore(path string, resume bool, h journalHeader) (*store, error) {
 		}
 		return s, s.create()
 	}
-	jb, err := os.ReadFile(JournalPath(path))
+	jb, err := os.ReadFile(Path(path))
 	if errors.Is(err, fs.ErrNotExist) {
 		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-			return nil, fmt.Errorf("resume %s: it has no journal %s, so what is done cannot be told", path, JournalPath(path))
+			return nil, fmt.Errorf("resume %s: it has no journal %s, so what is done cannot be told", path, Path(path))
 		}
 		return s, s.create()
 	}
@@ -90,7 +90,7 @@ func openStore(path string, resume bool, h journalHeader) (*store, error) {
 	if s.out, err = openAt(path, olen); err != nil {
 		return nil, err
 	}
-	if s.jr, err = openAt(JournalPath(path), jlen); err != nil {
+	if s.jr, err = openAt(Path(path), jlen); err != nil {
 		s.out.Close()
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (s *store) create() error {
 	if s.out, err = os.OpenFile(s.path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
-	if s.jr, err = os.OpenFile(JournalPath(s.path), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644); err != nil {
+	if s.jr, err = os.OpenFile(Path(s.path), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644); err != nil {
 		s.out.Close()
 		return fmt.Errorf("output journal: %w", err)
 	}
@@ -160,10 +160,10 @@ func lines(b []byte, each func(line []byte, no int) error) (int64, error) {
 // and the ids it says were kept.
 func (s *store) readJournal(b []byte) (int64, map[string]bool, error) {
 	kept := map[string]bool{}
-	jp := JournalPath(s.path)
+	jp := Path(s.path)
 	n, err := lines(b, func(ln []byte, no int) error {
 		if no == 1 {
-			var h journalHeader
+			var h Header
 			if err := json.Unmarshal(ln, &h); err != nil {
 				return fmt.Errorf("%s:1: not a journal header: %v", jp, err)
 			}
@@ -240,7 +240,7 @@ func (s *store) readOutput(b []byte, kept map[string]bool) (int64, error) {
 var errStop = errors.New("stop")
 
 // commit appends a unit's items, then its journal line.
-func (s *store) commit(u *unit) error {
+func (s *store) commit(u *Unit) error {
 	var buf bytes.Buffer
 	for _, it := range u.items {
 		buf.Write(it)
@@ -249,12 +249,12 @@ func (s *store) commit(u *unit) error {
 	if _, err := s.out.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("output %s: %w", s.path, err)
 	}
-	j := journalUnit{Unit: u.key, Kept: u.ids, Drops: u.drops, Usage: u.usage, Requests: u.requests}
+	j := journalUnit{Unit: u.Key, Kept: u.ids, Drops: u.drops, Usage: u.usage, Requests: u.requests}
 	b, _ := json.Marshal(j)
 	if _, err := s.jr.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("output journal %s: %w", JournalPath(s.path), err)
+		return fmt.Errorf("output journal %s: %w", Path(s.path), err)
 	}
-	s.done[u.key] = true
+	s.done[u.Key] = true
 	s.stats.add(&j)
 	return nil
 }
