@@ -107,8 +107,10 @@ type Unit struct {
 // Chat sends a request with a seed drawn from the run's seed, the unit and
 // the request's place in the unit.
 func (u *Unit) Chat(ctx context.Context, r oai.Request) (*oai.Response, error) {
-	r.Seed = DeriveSeed(u.seed, u.Key, u.n)
-	u.n++
+	if u.client == nil {
+		return nil, fmt.Errorf("unit %s: no endpoint client", u.Key)
+	}
+	r.Seed = u.NextSeed()
 	resp, err := u.client.Chat(ctx, r)
 	if resp != nil {
 		u.requests++
@@ -126,6 +128,21 @@ func (u *Unit) Keep(id string, v any) error {
 	u.ids = append(u.ids, id)
 	u.items = append(u.items, b)
 	return nil
+}
+
+// NextSeed is the seed of the unit's next request: DeriveSeed of the
+// run's seed, the unit's key and the request's place in the unit.
+func (u *Unit) NextSeed() int64 {
+	s := DeriveSeed(u.seed, u.Key, u.n)
+	u.n++
+	return s
+}
+
+// Count adds a request made without Chat (a local model's generation) to
+// the unit's counts.
+func (u *Unit) Count(usage oai.Usage) {
+	u.requests++
+	u.usage.Add(usage)
 }
 
 // Kept is the number of items kept so far.
@@ -149,7 +166,10 @@ func DeriveSeed(seed int64, key string, n int) int64 {
 
 // Config says where a Runner writes and how it sends.
 type Config struct {
-	Client *oai.Client
+	Client *oai.Client // may be nil when the units do not send requests through Unit.Chat
+	// Concurrency is the number of units in flight (default: the client's
+	// concurrency, else 1).
+	Concurrency int
 	Out    string // the output JSON Lines file; its journal is Path(Out)
 	Resume bool
 	Seed   int64 // the run's seed: DeriveSeed makes each request's from it
@@ -167,8 +187,11 @@ type Runner struct {
 
 // Open opens the output for a new run or, with Resume, for continuing one.
 func Open(o Config) (*Runner, error) {
-	if o.Client == nil {
-		return nil, fmt.Errorf("%s: no endpoint client", o.Header.Pipeline)
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+		if o.Client != nil {
+			o.Concurrency = o.Client.Concurrency()
+		}
 	}
 	if o.Out == "" {
 		return nil, fmt.Errorf("%s: no output file", o.Header.Pipeline)
@@ -219,7 +242,7 @@ func (r *Runner) Units(ctx context.Context, keys []string, fetch func(context.Co
 	var first error
 	var claim atomic.Int64
 	var wg sync.WaitGroup
-	for range r.o.Client.Concurrency() {
+	for range r.o.Concurrency {
 		wg.Go(func() {
 			for {
 				i := int(claim.Add(1) - 1)
