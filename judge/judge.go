@@ -27,7 +27,7 @@ type Options struct {
 	// MaxTokens bounds each judgment or answer (default 1024).
 	MaxTokens int
 	// Concurrency is the units in flight (default: the client's).
-	Concurrency int                `json:"-"`
+	Concurrency int                 `json:"-"`
 	OnProgress  func(journal.Stats) `json:"-"`
 }
 

@@ -28,7 +28,7 @@ type PairJudgment struct {
 	Turn       int             `json:"turn"`
 	G1Prompt   string          `json:"g1_user_prompt"` // the model as A
 	G1Output   string          `json:"g1_judgment"`
-	G1Verdict  string          `json:"g1_winner"` // A, B, C (tie) or "" (unreadable)
+	G1Verdict  string          `json:"g1_winner"`      // A, B, C (tie) or "" (unreadable)
 	G2Prompt   string          `json:"g2_user_prompt"` // the model as B
 	G2Output   string          `json:"g2_judgment"`
 	G2Verdict  string          `json:"g2_winner"`

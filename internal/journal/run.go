@@ -170,10 +170,10 @@ type Config struct {
 	// Concurrency is the number of units in flight (default: the client's
 	// concurrency, else 1).
 	Concurrency int
-	Out    string // the output JSON Lines file; its journal is Path(Out)
-	Resume bool
-	Seed   int64 // the run's seed: DeriveSeed makes each request's from it
-	Header Header
+	Out         string // the output JSON Lines file; its journal is Path(Out)
+	Resume      bool
+	Seed        int64 // the run's seed: DeriveSeed makes each request's from it
+	Header      Header
 	// OnProgress is called after each unit is written.
 	OnProgress func(Stats)
 }
