@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/generate"
+	"github.com/herd-llm/herd/serve"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -128,6 +132,47 @@ func TestSynthErrors(t *testing.T) {
 		_, _, err := herd(t, "", c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.args[1:2], err, c.want)
+		}
+	}
+}
+
+// TestSynthServeSFT: herd serve (stories260K) as the teacher, herd synth
+// self-chat and distill against it, herd sft on what they wrote.
+func TestSynthServeSFT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains")
+	}
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := chat.Lookup("raw")
+	sched := generate.NewScheduler(m, tok, generate.SchedulerConfig{Parallel: 2, Context: 1024})
+	defer sched.Close()
+	srv, err := serve.New(serve.Config{}, &serve.Model{Name: "stories", Model: m, Tok: tok, Template: raw, Sched: sched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "q.txt")
+	os.WriteFile(in, []byte("Lily saw a bird.\nTom lost his hat.\nThe sun was hot.\n"), 0o644)
+	for _, p := range []string{"self-chat", "distill"} {
+		out := filepath.Join(dir, p+".jsonl")
+		_, stderr, err := herd(t, "", "synth", p, "--endpoint", hs.URL, "--model", "stories", "--input", in, "--stop", ".", "--max-tokens", "48", "-q", "-o", out)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if !strings.Contains(stderr, p+": 3 kept") {
+			t.Errorf("%s report: %q", p, stderr)
+		}
+		_, se, err := herd(t, "", "sft", "--method", "lora", "--data", out, "--steps", "2", "--batch", "2", "--quiet", "-o", filepath.Join(dir, p+"-lora"))
+		if err != nil {
+			t.Fatalf("sft on %s: %v\n%s", p, err, se)
+		}
+		if _, err := os.Stat(filepath.Join(dir, p+"-lora", "adapter_model.safetensors")); err != nil {
+			t.Errorf("sft on %s wrote no adapter: %v", p, err)
 		}
 	}
 }
