@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/herd-llm/herd/chat"
-	"github.com/herd-llm/herd/checkpoint"
-	"github.com/herd-llm/herd/generate"
-	"github.com/herd-llm/herd/serve"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/generate"
+	"github.com/herd-llm/herd/serve"
 )
 
 // teacher is a deterministic scripted endpoint: the answer is a function
