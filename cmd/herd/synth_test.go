@@ -159,15 +159,29 @@ func TestSynthServeSFT(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "q.txt")
 	os.WriteFile(in, []byte("Lily saw a bird.\nTom lost his hat.\nThe sun was hot.\n"), 0o644)
-	for _, p := range []string{"self-chat", "distill"} {
+	header := filepath.Join(dir, "header.txt")
+	os.WriteFile(header, []byte("Tasks:\n"), 0o644)
+	for _, c := range []struct {
+		p    string
+		args []string
+		kept string
+	}{
+		{"self-chat", []string{"--input", in}, "3 kept"},
+		{"distill", []string{"--input", in}, "3 kept"},
+		{"evol-instruct", []string{"--input", in, "--rounds", "1", "--lenient-judge"}, " kept"},
+		{"self-instruct", []string{"--seeds", "../../synth/testdata/seed_tasks.jsonl", "--target", "2", "--shown", "2", "--machine", "1", "--wave", "2", "--max-waves", "6", "--header", header}, "2 kept"},
+	} {
+		p := c.p
 		out := filepath.Join(dir, p+".jsonl")
-		_, stderr, err := herd(t, "", "synth", p, "--endpoint", hs.URL, "--model", "stories", "--input", in, "--stop", ".", "--max-tokens", "48", "-q", "-o", out)
+		args := append([]string{"synth", p, "--endpoint", hs.URL, "--model", "stories", "--stop", ".", "--max-tokens", "48", "-q", "-o", out}, c.args...)
+		_, stderr, err := herd(t, "", args...)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		if !strings.Contains(stderr, p+": 3 kept") {
+		if !strings.Contains(stderr, p+": ") || !strings.Contains(stderr, c.kept) || strings.Contains(stderr, ": 0 kept") {
 			t.Errorf("%s report: %q", p, stderr)
 		}
+		t.Logf("%s", stderr)
 		_, se, err := herd(t, "", "sft", "--method", "lora", "--data", out, "--steps", "2", "--batch", "2", "--quiet", "-o", filepath.Join(dir, p+"-lora"))
 		if err != nil {
 			t.Fatalf("sft on %s: %v\n%s", p, err, se)
