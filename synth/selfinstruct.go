@@ -76,8 +76,8 @@ type SelfInstruct struct {
 	// Target is the number of instructions to keep (default 100).
 	Target int
 	// Shown is the number of example tasks in each prompt, Machine of them
-	// drawn from the generated ones once there are any (defaults 8 and 2,
-	// as in the paper).
+	// drawn from the generated ones once there are any (when Shown is 0:
+	// 8, and 2 of them generated unless Machine is set, as in the paper).
 	Shown, Machine int
 	// Ask is the number of tasks the prompt asks for (default 20).
 	Ask int
@@ -196,8 +196,8 @@ var (
 // completion repeats it). Each task is "k. Instruction: …", optionally
 // "k. Input: …" ("<noinput>" for none) and "k. Output: …", tasks
 // separated by "###". A task with no instruction text comes back with an
-// empty Instruction; truncated says the completion was cut at its token
-// limit, which makes its last task unfinished.
+// empty Instruction (the caller drops it as unparsed, and the last task of
+// a completion cut at its token limit as truncated).
 func ParseTasks(completion string, next int) []Task {
 	text := completion
 	if loc := taskHead.FindStringIndex(completion); loc == nil || strings.TrimSpace(completion[:loc[0]]) != "" {
@@ -256,12 +256,12 @@ func (s *SelfInstruct) defaults() error {
 	}
 	if s.Shown <= 0 {
 		s.Shown = 8
+		if s.Machine == 0 {
+			s.Machine = 2
+		}
 	}
 	if s.Machine < 0 || s.Machine > s.Shown {
 		return fmt.Errorf("self-instruct: %d machine tasks of %d shown", s.Machine, s.Shown)
-	}
-	if s.Machine == 0 && s.Shown == 8 {
-		s.Machine = 2
 	}
 	if s.Ask <= 0 {
 		s.Ask = 20
