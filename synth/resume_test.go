@@ -102,3 +102,39 @@ func TestSelfInstructResume(t *testing.T) {
 		return r
 	})
 }
+
+// TestSelfInstructResumeTarget: the target is reached in the first unit of
+// a wave and the run is cut before the wave's second unit is written; the
+// resume still does that unit (its tasks counted over_target), so file and
+// counts equal the uninterrupted run's.
+func TestSelfInstructResumeTarget(t *testing.T) {
+	dir := t.TempDir()
+	run := func(out string, cut int64, resume bool) (*Stats, error) {
+		s := newScripted(t)
+		scriptSelfInstruct(s, 42)
+		s.dropAfter.Store(cut)
+		c, _ := s.serve(1) // one request at a time: w0.0's two, then w0.1's
+		r := selfInstructRun(out, 42)
+		r.Client, r.Target, r.Resume = c, 2, resume
+		return r.Run(context.Background())
+	}
+	ref := filepath.Join(dir, "ref.jsonl")
+	want, err := run(ref, 0, false)
+	if err != nil || want.Kept != 2 || want.Drops[DropOverTarget] == 0 {
+		t.Fatalf("reference: %v %+v", err, want)
+	}
+	out := filepath.Join(dir, "cut.jsonl")
+	if _, err := run(out, 2, false); err == nil {
+		t.Fatal("the cut run did not fail")
+	}
+	if n := len(readItems[Task](t, out)); n != 2 {
+		t.Fatalf("%d items before the resume, want the target's 2", n)
+	}
+	got, err := run(out, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readFile(t, out) != readFile(t, ref) || !reflect.DeepEqual(got.Drops, want.Drops) || got.Requests != want.Requests {
+		t.Errorf("resumed %v %d requests, want %v %d", got.Drops, got.Requests, want.Drops, want.Requests)
+	}
+}

@@ -320,7 +320,10 @@ func (s *SelfInstruct) Run(ctx context.Context) (*Stats, error) {
 func (s *SelfInstruct) waves(ctx context.Context, r *journal.Runner, st *selfState, resumed []Task) error {
 	r.Stats().Target = s.Target
 	ri := 0 // the next resumed task to join the state
-	for w := 0; w < s.MaxWaves && r.Stats().Kept < s.Target; w++ {
+	// a wave runs when fewer than Target were kept before it: counted from
+	// the waves before it, so a resumed run finishes a wave cut short even
+	// when its done units reached the target
+	for w := 0; w < s.MaxWaves && len(st.machine) < s.Target; w++ {
 		keys := make([]string, s.Wave)
 		for b := range keys {
 			keys[b] = fmt.Sprintf("w%d.%d", w, b)
