@@ -87,6 +87,9 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 		m.Output = m.Embed
 		m.Config.TiedEmbeddings = true
 	}
+	if c.NLayers <= 0 || c.NLayers > len(ts)/9 {
+		return nil, fmt.Errorf("%s: %d blocks, but the file holds %d tensors (each block has 9)", src, c.NLayers, len(ts))
+	}
 	m.Layers = make([]Layer, c.NLayers)
 	for i := range m.Layers {
 		l := &m.Layers[i]

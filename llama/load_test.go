@@ -75,6 +75,8 @@ func TestGGUFHyperparameters(t *testing.T) {
 		{"llama.context_length", uint32(1 << 31), "implausible"},
 		{"llama.context_length", uint64(MaxContextLen + 1), "implausible"},
 		{"llama.context_length", uint32(0), "must be positive"},
+		{"llama.block_count", uint32(1 << 30), "1073741824 blocks, but the file holds"},
+		{"llama.block_count", uint32(0), "0 blocks"},
 		{"llama.embedding_length", float32(64), "llama.embedding_length is float32"},
 		{"llama.attention.head_count_kv", "4", "llama.attention.head_count_kv is string"},
 		{"llama.rope.dimension_count", "8", "llama.rope.dimension_count is string"},
