@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"os"
@@ -100,6 +101,7 @@ to it unless GOMEMLIMIT is set.`,
 				return err
 			}
 			defer m.Close()
+			baseID := lora.Identify(m, cmp.Or(base, "stories260K (embedded)")) // recorded in the adapter files
 			tmpl, err := chat.Lookup(tmplName)
 			if err != nil {
 				return err
@@ -182,6 +184,7 @@ to it unless GOMEMLIMIT is set.`,
 				return nil
 			}
 			if res.Adapters != nil {
+				res.Adapters.Base = baseID
 				if err := lora.SavePEFT(out, res.Adapters, m.Config, base); err != nil {
 					return err
 				}
