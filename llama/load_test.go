@@ -9,6 +9,8 @@ import (
 
 	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/format/llama2c"
+	"github.com/herd-llm/herd/nn"
+	"github.com/herd-llm/herd/tensor"
 )
 
 const realGGUF = "../format/gguf/testdata/stories260K-llamacpp.gguf"
@@ -118,4 +120,85 @@ func TestLlama2cContextLength(t *testing.T) {
 	if _, err := FromLlama2c(ck.Path, ck); err == nil || !strings.Contains(err.Error(), "implausible") {
 		t.Errorf("seq_len 2^30: got %v, want an implausible-context error", err)
 	}
+}
+
+// tinyGGUF is a 1-block random model of width 16 as GGUF bytes.
+func tinyGGUF(t testing.TB) []byte {
+	c := Config{Dim: 16, NLayers: 1, NHeads: 2, NKVHeads: 1, FFNDim: 16, VocabSize: 8, ContextLen: 32, RopeTheta: 10000, NormEps: 1e-5}
+	m, err := Random(c, tensor.F16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := gguf.NewWriter()
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"general.architecture", "llama"}, {"llama.context_length", uint32(c.ContextLen)}, {"llama.embedding_length", uint32(c.Dim)},
+		{"llama.block_count", uint32(c.NLayers)}, {"llama.feed_forward_length", uint32(c.FFNDim)},
+		{"llama.attention.head_count", uint32(c.NHeads)}, {"llama.attention.head_count_kv", uint32(c.NKVHeads)},
+		{"llama.rope.freq_base", c.RopeTheta}, {"llama.attention.layer_norm_rms_epsilon", c.NormEps}} {
+		if err := w.Set(kv.k, kv.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mat := func(name string, l *nn.Linear) {
+		if err := w.AddTensor(name, l.DType, []uint64{uint64(l.In), uint64(l.Out)}, l.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vec := func(name string, v []float32) {
+		if err := w.AddTensor(name, tensor.F32, []uint64{uint64(len(v))}, tensor.BytesOfF32(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mat("token_embd.weight", m.Embed)
+	vec("output_norm.weight", m.OutNorm)
+	l := m.Layers[0]
+	vec("blk.0.attn_norm.weight", l.AttnNorm)
+	vec("blk.0.ffn_norm.weight", l.FFNNorm)
+	for name, lin := range map[string]*nn.Linear{"attn_q": l.Wq, "attn_k": l.Wk, "attn_v": l.Wv, "attn_output": l.Wo,
+		"ffn_gate": l.Gate, "ffn_up": l.Up, "ffn_down": l.Down} {
+		mat("blk.0."+name+".weight", lin)
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// FuzzFromGGUF builds models from arbitrary GGUF files: FromGGUF returns
+// an error or a model whose config is valid (hyperparameters finite and
+// in range, the context at most MaxContextLen) and that runs one token;
+// it never panics nor allocates by a metadata value alone.
+func FuzzFromGGUF(f *testing.F) {
+	tiny := tinyGGUF(f)
+	if p, err := gguf.Parse("tiny.gguf", tiny); err != nil {
+		f.Fatal(err)
+	} else if _, err := FromGGUF(p); err != nil {
+		f.Fatalf("the seed does not load: %v", err)
+	}
+	f.Add(tiny)
+	for _, at := range []int{40, 80, 120, 200, 260} {
+		b := bytes.Clone(tiny)
+		b[at] ^= 0xff
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		file, err := gguf.Parse("fuzz.gguf", b)
+		if err != nil {
+			return
+		}
+		m, err := FromGGUF(file)
+		if err != nil {
+			return
+		}
+		if err := m.Config.Validate(); err != nil || m.Config.ContextLen > MaxContextLen {
+			t.Fatalf("loaded a model of invalid config %+v: %v", m.Config, err)
+		}
+		var st State
+		if _, err := m.Forward(&st, m.NewKVCache(2), []int{0}, 0, false); err != nil {
+			t.Fatalf("a loaded model does not run: %v", err)
+		}
+	})
 }
