@@ -210,3 +210,23 @@ func TestPrepareBPE(t *testing.T) {
 		t.Error("a tokenizer.model was written for a BPE vocabulary")
 	}
 }
+
+// TestPrepareBOM checks that a UTF-8 byte-order mark opening a text or a
+// JSONL file is not part of the first document (in JSONL it made line 1
+// "not a JSON object").
+func TestPrepareBOM(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.txt"), []byte("\ufeff"+sentence))
+	write(t, filepath.Join(dir, "b.jsonl"), append([]byte("\ufeff"), jsonl(sentence+"two")...))
+	tok := tok512(t)
+	out := filepath.Join(dir, "out")
+	man, err := Prepare(Recipe{Sources: []Source{{Name: "s", Paths: []string{filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.jsonl")}}}}, tok, out, PrepareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range splitDocs(t, out, man.Train, tok) {
+		if !strings.HasPrefix(d, "The little cat") {
+			t.Errorf("document %q does not start with its text", d)
+		}
+	}
+}

@@ -167,6 +167,10 @@ const maxFile = 1 << 30
 // tokenized, so it costs no more memory than the limit.
 const DefaultMaxDoc = 16 << 20
 
+// utf8BOM is the byte-order mark some editors write at the start of a
+// UTF-8 file; it is not part of the first document.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
 // readCounts are what the reading of a source counts before the workers
 // see its documents.
 type readCounts struct {
@@ -203,7 +207,7 @@ func (s *Source) readDocs(path string, maxDoc int, emit func(doc string, raw int
 			c.tooLong(int64(len(b)) + n)
 			return nil
 		}
-		return emit(string(b), int64(len(b)))
+		return emit(string(bytes.TrimPrefix(b, utf8BOM)), int64(len(b)))
 	}
 	if len(b) > maxDoc {
 		rest, err := io.ReadAll(io.LimitReader(r, int64(maxFile-len(b))+1))
@@ -215,7 +219,7 @@ func (s *Source) readDocs(path string, maxDoc int, emit func(doc string, raw int
 	if len(b) > maxFile {
 		return fmt.Errorf("%s: larger than %d MiB of text: split it into files or use JSONL", path, maxFile>>20)
 	}
-	text := string(b)
+	text := string(bytes.TrimPrefix(b, utf8BOM))
 	raw := int64(len(b))
 	b = nil
 	var docs []string
@@ -272,6 +276,9 @@ func (s *Source) readJSONL(path string, br *bufio.Reader, maxDoc int, emit func(
 		if over {
 			c.tooLong(n)
 		} else if b := bytes.TrimSpace(buf); len(b) > 0 {
+			if line == 1 {
+				b = bytes.TrimPrefix(b, utf8BOM)
+			}
 			if !utf8.Valid(b) {
 				c.InvalidUTF8++
 			}
