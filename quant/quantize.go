@@ -132,7 +132,8 @@ func File(in *gguf.File, out string, opt Options) (*Result, error) {
 // build (llama.FromGGUF: hyperparameters, shapes, block scales) and its
 // tokenizer, when the metadata holds one, must load and match the
 // vocabulary (checkpoint.TokenizerFromGGUF), as herd run loads them.
-// Other architectures, which herd cannot run, get the structural checks.
+// Other architectures, and LLaMA mixtures of experts (Mixtral), which
+// herd cannot run, get the structural checks only.
 func Validate(in *gguf.File) error {
 	for _, t := range in.Tensors {
 		for i, d := range t.Dims {
@@ -143,6 +144,9 @@ func Validate(in *gguf.File) error {
 	}
 	if arch, _ := in.GetString("general.architecture"); arch != "llama" {
 		return nil
+	}
+	if n, _ := in.GetUint("llama.expert_count"); n > 0 {
+		return nil // a mixture of experts (Mixtral): llama.cpp's mix rules know it, herd's model does not
 	}
 	m, err := llama.FromGGUF(in)
 	if err != nil {
