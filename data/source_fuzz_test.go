@@ -21,39 +21,37 @@ func FuzzReadJSONL(f *testing.F) {
 
 // checkReadJSONL is FuzzReadJSONL's check of one input.
 func checkReadJSONL(t *testing.T, b []byte, limit int) {
-	{
-		limit = 1 + abs(limit)%4096
-		s := &Source{Name: "fuzz"}
-		var docs []string
-		var c readCounts
-		err := s.readJSONL("fuzz.jsonl", bufio.NewReaderSize(bytes.NewReader(b), 16), limit, func(doc string, raw int64) error {
-			docs = append(docs, doc)
-			return nil
-		}, &c)
-		// rows that are each one JSON object with a string "text"
-		var want []string
-		for i, line := range bytes.Split(b, []byte("\n")) {
-			line = bytes.TrimSpace(line)
-			if i == 0 {
-				line = bytes.TrimPrefix(line, utf8BOM)
-			}
-			if len(line) == 0 {
-				continue
-			}
-			var row map[string]json.RawMessage
-			var text string
-			if json.Unmarshal(line, &row) != nil || json.Unmarshal(row["text"], &text) != nil || len(line) > limit {
-				return // not a file of good rows within the limit: only the absence of a panic is checked
-			}
-			want = append(want, text)
+	limit = 1 + abs(limit)%4096
+	s := &Source{Name: "fuzz"}
+	var docs []string
+	var c readCounts
+	err := s.readJSONL("fuzz.jsonl", bufio.NewReaderSize(bytes.NewReader(b), 16), limit, func(doc string, raw int64) error {
+		docs = append(docs, doc)
+		return nil
+	}, &c)
+	// rows that are each one JSON object with a string "text"
+	var want []string
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if i == 0 {
+			line = bytes.TrimPrefix(line, utf8BOM)
 		}
-		if err != nil || len(docs) != len(want) || c.TooLong != 0 {
-			t.Fatalf("%d good rows: %d documents, %d too long, %v", len(want), len(docs), c.TooLong, err)
+		if len(line) == 0 {
+			continue
 		}
-		for i := range docs {
-			if docs[i] != want[i] {
-				t.Fatalf("row %d: %q, want %q", i, docs[i], want[i])
-			}
+		var row map[string]json.RawMessage
+		var text string
+		if json.Unmarshal(line, &row) != nil || json.Unmarshal(row["text"], &text) != nil || len(line) > limit {
+			return // not a file of good rows within the limit: only the absence of a panic is checked
+		}
+		want = append(want, text)
+	}
+	if err != nil || len(docs) != len(want) || c.TooLong != 0 {
+		t.Fatalf("%d good rows: %d documents, %d too long, %v", len(want), len(docs), c.TooLong, err)
+	}
+	for i := range docs {
+		if docs[i] != want[i] {
+			t.Fatalf("row %d: %q, want %q", i, docs[i], want[i])
 		}
 	}
 }
