@@ -251,34 +251,38 @@ func (s *Source) readJSONL(path string, br *bufio.Reader, maxDoc int, emit func(
 	}
 	var buf []byte
 	for line := 1; ; line++ {
+		// the row: its first maxDoc+1 bytes kept (a row of maxDoc and its
+		// newline), its length and whether it holds anything but
+		// whitespace counted to its end
 		buf = buf[:0]
-		over := false
+		nonBlank := false
 		var n int64
 		var err error
 		for {
 			var chunk []byte
 			chunk, err = br.ReadSlice('\n')
 			n += int64(len(chunk))
-			if !over {
-				if len(buf)+len(chunk) > maxDoc+1 {
-					over, buf = true, buf[:0]
-				} else {
-					buf = append(buf, chunk...)
-				}
+			if len(bytes.TrimSpace(chunk)) > 0 {
+				nonBlank = true
+			}
+			if room := maxDoc + 1 - len(buf); room > 0 {
+				buf = append(buf, chunk[:min(len(chunk), room)]...)
 			}
 			if err != bufio.ErrBufferFull {
 				break
 			}
 		}
+		size := n
+		if err == nil {
+			size-- // the newline
+		}
+		over := size > int64(maxDoc)
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("%s:%d: %w", path, line, err)
 		}
-		if over {
+		if over && nonBlank {
 			c.tooLong(n)
-		} else if b := bytes.TrimSpace(buf); len(b) > 0 {
-			if line == 1 {
-				b = bytes.TrimPrefix(b, utf8BOM)
-			}
+		} else if b := bytes.TrimSpace(bom(buf, line)); len(b) > 0 && !over {
 			if !utf8.Valid(b) {
 				c.InvalidUTF8++
 			}
@@ -294,6 +298,14 @@ func (s *Source) readJSONL(path string, br *bufio.Reader, maxDoc int, emit func(
 			return nil
 		}
 	}
+}
+
+// bom drops the byte-order mark from the first line of a file.
+func bom(b []byte, line int) []byte {
+	if line == 1 {
+		return bytes.TrimPrefix(b, utf8BOM)
+	}
+	return b
 }
 
 // rowText is the string in field of one JSONL row.
