@@ -297,10 +297,33 @@ func parseRow(raw []byte) (*Example, error) {
 	if err := json.Unmarshal(raw, &row); err != nil {
 		return nil, &RowError{Msg: "not a JSON object: " + err.Error()}
 	}
-	has := func(k string) bool { _, ok := row[k]; return ok }
 	if err := preference(row); err != nil {
 		return nil, err
 	}
+	ex, err := fromLayout(row)
+	if err != nil {
+		return nil, err
+	}
+	if replaced(raw, ex) {
+		return nil, &RowError{Msg: "a \\uD800-\\uDFFF escape without its pair (a lone UTF-16 surrogate), which JSON decoding replaces with U+FFFD: herd does not replace it silently"}
+	}
+	return ex, nil
+}
+
+// replaced reports whether ex holds a U+FFFD that raw does not: one that
+// decoding the JSON made of an unpaired surrogate escape.
+func replaced(raw []byte, ex *Example) bool {
+	for _, m := range ex.Messages {
+		if strings.ContainsRune(m.Content, utf8.RuneError) {
+			return !bytes.Contains(raw, []byte("\uFFFD")) && !bytes.Contains(bytes.ToLower(raw), []byte(`\ufffd`))
+		}
+	}
+	return false
+}
+
+// fromLayout detects a row's layout by its fields and converts it.
+func fromLayout(row map[string]json.RawMessage) (*Example, error) {
+	has := func(k string) bool { _, ok := row[k]; return ok }
 	switch {
 	case has("conversations"):
 		return shareGPT(row)

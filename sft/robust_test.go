@@ -75,6 +75,18 @@ func TestInvalidUTF8(t *testing.T) {
 	if err != nil || len(exs) != 2 || r.Bad() != 1 {
 		t.Errorf("skipping: %d examples, %d bad, err %v; want 2 and 1", len(exs), r.Bad(), err)
 	}
+	// a lone surrogate escape decodes to U+FFFD: refused too; a U+FFFD
+	// the file itself holds is kept
+	lone := `{"instruction": "x\ud800y", "output": "z"}`
+	if _, _, err := readAll(t, writeData(t, "lone.jsonl", lone+"\n"), false); err == nil || !strings.Contains(err.Error(), "lone UTF-16 surrogate") {
+		t.Errorf("a lone surrogate escape: %v", err)
+	}
+	for _, ok := range []string{`{"instruction": "x\ufffdy", "output": "z"}`, `{"instruction": "x` + "\ufffd" + `y", "output": "z"}`,
+		`{"instruction": "\ud83d\ude00", "output": "z"}`} {
+		if exs, _, err := readAll(t, writeData(t, "ok.jsonl", ok+"\n"), false); err != nil || len(exs) != 1 {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
 }
 
 // TestPreferenceRowsRefused checks that KTO rows (messages + a boolean
