@@ -30,7 +30,7 @@ func TestPrepareBinaryAndDefects(t *testing.T) {
 	write(t, filepath.Join(dir, "bin", "nul.txt"), []byte(strings.Repeat(sentence, 4)+"\x00"+sentence))
 	write(t, filepath.Join(dir, "bin", "latin1.txt"), []byte(strings.Repeat(sentence, 3)+"caf\xe9 "+sentence))
 	write(t, filepath.Join(dir, "rows.jsonl"), append(jsonl(sentence+" one", sentence+"\x00 two"),
-		[]byte(`{"text": "`+sentence+` caf`+"\xe9"+` three"}`+"\n")...))
+		[]byte(`{"text": "`+sentence+` caf`+"\xe9"+` three"}`+"\n"+`{"text": "`+sentence+` four \udc00"}`+"\n")...))
 	r := Recipe{Sources: []Source{
 		{Name: "files", Paths: []string{filepath.Join(dir, "bin")}},
 		{Name: "rows", Paths: []string{filepath.Join(dir, "rows.jsonl")}},
@@ -44,8 +44,8 @@ func TestPrepareBinaryAndDefects(t *testing.T) {
 	if f.Docs != 3 || f.Kept != 2 || f.Dropped[ReasonBinary] != 1 || f.NULDocs != 1 || f.InvalidUTF8Docs != 1 {
 		t.Errorf("files: %+v; want 3 read, 2 kept, 1 binary, 1 with NUL, 1 with invalid UTF-8", f)
 	}
-	if rows.Docs != 3 || rows.Kept != 3 || rows.NULDocs != 1 || rows.InvalidUTF8Docs != 1 {
-		t.Errorf("rows: %+v; want 3 read and kept, 1 with NUL, 1 with invalid UTF-8", rows)
+	if rows.Docs != 4 || rows.Kept != 4 || rows.NULDocs != 1 || rows.InvalidUTF8Docs != 2 {
+		t.Errorf("rows: %+v; want 4 read and kept, 1 with NUL, 2 with invalid UTF-8 (a byte, a lone surrogate escape)", rows)
 	}
 	for _, want := range []string{"binary", "had_nul", "bad_utf8"} {
 		if !strings.Contains(log.String(), want) {

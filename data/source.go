@@ -283,12 +283,12 @@ func (s *Source) readJSONL(path string, br *bufio.Reader, maxDoc int, emit func(
 		if over && nonBlank {
 			c.tooLong(n)
 		} else if b := bytes.TrimSpace(bom(buf, line)); len(b) > 0 && !over {
-			if !utf8.Valid(b) {
-				c.InvalidUTF8++
-			}
 			text, err := rowText(b, field)
 			if err != nil {
 				return fmt.Errorf("%s:%d: %w", path, line, err)
+			}
+			if !utf8.Valid(b) || surrogate(b, text) {
+				c.InvalidUTF8++
 			}
 			if err := emit(text, n); err != nil {
 				return err
@@ -306,6 +306,13 @@ func bom(b []byte, line int) []byte {
 		return bytes.TrimPrefix(b, utf8BOM)
 	}
 	return b
+}
+
+// surrogate reports whether text holds a U+FFFD that its JSON row b does
+// not: one decoding made of an unpaired \uD800-\uDFFF escape.
+func surrogate(b []byte, text string) bool {
+	return strings.ContainsRune(text, utf8.RuneError) && !bytes.Contains(b, []byte("\uFFFD")) &&
+		!bytes.Contains(bytes.ToLower(b), []byte(`\ufffd`))
 }
 
 // rowText is the string in field of one JSONL row.
