@@ -5,9 +5,17 @@ package llama
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 )
+
+// MaxContextLen is the longest context a model file may claim: 2^20
+// positions, the longest any published LLaMA-architecture model was
+// trained for (Gradient's Llama-3-8B-Instruct-1048k claims 1,048,576).
+// Beyond it a file's claim is taken as corrupt or hostile: a context of
+// 2^31 would size a KV cache of terabytes from a single metadata value.
+const MaxContextLen = 1 << 20
 
 // RopeLayout says which elements of a head RoPE rotates together.
 type RopeLayout int
@@ -54,8 +62,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: head dim %d is odd; RoPE rotates pairs", c.HeadDim())
 	case c.ContextLen <= 0:
 		return fmt.Errorf("config: context length %d must be positive", c.ContextLen)
+	case c.ContextLen > MaxContextLen:
+		return fmt.Errorf("config: context length %d is implausible: herd accepts at most %d positions (2^20, the longest any published LLaMA model claims)",
+			c.ContextLen, MaxContextLen)
 	case !(c.NormEps > 0) || !(c.RopeTheta > 0):
 		return fmt.Errorf("config: norm epsilon %g and rope theta %g must be positive", c.NormEps, c.RopeTheta)
+	case math.IsInf(float64(c.NormEps), 0) || c.NormEps >= 1:
+		return fmt.Errorf("config: norm epsilon %g is outside (0, 1); RMSNorm adds it to a mean square (LLaMA uses 1e-5 or 1e-6)", c.NormEps)
+	case math.IsInf(float64(c.RopeTheta), 0) || c.RopeTheta <= 1:
+		return fmt.Errorf("config: rope theta %g must be finite and above 1 (LLaMA uses 10000, Llama 3 500000)", c.RopeTheta)
 	}
 	return nil
 }

@@ -74,6 +74,10 @@ type Adapter struct {
 type Set struct {
 	Config   Config
 	Adapters []Adapter
+	// Base names the model the set was trained on, when known (herd's
+	// files record it; other tools' files may not). CheckBase compares it
+	// with a model.
+	Base *BaseID
 }
 
 // module returns the Linear of layer l called name.

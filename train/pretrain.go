@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
@@ -62,7 +63,7 @@ type run struct {
 	opt     Options
 	log     io.Writer
 	m       *llama.Model
-	tok     *tokenizer.SPM
+	tok     tokenizer.Tokenizer
 	man     *data.Manifest
 	train   *data.Loader
 	val     *data.Loader
@@ -119,12 +120,8 @@ func (ru *run) setup() error {
 	}
 	ru.man = man
 	tokPath := filepath.Join(r.Data, man.Tokenizer.File)
-	tb, err := os.ReadFile(tokPath)
-	if err != nil {
+	if ru.tok, err = checkpoint.OpenTokenizer(tokPath, 0); err != nil { // tokenizer.model or tokenizer.gguf
 		return fmt.Errorf("data directory %s: tokenizer: %w", r.Data, err)
-	}
-	if ru.tok, err = tokenizer.FromModelProto(tb); err != nil {
-		return fmt.Errorf("%s: %w", tokPath, err)
 	}
 	if err := os.MkdirAll(r.Out, 0o755); err != nil {
 		return err

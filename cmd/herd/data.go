@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
-	"github.com/herd-llm/herd/format/llama2c"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -43,9 +40,12 @@ train/validation split and a manifest.json, for herd pretrain.
 The inputs are one source; a YAML recipe (--recipe) mixes several with
 weights, e.g. the LLaMA paper's (data/recipes/llama.yaml). Flags override
 the recipe. Counts of documents kept and dropped, per reason, are printed
-and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
-.model, a llama2.c tokenizer.bin or a GGUF) defaults to the embedded
-512-piece tok512.`,
+and saved in the manifest; so are documents dropped as binary or as longer
+than --max-doc-bytes (before they are cleaned or tokenized), and those
+that held NUL bytes or invalid UTF-8 (repaired). The tokenizer
+(--tokenizer: anything herd tokenize reads — a SentencePiece .model, a
+tokenizer.json, a directory with encoder.json + vocab.bpe, a GGUF, a
+llama2.c tokenizer.bin) defaults to the embedded 512-piece tok512.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r data.Recipe
 			if recipePath != "" {
@@ -91,7 +91,7 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 	fl := cmd.Flags()
 	fl.StringVar(&recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
 	fl.StringVarP(&out, "output", "o", "", "output directory")
-	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, llama2.c tokenizer.bin or GGUF (default: embedded tok512)")
+	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, tokenizer.json, a directory (encoder.json + vocab.bpe), GGUF or llama2.c tokenizer.bin (default: embedded tok512)")
 	fl.StringArrayVar(&val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
 	fl.StringVar(&src.Format, "format", "", "input format: text or jsonl (default: by extension)")
 	fl.StringVar(&src.TextField, "text-field", "", "JSONL field holding the text (default text)")
@@ -111,6 +111,8 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 	fl.Float64Var(&f.Clean.MinScriptFraction, "min-script", 0, "share of letters that must be in --scripts")
 	fl.BoolVar(&f.Clean.NoDedup, "no-dedup", false, "keep exact duplicates")
 	fl.Float64Var(&f.Clean.NearDedup, "near-dedup", 0, "drop near-duplicates above this Jaccard similarity (MinHash LSH; 0: off)")
+	fl.IntVar(&f.Clean.MaxDocBytes, "max-doc-bytes", data.DefaultMaxDoc, "drop (and count) documents and JSONL rows longer than this many bytes, before cleaning or tokenizing")
+	fl.Float64Var(&f.Clean.MaxBinaryFraction, "max-binary", 0, "drop documents with a larger share of NUL, control or invalid UTF-8 bytes (0: 0.1; 1: off)")
 	return cmd
 }
 
@@ -125,6 +127,7 @@ func overrideData(fs *pflag.FlagSet, r, f *data.Recipe) {
 		"max-dup-lines": func() { r.Clean.MaxDupLineFraction = f.Clean.MaxDupLineFraction },
 		"scripts":       func() { r.Clean.Scripts = f.Clean.Scripts }, "min-script": func() { r.Clean.MinScriptFraction = f.Clean.MinScriptFraction },
 		"no-dedup": func() { r.Clean.NoDedup = f.Clean.NoDedup }, "near-dedup": func() { r.Clean.NearDedup = f.Clean.NearDedup },
+		"max-doc-bytes": func() { r.Clean.MaxDocBytes = f.Clean.MaxDocBytes }, "max-binary": func() { r.Clean.MaxBinaryFraction = f.Clean.MaxBinaryFraction },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if s, ok := set[fl.Name]; ok {
@@ -133,27 +136,14 @@ func overrideData(fs *pflag.FlagSet, r, f *data.Recipe) {
 	})
 }
 
-// loadDataTokenizer reads a tokenizer file of any kind herd knows; a
-// llama2.c tokenizer.bin gets its vocabulary size from its own length.
-// An empty path is the embedded tok512.
-func loadDataTokenizer(path string) (*tokenizer.SPM, error) {
+// loadDataTokenizer reads a tokenizer of any kind herd knows, with the
+// loader every command uses (checkpoint.OpenTokenizer: a llama2.c
+// tokenizer.bin gets its vocabulary size from its own length). An empty
+// path is the embedded tok512.
+func loadDataTokenizer(path string) (tokenizer.Tokenizer, error) {
 	if path == "" {
 		_, tok, err := checkpoint.Default()
 		return tok, err
 	}
-	vocab := 0
-	if ext := strings.ToLower(filepath.Ext(path)); ext != ".model" && ext != ".gguf" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		if !strings.HasPrefix(string(b), "GGUF") {
-			t, err := llama2c.ParseTokenizer(path, b, 0)
-			if err != nil {
-				return nil, err
-			}
-			vocab = len(t.Pieces)
-		}
-	}
-	return checkpoint.LoadTokenizer(path, vocab)
+	return checkpoint.OpenTokenizer(path, 0)
 }

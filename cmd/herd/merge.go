@@ -16,7 +16,7 @@ func mergeCmd() *cobra.Command {
 	var (
 		loras             []string
 		out, tokPath, txt string
-		ties              bool
+		ties, forceBase   bool
 		density           float64
 		threads           int
 	)
@@ -51,7 +51,7 @@ merged model from the base carrying the adapters unmerged, over --eval
 				if err != nil {
 					return err
 				}
-				set, err := lora.Load(path, m.Config)
+				set, err := loadLoRA(m, path, forceBase)
 				if err != nil {
 					return err
 				}
@@ -103,6 +103,7 @@ merged model from the base carrying the adapters unmerged, over --eval
 	f.StringVarP(&out, "output", "o", "", "output GGUF file")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
 	f.BoolVar(&ties, "ties", false, "TIES-merging instead of a weighted sum")
+	f.BoolVar(&forceBase, "lora-any-base", false, "merge adapters even into a model other than the one they were trained on")
 	f.Float64Var(&density, "density", 0.5, "TIES: share of each change kept (largest magnitudes)")
 	f.StringVar(&txt, "eval", "", "text for the KL divergence of a requantized merge")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"os"
@@ -26,7 +27,7 @@ func sftCmd() *cobra.Command {
 		base, tokPath, data, tmplName string
 		out, overflow, baseType, embT string
 		targets, valData              string
-		ctx, threads                  int
+		ctx, threads, maxRow          int
 		skipBad, quiet, pack          bool
 		config                        string
 		valSplit                      float64
@@ -42,8 +43,9 @@ covers the assistant's tokens only, every assistant turn of a conversation.
 An example longer than --ctx is dropped or split (--overflow), and counted.
 Several files mix (TÜLU): FILE:COUNT takes COUNT samples of a file, a
 random subset or repeats.
-A malformed row stops the run with its file:line and field unless
---skip-bad is given.
+A malformed row (invalid UTF-8, a preference label) stops the run with
+its file:line and field unless --skip-bad is given; a row longer than
+--max-row-bytes is skipped unparsed and counted.
 
 Methods: full (every weight trains), lora (low-rank adapters on a frozen
 base of any dtype herd reads), qlora (the base's block matrices stored as
@@ -99,6 +101,7 @@ to it unless GOMEMLIMIT is set.`,
 				return err
 			}
 			defer m.Close()
+			baseID := lora.Identify(m, cmp.Or(base, "stories260K (embedded)")) // recorded in the adapter files
 			tmpl, err := chat.Lookup(tmplName)
 			if err != nil {
 				return err
@@ -106,7 +109,7 @@ to it unless GOMEMLIMIT is set.`,
 			if ctx <= 0 {
 				ctx = m.Config.ContextLen
 			}
-			enc := &sft.Encoder{Tok: tok, Template: tmpl, Ctx: ctx}
+			enc := &sft.Encoder{Tok: tok, Template: tmpl, Ctx: ctx, MaxRow: maxRow}
 			switch overflow {
 			case "drop":
 			case "split":
@@ -181,6 +184,7 @@ to it unless GOMEMLIMIT is set.`,
 				return nil
 			}
 			if res.Adapters != nil {
+				res.Adapters.Base = baseID
 				if err := lora.SavePEFT(out, res.Adapters, m.Config, base); err != nil {
 					return err
 				}
@@ -212,6 +216,7 @@ to it unless GOMEMLIMIT is set.`,
 	f.IntVar(&ctx, "ctx", 0, "longest sample in tokens (0: the model's context)")
 	f.StringVar(&overflow, "overflow", "drop", "an example longer than --ctx: drop or split")
 	f.BoolVar(&skipBad, "skip-bad", false, "skip and count malformed rows instead of stopping")
+	f.IntVar(&maxRow, "max-row-bytes", sft.DefaultMaxRow, "skip (and count) dataset rows longer than this many bytes before parsing them (-1: no limit)")
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
 	f.IntVar(&o.Batch, "batch", 8, "examples per step (with --pack: rows of --ctx tokens)")
 	f.BoolVar(&pack, "pack", false, "fill each row of a batch with examples up to --ctx tokens (each still attends only to itself)")
