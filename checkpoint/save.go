@@ -88,20 +88,7 @@ func TokenizerMetadata(tok tokenizer.Tokenizer) ([]KV, error) {
 func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOptions) error {
 	c := m.Config
 	w := gguf.NewWriter()
-	kv := []KV{
-		{"general.architecture", "llama"},
-		{"general.name", opt.Name},
-		{"llama.context_length", uint32(c.ContextLen)},
-		{"llama.embedding_length", uint32(c.Dim)},
-		{"llama.block_count", uint32(c.NLayers)},
-		{"llama.feed_forward_length", uint32(c.FFNDim)},
-		{"llama.rope.dimension_count", uint32(c.HeadDim())},
-		{"llama.attention.head_count", uint32(c.NHeads)},
-		{"llama.attention.head_count_kv", uint32(c.NKVHeads)},
-		{"llama.attention.layer_norm_rms_epsilon", c.NormEps},
-		{"llama.rope.freq_base", c.RopeTheta},
-		{"llama.vocab_size", uint32(c.VocabSize)},
-	}
+	kv := modelMetadata(c, opt.Name)
 	if c.Rope != llama.RopeInterleaved {
 		return fmt.Errorf("save %s: GGUF llama models use interleaved RoPE; permute the q/k weights first", path)
 	}

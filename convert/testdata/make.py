@@ -185,7 +185,7 @@ def hf_dir(name, cfg, sd, fmt, norm_head=False, tokenizer=False):
         write_json(os.path.join(d, "tokenizer_config.json"), {
             "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True,
             "chat_template": "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"})
-        write_json(os.path.join(d, "generation_config.json"), {"bos_token_id": 1, "eos_token_id": [2, 5]})
+        write_json(os.path.join(d, "generation_config.json"), {"bos_token_id": 1, "eos_token_id": [5, 2]})
     write_reference(d, hf_forward(cfg, sd, TOKENS, norm_head))
 
 
