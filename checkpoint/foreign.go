@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"fmt"
+	"runtime"
 
 	conv "github.com/herd-llm/herd/convert"
 	"github.com/herd-llm/herd/format/gguf"
@@ -80,6 +81,9 @@ func ConvertGGUF(path string, src *conv.Source, opt ConvertOptions) error {
 		dt := outDType(t, opt)
 		total += tensorSize(dt, t.Dims)
 		fill := func() ([]byte, error) {
+			// the previous tensor is garbage now: collect it, so the heap
+			// holds one tensor rather than the several GOGC would allow
+			runtime.GC()
 			b, err := t.Read()
 			if err == nil {
 				b, err = recode(b, t.DType, dt, int(t.Dims[0]))

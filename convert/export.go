@@ -17,10 +17,10 @@ import (
 
 // HFOptions control WriteHF.
 type HFOptions struct {
-	// DType is the dtype of the written matrices: tensor.F32, F16 or BF16;
-	// 0 keeps each F32, F16 or BF16 weight as it is and widens quantized
-	// ones to F32. Norm weights are always F32.
-	DType tensor.DType
+	// DType is the dtype of the written matrices: safetensors.F32, F16 or
+	// BF16; "" keeps each F32, F16 or BF16 weight as it is and widens
+	// quantized ones to F32. Norm weights are always F32.
+	DType safetensors.DType
 	// MaxShardBytes splits the weights into model-0000i-of-0000n.safetensors
 	// files of at most this many bytes (a tensor larger than it gets a file
 	// of its own) with model.safetensors.index.json; 0 writes one
@@ -130,7 +130,20 @@ func torchDType(ts []hfTensor) string {
 }
 
 // hfTensors lists m's weights under transformers' names.
-func hfTensors(m *llama.Model, dt tensor.DType) ([]hfTensor, error) {
+func hfTensors(m *llama.Model, sdt safetensors.DType) ([]hfTensor, error) {
+	var dt tensor.DType
+	switch sdt {
+	case "":
+		dt = keepDType
+	case safetensors.F32:
+		dt = tensor.F32
+	case safetensors.F16:
+		dt = tensor.F16
+	case safetensors.BF16:
+		dt = tensor.BF16
+	default:
+		return nil, fmt.Errorf("safetensors weights are F32, F16 or BF16, not %s", sdt)
+	}
 	c := m.Config
 	var ts []hfTensor
 	var err error
@@ -171,10 +184,14 @@ func hfTensors(m *llama.Model, dt tensor.DType) ([]hfTensor, error) {
 	return ts, err
 }
 
+// keepDType asks hfMatrix to keep a weight's own float type.
+const keepDType = tensor.DType(1<<32 - 1)
+
 // hfMatrix is a weight as transformers stores it: [Out, In] of dt (or its
-// own float type), rows permuted to rotate-half order when heads > 0.
+// own float type for keepDType), rows permuted to rotate-half order when
+// heads > 0.
 func hfMatrix(name string, l *nn.Linear, dt tensor.DType, heads, hd int) (hfTensor, error) {
-	if dt == 0 {
+	if dt == keepDType {
 		dt = l.DType
 		if dt != tensor.F16 && dt != tensor.BF16 {
 			dt = tensor.F32

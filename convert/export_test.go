@@ -143,7 +143,7 @@ func TestExportRoundTrip(t *testing.T) {
 func TestExportF16(t *testing.T) {
 	m, tok, _ := openModel(t, "testdata/llama_bin")
 	out := filepath.Join(t.TempDir(), "hf")
-	if err := WriteHF(out, m, tok, HFOptions{DType: tensor.F16}); err != nil {
+	if err := WriteHF(out, m, tok, HFOptions{DType: safetensors.F16}); err != nil {
 		t.Fatal(err)
 	}
 	m2, _, _ := openModel(t, out)

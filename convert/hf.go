@@ -116,7 +116,8 @@ func readHFConfig(path string) (hfConfig, llama.Config, error) {
 	return h, c, nil
 }
 
-// hfNames maps the per-layer tensor names of a Hugging Face LLaMA to GGUF's.
+// hfNames maps the per-layer tensor names of a Hugging Face LLaMA to GGUF's,
+// in the order checkpoint.SaveGGUF writes them.
 var hfNames = []struct{ hf, gguf string }{
 	{"input_layernorm.weight", "attn_norm.weight"},
 	{"self_attn.q_proj.weight", "attn_q.weight"},
@@ -125,8 +126,8 @@ var hfNames = []struct{ hf, gguf string }{
 	{"self_attn.o_proj.weight", "attn_output.weight"},
 	{"post_attention_layernorm.weight", "ffn_norm.weight"},
 	{"mlp.gate_proj.weight", "ffn_gate.weight"},
-	{"mlp.up_proj.weight", "ffn_up.weight"},
 	{"mlp.down_proj.weight", "ffn_down.weight"},
+	{"mlp.up_proj.weight", "ffn_up.weight"},
 }
 
 // openHF opens a Hugging Face model directory.

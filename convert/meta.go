@@ -50,8 +50,8 @@ var metaNames = []struct {
 	{"attention.wo.weight", "attn_output.weight", 1},
 	{"ffn_norm.weight", "ffn_norm.weight", -1},
 	{"feed_forward.w1.weight", "ffn_gate.weight", 0},
-	{"feed_forward.w3.weight", "ffn_up.weight", 0},
 	{"feed_forward.w2.weight", "ffn_down.weight", 1},
+	{"feed_forward.w3.weight", "ffn_up.weight", 0},
 }
 
 // openMeta opens Meta's layout: params.json, consolidated.NN.pth and

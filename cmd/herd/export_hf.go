@@ -8,6 +8,7 @@ import (
 	"github.com/herd-llm/herd/checkpoint"
 	conv "github.com/herd-llm/herd/convert"
 	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/format/safetensors"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/tensor"
 	"github.com/spf13/cobra"
@@ -37,8 +38,13 @@ func exportHF(cmd *cobra.Command, in, out, tokPath string, h hfExportFlags) erro
 	defer m.Close()
 	var opt conv.HFOptions
 	if h.dtype != "" {
-		if opt.DType, err = tensor.ParseDType(h.dtype); err != nil {
+		dt, err := tensor.ParseDType(h.dtype)
+		if err != nil {
 			return err
+		}
+		names := map[tensor.DType]safetensors.DType{tensor.F32: safetensors.F32, tensor.F16: safetensors.F16, tensor.BF16: safetensors.BF16}
+		if opt.DType = names[dt]; opt.DType == "" {
+			return fmt.Errorf("--dtype %s: safetensors weights are f32, f16 or bf16", h.dtype)
 		}
 	}
 	if h.maxShard != "" {
