@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/herd-llm/herd/checkpoint"
 	conv "github.com/herd-llm/herd/convert"
@@ -96,7 +97,9 @@ func convertDir(cmd *cobra.Command, dir, out, tokPath, dtype, name string) error
 			return err
 		}
 	}
-	bar := progressbar.DefaultBytes(src.TotalBytes(), "convert")
+	bar := progressbar.NewOptions64(src.TotalBytes(), progressbar.OptionSetWriter(cmd.ErrOrStderr()), progressbar.OptionSetDescription("convert"),
+		progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionSetWidth(25),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetPredictTime(true))
 	opt.Progress = func(done, total int64) {
 		bar.ChangeMax64(total)
 		_ = bar.Set64(done)

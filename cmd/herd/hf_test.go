@@ -48,3 +48,15 @@ func TestHFInOut(t *testing.T) {
 		t.Errorf("a 512-token tokenizer for a 48-token model: err = %v", err)
 	}
 }
+
+// TestHFDirTemplate: chat and serve take a checkpoint directory's
+// tokenizer_config.json chat_template.
+func TestHFDirTemplate(t *testing.T) {
+	tp, err := templateFor("../../convert/testdata/llama_st", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Name == "raw" || !strings.Contains(tp.Name, "tokenizer_config.json") {
+		t.Errorf("template %q from %q, want the directory's", tp.Name, tp.Origin)
+	}
+}

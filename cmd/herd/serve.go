@@ -159,8 +159,8 @@ func loadServed(arg, tokPath, template string, loras []string, cfg generate.Sche
 
 // templateFor picks a model's chat template: the one named (a built-in
 // name, or a Hugging Face tokenizer_config.json file with a chat_template),
-// else the GGUF file's own tokenizer.chat_template, else raw (messages
-// joined as text).
+// else the GGUF file's own tokenizer.chat_template (or a checkpoint
+// directory's tokenizer_config.json's), else raw (messages joined as text).
 func templateFor(path, name string) (*chat.Template, error) {
 	if strings.HasSuffix(name, ".json") {
 		data, err := os.ReadFile(name)
@@ -171,6 +171,9 @@ func templateFor(path, name string) (*chat.Template, error) {
 	}
 	if name != "" {
 		return chat.Lookup(name)
+	}
+	if p := filepath.Join(path, "tokenizer_config.json"); path != "" && hasChatTemplate(p) {
+		return templateFor(path, p) // a Hugging Face directory's own template
 	}
 	if kind, _ := llama.Format(path); path != "" && kind == "gguf" {
 		f, err := gguf.Open(path)
