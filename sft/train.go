@@ -31,7 +31,8 @@ type Options struct {
 	LoRA     lora.Config  // lora and qlora
 	BaseType tensor.DType // qlora: the frozen base's dtype (0: NF4)
 	// EmbedTensors are the tensors the embed method trains: "embed",
-	// "output" or both.
+	// "output" or both (none given: the embedding, and the output head
+	// unless it is tied to the embedding).
 	EmbedTensors []string
 	EmbedLoRA    bool // embed: train LoRA adapters (Options.LoRA) as well
 	// PrefixLen and PrefixLayers shape the adapter method's adaption
