@@ -74,6 +74,7 @@ func (s *Session) Continue(max int, smp *Sampler, emit func([]byte) error) (Stat
 	var st Stats
 	start := time.Now()
 	defer func() { st.GenTime = time.Since(start) }()
+	smp.Begin()
 	for st.GenTokens < max {
 		if len(s.history) >= s.cache.Cap {
 			st.ContextFull = true
@@ -85,7 +86,10 @@ func (s *Session) Continue(max int, smp *Sampler, emit func([]byte) error) (Stat
 		if s.logits == nil {
 			return st, fmt.Errorf("generate: nothing to continue from")
 		}
-		next := smp.Sample(s.logits, s.history)
+		next, err := smp.Next(s.logits, s.history, s.fed-1)
+		if err != nil {
+			return st, err
+		}
 		st.GenTokens++
 		prev := s.history[len(s.history)-1]
 		s.history = append(s.history, next)

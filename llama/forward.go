@@ -2,99 +2,11 @@ package llama
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/nn"
-	"github.com/herd-llm/herd/tensor"
 )
-
-// KVCache holds the keys and values of every position processed so far, per
-// layer: Len rows of KVDim each, room for Cap positions, stored as F16 (K16,
-// V16) or float32 (K, V) as DType says.
-type KVCache struct {
-	DType    tensor.DType // tensor.F16 or tensor.F32
-	K, V     [][]float32  // F32: [layer][Cap·KVDim]
-	K16, V16 [][]uint16   // F16: [layer][Cap·KVDim]
-	Len      int          // positions filled
-	Cap      int          // positions the cache can hold
-}
-
-// NewKVCache allocates a cache for ctx positions, F16 unless m.KVF32.
-func (m *Model) NewKVCache(ctx int) *KVCache {
-	dt := tensor.F16
-	if m.KVF32 {
-		dt = tensor.F32
-	}
-	return m.NewKVCacheType(ctx, dt)
-}
-
-// NewKVCacheType allocates a cache for ctx positions holding dt (tensor.F16
-// or tensor.F32; anything else panics).
-func (m *Model) NewKVCacheType(ctx int, dt tensor.DType) *KVCache {
-	n, kv := m.Config.NLayers, ctx*m.Config.KVDim()
-	c := &KVCache{DType: dt, Cap: ctx}
-	switch dt {
-	case tensor.F32:
-		c.K, c.V = make([][]float32, n), make([][]float32, n)
-		for i := range c.K {
-			c.K[i], c.V[i] = make([]float32, kv), make([]float32, kv)
-		}
-	case tensor.F16:
-		c.K16, c.V16 = make([][]uint16, n), make([][]uint16, n)
-		for i := range c.K16 {
-			c.K16[i], c.V16[i] = make([]uint16, kv), make([]uint16, kv)
-		}
-	default:
-		panic(fmt.Sprintf("llama: no KV cache of %s", dt))
-	}
-	return c
-}
-
-// ParseKVType reads a KV cache type as the command line gives it: "f16" or
-// "f32".
-func ParseKVType(s string) (tensor.DType, error) {
-	switch strings.ToLower(s) {
-	case "f16":
-		return tensor.F16, nil
-	case "f32":
-		return tensor.F32, nil
-	}
-	return 0, fmt.Errorf("KV cache type %q: want f16 or f32", s)
-}
-
-// KVCacheBytes is the memory a cache of ctx positions of dt takes.
-func (c Config) KVCacheBytes(ctx int, dt tensor.DType) int64 {
-	return 2 * int64(c.NLayers) * int64(ctx) * int64(c.KVDim()) * int64(dt.BlockBytes())
-}
-
-// Bytes is the memory the cache holds.
-func (c *KVCache) Bytes() int64 {
-	if c.DType == tensor.F16 {
-		return int64(len(c.K16)) * 2 * int64(len(c.K16[0])) * 2
-	}
-	return int64(len(c.K)) * 2 * int64(len(c.K[0])) * 4
-}
-
-func (c *KVCache) layers() int { return max(len(c.K), len(c.K16)) }
-
-// store appends rows of keys and values to layer li at position pos and
-// returns the span that attends to the whole cache.
-func (c *KVCache) store(li, pos int, k, v []float32, s autograd.Span, kvd int) autograd.Span {
-	if c.DType == tensor.F16 {
-		kc, vc := c.K16[li], c.V16[li]
-		kernels.F32ToF16(kc[pos*kvd:pos*kvd+len(k)], k)
-		kernels.F32ToF16(vc[pos*kvd:pos*kvd+len(v)], v)
-		s.K16, s.V16 = kc, vc
-		return s
-	}
-	kc, vc := c.K[li], c.V[li]
-	copy(kc[pos*kvd:], k)
-	copy(vc[pos*kvd:], v)
-	s.K, s.V = kc, vc
-	return s
-}
 
 // acts are the activations of one transformer block, for the rows of a
 // batch:
@@ -268,6 +180,9 @@ func (m *Model) checkSeqs(seqs []Seq) (nt, outRows int, err error) {
 			if q.Cache.layers() != c.NLayers {
 				return 0, 0, fmt.Errorf("forward: sequence %d: the cache has %d layers, the model %d", i, q.Cache.layers(), c.NLayers)
 			}
+			if q.Cache.kvd != c.KVDim() {
+				return 0, 0, fmt.Errorf("forward: sequence %d: the cache holds rows of %d, the model's keys have %d", i, q.Cache.kvd, c.KVDim())
+			}
 		}
 		for _, t := range q.Tokens {
 			if t < 0 || t >= c.VocabSize {
@@ -295,6 +210,11 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	nt, outRows, err := m.checkSeqs(seqs)
 	if err != nil {
 		return nil, err
+	}
+	for _, q := range seqs {
+		if q.Cache != nil {
+			q.Cache.grow(q.Cache.Len + len(q.Tokens))
+		}
 	}
 	s.ensure(c, nt, outRows, mode)
 	if s.rope == nil || !s.rope.Matches(c.HeadDim(), c.RopeTheta) {

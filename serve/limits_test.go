@@ -1,0 +1,43 @@
+package serve
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestMaxTokensCapped: a token budget beyond the context is cut to it and
+// the answer ends with finish_reason "length" (issue 21, item 15), where it
+// was a 400; a prompt that alone fills the context is still refused.
+func TestMaxTokensCapped(t *testing.T) {
+	_, hs := newTestServer(t, "", 2)
+	msg := `"messages":[{"role":"user","content":"Once"}]`
+	for _, max := range []string{`,"max_tokens":1000000000`, `,"max_completion_tokens":500`, ``} {
+		status, body := post(t, hs.URL+"/v1/chat/completions", "", strings.NewReader(`{"model":"stories",`+msg+max+`,"temperature":0}`))
+		var r struct {
+			Choices []struct {
+				Finish string `json:"finish_reason"`
+			} `json:"choices"`
+			Usage usage `json:"usage"`
+		}
+		if status != 200 || json.Unmarshal([]byte(body), &r) != nil || len(r.Choices) != 1 {
+			t.Fatalf("%s: %d %s", max, status, body)
+		}
+		if r.Usage.TotalTokens > 128 || (r.Choices[0].Finish == "length") != (r.Usage.TotalTokens == 128) {
+			t.Errorf("%s: finish %q with %+v in a context of 128", max, r.Choices[0].Finish, r.Usage)
+		}
+	}
+	status, body := post(t, hs.URL+"/v1/completions", "", strings.NewReader(`{"model":"stories","prompt":"`+strings.Repeat("cat dog ", 200)+`","max_tokens":5}`))
+	if status != 400 || !strings.Contains(body, "holds 128") {
+		t.Errorf("prompt beyond the context: %d %s", status, body)
+	}
+}
+
+// TestToolsAccepted: the values that mean "no tools" and "plain text" pass.
+func TestToolsAccepted(t *testing.T) {
+	_, hs := newTestServer(t, "", 1)
+	body := `{"model":"stories","messages":[{"role":"user","content":"Once"}],"max_tokens":2,"tools":[],"tool_choice":"none","response_format":{"type":"text"}}`
+	if status, b := post(t, hs.URL+"/v1/chat/completions", "", strings.NewReader(body)); status != 200 {
+		t.Errorf("%d %s", status, b)
+	}
+}
