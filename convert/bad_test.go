@@ -61,7 +61,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"unknown architecture", "llama_bin", func(t *testing.T, d string) {
 			editJSON(t, filepath.Join(d, "config.json"), func(m map[string]any) { m["architectures"] = []string{"GPTNeoXForCausalLM"} })
-		}, []string{"config.json", "GPTNeoXForCausalLM", "supported: BaiChuanForCausalLM, BaichuanForCausalLM, LlamaForCausalLM, MistralForCausalLM"}},
+		}, []string{"config.json", "GPTNeoXForCausalLM", "supported: BaiChuanForCausalLM, BaichuanForCausalLM, FalconForCausalLM, LlamaForCausalLM, MistralForCausalLM, RWForCausalLM"}},
 		{"Baichuan 13B ALiBi", "baichuan2_st", func(t *testing.T, d string) {
 			editJSON(t, filepath.Join(d, "config.json"), func(m map[string]any) { delete(m, "max_position_embeddings"); m["model_max_length"] = 64 })
 		}, []string{"config.json", "ALiBi"}},

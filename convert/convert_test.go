@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/llama"
 )
 
@@ -79,7 +80,7 @@ func checkLogits(t *testing.T, what string, got []float32, ref reference) {
 // and checks herd's logits against the float64 PyTorch forward pass of the
 // architecture's published definition (testdata/make.py).
 func TestLogitsEqualTorch(t *testing.T) {
-	for _, dir := range []string{"llama_st", "llama_bin", "llama_sharded", "llama_tied_bin", "baichuan_bin", "baichuan2_st", "meta"} {
+	for _, dir := range []string{"llama_st", "llama_bin", "llama_sharded", "llama_tied_bin", "baichuan_bin", "baichuan2_st", "meta", "falcon7_bin", "falcon40_st"} {
 		t.Run(dir, func(t *testing.T) {
 			p := filepath.Join("testdata", dir)
 			ref := readReference(t, p)
@@ -94,5 +95,43 @@ func TestLogitsEqualTorch(t *testing.T) {
 			}
 			checkLogits(t, dir, logitsOf(t, m, ref.Tokens), ref)
 		})
+	}
+}
+
+// TestFalconIncremental: the parallel block decodes token by token (KV
+// cache, shared inference buffers) to the logits of the one-pass forward,
+// and a taped pass gives the same logits too.
+func TestFalconIncremental(t *testing.T) {
+	for _, dir := range []string{"falcon7_bin", "falcon40_st"} {
+		p := filepath.Join("testdata", dir)
+		ref := readReference(t, p)
+		src, err := Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := src.Model()
+		src.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.KVF32 = true
+		var s llama.State
+		cache := m.NewKVCache(len(ref.Tokens))
+		var got []float32
+		for i, tok := range ref.Tokens {
+			out, err := m.Forward(&s, cache, []int{tok}, i, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, out...)
+		}
+		checkLogits(t, dir+" incremental", got, ref)
+		var ts llama.State
+		var tape autograd.Tape
+		lv, err := m.ForwardTape(&ts, &tape, nil, []llama.Seq{{Tokens: ref.Tokens, All: true}}, llama.TapeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkLogits(t, dir+" taped", lv.Data, ref)
 	}
 }

@@ -21,6 +21,8 @@ var Architectures = map[string]string{
 	"MistralForCausalLM":  "LLaMA block (sliding window capped to the context)",
 	"BaiChuanForCausalLM": "Baichuan-7B: LLaMA block with fused W_pack",
 	"BaichuanForCausalLM": "Baichuan 2 7B: W_pack, normalised head (NormHead); the 13B models' ALiBi is not supported",
+	"FalconForCausalLM":   "Falcon: parallel block, LayerNorm, GELU, multi-query / grouped KV, fused QKV (rotary only)",
+	"RWForCausalLM":       "Falcon (the older RW code): as FalconForCausalLM",
 }
 
 // SupportedArchitectures lists Architectures' names, sorted.
@@ -132,6 +134,13 @@ var hfNames = []struct{ hf, gguf string }{
 
 // openHF opens a Hugging Face model directory.
 func openHF(dir string) (src *Source, err error) {
+	var peek struct {
+		Architectures []string `json:"architectures"`
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil && json.Unmarshal(data, &peek) == nil &&
+		len(peek.Architectures) == 1 && (peek.Architectures[0] == "FalconForCausalLM" || peek.Architectures[0] == "RWForCausalLM") {
+		return openFalcon(dir, peek.Architectures[0])
+	}
 	h, c, err := readHFConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err

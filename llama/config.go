@@ -19,7 +19,29 @@ const (
 	RopeHalf
 )
 
-// Config is the shape of a LLaMA-architecture model.
+// NormKind is the normalisation a block applies to its inputs.
+type NormKind int
+
+const (
+	// NormRMS is RMSNorm with a gain (LLaMA).
+	NormRMS NormKind = iota
+	// NormLayer is LayerNorm with a gain and a bias (Falcon).
+	NormLayer
+)
+
+// FFNKind is the feed-forward of a block.
+type FFNKind int
+
+const (
+	// FFNSwiGLU is Down·(silu(Gate·x) ⊙ Up·x) (LLaMA).
+	FFNSwiGLU FFNKind = iota
+	// FFNGELU is Down·gelu(Up·x), exact GELU, no gate (Falcon).
+	FFNGELU
+)
+
+// Config is the shape of a LLaMA-architecture model. Norm, FFN and
+// Parallel describe the variants of the block the one forward pass runs
+// (their zero values are LLaMA's).
 type Config struct {
 	Dim            int        // model width (embedding length)
 	NLayers        int        // transformer blocks
@@ -32,6 +54,12 @@ type Config struct {
 	NormEps        float32    // RMSNorm epsilon
 	TiedEmbeddings bool       // the output head reuses the token embedding
 	Rope           RopeLayout // pairing of rotated elements
+	Norm           NormKind   // RMSNorm or LayerNorm (with biases)
+	FFN            FFNKind    // SwiGLU or GELU feed-forward
+	// Parallel makes attention and the feed-forward both read the block's
+	// input: out = x + attn(n(x)) + ffn(n'(x)), n' = n when the layer has
+	// no FFNNorm (Falcon; sequential is out = h + ffn(n'(h)), h = x + attn(n(x))).
+	Parallel bool
 }
 
 // HeadDim is the width of one attention head.
@@ -63,7 +91,11 @@ func (c Config) Validate() error {
 // Params is the number of weights a model of this shape holds.
 func (c Config) Params() int64 {
 	d, f, kv, v := int64(c.Dim), int64(c.FFNDim), int64(c.KVDim()), int64(c.VocabSize)
-	perLayer := 2*d*d + 2*d*kv + 3*d*f + 2*d
+	mats := int64(3)
+	if c.FFN == FFNGELU {
+		mats = 2
+	}
+	perLayer := 2*d*d + 2*d*kv + mats*d*f + 2*d
 	p := int64(c.NLayers)*perLayer + v*d + d
 	if !c.TiedEmbeddings {
 		p += v * d

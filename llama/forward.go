@@ -46,18 +46,19 @@ const (
 // batch of positions (and, for a taped pass, their gradients). It grows as
 // needed and can be reused across calls.
 type State struct {
-	mode    forwardMode
-	nt      int            // rows the buffers hold
-	outRows int            // rows of logits the buffers hold
-	res     []autograd.Var // residual stream: res[l] enters layer l, res[NLayers] leaves the last
-	layers  []acts         // values: per layer (modeTape) or one shared set
-	grads   actGrads       // taped: activation gradients shared by the layers
-	sel     autograd.Var   // the rows whose logits are wanted, when not all
-	fin     autograd.Var   // final-normed rows
-	logits  autograd.Var   // logits; with a tape its gradient shares the buffer
-	tokens  []int
-	rope    *kernels.RoPECache // rotations by position, for the model's head size
-	bytes   int64
+	mode     forwardMode
+	nt       int            // rows the buffers hold
+	outRows  int            // rows of logits the buffers hold
+	res      []autograd.Var // residual stream: res[l] enters layer l, res[NLayers] leaves the last
+	layers   []acts         // values: per layer (modeTape) or one shared set
+	grads    actGrads       // taped: activation gradients shared by the layers
+	sel      autograd.Var   // the rows whose logits are wanted, when not all
+	fin      autograd.Var   // final-normed rows
+	logits   autograd.Var   // logits; with a tape its gradient shares the buffer
+	tokens   []int
+	rope     *kernels.RoPECache // rotations by position, for the model's head size
+	bytes    int64
+	parallel bool // laid out for a parallel block (see ensure)
 }
 
 // Seq is one sequence's share of a batched forward pass: its new tokens,
@@ -291,7 +292,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		}
 	}
 	fin := rows(&s.fin, outRows*dim)
-	autograd.RMSNorm(tp, fin, final, m.OutNorm, gv.OutNorm, outRows, dim, c.NormEps)
+	m.norm(tp, fin, final, m.OutNorm, m.OutNormB, gv.OutNorm, outRows)
 	if hidden {
 		m.advance(seqs)
 		return fin, nil
@@ -322,8 +323,17 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim()
 	nt := len(x.Data) / dim
 	half := c.Rope == RopeHalf
-	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x)
-	autograd.RMSNorm(tp, &a.xn, x, l.AttnNorm, lg.AttnNorm, nt, dim, c.NormEps)
+	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = norm(x)
+	m.norm(tp, &a.xn, x, l.AttnNorm, l.AttnNormB, lg.AttnNorm, nt)
+	ffnIn := &a.xn2 // the feed-forward's normed input
+	if c.Parallel {
+		// both branches read x: its second norm (if any) before x changes
+		if l.FFNNorm != nil {
+			m.norm(tp, &a.xn2, x, l.FFNNorm, l.FFNNormB, lg.FFNNorm, nt)
+		} else {
+			ffnIn = &a.xn
+		}
+	}
 	linear(tp, &a.q, &a.xn, l.Wq, lg.Wq, nt)
 	linear(tp, &a.k, &a.xn, l.Wk, lg.Wk, nt)
 	linear(tp, &a.v, &a.xn, l.Wv, lg.Wv, nt)
@@ -346,13 +356,31 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	}
 	linear(tp, &a.ao, &a.att, l.Wo, lg.Wo, nt)
 	autograd.Add(tp, &a.xmid, x, &a.ao)
-	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = rmsnorm(xmid)
-	autograd.RMSNorm(tp, &a.xn2, &a.xmid, l.FFNNorm, lg.FFNNorm, nt, dim, c.NormEps)
-	linear(tp, &a.g, &a.xn2, l.Gate, lg.Gate, nt)
-	linear(tp, &a.u, &a.xn2, l.Up, lg.Up, nt)
-	autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
+	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = norm(xmid)
+	// (parallel: n = norm'(x); GELU: Down·gelu(Up·n))
+	if !c.Parallel {
+		m.norm(tp, &a.xn2, &a.xmid, l.FFNNorm, l.FFNNormB, lg.FFNNorm, nt)
+	}
+	linear(tp, &a.u, ffnIn, l.Up, lg.Up, nt)
+	if c.FFN == FFNGELU {
+		autograd.GELU(tp, &a.h, &a.u)
+	} else {
+		linear(tp, &a.g, ffnIn, l.Gate, lg.Gate, nt)
+		autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
+	}
 	linear(tp, &a.fo, &a.h, l.Down, lg.Down, nt)
 	autograd.Add(tp, out, &a.xmid, &a.fo)
+}
+
+// norm is the block's normalisation of the rows of x into y: RMSNorm, or
+// LayerNorm with bias b (whose gradient is not collected).
+func (m *Model) norm(tp *autograd.Tape, y, x *autograd.Var, w, b, gw []float32, nt int) {
+	c := m.Config
+	if c.Norm == NormLayer {
+		autograd.LayerNorm(tp, y, x, w, gw, b, nil, nt, c.Dim, c.NormEps)
+		return
+	}
+	autograd.RMSNorm(tp, y, x, w, gw, nt, c.Dim, c.NormEps)
 }
 
 // linear is y = W·x for the rows of x through layer l, plus the branches of
@@ -418,13 +446,13 @@ func (s *State) zeroLayerGrads(c Config, nt int, x *autograd.Var) {
 // ensure lays out the buffers for nt rows and outRows rows of logits in
 // mode, keeping the current ones when they are large enough.
 func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
-	if s.mode == mode && s.nt >= nt && s.outRows >= outRows && s.res != nil {
+	if s.mode == mode && s.nt >= nt && s.outRows >= outRows && s.res != nil && s.parallel == c.Parallel {
 		return
 	}
 	if s.mode == mode {
 		nt, outRows = max(nt, s.nt), max(outRows, s.outRows)
 	}
-	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope}
+	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope, parallel: c.Parallel}
 	taped := mode != modeInfer
 	buf := func(n int) []float32 {
 		s.bytes += 4 * int64(n)
@@ -433,6 +461,11 @@ func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
 	val := func(n int) autograd.Var { return autograd.Var{Data: buf(n)} }
 	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
 	newActs := func() acts {
+		if !taped && c.Parallel {
+			// xn and xn2 are read after ao is written: ao and fo share
+			xb, g := val(d), val(f)
+			return acts{xn: val(d), q: val(d), k: val(kv), v: val(kv), att: val(d), ao: xb, xn2: val(d), g: g, u: val(f), h: g, fo: xb}
+		}
 		if !taped {
 			// xn, xn2, ao and fo share one buffer, g and h another; xmid is
 			// the residual stream (set below)

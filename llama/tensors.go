@@ -16,11 +16,15 @@ type Tensor struct {
 // FromTensors builds a model of config c over ts (the model aliases their
 // Data). A zero VocabSize is taken from the embedding; without
 // output.weight the head is tied to the embedding. src names the
-// checkpoint in errors.
+// checkpoint in errors. A Falcon config (IsFalcon) takes llama.cpp's
+// falcon names (see Falcon).
 func FromTensors(src string, c Config, ts []Tensor) (*Model, error) {
 	raw := make([]rawTensor, len(ts))
 	for i, t := range ts {
 		raw[i] = rawTensor{t.Name, t.DType, t.Dims, t.Data}
+	}
+	if c.IsFalcon() {
+		return buildFalcon(src, c, raw)
 	}
 	return build(src, c, raw)
 }

@@ -246,6 +246,65 @@ def meta_dir(name):
     write_reference(d, meta_forward(params, sd, TOKENS))
 
 
+# ------------------------------------------------------------------ Falcon
+def falcon_weights(cfg):
+    D, H, L, V = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    KV = cfg["num_kv_heads"] if cfg.get("new_decoder_architecture") else 1
+    hd, F = D // H, 4 * D
+    sd = collections.OrderedDict()
+    sd["transformer.word_embeddings.weight"] = rand(V, D)
+    for i in range(L):
+        p = f"transformer.h.{i}."
+        for n in (["ln_attn", "ln_mlp"] if cfg.get("new_decoder_architecture") else ["input_layernorm"]):
+            sd[p + n + ".weight"] = 1 + rand(D, scale=0.1)
+            sd[p + n + ".bias"] = rand(D, scale=0.1)
+        sd[p + "self_attention.query_key_value.weight"] = rand((H + 2 * KV) * hd, D, scale=D**-0.5)
+        sd[p + "self_attention.dense.weight"] = rand(D, D, scale=D**-0.5)
+        sd[p + "mlp.dense_h_to_4h.weight"] = rand(F, D, scale=D**-0.5)
+        sd[p + "mlp.dense_4h_to_h.weight"] = rand(D, F, scale=F**-0.5)
+    sd["transformer.ln_f.weight"] = 1 + rand(D, scale=0.1)
+    sd["transformer.ln_f.bias"] = rand(D, scale=0.1)
+    return sd
+
+
+def falcon_forward(cfg, sd, tokens):
+    """transformers' FalconForCausalLM (parallel attention, rotary, no
+    biases on the linears, tied head) in float64."""
+    w = {k: v.to(torch.float64) for k, v in sd.items()}
+    D, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    new = cfg.get("new_decoder_architecture", False)
+    KV = cfg["num_kv_heads"] if new else 1
+    hd, eps, T = D // H, cfg["layer_norm_epsilon"], len(tokens)
+    ln = lambda x, n: torch.nn.functional.layer_norm(x, (D,), w[n + ".weight"], w[n + ".bias"], eps)
+    x = w["transformer.word_embeddings.weight"][torch.tensor(tokens)]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"transformer.h.{i}."
+        a_in = ln(x, p + ("ln_attn" if new else "input_layernorm"))
+        m_in = ln(x, p + "ln_mlp") if new else a_in
+        # query_key_value holds, per kv group, H/KV query heads, a key head, a value head
+        qkv = (a_in @ w[p + "self_attention.query_key_value.weight"].T).view(T, KV, H // KV + 2, hd)
+        q = qkv[:, :, :-2].reshape(T, H, hd)
+        k = qkv[:, :, -2].reshape(T, KV, hd)
+        v = qkv[:, :, -1].reshape(T, KV, hd)
+        q, k = rope_hf(q, 10000.0), rope_hf(k, 10000.0)
+        attn = attention(q, k, v, H, KV) @ w[p + "self_attention.dense.weight"].T
+        mlp = torch.nn.functional.gelu(m_in @ w[p + "mlp.dense_h_to_4h.weight"].T) @ w[p + "mlp.dense_4h_to_h.weight"].T
+        x = x + attn + mlp
+    x = ln(x, "transformer.ln_f")
+    return x @ w["transformer.word_embeddings.weight"].T
+
+
+def falcon_dir(name, cfg, fmt):
+    d = fresh(name)
+    sd = falcon_weights(cfg)
+    write_json(os.path.join(d, "config.json"), cfg)
+    if fmt == "bin":
+        torch.save(sd, os.path.join(d, "pytorch_model.bin"))
+    else:
+        write_safetensors(os.path.join(d, "model.safetensors"), sd)
+    write_reference(d, falcon_forward(cfg, sd, TOKENS))
+
+
 # ---------------------------------------------------------------- the set
 llama512 = llama_cfg(512)
 sd = hf_llama_weights(llama512)
@@ -267,3 +326,12 @@ bc2 = dict(bc, architectures=["BaichuanForCausalLM"])
 hf_dir("baichuan2_st", bc2, hf_llama_weights(bc2, packed=True), "safetensors", norm_head=True)
 
 meta_dir("meta")
+
+# Falcon-7B's shape (multi-query, one LayerNorm) and Falcon-40B's "new
+# decoder architecture" (grouped KV, two LayerNorms), both rotary and tied
+f7 = {"architectures": ["FalconForCausalLM"], "model_type": "falcon", "hidden_size": 16, "num_attention_heads": 4,
+      "num_hidden_layers": 2, "vocab_size": 48, "layer_norm_epsilon": 1e-5, "multi_query": True, "parallel_attn": True,
+      "bias": False, "alibi": False, "new_decoder_architecture": False, "max_position_embeddings": 64}
+falcon_dir("falcon7_bin", f7, "bin")
+f40 = dict(f7, new_decoder_architecture=True, num_kv_heads=2)
+falcon_dir("falcon40_st", f40, "safetensors")
