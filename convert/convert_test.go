@@ -135,3 +135,69 @@ func TestFalconIncremental(t *testing.T) {
 		checkLogits(t, dir+" taped", lv.Data, ref)
 	}
 }
+
+// TestFalconGradient checks the gradient of every Falcon matrix and norm
+// gain (the taped parallel block) against central differences of the
+// inference pass's loss.
+func TestFalconGradient(t *testing.T) {
+	src, err := Open("testdata/falcon40_st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := src.Model()
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.KVF32 = true
+	toks, targets := []int{1, 5, 9, 3, 17}, []int{5, 9, 3, 17, 2}
+	loss := func() float64 {
+		var s llama.State
+		out, err := m.Forward(&s, m.NewKVCache(len(toks)), toks, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l float64
+		v := m.Config.VocabSize
+		for p, tg := range targets {
+			row := out[p*v : (p+1)*v]
+			mx := math.Inf(-1)
+			for _, x := range row {
+				mx = math.Max(mx, float64(x))
+			}
+			var z float64
+			for _, x := range row {
+				z += math.Exp(float64(x) - mx)
+			}
+			l += math.Log(z) + mx - float64(row[tg])
+		}
+		return l
+	}
+	g := m.NewGrads()
+	var s llama.State
+	var tape autograd.Tape
+	logits, err := m.ForwardTape(&s, &tape, g, []llama.Seq{{Tokens: toks, All: true}}, llama.TapeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	autograd.CrossEntropy(&tape, logits, targets, m.Config.VocabSize, 1)
+	tape.Backward()
+	for _, p := range m.TrainParams(g) {
+		var worst, big float64
+		for _, i := range []int{0, len(p.Data) / 3, len(p.Data) - 1} {
+			v := p.Data[i]
+			const h = 1e-2
+			p.Data[i] = v + h
+			lp := loss()
+			p.Data[i] = v - h
+			lm := loss()
+			p.Data[i] = v
+			fd := (lp - lm) / (2 * h)
+			worst = math.Max(worst, math.Abs(fd-float64(p.Grad[i])))
+			big = math.Max(big, math.Abs(fd))
+		}
+		if worst > 1e-2*math.Max(big, 1e-2) {
+			t.Errorf("%s: gradient differs from finite differences by %.3g (largest %.3g)", p.Name, worst, big)
+		}
+	}
+}
