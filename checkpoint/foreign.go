@@ -50,7 +50,7 @@ func modelMetadata(c llama.Config, name string) []KV {
 // go into the metadata.
 func ConvertGGUF(path string, src *conv.Source, opt ConvertOptions) error {
 	c := src.Config
-	if c.Rope != llama.RopeInterleaved {
+	if c.Rope != llama.RopeInterleaved && !c.IsFalcon() {
 		return fmt.Errorf("convert %s: GGUF llama models use interleaved RoPE", path)
 	}
 	tok := src.Tokenizer
@@ -61,6 +61,9 @@ func ConvertGGUF(path string, src *conv.Source, opt ConvertOptions) error {
 		return fmt.Errorf("convert %s: the tokenizer has %d tokens but the model's vocabulary is %d", path, tok.VocabSize(), c.VocabSize)
 	}
 	kv := modelMetadata(c, opt.Name)
+	if c.IsFalcon() {
+		kv = falconMetadata(c, opt.Name)
+	}
 	tkv, err := TokenizerMetadata(tok)
 	if err != nil {
 		return fmt.Errorf("convert %s: %w", path, err)

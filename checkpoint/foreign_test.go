@@ -111,3 +111,51 @@ func TestConvertGGUF(t *testing.T) {
 		t.Errorf("Q8_0 of 16-wide rows: err = %v", err)
 	}
 }
+
+// TestFalconGGUF converts Falcon HF directories to GGUF ("falcon", fused
+// attn_qkv): the loaded GGUF's logits equal the torch reference, and
+// SaveGGUF of the loaded model writes the same tensors again.
+func TestFalconGGUF(t *testing.T) {
+	for _, dir := range []string{"../convert/testdata/falcon7_bin", "../convert/testdata/falcon40_st"} {
+		src, err := conv.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "f.gguf")
+		err = ConvertGGUF(out, src, ConvertOptions{Name: "falcon"})
+		src.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := llama.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := refLogits(t, dir)
+		var scale, worst float64
+		for i, g := range forwardAll(t, m) {
+			scale = math.Max(scale, math.Abs(ref[i]))
+			worst = math.Max(worst, math.Abs(float64(g)-ref[i]))
+		}
+		if worst > 1e-5*scale || !m.Config.IsFalcon() {
+			t.Errorf("%s: GGUF logits differ from torch's by %.3g (largest %.3g); falcon %v", dir, worst, scale, m.Config.IsFalcon())
+		}
+		again := filepath.Join(t.TempDir(), "g.gguf")
+		if err := SaveGGUF(again, m, nil, SaveOptions{Name: "falcon"}); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := gguf.Open(out)
+		b, _ := gguf.Open(again)
+		if arch, _ := b.GetString("general.architecture"); arch != "falcon" || len(a.Tensors) != len(b.Tensors) {
+			t.Fatalf("saved %s with %d tensors, want falcon with %d", arch, len(b.Tensors), len(a.Tensors))
+		}
+		for i := range a.Tensors {
+			if a.Tensors[i].Name != b.Tensors[i].Name || !bytes.Equal(a.Tensors[i].Data, b.Tensors[i].Data) {
+				t.Errorf("%s: tensor %s differs after SaveGGUF", dir, a.Tensors[i].Name)
+			}
+		}
+		a.Close()
+		b.Close()
+		m.Close()
+	}
+}

@@ -84,9 +84,13 @@ func TokenizerMetadata(tok tokenizer.Tokenizer) ([]KV, error) {
 }
 
 // SaveGGUF writes m and its tokenizer (nil: none) as a GGUF v3 file,
-// atomically. Norm weights are stored as F32.
+// atomically. Norm weights are stored as F32. A Falcon model is written as
+// llama.cpp's "falcon" architecture.
 func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOptions) error {
 	c := m.Config
+	if c.IsFalcon() {
+		return saveFalconGGUF(path, m, tok, opt)
+	}
 	w := gguf.NewWriter()
 	kv := modelMetadata(c, opt.Name)
 	if c.Rope != llama.RopeInterleaved {
