@@ -50,6 +50,9 @@ func modelMetadata(c llama.Config, name string) []KV {
 // go into the metadata.
 func ConvertGGUF(path string, src *conv.Source, opt ConvertOptions) error {
 	c := src.Config
+	if c.ALiBi {
+		return fmt.Errorf("convert %s: %s uses ALiBi, which GGUF's llama architecture cannot express; run it from its directory", path, src.Path)
+	}
 	if c.Rope != llama.RopeInterleaved && !c.IsFalcon() {
 		return fmt.Errorf("convert %s: GGUF llama models use interleaved RoPE", path)
 	}

@@ -62,9 +62,6 @@ func TestBadInput(t *testing.T) {
 		{"unknown architecture", "llama_bin", func(t *testing.T, d string) {
 			editJSON(t, filepath.Join(d, "config.json"), func(m map[string]any) { m["architectures"] = []string{"GPTNeoXForCausalLM"} })
 		}, []string{"config.json", "GPTNeoXForCausalLM", "supported: BaiChuanForCausalLM, BaichuanForCausalLM, FalconForCausalLM, LlamaForCausalLM, MistralForCausalLM, RWForCausalLM"}},
-		{"Baichuan 13B ALiBi", "baichuan2_st", func(t *testing.T, d string) {
-			editJSON(t, filepath.Join(d, "config.json"), func(m map[string]any) { delete(m, "max_position_embeddings"); m["model_max_length"] = 64 })
-		}, []string{"config.json", "ALiBi"}},
 		{"shard missing", "llama_sharded", func(t *testing.T, d string) {
 			os.Remove(filepath.Join(d, "model-00002-of-00002.safetensors"))
 		}, []string{"model.safetensors.index.json", "model-00002-of-00002.safetensors", "is missing", "(tensor lm_head.weight"}},

@@ -80,7 +80,7 @@ func checkLogits(t *testing.T, what string, got []float32, ref reference) {
 // and checks herd's logits against the float64 PyTorch forward pass of the
 // architecture's published definition (testdata/make.py).
 func TestLogitsEqualTorch(t *testing.T) {
-	for _, dir := range []string{"llama_st", "llama_bin", "llama_sharded", "llama_tied_bin", "baichuan_bin", "baichuan2_st", "meta", "falcon7_bin", "falcon40_st"} {
+	for _, dir := range []string{"llama_st", "llama_bin", "llama_sharded", "llama_tied_bin", "baichuan_bin", "baichuan2_st", "meta", "falcon7_bin", "falcon40_st", "baichuan13_bin"} {
 		t.Run(dir, func(t *testing.T) {
 			p := filepath.Join("testdata", dir)
 			ref := readReference(t, p)
@@ -101,8 +101,8 @@ func TestLogitsEqualTorch(t *testing.T) {
 // TestFalconIncremental: the parallel block decodes token by token (KV
 // cache, shared inference buffers) to the logits of the one-pass forward,
 // and a taped pass gives the same logits too.
-func TestFalconIncremental(t *testing.T) {
-	for _, dir := range []string{"falcon7_bin", "falcon40_st"} {
+func TestIncremental(t *testing.T) {
+	for _, dir := range []string{"falcon7_bin", "falcon40_st", "baichuan13_bin"} {
 		p := filepath.Join("testdata", dir)
 		ref := readReference(t, p)
 		src, err := Open(p)

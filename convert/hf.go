@@ -20,7 +20,7 @@ var Architectures = map[string]string{
 	"LlamaForCausalLM":    "LLaMA",
 	"MistralForCausalLM":  "LLaMA block (sliding window capped to the context)",
 	"BaiChuanForCausalLM": "Baichuan-7B: LLaMA block with fused W_pack",
-	"BaichuanForCausalLM": "Baichuan 2 7B: W_pack, normalised head (NormHead); the 13B models' ALiBi is not supported",
+	"BaichuanForCausalLM": "Baichuan 2 7B (W_pack, NormHead); Baichuan-13B and Baichuan 2 13B (no max_position_embeddings: ALiBi; NormHead for Baichuan 2's 125696-token vocabulary)",
 	"FalconForCausalLM":   "Falcon: parallel block, LayerNorm, GELU, multi-query / grouped KV, fused QKV (rotary only)",
 	"RWForCausalLM":       "Falcon (the older RW code): as FalconForCausalLM",
 }
@@ -100,7 +100,8 @@ func readHFConfig(path string) (hfConfig, llama.Config, error) {
 		c.NormEps = float32(h.RMSNormEps)
 	}
 	if arch == "BaichuanForCausalLM" && c.ContextLen == 0 {
-		return fail("a Baichuan model without max_position_embeddings is a 13B model with ALiBi position bias, which herd does not run yet")
+		// without max_position_embeddings: a 13B model, ALiBi instead of RoPE
+		c.ALiBi = true
 	}
 	if c.ContextLen == 0 {
 		c.ContextLen = h.ModelMaxLength
@@ -219,7 +220,7 @@ func (s *Source) mapHF() error {
 	}
 	if _, ok := s.w.byName["lm_head.weight"]; ok || !c.TiedEmbeddings {
 		var fn transform
-		if s.Arch == "BaichuanForCausalLM" {
+		if s.Arch == "BaichuanForCausalLM" && (!c.ALiBi || c.VocabSize == baichuan2Vocab) {
 			fn = normHead
 		}
 		if err := add("lm_head.weight", "output.weight", c.VocabSize, c.Dim, fn); err != nil {
@@ -299,6 +300,10 @@ func (s *Source) addPacked(packName, name, which string, fn transform, used map[
 	s.Tensors[len(s.Tensors)-1].Dims[1] = uint64(c.Dim)
 	return nil
 }
+
+// baichuan2Vocab is the vocabulary size of Baichuan 2 (Yang et al. 2023),
+// which tells its 13B model (NormHead) from Baichuan-13B's (none).
+const baichuan2Vocab = 125696
 
 // normHead is Baichuan 2's NormHead at inference: each row of the output
 // head divided by its Euclidean norm (torch.nn.functional.normalize, eps

@@ -5,6 +5,7 @@ package llama
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 )
@@ -60,6 +61,40 @@ type Config struct {
 	// input: out = x + attn(n(x)) + ffn(n'(x)), n' = n when the layer has
 	// no FFNNorm (Falcon; sequential is out = h + ffn(n'(h)), h = x + attn(n(x))).
 	Parallel bool
+	// ALiBi replaces RoPE by ALiBi's linear position bias on the attention
+	// scores (Press et al. 2022; Baichuan-13B), slopes from ALiBiSlopes.
+	ALiBi bool
+}
+
+// ALiBiSlopes are the per-head slopes of ALiBi for n heads: for n a power
+// of two, 2^(−8i/n) for i = 1..n; otherwise those of the power of two
+// below n followed by every other slope of the next power of two (the
+// ALiBi paper's construction, as Baichuan-13B computes it).
+func ALiBiSlopes(n int) []float32 {
+	pow2 := func(n int) []float64 {
+		start := math.Pow(2, -math.Pow(2, -(math.Log2(float64(n))-3)))
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = math.Pow(start, float64(i+1))
+		}
+		return s
+	}
+	closest := 1
+	for closest*2 <= n {
+		closest *= 2
+	}
+	sl := pow2(closest)
+	if closest != n {
+		extra := pow2(2 * closest)
+		for i := 0; i < 2*(n-closest); i += 2 {
+			sl = append(sl, extra[i])
+		}
+	}
+	out := make([]float32, n)
+	for i, x := range sl {
+		out[i] = float32(x)
+	}
+	return out
 }
 
 // HeadDim is the width of one attention head.

@@ -337,8 +337,13 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	linear(tp, &a.q, &a.xn, l.Wq, lg.Wq, nt)
 	linear(tp, &a.k, &a.xn, l.Wk, lg.Wk, nt)
 	linear(tp, &a.v, &a.xn, l.Wv, lg.Wv, nt)
-	autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
-	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
+	var slopes []float32
+	if c.ALiBi {
+		slopes = m.alibi()
+	} else {
+		autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
+		autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
+	}
 	sp := spans
 	for i, sq := range seqs {
 		if sq.Cache == nil {
@@ -350,7 +355,7 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 		s := spans[i]
 		sp[i] = sq.Cache.store(li, s.Pos0, a.k.Data[s.Row*kvd:(s.Row+s.N)*kvd], a.v.Data[s.Row*kvd:(s.Row+s.N)*kvd], s, kvd)
 	}
-	autograd.Attention(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd)
+	autograd.AttentionALiBi(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd, slopes)
 	if l.Prefix != nil {
 		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, weight(l.Wk, nil), weight(l.Wv, nil), nt, c.NHeads, c.NKVHeads, hd)
 	}

@@ -46,6 +46,10 @@ type Model struct {
 	closer io.Closer
 }
 
+// alibi returns the model's ALiBi slopes (computed each time: a model is
+// shared by concurrent passes and the cost is NHeads powers).
+func (m *Model) alibi() []float32 { return ALiBiSlopes(m.Config.NHeads) }
+
 // Close releases the file mapping the weights live in, if any.
 func (m *Model) Close() error {
 	if m.closer == nil {

@@ -128,6 +128,18 @@ def hf_llama_weights(cfg, packed=False):
     return sd
 
 
+def alibi_slopes(n):
+    """Baichuan-13B's _get_interleave: ALiBi's slopes, interleaved for a
+    head count that is not a power of two."""
+    def pow2(n):
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+    if math.log2(n).is_integer():
+        return pow2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return pow2(closest) + pow2(2 * closest)[0::2][: n - closest]
+
+
 def hf_forward(cfg, sd, tokens, norm_head=False):
     """LlamaForCausalLM (and Baichuan's model, which differs only in W_pack
     and, for Baichuan 2, NormHead) in float64."""
@@ -144,9 +156,16 @@ def hf_forward(cfg, sd, tokens, norm_head=False):
             q, k, v = (h @ w[p + "self_attn.W_pack.weight"].T).unflatten(-1, (3, D)).unbind(-2)
         else:
             q, k, v = (h @ w[p + f"self_attn.{n}_proj.weight"].T for n in "qkv")
-        q = rope_hf(q.reshape(T, H, hd), theta)
-        k = rope_hf(k.reshape(T, KV, hd), theta)
-        x = x + attention(q, k, v.reshape(T, KV, hd), H, KV) @ w[p + "self_attn.o_proj.weight"].T
+        q, k = q.reshape(T, H, hd), k.reshape(T, KV, hd)
+        if "max_position_embeddings" in cfg:
+            q, k = rope_hf(q, theta), rope_hf(k, theta)
+            att = attention(q, k, v.reshape(T, KV, hd), H, KV)
+        else:  # Baichuan-13B: ALiBi, bias slope_h * j on key j, causal mask
+            s = torch.einsum("thd,shd->hts", q, k) / math.sqrt(hd)
+            s = s + torch.tensor(alibi_slopes(H), dtype=torch.float64)[:, None, None] * torch.arange(T, dtype=torch.float64)[None, None, :]
+            s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+            att = torch.einsum("hts,shd->thd", torch.softmax(s, dim=-1), v.reshape(T, KV, hd)).reshape(T, H * hd)
+        x = x + att @ w[p + "self_attn.o_proj.weight"].T
         h = rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps)
         g, u = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
         x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
@@ -335,3 +354,10 @@ f7 = {"architectures": ["FalconForCausalLM"], "model_type": "falcon", "hidden_si
 falcon_dir("falcon7_bin", f7, "bin")
 f40 = dict(f7, new_decoder_architecture=True, num_kv_heads=2)
 falcon_dir("falcon40_st", f40, "safetensors")
+
+# Baichuan-13B: no max_position_embeddings (model_max_length), ALiBi; 5 heads
+# (not a power of two) exercise the interleaved slopes
+bc13 = {"architectures": ["BaichuanForCausalLM"], "model_type": "baichuan", "hidden_size": 20, "intermediate_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 5, "vocab_size": 48, "model_max_length": 64,
+        "rms_norm_eps": 1e-6, "hidden_act": "silu", "tie_word_embeddings": False}
+hf_dir("baichuan13_bin", bc13, hf_llama_weights(bc13, packed=True), "bin")
