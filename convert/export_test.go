@@ -3,12 +3,14 @@ package convert
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/format/safetensors"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
@@ -232,5 +234,74 @@ func TestCheckPEFT(t *testing.T) {
 	editJSON(t, filepath.Join(ad, "adapter_config.json"), func(c map[string]any) { c["target_modules"] = []string{"q_proj", "W_pack"} })
 	if _, err := CheckPEFT(ad, base); err == nil || !strings.Contains(err.Error(), `"W_pack"`) {
 		t.Errorf("unknown target: err = %v", err)
+	}
+}
+
+// TestFalconLoRA: LoRA adapters on a Falcon model's attention (views of
+// the fused QKV) and feed-forward train through the parallel block (their
+// gradients are those of central differences), and a gate target is a
+// clear error.
+func TestFalconLoRA(t *testing.T) {
+	m, _, _ := openModel(t, "testdata/falcon7_bin")
+	if _, err := lora.New(m, lora.Config{Rank: 2, Alpha: 2, Targets: []string{"gate"}}, 1); err == nil || !strings.Contains(err.Error(), "no \"gate\"") {
+		t.Errorf("gate on Falcon: err = %v", err)
+	}
+	set, err := lora.New(m, lora.Config{Rank: 2, Alpha: 2, Targets: []string{"q", "k", "v", "o", "up", "down"}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range set.Adapters {
+		for j := range set.Adapters[i].B {
+			set.Adapters[i].B[j] = 0.1 * float32(j%5-2)
+		}
+	}
+	if err := set.Attach(m, 1); err != nil {
+		t.Fatal(err)
+	}
+	toks, targets := []int{1, 5, 9, 3}, []int{5, 9, 3, 2}
+	m.KVF32 = true
+	loss := func() float64 {
+		var s llama.State
+		var tape autograd.Tape
+		lv, err := m.ForwardTape(&s, &tape, nil, []llama.Seq{{Tokens: toks, All: true}}, llama.TapeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _ := autograd.CrossEntropy(&tape, lv, targets, m.Config.VocabSize, 1)
+		return l
+	}
+	var s llama.State
+	var tape autograd.Tape
+	for i := range set.Adapters {
+		clear(set.Adapters[i].GradA)
+		clear(set.Adapters[i].GradB)
+	}
+	lv, err := m.ForwardTape(&s, &tape, nil, []llama.Seq{{Tokens: toks, All: true}}, llama.TapeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	autograd.CrossEntropy(&tape, lv, targets, m.Config.VocabSize, 1)
+	tape.Backward()
+	nonzero := 0
+	for _, a := range set.Adapters {
+		for _, pg := range [][2][]float32{{a.A, a.GradA}, {a.B, a.GradB}} {
+			i := len(pg[0]) / 2
+			if pg[1][i] != 0 {
+				nonzero++
+			}
+			v := pg[0][i]
+			const h = 1e-2
+			pg[0][i] = v + h
+			lp := loss()
+			pg[0][i] = v - h
+			lm := loss()
+			pg[0][i] = v
+			if fd := (lp - lm) / (2 * h); math.Abs(fd-float64(pg[1][i])) > 1e-2*math.Max(math.Abs(fd), 1e-2) {
+				t.Errorf("layer %d %s: gradient %g, finite differences %g", a.Layer, a.Module, pg[1][i], fd)
+			}
+		}
+	}
+	if nonzero < len(set.Adapters) {
+		t.Errorf("only %d of %d checked gradients are non-zero", nonzero, 2*len(set.Adapters))
 	}
 }
