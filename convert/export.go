@@ -41,7 +41,7 @@ type hfTensor struct {
 }
 
 // WriteHF writes m and its tokenizer (nil: none) as a Hugging Face
-// LlamaForCausalLM directory: config.json, model.safetensors (or shards and
+// LlamaForCausalLM (or, for a Falcon model, FalconForCausalLM) directory: config.json, model.safetensors (or shards and
 // model.safetensors.index.json), generation_config.json, and tokenizer.model
 // with tokenizer_config.json for a SentencePiece vocabulary or
 // tokenizer.json with tokenizer_config.json for a byte-level BPE. Query and
@@ -62,7 +62,11 @@ func WriteHF(dir string, m *llama.Model, tok tokenizer.Tokenizer, opt HFOptions)
 	if tok != nil {
 		bos, eos = tok.BOS(), tok.EOS()
 	}
-	if err := writeJSON(filepath.Join(dir, "config.json"), hfConfigOf(m.Config, torchDType(ts), bos, eos)); err != nil {
+	cfg := hfConfigOf(m.Config, torchDType(ts), bos, eos)
+	if m.Config.IsFalcon() {
+		cfg = falconConfigOf(m, torchDType(ts), bos, eos)
+	}
+	if err := writeJSON(filepath.Join(dir, "config.json"), cfg); err != nil {
 		return err
 	}
 	gen := map[string]any{"_from_model_config": true}
@@ -145,6 +149,12 @@ func hfTensors(m *llama.Model, sdt safetensors.DType) ([]hfTensor, error) {
 		return nil, fmt.Errorf("safetensors weights are F32, F16 or BF16, not %s", sdt)
 	}
 	c := m.Config
+	if c.IsFalcon() {
+		return falconTensors(m, dt)
+	}
+	if c.ALiBi || c.Norm != llama.NormRMS || c.FFN != llama.FFNSwiGLU || c.Parallel {
+		return nil, fmt.Errorf("the model's block (ALiBi, norm, feed-forward or parallel) is not a LlamaForCausalLM")
+	}
 	var ts []hfTensor
 	var err error
 	mat := func(name string, l *nn.Linear, heads int) {
