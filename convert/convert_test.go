@@ -80,7 +80,8 @@ func checkLogits(t *testing.T, what string, got []float32, ref reference) {
 // and checks herd's logits against the float64 PyTorch forward pass of the
 // architecture's published definition (testdata/make.py).
 func TestLogitsEqualTorch(t *testing.T) {
-	for _, dir := range []string{"llama_st", "llama_bin", "llama_sharded", "llama_tied_bin", "baichuan_bin", "baichuan2_st", "meta", "falcon7_bin", "falcon40_st", "baichuan13_bin"} {
+	for _, dir := range []string{"llama_st", "llama_bin", "llama_sharded", "llama_tied_bin", "baichuan_bin", "baichuan2_st", "meta", "falcon7_bin", "falcon40_st", "baichuan13_bin",
+		"llama_bf16_bin", "llama_f16_st"} {
 		t.Run(dir, func(t *testing.T) {
 			p := filepath.Join("testdata", dir)
 			ref := readReference(t, p)

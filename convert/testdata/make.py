@@ -361,3 +361,12 @@ bc13 = {"architectures": ["BaichuanForCausalLM"], "model_type": "baichuan", "hid
         "num_hidden_layers": 2, "num_attention_heads": 5, "vocab_size": 48, "model_max_length": 64,
         "rms_norm_eps": 1e-6, "hidden_act": "silu", "tie_word_embeddings": False}
 hf_dir("baichuan13_bin", bc13, hf_llama_weights(bc13, packed=True), "bin")
+
+# half-precision checkpoints, as most published ones are: the reference is
+# computed from the same rounded weights
+half = llama_cfg(48)
+sd = hf_llama_weights(half)
+bf = collections.OrderedDict((k, v.to(torch.bfloat16)) for k, v in sd.items())
+hf_dir("llama_bf16_bin", dict(half, torch_dtype="bfloat16"), bf, "bin")
+f16 = collections.OrderedDict((k, v.to(torch.float16)) for k, v in sd.items())
+hf_dir("llama_f16_st", dict(half, torch_dtype="float16"), f16, "safetensors")
