@@ -159,3 +159,20 @@ func TestFalconGGUF(t *testing.T) {
 		m.Close()
 	}
 }
+
+// TestConvertALiBiRefused: an ALiBi model (Baichuan-13B) has no GGUF llama
+// form; converting it is a clear error and writes nothing.
+func TestConvertALiBiRefused(t *testing.T) {
+	src, err := conv.Open("../convert/testdata/baichuan13_bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	out := filepath.Join(t.TempDir(), "x.gguf")
+	if err := ConvertGGUF(out, src, ConvertOptions{}); err == nil || !strings.Contains(err.Error(), "ALiBi") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a file was written")
+	}
+}

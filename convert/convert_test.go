@@ -127,6 +127,18 @@ func TestIncremental(t *testing.T) {
 			got = append(got, out...)
 		}
 		checkLogits(t, dir+" incremental", got, ref)
+		// with the default F16 cache (keys and values rounded once): close
+		m.KVF32 = false
+		f16, err := m.Forward(&s, m.NewKVCache(len(ref.Tokens)), ref.Tokens, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range f16 {
+			if math.Abs(float64(x)-ref.logits[i]) > 1e-2*(1+math.Abs(ref.logits[i])) {
+				t.Fatalf("%s: F16 cache logit %d = %g, torch %g", dir, i, x, ref.logits[i])
+			}
+		}
+		m.KVF32 = true
 		var ts llama.State
 		var tape autograd.Tape
 		lv, err := m.ForwardTape(&ts, &tape, nil, []llama.Seq{{Tokens: ref.Tokens, All: true}}, llama.TapeOptions{})
