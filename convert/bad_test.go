@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herd-llm/herd/tokenizer"
 )
 
 // copyDir copies a testdata directory into a temporary one.
@@ -107,4 +109,44 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAddedTokens: tokens a fine-tune appended (added_tokens.json,
+// added_tokens_decoder) extend the SentencePiece vocabulary; gaps and
+// disagreements are errors.
+func TestAddedTokens(t *testing.T) {
+	data, err := os.ReadFile("testdata/tokenizer.model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spm, err := tokenizer.FromModelProto(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := withAddedTokens(spm, []byte(`{"added_tokens_decoder": {"513": {"content": "<|im_end|>", "special": true}, "1": {"content": "<s>", "special": true}}}`),
+		[]byte(`{"[PAD]": 512}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.VocabSize() != 514 || got.Piece(512) != "[PAD]" || got.Type(513) != tokenizer.TypeControl || got.Type(512) != tokenizer.TypeUserDefined {
+		t.Fatalf("%d tokens: %q %v, %q %v", got.VocabSize(), got.Piece(512), got.Type(512), got.Piece(513), got.Type(513))
+	}
+	if ids := got.Encode("a [PAD] b", false, false); !slicesContains(ids, 512) {
+		t.Errorf("user-defined [PAD] not matched in text: %v", ids)
+	}
+	if _, err := withAddedTokens(spm, nil, []byte(`{"[PAD]": 513}`)); err == nil || !strings.Contains(err.Error(), "gap at 512") {
+		t.Errorf("gap: err = %v", err)
+	}
+	if _, err := withAddedTokens(spm, nil, []byte(`{"[PAD]": 3}`)); err == nil || !strings.Contains(err.Error(), "which tokenizer.model calls") {
+		t.Errorf("clash: err = %v", err)
+	}
+}
+
+func slicesContains(s []int, x int) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
 }

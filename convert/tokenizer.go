@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/herd-llm/herd/tokenizer"
 )
@@ -34,6 +35,13 @@ func (s *Source) loadTokenizer(dir string) error {
 		spm, err := tokenizer.FromModelProto(data)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
+		}
+		added, err := readIfExists(filepath.Join(dir, "added_tokens.json"))
+		if err != nil {
+			return err
+		}
+		if spm, err = withAddedTokens(spm, cfg, added); err != nil {
+			return fmt.Errorf("%s: added tokens: %w", dir, err)
 		}
 		tok, tokPath = spm, p
 	} else if p := filepath.Join(dir, "tokenizer.json"); fileExists(p) {
@@ -169,4 +177,77 @@ func withIDs(tok tokenizer.Tokenizer, bos, eos int) (tokenizer.Tokenizer, error)
 		return tokenizer.NewBPE(tokens, types, t.Merges(), opt)
 	}
 	return nil, fmt.Errorf("tokenizer of type %T", tok)
+}
+
+// withAddedTokens appends to a SentencePiece vocabulary the tokens a
+// fine-tune added after it (added_tokens.json, {"[PAD]": 32000}, and
+// tokenizer_config.json's added_tokens_decoder): ids from the vocabulary's
+// size on, without gaps; special ones become control pieces, the others
+// user-defined. Added tokens with ids inside the vocabulary must be its
+// pieces already.
+func withAddedTokens(spm *tokenizer.SPM, cfg, addedJSON []byte) (*tokenizer.SPM, error) {
+	type tok struct {
+		content string
+		special bool
+	}
+	byID := map[int]tok{}
+	if addedJSON != nil {
+		var m map[string]int
+		if err := json.Unmarshal(addedJSON, &m); err != nil {
+			return nil, fmt.Errorf("added_tokens.json: %w", err)
+		}
+		for content, id := range m {
+			byID[id] = tok{content, false}
+		}
+	}
+	if cfg != nil {
+		var c struct {
+			Added map[string]struct {
+				Content string `json:"content"`
+				Special bool   `json:"special"`
+			} `json:"added_tokens_decoder"`
+		}
+		if err := json.Unmarshal(cfg, &c); err != nil {
+			return nil, fmt.Errorf("tokenizer_config.json: %w", err)
+		}
+		for key, a := range c.Added {
+			id, err := strconv.Atoi(key)
+			if err != nil {
+				return nil, fmt.Errorf("tokenizer_config.json: added_tokens_decoder: id %q is not a number", key)
+			}
+			byID[id] = tok{a.Content, a.Special}
+		}
+	}
+	n := spm.VocabSize()
+	extra := 0
+	for id, t := range byID {
+		switch {
+		case id < 0:
+			return nil, fmt.Errorf("token %q has id %d", t.content, id)
+		case id < n:
+			if spm.Piece(id) != t.content {
+				return nil, fmt.Errorf("token %q has id %d, which tokenizer.model calls %q", t.content, id, spm.Piece(id))
+			}
+		default:
+			extra++
+		}
+	}
+	if extra == 0 {
+		return spm, nil
+	}
+	pieces, scores, types := make([]string, n+extra), make([]float32, n+extra), make([]tokenizer.Type, n+extra)
+	for i := range n {
+		pieces[i], scores[i], types[i] = spm.Piece(i), spm.Score(i), spm.Type(i)
+	}
+	for id := n; id < n+extra; id++ {
+		t, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("added token ids leave a gap at %d (the vocabulary has %d pieces, %d added)", id, n, extra)
+		}
+		pieces[id], types[id] = t.content, tokenizer.TypeUserDefined
+		if t.special {
+			types[id] = tokenizer.TypeControl
+		}
+	}
+	return tokenizer.NewSPM(pieces, scores, types, spm.Options())
 }
