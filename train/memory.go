@@ -25,6 +25,9 @@ func touchWeights(m *llama.Model) {
 	}
 	page := os.Getpagesize()
 	for _, l := range ls {
+		if l == nil { // a GELU feed-forward has no gate
+			continue
+		}
 		for i := 0; i < len(l.Data); i += page {
 			touched += l.Data[i]
 		}

@@ -75,6 +75,9 @@ as a llama2.c tokenizer.bin.`,
 // toLlama2c describes m as a llama2.c checkpoint of the given version.
 func toLlama2c(m *llama.Model, version int) (*llama2c.Checkpoint, error) {
 	c := m.Config
+	if c.Norm != llama.NormRMS || c.FFN != llama.FFNSwiGLU || c.Parallel || c.ALiBi {
+		return nil, fmt.Errorf("llama2.c holds LLaMA blocks; this model's block (Falcon, ALiBi) is not one")
+	}
 	if c.Rope != llama.RopeInterleaved {
 		return nil, fmt.Errorf("llama2.c rotates interleaved pairs; this model uses rotate-half RoPE")
 	}
