@@ -67,7 +67,7 @@ func (d *modelDir) Latest() (int, string, error) {
 		return 0, "", err
 	}
 	step, err := strconv.Atoi(strings.TrimPrefix(name, stepPrefix))
-	if err != nil || step <= 0 {
+	if err != nil || step < 0 {
 		return 0, "", fmt.Errorf("%s: %q does not name a checkpoint", filepath.Join(d.ru.r.Out, LatestName), name)
 	}
 	return step, filepath.Join(d.ru.r.Out, name), nil
@@ -97,8 +97,22 @@ func (d *modelDir) Restore(params []autograd.Param, opt *AdamW) (int, error) {
 	return step, nil
 }
 
+// SaveInitial writes the model the run started from, rebuilt, as the
+// checkpoint of step 0 (zero moments: resuming from it is starting over).
+func (d *modelDir) SaveInitial() (string, error) {
+	m, err := d.ru.initial()
+	if err != nil {
+		return "", err
+	}
+	params := m.TrainParams(m.NewGrads())
+	return d.save(Snapshot{Params: params, Opt: d.ru.r.optim().New(params), Loss: math.NaN(), ValLoss: math.NaN()}, m)
+}
+
 // Save writes the checkpoint of s.Step (steps done) and returns its directory.
-func (d *modelDir) Save(s Snapshot) (string, error) {
+func (d *modelDir) Save(s Snapshot) (string, error) { return d.save(s, d.ru.m) }
+
+// save writes the checkpoint of model m.
+func (d *modelDir) save(s Snapshot, m *llama.Model) (string, error) {
 	ru, step, loss, valLoss := d.ru, s.Step, s.Loss, s.ValLoss
 	out := ru.r.Out
 	name := fmt.Sprintf("%s%08d", stepPrefix, step)
@@ -115,14 +129,16 @@ func (d *modelDir) Save(s Snapshot) (string, error) {
 	extra := map[string]any{
 		"herd.step":                  uint64(step),
 		"herd.recipe":                rec.YAML(),
-		"herd.train_loss":            loss,
 		"herd.tokens_trained":        uint64(step) * uint64(ru.r.Batch*ru.r.Seq*ru.r.Accum),
 		"herd.data.tokenizer_sha256": ru.man.Tokenizer.SHA256,
+	}
+	if !math.IsNaN(loss) {
+		extra["herd.train_loss"] = loss
 	}
 	if !math.IsNaN(valLoss) {
 		extra["herd.val_loss"] = valLoss
 	}
-	if err := checkpoint.SaveGGUF(filepath.Join(tmp, ModelName), ru.m, ru.tok, checkpoint.SaveOptions{Name: "herd pretrain: " + ru.describe(), Extra: extra}); err != nil {
+	if err := checkpoint.SaveGGUF(filepath.Join(tmp, ModelName), m, ru.tok, checkpoint.SaveOptions{Name: "herd pretrain: " + ru.describe(), Extra: extra}); err != nil {
 		return "", err
 	}
 	if err := saveOptimizer(filepath.Join(tmp, OptimizerName), s.Opt, s.Params); err != nil {

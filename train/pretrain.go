@@ -239,28 +239,35 @@ func indent(s string) string {
 // fresh builds the starting model: random from a preset or a copy of a
 // checkpoint.
 func (ru *run) fresh() error {
+	m, err := ru.initial()
+	ru.m = m
+	return err
+}
+
+// initial is the model a fresh run starts from.
+func (ru *run) initial() (*llama.Model, error) {
 	r := ru.r
 	if r.Preset != "" {
 		p, err := llama.LookupPreset(r.Preset)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := p.Config
 		if c.VocabSize != ru.tok.VocabSize() {
-			return fmt.Errorf("preset %s has a %d-token vocabulary, the data's tokenizer %d", p.Name, c.VocabSize, ru.tok.VocabSize())
+			return nil, fmt.Errorf("preset %s has a %d-token vocabulary, the data's tokenizer %d", p.Name, c.VocabSize, ru.tok.VocabSize())
 		}
-		ru.m, err = llama.RandomInit(c, tensor.F32, r.Seed, llama.InitOptions{ScaleResidual: true})
-		return err
+		return llama.RandomInit(c, tensor.F32, r.Seed, llama.InitOptions{ScaleResidual: true})
 	}
 	src, err := llama.Open(r.Init)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer src.Close()
-	if ru.m, err = src.CloneF32(); err != nil {
-		return fmt.Errorf("%s: %w", r.Init, err)
+	m, err := src.CloneF32()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Init, err)
 	}
-	return nil
+	return m, nil
 }
 
 // Evaluate is the mean cross-entropy of m over the first n batches of l
