@@ -162,16 +162,9 @@ func (d *modelDir) save(s Snapshot, m *llama.Model) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	// model.gguf beside the run: a hard link (a copy where links fail)
-	// renamed over the previous one
-	link := filepath.Join(out, ".tmp-"+ModelName)
-	os.Remove(link)
-	if err := os.Link(filepath.Join(final, ModelName), link); err != nil {
-		if err := copyFile(filepath.Join(final, ModelName), link); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Rename(link, filepath.Join(out, ModelName)); err != nil {
+	// model.gguf beside the run (repairLink mends it at the next start
+	// if a kill comes before this)
+	if err := linkModel(out, filepath.Join(final, ModelName)); err != nil {
 		return "", err
 	}
 	if err := prune(out, ru.r.Keep); err != nil {
@@ -204,7 +197,8 @@ func copyFile(src, dst string) error {
 	})
 }
 
-// prune removes all but the newest keep checkpoints.
+// prune removes all but the newest keep checkpoints, oldest first, each
+// out of sight before it is deleted.
 func prune(dir string, keep int) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -218,7 +212,7 @@ func prune(dir string, keep int) error {
 	}
 	sort.Strings(steps)
 	for len(steps) > keep {
-		if err := os.RemoveAll(filepath.Join(dir, steps[0])); err != nil {
+		if err := removeCheckpoint(dir, steps[0]); err != nil {
 			return err
 		}
 		steps = steps[1:]
@@ -342,4 +336,41 @@ func loadOptimizer(path string, params []autograd.Param) (*AdamW, error) {
 		return nil, fmt.Errorf("%s: %d tensors, want %d for %d parameters", path, len(f.Tensors), 2*len(params), len(params))
 	}
 	return o, nil
+}
+
+// repairLink makes out/model.gguf the model of the checkpoint latest names
+// (a run killed between moving latest and relinking left the previous
+// one).
+func repairLink(out string, log io.Writer) error {
+	name, err := latestCheckpoint(out)
+	if err != nil || name == "" {
+		return err
+	}
+	want := filepath.Join(out, name, ModelName)
+	wi, err := os.Stat(want)
+	if err != nil {
+		return fmt.Errorf("%s names %s: %w", filepath.Join(out, LatestName), name, err)
+	}
+	top := filepath.Join(out, ModelName)
+	if ti, err := os.Stat(top); err == nil && os.SameFile(wi, ti) {
+		return nil
+	}
+	if err := linkModel(out, want); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "%s now links %s, as latest says\n", top, want)
+	return nil
+}
+
+// linkModel points out/model.gguf at src: a hard link (a copy where links
+// fail) renamed over the previous one.
+func linkModel(out, src string) error {
+	link := filepath.Join(out, ".tmp-"+ModelName)
+	os.Remove(link)
+	if err := os.Link(src, link); err != nil {
+		if err := copyFile(src, link); err != nil {
+			return err
+		}
+	}
+	return os.Rename(link, filepath.Join(out, ModelName))
 }

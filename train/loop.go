@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/kernels"
 )
 
@@ -35,8 +35,13 @@ type Config struct {
 	// that holds one is an error.
 	Resume bool
 	// Dir receives metrics.jsonl (one line a step) and loss.png (redrawn
-	// at each checkpoint); "" writes neither. Title heads the plot.
+	// at each checkpoint); "" writes neither. Title heads the plot. The
+	// run holds Dir's lock (Lock, when the caller took it already, else
+	// Fit takes it), removes what interrupted runs left there
+	// (CleanTemps) and writes Recipe, when given, to Dir/recipe.yaml.
 	Dir, Title string
+	Lock       *DirLock
+	Recipe     string
 	// FLOPsPerToken is the model FLOP count of one trained position (see
 	// FLOPsPerToken), PeakFLOPS the machine's peak (0: the default per
 	// thread): Progress.MFU is their ratio's share.
@@ -104,6 +109,13 @@ func Fit(obj Objective, set Trainable, cfg Config) (*Summary, error) {
 	if v, ok := obj.(Validator); ok && v.ValBatches() > 0 {
 		l.val = v
 	}
+	if cfg.Dir != "" && cfg.Lock == nil {
+		lock, err := LockDir(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+	}
 	if err := l.setup(); err != nil {
 		return nil, err
 	}
@@ -141,7 +153,7 @@ func (l *loop) setup() error {
 		return err
 	}
 	if c.Dir != "" {
-		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		if err := l.prepareDir(); err != nil {
 			return err
 		}
 		var err error
@@ -158,6 +170,24 @@ func (l *loop) setup() error {
 	}
 	return nil
 }
+
+// prepareDir clears the output directory of leftovers and writes the
+// recipe.
+func (l *loop) prepareDir() error {
+	if err := CleanTemps(l.cfg.Dir, l.log); err != nil {
+		return err
+	}
+	if l.cfg.Recipe == "" {
+		return nil
+	}
+	return fileio.WriteAtomic(filepath.Join(l.cfg.Dir, RecipeName), func(w io.Writer) error {
+		_, err := io.WriteString(w, l.cfg.Recipe)
+		return err
+	})
+}
+
+// RecipeName is the file of Config.Recipe in the output directory.
+const RecipeName = "recipe.yaml"
 
 // resume restores the newest checkpoint when asked to, and refuses to
 // start over one otherwise.
@@ -195,6 +225,9 @@ func (l *loop) run() error {
 			return err
 		}
 		l.sum.StartValLoss = v
+		if l.mlog != nil {
+			l.mlog.StartVal(l.sum.Start, v)
+		}
 		fmt.Fprintf(l.log, "step %d: val loss %.4f\n", l.sum.Start, v)
 	}
 	l.begin = time.Now()
