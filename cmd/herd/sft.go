@@ -5,12 +5,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
-	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/sft"
@@ -124,13 +122,7 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 	}
 	recipe := recipeYAML(cmd.Flags())
 	printRecipe(errw, cmd)
-	if err := fileio.WriteAtomic(filepath.Join(a.out, "recipe.yaml"), func(w io.Writer) error {
-		_, err := io.WriteString(w, recipe)
-		return err
-	}); err != nil {
-		return err
-	}
-	o.Log, o.Dir = errw, a.out
+	o.Log, o.Dir, o.Recipe = errw, a.out, recipe
 	o.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
 	if a.pack {
 		o.Pack = a.ctx
@@ -230,6 +222,7 @@ func sftFlags(f *pflag.FlagSet, a *sftArgs) {
 	f.BoolVar(&o.EmbedLoRA, "embed-lora", false, "embed: train LoRA adapters (--rank, --targets, …) as well; the adapter is written beside model.gguf")
 	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint (OUTDIR/step-N/state.safetensors) every N steps; always after the last")
 	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
+	f.IntVar(&o.Keep, "keep", train.Defaults().Keep, "checkpoints kept, the newest (0: all)")
 	f.StringVar(&a.valData, "val-data", "", "validation data files, comma-separated, each FILE[:COUNT], read as --data")
 	f.Float64Var(&a.valSplit, "val-split", 0, "hold out this fraction of each --data file's examples (by --seed) for validation")
 	f.IntVar(&o.EvalEvery, "eval-every", train.Defaults().EvalEvery, "validation loss every N steps (0: at the end only)")
