@@ -47,7 +47,7 @@ type modelRequest interface{ modelName() string }
 // its limit, parse and check it, find the model it names. On failure it
 // has answered the request and ok is false.
 func prologue[T modelRequest](s *Server, w http.ResponseWriter, r *http.Request, rl *reqLog, parse func([]byte) (T, *apiError)) (req T, m *Model, ok bool) {
-	body, e := s.body(r)
+	body, e := s.body(w, r)
 	if e == nil {
 		req, e = parse(body)
 	}
