@@ -172,12 +172,12 @@ func TestHostile(t *testing.T) {
 // TestParseErrors: broken templates fail at parse time with the line.
 func TestParseErrors(t *testing.T) {
 	for src, want := range map[string]string{
-		"{% if x %}":                 "missing {% endif %}",
-		"{{ x | nosuchfilter }}":     "unknown filter",
-		"a\n{{ x is nosuchtest }}":   "line 2",
+		"{% if x %}":                  "missing {% endif %}",
+		"{{ x | nosuchfilter }}":      "unknown filter",
+		"a\n{{ x is nosuchtest }}":    "line 2",
 		"{% for x in y %}{% endif %}": "unexpected",
-		"{{ 'abc }}":                 "not closed",
-		"{% frobnicate %}":           "unknown statement",
+		"{{ 'abc }}":                  "not closed",
+		"{% frobnicate %}":            "unknown statement",
 	} {
 		if _, err := Parse(src); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v; want %q", src, err, want)
