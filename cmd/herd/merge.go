@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/eval"
+	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
@@ -129,22 +130,5 @@ func quantized(m *llama.Model) bool {
 
 // greedy returns the first token and n more that m writes greedily.
 func greedy(m *llama.Model, first, n int) ([]int, error) {
-	n = min(n, m.Config.ContextLen-1)
-	cache := m.NewKVCache(n + 1)
-	var st llama.State
-	toks := []int{first}
-	for i := range n {
-		logits, err := m.Forward(&st, cache, toks[i:i+1], i, false)
-		if err != nil {
-			return nil, err
-		}
-		best := 0
-		for j, v := range logits {
-			if v > logits[best] {
-				best = j
-			}
-		}
-		toks = append(toks, best)
-	}
-	return toks, nil
+	return generate.Tokens(m, []int{first}, n, generate.NewSampler(generate.SamplerConfig{}))
 }
