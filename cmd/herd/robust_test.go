@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,7 +12,9 @@ import (
 	"testing"
 
 	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/lora"
+	"github.com/herd-llm/herd/serve"
 )
 
 // TestSamplingFlags: herd run refuses out-of-range sampling flags as the
@@ -136,5 +141,59 @@ func TestMergeBaseOptional(t *testing.T) {
 	}
 	if _, _, err := herd(t, "", "merge", base, "--base", ad, "--lora", ad, "-o", filepath.Join(dir, "x.gguf")); err == nil {
 		t.Error("two bases accepted")
+	}
+}
+
+// TestHugeContextFile: a GGUF file claiming llama.context_length = 2^31
+// once made herd chat allocate a 137 GB KV cache at start and herd serve
+// die on the first request without max_tokens (issue 21, item 3). Now the
+// cache grows with the tokens held and the server's budget bounds the
+// context. (Should the loader refuse such a context outright, which the
+// file checks may do, there is nothing left to run.)
+func TestHugeContextFile(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Config.ContextLen = 1 << 31
+	path := filepath.Join(t.TempDir(), "huge.gguf")
+	if err := checkpoint.SaveGGUF(path, m, tok, checkpoint.SaveOptions{Name: "huge"}); err != nil {
+		t.Fatal(err)
+	}
+	if lm, _, err := checkpoint.Load(path, ""); err != nil {
+		if strings.Contains(err.Error(), "context") {
+			t.Skipf("the loader refuses the file: %v", err)
+		}
+		t.Fatal(err)
+	} else {
+		lm.Close()
+	}
+	out, _, err := herd(t, "Once upon a time\n", "chat", path, "-n", "16", "--temp", "0")
+	if err != nil || strings.Count(out, "> ") != 2 {
+		t.Errorf("chat: %v\n%s", err, out)
+	}
+	if _, _, err := herd(t, "", "run", path, "-n", "16", "--temp", "0"); err != nil {
+		t.Errorf("run: %v", err)
+	}
+	sm, err := loadServed(path, "", "", nil, generate.SchedulerConfig{KVBudget: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sm.Model.Close()
+	defer sm.Sched.Close()
+	srv, err := serve.New(serve.Config{}, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	resp, err := http.Post(hs.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"huge","messages":[{"role":"user","content":"Once"}],"temperature":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"finish_reason"`) {
+		t.Errorf("serve without max_tokens: %d %.300s", resp.StatusCode, b)
 	}
 }
