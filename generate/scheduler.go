@@ -94,6 +94,9 @@ type SchedulerConfig struct {
 	// Log receives a record when a step fails or panics (default: slog's
 	// default logger).
 	Log *slog.Logger
+	// ContextByBudget is set by NewScheduler (in Config's answer) when the
+	// budget lowered Context.
+	ContextByBudget bool
 }
 
 // DefaultKVBudget is the KV cache memory a Scheduler allows its sequences
@@ -177,6 +180,7 @@ func NewScheduler(m *llama.Model, tok tokenizer.Tokenizer, cfg SchedulerConfig) 
 		cfg.Log.Warn("the KV cache budget holds fewer positions than the context; the context of a sequence is lowered",
 			"context", cfg.Context, "budget_bytes", cfg.KVBudget, "positions", fit)
 		cfg.Context = int(max(2, fit))
+		cfg.ContextByBudget = true
 	}
 	s := &Scheduler{m: m, tok: tok, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{}), perPos: perPos}
 	go s.loop()

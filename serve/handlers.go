@@ -26,9 +26,14 @@ type usage struct {
 // finish_reason "length", as llama-server and OpenAI do); only a prompt
 // that alone leaves no room is refused.
 func (s *Server) genRequest(m *Model, p *sampling, prompt []int) (generate.Request, *apiError) {
-	ctx := m.Sched.Config().Context
+	sc := m.Sched.Config()
+	ctx := sc.Context
 	if len(prompt) >= ctx {
-		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens, with room for at least one new token; shorten it", len(prompt), m.Name, ctx)
+		why := ""
+		if sc.ContextByBudget {
+			why = fmt.Sprintf(" (its KV cache budget of %d MiB holds no more; the server's --kv-budget raises it)", sc.KVBudget>>20)
+		}
+		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens%s, with room for at least one new token; shorten it", len(prompt), m.Name, ctx, why)
 	}
 	max := p.maxTokens()
 	if room := ctx - len(prompt); max == 0 || max > room {
