@@ -90,7 +90,9 @@ func TestSurvives(t *testing.T) {
 		defer wg.Done()
 		status, body := postWith(t, client, url+"/v1/completions", `{"model":"huge","prompt":"Once upon a time","temperature":0}`)
 		var r struct {
-			Choices []struct{ FinishReason string `json:"finish_reason"` } `json:"choices"`
+			Choices []struct {
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
 		}
 		if status != 200 || json.Unmarshal([]byte(body), &r) != nil || len(r.Choices) != 1 {
 			t.Errorf("huge context without max_tokens: %d %.300s", status, body)
@@ -205,5 +207,3 @@ func survivalModels(t *testing.T) []*Model {
 	}
 	return out
 }
-
-
