@@ -11,7 +11,9 @@ package jinja
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Error is a template that failed to parse or render, with the line it
@@ -292,6 +294,17 @@ func unquote(s string, line int) (string, int, error) {
 		case 'r':
 			b.WriteByte('\r')
 		case '\\', '\'', '"':
+			b.WriteByte(s[i])
+		case 'x', 'u', 'U':
+			n := map[byte]int{'x': 2, 'u': 4, 'U': 8}[s[i]]
+			if i+n < len(s) {
+				if r, err := strconv.ParseUint(s[i+1:i+1+n], 16, 32); err == nil && utf8.ValidRune(rune(r)) {
+					b.WriteRune(rune(r))
+					i += n
+					continue
+				}
+			}
+			b.WriteByte('\\')
 			b.WriteByte(s[i])
 		case '\n':
 		default:
