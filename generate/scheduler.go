@@ -221,6 +221,8 @@ func (s *Scheduler) poke() {
 // Submit queues a generation. Its events arrive on the returned channel,
 // which is closed after the Done event. Cancelling ctx abandons the
 // generation: its slot is freed at the next step and no more events come.
+// The scheduler never waits on a slow reader (events queue for it), so a
+// caller reads the channel to its end or cancels ctx.
 func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if len(r.Prompt) == 0 {
 		return nil, fmt.Errorf("empty prompt")
