@@ -121,22 +121,15 @@ func split(src string) ([]piece, error) {
 		if open == '#' {
 			continue
 		}
-		if open == '%' {
-			if name := strings.TrimSpace(body); name == "raw" {
-				end := strings.Index(src, "endraw")
-				k := strings.LastIndex(src[:max(end, 0)], "{%")
-				if end < 0 || k < 0 {
-					return nil, errorf(tagLine, "raw without endraw")
-				}
-				out = append(out, piece{kind: 't', text: src[:k], line: line})
-				line += strings.Count(src[:k], "\n")
-				c := strings.Index(src[end:], "%}")
-				if c < 0 {
-					return nil, errorf(tagLine, "unclosed endraw tag")
-				}
-				src = src[end+c+2:]
-				continue
+		if open == '%' && strings.TrimSpace(body) == "raw" {
+			raw, rest, err := rawBlock(src, tagLine)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, piece{kind: 't', text: raw, line: line})
+			line += strings.Count(src[:len(src)-len(rest)], "\n")
+			src = rest
+			continue
 		}
 		toks, err := lex(body, tagLine)
 		if err != nil {
@@ -149,6 +142,21 @@ func split(src string) ([]piece, error) {
 		out = append(out, piece{kind: kind, toks: toks, line: tagLine})
 	}
 	return out, nil
+}
+
+// rawBlock returns the text of a {% raw %} block that src starts inside,
+// and what follows its {% endraw %}.
+func rawBlock(src string, line int) (raw, rest string, err error) {
+	end := strings.Index(src, "endraw")
+	k := strings.LastIndex(src[:max(end, 0)], "{%")
+	if end < 0 || k < 0 {
+		return "", "", errorf(line, "raw without endraw")
+	}
+	c := strings.Index(src[end:], "%}")
+	if c < 0 {
+		return "", "", errorf(line, "unclosed endraw tag")
+	}
+	return src[:k], src[end+c+2:], nil
 }
 
 func appendText(out []piece, text string, trimLeft bool, line int) []piece {
