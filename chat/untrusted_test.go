@@ -37,7 +37,7 @@ func TestHostileTemplates(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		msgs = append(msgs, Message{Role: []string{User, Assistant}[i%2], Content: "x"})
 	}
-	if _, err := tp.Render(msgs, true); err == nil || !strings.Contains(err.Error(), "steps") {
+	if _, err := tp.Render(msgs, true); err == nil || !strings.Contains(err.Error(), "steps") && !strings.Contains(err.Error(), "runs longer than") {
 		t.Errorf("a conversation beyond the limits: %v", err)
 	}
 	if _, err := tp.Render(msgs[:3], true); err != nil {

@@ -19,6 +19,10 @@ const (
 	DefaultWriteTimeout  = 30 * time.Second // for one write of a response (each streamed event has its own)
 	DefaultIdleTimeout   = 60 * time.Second // a keep-alive connection waits this long for its next request
 	DefaultMaxConns      = 512              // connections open at once; more are answered 503 and closed
+	// DefaultMaxTokens is the token budget of a request without max_tokens:
+	// a model claiming a context of millions of positions would otherwise
+	// write for hours.
+	DefaultMaxTokens = 8192
 )
 
 func (c *Config) defaults() {
@@ -33,6 +37,9 @@ func (c *Config) defaults() {
 	set(&c.IdleTimeout, DefaultIdleTimeout)
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	if c.DefaultMaxTokens == 0 {
+		c.DefaultMaxTokens = DefaultMaxTokens
 	}
 }
 

@@ -24,7 +24,8 @@ type usage struct {
 // the prompt against the model's context. A token budget the context
 // cannot hold is cut to what it holds (the generation then ends with
 // finish_reason "length", as llama-server and OpenAI do); only a prompt
-// that alone leaves no room is refused.
+// that alone leaves no room is refused. A request without max_tokens gets
+// Config.DefaultMaxTokens.
 func (s *Server) genRequest(m *Model, p *sampling, prompt []int) (generate.Request, *apiError) {
 	sc := m.Sched.Config()
 	ctx := sc.Context
@@ -36,6 +37,9 @@ func (s *Server) genRequest(m *Model, p *sampling, prompt []int) (generate.Reque
 		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens%s, with room for at least one new token; shorten it", len(prompt), m.Name, ctx, why)
 	}
 	max := p.maxTokens()
+	if max == 0 && s.cfg.DefaultMaxTokens > 0 {
+		max = s.cfg.DefaultMaxTokens
+	}
 	if room := ctx - len(prompt); max == 0 || max > room {
 		max = room
 	}

@@ -74,3 +74,25 @@ func TestBudgetMessage(t *testing.T) {
 		t.Errorf("%d %s", status, body)
 	}
 }
+
+// TestDefaultMaxTokens: a request without max_tokens writes at most
+// Config.DefaultMaxTokens.
+func TestDefaultMaxTokens(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := chat.Lookup("raw")
+	sched := generate.NewScheduler(m, tok, generate.SchedulerConfig{})
+	t.Cleanup(sched.Close)
+	s, err := New(Config{DefaultMaxTokens: 5}, &Model{Name: "s", Model: m, Tok: tok, Template: raw, Sched: sched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	status, body := post(t, hs.URL+"/v1/completions", "", strings.NewReader(`{"model":"s","prompt":"Once upon a time","temperature":0}`))
+	if status != 200 || !strings.Contains(body, `"completion_tokens":5`) || !strings.Contains(body, `"finish_reason":"length"`) {
+		t.Errorf("%d %s", status, body)
+	}
+}

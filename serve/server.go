@@ -54,6 +54,11 @@ type Config struct {
 	// open at once. Serve applies them; 0 takes the Default… constants.
 	HeaderTimeout, BodyTimeout, WriteTimeout, IdleTimeout time.Duration
 	MaxConns                                              int
+	// DefaultMaxTokens is the token budget of a request that names none
+	// (default DefaultMaxTokens; negative: the context's rest, however
+	// large the file claims it to be). The answer then ends with
+	// finish_reason "length" if it gets that far.
+	DefaultMaxTokens int
 }
 
 // Server is the HTTP handler. Create it with New.

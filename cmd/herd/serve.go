@@ -22,7 +22,7 @@ import (
 
 func serveCmd() *cobra.Command {
 	var addr, apiKey, template, tok, logFormat, kvType string
-	var parallel, ctx, threads, rowMultiple, maxConns int
+	var parallel, ctx, threads, rowMultiple, maxConns, defMax int
 	var maxBody, kvBudgetMiB int64
 	var bodyTimeout, writeTimeout, idleTimeout time.Duration
 	var loras []string
@@ -45,8 +45,9 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.
 Each model's sequences share a KV cache budget (--kv-budget): a request
 reserves what its prompt and max_tokens can fill and waits in the queue while
 the budget is taken; the context of a sequence is at most what the budget
-holds. Slow clients are cut off by --body-timeout, --write-timeout and
---idle-timeout; beyond --max-conns open connections a client gets a 503.`,
+holds. A request without max_tokens may write --default-max-tokens. Slow
+clients are cut off by --body-timeout, --write-timeout and --idle-timeout;
+beyond --max-conns open connections a client gets a 503.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kernels.SetThreads(threads)
 			if apiKey == "" {
@@ -77,7 +78,7 @@ holds. Slow clients are cut off by --body-timeout, --write-timeout and
 				models = append(models, m)
 			}
 			srv, err := serve.New(serve.Config{APIKey: apiKey, MaxBodyBytes: maxBody, Log: log, BodyTimeout: bodyTimeout,
-				WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxConns: maxConns}, models...)
+				WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxConns: maxConns, DefaultMaxTokens: defMax}, models...)
 			if err != nil {
 				return err
 			}
@@ -112,6 +113,7 @@ holds. Slow clients are cut off by --body-timeout, --write-timeout and
 	f.DurationVar(&writeTimeout, "write-timeout", serve.DefaultWriteTimeout, "time one write of a response may take (each streamed event has its own)")
 	f.DurationVar(&idleTimeout, "idle-timeout", serve.DefaultIdleTimeout, "time a kept-alive connection may wait for its next request")
 	f.IntVar(&maxConns, "max-conns", serve.DefaultMaxConns, "connections open at once; more get a 503")
+	f.IntVar(&defMax, "default-max-tokens", serve.DefaultMaxTokens, "token budget of a request without max_tokens (-1: the rest of the context)")
 	addKVFlag(f, &kvType)
 	return cmd
 }
