@@ -94,6 +94,9 @@ type SchedulerConfig struct {
 	// Log receives a record when a step fails or panics (default: slog's
 	// default logger).
 	Log *slog.Logger
+	// ContextByBudget is set by NewScheduler (in Config's answer) when the
+	// budget lowered Context.
+	ContextByBudget bool
 }
 
 // DefaultKVBudget is the KV cache memory a Scheduler allows its sequences
@@ -177,6 +180,7 @@ func NewScheduler(m *llama.Model, tok tokenizer.Tokenizer, cfg SchedulerConfig) 
 		cfg.Log.Warn("the KV cache budget holds fewer positions than the context; the context of a sequence is lowered",
 			"context", cfg.Context, "budget_bytes", cfg.KVBudget, "positions", fit)
 		cfg.Context = int(max(2, fit))
+		cfg.ContextByBudget = true
 	}
 	s := &Scheduler{m: m, tok: tok, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{}), perPos: perPos}
 	go s.loop()
@@ -217,6 +221,8 @@ func (s *Scheduler) poke() {
 // Submit queues a generation. Its events arrive on the returned channel,
 // which is closed after the Done event. Cancelling ctx abandons the
 // generation: its slot is freed at the next step and no more events come.
+// The scheduler never waits on a slow reader (events queue for it), so a
+// caller reads the channel to its end or cancels ctx.
 func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if len(r.Prompt) == 0 {
 		return nil, fmt.Errorf("empty prompt")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -98,17 +96,4 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a positive size (e.g. 2GB, 500MB, 1048576)", s)
 	}
 	return int64(v * mult), nil
-}
-
-// hasChatTemplate reports whether the tokenizer_config.json at path exists
-// and has a chat_template.
-func hasChatTemplate(path string) bool {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	var c struct {
-		T json.RawMessage `json:"chat_template"`
-	}
-	return json.Unmarshal(data, &c) == nil && len(c.T) > 0 && string(c.T) != "null"
 }

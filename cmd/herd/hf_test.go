@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herd-llm/herd/chat"
 )
 
 // TestHFInOut: herd convert reads a Hugging Face directory, herd run reads
@@ -52,7 +54,7 @@ func TestHFInOut(t *testing.T) {
 // TestHFDirTemplate: chat and serve take a checkpoint directory's
 // tokenizer_config.json chat_template.
 func TestHFDirTemplate(t *testing.T) {
-	tp, err := templateFor("../../convert/testdata/llama_st", "")
+	tp, err := chat.ForModel("../../convert/testdata/llama_st", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,22 @@ type usage struct {
 // the prompt against the model's context. A token budget the context
 // cannot hold is cut to what it holds (the generation then ends with
 // finish_reason "length", as llama-server and OpenAI do); only a prompt
-// that alone leaves no room is refused.
+// that alone leaves no room is refused. A request without max_tokens gets
+// Config.DefaultMaxTokens.
 func (s *Server) genRequest(m *Model, p *sampling, prompt []int) (generate.Request, *apiError) {
-	ctx := m.Sched.Config().Context
+	sc := m.Sched.Config()
+	ctx := sc.Context
 	if len(prompt) >= ctx {
-		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens, with room for at least one new token; shorten it", len(prompt), m.Name, ctx)
+		why := ""
+		if sc.ContextByBudget {
+			why = fmt.Sprintf(" (its KV cache budget of %d MiB holds no more; the server's --kv-budget raises it)", sc.KVBudget>>20)
+		}
+		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens%s, with room for at least one new token; shorten it", len(prompt), m.Name, ctx, why)
 	}
 	max := p.maxTokens()
+	if max == 0 && s.cfg.DefaultMaxTokens > 0 {
+		max = s.cfg.DefaultMaxTokens
+	}
 	if room := ctx - len(prompt); max == 0 || max > room {
 		max = room
 	}
@@ -47,7 +56,7 @@ type modelRequest interface{ modelName() string }
 // its limit, parse and check it, find the model it names. On failure it
 // has answered the request and ok is false.
 func prologue[T modelRequest](s *Server, w http.ResponseWriter, r *http.Request, rl *reqLog, parse func([]byte) (T, *apiError)) (req T, m *Model, ok bool) {
-	body, e := s.body(r)
+	body, e := s.body(w, r)
 	if e == nil {
 		req, e = parse(body)
 	}
