@@ -61,7 +61,11 @@ func exportHF(cmd *cobra.Command, in, out, tokPath string, h hfExportFlags) erro
 	if err := conv.WriteHF(out, m, tok, opt); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: LlamaForCausalLM, %d layers, dim %d, vocab %d\n", out, m.Config.NLayers, m.Config.Dim, m.Config.VocabSize)
+	arch := "LlamaForCausalLM"
+	if m.Config.IsFalcon() {
+		arch = "FalconForCausalLM"
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s, %d layers, dim %d, vocab %d\n", out, arch, m.Config.NLayers, m.Config.Dim, m.Config.VocabSize)
 	if h.peft == "" {
 		return nil
 	}
