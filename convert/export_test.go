@@ -349,3 +349,66 @@ func TestExportFalcon(t *testing.T) {
 		orig.Close()
 	}
 }
+
+// TestFalconPEFT: a Falcon LoRA (q, k and v through the fused projection's
+// views) saved in PEFT's layout is one query_key_value adapter per layer
+// that fits the exported FalconForCausalLM base, and read back it gives the
+// same logits.
+func TestFalconPEFT(t *testing.T) {
+	logits := func(m *llama.Model) []float32 {
+		m.KVF32 = true
+		var s llama.State
+		out, err := m.Forward(&s, m.NewKVCache(5), []int{1, 5, 9, 3, 17}, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), out...)
+	}
+	m, _, _ := openModel(t, "testdata/falcon40_st")
+	set, err := lora.New(m, lora.Config{Rank: 2, Alpha: 3, Targets: []string{"q", "k", "v", "o", "up", "down"}}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range set.Adapters {
+		for j := range set.Adapters[i].B {
+			set.Adapters[i].B[j] = 0.2 * float32((j*7+i)%5-2)
+		}
+	}
+	base := filepath.Join(t.TempDir(), "base")
+	if err := WriteHF(base, m, nil, HFOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Attach(m, 1); err != nil {
+		t.Fatal(err)
+	}
+	want := logits(m)
+	ad := filepath.Join(t.TempDir(), "adapter")
+	if err := lora.SavePEFT(ad, set, m.Config, base); err != nil {
+		t.Fatal(err)
+	}
+	res, err := CheckPEFT(ad, base)
+	if err != nil || res.BaseMismatch != "" || res.Adapters != 4*m.Config.NLayers {
+		t.Fatalf("check: %+v, %v", res, err)
+	}
+	m2, _, _ := openModel(t, "testdata/falcon40_st")
+	back, err := lora.LoadPEFT(ad, m2.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Attach(m2, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := logits(m2)
+	var worst float64
+	for i := range want {
+		worst = math.Max(worst, math.Abs(float64(got[i]-want[i])))
+	}
+	if worst > 1e-5 || reflect.DeepEqual(want, logits(openModelPlain(t))) {
+		t.Errorf("logits through the PEFT file differ by %g (or the adapter changed nothing)", worst)
+	}
+}
+
+func openModelPlain(t *testing.T) *llama.Model {
+	m, _, _ := openModel(t, "testdata/falcon40_st")
+	return m
+}

@@ -33,9 +33,10 @@ func CheckPEFT(adapterDir, baseDir string) (PEFTCheck, error) {
 		return res, err
 	}
 	var cfg struct {
-		Base    string   `json:"base_model_name_or_path"`
-		R       int      `json:"r"`
-		Targets []string `json:"target_modules"`
+		Base        string         `json:"base_model_name_or_path"`
+		R           int            `json:"r"`
+		Targets     []string       `json:"target_modules"`
+		RankPattern map[string]int `json:"rank_pattern"`
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return res, fmt.Errorf("%s: %w", cpath, err)
@@ -81,13 +82,17 @@ func CheckPEFT(adapterDir, baseDir string) (PEFTCheck, error) {
 		if !ok {
 			return res, fmt.Errorf("%s: tensor %s adapts %s, which the base in %s does not have", apath, n, baseName, baseDir)
 		}
-		want := []int64{int64(cfg.R), bt.shape[1]}
+		r := cfg.R
+		if v, ok := cfg.RankPattern[mod[strings.LastIndexByte(mod, '.')+1:]]; ok {
+			r = v
+		}
+		want := []int64{int64(r), bt.shape[1]}
 		if !isA {
-			want = []int64{bt.shape[0], int64(cfg.R)}
+			want = []int64{bt.shape[0], int64(r)}
 			res.Adapters++
 		}
 		if !equalShape(e.Shape, want) {
-			return res, fmt.Errorf("%s: tensor %s has shape %v; for %s of shape %v and r %d it must be %v", apath, n, e.Shape, baseName, bt.shape, cfg.R, want)
+			return res, fmt.Errorf("%s: tensor %s has shape %v; for %s of shape %v and r %d it must be %v", apath, n, e.Shape, baseName, bt.shape, r, want)
 		}
 	}
 	if abs(cfg.Base) != abs(baseDir) {
