@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"fmt"
 	"runtime"
+	"strings"
 
 	conv "github.com/herd-llm/herd/convert"
 	"github.com/herd-llm/herd/format/gguf"
@@ -22,6 +23,20 @@ type ConvertOptions struct {
 	Tokenizer tokenizer.Tokenizer
 	// Progress, when set, is told the bytes written so far of the total.
 	Progress func(done, total int64)
+}
+
+// baichuanMetadata is the metadata of an ALiBi model (Baichuan-13B): llama.cpp's
+// "baichuan" architecture, which takes ALiBi for 40 blocks, and herd's
+// ALiBiKey, which says so for any block count.
+func baichuanMetadata(c llama.Config, name string) []KV {
+	kv := modelMetadata(c, name)
+	for i := range kv {
+		if k, ok := strings.CutPrefix(kv[i].Key, "llama."); ok {
+			kv[i].Key = "baichuan." + k
+		}
+	}
+	kv[0].Value = "baichuan"
+	return append(kv, KV{llama.ALiBiKey, true})
 }
 
 // modelMetadata is the llama.* metadata of a model of config c.
@@ -50,9 +65,6 @@ func modelMetadata(c llama.Config, name string) []KV {
 // go into the metadata.
 func ConvertGGUF(path string, src *conv.Source, opt ConvertOptions) error {
 	c := src.Config
-	if c.ALiBi {
-		return fmt.Errorf("convert %s: %s uses ALiBi, which GGUF's llama architecture cannot express; run it from its directory", path, src.Path)
-	}
 	if c.Rope != llama.RopeInterleaved && !c.IsFalcon() {
 		return fmt.Errorf("convert %s: GGUF llama models use interleaved RoPE", path)
 	}
@@ -66,6 +78,9 @@ func ConvertGGUF(path string, src *conv.Source, opt ConvertOptions) error {
 	kv := modelMetadata(c, opt.Name)
 	if c.IsFalcon() {
 		kv = falconMetadata(c, opt.Name)
+	}
+	if c.ALiBi {
+		kv = baichuanMetadata(c, opt.Name)
 	}
 	tkv, err := TokenizerMetadata(tok)
 	if err != nil {

@@ -160,19 +160,53 @@ func TestFalconGGUF(t *testing.T) {
 	}
 }
 
-// TestConvertALiBiRefused: an ALiBi model (Baichuan-13B) has no GGUF llama
-// form; converting it is a clear error and writes nothing.
-func TestConvertALiBiRefused(t *testing.T) {
-	src, err := conv.Open("../convert/testdata/baichuan13_bin")
+// TestALiBiGGUF converts Baichuan-13B (ALiBi) to GGUF as llama.cpp's
+// "baichuan" architecture with herd.alibi: the loaded file's logits equal
+// the torch reference, and SaveGGUF writes the same tensors again.
+func TestALiBiGGUF(t *testing.T) {
+	dir := "../convert/testdata/baichuan13_bin"
+	src, err := conv.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
-	out := filepath.Join(t.TempDir(), "x.gguf")
-	if err := ConvertGGUF(out, src, ConvertOptions{}); err == nil || !strings.Contains(err.Error(), "ALiBi") {
-		t.Errorf("err = %v", err)
+	out := filepath.Join(t.TempDir(), "b.gguf")
+	err = ConvertGGUF(out, src, ConvertOptions{})
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(out); err == nil {
-		t.Error("a file was written")
+	m, err := llama.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !m.Config.ALiBi {
+		t.Fatal("read back without ALiBi")
+	}
+	ref := refLogits(t, dir)
+	var scale, worst float64
+	for i, g := range forwardAll(t, m) {
+		scale = math.Max(scale, math.Abs(ref[i]))
+		worst = math.Max(worst, math.Abs(float64(g)-ref[i]))
+	}
+	if worst > 1e-5*scale {
+		t.Errorf("GGUF logits differ from torch's by %.3g (largest %.3g)", worst, scale)
+	}
+	again := filepath.Join(t.TempDir(), "c.gguf")
+	if err := SaveGGUF(again, m, nil, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(out)
+	b, _ := os.ReadFile(again)
+	if !bytes.Equal(a, b) {
+		t.Error("SaveGGUF of the loaded model is not the converted file")
+	}
+	f, err := gguf.Open(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if arch, _ := f.GetString("general.architecture"); arch != "baichuan" {
+		t.Errorf("architecture %q", arch)
 	}
 }

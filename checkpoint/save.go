@@ -91,11 +91,11 @@ func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOpti
 	if c.IsFalcon() {
 		return saveFalconGGUF(path, m, tok, opt)
 	}
-	if c.ALiBi {
-		return fmt.Errorf("save %s: the model uses ALiBi, which GGUF's llama architecture cannot express", path)
-	}
 	w := gguf.NewWriter()
 	kv := modelMetadata(c, opt.Name)
+	if c.ALiBi {
+		kv = baichuanMetadata(c, opt.Name)
+	}
 	if c.Rope != llama.RopeInterleaved {
 		return fmt.Errorf("save %s: GGUF llama models use interleaved RoPE; permute the q/k weights first", path)
 	}

@@ -126,8 +126,11 @@ func FromGGUF(f *gguf.File) (*Model, error) {
 	if arch == "falcon" {
 		return fromGGUFFalcon(f)
 	}
+	if arch == "baichuan" {
+		return fromGGUFBaichuan(f)
+	}
 	if arch != "llama" {
-		return nil, fmt.Errorf("%s: architecture %q, herd runs \"llama\" and \"falcon\"", f.Path, arch)
+		return nil, fmt.Errorf("%s: architecture %q, herd runs \"llama\", \"baichuan\" and \"falcon\"", f.Path, arch)
 	}
 	u := func(key string, def int) (int, error) {
 		v, ok := f.GetUint("llama." + key)
