@@ -84,23 +84,17 @@ func TokenizerMetadata(tok tokenizer.Tokenizer) ([]KV, error) {
 }
 
 // SaveGGUF writes m and its tokenizer (nil: none) as a GGUF v3 file,
-// atomically. Norm weights are stored as F32.
+// atomically. Norm weights are stored as F32. A Falcon model is written as
+// llama.cpp's "falcon" architecture.
 func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOptions) error {
 	c := m.Config
+	if c.IsFalcon() {
+		return saveFalconGGUF(path, m, tok, opt)
+	}
 	w := gguf.NewWriter()
-	kv := []KV{
-		{"general.architecture", "llama"},
-		{"general.name", opt.Name},
-		{"llama.context_length", uint32(c.ContextLen)},
-		{"llama.embedding_length", uint32(c.Dim)},
-		{"llama.block_count", uint32(c.NLayers)},
-		{"llama.feed_forward_length", uint32(c.FFNDim)},
-		{"llama.rope.dimension_count", uint32(c.HeadDim())},
-		{"llama.attention.head_count", uint32(c.NHeads)},
-		{"llama.attention.head_count_kv", uint32(c.NKVHeads)},
-		{"llama.attention.layer_norm_rms_epsilon", c.NormEps},
-		{"llama.rope.freq_base", c.RopeTheta},
-		{"llama.vocab_size", uint32(c.VocabSize)},
+	kv := modelMetadata(c, opt.Name)
+	if c.ALiBi {
+		kv = baichuanMetadata(c, opt.Name)
 	}
 	if c.Rope != llama.RopeInterleaved {
 		return fmt.Errorf("save %s: GGUF llama models use interleaved RoPE; permute the q/k weights first", path)

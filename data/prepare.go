@@ -23,8 +23,8 @@ import (
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/internal/fileio"
+	"github.com/herd-llm/herd/internal/recipe"
 	"github.com/herd-llm/herd/tokenizer"
-	"gopkg.in/yaml.v3"
 )
 
 // Recipe is a data preparation: the sources, how to clean them, and how to
@@ -58,16 +58,8 @@ type Recipe struct {
 // LoadRecipe reads a YAML data recipe; unknown keys are an error.
 func LoadRecipe(path string) (Recipe, error) {
 	var r Recipe
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("recipe %s: %w", path, err)
-	}
-	return r, nil
+	err := recipe.Load(path, &r, nil)
+	return r, err
 }
 
 func (r *Recipe) check() error {

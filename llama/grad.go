@@ -27,7 +27,7 @@ type LayerGrads struct {
 // are always float32 and always get one).
 func (m *Model) NewGrads() *Grads {
 	mat := func(l *nn.Linear) []float32 {
-		if l.DType != tensor.F32 {
+		if l == nil || l.DType != tensor.F32 {
 			return nil
 		}
 		return make([]float32, l.Out*l.In)
@@ -102,7 +102,7 @@ func (m *Model) CloneF32() (*Model, error) {
 		return nn.NewLinear(l.Name, tensor.F32, l.Out, l.In, tensor.BytesOfF32(buf))
 	}
 	vec := func(v []float32) []float32 { return append([]float32(nil), v...) }
-	c := &Model{Config: m.Config, Layers: make([]Layer, len(m.Layers)), OutNorm: vec(m.OutNorm)}
+	c := &Model{Config: m.Config, Layers: make([]Layer, len(m.Layers)), OutNorm: vec(m.OutNorm), OutNormB: vec(m.OutNormB)}
 	var err error
 	if c.Embed, err = conv(m.Embed); err != nil {
 		return nil, err
@@ -116,9 +116,13 @@ func (m *Model) CloneF32() (*Model, error) {
 		s, d := &m.Layers[i], &c.Layers[i]
 		d.layerIndex = i
 		d.AttnNorm, d.FFNNorm = vec(s.AttnNorm), vec(s.FFNNorm)
+		d.AttnNormB, d.FFNNormB = vec(s.AttnNormB), vec(s.FFNNormB)
 		for _, p := range []struct{ dst, src **nn.Linear }{
 			{&d.Wq, &s.Wq}, {&d.Wk, &s.Wk}, {&d.Wv, &s.Wv}, {&d.Wo, &s.Wo}, {&d.Gate, &s.Gate}, {&d.Up, &s.Up}, {&d.Down, &s.Down},
 		} {
+			if *p.src == nil { // a GELU block has no gate
+				continue
+			}
 			if *p.dst, err = conv(*p.src); err != nil {
 				return nil, err
 			}

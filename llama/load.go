@@ -127,8 +127,14 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 // stay open while the model is used.
 func FromGGUF(f *gguf.File) (*Model, error) {
 	arch, _ := f.GetString("general.architecture")
+	if arch == "falcon" {
+		return fromGGUFFalcon(f)
+	}
+	if arch == "baichuan" {
+		return fromGGUFBaichuan(f)
+	}
 	if arch != "llama" {
-		return nil, fmt.Errorf("%s: architecture %q, herd runs \"llama\"", f.Path, arch)
+		return nil, fmt.Errorf("%s: architecture %q, herd runs \"llama\", \"baichuan\" and \"falcon\"", f.Path, arch)
 	}
 	c, err := configFromGGUF(f)
 	if err != nil {

@@ -95,8 +95,12 @@ const (
 // adapter_model.safetensors (F32, PEFT's tensor names, query and key rows
 // in Hugging Face's order). base names the base model in the config (the
 // set's Base.Name when empty); s.Base's fingerprint goes into the
-// safetensors metadata.
+// safetensors metadata. A Falcon model's q, k and v adapters become one
+// adapter of its fused query_key_value (see falconPEFTModules).
 func SavePEFT(dir string, s *Set, c llama.Config, base string) error {
+	if c.IsFalcon() {
+		return savePEFTFalcon(dir, s, c, base)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -145,6 +149,9 @@ var peftTensor = regexp.MustCompile(`^base_model\.model\.model\.layers\.(\d+)\.(
 // LoadPEFT reads a PEFT LoRA directory for a model of config c. The set
 // carries no gradients (it is for inference or merging).
 func LoadPEFT(dir string, c llama.Config) (*Set, error) {
+	if c.IsFalcon() {
+		return loadPEFTFalcon(dir, c)
+	}
 	cp := filepath.Join(dir, "adapter_config.json")
 	js, err := os.ReadFile(cp)
 	if err != nil {

@@ -117,6 +117,9 @@ func New(m *llama.Model, c Config, seed uint64) (*Set, error) {
 				continue
 			}
 			w := module(&m.Layers[li], name)
+			if w == nil {
+				return nil, fmt.Errorf("lora: layer %d has no %q module (a GELU feed-forward, as Falcon's, has no gate)", li, name)
+			}
 			a := &autograd.LoRA{Rank: c.Rank, Out: w.Out, In: w.In, Scale: c.Scale(), Dropout: float32(c.Dropout),
 				A: make([]float32, c.Rank*w.In), B: make([]float32, w.Out*c.Rank),
 				GradA: make([]float32, c.Rank*w.In), GradB: make([]float32, w.Out*c.Rank)}

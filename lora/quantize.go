@@ -22,6 +22,9 @@ func QuantizeBase(m *llama.Model, dt tensor.DType) (converted, kept int, err err
 		l := &m.Layers[li]
 		for _, p := range []**nn.Linear{&l.Wq, &l.Wk, &l.Wv, &l.Wo, &l.Gate, &l.Up, &l.Down} {
 			w := *p
+			if w == nil { // a GELU feed-forward has no gate
+				continue
+			}
 			rb, rerr := dt.RowBytes(w.In)
 			if rerr != nil || w.DType == dt {
 				kept++

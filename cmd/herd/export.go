@@ -16,6 +16,7 @@ import (
 func exportCmd() *cobra.Command {
 	var format, out, tokPath, tokOut string
 	var version int
+	var hf hfExportFlags
 	cmd := &cobra.Command{
 		Use:   "export IN --format llama2c -o OUT.bin [--tokenizer-out tokenizer.bin]",
 		Short: "write a model in another format (llama2.c)",
@@ -26,8 +27,11 @@ header run.c reads, the default), 1 (float32 with the "ak42" header) or 2
 as a llama2.c tokenizer.bin.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format == "hf" {
+				return exportHF(cmd, args[0], out, tokPath, hf)
+			}
 			if format != "llama2c" {
-				return fmt.Errorf("--format %q: herd exports llama2c", format)
+				return fmt.Errorf("--format %q: herd exports llama2c or hf", format)
 			}
 			if out == "" {
 				return fmt.Errorf("give the output file with -o")
@@ -59,7 +63,8 @@ as a llama2.c tokenizer.bin.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&format, "format", "llama2c", "output format: llama2c")
+	f.StringVar(&format, "format", "llama2c", "output format: llama2c, or hf (a Hugging Face directory, -o DIR)")
+	hf.register(f)
 	f.StringVarP(&out, "output", "o", "", "output file")
 	f.IntVar(&version, "version", 0, "llama2.c file version: 0 (legacy, run.c), 1 (ak42 float32) or 2 (Q8_0)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer for a llama2.c input (a GGUF carries its own)")
@@ -70,6 +75,9 @@ as a llama2.c tokenizer.bin.`,
 // toLlama2c describes m as a llama2.c checkpoint of the given version.
 func toLlama2c(m *llama.Model, version int) (*llama2c.Checkpoint, error) {
 	c := m.Config
+	if c.Norm != llama.NormRMS || c.FFN != llama.FFNSwiGLU || c.Parallel || c.ALiBi {
+		return nil, fmt.Errorf("llama2.c holds LLaMA blocks; this model's block (Falcon, ALiBi) is not one")
+	}
 	if c.Rope != llama.RopeInterleaved {
 		return nil, fmt.Errorf("llama2.c rotates interleaved pairs; this model uses rotate-half RoPE")
 	}

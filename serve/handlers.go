@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -22,44 +21,65 @@ type usage struct {
 }
 
 // genRequest turns the shared fields into a scheduler request, checking
-// the prompt and the token budget against the model's context.
+// the prompt against the model's context. A token budget the context
+// cannot hold is cut to what it holds (the generation then ends with
+// finish_reason "length", as llama-server and OpenAI do); only a prompt
+// that alone leaves no room is refused. A request without max_tokens gets
+// Config.DefaultMaxTokens.
 func (s *Server) genRequest(m *Model, p *sampling, prompt []int) (generate.Request, *apiError) {
-	ctx := m.Sched.Config().Context
+	sc := m.Sched.Config()
+	ctx := sc.Context
 	if len(prompt) >= ctx {
-		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens, with room for at least one new token; shorten it", len(prompt), m.Name, ctx)
+		why := ""
+		if sc.ContextByBudget {
+			why = fmt.Sprintf(" (its KV cache budget of %d MiB holds no more; the server's --kv-budget raises it)", sc.KVBudget>>20)
+		}
+		return generate.Request{}, invalid("messages", "the prompt is %d tokens long; the context of model %s holds %d tokens%s, with room for at least one new token; shorten it", len(prompt), m.Name, ctx, why)
 	}
-	room := ctx - len(prompt)
 	max := p.maxTokens()
-	switch {
-	case max == 0:
+	if max == 0 && s.cfg.DefaultMaxTokens > 0 {
+		max = s.cfg.DefaultMaxTokens
+	}
+	if room := ctx - len(prompt); max == 0 || max > room {
 		max = room
-	case max > room:
-		return generate.Request{}, invalid("max_tokens", "max_tokens %d plus the prompt's %d tokens exceed the context of %d tokens of model %s (at most %d new tokens fit)", max, len(prompt), ctx, m.Name, room)
 	}
-	cfg := generate.SamplerConfig{Temperature: 1}
-	if p.Temperature != nil {
-		cfg.Temperature = float32(*p.Temperature)
-	}
-	if p.TopP != nil {
-		cfg.TopP = float32(*p.TopP)
-	}
-	if p.Seed != nil {
-		cfg.Seed = uint64(*p.Seed)
-	} else {
-		var b [8]byte
-		rand.Read(b[:])
-		cfg.Seed = binary.LittleEndian.Uint64(b[:])
-	}
-	r := generate.Request{Prompt: prompt, MaxTokens: max, Sampler: cfg}
-	if p.PresencePenalty != nil {
-		r.PresencePenalty = float32(*p.PresencePenalty)
-	}
-	if p.FrequencyPenalty != nil {
-		r.FrequencyPenalty = float32(*p.FrequencyPenalty)
-	}
+	r := generate.Request{Prompt: prompt, MaxTokens: max, Sampler: p.samplerConfig(generate.RandomSeed())}
 	r.Stop.IDs = m.Template.StopIDs(m.Tok)
 	r.Stop.Strings = append(append([]string(nil), m.Template.Stop...), p.Stop...)
 	return r, nil
+}
+
+// modelRequest is a parsed request body that names its model.
+type modelRequest interface{ modelName() string }
+
+// prologue is what every model endpoint does first: read the body within
+// its limit, parse and check it, find the model it names. On failure it
+// has answered the request and ok is false.
+func prologue[T modelRequest](s *Server, w http.ResponseWriter, r *http.Request, rl *reqLog, parse func([]byte) (T, *apiError)) (req T, m *Model, ok bool) {
+	body, e := s.body(w, r)
+	if e == nil {
+		req, e = parse(body)
+	}
+	if e == nil {
+		m, e = s.model(req.modelName())
+	}
+	if e != nil {
+		writeError(w, e)
+		return req, nil, false
+	}
+	rl.model = m.Name
+	return req, m, true
+}
+
+// generationError is the error a failed generation answers with: a model
+// that produced NaN or Inf is the server's fault (500), named as such.
+func generationError(m *Model, err error) *apiError {
+	e := &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: fmt.Sprintf("model %s: %v", m.Name, err)}
+	var nf *generate.NonFiniteError
+	if errors.As(err, &nf) {
+		e.Code = "model_output_not_finite"
+	}
+	return e
 }
 
 // submit queues a generation, mapping scheduler errors to HTTP errors.
@@ -71,6 +91,10 @@ func (s *Server) submit(r *http.Request, m *Model, req generate.Request) (<-chan
 	case errors.Is(err, generate.ErrClosed):
 		return nil, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Message: err.Error()}
 	case err != nil:
+		var pe *generate.ParamError
+		if errors.As(err, &pe) {
+			return nil, invalid(pe.Param, "%s", pe.Msg)
+		}
 		return nil, invalid("", "%v", err)
 	}
 	return ch, nil
@@ -237,23 +261,11 @@ func chatLogprobOf(ev generate.Event) chatLogprob {
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *reqLog) {
 	start := time.Now()
-	body, e := s.body(r)
-	if e != nil {
-		writeError(w, e)
+	req, m, ok := prologue(s, w, r, rl, parseChat)
+	if !ok {
 		return
 	}
-	req, msgs, e := parseChat(body)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	m, e := s.model(req.Model)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	rl.model = m.Name
-	rendered, err := m.Template.Render(msgs, true)
+	rendered, err := m.Template.Render(req.msgs, true)
 	if err != nil {
 		writeError(w, invalid("messages", "%v", err))
 		return
@@ -288,7 +300,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 			return
 		}
 		if last.Err != nil {
-			writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: last.Err.Error()})
+			writeError(w, generationError(m, last.Err))
 			return
 		}
 		choice := map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": text.String()},
@@ -332,7 +344,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 		return
 	}
 	if last.Err != nil {
-		out.send(map[string]any{"error": &apiError{Type: "server_error", Message: last.Err.Error()}})
+		out.send(map[string]any{"error": generationError(m, last.Err)})
 		return
 	}
 	out.send(chunk(map[string]any{}, last.Finish, nil))
@@ -364,24 +376,13 @@ func (c *completionLogprobs) add(ev generate.Event, offset int) {
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog) {
 	start := time.Now()
-	body, e := s.body(r)
-	if e != nil {
-		writeError(w, e)
+	req, m, ok := prologue(s, w, r, rl, parseCompletion)
+	if !ok {
 		return
 	}
-	req, text, ids, e := parseCompletion(body)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	m, e := s.model(req.Model)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	rl.model = m.Name
+	ids := req.ids
 	if ids == nil {
-		ids = m.Tok.Encode(text, true, false)
+		ids = m.Tok.Encode(req.text, true, false)
 	}
 	if len(ids) == 0 {
 		writeError(w, invalid("prompt", "the prompt is empty"))
@@ -419,7 +420,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 			return
 		}
 		if last.Err != nil {
-			writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: last.Err.Error()})
+			writeError(w, generationError(m, last.Err))
 			return
 		}
 		var lp any
@@ -462,7 +463,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 		return
 	}
 	if last.Err != nil {
-		out.send(map[string]any{"error": &apiError{Type: "server_error", Message: last.Err.Error()}})
+		out.send(map[string]any{"error": generationError(m, last.Err)})
 		return
 	}
 	out.send(chunk(choice("", nil, last.Finish)))
@@ -474,23 +475,12 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, rl *reqLog) {
-	body, e := s.body(r)
-	if e != nil {
-		writeError(w, e)
+	req, m, ok := prologue(s, w, r, rl, parseEmbedding)
+	if !ok {
 		return
 	}
-	req, texts, idss, e := parseEmbedding(body)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	m, e := s.model(req.Model)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	rl.model = m.Name
-	for _, t := range texts {
+	idss := req.idss
+	for _, t := range req.texts {
 		idss = append(idss, m.Tok.Encode(t, true, false))
 	}
 	ctx := m.Sched.Config().Context
@@ -519,7 +509,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, rl *reqLog) 
 			if r.Context().Err() != nil {
 				return
 			}
-			writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: err.Error()})
+			writeError(w, generationError(m, err))
 			return
 		}
 		var emb any
