@@ -111,7 +111,9 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	for _, t := range ts {
-		if !used[t.Name] && t.Name != "rope_freqs.weight" {
+		// score.weight is a reward model's head (herd rm train), read by
+		// package align; the model itself is a language model as any other
+		if !used[t.Name] && t.Name != "rope_freqs.weight" && t.Name != "score.weight" {
 			return nil, fmt.Errorf("%s: unexpected tensor %s", src, t.Name)
 		}
 	}
