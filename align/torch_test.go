@@ -180,7 +180,9 @@ func TestDPOAgainstPyTorch(t *testing.T) {
 	}
 	// each tensor's gradient against its largest element: 1e-5
 	worstAll := 0.0
-	defer func() { t.Logf("loss %.12g (PyTorch %.12g); worst gradient error %.3g of its tensor's largest element", m.Sum/n, want.Loss, worstAll) }()
+	defer func() {
+		t.Logf("loss %.12g (PyTorch %.12g); worst gradient error %.3g of its tensor's largest element", m.Sum/n, want.Loss, worstAll)
+	}()
 	for _, p := range params {
 		w := want.Grads[p.Name]
 		if len(w) != len(p.Grad) {
