@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/herd-llm/herd/autograd"
@@ -55,8 +56,50 @@ func latestCheckpoint(dir string) (string, error) {
 	return name, nil
 }
 
-// save writes the checkpoint of step (steps done) and returns its directory.
-func (ru *run) save(step int, loss, valLoss float64) (string, error) {
+// modelDir is pretraining's Checkpointer: whole models with their
+// optimizer state in step directories (the layout above).
+type modelDir struct{ ru *run }
+
+// Latest is the newest checkpoint named by latest.
+func (d *modelDir) Latest() (int, string, error) {
+	name, err := latestCheckpoint(d.ru.r.Out)
+	if err != nil || name == "" {
+		return 0, "", err
+	}
+	step, err := strconv.Atoi(strings.TrimPrefix(name, stepPrefix))
+	if err != nil || step <= 0 {
+		return 0, "", fmt.Errorf("%s: %q does not name a checkpoint", filepath.Join(d.ru.r.Out, LatestName), name)
+	}
+	return step, filepath.Join(d.ru.r.Out, name), nil
+}
+
+// Restore reads the optimizer of the checkpoint the run's model was loaded
+// from (the weights are the model's already).
+func (d *modelDir) Restore(params []autograd.Param, opt *AdamW) (int, error) {
+	ru := d.ru
+	if ru.resumed == "" {
+		return 0, fmt.Errorf("%s: a checkpoint appeared after the run started", ru.r.Out)
+	}
+	dir := filepath.Join(ru.r.Out, ru.resumed)
+	adam, err := loadOptimizer(filepath.Join(dir, OptimizerName), params)
+	if err != nil {
+		return 0, err
+	}
+	step, err := strconv.Atoi(strings.TrimPrefix(ru.resumed, stepPrefix))
+	if err != nil {
+		return 0, err
+	}
+	if adam.Step != int64(step) {
+		return 0, fmt.Errorf("%s: the optimizer has taken %d steps, the model %d", dir, adam.Step, step)
+	}
+	*opt = *adam
+	fmt.Fprintf(ru.log, "resuming from %s (step %d)\n", dir, step)
+	return step, nil
+}
+
+// Save writes the checkpoint of s.Step (steps done) and returns its directory.
+func (d *modelDir) Save(s Snapshot) (string, error) {
+	ru, step, loss, valLoss := d.ru, s.Step, s.Loss, s.ValLoss
 	out := ru.r.Out
 	name := fmt.Sprintf("%s%08d", stepPrefix, step)
 	final := filepath.Join(out, name)
@@ -82,7 +125,7 @@ func (ru *run) save(step int, loss, valLoss float64) (string, error) {
 	if err := checkpoint.SaveGGUF(filepath.Join(tmp, ModelName), ru.m, ru.tok, checkpoint.SaveOptions{Name: "herd pretrain: " + ru.describe(), Extra: extra}); err != nil {
 		return "", err
 	}
-	if err := saveOptimizer(filepath.Join(tmp, OptimizerName), ru.adam, ru.params); err != nil {
+	if err := saveOptimizer(filepath.Join(tmp, OptimizerName), s.Opt, s.Params); err != nil {
 		return "", err
 	}
 	if err := syncDir(tmp); err != nil {
@@ -114,9 +157,6 @@ func (ru *run) save(step int, loss, valLoss float64) (string, error) {
 	}
 	if err := os.Rename(link, filepath.Join(out, ModelName)); err != nil {
 		return "", err
-	}
-	if err := ru.metrics.Plot(filepath.Join(out, PlotName)); err != nil {
-		fmt.Fprintf(ru.log, "loss plot: %v\n", err)
 	}
 	if err := prune(out, ru.r.Keep); err != nil {
 		return "", err
@@ -170,9 +210,9 @@ func prune(dir string, keep int) error {
 	return nil
 }
 
-// resume loads the model and optimizer of checkpoint name in the output
-// directory.
-func (ru *run) resume(name string) error {
+// resumeModel loads the model of checkpoint name in the output directory
+// (Restore then reads its optimizer).
+func (ru *run) resumeModel(name string) error {
 	dir := filepath.Join(ru.r.Out, name)
 	path := filepath.Join(dir, ModelName)
 	f, err := gguf.Open(path)
@@ -203,15 +243,10 @@ func (ru *run) resume(name string) error {
 			return fmt.Errorf("%s is not a %s model (dim %d, %d layers): resume with the recipe that started the run", path, p.Name, got.Dim, got.NLayers)
 		}
 	}
-	params := ru.m.TrainParams(ru.m.NewGrads())
-	if ru.adam, err = loadOptimizer(filepath.Join(dir, OptimizerName), params); err != nil {
-		return err
+	if fmt.Sprintf("%s%08d", stepPrefix, step) != name {
+		return fmt.Errorf("%s: herd.step is %d, the directory is %s", path, step, name)
 	}
-	if ru.adam.Step != int64(step) {
-		return fmt.Errorf("%s: the optimizer has taken %d steps, the model %d", dir, ru.adam.Step, step)
-	}
-	ru.start = int(step)
-	fmt.Fprintf(ru.log, "resuming from %s (step %d)\n", dir, step)
+	ru.resumed = name
 	return nil
 }
 

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/color"
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/herd-llm/herd/internal/fileio"
 	"gonum.org/v1/plot"
@@ -25,6 +27,64 @@ type Metric struct {
 	MFU          float64  `json:"mfu"`
 	ValLoss      *float64 `json:"val_loss,omitempty"`
 	Seconds      float64  `json:"seconds"` // since this invocation started
+	// Extra are an objective's own metrics (Progress.Extra), written as
+	// further keys of the line after the ones above, in name order.
+	Extra map[string]float64 `json:"-"`
+}
+
+// metricFields are Metric's own keys, which Extra may not reuse.
+var metricFields = []string{"step", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "seconds"}
+
+// MarshalJSON writes m's fields, then its Extra keys in order.
+func (m Metric) MarshalJSON() ([]byte, error) {
+	type plain Metric
+	b, err := json.Marshal(plain(m))
+	if err != nil || len(m.Extra) == 0 {
+		return b, err
+	}
+	keys := make([]string, 0, len(m.Extra))
+	for k := range m.Extra {
+		if slices.Contains(metricFields, k) {
+			return nil, fmt.Errorf("metric %q: the name of one of the line's own fields", k)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = b[:len(b)-1]
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		v := m.Extra[k]
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			b = fmt.Appendf(b, ",%s:null", kb) // JSON has no NaN
+			continue
+		}
+		vb, _ := json.Marshal(v)
+		b = fmt.Appendf(b, ",%s:%s", kb, vb)
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON reads m's fields and keeps every other numeric key in Extra.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	type plain Metric
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for k, v := range all {
+		if f, ok := v.(float64); ok && !slices.Contains(metricFields, k) {
+			if p.Extra == nil {
+				p.Extra = map[string]float64{}
+			}
+			p.Extra[k] = f
+		}
+	}
+	*m = Metric(p)
+	return nil
 }
 
 // MetricsLog appends to a metrics.jsonl file, one Metric per step, and
@@ -79,7 +139,7 @@ func OpenMetrics(path string, start int) (*MetricsLog, error) {
 // Add appends one step's metrics (p.ValLoss NaN: none) and flushes the line.
 func (l *MetricsLog) Add(p Progress) error {
 	m := Metric{Step: p.Step, Loss: p.Loss, LR: p.LR, GradNorm: p.GradNorm, TokensPerSec: p.TokensPerSec, MFU: p.MFU,
-		Seconds: p.Elapsed.Seconds()}
+		Seconds: p.Elapsed.Seconds(), Extra: p.Extra}
 	if !math.IsNaN(p.ValLoss) {
 		v := p.ValLoss
 		m.ValLoss = &v

@@ -94,17 +94,20 @@ func (r Recipe) Check() error {
 		return fmt.Errorf("give the output directory")
 	case r.Steps <= 0 || r.Batch <= 0 || r.Seq <= 0 || r.Accum <= 0:
 		return fmt.Errorf("steps %d, batch %d, seq %d and accum %d must be positive", r.Steps, r.Batch, r.Seq, r.Accum)
-	case !(r.Beta1 >= 0 && r.Beta1 < 1) || !(r.Beta2 >= 0 && r.Beta2 < 1):
-		return fmt.Errorf("beta1 %g and beta2 %g must be in [0, 1)", r.Beta1, r.Beta2)
-	case !(r.Eps > 0):
-		return fmt.Errorf("eps %g must be positive", r.Eps)
-	case !(r.WeightDecay >= 0) || !(r.GradClip >= 0):
-		return fmt.Errorf("weight decay %g and grad clip %g must not be negative", r.WeightDecay, r.GradClip)
+	case !(r.GradClip >= 0):
+		return fmt.Errorf("grad clip %g must not be negative", r.GradClip)
 	case r.EvalEvery < 0 || r.SaveEvery < 0 || r.EvalBatches < 0 || r.Keep < 1:
 		return fmt.Errorf("eval_every %d, save_every %d, eval_batches %d must not be negative, keep %d must be at least 1",
 			r.EvalEvery, r.SaveEvery, r.EvalBatches, r.Keep)
 	}
+	if err := r.optim().Check(); err != nil {
+		return err
+	}
 	return r.schedule().Check()
+}
+
+func (r Recipe) optim() Optim {
+	return Optim{Beta1: r.Beta1, Beta2: r.Beta2, Eps: r.Eps, WeightDecay: r.WeightDecay, DecayNorms: r.DecayNorms}
 }
 
 func (r Recipe) schedule() Schedule {

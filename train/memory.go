@@ -1,6 +1,8 @@
-package sft
+package train
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -47,6 +49,29 @@ func residentOutsideGo() (n int64, ok bool) {
 	return 0, false
 }
 
-// minMemoryLimit is the smallest limit Tune puts on the Go runtime: below
-// it the bound is dominated by the program itself and is not held.
+// minMemoryLimit is the smallest limit MemoryLimit puts on the Go runtime:
+// below it the bound is dominated by the program itself and is not held.
 const minMemoryLimit = 64 << 20
+
+// MemoryLimit is the limit to hold the Go runtime to (Config.MemoryLimit)
+// so that the process stays within bound bytes: the bound less the
+// resident memory the runtime does not manage (the program's code and the
+// mapped weights of m, made resident first; weights bytes where /proc
+// cannot tell). It is 0, no limit, when that leaves less than 64 MiB (a
+// tiny model, whose bound is about what the program itself takes: a
+// limit that small would only make the collector run without end). It
+// logs what it chose.
+func MemoryLimit(bound int64, m *llama.Model, weights int64, log io.Writer) int64 {
+	touchWeights(m)
+	outside, ok := residentOutsideGo()
+	if !ok {
+		outside = weights
+	}
+	limit := bound - outside
+	if limit < minMemoryLimit {
+		fmt.Fprintf(log, "memory: no limit on the Go runtime (the bound leaves %.1f MiB beside %.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
+		return 0
+	}
+	fmt.Fprintf(log, "memory: the Go runtime held to %.1f MiB (%.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
+	return limit
+}
