@@ -121,7 +121,6 @@ func (d *DPO) Step(tape *autograd.Tape, step, k int) (Metrics, error) {
 		}
 	}
 	d.Policy.train(true, step, k)
-	defer d.Policy.train(false, step, k)
 	return d.run(tape, ss, ref, 1/float64(d.Batch*d.Accum))
 }
 

@@ -41,7 +41,8 @@ func (p *Policy) forward(tape *autograd.Tape, b *batch, dlogp []float64) ([]floa
 }
 
 // train switches LoRA dropout on for a step (masks drawn from the step
-// and micro-batch) or off (train false).
+// and micro-batch) or off (on false). It stays on through the tape's
+// backward pass.
 func (p *Policy) train(on bool, step, k int) {
 	if p.Adapters == nil {
 		return
@@ -52,8 +53,10 @@ func (p *Policy) train(on bool, step, k int) {
 	}
 }
 
-// policyLogProbs is the policy without a tape (dropout off).
-func (p *Policy) policyLogProbs(b *batch) ([]float64, error) {
+// noDropout runs f with LoRA dropout off (an untaped pass: validation,
+// scoring, KTO's reference point), then restores it: a taped pass that
+// recomputes its blocks in the backward pass must draw the same masks.
+func (p *Policy) noDropout(f func() error) error {
 	if p.Adapters != nil {
 		on := make([]bool, len(p.Adapters.Adapters))
 		for i, a := range p.Adapters.Adapters {
@@ -65,7 +68,17 @@ func (p *Policy) policyLogProbs(b *batch) ([]float64, error) {
 			}
 		}()
 	}
-	return logProbs(p.Model, &p.infer, b)
+	return f()
+}
+
+// policyLogProbs is the policy without a tape (dropout off).
+func (p *Policy) policyLogProbs(b *batch) ([]float64, error) {
+	var lp []float64
+	err := p.noDropout(func() (err error) {
+		lp, err = logProbs(p.Model, &p.infer, b)
+		return err
+	})
+	return lp, err
 }
 
 // refLogProbs is the reference's log-probabilities of b.

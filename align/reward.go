@@ -109,7 +109,6 @@ func (r *RewardModel) Step(tape *autograd.Tape, step, k int) (Metrics, error) {
 		ss[i] = r.Train[r.ord.at(at+i)]
 	}
 	r.Policy.train(true, step, k)
-	defer r.Policy.train(false, step, k)
 	seqs, ntok := rmSeqs(ss, true)
 	h, err := r.Policy.Model.HiddenTape(&r.Policy.st, tape, r.Policy.Grads, seqs, r.Policy.Tape)
 	if err != nil {
@@ -175,7 +174,11 @@ func (r *RewardModel) Score(seqs [][]int) ([]float64, error) {
 		for _, t := range seqs[lo:min(len(seqs), lo+b)] {
 			batch = append(batch, llama.Seq{Tokens: t})
 		}
-		hs, err := r.Policy.Model.Hidden(st, batch)
+		var hs [][]float32
+		err := r.Policy.noDropout(func() (err error) {
+			hs, err = r.Policy.Model.Hidden(st, batch)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -170,6 +170,7 @@ func DPOTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	}
 	fmt.Fprintf(log, "dpo %s (%s, β %g): %d trainable weights of %d, %d samples, %d steps of %d×%d\n", o.Tune.Method, o.Loss.Loss, o.Loss.Beta,
 		train.Count(ts), ts.Model.Params(), len(d.Train), o.Tune.Steps, o.Tune.Batch, o.Tune.Accum)
+	defer pol.train(false, 0, 0)
 	obj := objective{step: d.Step, validate: d.Validate, batches: d.ValBatches}
 	eval := func() (Metrics, error) { return d.Evaluate(d.Val, d.RefVal, 0) }
 	if err := fit(obj, ts, &o, "herd dpo "+o.Loss.Loss+" "+o.Tune.Method, log, res, eval); err != nil {
@@ -235,6 +236,7 @@ func RewardTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	tape.Backward()
 	fmt.Fprintf(log, "rm %s: %d trainable weights of %d (head %d), %d pairs, %d steps of %d×%d\n", o.Tune.Method, train.Count(ts), ts.Model.Params(),
 		len(rm.Head), len(samples), o.Tune.Steps, o.Tune.Batch, o.Tune.Accum)
+	defer pol.train(false, 0, 0)
 	obj := objective{step: rm.Step, validate: rm.Validate, batches: rm.ValBatches}
 	eval := func() (Metrics, error) { return rm.Evaluate(rm.Val, 0) }
 	if err := fit(obj, ts, &o, "herd rm "+o.Tune.Method, log, res, eval); err != nil {
