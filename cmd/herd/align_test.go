@@ -186,3 +186,22 @@ func TestAlignRecipes(t *testing.T) {
 		}
 	}
 }
+
+// LLaMA-Factory's English and Chinese preference demos train (two steps
+// on the embedded model, truncated to 256 tokens).
+func TestDPODemosTrain(t *testing.T) {
+	for _, f := range []string{"dpo_en_demo.json", "dpo_zh_demo.json"} {
+		p := filepath.Join("../../../shared/data/prefs", f)
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s not present (shared data)", p)
+		}
+		out := filepath.Join(t.TempDir(), "o")
+		_, se, err := herd(t, "", "dpo", "--data", p, "--max-len", "256", "--steps", "2", "--batch", "2", "--quiet", "-o", out)
+		if err != nil || !strings.Contains(se, "300 examples → 300 samples") {
+			t.Errorf("%s: %v\n%s", f, err, se)
+		}
+		if ms := metricLines(t, out); len(ms) != 2 {
+			t.Errorf("%s: %d metric lines", f, len(ms))
+		}
+	}
+}
