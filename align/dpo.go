@@ -2,6 +2,7 @@ package align
 
 import (
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/herd-llm/herd/autograd"
@@ -57,6 +58,8 @@ type DPO struct {
 	// of each sample's chosen and rejected response computed once
 	// (Precompute); the reference model is then not run during training.
 	RefTrain, RefVal [][2]float64
+	// Log, when set, receives the validation metrics of each Validate.
+	Log io.Writer
 
 	ord order
 	// fixZ holds KTO's reference point at the value the last taped step
@@ -256,6 +259,7 @@ func (d *DPO) Validate(n int) (float64, error) {
 	if err != nil {
 		return math.NaN(), err
 	}
+	logVal(d.Log, m, RewardsAccuracy, RewardsMargin, RewardsChosen, RewardsRejected)
 	return m.Sum / float64(max(1, m.Count)), nil
 }
 
@@ -288,4 +292,16 @@ func (d *DPO) Precompute(samples []Sample) ([][2]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// logVal writes a validation's metrics (their means) to w.
+func logVal(w io.Writer, m Metrics, names ...string) {
+	if w == nil {
+		return
+	}
+	fmt.Fprintf(w, "validation (%d):", m.Count)
+	for _, n := range names {
+		fmt.Fprintf(w, " %s %.4f", n, m.Mean(n))
+	}
+	fmt.Fprintln(w)
 }

@@ -2,6 +2,7 @@ package align
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -31,6 +32,7 @@ type RewardModel struct {
 	Train, Val     []Sample
 	Batch, Accum   int
 	Seed           uint64
+	Log            io.Writer // receives the validation metrics of each Validate
 
 	ord order
 }
@@ -217,6 +219,7 @@ func (r *RewardModel) Validate(n int) (float64, error) {
 	if err != nil {
 		return math.NaN(), err
 	}
+	logVal(r.Log, m, Accuracy, Margin)
 	return m.Sum / float64(max(1, m.Count)), nil
 }
 

@@ -151,7 +151,7 @@ func DPOTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if ts.Adapters == nil && !RefFree(o.Loss.Loss) {
 		pol.Ref = m
 	}
-	d := &DPO{Policy: pol, Params: o.Loss, Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.Accum, Seed: o.Tune.Seed}
+	d := &DPO{Policy: pol, Params: o.Loss, Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.Accum, Seed: o.Tune.Seed, Log: log}
 	if err := d.Init(); err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func RewardTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		return nil, err
 	}
 	pol := &Policy{Model: ts.Model, Grads: ts.Grads, Adapters: ts.Adapters, Tape: llama.TapeOptions{Recompute: o.Tune.Recompute}, Seed: o.Tune.Seed}
-	rm := &RewardModel{Policy: pol, Head: NewHead(m.Config.Dim, o.Tune.Seed), Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.Accum, Seed: o.Tune.Seed}
+	rm := &RewardModel{Policy: pol, Head: NewHead(m.Config.Dim, o.Tune.Seed), Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.Accum, Seed: o.Tune.Seed, Log: log}
 	if err := rm.Init(); err != nil {
 		return nil, err
 	}
