@@ -436,3 +436,33 @@ func TestFromGGUF(t *testing.T) {
 		t.Errorf("no template: %v %v", ok, err)
 	}
 }
+
+// A GGUF file without a Jinja template but with herd.chat_template (what
+// herd sft writes) gets that built-in template; an unknown name is an
+// error naming the key.
+func TestFromGGUFHerdName(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{{"alpaca", true}, {"no-such-template", false}} {
+		w := gguf.NewWriter()
+		if err := w.Set(HerdTemplateKey, c.name); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		f, err := gguf.Parse("m.gguf", buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, ok, err := FromGGUF(f)
+		if c.ok && (err != nil || !ok || tp.Name != "alpaca") {
+			t.Errorf("%s: %v %v %v", c.name, tp, ok, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), HerdTemplateKey)) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}

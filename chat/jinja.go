@@ -230,12 +230,24 @@ func (j *jinjaTemplate) templateText(b *builder, s string, learn bool, msg int) 
 	}
 }
 
+// HerdTemplateKey is the GGUF key where herd sft records the name of the
+// built-in template a model was fine-tuned with.
+const HerdTemplateKey = "herd.chat_template"
+
 // FromGGUF returns the Jinja template in a GGUF file's
-// tokenizer.chat_template, with its vocabulary's special pieces; ok is
-// false when the file has none.
+// tokenizer.chat_template, with its vocabulary's special pieces, else the
+// built-in template named by herd.chat_template; ok is false when the
+// file has neither.
 func FromGGUF(f *gguf.File) (t *Template, ok bool, err error) {
 	src, ok := f.GetString("tokenizer.chat_template")
 	if !ok || strings.TrimSpace(src) == "" {
+		if name, ok := f.GetString(HerdTemplateKey); ok && name != "" {
+			t, err := Lookup(name)
+			if err != nil {
+				return nil, false, fmt.Errorf("%s: %s: %w", f.Path, HerdTemplateKey, err)
+			}
+			return t, true, nil
+		}
 		return nil, false, nil
 	}
 	v := Vocab{AddBOS: true}

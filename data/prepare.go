@@ -2,7 +2,6 @@ package data
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -18,8 +17,8 @@ import (
 	"time"
 
 	"github.com/herd-llm/herd/internal/fileio"
+	"github.com/herd-llm/herd/internal/recipe"
 	"github.com/herd-llm/herd/tokenizer"
-	"gopkg.in/yaml.v3"
 )
 
 // Recipe is a data preparation: the sources, how to clean them, and how to
@@ -53,16 +52,8 @@ type Recipe struct {
 // LoadRecipe reads a YAML data recipe; unknown keys are an error.
 func LoadRecipe(path string) (Recipe, error) {
 	var r Recipe
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("recipe %s: %w", path, err)
-	}
-	return r, nil
+	err := recipe.Load(path, &r, nil)
+	return r, err
 }
 
 func (r *Recipe) check() error {

@@ -150,3 +150,34 @@ func (ob *objective) Validate(n int) (float64, error) {
 	l, _, err := ob.val.loss(ob.ts.model, ob.ts.adapters, n)
 	return l, err
 }
+
+// CheckModel runs the first validation batch (without validation samples,
+// the first training example) through the model without a tape, dropout
+// off, and reports a logit that is not finite.
+func (ob *objective) CheckModel() error {
+	var seqs []llama.Seq
+	if ob.val != nil {
+		for _, j := range ob.val.batches[0] {
+			seqs = append(seqs, llama.Seq{Tokens: ob.val.samples[j].Tokens, All: true})
+		}
+	} else {
+		seqs = []llama.Seq{{Tokens: ob.samples[0].Tokens, All: true}}
+	}
+	if set := ob.ts.adapters; set != nil {
+		was := make([]bool, len(set.Adapters))
+		for k, a := range set.Adapters {
+			was[k], a.Train = a.Train, false
+		}
+		defer func() {
+			for k, a := range set.Adapters {
+				a.Train = was[k]
+			}
+		}()
+	}
+	var st llama.State
+	logits, err := ob.ts.model.ForwardBatch(&st, seqs)
+	if err != nil {
+		return err
+	}
+	return train.FiniteLogits(logits, ob.vocab)
+}

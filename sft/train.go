@@ -31,7 +31,8 @@ type Options struct {
 	LoRA     lora.Config  // lora and qlora
 	BaseType tensor.DType // qlora: the frozen base's dtype (0: NF4)
 	// EmbedTensors are the tensors the embed method trains: "embed",
-	// "output" or both.
+	// "output" or both (none given: the embedding, and the output head
+	// unless it is tied to the embedding).
 	EmbedTensors []string
 	EmbedLoRA    bool // embed: train LoRA adapters (Options.LoRA) as well
 	// PrefixLen and PrefixLayers shape the adapter method's adaption
@@ -85,6 +86,11 @@ type Options struct {
 	Dir       string
 	SaveEvery int
 	Resume    bool
+	// Keep is how many checkpoints stay in Dir, the newest (0: all).
+	Keep int
+	// Recipe, when set, is written to Dir/recipe.yaml once the run holds
+	// the directory (the command's effective recipe).
+	Recipe string
 	// Val are validation samples. With any, the run measures the model's
 	// mean loss over their learned tokens (the training loss's masking,
 	// without a tape, LoRA dropout off) before its first step, every
@@ -228,7 +234,7 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	cfg := o.config(log)
 	cfg.FLOPsPerToken = train.TrainingFLOPs(m.Config, res.Trainable, res.Memory.Tokens/max(1, len(obj.largest)))
 	if o.Dir != "" {
-		cfg.Checkpoints = train.StateDir{Dir: o.Dir, Log: log}
+		cfg.Checkpoints = train.StateDir{Dir: o.Dir, Log: log, Keep: o.Keep}
 	}
 	if o.LimitMemory {
 		cfg.MemoryLimit = train.MemoryLimit(res.Memory.Bound(), m, res.Memory.Weights, log)
@@ -272,7 +278,7 @@ func (o Options) check(samples []Sample) error {
 func (o Options) config(log io.Writer) train.Config {
 	return train.Config{Steps: o.Steps, Accum: o.Accum, Optim: o.optim(), Schedule: o.schedule(), GradClip: o.GradClip,
 		EvalEvery: o.EvalEvery, EvalBatches: o.EvalBatches, SaveEvery: o.SaveEvery, Resume: o.Resume,
-		Dir: o.Dir, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep}
+		Dir: o.Dir, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep}
 }
 
 // batcher draws each step's examples: the samples in a shuffled order,

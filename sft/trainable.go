@@ -67,7 +67,14 @@ func embedTrainable(m *llama.Model, o Options) (*trainable, error) {
 		return nil, err
 	}
 	g := &llama.Grads{Layers: make([]llama.LayerGrads, len(c.Layers))}
-	for _, t := range o.EmbedTensors {
+	tensors := o.EmbedTensors
+	if len(tensors) == 0 { // what the model has: a tied head trains with the embedding
+		tensors = []string{"embed"}
+		if c.Output != c.Embed {
+			tensors = append(tensors, "output")
+		}
+	}
+	for _, t := range tensors {
 		switch t {
 		case "embed":
 			g.Embed = make([]float32, c.Embed.Out*c.Embed.In)

@@ -1,6 +1,9 @@
 package train
 
 import (
+	"fmt"
+	"math"
+
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/data"
 	"github.com/herd-llm/herd/llama"
@@ -62,4 +65,40 @@ func (o *CausalLM) Validate(n int) (float64, error) {
 		n = o.ValBatches()
 	}
 	return Evaluate(o.Model, o.Val, n), nil
+}
+
+// CheckModel runs the first validation batch (without validation data,
+// the first training batch) through the model without a tape and reports
+// a logit that is not finite.
+func (o *CausalLM) CheckModel() error {
+	l := o.Val
+	if l == nil {
+		l = o.Train
+	}
+	window := make([]int, l.BatchSize()*(l.SeqLen()+1))
+	l.Batch(0, window)
+	w := l.SeqLen() + 1
+	seqs := make([]llama.Seq, l.BatchSize())
+	for b := range seqs {
+		seqs[b] = llama.Seq{Tokens: window[b*w : b*w+w-1], All: true}
+	}
+	var st llama.State
+	logits, err := o.Model.ForwardBatch(&st, seqs)
+	if err != nil {
+		return err
+	}
+	return FiniteLogits(logits, o.Model.Config.VocabSize)
+}
+
+// FiniteLogits reports the first logit that is NaN or infinite, by
+// sequence and position.
+func FiniteLogits(logits [][]float32, vocab int) error {
+	for s, lg := range logits {
+		for i, v := range lg {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("the model's forward pass gives a logit of %g (sequence %d, position %d): not a model to keep", v, s, i/max(1, vocab))
+			}
+		}
+	}
+	return nil
 }

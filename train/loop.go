@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/kernels"
 )
 
@@ -34,12 +35,21 @@ type Config struct {
 	// that holds one is an error.
 	Resume bool
 	// Dir receives metrics.jsonl (one line a step) and loss.png (redrawn
-	// at each checkpoint); "" writes neither. Title heads the plot.
+	// at each checkpoint); "" writes neither. Title heads the plot. The
+	// run holds Dir's lock (Lock, when the caller took it already, else
+	// Fit takes it), removes what interrupted runs left there
+	// (CleanTemps) and writes Recipe, when given, to Dir/recipe.yaml.
 	Dir, Title string
+	Lock       *DirLock
+	Recipe     string
 	// FLOPsPerToken is the model FLOP count of one trained position (see
 	// FLOPsPerToken), PeakFLOPS the machine's peak (0: the default per
 	// thread): Progress.MFU is their ratio's share.
 	FLOPsPerToken, PeakFLOPS float64
+	// MaxWeight is the largest magnitude a trained value may reach
+	// before the run counts as diverged (0: DefaultMaxWeight; negative:
+	// no check). Trained transformer weights stay far below it.
+	MaxWeight float64
 	// MemoryLimit holds the Go runtime's memory to this many bytes during
 	// the run (0: no limit; see MemoryLimit).
 	MemoryLimit int64
@@ -99,6 +109,13 @@ func Fit(obj Objective, set Trainable, cfg Config) (*Summary, error) {
 	if v, ok := obj.(Validator); ok && v.ValBatches() > 0 {
 		l.val = v
 	}
+	if cfg.Dir != "" && cfg.Lock == nil {
+		lock, err := LockDir(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+	}
 	if err := l.setup(); err != nil {
 		return nil, err
 	}
@@ -136,7 +153,7 @@ func (l *loop) setup() error {
 		return err
 	}
 	if c.Dir != "" {
-		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		if err := l.prepareDir(); err != nil {
 			return err
 		}
 		var err error
@@ -153,6 +170,24 @@ func (l *loop) setup() error {
 	}
 	return nil
 }
+
+// prepareDir clears the output directory of leftovers and writes the
+// recipe.
+func (l *loop) prepareDir() error {
+	if err := CleanTemps(l.cfg.Dir, l.log); err != nil {
+		return err
+	}
+	if l.cfg.Recipe == "" {
+		return nil
+	}
+	return fileio.WriteAtomic(filepath.Join(l.cfg.Dir, RecipeName), func(w io.Writer) error {
+		_, err := io.WriteString(w, l.cfg.Recipe)
+		return err
+	})
+}
+
+// RecipeName is the file of Config.Recipe in the output directory.
+const RecipeName = "recipe.yaml"
 
 // resume restores the newest checkpoint when asked to, and refuses to
 // start over one otherwise.
@@ -190,6 +225,9 @@ func (l *loop) run() error {
 			return err
 		}
 		l.sum.StartValLoss = v
+		if l.mlog != nil {
+			l.mlog.StartVal(l.sum.Start, v)
+		}
 		fmt.Fprintf(l.log, "step %d: val loss %.4f\n", l.sum.Start, v)
 	}
 	l.begin = time.Now()
@@ -226,7 +264,7 @@ func (l *loop) step(step int) (Progress, error) {
 	}
 	loss := mb.Sum / float64(max(1, mb.Count))
 	norm := GradNorm(l.params)
-	if err := diverged(step, loss, norm, l.sum.Checkpoint); err != nil {
+	if err := l.diverged(step, badStep(loss, norm, mb.Count)); err != nil {
 		return Progress{}, err
 	}
 	if l.cfg.GradClip > 0 && norm > l.cfg.GradClip {
@@ -234,6 +272,9 @@ func (l *loop) step(step int) (Progress, error) {
 	}
 	lr := l.cfg.Schedule.At(step)
 	l.opt.Update(l.params, lr)
+	if err := l.diverged(step, badWeights(l.params, l.cfg.MaxWeight)); err != nil {
+		return Progress{}, err
+	}
 	dt := time.Since(t0)
 	p := Progress{Step: step + 1, Steps: l.cfg.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
 		TokensPerSec: float64(mb.Tokens) / dt.Seconds(), Elapsed: time.Since(l.begin), Extra: mb.mean()}
@@ -298,8 +339,14 @@ func (l *loop) after(step int, p *Progress) error {
 	return nil
 }
 
-// save writes a checkpoint and redraws the plot.
+// save writes a checkpoint, if the model passes the objective's check,
+// and redraws the plot.
 func (l *loop) save(step int, p *Progress) error {
+	if c, ok := l.obj.(Checker); ok {
+		if err := l.diverged(step-1, c.CheckModel()); err != nil {
+			return err
+		}
+	}
 	where, err := l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: l.opt, Loss: p.Loss, ValLoss: p.ValLoss})
 	if err != nil {
 		return err
@@ -313,16 +360,81 @@ func (l *loop) save(step int, p *Progress) error {
 	return nil
 }
 
-// diverged is the error of a step whose loss or gradient norm is not
-// finite, naming the last good checkpoint ("" none yet).
-func diverged(step int, loss, norm float64, last string) error {
-	if !math.IsNaN(loss) && !math.IsInf(loss, 0) && !math.IsNaN(norm) && !math.IsInf(norm, 0) {
+// DefaultMaxWeight is Config.MaxWeight's default.
+const DefaultMaxWeight = 1e4
+
+// badStep says what is wrong with a step's loss and gradient norm ("":
+// nothing): not finite, or a zero gradient under a positive loss over
+// count items (a saturated model, whose loss is stuck, at ln V for a
+// language model).
+func badStep(loss, norm float64, count int) string {
+	switch {
+	case math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0):
+		return fmt.Sprintf("the loss is %g and the gradient norm %g", loss, norm)
+	case norm == 0 && loss > 0 && count > 0:
+		return fmt.Sprintf("the loss is stuck at %g with a zero gradient (the model is saturated)", loss)
+	}
+	return ""
+}
+
+// badWeights says which trained value is not finite or beyond max in
+// magnitude ("": none).
+func badWeights(params []autograd.Param, max float64) string {
+	if max < 0 {
+		return ""
+	}
+	if max == 0 {
+		max = DefaultMaxWeight
+	}
+	limit := float32(max)
+	for _, p := range params {
+		var mu sync.Mutex
+		bad, found := float32(0), false
+		kernels.ParallelFor(len(p.Data), 1<<16, func(lo, hi int) {
+			for _, v := range p.Data[lo:hi] {
+				if !(v <= limit && v >= -limit) { // NaN fails both
+					mu.Lock()
+					bad, found = v, true
+					mu.Unlock()
+					return
+				}
+			}
+		})
+		if found {
+			return fmt.Sprintf("a value of %s is %g (beyond ±%g)", p.Name, bad, max)
+		}
+	}
+	return ""
+}
+
+// diverged is the error of a step whose check found what (nil when what
+// is ""), naming the last good checkpoint; a run that diverges before its
+// first checkpoint first writes its starting point as one, when its
+// Checkpointer can.
+func (l *loop) diverged(step int, what any) error {
+	var msg string
+	switch w := what.(type) {
+	case string:
+		msg = w
+	case error:
+		if w != nil {
+			msg = w.Error()
+		}
+	}
+	if msg == "" {
 		return nil
+	}
+	last := l.sum.Checkpoint
+	if is, ok := l.cfg.Checkpoints.(InitialSaver); ok && last == "" {
+		where, err := is.SaveInitial()
+		if err != nil {
+			fmt.Fprintf(l.log, "saving the starting point: %v\n", err)
+		}
+		last = where
 	}
 	keep := "no checkpoint was written yet"
 	if last != "" {
 		keep = "the last good checkpoint is " + last
 	}
-	return fmt.Errorf("step %d: the loss is %g and the gradient norm %g: training diverged (try a lower learning rate or stronger clipping); stopped, %s",
-		step+1, loss, norm, keep)
+	return fmt.Errorf("step %d: %s: training diverged (try a lower learning rate or stronger clipping); stopped, %s", step+1, msg, keep)
 }

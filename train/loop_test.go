@@ -1,6 +1,7 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,32 @@ func TestLinearSchedule(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Error(err)
+	}
+}
+
+// Issue 21, item 23: the loss plot draws the validation loss measured
+// before the first step (at step 0) and labels each curve with its last
+// value.
+func TestPlotStartValidation(t *testing.T) {
+	dir := prepared(t)
+	out := filepath.Join(t.TempDir(), "run")
+	r := tiny(dir, out)
+	r.Steps, r.EvalEvery = 4, 2
+	res, err := Pretrain(r, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenMetrics(filepath.Join(out, MetricsName), r.Steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.StartVal(0, res.StartValLoss)
+	tr, va, trLabel, vaLabel := l.curves()
+	if len(tr) != 4 || len(va) != 3 || va[0].X != 0 || va[0].Y != res.StartValLoss {
+		t.Fatalf("train %v, val %v", tr, va)
+	}
+	if !strings.Contains(trLabel, fmt.Sprintf("%.4f", res.TrainLoss)) || !strings.Contains(vaLabel, fmt.Sprintf("%.4f", res.ValLoss)) {
+		t.Errorf("labels %q, %q: want the last values %.4f, %.4f", trLabel, vaLabel, res.TrainLoss, res.ValLoss)
 	}
 }

@@ -71,6 +71,24 @@ type Validator interface {
 	ValBatches() int
 }
 
+// A Checker is an Objective that can tell whether the model is fit to be
+// kept: CheckModel runs a forward pass the way inference runs it (no tape)
+// on one validation batch (or, without validation data, one training
+// batch) and returns an error naming what is wrong when a logit is NaN or
+// infinite. The loop checks before every checkpoint and keeps only models
+// that pass ("the last good checkpoint").
+type Checker interface {
+	CheckModel() error
+}
+
+// An InitialSaver is a Checkpointer that can write the run's starting
+// point as a step-0 checkpoint (rebuilt from what the run started from,
+// without the moments). The loop asks for it only when a run diverges
+// before its first checkpoint, so that there is a good one to go back to.
+type InitialSaver interface {
+	SaveInitial() (string, error)
+}
+
 // A Trainable set is what the optimizer updates: the float32 values and
 // gradients of whichever tensors train (every weight, LoRA matrices, an
 // adaption prompt, the embeddings, a reward head, or several joined).

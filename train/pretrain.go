@@ -82,6 +82,7 @@ type run struct {
 	grads   *llama.Grads
 	params  []autograd.Param
 	resumed string // the checkpoint the model was loaded from ("" a fresh start)
+	lock    *DirLock
 }
 
 // Pretrain runs recipe r: a model from a preset (random init, normal 0.02,
@@ -124,11 +125,12 @@ func (ru *run) config() Config {
 	r := ru.r
 	return Config{Steps: r.Steps, Accum: r.Accum, Optim: r.optim(), Schedule: r.schedule(), GradClip: r.GradClip,
 		EvalEvery: r.EvalEvery, EvalBatches: r.EvalBatches, SaveEvery: r.SaveEvery, Checkpoints: &modelDir{ru: ru},
-		Resume: r.Resume, Dir: r.Out, Title: "herd pretrain", FLOPsPerToken: FLOPsPerToken(ru.m.Config, r.Seq),
+		Resume: r.Resume, Dir: r.Out, Lock: ru.lock, Title: "herd pretrain", FLOPsPerToken: FLOPsPerToken(ru.m.Config, r.Seq),
 		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep}
 }
 
 func (ru *run) close() {
+	ru.lock.Release()
 	if ru.train != nil {
 		ru.train.Close()
 	}
@@ -152,7 +154,13 @@ func (ru *run) setup() error {
 	if ru.tok, err = tokenizer.FromModelProto(tb); err != nil {
 		return fmt.Errorf("%s: %w", tokPath, err)
 	}
-	if err := os.MkdirAll(r.Out, 0o755); err != nil {
+	if ru.lock, err = LockDir(r.Out); err != nil {
+		return err
+	}
+	if err := CleanTemps(r.Out, ru.log); err != nil {
+		return err
+	}
+	if err := repairLink(r.Out, ru.log); err != nil {
 		return err
 	}
 	if err := ru.start(); err != nil {
@@ -239,28 +247,35 @@ func indent(s string) string {
 // fresh builds the starting model: random from a preset or a copy of a
 // checkpoint.
 func (ru *run) fresh() error {
+	m, err := ru.initial()
+	ru.m = m
+	return err
+}
+
+// initial is the model a fresh run starts from.
+func (ru *run) initial() (*llama.Model, error) {
 	r := ru.r
 	if r.Preset != "" {
 		p, err := llama.LookupPreset(r.Preset)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := p.Config
 		if c.VocabSize != ru.tok.VocabSize() {
-			return fmt.Errorf("preset %s has a %d-token vocabulary, the data's tokenizer %d", p.Name, c.VocabSize, ru.tok.VocabSize())
+			return nil, fmt.Errorf("preset %s has a %d-token vocabulary, the data's tokenizer %d", p.Name, c.VocabSize, ru.tok.VocabSize())
 		}
-		ru.m, err = llama.RandomInit(c, tensor.F32, r.Seed, llama.InitOptions{ScaleResidual: true})
-		return err
+		return llama.RandomInit(c, tensor.F32, r.Seed, llama.InitOptions{ScaleResidual: true})
 	}
 	src, err := llama.Open(r.Init)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer src.Close()
-	if ru.m, err = src.CloneF32(); err != nil {
-		return fmt.Errorf("%s: %w", r.Init, err)
+	m, err := src.CloneF32()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Init, err)
 	}
-	return nil
+	return m, nil
 }
 
 // Evaluate is the mean cross-entropy of m over the first n batches of l

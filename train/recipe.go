@@ -5,24 +5,24 @@
 package train
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 
+	"github.com/herd-llm/herd/internal/recipe"
 	"gopkg.in/yaml.v3"
 )
 
 // Recipe is everything a pretraining run is set by. Every field can live in
-// a YAML recipe file (the names below); the command line overrides it.
+// a YAML recipe file under the name of its herd pretrain flag (with _ for
+// -); the command line overrides it.
 type Recipe struct {
 	Preset string `yaml:"preset,omitempty"` // a llama preset for a random start
 	Init   string `yaml:"init,omitempty"`   // a checkpoint (GGUF or llama2.c) to continue from
 	Data   string `yaml:"data"`             // a directory made by herd data prepare
-	Out    string `yaml:"out"`              // the output directory
+	Out    string `yaml:"output"`           // the output directory (-o; "out" read as an alias)
 
 	Steps       int     `yaml:"steps"`        // optimizer steps
 	Batch       int     `yaml:"batch"`        // sequences per micro-batch
-	Seq         int     `yaml:"seq"`          // tokens per sequence
+	Seq         int     `yaml:"ctx"`          // tokens per sequence (--ctx; "seq" read as an alias)
 	Accum       int     `yaml:"accum"`        // micro-batches per step
 	LR          float64 `yaml:"lr"`           // peak learning rate
 	MinLR       float64 `yaml:"min_lr"`       // floor of the cosine schedule
@@ -60,16 +60,8 @@ func Defaults() Recipe {
 // error, so a misspelt setting does not pass silently.
 func LoadRecipe(path string) (Recipe, error) {
 	r := Defaults()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("recipe %s: %w", path, err)
-	}
-	return r, nil
+	err := recipe.Load(path, &r, map[string]string{"seq": "ctx", "out": "output"})
+	return r, err
 }
 
 // YAML is the recipe as a YAML document.

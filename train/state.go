@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,8 +20,9 @@ import (
 // optimizer's moments (adam.m.NAME, adam.v.NAME), with the step and the
 // optimizer's step count in the metadata, written atomically.
 type StateDir struct {
-	Dir string
-	Log io.Writer // where Restore says what it resumed (nil: nowhere)
+	Dir  string
+	Log  io.Writer // where Restore says what it resumed (nil: nowhere)
+	Keep int       // checkpoints kept, the newest (0: all)
 }
 
 // StateName is the file of a StateDir checkpoint.
@@ -45,7 +47,36 @@ func (d StateDir) Save(s Snapshot) (string, error) {
 	}
 	meta := map[string]string{"step": strconv.Itoa(s.Step), "adam_step": strconv.FormatInt(s.Opt.Step, 10)}
 	path := filepath.Join(dir, StateName)
-	return path, safetensors.WriteFile(path, meta, ts)
+	if err := safetensors.WriteFile(path, meta, ts); err != nil {
+		return "", err
+	}
+	return path, d.prune()
+}
+
+// prune removes all but the newest Keep checkpoints, oldest first, each
+// out of sight before it is deleted.
+func (d StateDir) prune() error {
+	if d.Keep <= 0 {
+		return nil
+	}
+	ents, err := os.ReadDir(d.Dir)
+	if err != nil {
+		return err
+	}
+	var steps []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "step-")); err == nil && e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
+			steps = append(steps, n)
+		}
+	}
+	slices.Sort(steps)
+	for len(steps) > d.Keep {
+		if err := removeCheckpoint(d.Dir, fmt.Sprintf("step-%d", steps[0])); err != nil {
+			return err
+		}
+		steps = steps[1:]
+	}
+	return nil
 }
 
 // Latest is the step of the newest checkpoint in Dir, 0 for none.

@@ -11,7 +11,6 @@ import (
 	"github.com/herd-llm/herd/format/llama2c"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 func dataCmd() *cobra.Command {
@@ -28,9 +27,8 @@ func dataPrepareCmd() *cobra.Command {
 	var val []string
 	var f data.Recipe
 	var src data.Source
-	var scripts string
 	cmd := &cobra.Command{
-		Use:   "prepare [INPUT...] -o DIR [--recipe MIXTURE.yaml] [--tokenizer FILE]",
+		Use:   "prepare [INPUT...] -o DIR [--recipe MIXTURE.yaml] [--config FLAGS.yaml] [--tokenizer FILE]",
 		Short: "clean, deduplicate, tokenize and pack text corpora into token shards",
 		Long: `Reads text corpora (plain text, JSONL with a text field as RedPajama and
 SlimPajama store it, gzip or zstd compressed, directories and globs), cleans
@@ -42,7 +40,8 @@ train/validation split and a manifest.json, for herd pretrain.
 
 The inputs are one source; a YAML recipe (--recipe) mixes several with
 weights, e.g. the LLaMA paper's (data/recipes/llama.yaml). Flags override
-the recipe. Counts of documents kept and dropped, per reason, are printed
+the recipe. Every flag can also live in a --config recipe (keys are the
+flag names), as in every herd command. Counts of documents kept and dropped, per reason, are printed
 and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 .model, a llama2.c tokenizer.bin or a GGUF) defaults to the embedded
 512-piece tok512.`,
@@ -72,11 +71,10 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 			if out == "" {
 				return fmt.Errorf("give the output directory with -o")
 			}
-			fs := cmd.Flags()
-			if fs.Changed("scripts") {
-				f.Clean.Scripts = strings.Split(scripts, ",")
+			if err := overlayFlags(cmd.Flags(), dataRecipeKeys, &r); err != nil {
+				return err
 			}
-			overrideData(fs, &r, &f)
+			printRecipe(cmd.ErrOrStderr(), cmd)
 			if tokPath != "" {
 				r.Tokenizer = tokPath
 			}
@@ -107,30 +105,20 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 	fl.IntVar(&f.Clean.MinChars, "min-chars", 0, "drop documents shorter than this")
 	fl.Float64Var(&f.Clean.MinAlphaFraction, "min-alpha", 0, "drop documents with a smaller share of letters")
 	fl.Float64Var(&f.Clean.MaxDupLineFraction, "max-dup-lines", 0, "drop documents with a larger share of repeated lines")
-	fl.StringVar(&scripts, "scripts", "", "keep documents written in these Unicode scripts (comma-separated: Latin,Han)")
+	fl.StringSliceVar(&f.Clean.Scripts, "scripts", nil, "keep documents written in these Unicode scripts (comma-separated: Latin,Han)")
 	fl.Float64Var(&f.Clean.MinScriptFraction, "min-script", 0, "share of letters that must be in --scripts")
 	fl.BoolVar(&f.Clean.NoDedup, "no-dedup", false, "keep exact duplicates")
 	fl.Float64Var(&f.Clean.NearDedup, "near-dedup", 0, "drop near-duplicates above this Jaccard similarity (MinHash LSH; 0: off)")
-	return cmd
+	return withRecipe(cmd)
 }
 
-// overrideData copies into r the settings whose flags were given.
-func overrideData(fs *pflag.FlagSet, r, f *data.Recipe) {
-	set := map[string]func(){
-		"val-fraction": func() { r.ValFraction = f.ValFraction }, "max-epochs": func() { r.MaxEpochs = f.MaxEpochs },
-		"shard-tokens": func() { r.ShardTokens = f.ShardTokens }, "eos": func() { r.EOS = f.EOS }, "no-bos": func() { r.NoBOS = f.NoBOS },
-		"seed": func() { r.Seed = f.Seed }, "threads": func() { r.Workers = f.Workers },
-		"normalize": func() { r.Clean.Normalize = f.Clean.Normalize }, "min-chars": func() { r.Clean.MinChars = f.Clean.MinChars },
-		"min-alpha":     func() { r.Clean.MinAlphaFraction = f.Clean.MinAlphaFraction },
-		"max-dup-lines": func() { r.Clean.MaxDupLineFraction = f.Clean.MaxDupLineFraction },
-		"scripts":       func() { r.Clean.Scripts = f.Clean.Scripts }, "min-script": func() { r.Clean.MinScriptFraction = f.Clean.MinScriptFraction },
-		"no-dedup": func() { r.Clean.NoDedup = f.Clean.NoDedup }, "near-dedup": func() { r.Clean.NearDedup = f.Clean.NearDedup },
-	}
-	fs.Visit(func(fl *pflag.Flag) {
-		if s, ok := set[fl.Name]; ok {
-			s()
-		}
-	})
+// dataRecipeKeys are the data recipe's (data.Recipe's YAML) keys of the
+// flags that override it.
+var dataRecipeKeys = map[string]string{
+	"val-fraction": "val_fraction", "max-epochs": "max_epochs", "shard-tokens": "shard_tokens", "eos": "eos",
+	"no-bos": "no_bos", "seed": "seed", "threads": "workers", "normalize": "clean.normalize", "min-chars": "clean.min_chars",
+	"min-alpha": "clean.min_alpha_fraction", "max-dup-lines": "clean.max_dup_line_fraction", "scripts": "clean.scripts",
+	"min-script": "clean.min_script_fraction", "no-dedup": "clean.no_dedup", "near-dedup": "clean.near_dedup",
 }
 
 // loadDataTokenizer reads a tokenizer file of any kind herd knows; a
