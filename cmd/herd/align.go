@@ -140,8 +140,9 @@ log-probabilities once before training instead of at each step. Chosen
 and rejected of a pair run in one batched forward pass.
 
 Metrics (metrics.jsonl, the log): loss, rewards/chosen, rewards/rejected,
-rewards/accuracies, rewards/margins, logps/chosen, logps/rejected (kl for
-KTO); loss.png; validation on --val-data before, during and after; atomic
+rewards/accuracies, rewards/margins, logps/chosen, logps/rejected (KTO:
+kl, rewards/mean, rewards/accuracies by the label, logps/mean); loss.png;
+validation on --val-data before, during and after; atomic
 checkpoints (--save-every) and exact --resume. OUTDIR receives what herd
 sft writes: model.gguf (full), or adapter_config.json +
 adapter_model.safetensors (PEFT) and adapter.gguf (llama.cpp) for lora
