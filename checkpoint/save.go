@@ -19,6 +19,18 @@ type SaveOptions struct {
 	Convert bool
 	// Extra metadata written after herd's own keys.
 	Extra map[string]any
+	// Tensors are further tensors written after the model's (a reward
+	// model's score head).
+	Tensors []Tensor
+}
+
+// Tensor is a tensor to write beside a model's: its GGUF name, dtype,
+// dims in ggml order and bytes.
+type Tensor struct {
+	Name  string
+	DType tensor.DType
+	Dims  []uint64
+	Data  []byte
 }
 
 // KV is one GGUF metadata entry.
@@ -151,6 +163,11 @@ func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOpti
 	if !c.TiedEmbeddings {
 		if err := addMat("output.weight", m.Output); err != nil {
 			return err
+		}
+	}
+	for _, t := range opt.Tensors {
+		if err := w.AddTensor(t.Name, t.DType, t.Dims, t.Data); err != nil {
+			return fmt.Errorf("save %s: tensor %s: %w", path, t.Name, err)
 		}
 	}
 	return w.WriteFile(path)

@@ -98,6 +98,15 @@ func Open(path string, skipBad bool) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sft data %s: %w", path, err)
 	}
+	if strings.HasSuffix(path, ".gz") {
+		// a compressed file is read whole: its rows need the text
+		z, err := gunzip(b)
+		unmap()
+		if err != nil {
+			return nil, fmt.Errorf("sft data %s: %w", path, err)
+		}
+		b, unmap = z, func() error { return nil }
+	}
 	r := &Reader{path: path, b: b, unmap: unmap, skipBad: skipBad, line: 1}
 	if bytes.HasPrefix(b, utf8BOM) {
 		r.off = len(utf8BOM)
@@ -491,39 +500,58 @@ func shareGPT(row map[string]json.RawMessage) (*Example, error) {
 		ex.Messages = append(ex.Messages, chat.Message{Role: chat.System, Content: sys})
 	}
 	for i, t := range conv {
-		f := fmt.Sprintf("conversations[%d]", i)
-		from, err := str(t, "from", true)
+		m, err := ShareGPTTurn(t, fmt.Sprintf("conversations[%d]", i))
 		if err != nil {
-			return nil, &RowError{Field: f + ".from", Msg: err.(*RowError).Msg}
+			return nil, err
 		}
-		val, err := str(t, "value", false)
-		if err != nil {
-			return nil, &RowError{Field: f + ".value", Msg: err.(*RowError).Msg}
-		}
-		var role string
-		switch from {
-		case "human", "user":
-			role = chat.User
-		case "gpt", "assistant", "chatgpt", "bard", "bing", "model":
-			role = chat.Assistant
-		case "system":
-			role = chat.System
-		default:
-			return nil, &RowError{Field: f + ".from", Msg: fmt.Sprintf("speaker %q (want human, gpt or system)", from)}
-		}
-		ex.Messages = append(ex.Messages, chat.Message{Role: role, Content: val})
+		ex.Messages = append(ex.Messages, m)
 	}
 	return ex, turns("conversations", ex.Messages)
 }
 
-func openAI(row map[string]json.RawMessage) (*Example, error) {
-	var msgs []map[string]json.RawMessage
-	if err := json.Unmarshal(row["messages"], &msgs); err != nil {
-		return nil, &RowError{Field: "messages", Msg: "want a list of {role, content} objects"}
+// ShareGPTTurn reads one {from, value} turn of a ShareGPT conversation,
+// named f in errors.
+func ShareGPTTurn(t map[string]json.RawMessage, f string) (chat.Message, error) {
+	from, err := str(t, "from", true)
+	if err != nil {
+		return chat.Message{}, &RowError{Field: f + ".from", Msg: err.(*RowError).Msg}
 	}
-	ex := &Example{Format: OpenAI}
+	val, err := str(t, "value", false)
+	if err != nil {
+		return chat.Message{}, &RowError{Field: f + ".value", Msg: err.(*RowError).Msg}
+	}
+	var role string
+	switch from {
+	case "human", "user":
+		role = chat.User
+	case "gpt", "assistant", "chatgpt", "bard", "bing", "model":
+		role = chat.Assistant
+	case "system":
+		role = chat.System
+	default:
+		return chat.Message{}, &RowError{Field: f + ".from", Msg: fmt.Sprintf("speaker %q (want human, gpt or system)", from)}
+	}
+	return chat.Message{Role: role, Content: val}, nil
+}
+
+func openAI(row map[string]json.RawMessage) (*Example, error) {
+	msgs, err := Messages(row["messages"], "messages")
+	if err != nil {
+		return nil, err
+	}
+	return &Example{Format: OpenAI, Messages: msgs}, turns("messages", msgs)
+}
+
+// Messages reads an OpenAI-style list of {role, content} objects, the
+// value of field (named in errors), without checking the turn order.
+func Messages(raw json.RawMessage, field string) ([]chat.Message, error) {
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return nil, &RowError{Field: field, Msg: "want a list of {role, content} objects"}
+	}
+	var out []chat.Message
 	for i, m := range msgs {
-		f := fmt.Sprintf("messages[%d]", i)
+		f := fmt.Sprintf("%s[%d]", field, i)
 		role, err := str(m, "role", true)
 		if err != nil {
 			return nil, &RowError{Field: f + ".role", Msg: err.(*RowError).Msg}
@@ -537,7 +565,7 @@ func openAI(row map[string]json.RawMessage) (*Example, error) {
 		default:
 			return nil, &RowError{Field: f + ".role", Msg: fmt.Sprintf("role %q (want system, user or assistant)", role)}
 		}
-		ex.Messages = append(ex.Messages, chat.Message{Role: role, Content: content})
+		out = append(out, chat.Message{Role: role, Content: content})
 	}
-	return ex, turns("messages", ex.Messages)
+	return out, nil
 }

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
-	"github.com/herd-llm/herd/sft"
 	"github.com/spf13/pflag"
 )
 
@@ -23,7 +20,7 @@ func addLoRAFlag(f *pflag.FlagSet, specs *[]string) {
 // anyBase is the entry --lora-any-base adds to the --lora list: a LoRA
 // that records its base (herd's do) is refused on another model unless
 // the list holds it.
-const anyBase = "\x00any-base"
+const anyBase = lora.AnyBase
 
 // anyBaseFlag is --lora-any-base, kept in the --lora list so that every
 // command that takes --lora takes it without a field of its own.
@@ -51,61 +48,13 @@ func (a anyBaseFlag) Set(v string) error {
 func (a anyBaseFlag) Type() string { return "bool" }
 
 // loadLoRA reads the LoRA at path for m and checks that it was trained on
-// m (lora.CheckBase) unless anyBase.
+// m unless anyBase.
 func loadLoRA(m *llama.Model, path string, anyBase bool) (*lora.Set, error) {
-	set, err := lora.Load(path, m.Config)
-	if err != nil {
-		return nil, err
-	}
-	if err := set.CheckBase(m); err != nil {
-		if !anyBase {
-			return nil, fmt.Errorf("--lora %s: %w; apply it anyway with --lora-any-base", path, err)
-		}
-	}
-	return set, nil
+	return lora.LoadFor(m, path, anyBase)
 }
 
 // parseLoRASpec splits ADAPTER[:SCALE].
-func parseLoRASpec(s string) (string, float32, error) {
-	if i := strings.LastIndexByte(s, ':'); i > 0 {
-		if w, err := strconv.ParseFloat(s[i+1:], 32); err == nil {
-			return s[:i], float32(w), nil
-		}
-	}
-	if s == "" {
-		return "", 0, fmt.Errorf("--lora: empty adapter path")
-	}
-	return s, 1, nil
-}
+func parseLoRASpec(s string) (string, float32, error) { return lora.ParseSpec(s) }
 
 // applyLoRAs loads each adapter and attaches it to m.
-func applyLoRAs(m *llama.Model, specs []string) error {
-	force := slices.Contains(specs, anyBase)
-	for _, s := range specs {
-		if s == anyBase {
-			continue
-		}
-		path, w, err := parseLoRASpec(s)
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(path, ".safetensors") {
-			// a LLaMA-Adapter from herd sft --method adapter
-			if w != 1 {
-				return fmt.Errorf("--lora %s: a LLaMA-Adapter takes no scale", s)
-			}
-			if err := sft.LoadPrefixes(path, m); err != nil {
-				return err
-			}
-			continue
-		}
-		set, err := loadLoRA(m, path, force)
-		if err != nil {
-			return err
-		}
-		if err := set.Attach(m, w); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return nil
-}
+func applyLoRAs(m *llama.Model, specs []string) error { return lora.Apply(m, specs) }
