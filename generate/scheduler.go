@@ -119,12 +119,13 @@ type Scheduler struct {
 	tok tokenizer.Tokenizer
 	cfg SchedulerConfig
 
-	mu     sync.Mutex
-	queue  []*job
-	active int
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	mu       sync.Mutex
+	queue    []*job
+	active   int
+	reserved int64 // a copy of held, for Reserved
+	closed   bool
+	wake     chan struct{}
+	done     chan struct{}
 
 	pads   []*llama.KVCache // one-position caches of the padding rows
 	batch  []llama.Seq      // the loop's scratch: a step's rows
@@ -423,7 +424,16 @@ func (s *Scheduler) safeEmbed(state *llama.State, tokens []int) (v []float32, er
 func (s *Scheduler) setActive(n int) {
 	s.mu.Lock()
 	s.active = n
+	s.reserved = s.held
 	s.mu.Unlock()
+}
+
+// Reserved reports the KV cache bytes the sequences in flight have
+// reserved and the budget they share.
+func (s *Scheduler) Reserved() (held, budget int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reserved, s.cfg.KVBudget
 }
 
 func (j *job) fail(err error) {
