@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -195,5 +196,27 @@ func TestHugeContextFile(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"finish_reason"`) {
 		t.Errorf("serve without max_tokens: %d %.300s", resp.StatusCode, b)
+	}
+}
+
+// TestNaNModelCLI: herd run and herd chat on a model whose output is NaN
+// print the error the server gives, naming NaN and the position, instead
+// of panicking (issue 21, item 1).
+func TestNaNModelCLI(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.OutNorm = append([]float32(nil), m.OutNorm...)
+	m.OutNorm[1] = float32(math.NaN())
+	path := filepath.Join(t.TempDir(), "nan.gguf")
+	if err := checkpoint.SaveGGUF(path, m, tok, checkpoint.SaveOptions{Name: "nan"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := herd(t, "", "run", path, "-p", "Once", "-n", "8", "--top-p", "0.9"); err == nil || !strings.Contains(err.Error(), "NaN at position") {
+		t.Errorf("run: %v", err)
+	}
+	if _, _, err := herd(t, "Once\n", "chat", path, "-n", "8"); err == nil || !strings.Contains(err.Error(), "NaN at position") {
+		t.Errorf("chat: %v", err)
 	}
 }
