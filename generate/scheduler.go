@@ -119,12 +119,13 @@ type Scheduler struct {
 	tok tokenizer.Tokenizer
 	cfg SchedulerConfig
 
-	mu     sync.Mutex
-	queue  []*job
-	active int
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	mu       sync.Mutex
+	queue    []*job
+	active   int
+	reserved int64 // a copy of held, for Reserved
+	closed   bool
+	wake     chan struct{}
+	done     chan struct{}
 
 	pads   []*llama.KVCache // one-position caches of the padding rows
 	batch  []llama.Seq      // the loop's scratch: a step's rows
@@ -304,67 +305,93 @@ func (s *Scheduler) loop() {
 	defer close(s.done)
 	var state llama.State
 	var active []*seq
-	for {
-		s.mu.Lock()
-		if s.closed {
-			queue := s.queue
-			s.queue = nil
-			s.mu.Unlock()
-			for _, j := range queue {
-				j.fail(ErrClosed)
-			}
-			for _, q := range active {
-				q.fail(ErrClosed)
-				s.release(q)
-			}
-			return
-		}
-		// admit waiting requests; embeddings run at once
-		var embeds []*job
-		for len(s.queue) > 0 && s.admits(s.queue[0], len(active)) {
-			j := s.queue[0]
-			s.queue = s.queue[1:]
-			switch {
-			case j.ctx.Err() != nil:
-				j.fail(j.ctx.Err())
-			case j.embed != nil:
-				embeds = append(embeds, j)
-			default:
-				s.held += j.reserve
-				active = append(active, s.start(j))
-			}
-		}
-		// drop embeddings and requests whose clients left while queued
-		s.queue = slices.DeleteFunc(s.queue, func(j *job) bool {
-			if j.ctx.Err() != nil {
-				j.fail(j.ctx.Err())
-				return true
-			}
-			return false
-		})
-		s.active = len(active)
-		s.mu.Unlock()
-		for _, j := range embeds {
-			v, err := s.safeEmbed(&state, j.embed)
-			j.embedTo <- embedDone{v, err}
-		}
-		active = slices.DeleteFunc(active, func(q *seq) bool {
-			if q.ctx.Err() != nil {
-				s.release(q)
-				return true
-			}
-			return false
-		})
-		s.setActive(len(active))
-		if len(active) == 0 {
-			if len(embeds) == 0 {
-				<-s.wake
-			}
-			continue
-		}
-		active = s.safeStep(&state, active)
-		s.setActive(len(active))
+	for !s.iteration(&state, &active) {
 	}
+}
+
+// iteration admits waiting requests, runs the embeddings among them and
+// one step of the sequences in flight; it reports whether the scheduler
+// has closed. A panic anywhere in it fails the sequences in flight and is
+// logged; the loop goes on (the step and the embeddings have their own,
+// narrower recovery).
+func (s *Scheduler) iteration(state *llama.State, active *[]*seq) (closed bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.cfg.Log.Error("scheduler loop panicked; its sequences fail", "panic", p, "stack", string(debug.Stack()))
+			for _, q := range *active {
+				q.fail(fmt.Errorf("generation failed: internal error: %v", p))
+				s.release(q)
+			}
+			*active, *state = nil, llama.State{}
+			s.setActive(0)
+		}
+	}()
+	embeds, closed := s.admit(active)
+	if closed {
+		return true
+	}
+	for _, j := range embeds {
+		v, err := s.safeEmbed(state, j.embed)
+		j.embedTo <- embedDone{v, err}
+	}
+	*active = slices.DeleteFunc(*active, func(q *seq) bool {
+		if q.ctx.Err() != nil {
+			s.release(q)
+			return true
+		}
+		return false
+	})
+	s.setActive(len(*active))
+	if len(*active) == 0 {
+		if len(embeds) == 0 {
+			<-s.wake
+		}
+		return false
+	}
+	*active = s.safeStep(state, *active)
+	s.setActive(len(*active))
+	return false
+}
+
+// admit moves waiting requests into active (embeddings are returned, to
+// run at once) and drops those whose clients left; after Close it fails
+// everything and reports closed.
+func (s *Scheduler) admit(active *[]*seq) (embeds []*job, closed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		for _, j := range s.queue {
+			j.fail(ErrClosed)
+		}
+		s.queue = nil
+		for _, q := range *active {
+			q.fail(ErrClosed)
+			s.release(q)
+		}
+		return nil, true
+	}
+	for len(s.queue) > 0 && s.admits(s.queue[0], len(*active)) {
+		j := s.queue[0]
+		s.queue = s.queue[1:]
+		switch {
+		case j.ctx.Err() != nil:
+			j.fail(j.ctx.Err())
+		case j.embed != nil:
+			embeds = append(embeds, j)
+		default:
+			s.held += j.reserve
+			*active = append(*active, s.start(j))
+		}
+	}
+	s.queue = slices.DeleteFunc(s.queue, func(j *job) bool {
+		if j.ctx.Err() != nil {
+			j.fail(j.ctx.Err())
+			return true
+		}
+		return false
+	})
+	s.active = len(*active)
+	return embeds, false
 }
 
 // admits reports whether the queue's head j may start now: an embedding
@@ -423,7 +450,16 @@ func (s *Scheduler) safeEmbed(state *llama.State, tokens []int) (v []float32, er
 func (s *Scheduler) setActive(n int) {
 	s.mu.Lock()
 	s.active = n
+	s.reserved = s.held
 	s.mu.Unlock()
+}
+
+// Reserved reports the KV cache bytes the sequences in flight have
+// reserved and the budget they share.
+func (s *Scheduler) Reserved() (held, budget int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reserved, s.cfg.KVBudget
 }
 
 func (j *job) fail(err error) {

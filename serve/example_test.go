@@ -1,10 +1,11 @@
 package serve_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 
 	"github.com/herd-llm/herd/chat"
@@ -13,30 +14,38 @@ import (
 	"github.com/herd-llm/herd/serve"
 )
 
-// Serve a model over the OpenAI-compatible API: a scheduler batches the
-// requests, the server answers /v1/completions, /v1/chat/completions and
-// the rest (http.ListenAndServe(addr, s) in a program; a test server here).
-func ExampleNew() {
+// Serve a model over the OpenAI-compatible API and ask it for a chat
+// completion.
+func Example() {
 	m, tok, err := checkpoint.Default()
 	if err != nil {
 		panic(err)
 	}
-	tmpl, _ := chat.Lookup("raw")
-	sched := generate.NewScheduler(m, tok, generate.SchedulerConfig{})
+	defer m.Close()
+	tp, err := chat.ForModel("", "") // the model file's own template, else raw
+	if err != nil {
+		panic(err)
+	}
+	sched := generate.NewScheduler(m, tok, generate.SchedulerConfig{Parallel: 4})
 	defer sched.Close()
-	s, err := serve.New(serve.Config{}, &serve.Model{Name: "stories", Model: m, Tok: tok, Template: tmpl, Sched: sched})
+	srv, err := serve.New(serve.Config{}, &serve.Model{Name: "stories", Model: m, Tok: tok, Template: tp, Sched: sched})
 	if err != nil {
 		panic(err)
 	}
-	ts := httptest.NewServer(s)
-	defer ts.Close()
-	resp, err := http.Post(ts.URL+"/v1/completions", "application/json",
-		strings.NewReader(`{"model": "stories", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}`))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+
+	body := `{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":12,"temperature":0}`
+	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		panic(err)
+	}
+	var r struct {
 		Choices []struct {
 			FinishReason string `json:"finish_reason"`
 		} `json:"choices"`
@@ -44,9 +53,10 @@ func ExampleNew() {
 			CompletionTokens int `json:"completion_tokens"`
 		} `json:"usage"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		panic(err)
-	}
-	fmt.Println(resp.StatusCode, out.Choices[0].FinishReason, out.Usage.CompletionTokens)
-	// Output: 200 length 8
+	json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, r.Choices[0].FinishReason, r.Usage.CompletionTokens)
+	stop()
+	<-done
+	// Output: 200 length 12
 }

@@ -71,6 +71,50 @@ func prologue[T modelRequest](s *Server, w http.ResponseWriter, r *http.Request,
 	return req, m, true
 }
 
+// answered reports whether a generation that is not streamed has an
+// answer to write; otherwise it has answered with the error (or the client
+// left: last is nil).
+func answered(w http.ResponseWriter, m *Model, last *generate.Event) bool {
+	if last == nil {
+		return false
+	}
+	if last.Err != nil {
+		writeError(w, generationError(m, last.Err))
+		return false
+	}
+	return true
+}
+
+// usageChunk is the stream's closing usage chunk, without its usage (end
+// fills it in), or nil when the client did not ask for it.
+func usageChunk(include bool, id, object string, created int64, m *Model) map[string]any {
+	if !include {
+		return nil
+	}
+	return map[string]any{"id": id, "object": object, "created": created, "model": m.Name, "choices": []any{}}
+}
+
+// end finishes a stream after the generation's last event (nil: the client
+// left): the error, or the chunk final makes from the finish reason, then
+// the usage chunk when there is one, then [DONE].
+func (e *sse) end(m *Model, last *generate.Event, final func(finish string) any, tail map[string]any) {
+	if last == nil {
+		return
+	}
+	if last.Err != nil {
+		e.send(map[string]any{"error": generationError(m, last.Err)})
+		return
+	}
+	e.send(final(last.Finish))
+	if tail != nil {
+		tail["usage"] = usageOf(last)
+		e.send(tail)
+	}
+	e.done()
+}
+
+func usageOf(ev *generate.Event) usage { return usage{ev.Prompt, ev.Tokens, ev.Prompt + ev.Tokens} }
+
 // generationError is the error a failed generation answers with: a model
 // that produced NaN or Inf is the server's fault (500), named as such.
 func generationError(m *Model, err error) *apiError {
@@ -296,11 +340,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 			}
 			return nil
 		}, nil)
-		if last == nil {
-			return
-		}
-		if last.Err != nil {
-			writeError(w, generationError(m, last.Err))
+		if !answered(w, m, last) {
 			return
 		}
 		choice := map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": text.String()},
@@ -309,7 +349,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 			choice["logprobs"] = map[string]any{"content": lps}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "chat.completion", "created": created, "model": m.Name,
-			"choices": []any{choice}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
+			"choices": []any{choice}, "usage": usageOf(last)})
 		return
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
@@ -340,19 +380,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, rl *req
 		}
 		return out.write(chunk(map[string]any{"content": ev.Text}, nil, map[string]any{"content": []chatLogprob{chatLogprobOf(ev)}}))
 	}, out.flush)
-	if last == nil {
-		return
-	}
-	if last.Err != nil {
-		out.send(map[string]any{"error": generationError(m, last.Err)})
-		return
-	}
-	out.send(chunk(map[string]any{}, last.Finish, nil))
-	if includeUsage {
-		out.send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": m.Name,
-			"choices": []any{}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
-	}
-	out.done()
+	out.end(m, last, func(finish string) any { return chunk(map[string]any{}, finish, nil) },
+		usageChunk(includeUsage, id, "chat.completion.chunk", created, m))
 }
 
 // completionLogprobs is the legacy completions logprobs object.
@@ -416,11 +445,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 			sb.WriteString(ev.Text)
 			return nil
 		}, nil)
-		if last == nil {
-			return
-		}
-		if last.Err != nil {
-			writeError(w, generationError(m, last.Err))
+		if !answered(w, m, last) {
 			return
 		}
 		var lp any
@@ -428,7 +453,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 			lp = lps
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.Name,
-			"choices": []any{choice(sb.String(), lp, last.Finish)}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
+			"choices": []any{choice(sb.String(), lp, last.Finish)}, "usage": usageOf(last)})
 		return
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
@@ -459,19 +484,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, rl *reqLog)
 		offset += len(ev.Text)
 		return out.write(chunk(choice(ev.Text, l, nil)))
 	}, out.flush)
-	if last == nil {
-		return
-	}
-	if last.Err != nil {
-		out.send(map[string]any{"error": generationError(m, last.Err)})
-		return
-	}
-	out.send(chunk(choice("", nil, last.Finish)))
-	if includeUsage {
-		out.send(map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.Name,
-			"choices": []any{}, "usage": usage{last.Prompt, last.Tokens, last.Prompt + last.Tokens}})
-	}
-	out.done()
+	out.end(m, last, func(finish string) any { return chunk(choice("", nil, finish)) },
+		usageChunk(includeUsage, id, "text_completion", created, m))
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, rl *reqLog) {

@@ -2,6 +2,8 @@ package serve
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -95,4 +97,28 @@ func TestDefaultMaxTokens(t *testing.T) {
 	if status != 200 || !strings.Contains(body, `"completion_tokens":5`) || !strings.Contains(body, `"finish_reason":"length"`) {
 		t.Errorf("%d %s", status, body)
 	}
+}
+
+// TestKVMetrics: /metrics reports each model's KV cache reservation and
+// budget, and a finished request leaves nothing reserved.
+func TestKVMetrics(t *testing.T) {
+	_, hs := newTestServer(t, "", 2)
+	post(t, hs.URL+"/v1/completions", "", strings.NewReader(`{"model":"stories","prompt":"Once","max_tokens":3}`))
+	_, m := get(t, hs.URL+"/metrics")
+	for _, want := range []string{`herd_kv_cache_reserved_bytes{model="stories"} 0`, `herd_kv_cache_budget_bytes{model="stories"} 4294967296`, `herd_connections_refused_total 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, string(b)
 }

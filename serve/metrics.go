@@ -135,6 +135,15 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, _ *reqLog)
 	}
 	head("herd_active_sequences", "gauge", "Sequences being generated together.")
 	b.WriteString(act.String())
+	head("herd_kv_cache_reserved_bytes", "gauge", "KV cache bytes reserved by the sequences in flight.")
+	var budget strings.Builder
+	for _, n := range s.names {
+		held, max := s.models[n].Sched.Reserved()
+		fmt.Fprintf(&b, "herd_kv_cache_reserved_bytes{model=\"%s\"} %d\n", label(n), held)
+		fmt.Fprintf(&budget, "herd_kv_cache_budget_bytes{model=\"%s\"} %d\n", label(n), max)
+	}
+	head("herd_kv_cache_budget_bytes", "gauge", "KV cache bytes the sequences of a model may reserve together.")
+	b.WriteString(budget.String())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
 }

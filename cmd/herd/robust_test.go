@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/lora"
@@ -195,5 +199,63 @@ func TestHugeContextFile(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"finish_reason"`) {
 		t.Errorf("serve without max_tokens: %d %.300s", resp.StatusCode, b)
+	}
+}
+
+// TestNaNModelCLI: herd run and herd chat on a model whose output is NaN
+// print the error the server gives, naming NaN and the position, instead
+// of panicking (issue 21, item 1).
+func TestNaNModelCLI(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.OutNorm = append([]float32(nil), m.OutNorm...)
+	m.OutNorm[1] = float32(math.NaN())
+	path := filepath.Join(t.TempDir(), "nan.gguf")
+	if err := checkpoint.SaveGGUF(path, m, tok, checkpoint.SaveOptions{Name: "nan"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := herd(t, "", "run", path, "-p", "Once", "-n", "8", "--top-p", "0.9"); err == nil || !strings.Contains(err.Error(), "NaN at position") {
+		t.Errorf("run: %v", err)
+	}
+	if _, _, err := herd(t, "Once\n", "chat", path, "-n", "8"); err == nil || !strings.Contains(err.Error(), "NaN at position") {
+		t.Errorf("chat: %v", err)
+	}
+}
+
+// TestChatRollKeepsSystem: the rolling window drops the oldest user and
+// assistant turns in pairs and keeps the system prompt.
+func TestChatRollKeepsSystem(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := chat.Lookup("vicuna_v1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	c := &chatter{gen: &generate.Generator{Model: m, Tok: tok}, tp: tp, g: genFlags{n: 8}, full: fullRoll, out: bufio.NewWriter(&out)}
+	msgs := []chat.Message{{Role: chat.System, Content: "Be kind."}}
+	for i := range 6 {
+		msgs = append(msgs, chat.Message{Role: chat.User, Content: fmt.Sprintf("question %d about cats and dogs", i)},
+			chat.Message{Role: chat.Assistant, Content: fmt.Sprintf("answer %d about cats and dogs", i)})
+	}
+	msgs = append(msgs, chat.Message{Role: chat.User, Content: "the last question"})
+	ids, kept, err := c.fit(msgs, 160)
+	if err != nil || ids == nil {
+		t.Fatal(err)
+	}
+	if len(ids)+8 > 160 || len(kept) >= len(msgs) { // room for -n 8 new tokens
+		t.Fatalf("%d tokens, %d of %d messages kept", len(ids), len(kept), len(msgs))
+	}
+	if kept[0] != msgs[0] || kept[len(kept)-1] != msgs[len(msgs)-1] {
+		t.Errorf("kept %v", kept)
+	}
+	for i, m := range kept[1:] {
+		if want := []string{chat.User, chat.Assistant}[i%2]; m.Role != want {
+			t.Errorf("message %d is %s, want %s: roles no longer alternate", i+1, m.Role, want)
+		}
 	}
 }

@@ -238,6 +238,31 @@ func strMethod(s, name string) builtin {
 		return func(r *renderer, args []any, _ map[string]any, line int) (any, error) {
 			return r.replace(s, args, line)
 		}
+	case "join":
+		return func(r *renderer, args []any, _ map[string]any, line int) (any, error) {
+			if len(args) != 1 {
+				return nil, errorf(line, "join() takes a list")
+			}
+			return joinFilter(r, args[0], []any{s}, nil, line)
+		}
+	case "find", "count":
+		return func(_ *renderer, args []any, _ map[string]any, line int) (any, error) {
+			sub, ok := strArg(args, 0)
+			if !ok {
+				return nil, errorf(line, "%s() takes a string", name)
+			}
+			if name == "count" {
+				if sub == "" {
+					return int64(utf8.RuneCountInString(s) + 1), nil
+				}
+				return int64(strings.Count(s, sub)), nil
+			}
+			i := strings.Index(s, sub)
+			if i < 0 {
+				return int64(-1), nil
+			}
+			return int64(utf8.RuneCountInString(s[:i])), nil
+		}
 	case "format":
 		return func(r *renderer, args []any, _ map[string]any, line int) (any, error) {
 			var b strings.Builder

@@ -211,3 +211,28 @@ func FuzzTemplate(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRender renders the Llama-3 and Qwen2 templates over a
+// 20-message conversation; it reports renders per second.
+func BenchmarkRender(b *testing.B) {
+	var templates map[string]string
+	load(b, "templates.json", &templates)
+	var msgs []any
+	for i := range 20 {
+		msgs = append(msgs, map[string]any{"role": []string{"user", "assistant"}[i%2], "content": strings.Repeat("word ", 40)})
+	}
+	for _, name := range []string{"llama-3", "qwen2"} {
+		tp, err := Parse(templates[name])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := tp.Render(map[string]any{"messages": msgs, "add_generation_prompt": true, "bos_token": "<s>"}, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "renders/s")
+		})
+	}
+}

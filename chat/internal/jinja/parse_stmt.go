@@ -316,10 +316,21 @@ func (p *parser) not() (expr, error) {
 	return p.compare()
 }
 
+// compare parses comparisons; a chain a < b < c means a < b and b < c,
+// as in Python and Jinja2.
 func (p *parser) compare() (expr, error) {
 	a, err := p.sum()
 	if err != nil {
 		return nil, err
+	}
+	var last expr // the right operand of the previous comparison in a chain
+	chain := func(op string, b expr, line int) {
+		if last == nil {
+			a = &binaryExpr{op: op, a: a, b: b, line: line}
+		} else {
+			a = &binaryExpr{op: "and", a: a, b: &binaryExpr{op: op, a: last, b: b, line: line}, line: line}
+		}
+		last = b
 	}
 	for {
 		t := p.peek()
@@ -331,7 +342,7 @@ func (p *parser) compare() (expr, error) {
 			if err != nil {
 				return nil, err
 			}
-			a = &binaryExpr{op: t.s, a: a, b: b, line: t.line}
+			chain(t.s, b, t.line)
 		case t.kind == tName && t.s == "not" && p.ti+1 < len(p.toks) && p.toks[p.ti+1].s == "in":
 			p.next()
 			p.next()
@@ -339,7 +350,12 @@ func (p *parser) compare() (expr, error) {
 			if err != nil {
 				return nil, err
 			}
-			a = &unaryExpr{op: "not", x: &binaryExpr{op: "in", a: a, b: b, line: t.line}, line: t.line}
+			if last == nil {
+				a = &unaryExpr{op: "not", x: &binaryExpr{op: "in", a: a, b: b, line: t.line}, line: t.line}
+			} else {
+				a = &binaryExpr{op: "and", a: a, b: &unaryExpr{op: "not", x: &binaryExpr{op: "in", a: last, b: b, line: t.line}, line: t.line}, line: t.line}
+			}
+			last = b
 		default:
 			return a, nil
 		}
