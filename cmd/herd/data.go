@@ -11,6 +11,7 @@ import (
 	"github.com/herd-llm/herd/format/llama2c"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func dataCmd() *cobra.Command {
@@ -86,11 +87,17 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 			return err
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
-	fl.StringVarP(&out, "output", "o", "", "output directory")
-	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, llama2.c tokenizer.bin or GGUF (default: embedded tok512)")
-	fl.StringArrayVar(&val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
+	dataPrepareFlags(cmd.Flags(), &recipePath, &out, &tokPath, &val, &f, &src)
+	return withRecipe(cmd)
+}
+
+// dataPrepareFlags defines herd data prepare's flags: the files, and the
+// settings that override the mixture recipe (dataRecipeKeys).
+func dataPrepareFlags(fl *pflag.FlagSet, recipePath, out, tokPath *string, val *[]string, f *data.Recipe, src *data.Source) {
+	fl.StringVar(recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
+	fl.StringVarP(out, "output", "o", "", "output directory")
+	fl.StringVar(tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, llama2.c tokenizer.bin or GGUF (default: embedded tok512)")
+	fl.StringArrayVar(val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
 	fl.StringVar(&src.Format, "format", "", "input format: text or jsonl (default: by extension)")
 	fl.StringVar(&src.TextField, "text-field", "", "JSONL field holding the text (default text)")
 	fl.StringVar(&src.Split, "split", "", "documents of a text file: file, line, paragraph or sep:STRING (default file)")
@@ -109,7 +116,6 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 	fl.Float64Var(&f.Clean.MinScriptFraction, "min-script", 0, "share of letters that must be in --scripts")
 	fl.BoolVar(&f.Clean.NoDedup, "no-dedup", false, "keep exact duplicates")
 	fl.Float64Var(&f.Clean.NearDedup, "near-dedup", 0, "drop near-duplicates above this Jaccard similarity (MinHash LSH; 0: off)")
-	return withRecipe(cmd)
 }
 
 // dataRecipeKeys are the data recipe's (data.Recipe's YAML) keys of the
