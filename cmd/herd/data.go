@@ -83,8 +83,10 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 			if err != nil {
 				return err
 			}
-			_, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()})
-			return err
+			if _, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()}); err != nil {
+				return err
+			}
+			return writeRecipe(out, recipeYAML(cmd.Flags())) // beside the manifest, as a --config reads it
 		},
 	}
 	dataPrepareFlags(cmd.Flags(), &recipePath, &out, &tokPath, &val, &f, &src)

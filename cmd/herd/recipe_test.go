@@ -131,3 +131,21 @@ func TestPretrainRecipeKeysAreFlags(t *testing.T) {
 		t.Errorf("deprecated keys: %+v, %v", old, err)
 	}
 }
+
+// herd data prepare prints its effective recipe and stores it beside the
+// manifest; it reads back as --config.
+func TestDataPrepareStoresRecipe(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "data")
+	_, se, err := herd(t, "", "data", "prepare", storiesText, "--split", "paragraph", "--val-fraction", "0.25", "-o", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, se)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "recipe.yaml"))
+	if err != nil || !strings.Contains(string(b), "val_fraction: 0.25\n") || !strings.Contains(se, "  val_fraction: 0.25\n") {
+		t.Fatalf("recipe.yaml %q (%v); log:\n%s", b, err, se)
+	}
+	cmd := dataPrepareCmd()
+	if err := applyRecipe(cmd.Flags(), filepath.Join(out, "recipe.yaml")); err != nil {
+		t.Error(err)
+	}
+}
