@@ -72,13 +72,13 @@ func (m *Model) check() error {
 		}
 		return nil
 	}
-	if err := want(m.Embed, "token_embd.weight", c.VocabSize, c.Dim); err != nil {
+	if err := want(m.Embed, EmbedName, c.VocabSize, c.Dim); err != nil {
 		return err
 	}
-	if err := want(m.Output, "output.weight", c.VocabSize, c.Dim); err != nil {
+	if err := want(m.Output, OutputName, c.VocabSize, c.Dim); err != nil {
 		return err
 	}
-	if err := vec(m.OutNorm, "output_norm.weight"); err != nil {
+	if err := vec(m.OutNorm, OutNormName); err != nil {
 		return err
 	}
 	if len(m.Layers) != c.NLayers {
@@ -86,16 +86,16 @@ func (m *Model) check() error {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		p := fmt.Sprintf("blk.%d.", i)
-		errs := []error{vec(l.AttnNorm, p+"attn_norm.weight"), vec(l.FFNNorm, p+"ffn_norm.weight")}
-		for k, w := range l.Matrices() {
-			b := BlockMatrices[k]
-			out, in := b.Shape(c)
-			errs = append(errs, want(*w, p+b.GGUF+".weight", out, in))
-		}
-		for _, e := range errs {
-			if e != nil {
-				return e
+		for _, t := range l.Tensors(i) {
+			var err error
+			if t.Norm != nil {
+				err = vec(*t.Norm, t.Name)
+			} else {
+				out, in := BlockMatrices[t.Matrix].Shape(c)
+				err = want(*t.Mat, t.Name, out, in)
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
