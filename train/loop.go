@@ -95,7 +95,9 @@ type loop struct {
 // Accum micro-batches of forward pass, loss and backward pass (gradients
 // summed), the global gradient norm, clipping, the divergence check and
 // the update; validation, metrics and checkpoints at their cadence. A
-// loss or gradient that is not finite stops
+// loss or gradient that is not finite, a loss stuck with a zero gradient,
+// a trained value that is not finite or beyond MaxWeight, or (before a
+// checkpoint) a model whose forward pass gives a non-finite logit stops
 // the run with an error naming the last good checkpoint, which is kept.
 func Fit(obj Objective, set Trainable, cfg Config) (*Summary, error) {
 	l := &loop{cfg: cfg, obj: obj, params: set.Params(), log: cfg.Log,
@@ -148,14 +150,16 @@ func (l *loop) setup() error {
 	if err := c.Schedule.Check(); err != nil {
 		return err
 	}
+	if c.Dir != "" {
+		if err := l.prepareDir(); err != nil {
+			return err
+		}
+	}
 	l.opt = c.Optim.New(l.params)
 	if err := l.resume(); err != nil {
 		return err
 	}
 	if c.Dir != "" {
-		if err := l.prepareDir(); err != nil {
-			return err
-		}
 		var err error
 		if l.mlog, err = OpenMetrics(filepath.Join(c.Dir, MetricsName), l.sum.Start); err != nil {
 			return err
