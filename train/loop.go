@@ -347,8 +347,8 @@ func (l *loop) after(step int, p *Progress) error {
 // and redraws the plot.
 func (l *loop) save(step int, p *Progress) error {
 	if c, ok := l.obj.(Checker); ok {
-		if err := l.diverged(step-1, c.CheckModel()); err != nil {
-			return err
+		if err := c.CheckModel(); err != nil {
+			return l.diverged(step-1, err.Error())
 		}
 	}
 	where, err := l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: l.opt, Loss: p.Loss, ValLoss: p.ValLoss})
@@ -411,20 +411,11 @@ func badWeights(params []autograd.Param, max float64) string {
 	return ""
 }
 
-// diverged is the error of a step whose check found what (nil when what
-// is ""), naming the last good checkpoint; a run that diverges before its
+// diverged is the error of a step whose check found msg (nil when msg is
+// ""), naming the last good checkpoint; a run that diverges before its
 // first checkpoint first writes its starting point as one, when its
 // Checkpointer can.
-func (l *loop) diverged(step int, what any) error {
-	var msg string
-	switch w := what.(type) {
-	case string:
-		msg = w
-	case error:
-		if w != nil {
-			msg = w.Error()
-		}
-	}
+func (l *loop) diverged(step int, msg string) error {
 	if msg == "" {
 		return nil
 	}
