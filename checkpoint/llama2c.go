@@ -58,15 +58,15 @@ func ToLlama2c(m *llama.Model, version int) (*llama2c.Checkpoint, error) {
 	}
 	mat(m.Embed)
 	for i := range m.Layers {
-		l := &m.Layers[i]
-		p := fmt.Sprintf("blk.%d.", i)
-		vec(p+"attn_norm.weight", l.AttnNorm)
-		vec(p+"ffn_norm.weight", l.FFNNorm)
-		for _, w := range l.Matrices() {
-			mat(*w)
+		for _, t := range m.Layers[i].Tensors(i) {
+			if t.Norm != nil {
+				vec(t.Name, *t.Norm)
+			} else {
+				mat(*t.Mat)
+			}
 		}
 	}
-	vec("output_norm.weight", m.OutNorm)
+	vec(llama.OutNormName, m.OutNorm)
 	if !c.TiedEmbeddings {
 		mat(m.Output)
 	}

@@ -140,28 +140,27 @@ func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOpti
 	addVec := func(name string, v []float32) error {
 		return w.AddTensor(name, tensor.F32, []uint64{uint64(len(v))}, tensor.BytesOfF32(v))
 	}
-	if err := addMat("token_embd.weight", m.Embed); err != nil {
+	if err := addMat(llama.EmbedName, m.Embed); err != nil {
 		return err
 	}
-	for i, l := range m.Layers {
-		p := fmt.Sprintf("blk.%d.", i)
-		for _, e := range []error{
-			addVec(p+"attn_norm.weight", l.AttnNorm),
-			addMat(p+"attn_q.weight", l.Wq), addMat(p+"attn_k.weight", l.Wk),
-			addMat(p+"attn_v.weight", l.Wv), addMat(p+"attn_output.weight", l.Wo),
-			addVec(p+"ffn_norm.weight", l.FFNNorm),
-			addMat(p+"ffn_gate.weight", l.Gate), addMat(p+"ffn_down.weight", l.Down), addMat(p+"ffn_up.weight", l.Up),
-		} {
-			if e != nil {
-				return e
+	for i := range m.Layers {
+		for _, t := range m.Layers[i].Tensors(i) {
+			var err error
+			if t.Norm != nil {
+				err = addVec(t.Name, *t.Norm)
+			} else {
+				err = addMat(t.Name, *t.Mat)
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
-	if err := addVec("output_norm.weight", m.OutNorm); err != nil {
+	if err := addVec(llama.OutNormName, m.OutNorm); err != nil {
 		return err
 	}
 	if !c.TiedEmbeddings {
-		if err := addMat("output.weight", m.Output); err != nil {
+		if err := addMat(llama.OutputName, m.Output); err != nil {
 			return err
 		}
 	}

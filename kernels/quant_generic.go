@@ -203,7 +203,6 @@ func dotQ2_KGeneric(w, x []byte) float32 {
 	return sum
 }
 
-
 func dotQ3_KGeneric(w, x []byte) float32 {
 	var sum float32
 	for b := range len(x) / q8kBytes {

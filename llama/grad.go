@@ -69,17 +69,19 @@ func (m *Model) TrainParams(g *Grads) []autograd.Param {
 	mat(m.Embed, g.Embed)
 	for i := range m.Layers {
 		l, lg := &m.Layers[i], &g.Layers[i]
-		p := fmt.Sprintf("blk.%d.", i)
-		ws, gs := l.Matrices(), lg.Matrices()
-		vec(p+"attn_norm.weight", l.AttnNorm, lg.AttnNorm)
-		for _, k := range ggufOrder {
-			if k == 4 { // the feed-forward's norm comes before its matrices
-				vec(p+"ffn_norm.weight", l.FFNNorm, lg.FFNNorm)
+		gs := lg.Matrices()
+		for _, t := range l.Tensors(i) {
+			switch {
+			case t.Mat != nil:
+				mat(*t.Mat, *gs[t.Matrix])
+			case t.Norm == &l.AttnNorm:
+				vec(t.Name, l.AttnNorm, lg.AttnNorm)
+			default:
+				vec(t.Name, l.FFNNorm, lg.FFNNorm)
 			}
-			mat(*ws[k], *gs[k])
 		}
 	}
-	vec("output_norm.weight", m.OutNorm, g.OutNorm)
+	vec(OutNormName, m.OutNorm, g.OutNorm)
 	if m.Output != m.Embed {
 		mat(m.Output, g.Output)
 	}

@@ -1,6 +1,8 @@
 package llama
 
 import (
+	"fmt"
+
 	"github.com/herd-llm/herd/nn"
 )
 
@@ -61,6 +63,35 @@ func (l *Layer) Matrix(module string) *nn.Linear {
 	return nil
 }
 
-// ggufOrder is the order of BlockMatrices in a GGUF file's tensors (and
-// TrainParams'): ffn_down before ffn_up.
-var ggufOrder = []int{0, 1, 2, 3, 4, 6, 5}
+// GGUF names of the tensors outside the blocks, and of a block's norm
+// gains (after "blk.N.").
+const (
+	EmbedName    = "token_embd.weight"
+	OutNormName  = "output_norm.weight"
+	OutputName   = "output.weight"
+	AttnNormName = "attn_norm.weight"
+	FFNNormName  = "ffn_norm.weight"
+)
+
+// BlockTensor is one tensor of a block: a norm gain or a weight matrix.
+type BlockTensor struct {
+	Name   string      // its GGUF name, blk.N.…
+	Norm   *[]float32  // the norm gain, or nil
+	Mat    **nn.Linear // the matrix, or nil
+	Matrix int         // the matrix's index in BlockMatrices (-1 for a norm)
+}
+
+// Tensors are the tensors of l, block i of its model, in the order of a
+// GGUF file's (llama.cpp's): attn_norm, attn_q, attn_k, attn_v,
+// attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up.
+func (l *Layer) Tensors(i int) []BlockTensor {
+	p := fmt.Sprintf("blk.%d.", i)
+	ms := l.Matrices()
+	mat := func(k int) BlockTensor {
+		return BlockTensor{Name: p + BlockMatrices[k].GGUF + ".weight", Mat: ms[k], Matrix: k}
+	}
+	return []BlockTensor{
+		{Name: p + AttnNormName, Norm: &l.AttnNorm, Matrix: -1}, mat(0), mat(1), mat(2), mat(3),
+		{Name: p + FFNNormName, Norm: &l.FFNNorm, Matrix: -1}, mat(4), mat(6), mat(5),
+	}
+}

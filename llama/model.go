@@ -81,13 +81,13 @@ func (m *Model) check() error {
 		}
 		return nil
 	}
-	if err := want(m.Embed, "token_embd.weight", c.VocabSize, c.Dim); err != nil {
+	if err := want(m.Embed, EmbedName, c.VocabSize, c.Dim); err != nil {
 		return err
 	}
-	if err := want(m.Output, "output.weight", c.VocabSize, c.Dim); err != nil {
+	if err := want(m.Output, OutputName, c.VocabSize, c.Dim); err != nil {
 		return err
 	}
-	if err := vec(m.OutNorm, "output_norm.weight"); err != nil {
+	if err := vec(m.OutNorm, OutNormName); err != nil {
 		return err
 	}
 	if c.Norm == NormLayer {

@@ -63,9 +63,9 @@ func RandomInit(c Config, dt tensor.DType, seed uint64, opt InitOptions) (*Model
 		return v
 	}
 	m.OutNorm = ones()
-	jobs := []job{{&m.Embed, "token_embd.weight", c.VocabSize, c.Dim, 0, std}}
+	jobs := []job{{&m.Embed, EmbedName, c.VocabSize, c.Dim, 0, std}}
 	if !c.TiedEmbeddings {
-		jobs = append(jobs, job{&m.Output, "output.weight", c.VocabSize, c.Dim, 1, std})
+		jobs = append(jobs, job{&m.Output, OutputName, c.VocabSize, c.Dim, 1, std})
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]

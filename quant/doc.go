@@ -6,7 +6,6 @@
 //
 // # How herd's quantized bytes were established to be ggml's
 //
-//
 // No C implementation of ggml is packaged for this project's machines
 // (Debian bookworm has no llama.cpp or libggml package), so a
 // byte-for-byte differential run against ggml's reference quantizer was

@@ -156,10 +156,12 @@ func (ob *objective) Validate(n int) (float64, error) {
 // off, and reports a logit that is not finite.
 func (ob *objective) CheckModel() error {
 	var seqs []llama.Seq
+	st := new(llama.State) // one example: small
 	if ob.val != nil {
 		for _, j := range ob.val.batches[0] {
 			seqs = append(seqs, llama.Seq{Tokens: ob.val.samples[j].Tokens, All: true})
 		}
+		st = &ob.val.st // laid out for the largest validation batch already
 	} else {
 		seqs = []llama.Seq{{Tokens: ob.samples[0].Tokens, All: true}}
 	}
@@ -174,8 +176,7 @@ func (ob *objective) CheckModel() error {
 			}
 		}()
 	}
-	var st llama.State
-	logits, err := ob.ts.model.ForwardBatch(&st, seqs)
+	logits, err := ob.ts.model.ForwardBatch(st, seqs)
 	if err != nil {
 		return err
 	}

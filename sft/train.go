@@ -92,6 +92,9 @@ type Options struct {
 	// Recipe, when set, is written to Dir/recipe.yaml once the run holds
 	// the directory (the command's effective recipe).
 	Recipe string
+	// Lock is Dir's lock when the caller holds it already (to keep it
+	// while it writes the outputs after Tune); nil: Tune takes it.
+	Lock *train.DirLock
 	// Val are validation samples. With any, the run measures the model's
 	// mean loss over their learned tokens (the training loss's masking,
 	// without a tape, LoRA dropout off) before its first step, every
@@ -279,7 +282,7 @@ func (o Options) check(samples []Sample) error {
 func (o Options) config(log io.Writer) train.Config {
 	return train.Config{Steps: o.Steps, Accum: o.Accum, Optim: o.optim(), Schedule: o.schedule(), GradClip: o.GradClip,
 		EvalEvery: o.EvalEvery, EvalBatches: o.EvalBatches, SaveEvery: o.SaveEvery, Resume: o.Resume,
-		Dir: o.Dir, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep}
+		Dir: o.Dir, Lock: o.Lock, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep}
 }
 
 // batcher draws each step's examples: the samples in a shuffled order,

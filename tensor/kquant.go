@@ -31,7 +31,6 @@ import (
 // written with ggml's single-precision evaluation order (and no fused
 // multiply-adds) so the bytes match.
 
-
 // Byte sizes of the k-quant blocks (geometry.go).
 const (
 	q2kBytes = BytesQ2_K
@@ -356,7 +355,6 @@ func DequantizeRowQ2_K(dst []float32, src []byte) {
 		}
 	}
 }
-
 
 // QuantizeRowQ3_K quantizes src (a multiple of 256 long) into dst
 // (len(src)/256·110 bytes) with ggml's quantize_row_q3_K_ref.

@@ -95,7 +95,9 @@ type loop struct {
 // Accum micro-batches of forward pass, loss and backward pass (gradients
 // summed), the global gradient norm, clipping, the divergence check and
 // the update; validation, metrics and checkpoints at their cadence. A
-// loss or gradient that is not finite stops
+// loss or gradient that is not finite, a loss stuck with a zero gradient,
+// a trained value that is not finite or beyond MaxWeight, or (before a
+// checkpoint) a model whose forward pass gives a non-finite logit stops
 // the run with an error naming the last good checkpoint, which is kept.
 func Fit(obj Objective, set Trainable, cfg Config) (*Summary, error) {
 	l := &loop{cfg: cfg, obj: obj, params: set.Params(), log: cfg.Log,
@@ -148,14 +150,16 @@ func (l *loop) setup() error {
 	if err := c.Schedule.Check(); err != nil {
 		return err
 	}
+	if c.Dir != "" {
+		if err := l.prepareDir(); err != nil {
+			return err
+		}
+	}
 	l.opt = c.Optim.New(l.params)
 	if err := l.resume(); err != nil {
 		return err
 	}
 	if c.Dir != "" {
-		if err := l.prepareDir(); err != nil {
-			return err
-		}
 		var err error
 		if l.mlog, err = OpenMetrics(filepath.Join(c.Dir, MetricsName), l.sum.Start); err != nil {
 			return err
@@ -343,8 +347,8 @@ func (l *loop) after(step int, p *Progress) error {
 // and redraws the plot.
 func (l *loop) save(step int, p *Progress) error {
 	if c, ok := l.obj.(Checker); ok {
-		if err := l.diverged(step-1, c.CheckModel()); err != nil {
-			return err
+		if err := c.CheckModel(); err != nil {
+			return l.diverged(step-1, err.Error())
 		}
 	}
 	where, err := l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: l.opt, Loss: p.Loss, ValLoss: p.ValLoss})
@@ -407,20 +411,11 @@ func badWeights(params []autograd.Param, max float64) string {
 	return ""
 }
 
-// diverged is the error of a step whose check found what (nil when what
-// is ""), naming the last good checkpoint; a run that diverges before its
+// diverged is the error of a step whose check found msg (nil when msg is
+// ""), naming the last good checkpoint; a run that diverges before its
 // first checkpoint first writes its starting point as one, when its
 // Checkpointer can.
-func (l *loop) diverged(step int, what any) error {
-	var msg string
-	switch w := what.(type) {
-	case string:
-		msg = w
-	case error:
-		if w != nil {
-			msg = w.Error()
-		}
-	}
+func (l *loop) diverged(step int, msg string) error {
 	if msg == "" {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -60,9 +61,12 @@ func (l *DirLock) Release() {
 // write: fileio's temporary files (.NAME.tmpN), a checkpoint being
 // written (.tmp-step-N, .tmp-model.gguf) or being removed (.del-step-N).
 func isTemp(name string) bool {
-	return strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, ".del-") ||
-		(strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp"))
+	return strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, ".del-") || fileioTemp.MatchString(name)
 }
+
+// fileioTemp is the name os.CreateTemp gives fileio.WriteAtomic's
+// temporary files: .NAME.tmp followed by random digits.
+var fileioTemp = regexp.MustCompile(`^\..+\.tmp[0-9]+$`)
 
 // CleanTemps removes what interrupted writes left in dir and in its
 // step-N checkpoints (their temporary files can be as large as the whole

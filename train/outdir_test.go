@@ -94,3 +94,15 @@ func TestStateDirKeep(t *testing.T) {
 		t.Errorf("kept %v", got)
 	}
 }
+
+// Only herd's own leftovers count as such.
+func TestIsTemp(t *testing.T) {
+	for name, want := range map[string]bool{
+		".latest.tmp123": true, ".state.safetensors.tmp9": true, ".tmp-step-00000002": true, ".del-step-3": true,
+		".lock": false, "latest": false, ".tmpnotes": false, ".config.tmpl": false, "step-00000002": false, "recipe.yaml": false,
+	} {
+		if isTemp(name) != want {
+			t.Errorf("isTemp(%q) = %v", name, !want)
+		}
+	}
+}

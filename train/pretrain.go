@@ -123,7 +123,9 @@ func Pretrain(r Recipe, opt Options) (*Result, error) {
 // config is the loop's configuration from the recipe.
 func (ru *run) config() Config {
 	r := ru.r
-	return Config{Steps: r.Steps, Accum: r.Accum, Optim: r.optim(), Schedule: r.schedule(), GradClip: r.GradClip,
+	rec := r
+	rec.Resume = false // how this invocation started, not part of the training
+	return Config{Recipe: rec.YAML(), Steps: r.Steps, Accum: r.Accum, Optim: r.optim(), Schedule: r.schedule(), GradClip: r.GradClip,
 		EvalEvery: r.EvalEvery, EvalBatches: r.EvalBatches, SaveEvery: r.SaveEvery, Checkpoints: &modelDir{ru: ru},
 		Resume: r.Resume, Dir: r.Out, Lock: ru.lock, Title: "herd pretrain", FLOPsPerToken: FLOPsPerToken(ru.m.Config, r.Seq),
 		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep}

@@ -7,6 +7,7 @@ import (
 	"github.com/herd-llm/herd/data"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func dataCmd() *cobra.Command {
@@ -82,15 +83,23 @@ vocab.bpe, a GGUF, a llama2.c tokenizer.bin) defaults to the embedded
 			if err != nil {
 				return err
 			}
-			_, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()})
-			return err
+			if _, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()}); err != nil {
+				return err
+			}
+			return writeRecipe(out, recipeYAML(cmd.Flags())) // beside the manifest, as a --config reads it
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
-	fl.StringVarP(&out, "output", "o", "", "output directory")
-	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, tokenizer.json, a directory (encoder.json + vocab.bpe), GGUF or llama2.c tokenizer.bin (default: embedded tok512)")
-	fl.StringArrayVar(&val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
+	dataPrepareFlags(cmd.Flags(), &recipePath, &out, &tokPath, &val, &f, &src)
+	return withRecipe(cmd)
+}
+
+// dataPrepareFlags defines herd data prepare's flags: the files, and the
+// settings that override the mixture recipe (dataRecipeKeys).
+func dataPrepareFlags(fl *pflag.FlagSet, recipePath, out, tokPath *string, val *[]string, f *data.Recipe, src *data.Source) {
+	fl.StringVar(recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
+	fl.StringVarP(out, "output", "o", "", "output directory")
+	fl.StringVar(tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, tokenizer.json, a directory (encoder.json + vocab.bpe), GGUF or llama2.c tokenizer.bin (default: embedded tok512)")
+	fl.StringArrayVar(val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
 	fl.StringVar(&src.Format, "format", "", "input format: text or jsonl (default: by extension)")
 	fl.StringVar(&src.TextField, "text-field", "", "JSONL field holding the text (default text)")
 	fl.StringVar(&src.Split, "split", "", "documents of a text file: file, line, paragraph or sep:STRING (default file)")
@@ -111,7 +120,6 @@ vocab.bpe, a GGUF, a llama2.c tokenizer.bin) defaults to the embedded
 	fl.Float64Var(&f.Clean.NearDedup, "near-dedup", 0, "drop near-duplicates above this Jaccard similarity (MinHash LSH; 0: off)")
 	fl.IntVar(&f.Clean.MaxDocBytes, "max-doc-bytes", data.DefaultMaxDoc, "drop (and count) documents and JSONL rows longer than this many bytes, before cleaning or tokenizing")
 	fl.Float64Var(&f.Clean.MaxBinaryFraction, "max-binary", 0, "drop documents with a larger share of NUL, control or invalid UTF-8 bytes (0: 0.1; 1: off)")
-	return withRecipe(cmd)
 }
 
 // dataRecipeKeys are the data recipe's (data.Recipe's YAML) keys of the

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/train"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -150,6 +152,15 @@ func recipeValue(fl *pflag.Flag) *yaml.Node {
 		n.Tag = "!!float"
 	}
 	return n
+}
+
+// writeRecipe stores a command's effective recipe as dir/recipe.yaml,
+// atomically.
+func writeRecipe(dir, recipe string) error {
+	return fileio.WriteAtomic(filepath.Join(dir, train.RecipeName), func(w io.Writer) error {
+		_, err := io.WriteString(w, recipe)
+		return err
+	})
 }
 
 // printRecipe writes the effective recipe of cmd, indented, after a

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/herd-llm/herd/data"
+	"github.com/herd-llm/herd/train"
 	"github.com/spf13/cobra"
 )
 
@@ -106,5 +107,45 @@ func TestOverlayFlags(t *testing.T) {
 		if cmd.Flags().Lookup(name) == nil {
 			t.Errorf("dataRecipeKeys names %q, not a flag", name)
 		}
+	}
+}
+
+// The recipe herd pretrain stores in its checkpoints (train.Recipe's YAML)
+// has only keys that are herd pretrain flags, so it reads back as a
+// --config; the deprecated spellings seq and out still load.
+func TestPretrainRecipeKeysAreFlags(t *testing.T) {
+	r := train.Defaults()
+	r.Preset, r.Data, r.Out = "stories260k", "d", "o"
+	path := filepath.Join(t.TempDir(), "r.yaml")
+	os.WriteFile(path, []byte(r.YAML()), 0o644)
+	cmd := pretrainCmd()
+	if err := applyRecipe(cmd.Flags(), path); err != nil {
+		t.Fatalf("%v\n%s", err, r.YAML())
+	}
+	if got, _ := cmd.Flags().GetString("output"); got != "o" {
+		t.Errorf("output %q", got)
+	}
+	os.WriteFile(path, []byte("preset: stories260k\nseq: 32\nout: x\n"), 0o644)
+	old, err := train.LoadRecipe(path)
+	if err != nil || old.Seq != 32 || old.Out != "x" {
+		t.Errorf("deprecated keys: %+v, %v", old, err)
+	}
+}
+
+// herd data prepare prints its effective recipe and stores it beside the
+// manifest; it reads back as --config.
+func TestDataPrepareStoresRecipe(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "data")
+	_, se, err := herd(t, "", "data", "prepare", storiesText, "--split", "paragraph", "--val-fraction", "0.25", "-o", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, se)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "recipe.yaml"))
+	if err != nil || !strings.Contains(string(b), "val_fraction: 0.25\n") || !strings.Contains(se, "  val_fraction: 0.25\n") {
+		t.Fatalf("recipe.yaml %q (%v); log:\n%s", b, err, se)
+	}
+	cmd := dataPrepareCmd()
+	if err := applyRecipe(cmd.Flags(), filepath.Join(out, "recipe.yaml")); err != nil {
+		t.Error(err)
 	}
 }

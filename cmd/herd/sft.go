@@ -101,6 +101,11 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 	if a.data == "" || a.out == "" {
 		return fmt.Errorf("sft: --data and -o are required")
 	}
+	lock, err := train.LockDir(a.out) // held until the outputs are written
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	kernels.SetThreads(a.threads)
 	m, tok, err := checkpoint.Load(a.base, a.tokPath)
 	if err != nil {
@@ -120,12 +125,9 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 			return err
 		}
 	}
-	if err := os.MkdirAll(a.out, 0o755); err != nil {
-		return err
-	}
 	recipe := recipeYAML(cmd.Flags())
 	printRecipe(errw, cmd)
-	o.Log, o.Dir, o.Recipe = errw, a.out, recipe
+	o.Log, o.Dir, o.Recipe, o.Lock = errw, a.out, recipe, lock
 	o.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
 	if a.pack {
 		o.Pack = a.ctx

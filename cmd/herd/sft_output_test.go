@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/train"
 )
 
 // herd sft --method embed on the embedded stories260K, whose output head is
@@ -60,4 +61,19 @@ func lossesLine(s string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// Issue 21, item 9: herd sft on an output directory another run holds is
+// refused, naming the holder, before it reads any data.
+func TestSFTSecondWriterRefused(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	lock, err := train.LockDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	_, _, err = herd(t, "", "sft", "--data", "../../sft/testdata/alpaca_en.json", "--steps", "1", "--quiet", "-o", out)
+	if err == nil || !strings.Contains(err.Error(), "in use by another herd run") {
+		t.Errorf("a second writer: %v", err)
+	}
 }
