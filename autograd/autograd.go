@@ -274,13 +274,19 @@ func ropeSpans(buf []float32, spans []Span, nHeads int, rc *kernels.RoPECache, h
 // out. Backward adds the gradients of q, and of k and v for the span's own
 // rows (cached earlier positions are constants).
 func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headDim int) {
+	AttentionALiBi(t, out, q, k, v, spans, nHeads, nKVHeads, headDim, nil)
+}
+
+// AttentionALiBi is Attention with ALiBi's position bias, one slope per
+// query head (kernels.AttentionALiBi); nil slopes is Attention.
+func AttentionALiBi(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headDim int, slopes []float32) {
 	qd, kvd := nHeads*headDim, nKVHeads*headDim
 	for _, s := range spans {
 		if !s.cached() && s.Pos0 != 0 {
 			panic("autograd.Attention: a span without a cache must start at position 0")
 		}
 	}
-	a := attnArgs{out: out, q: q, k: k, v: v, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim}
+	a := attnArgs{out: out, q: q, k: k, v: v, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim, slopes: slopes}
 	// Many short spans (a decoding batch: one new row per sequence) are
 	// spread over the threads a span at a time; each kernel call then finds
 	// its own work too small to split. A long span splits its own rows.
@@ -325,8 +331,8 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 			} else {
 				dk, dv = make([]float32, (s.Pos0+s.N)*kvd), make([]float32, (s.Pos0+s.N)*kvd)
 			}
-			kernels.AttentionBackward(dq[s.Row*qd:(s.Row+s.N)*qd], dk, dv, out.Grad[s.Row*qd:(s.Row+s.N)*qd],
-				q.Data[s.Row*qd:(s.Row+s.N)*qd], spanKV(s, k, s.K, s.K16, kvd), spanKV(s, v, s.V, s.V16, kvd), s.N, s.Pos0, nHeads, nKVHeads, headDim)
+			kernels.AttentionBackwardALiBi(dq[s.Row*qd:(s.Row+s.N)*qd], dk, dv, out.Grad[s.Row*qd:(s.Row+s.N)*qd],
+				q.Data[s.Row*qd:(s.Row+s.N)*qd], spanKV(s, k, s.K, s.K16, kvd), spanKV(s, v, s.V, s.V16, kvd), s.N, s.Pos0, nHeads, nKVHeads, headDim, slopes)
 			if !direct {
 				if k.Grad != nil {
 					kernels.Add(k.Grad[own:end], k.Grad[own:end], dk[s.Pos0*kvd:])
@@ -343,6 +349,7 @@ func Attention(t *Tape, out, q, k, v *Var, spans []Span, nHeads, nKVHeads, headD
 type attnArgs struct {
 	out, q, k, v              *Var
 	nHeads, nKVHeads, headDim int
+	slopes                    []float32 // ALiBi; nil: none
 }
 
 // attend runs the forward attention of one span.
@@ -351,10 +358,19 @@ func (a *attnArgs) attend(s Span) {
 	o, qs := a.out.Data[s.Row*qd:(s.Row+s.N)*qd], a.q.Data[s.Row*qd:(s.Row+s.N)*qd]
 	if s.K16 != nil {
 		n := (s.Pos0 + s.N) * kvd
+		if a.slopes != nil {
+			kernels.AttentionF16ALiBi(o, qs, s.K16[:n], s.V16[:n], s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim, a.slopes)
+			return
+		}
 		kernels.AttentionF16(o, qs, s.K16[:n], s.V16[:n], s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim)
 		return
 	}
-	kernels.Attention(o, qs, spanKV(s, a.k, s.K, nil, kvd), spanKV(s, a.v, s.V, nil, kvd), s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim)
+	k, v := spanKV(s, a.k, s.K, nil, kvd), spanKV(s, a.v, s.V, nil, kvd)
+	if a.slopes != nil {
+		kernels.AttentionALiBi(o, qs, k, v, s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim, a.slopes)
+		return
+	}
+	kernels.Attention(o, qs, k, v, s.N, s.Pos0, a.nHeads, a.nKVHeads, a.headDim)
 }
 
 // spanKV is the keys (or values) a span attends to, as float32: the

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herd-llm/herd/assets"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/internal/testutil"
 	"github.com/herd-llm/herd/tokenizer"
 )
 
@@ -84,14 +84,7 @@ func TestOrigins(t *testing.T) {
 	}
 }
 
-func tok512(t *testing.T) *tokenizer.SPM {
-	t.Helper()
-	tok, err := tokenizer.FromLlama2c(assets.Tok512(), 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
+func tok512(t *testing.T) *tokenizer.SPM { return testutil.Tok512(t) }
 
 func llamaVocab(t *testing.T) *tokenizer.SPM {
 	t.Helper()
@@ -434,5 +427,35 @@ func TestFromGGUF(t *testing.T) {
 	f2, _ := gguf.Parse("plain.gguf", buf.Bytes())
 	if _, ok, err := FromGGUF(f2); ok || err != nil {
 		t.Errorf("no template: %v %v", ok, err)
+	}
+}
+
+// A GGUF file without a Jinja template but with herd.chat_template (what
+// herd sft writes) gets that built-in template; an unknown name is an
+// error naming the key.
+func TestFromGGUFHerdName(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{{"alpaca", true}, {"no-such-template", false}} {
+		w := gguf.NewWriter()
+		if err := w.Set(HerdTemplateKey, c.name); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		f, err := gguf.Parse("m.gguf", buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, ok, err := FromGGUF(f)
+		if c.ok && (err != nil || !ok || tp.Name != "alpaca") {
+			t.Errorf("%s: %v %v %v", c.name, tp, ok, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), HerdTemplateKey)) {
+			t.Errorf("%s: %v", c.name, err)
+		}
 	}
 }

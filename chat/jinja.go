@@ -2,12 +2,13 @@ package chat
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/herd-llm/herd/chat/internal/jinja"
 	"github.com/herd-llm/herd/format/gguf"
 )
 
@@ -22,14 +23,27 @@ type Vocab struct {
 // those a Jinja template writes become its stop strings and stop tokens.
 var endMarkers = []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<|end_of_turn|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<|eom_id|>"}
 
+// Limits bound every rendering of a Jinja chat template: a template comes
+// from a model file, which is untrusted, so its loops, output, recursion
+// and time are capped (see the internal jinja package's DefaultLimits:
+// two million steps, 8 MiB of text, a million list elements, 64 nested
+// macro calls, two seconds).
+var Limits = jinja.DefaultLimits
+
 // FromJinja compiles a Hugging Face chat_template (Jinja) into a Template.
 // Rendering passes messages, add_generation_prompt, bos_token and
 // eos_token, as transformers' apply_chat_template does. The vocabulary's
 // special pieces found in the template's own output become Special parts;
-// text inside messages never does.
+// text inside messages never does. herd's own Jinja interpreter runs it,
+// bounded by Limits; a template that does not parse, or that exceeds the
+// limits on a short sample conversation, is refused here, at load, and
+// one that exceeds them on a request's conversation fails that request.
 func FromJinja(name, source string, v Vocab) (*Template, error) {
-	tp, err := jinja.Compile(source)
+	tp, err := jinja.Parse(source)
 	if err != nil {
+		return nil, fmt.Errorf("chat template %s: %w", name, err)
+	}
+	if err := trialRender(tp, v); err != nil {
 		return nil, fmt.Errorf("chat template %s: %w", name, err)
 	}
 	t := &Template{Name: name, Origin: "Jinja chat_template", bos: v.AddBOS}
@@ -51,6 +65,25 @@ func FromJinja(name, source string, v Vocab) (*Template, error) {
 	return t, nil
 }
 
+// trialRender renders a short conversation: a template that runs out of
+// its limits on it (an endless loop, a runaway string) is refused at load.
+// Other errors are left to rendering (a template may well refuse a system
+// message, say).
+func trialRender(tp *jinja.Template, v Vocab) error {
+	msgs := []any{
+		map[string]any{"role": System, "content": "You are helpful."},
+		map[string]any{"role": User, "content": "Hello."},
+		map[string]any{"role": Assistant, "content": "Hi."},
+		map[string]any{"role": User, "content": "Bye."},
+	}
+	_, err := tp.Render(map[string]any{"messages": msgs, "add_generation_prompt": true, "bos_token": v.BOS, "eos_token": v.EOS}, Limits)
+	var je *jinja.Error
+	if errors.As(err, &je) && je.Limit {
+		return fmt.Errorf("a sample conversation exceeds the rendering limits: %w", err)
+	}
+	return nil
+}
+
 type jinjaTemplate struct {
 	tp       *jinja.Template
 	v        Vocab
@@ -68,7 +101,7 @@ func (j *jinjaTemplate) exec(contents []string, msgs []Message, gen bool) (strin
 		"add_generation_prompt": gen,
 		"bos_token":             j.v.BOS,
 		"eos_token":             j.v.EOS,
-	})
+	}, Limits)
 	if err != nil {
 		return "", fmt.Errorf("rendering the Jinja template: %w", err)
 	}
@@ -230,12 +263,24 @@ func (j *jinjaTemplate) templateText(b *builder, s string, learn bool, msg int) 
 	}
 }
 
+// HerdTemplateKey is the GGUF key where herd sft records the name of the
+// built-in template a model was fine-tuned with.
+const HerdTemplateKey = "herd.chat_template"
+
 // FromGGUF returns the Jinja template in a GGUF file's
-// tokenizer.chat_template, with its vocabulary's special pieces; ok is
-// false when the file has none.
+// tokenizer.chat_template, with its vocabulary's special pieces, else the
+// built-in template named by herd.chat_template; ok is false when the
+// file has neither.
 func FromGGUF(f *gguf.File) (t *Template, ok bool, err error) {
 	src, ok := f.GetString("tokenizer.chat_template")
 	if !ok || strings.TrimSpace(src) == "" {
+		if name, ok := f.GetString(HerdTemplateKey); ok && name != "" {
+			t, err := Lookup(name)
+			if err != nil {
+				return nil, false, fmt.Errorf("%s: %s: %w", f.Path, HerdTemplateKey, err)
+			}
+			return t, true, nil
+		}
 		return nil, false, nil
 	}
 	v := Vocab{AddBOS: true}

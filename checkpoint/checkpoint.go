@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/herd-llm/herd/assets"
+	conv "github.com/herd-llm/herd/convert"
 	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/format/llama2c"
 	"github.com/herd-llm/herd/llama"
@@ -37,8 +38,10 @@ func Default() (*llama.Model, *tokenizer.SPM, error) {
 }
 
 // Load opens the model at modelPath and its tokenizer: the one at tokPath
-// when given, otherwise the GGUF file's own. An empty modelPath loads the
-// embedded default (and its tokenizer unless tokPath is given).
+// when given, otherwise the GGUF file's own (or the directory's, for a
+// Hugging Face or Meta checkpoint directory, which is read into memory
+// through package convert). An empty modelPath loads the embedded default
+// (and its tokenizer unless tokPath is given).
 func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) {
 	var m *llama.Model
 	var tok tokenizer.Tokenizer
@@ -48,6 +51,14 @@ func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) 
 			return nil, nil, err
 		}
 		m, tok = dm, dt
+	} else if _, ok := conv.Detect(modelPath); ok {
+		var err error
+		if m, tok, err = openForeign(modelPath); err != nil {
+			return nil, nil, err
+		}
+		if tok == nil && tokPath == "" {
+			return nil, nil, fmt.Errorf("%s: the directory has no tokenizer.model or tokenizer.json; give one with --tokenizer", modelPath)
+		}
 	} else {
 		var err error
 		if m, err = llama.Open(modelPath); err != nil {

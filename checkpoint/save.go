@@ -19,6 +19,18 @@ type SaveOptions struct {
 	Convert bool
 	// Extra metadata written after herd's own keys.
 	Extra map[string]any
+	// Tensors are further tensors written after the model's (a reward
+	// model's score head).
+	Tensors []Tensor
+}
+
+// Tensor is a tensor to write beside a model's: its GGUF name, dtype,
+// dims in ggml order and bytes.
+type Tensor struct {
+	Name  string
+	DType tensor.DType
+	Dims  []uint64
+	Data  []byte
 }
 
 // KV is one GGUF metadata entry.
@@ -84,23 +96,17 @@ func TokenizerMetadata(tok tokenizer.Tokenizer) ([]KV, error) {
 }
 
 // SaveGGUF writes m and its tokenizer (nil: none) as a GGUF v3 file,
-// atomically. Norm weights are stored as F32.
+// atomically. Norm weights are stored as F32. A Falcon model is written as
+// llama.cpp's "falcon" architecture.
 func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOptions) error {
 	c := m.Config
+	if c.IsFalcon() {
+		return saveFalconGGUF(path, m, tok, opt)
+	}
 	w := gguf.NewWriter()
-	kv := []KV{
-		{"general.architecture", "llama"},
-		{"general.name", opt.Name},
-		{"llama.context_length", uint32(c.ContextLen)},
-		{"llama.embedding_length", uint32(c.Dim)},
-		{"llama.block_count", uint32(c.NLayers)},
-		{"llama.feed_forward_length", uint32(c.FFNDim)},
-		{"llama.rope.dimension_count", uint32(c.HeadDim())},
-		{"llama.attention.head_count", uint32(c.NHeads)},
-		{"llama.attention.head_count_kv", uint32(c.NKVHeads)},
-		{"llama.attention.layer_norm_rms_epsilon", c.NormEps},
-		{"llama.rope.freq_base", c.RopeTheta},
-		{"llama.vocab_size", uint32(c.VocabSize)},
+	kv := modelMetadata(c, opt.Name)
+	if c.ALiBi {
+		kv = baichuanMetadata(c, opt.Name)
 	}
 	if c.Rope != llama.RopeInterleaved {
 		return fmt.Errorf("save %s: GGUF llama models use interleaved RoPE; permute the q/k weights first", path)
@@ -134,29 +140,33 @@ func SaveGGUF(path string, m *llama.Model, tok tokenizer.Tokenizer, opt SaveOpti
 	addVec := func(name string, v []float32) error {
 		return w.AddTensor(name, tensor.F32, []uint64{uint64(len(v))}, tensor.BytesOfF32(v))
 	}
-	if err := addMat("token_embd.weight", m.Embed); err != nil {
+	if err := addMat(llama.EmbedName, m.Embed); err != nil {
 		return err
 	}
-	for i, l := range m.Layers {
-		p := fmt.Sprintf("blk.%d.", i)
-		for _, e := range []error{
-			addVec(p+"attn_norm.weight", l.AttnNorm),
-			addMat(p+"attn_q.weight", l.Wq), addMat(p+"attn_k.weight", l.Wk),
-			addMat(p+"attn_v.weight", l.Wv), addMat(p+"attn_output.weight", l.Wo),
-			addVec(p+"ffn_norm.weight", l.FFNNorm),
-			addMat(p+"ffn_gate.weight", l.Gate), addMat(p+"ffn_down.weight", l.Down), addMat(p+"ffn_up.weight", l.Up),
-		} {
-			if e != nil {
-				return e
+	for i := range m.Layers {
+		for _, t := range m.Layers[i].Tensors(i) {
+			var err error
+			if t.Norm != nil {
+				err = addVec(t.Name, *t.Norm)
+			} else {
+				err = addMat(t.Name, *t.Mat)
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
-	if err := addVec("output_norm.weight", m.OutNorm); err != nil {
+	if err := addVec(llama.OutNormName, m.OutNorm); err != nil {
 		return err
 	}
 	if !c.TiedEmbeddings {
-		if err := addMat("output.weight", m.Output); err != nil {
+		if err := addMat(llama.OutputName, m.Output); err != nil {
 			return err
+		}
+	}
+	for _, t := range opt.Tensors {
+		if err := w.AddTensor(t.Name, t.DType, t.Dims, t.Data); err != nil {
+			return fmt.Errorf("save %s: tensor %s: %w", path, t.Name, err)
 		}
 	}
 	return w.WriteFile(path)

@@ -46,7 +46,29 @@ type Clean struct {
 	Shingle int `yaml:"shingle,omitempty"`
 	// Perms is the number of MinHash permutations (default 128).
 	Perms int `yaml:"perms,omitempty"`
+	// MaxDocBytes drops documents (and JSONL rows) longer than this many
+	// bytes before they are cleaned or tokenized (0: DefaultMaxDoc,
+	// 16 MiB; at most 1 GiB).
+	MaxDocBytes int `yaml:"max_doc_bytes,omitempty"`
+	// MaxBinaryFraction drops documents in which more than this share of
+	// the bytes are NUL, other C0 control characters (tab, newline, form
+	// feed and carriage return aside) or not valid UTF-8: binary files
+	// that slipped into a corpus (0: the default, 0.1; 1: off; and never
+	// fewer than 32 such bytes, so a short text with a stray control
+	// character is repaired rather than dropped). Text in a
+	// legacy 8-bit encoding has a few invalid bytes per word and is kept,
+	// repaired and counted (Stats invalid_utf8).
+	MaxBinaryFraction float64 `yaml:"max_binary_fraction,omitempty"`
 }
+
+// defaultMaxBinary is the share of binary-looking bytes above which a
+// document is dropped, unless Clean.MaxBinaryFraction says otherwise;
+// minBinary the fewest such bytes that make a document binary (a short
+// text with a stray control character or two is repaired, not dropped).
+const (
+	defaultMaxBinary = 0.1
+	minBinary        = 32
+)
 
 // Reasons a document is dropped, as counted in Stats.
 const (
@@ -57,6 +79,8 @@ const (
 	ReasonScript   = "script"
 	ReasonExactDup = "exact_duplicate"
 	ReasonNearDup  = "near_duplicate"
+	ReasonBinary   = "binary"
+	ReasonTooLong  = "too_long"
 )
 
 const (
@@ -77,7 +101,7 @@ func (c *Clean) check() error {
 		name string
 		v    float64
 	}{{"min_alpha_fraction", c.MinAlphaFraction}, {"max_dup_line_fraction", c.MaxDupLineFraction},
-		{"min_script_fraction", c.MinScriptFraction}, {"near_dedup", c.NearDedup}} {
+		{"min_script_fraction", c.MinScriptFraction}, {"near_dedup", c.NearDedup}, {"max_binary_fraction", c.MaxBinaryFraction}} {
 		if !(f.v >= 0 && f.v <= 1) {
 			return fmt.Errorf("clean: %s %g must be between 0 and 1", f.name, f.v)
 		}
@@ -87,6 +111,9 @@ func (c *Clean) check() error {
 			return fmt.Errorf("clean: unknown script %q (Unicode script names such as Latin, Han, Cyrillic)", s)
 		}
 	}
+	if c.MaxDocBytes < 0 || c.MaxDocBytes > maxFile {
+		return fmt.Errorf("clean: max_doc_bytes %d must be between 0 (the default, %d) and %d", c.MaxDocBytes, DefaultMaxDoc, maxFile)
+	}
 	if c.MinChars < 0 || c.Shingle < 0 || c.Perms < 0 {
 		return fmt.Errorf("clean: min_chars %d, shingle %d and perms %d must not be negative", c.MinChars, c.Shingle, c.Perms)
 	}
@@ -95,7 +122,17 @@ func (c *Clean) check() error {
 
 // cleanDoc normalizes a document and applies the per-document filters. It
 // returns the cleaned text and "" or the reason to drop it.
-func (c *Clean) cleanDoc(doc string) (string, string) {
+func (c *Clean) cleanDoc(doc string) (string, string) { return c.clean(doc, defectsOf(doc)) }
+
+// clean is cleanDoc for a document whose defects are counted.
+func (c *Clean) clean(doc string, d defects) (string, string) {
+	maxBin := c.MaxBinaryFraction
+	if maxBin == 0 {
+		maxBin = defaultMaxBinary
+	}
+	if maxBin < 1 && d.binary >= minBinary && float64(d.binary) > maxBin*float64(len(doc)) {
+		return "", ReasonBinary
+	}
 	if !utf8.ValidString(doc) {
 		doc = strings.ToValidUTF8(doc, "\uFFFD")
 	}
@@ -156,6 +193,46 @@ func (c *Clean) cleanDoc(doc string) (string, string) {
 		}
 	}
 	return doc, ""
+}
+
+// defects are the bytes of a raw document that text should not hold.
+type defects struct {
+	nul     int // NUL bytes
+	invalid int // bytes that are not part of a valid UTF-8 sequence
+	binary  int // both of those and the other C0 controls but \t \n \f \r
+}
+
+// defectsOf counts the defects of doc.
+func defectsOf(doc string) defects {
+	var d defects
+	for i := 0; i < len(doc); {
+		b := doc[i]
+		if b < utf8.RuneSelf {
+			if b == 0 {
+				d.nul++
+			}
+			if b < 0x20 && b != '\t' && b != '\n' && b != '\f' && b != '\r' {
+				d.binary++
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(doc[i:])
+		if r == utf8.RuneError && n == 1 {
+			d.invalid++
+			d.binary++
+		}
+		i += n
+	}
+	return d
+}
+
+// maxDoc is the document size limit in bytes.
+func (c *Clean) maxDoc() int {
+	if c.MaxDocBytes == 0 {
+		return DefaultMaxDoc
+	}
+	return c.MaxDocBytes
 }
 
 // stripControl removes control characters other than tab and newline, and

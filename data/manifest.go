@@ -25,6 +25,7 @@ type Manifest struct {
 	ValTokens   int64           `json:"val_tokens"`
 	Mixture     []SourceSummary `json:"mixture"`
 	Stats       *Stats          `json:"stats,omitempty"`
+	Warnings    []string        `json:"warnings,omitempty"` // what the preparation warned about (an empty validation split)
 	Recipe      *Recipe         `json:"recipe,omitempty"`
 }
 

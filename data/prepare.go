@@ -8,18 +8,23 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/internal/fileio"
+	"github.com/herd-llm/herd/internal/recipe"
 	"github.com/herd-llm/herd/tokenizer"
-	"gopkg.in/yaml.v3"
 )
 
 // Recipe is a data preparation: the sources, how to clean them, and how to
@@ -53,16 +58,8 @@ type Recipe struct {
 // LoadRecipe reads a YAML data recipe; unknown keys are an error.
 func LoadRecipe(path string) (Recipe, error) {
 	var r Recipe
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("recipe %s: %w", path, err)
-	}
-	return r, nil
+	err := recipe.Load(path, &r, nil)
+	return r, err
 }
 
 func (r *Recipe) check() error {
@@ -118,6 +115,11 @@ type SourceStats struct {
 	RawBytes  int64            `json:"raw_bytes"`
 	KeptBytes int64            `json:"kept_bytes"` // of cleaned text
 	Tokens    int64            `json:"tokens"`     // of the kept documents
+	// NULDocs and InvalidUTF8Docs count the documents read that held NUL
+	// bytes (stripped) or invalid UTF-8 (replaced by U+FFFD); documents
+	// dropped as binary are counted under that reason instead.
+	NULDocs         int64 `json:"nul_docs"`
+	InvalidUTF8Docs int64 `json:"invalid_utf8_docs"`
 }
 
 // PrepareOptions connect a preparation to the outside.
@@ -140,7 +142,7 @@ type spool struct {
 // Prepare reads, cleans, deduplicates and tokenizes the recipe's sources
 // with tok, mixes them by weight and writes the shards, the tokenizer and
 // manifest.json into dir (created if needed).
-func Prepare(r Recipe, tok *tokenizer.SPM, dir string, opt PrepareOptions) (*Manifest, error) {
+func Prepare(r Recipe, tok tokenizer.Tokenizer, dir string, opt PrepareOptions) (*Manifest, error) {
 	if err := r.check(); err != nil {
 		return nil, err
 	}
@@ -201,6 +203,10 @@ func Prepare(r Recipe, tok *tokenizer.SPM, dir string, opt PrepareOptions) (*Man
 	if err != nil {
 		return nil, err
 	}
+	if w := r.emptyVal(stats, man); w != "" {
+		fmt.Fprintln(log, "warning: "+w)
+		man.Warnings = append(man.Warnings, w)
+	}
 	stats.Seconds = time.Since(start).Seconds()
 	stats.MBPerSec = float64(stats.RawBytes) / 1e6 / stats.Seconds
 	man.Stats = stats
@@ -213,21 +219,52 @@ func Prepare(r Recipe, tok *tokenizer.SPM, dir string, opt PrepareOptions) (*Man
 	return man, nil
 }
 
+// emptyVal explains a validation split that was asked for (a validation
+// source or val_fraction) and came out empty, or returns "".
+func (r *Recipe) emptyVal(stats *Stats, man *Manifest) string {
+	if man.ValTokens > 0 {
+		return ""
+	}
+	var why []string
+	for i, s := range r.Sources {
+		if !s.Val {
+			continue
+		}
+		st := stats.Sources[i]
+		var reasons []string
+		for _, k := range slices.Sorted(maps.Keys(st.Dropped)) {
+			reasons = append(reasons, fmt.Sprintf("%s %d", k, st.Dropped[k]))
+		}
+		why = append(why, fmt.Sprintf("validation source %s: %d of %d documents dropped (%s)", s.Name, st.Docs-st.Kept, st.Docs, strings.Join(reasons, ", ")))
+		if st.Dropped[ReasonExactDup]+st.Dropped[ReasonNearDup] > 0 {
+			why = append(why, "deduplication runs across sources, training sources first, so validation text that repeats training text is removed: give validation text distinct from the training data (or --no-dedup)")
+		}
+	}
+	if len(why) == 0 && r.ValFraction > 0 {
+		why = append(why, fmt.Sprintf("val_fraction %g of the kept documents selected none: too few documents", r.ValFraction))
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return "the validation split is empty: " + strings.Join(why, "; ")
+}
+
 // printStats writes the kept/dropped table.
 func printStats(w io.Writer, s *Stats) {
-	reasons := []string{ReasonEmpty, ReasonShort, ReasonAlpha, ReasonDupLines, ReasonScript, ReasonExactDup, ReasonNearDup}
+	reasons := []string{ReasonEmpty, ReasonShort, ReasonAlpha, ReasonDupLines, ReasonScript, ReasonExactDup, ReasonNearDup,
+		ReasonBinary, ReasonTooLong}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "source\tread\tkept\t")
 	for _, r := range reasons {
 		fmt.Fprintf(tw, "%s\t", r)
 	}
-	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "had_nul\tbad_utf8\t")
 	for _, src := range s.Sources {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t", src.Name, src.Docs, src.Kept)
 		for _, r := range reasons {
 			fmt.Fprintf(tw, "%d\t", src.Dropped[r])
 		}
-		fmt.Fprintln(tw)
+		fmt.Fprintf(tw, "%d\t%d\t\n", src.NULDocs, src.InvalidUTF8Docs)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%.1f MB of text in %.1f s: %.2f MB/s\n", float64(s.RawBytes)/1e6, s.Seconds, s.MBPerSec)
@@ -235,11 +272,12 @@ func printStats(w io.Writer, s *Stats) {
 
 // docOut is what a worker makes of one document.
 type docOut struct {
-	reason string
-	key    [16]byte
-	sig    []uint32
-	tokens []int32
-	bytes  int
+	reason       string
+	nul, invalid bool // the raw document held NUL bytes, invalid UTF-8
+	key          [16]byte
+	sig          []uint32
+	tokens       []int32
+	bytes        int
 }
 
 type batchIn struct {
@@ -256,7 +294,7 @@ type batchOut struct {
 // a spool: a reader, workers that clean, hash and tokenize, and a collector
 // that applies the deduplication decisions in document order (so the result
 // does not depend on the number of workers).
-func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string, workers int,
+func (r *Recipe) readSource(src *Source, idx int, tok tokenizer.Tokenizer, dir string, workers int,
 	exact map[[16]byte]struct{}, near *lsh, perms, shingle int) (*spool, *SourceStats, error) {
 	files, err := src.files()
 	if err != nil {
@@ -273,13 +311,14 @@ func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string
 	in := make(chan batchIn, 2*workers)
 	out := make(chan batchOut, 2*workers)
 	readErr := make(chan error, 1)
+	var counts readCounts // written by the reader, read after readErr
 	go func() {
 		defer close(in)
 		const batchBytes = 1 << 18
 		var cur []string
 		size, seq := 0, 0
 		for _, path := range files {
-			err := src.readDocs(path, func(doc string, raw int64) error {
+			err := src.readDocs(path, r.Clean.maxDoc(), func(doc string, raw int64) error {
 				st.RawBytes += raw
 				cur = append(cur, doc)
 				size += len(doc)
@@ -289,7 +328,7 @@ func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string
 					cur, size = nil, 0
 				}
 				return nil
-			})
+			}, &counts)
 			if err != nil {
 				readErr <- err
 				return
@@ -310,7 +349,9 @@ func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string
 				res := batchOut{seq: b.seq, docs: make([]docOut, len(b.docs))}
 				for i, d := range b.docs {
 					o := &res.docs[i]
-					text, reason := r.Clean.cleanDoc(d)
+					def := defectsOf(d)
+					o.nul, o.invalid = def.nul > 0, def.invalid > 0
+					text, reason := r.Clean.clean(d, def)
 					if reason != "" {
 						o.reason = reason
 						continue
@@ -350,6 +391,10 @@ func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string
 			for _, d := range cur.docs {
 				st.Docs++
 				reason := d.reason
+				if reason != ReasonBinary {
+					st.NULDocs += b2i(d.nul)
+					st.InvalidUTF8Docs += b2i(d.invalid)
+				}
 				if reason == "" && exact != nil {
 					if _, dup := exact[d.key]; dup {
 						reason = ReasonExactDup
@@ -383,6 +428,12 @@ func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string
 	if err := <-readErr; err != nil {
 		return sp, nil, err
 	}
+	st.Docs += counts.TooLong
+	st.RawBytes += counts.RawBytes
+	st.InvalidUTF8Docs += counts.InvalidUTF8
+	if counts.TooLong > 0 {
+		st.Dropped[ReasonTooLong] += counts.TooLong
+	}
 	if werr == nil {
 		werr = sp.w.Flush()
 	}
@@ -390,6 +441,13 @@ func (r *Recipe) readSource(src *Source, idx int, tok *tokenizer.SPM, dir string
 		return sp, nil, fmt.Errorf("%s: %w", sp.path, werr)
 	}
 	return sp, st, nil
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // open maps the spool for reading.
@@ -419,6 +477,34 @@ func (sp *spool) remove() {
 	os.Remove(sp.path)
 }
 
+// tokenizerFile is the file a data directory stores tok in: a SentencePiece
+// tokenizer.model for a SentencePiece vocabulary (as before), otherwise a
+// vocabulary-only tokenizer.gguf (tokenizer.ggml.* metadata, no tensors),
+// which checkpoint.OpenTokenizer reads like any GGUF.
+func tokenizerFile(tok tokenizer.Tokenizer) (string, []byte, error) {
+	if spm, ok := tok.(*tokenizer.SPM); ok {
+		return "tokenizer.model", spm.MarshalModelProto(), nil
+	}
+	kv, err := checkpoint.TokenizerMetadata(tok)
+	if err != nil {
+		return "", nil, err
+	}
+	w := gguf.NewWriter()
+	if err := w.Set("general.architecture", "tokenizer"); err != nil {
+		return "", nil, err
+	}
+	for _, e := range kv {
+		if err := w.Set(e.Key, e.Value); err != nil {
+			return "", nil, fmt.Errorf("tokenizer metadata %s: %w", e.Key, err)
+		}
+	}
+	var b bytes.Buffer
+	if _, err := w.WriteTo(&b); err != nil {
+		return "", nil, err
+	}
+	return "tokenizer.gguf", b.Bytes(), nil
+}
+
 // docRef is one document of one source in the output order.
 type docRef struct {
 	src int32
@@ -426,7 +512,7 @@ type docRef struct {
 }
 
 // pack mixes the spools by weight into train and val shards.
-func (r *Recipe) pack(tok *tokenizer.SPM, dir string, spools []*spool, log io.Writer) (*Manifest, error) {
+func (r *Recipe) pack(tok tokenizer.Tokenizer, dir string, spools []*spool, log io.Writer) (*Manifest, error) {
 	offsets := make([][]int64, len(spools))
 	trainTok := make([]int64, len(spools))
 	for i, sp := range spools {
@@ -500,9 +586,12 @@ func (r *Recipe) pack(tok *tokenizer.SPM, dir string, spools []*spool, log io.Wr
 	}
 
 	man := &Manifest{Version: 1, Width: TokenWidth(tok.VocabSize())}
-	model := tok.MarshalModelProto()
+	name, model, err := tokenizerFile(tok)
+	if err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(model)
-	man.Tokenizer = TokenizerInfo{File: "tokenizer.model", SHA256: hex.EncodeToString(sum[:]), Vocab: tok.VocabSize(), BOS: tok.BOS(), EOS: tok.EOS()}
+	man.Tokenizer = TokenizerInfo{File: name, SHA256: hex.EncodeToString(sum[:]), Vocab: tok.VocabSize(), BOS: tok.BOS(), EOS: tok.EOS()}
 	if err := fileio.WriteAtomic(filepath.Join(dir, man.Tokenizer.File), func(w io.Writer) error {
 		_, err := w.Write(model)
 		return err
@@ -548,7 +637,6 @@ func (r *Recipe) pack(tok *tokenizer.SPM, dir string, spools []*spool, log io.Wr
 		}
 		return infos, total, nil
 	}
-	var err error
 	if man.Train, man.TrainTokens, err = write("train", train, srcTrain); err != nil {
 		return nil, err
 	}

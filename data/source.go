@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -156,65 +157,73 @@ type readCloser struct {
 
 func (r readCloser) Close() error { return r.close() }
 
-// maxDoc is the longest document or JSONL line read (bytes); longer ones
-// are an error naming the file and line.
-const maxDoc = 64 << 20
+// maxFile is the largest text file read (bytes); a text file is read
+// whole to be split into documents.
+const maxFile = 1 << 30
+
+// DefaultMaxDoc is the longest document (or JSONL row) kept, in bytes
+// (16 MiB: the longest books of pretraining corpora are a few MiB). A
+// longer one is dropped, counted as too_long, before it is cleaned or
+// tokenized, so it costs no more memory than the limit.
+const DefaultMaxDoc = 16 << 20
+
+// utf8BOM is the byte-order mark some editors write at the start of a
+// UTF-8 file; it is not part of the first document.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// readCounts are what the reading of a source counts before the workers
+// see its documents.
+type readCounts struct {
+	TooLong     int64 // documents (or JSONL rows) over the size limit, skipped unread
+	RawBytes    int64 // bytes of those
+	InvalidUTF8 int64 // JSONL rows holding invalid UTF-8 (the JSON decoder replaces it with U+FFFD)
+}
+
+func (c *readCounts) tooLong(raw int64) { c.TooLong++; c.RawBytes += raw }
 
 // readDocs calls emit for every document of one file, with the bytes the
 // file contributed since the previous document (to measure throughput).
-func (s *Source) readDocs(path string, emit func(doc string, raw int64) error) error {
+// Documents, and JSONL rows, longer than maxDoc bytes are not emitted but
+// counted in c, as JSONL rows of invalid UTF-8 are.
+func (s *Source) readDocs(path string, maxDoc int, emit func(doc string, raw int64) error, c *readCounts) error {
 	r, err := openFile(path)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	if s.format(path) == "jsonl" {
-		field := s.TextField
-		if field == "" {
-			field = "text"
-		}
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<16), maxDoc)
-		line := 0
-		for sc.Scan() {
-			line++
-			b := bytes.TrimSpace(sc.Bytes())
-			if len(b) == 0 {
-				continue
-			}
-			var row map[string]json.RawMessage
-			if err := json.Unmarshal(b, &row); err != nil {
-				return fmt.Errorf("%s:%d: not a JSON object: %w", path, line, err)
-			}
-			raw, ok := row[field]
-			if !ok {
-				return fmt.Errorf("%s:%d: no %q field", path, line, field)
-			}
-			var text string
-			if err := json.Unmarshal(raw, &text); err != nil {
-				return fmt.Errorf("%s:%d: field %q is not a string", path, line, field)
-			}
-			if err := emit(text, int64(len(sc.Bytes())+1)); err != nil {
-				return err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return fmt.Errorf("%s: line %d: %w", path, line+1, err)
-		}
-		return nil
+		return s.readJSONL(path, bufio.NewReaderSize(r, 1<<16), maxDoc, emit, c)
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxDoc*16+1))
+	b, err := io.ReadAll(io.LimitReader(r, int64(min(maxFile, maxDoc))+1))
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if len(b) > maxDoc*16 {
-		return fmt.Errorf("%s: larger than %d MiB of text: split it into files or use JSONL", path, maxDoc*16>>20)
+	if s.Split == "" || s.Split == "file" {
+		if len(b) > maxDoc { // the whole file is one document: skip the rest unread
+			n, err := io.Copy(io.Discard, r)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			c.tooLong(int64(len(b)) + n)
+			return nil
+		}
+		return emit(string(bytes.TrimPrefix(b, utf8BOM)), int64(len(b)))
 	}
-	text := string(b)
+	if len(b) > maxDoc {
+		rest, err := io.ReadAll(io.LimitReader(r, int64(maxFile-len(b))+1))
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		b = append(b, rest...)
+	}
+	if len(b) > maxFile {
+		return fmt.Errorf("%s: larger than %d MiB of text: split it into files or use JSONL", path, maxFile>>20)
+	}
+	text := string(bytes.TrimPrefix(b, utf8BOM))
+	raw := int64(len(b))
+	b = nil
 	var docs []string
 	switch sp := s.Split; {
-	case sp == "" || sp == "file":
-		docs = []string{text}
 	case sp == "line":
 		docs = strings.Split(text, "\n")
 	case sp == "paragraph":
@@ -222,14 +231,105 @@ func (s *Source) readDocs(path string, emit func(doc string, raw int64) error) e
 	default:
 		docs = strings.Split(text, sp[len("sep:"):])
 	}
-	raw := int64(len(b))
 	for _, d := range docs {
-		if err := emit(d, raw); err != nil {
+		if len(d) > maxDoc {
+			c.tooLong(raw)
+		} else if err := emit(d, raw); err != nil {
 			return err
 		}
 		raw = 0
 	}
 	return nil
+}
+
+// readJSONL emits the text field of every row of a JSON Lines file; a row
+// longer than maxDoc bytes is skipped (read, not kept) and counted.
+func (s *Source) readJSONL(path string, br *bufio.Reader, maxDoc int, emit func(doc string, raw int64) error, c *readCounts) error {
+	field := s.TextField
+	if field == "" {
+		field = "text"
+	}
+	var buf []byte
+	for line := 1; ; line++ {
+		// the row: its first maxDoc+1 bytes kept (a row of maxDoc and its
+		// newline), its length and whether it holds anything but
+		// whitespace counted to its end
+		buf = buf[:0]
+		nonBlank := false
+		var n int64
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			n += int64(len(chunk))
+			if len(bytes.TrimSpace(chunk)) > 0 {
+				nonBlank = true
+			}
+			if room := maxDoc + 1 - len(buf); room > 0 {
+				buf = append(buf, chunk[:min(len(chunk), room)]...)
+			}
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		size := n
+		if err == nil {
+			size-- // the newline
+		}
+		over := size > int64(maxDoc)
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		if over && nonBlank {
+			c.tooLong(n)
+		} else if b := bytes.TrimSpace(bom(buf, line)); len(b) > 0 && !over {
+			text, err := rowText(b, field)
+			if err != nil {
+				return fmt.Errorf("%s:%d: %w", path, line, err)
+			}
+			if !utf8.Valid(b) || surrogate(b, text) {
+				c.InvalidUTF8++
+			}
+			if err := emit(text, n); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// bom drops the byte-order mark from the first line of a file.
+func bom(b []byte, line int) []byte {
+	if line == 1 {
+		return bytes.TrimPrefix(b, utf8BOM)
+	}
+	return b
+}
+
+// surrogate reports whether text holds a U+FFFD that its JSON row b does
+// not: one decoding made of an unpaired \uD800-\uDFFF escape.
+func surrogate(b []byte, text string) bool {
+	return strings.ContainsRune(text, utf8.RuneError) && !bytes.Contains(b, []byte("\uFFFD")) &&
+		!bytes.Contains(bytes.ToLower(b), []byte(`\ufffd`))
+}
+
+// rowText is the string in field of one JSONL row.
+func rowText(b []byte, field string) (string, error) {
+	var row map[string]json.RawMessage
+	if err := json.Unmarshal(b, &row); err != nil {
+		return "", fmt.Errorf("not a JSON object: %w", err)
+	}
+	raw, ok := row[field]
+	if !ok {
+		return "", fmt.Errorf("no %q field", field)
+	}
+	var text string
+	if err := json.Unmarshal(raw, &text); err != nil {
+		return "", fmt.Errorf("field %q is not a string", field)
+	}
+	return text, nil
 }
 
 // splitParagraphs cuts text at runs of blank lines.

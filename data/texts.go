@@ -11,7 +11,8 @@ func ReadTexts(path string, visit func(doc string) error) error {
 		return err
 	}
 	for _, f := range files {
-		if err := s.readDocs(f, func(doc string, _ int64) error { return visit(doc) }); err != nil {
+		var c readCounts // documents over DefaultMaxDoc are skipped, as data prepare skips them
+		if err := s.readDocs(f, DefaultMaxDoc, func(doc string, _ int64) error { return visit(doc) }, &c); err != nil {
 			return err // readDocs names the file
 		}
 	}

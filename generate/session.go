@@ -74,6 +74,7 @@ func (s *Session) Continue(max int, smp *Sampler, emit func([]byte) error) (Stat
 	var st Stats
 	start := time.Now()
 	defer func() { st.GenTime = time.Since(start) }()
+	smp.Begin()
 	for st.GenTokens < max {
 		if len(s.history) >= s.cache.Cap {
 			st.ContextFull = true
@@ -85,7 +86,10 @@ func (s *Session) Continue(max int, smp *Sampler, emit func([]byte) error) (Stat
 		if s.logits == nil {
 			return st, fmt.Errorf("generate: nothing to continue from")
 		}
-		next := smp.Sample(s.logits, s.history)
+		next, err := smp.Next(s.logits, s.history, s.fed-1)
+		if err != nil {
+			return st, err
+		}
 		st.GenTokens++
 		prev := s.history[len(s.history)-1]
 		s.history = append(s.history, next)
@@ -108,4 +112,32 @@ func printable(p []byte) []byte {
 		return nil
 	}
 	return p
+}
+
+// Tokens returns prompt followed by the n tokens m writes after it, drawn
+// by smp through the same step as every other loop (Sampler.Next), without
+// stopping at EOS (herd merge's check text; a greedy sampler makes it
+// deterministic). n is cut to what the model's context holds.
+func Tokens(m *llama.Model, prompt []int, n int, smp *Sampler) ([]int, error) {
+	if len(prompt) == 0 {
+		return nil, fmt.Errorf("generate: an empty prompt")
+	}
+	n = max(0, min(n, m.Config.ContextLen-len(prompt)))
+	cache := m.NewKVCache(len(prompt) + n)
+	var st llama.State
+	toks := append([]int(nil), prompt...)
+	smp.Begin()
+	for fed := 0; len(toks) < len(prompt)+n; {
+		logits, err := m.Forward(&st, cache, toks[fed:], fed, false)
+		if err != nil {
+			return nil, err
+		}
+		fed = len(toks)
+		next, err := smp.Next(logits, toks, fed-1)
+		if err != nil {
+			return nil, err
+		}
+		toks = append(toks, next)
+	}
+	return toks, nil
 }

@@ -47,6 +47,7 @@ func (s *Session) Reply(max int, smp *Sampler, stop Stop, emit func(string) erro
 		return emit(t)
 	}
 	finish := FinishLength
+	smp.Begin()
 	for st.GenTokens < max {
 		if len(s.history) >= s.cache.Cap {
 			st.ContextFull = true
@@ -55,7 +56,10 @@ func (s *Session) Reply(max int, smp *Sampler, stop Stop, emit func(string) erro
 		if err := s.feed(); err != nil {
 			return string(text), "", st, err
 		}
-		next := smp.Sample(s.logits, s.history)
+		next, err := smp.Next(s.logits, s.history, s.fed-1)
+		if err != nil {
+			return string(text), "", st, err
+		}
 		st.GenTokens++
 		prev := s.history[len(s.history)-1]
 		if st.GenTokens == 1 && s.g.Tok.BOS() >= 0 {

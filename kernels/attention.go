@@ -23,7 +23,44 @@ func Attention(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) 
 	kvdim := nKVHeads * headDim
 	checkSame("Attention", nq*nHeads*headDim, out, q)
 	checkSame("Attention", (pos0+nq)*kvdim, k, v)
-	attention(out, q, k, v, nil, nil, nq, pos0, nHeads, nKVHeads, headDim)
+	attention(out, q, k, v, nil, nil, nq, pos0, nHeads, nKVHeads, headDim, nil)
+}
+
+// AttentionALiBi is Attention with ALiBi's linear position bias (Press et
+// al. 2022) instead of a rotation: score(i, j) += slopes[h]·(j − (pos0+i)),
+// a penalty growing with the distance from the query (slopes: one per query
+// head). The F16 cache variant is AttentionF16ALiBi.
+func AttentionALiBi(out, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int, slopes []float32) {
+	if nq <= 0 || nHeads <= 0 {
+		return
+	}
+	checkAttention(nHeads, nKVHeads)
+	checkSame("AttentionALiBi", nq*nHeads*headDim, out, q)
+	checkSame("AttentionALiBi", (pos0+nq)*nKVHeads*headDim, k, v)
+	checkSame("AttentionALiBi", nHeads, slopes)
+	attention(out, q, k, v, nil, nil, nq, pos0, nHeads, nKVHeads, headDim, slopes)
+}
+
+// AttentionF16ALiBi is AttentionF16 with ALiBi slopes (see AttentionALiBi).
+func AttentionF16ALiBi(out, q []float32, k, v []uint16, nq, pos0, nHeads, nKVHeads, headDim int, slopes []float32) {
+	if nq <= 0 || nHeads <= 0 {
+		return
+	}
+	checkAttention(nHeads, nKVHeads)
+	checkSame("AttentionF16ALiBi", nq*nHeads*headDim, out, q)
+	checkSame("AttentionF16ALiBi", nHeads, slopes)
+	if len(k) != (pos0+nq)*nKVHeads*headDim || len(v) != len(k) {
+		panic(fmt.Sprintf("kernels.AttentionF16ALiBi: keys %d and values %d, want %d", len(k), len(v), (pos0+nq)*nKVHeads*headDim))
+	}
+	attention(out, q, nil, nil, k, v, nq, pos0, nHeads, nKVHeads, headDim, slopes)
+}
+
+// addALiBi adds slope·(first + z) to scores[z]: first is the first key's
+// position minus the query's.
+func addALiBi(scores []float32, slope float32, first int) {
+	for z := range scores {
+		scores[z] += slope * float32(first+z)
+	}
 }
 
 // AttentionF16 is Attention with the keys and values stored as IEEE half
@@ -41,7 +78,7 @@ func AttentionF16(out, q []float32, k, v []uint16, nq, pos0, nHeads, nKVHeads, h
 	if len(k) != (pos0+nq)*kvdim || len(v) != len(k) {
 		panic(fmt.Sprintf("kernels.AttentionF16: keys %d and values %d, want %d", len(k), len(v), (pos0+nq)*kvdim))
 	}
-	attention(out, q, nil, nil, k, v, nq, pos0, nHeads, nKVHeads, headDim)
+	attention(out, q, nil, nil, k, v, nq, pos0, nHeads, nKVHeads, headDim, nil)
 }
 
 func checkAttention(nHeads, nKVHeads int) {
@@ -52,8 +89,8 @@ func checkAttention(nHeads, nKVHeads int) {
 
 // attention is the body of Attention (keys and values k32, v32) and
 // AttentionF16 (k16, v16).
-func attention(out, q, k32, v32 []float32, k16, v16 []uint16, nq, pos0, nHeads, nKVHeads, headDim int) {
-	j := attnJob{out: out, q: q, k32: k32, v32: v32, k16: k16, v16: v16, pos0: pos0,
+func attention(out, q, k32, v32 []float32, k16, v16 []uint16, nq, pos0, nHeads, nKVHeads, headDim int, slopes []float32) {
+	j := attnJob{out: out, q: q, k32: k32, v32: v32, k16: k16, v16: v16, pos0: pos0, slopes: slopes,
 		nHeads: nHeads, headDim: headDim, kvdim: nKVHeads * headDim, group: nHeads / nKVHeads,
 		scale: float32(1 / math.Sqrt(float64(headDim)))}
 	// A work item is one query row and a run of sg heads sharing a KV head,
@@ -85,6 +122,7 @@ type attnJob struct {
 	headDim, kvdim   int
 	group, sg, runs  int
 	scale            float32
+	slopes           []float32 // ALiBi, per query head; nil: none
 }
 
 // run computes the items [lo, hi).
@@ -120,6 +158,9 @@ func (j *attnJob) run(lo, hi int) {
 					scoresF16Impl(s, qv, k16[lo:hi], kvdim, j.scale, w)
 				} else {
 					scoresImpl(s, qv, k32[lo:hi], kvdim, j.scale)
+				}
+				if j.slopes != nil {
+					addALiBi(s, j.slopes[h0+x], j0-(j.pos0+i))
 				}
 				if bm := max(m[x], maxImpl(s)); bm > m[x] {
 					// Rescale what was accumulated under the old max.

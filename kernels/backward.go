@@ -145,6 +145,13 @@ const attnBwdBlock = 64
 // probabilities are recomputed from q and k. Work is split over KV heads,
 // each task owning its rows of dk and dv, so the sums are deterministic.
 func AttentionBackward(dq, dk, dv, dout, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int) {
+	AttentionBackwardALiBi(dq, dk, dv, dout, q, k, v, nq, pos0, nHeads, nKVHeads, headDim, nil)
+}
+
+// AttentionBackwardALiBi is the backward of AttentionALiBi (slopes nil:
+// of Attention). The bias is a constant: only the recomputed
+// probabilities see it.
+func AttentionBackwardALiBi(dq, dk, dv, dout, q, k, v []float32, nq, pos0, nHeads, nKVHeads, headDim int, slopes []float32) {
 	if nq <= 0 || nHeads <= 0 {
 		return
 	}
@@ -181,6 +188,9 @@ func AttentionBackward(dq, dk, dv, dout, q, k, v []float32, nq, pos0, nHeads, nK
 						kb := k[koff : (n-1)*kvdim+koff+headDim]
 						vb := v[koff : (n-1)*kvdim+koff+headDim]
 						scoresImpl(pr, qi, kb, kvdim, scale)
+						if slopes != nil {
+							addALiBi(pr, slopes[h], -(pos0 + i))
+						}
 						sum := expSubSumImpl(pr, maxImpl(pr))
 						scaleImpl(pr, 1/sum)
 						scoresImpl(dpr, doi, vb, kvdim, 1)

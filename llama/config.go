@@ -5,9 +5,17 @@ package llama
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 )
+
+// MaxContextLen is the longest context a model file may claim: 2^20
+// positions, the longest any published LLaMA-architecture model was
+// trained for (Gradient's Llama-3-8B-Instruct-1048k claims 1,048,576).
+// Beyond it a file's claim is taken as corrupt or hostile: a context of
+// 2^31 would size a KV cache of terabytes from a single metadata value.
+const MaxContextLen = 1 << 20
 
 // RopeLayout says which elements of a head RoPE rotates together.
 type RopeLayout int
@@ -19,7 +27,29 @@ const (
 	RopeHalf
 )
 
-// Config is the shape of a LLaMA-architecture model.
+// NormKind is the normalisation a block applies to its inputs.
+type NormKind int
+
+const (
+	// NormRMS is RMSNorm with a gain (LLaMA).
+	NormRMS NormKind = iota
+	// NormLayer is LayerNorm with a gain and a bias (Falcon).
+	NormLayer
+)
+
+// FFNKind is the feed-forward of a block.
+type FFNKind int
+
+const (
+	// FFNSwiGLU is Down·(silu(Gate·x) ⊙ Up·x) (LLaMA).
+	FFNSwiGLU FFNKind = iota
+	// FFNGELU is Down·gelu(Up·x), exact GELU, no gate (Falcon).
+	FFNGELU
+)
+
+// Config is the shape of a LLaMA-architecture model. Norm, FFN and
+// Parallel describe the variants of the block the one forward pass runs
+// (their zero values are LLaMA's).
 type Config struct {
 	Dim            int        // model width (embedding length)
 	NLayers        int        // transformer blocks
@@ -32,6 +62,46 @@ type Config struct {
 	NormEps        float32    // RMSNorm epsilon
 	TiedEmbeddings bool       // the output head reuses the token embedding
 	Rope           RopeLayout // pairing of rotated elements
+	Norm           NormKind   // RMSNorm or LayerNorm (with biases)
+	FFN            FFNKind    // SwiGLU or GELU feed-forward
+	// Parallel makes attention and the feed-forward both read the block's
+	// input: out = x + attn(n(x)) + ffn(n'(x)), n' = n when the layer has
+	// no FFNNorm (Falcon; sequential is out = h + ffn(n'(h)), h = x + attn(n(x))).
+	Parallel bool
+	// ALiBi replaces RoPE by ALiBi's linear position bias on the attention
+	// scores (Press et al. 2022; Baichuan-13B), slopes from ALiBiSlopes.
+	ALiBi bool
+}
+
+// ALiBiSlopes are the per-head slopes of ALiBi for n heads: for n a power
+// of two, 2^(−8i/n) for i = 1..n; otherwise those of the power of two
+// below n followed by every other slope of the next power of two (the
+// ALiBi paper's construction, as Baichuan-13B computes it).
+func ALiBiSlopes(n int) []float32 {
+	pow2 := func(n int) []float64 {
+		start := math.Pow(2, -math.Pow(2, -(math.Log2(float64(n))-3)))
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = math.Pow(start, float64(i+1))
+		}
+		return s
+	}
+	closest := 1
+	for closest*2 <= n {
+		closest *= 2
+	}
+	sl := pow2(closest)
+	if closest != n {
+		extra := pow2(2 * closest)
+		for i := 0; i < 2*(n-closest); i += 2 {
+			sl = append(sl, extra[i])
+		}
+	}
+	out := make([]float32, n)
+	for i, x := range sl {
+		out[i] = float32(x)
+	}
+	return out
 }
 
 // HeadDim is the width of one attention head.
@@ -54,8 +124,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: head dim %d is odd; RoPE rotates pairs", c.HeadDim())
 	case c.ContextLen <= 0:
 		return fmt.Errorf("config: context length %d must be positive", c.ContextLen)
+	case c.ContextLen > MaxContextLen:
+		return fmt.Errorf("config: context length %d is implausible: herd accepts at most %d positions (2^20, the longest any published LLaMA model claims)",
+			c.ContextLen, MaxContextLen)
 	case !(c.NormEps > 0) || !(c.RopeTheta > 0):
 		return fmt.Errorf("config: norm epsilon %g and rope theta %g must be positive", c.NormEps, c.RopeTheta)
+	case math.IsInf(float64(c.NormEps), 0) || c.NormEps >= 1:
+		return fmt.Errorf("config: norm epsilon %g is outside (0, 1); RMSNorm adds it to a mean square (LLaMA uses 1e-5 or 1e-6)", c.NormEps)
+	case math.IsInf(float64(c.RopeTheta), 0) || c.RopeTheta <= 1:
+		return fmt.Errorf("config: rope theta %g must be finite and above 1 (LLaMA uses 10000, Llama 3 500000)", c.RopeTheta)
 	}
 	return nil
 }
@@ -63,7 +140,11 @@ func (c Config) Validate() error {
 // Params is the number of weights a model of this shape holds.
 func (c Config) Params() int64 {
 	d, f, kv, v := int64(c.Dim), int64(c.FFNDim), int64(c.KVDim()), int64(c.VocabSize)
-	perLayer := 2*d*d + 2*d*kv + 3*d*f + 2*d
+	mats := int64(3)
+	if c.FFN == FFNGELU {
+		mats = 2
+	}
+	perLayer := 2*d*d + 2*d*kv + mats*d*f + 2*d
 	p := int64(c.NLayers)*perLayer + v*d + d
 	if !c.TiedEmbeddings {
 		p += v * d

@@ -2,99 +2,10 @@ package llama
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/kernels"
-	"github.com/herd-llm/herd/nn"
-	"github.com/herd-llm/herd/tensor"
 )
-
-// KVCache holds the keys and values of every position processed so far, per
-// layer: Len rows of KVDim each, room for Cap positions, stored as F16 (K16,
-// V16) or float32 (K, V) as DType says.
-type KVCache struct {
-	DType    tensor.DType // tensor.F16 or tensor.F32
-	K, V     [][]float32  // F32: [layer][Cap·KVDim]
-	K16, V16 [][]uint16   // F16: [layer][Cap·KVDim]
-	Len      int          // positions filled
-	Cap      int          // positions the cache can hold
-}
-
-// NewKVCache allocates a cache for ctx positions, F16 unless m.KVF32.
-func (m *Model) NewKVCache(ctx int) *KVCache {
-	dt := tensor.F16
-	if m.KVF32 {
-		dt = tensor.F32
-	}
-	return m.NewKVCacheType(ctx, dt)
-}
-
-// NewKVCacheType allocates a cache for ctx positions holding dt (tensor.F16
-// or tensor.F32; anything else panics).
-func (m *Model) NewKVCacheType(ctx int, dt tensor.DType) *KVCache {
-	n, kv := m.Config.NLayers, ctx*m.Config.KVDim()
-	c := &KVCache{DType: dt, Cap: ctx}
-	switch dt {
-	case tensor.F32:
-		c.K, c.V = make([][]float32, n), make([][]float32, n)
-		for i := range c.K {
-			c.K[i], c.V[i] = make([]float32, kv), make([]float32, kv)
-		}
-	case tensor.F16:
-		c.K16, c.V16 = make([][]uint16, n), make([][]uint16, n)
-		for i := range c.K16 {
-			c.K16[i], c.V16[i] = make([]uint16, kv), make([]uint16, kv)
-		}
-	default:
-		panic(fmt.Sprintf("llama: no KV cache of %s", dt))
-	}
-	return c
-}
-
-// ParseKVType reads a KV cache type as the command line gives it: "f16" or
-// "f32".
-func ParseKVType(s string) (tensor.DType, error) {
-	switch strings.ToLower(s) {
-	case "f16":
-		return tensor.F16, nil
-	case "f32":
-		return tensor.F32, nil
-	}
-	return 0, fmt.Errorf("KV cache type %q: want f16 or f32", s)
-}
-
-// KVCacheBytes is the memory a cache of ctx positions of dt takes.
-func (c Config) KVCacheBytes(ctx int, dt tensor.DType) int64 {
-	return 2 * int64(c.NLayers) * int64(ctx) * int64(c.KVDim()) * int64(dt.BlockBytes())
-}
-
-// Bytes is the memory the cache holds.
-func (c *KVCache) Bytes() int64 {
-	if c.DType == tensor.F16 {
-		return int64(len(c.K16)) * 2 * int64(len(c.K16[0])) * 2
-	}
-	return int64(len(c.K)) * 2 * int64(len(c.K[0])) * 4
-}
-
-func (c *KVCache) layers() int { return max(len(c.K), len(c.K16)) }
-
-// store appends rows of keys and values to layer li at position pos and
-// returns the span that attends to the whole cache.
-func (c *KVCache) store(li, pos int, k, v []float32, s autograd.Span, kvd int) autograd.Span {
-	if c.DType == tensor.F16 {
-		kc, vc := c.K16[li], c.V16[li]
-		kernels.F32ToF16(kc[pos*kvd:pos*kvd+len(k)], k)
-		kernels.F32ToF16(vc[pos*kvd:pos*kvd+len(v)], v)
-		s.K16, s.V16 = kc, vc
-		return s
-	}
-	kc, vc := c.K[li], c.V[li]
-	copy(kc[pos*kvd:], k)
-	copy(vc[pos*kvd:], v)
-	s.K, s.V = kc, vc
-	return s
-}
 
 // acts are the activations of one transformer block, for the rows of a
 // batch:
@@ -134,18 +45,19 @@ const (
 // batch of positions (and, for a taped pass, their gradients). It grows as
 // needed and can be reused across calls.
 type State struct {
-	mode    forwardMode
-	nt      int            // rows the buffers hold
-	outRows int            // rows of logits the buffers hold
-	res     []autograd.Var // residual stream: res[l] enters layer l, res[NLayers] leaves the last
-	layers  []acts         // values: per layer (modeTape) or one shared set
-	grads   actGrads       // taped: activation gradients shared by the layers
-	sel     autograd.Var   // the rows whose logits are wanted, when not all
-	fin     autograd.Var   // final-normed rows
-	logits  autograd.Var   // logits; with a tape its gradient shares the buffer
-	tokens  []int
-	rope    *kernels.RoPECache // rotations by position, for the model's head size
-	bytes   int64
+	mode     forwardMode
+	nt       int            // rows the buffers hold
+	outRows  int            // rows of logits the buffers hold
+	res      []autograd.Var // residual stream: res[l] enters layer l, res[NLayers] leaves the last
+	layers   []acts         // values: per layer (modeTape) or one shared set
+	grads    actGrads       // taped: activation gradients shared by the layers
+	sel      autograd.Var   // the rows whose logits are wanted, when not all
+	fin      autograd.Var   // final-normed rows
+	logits   autograd.Var   // logits; with a tape its gradient shares the buffer
+	tokens   []int
+	rope     *kernels.RoPECache // rotations by position, for the model's head size
+	bytes    int64
+	parallel bool // laid out for a parallel block (see ensure)
 }
 
 // Seq is one sequence's share of a batched forward pass: its new tokens,
@@ -268,6 +180,9 @@ func (m *Model) checkSeqs(seqs []Seq) (nt, outRows int, err error) {
 			if q.Cache.layers() != c.NLayers {
 				return 0, 0, fmt.Errorf("forward: sequence %d: the cache has %d layers, the model %d", i, q.Cache.layers(), c.NLayers)
 			}
+			if q.Cache.kvd != c.KVDim() {
+				return 0, 0, fmt.Errorf("forward: sequence %d: the cache holds rows of %d, the model's keys have %d", i, q.Cache.kvd, c.KVDim())
+			}
 		}
 		for _, t := range q.Tokens {
 			if t < 0 || t >= c.VocabSize {
@@ -295,6 +210,11 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	nt, outRows, err := m.checkSeqs(seqs)
 	if err != nil {
 		return nil, err
+	}
+	for _, q := range seqs {
+		if q.Cache != nil {
+			q.Cache.grow(q.Cache.Len + len(q.Tokens))
+		}
 	}
 	s.ensure(c, nt, outRows, mode)
 	if s.rope == nil || !s.rope.Matches(c.HeadDim(), c.RopeTheta) {
@@ -333,7 +253,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		}
 		return gv.Layers[li]
 	}
-	autograd.Embedding(tp, res[0], weight(m.Embed, gv.Embed), s.tokens)
+	autograd.Embedding(tp, res[0], m.Embed.Weight(gv.Embed), s.tokens)
 	for li := range m.Layers {
 		switch mode {
 		case modeInfer: // the residual stream is updated in place
@@ -371,7 +291,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		}
 	}
 	fin := rows(&s.fin, outRows*dim)
-	autograd.RMSNorm(tp, fin, final, m.OutNorm, gv.OutNorm, outRows, dim, c.NormEps)
+	m.norm(tp, fin, final, m.OutNorm, m.OutNormB, gv.OutNorm, outRows)
 	if hidden {
 		m.advance(seqs)
 		return fin, nil
@@ -380,7 +300,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	if tp != nil {
 		logits.Grad = logits.Data
 	}
-	linear(tp, logits, fin, m.Output, gv.Output, outRows)
+	m.Output.Apply(tp, logits, fin, gv.Output, outRows)
 	m.advance(seqs)
 	return logits, nil
 }
@@ -402,13 +322,27 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim()
 	nt := len(x.Data) / dim
 	half := c.Rope == RopeHalf
-	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x)
-	autograd.RMSNorm(tp, &a.xn, x, l.AttnNorm, lg.AttnNorm, nt, dim, c.NormEps)
-	linear(tp, &a.q, &a.xn, l.Wq, lg.Wq, nt)
-	linear(tp, &a.k, &a.xn, l.Wk, lg.Wk, nt)
-	linear(tp, &a.v, &a.xn, l.Wv, lg.Wv, nt)
-	autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
-	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
+	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = norm(x)
+	m.norm(tp, &a.xn, x, l.AttnNorm, l.AttnNormB, lg.AttnNorm, nt)
+	ffnIn := &a.xn2 // the feed-forward's normed input
+	if c.Parallel {
+		// both branches read x: its second norm (if any) before x changes
+		if l.FFNNorm != nil {
+			m.norm(tp, &a.xn2, x, l.FFNNorm, l.FFNNormB, lg.FFNNorm, nt)
+		} else {
+			ffnIn = &a.xn
+		}
+	}
+	l.Wq.Apply(tp, &a.q, &a.xn, lg.Wq, nt)
+	l.Wk.Apply(tp, &a.k, &a.xn, lg.Wk, nt)
+	l.Wv.Apply(tp, &a.v, &a.xn, lg.Wv, nt)
+	var slopes []float32
+	if c.ALiBi {
+		slopes = m.alibi()
+	} else {
+		autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
+		autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
+	}
 	sp := spans
 	for i, sq := range seqs {
 		if sq.Cache == nil {
@@ -420,36 +354,37 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 		s := spans[i]
 		sp[i] = sq.Cache.store(li, s.Pos0, a.k.Data[s.Row*kvd:(s.Row+s.N)*kvd], a.v.Data[s.Row*kvd:(s.Row+s.N)*kvd], s, kvd)
 	}
-	autograd.Attention(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd)
+	autograd.AttentionALiBi(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd, slopes)
 	if l.Prefix != nil {
-		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, weight(l.Wk, nil), weight(l.Wv, nil), nt, c.NHeads, c.NKVHeads, hd)
+		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, l.Wk.Weight(nil), l.Wv.Weight(nil), nt, c.NHeads, c.NKVHeads, hd)
 	}
-	linear(tp, &a.ao, &a.att, l.Wo, lg.Wo, nt)
+	l.Wo.Apply(tp, &a.ao, &a.att, lg.Wo, nt)
 	autograd.Add(tp, &a.xmid, x, &a.ao)
-	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = rmsnorm(xmid)
-	autograd.RMSNorm(tp, &a.xn2, &a.xmid, l.FFNNorm, lg.FFNNorm, nt, dim, c.NormEps)
-	linear(tp, &a.g, &a.xn2, l.Gate, lg.Gate, nt)
-	linear(tp, &a.u, &a.xn2, l.Up, lg.Up, nt)
-	autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
-	linear(tp, &a.fo, &a.h, l.Down, lg.Down, nt)
+	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = norm(xmid)
+	// (parallel: n = norm'(x); GELU: Down·gelu(Up·n))
+	if !c.Parallel {
+		m.norm(tp, &a.xn2, &a.xmid, l.FFNNorm, l.FFNNormB, lg.FFNNorm, nt)
+	}
+	l.Up.Apply(tp, &a.u, ffnIn, lg.Up, nt)
+	if c.FFN == FFNGELU {
+		autograd.GELU(tp, &a.h, &a.u)
+	} else {
+		l.Gate.Apply(tp, &a.g, ffnIn, lg.Gate, nt)
+		autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
+	}
+	l.Down.Apply(tp, &a.fo, &a.h, lg.Down, nt)
 	autograd.Add(tp, out, &a.xmid, &a.fo)
 }
 
-// linear is y = W·x for the rows of x through layer l, plus the branches of
-// the adapters l carries.
-func linear(tp *autograd.Tape, y, x *autograd.Var, l *nn.Linear, grad []float32, nt int) {
-	if l.Observe != nil {
-		l.Observe(x.Data[:nt*l.In], nt)
+// norm is the block's normalisation of the rows of x into y: RMSNorm, or
+// LayerNorm with bias b (whose gradient is not collected).
+func (m *Model) norm(tp *autograd.Tape, y, x *autograd.Var, w, b, gw []float32, nt int) {
+	c := m.Config
+	if c.Norm == NormLayer {
+		autograd.LayerNorm(tp, y, x, w, gw, b, nil, nt, c.Dim, c.NormEps)
+		return
 	}
-	autograd.Linear(tp, y, x, weight(l, grad), nt)
-	for _, a := range l.LoRA {
-		autograd.ApplyLoRA(tp, y, x, a, nt)
-	}
-}
-
-// weight is the autograd view of a layer's matrix.
-func weight(l *nn.Linear, grad []float32) autograd.Weight {
-	return autograd.Weight{Name: l.Name, DType: l.DType, Data: l.Data, Out: l.Out, In: l.In, Grad: grad}
+	autograd.RMSNorm(tp, y, x, w, gw, nt, c.Dim, c.NormEps)
 }
 
 // rows returns a Var over the first n elements of v (and of its gradient).
@@ -501,13 +436,13 @@ func (s *State) zeroLayerGrads(c Config, nt int, x *autograd.Var) {
 // ensure lays out the buffers for nt rows and outRows rows of logits in
 // mode, keeping the current ones when they are large enough.
 func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
-	if s.mode == mode && s.nt >= nt && s.outRows >= outRows && s.res != nil {
+	if s.mode == mode && s.nt >= nt && s.outRows >= outRows && s.res != nil && s.parallel == c.Parallel {
 		return
 	}
 	if s.mode == mode {
 		nt, outRows = max(nt, s.nt), max(outRows, s.outRows)
 	}
-	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope}
+	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope, parallel: c.Parallel}
 	taped := mode != modeInfer
 	buf := func(n int) []float32 {
 		s.bytes += 4 * int64(n)
@@ -516,6 +451,11 @@ func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
 	val := func(n int) autograd.Var { return autograd.Var{Data: buf(n)} }
 	d, kv, f := nt*c.Dim, nt*c.KVDim(), nt*c.FFNDim
 	newActs := func() acts {
+		if !taped && c.Parallel {
+			// xn and xn2 are read after ao is written: ao and fo share
+			xb, g := val(d), val(f)
+			return acts{xn: val(d), q: val(d), k: val(kv), v: val(kv), att: val(d), ao: xb, xn2: val(d), g: g, u: val(f), h: g, fo: xb}
+		}
 		if !taped {
 			// xn, xn2, ao and fo share one buffer, g and h another; xmid is
 			// the residual stream (set below)

@@ -403,3 +403,24 @@ func TestHidden(t *testing.T) {
 		}
 	}
 }
+
+// TestALiBiSlopes: the slopes of ALiBi for 8 heads are 2^-1 … 2^-8, and
+// for 40 heads (Baichuan-13B) those of 32 heads then every other one of 64.
+func TestALiBiSlopes(t *testing.T) {
+	s8 := ALiBiSlopes(8)
+	for i, s := range s8 {
+		if want := math.Pow(2, -float64(i+1)); math.Abs(float64(s)-want) > 1e-7 {
+			t.Fatalf("8 heads: slope %d = %g, want %g", i, s, want)
+		}
+	}
+	s40 := ALiBiSlopes(40)
+	for i, s := range s40 {
+		want := math.Pow(2, -0.25*float64(i+1)) // 32 heads: 2^(-8/32·(i+1))
+		if i >= 32 {
+			want = math.Pow(2, -0.125*float64(2*(i-32)+1)) // 64 heads, odd exponents
+		}
+		if math.Abs(float64(s)-want) > 1e-7 {
+			t.Fatalf("40 heads: slope %d = %g, want %g", i, s, want)
+		}
+	}
+}

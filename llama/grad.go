@@ -27,7 +27,7 @@ type LayerGrads struct {
 // are always float32 and always get one).
 func (m *Model) NewGrads() *Grads {
 	mat := func(l *nn.Linear) []float32 {
-		if l.DType != tensor.F32 {
+		if l == nil || l.DType != tensor.F32 {
 			return nil
 		}
 		return make([]float32, l.Out*l.In)
@@ -40,9 +40,10 @@ func (m *Model) NewGrads() *Grads {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		g.Layers[i] = LayerGrads{
-			AttnNorm: make([]float32, len(l.AttnNorm)), FFNNorm: make([]float32, len(l.FFNNorm)),
-			Wq: mat(l.Wq), Wk: mat(l.Wk), Wv: mat(l.Wv), Wo: mat(l.Wo), Gate: mat(l.Gate), Up: mat(l.Up), Down: mat(l.Down),
+		g.Layers[i] = LayerGrads{AttnNorm: make([]float32, len(l.AttnNorm)), FFNNorm: make([]float32, len(l.FFNNorm))}
+		gm := g.Layers[i].Matrices()
+		for k, w := range l.Matrices() {
+			*gm[k] = mat(*w)
 		}
 	}
 	return g
@@ -68,18 +69,19 @@ func (m *Model) TrainParams(g *Grads) []autograd.Param {
 	mat(m.Embed, g.Embed)
 	for i := range m.Layers {
 		l, lg := &m.Layers[i], &g.Layers[i]
-		p := fmt.Sprintf("blk.%d.", i)
-		vec(p+"attn_norm.weight", l.AttnNorm, lg.AttnNorm)
-		mat(l.Wq, lg.Wq)
-		mat(l.Wk, lg.Wk)
-		mat(l.Wv, lg.Wv)
-		mat(l.Wo, lg.Wo)
-		vec(p+"ffn_norm.weight", l.FFNNorm, lg.FFNNorm)
-		mat(l.Gate, lg.Gate)
-		mat(l.Down, lg.Down)
-		mat(l.Up, lg.Up)
+		gs := lg.Matrices()
+		for _, t := range l.Tensors(i) {
+			switch {
+			case t.Mat != nil:
+				mat(*t.Mat, *gs[t.Matrix])
+			case t.Norm == &l.AttnNorm:
+				vec(t.Name, l.AttnNorm, lg.AttnNorm)
+			default:
+				vec(t.Name, l.FFNNorm, lg.FFNNorm)
+			}
+		}
 	}
-	vec("output_norm.weight", m.OutNorm, g.OutNorm)
+	vec(OutNormName, m.OutNorm, g.OutNorm)
 	if m.Output != m.Embed {
 		mat(m.Output, g.Output)
 	}
@@ -102,7 +104,7 @@ func (m *Model) CloneF32() (*Model, error) {
 		return nn.NewLinear(l.Name, tensor.F32, l.Out, l.In, tensor.BytesOfF32(buf))
 	}
 	vec := func(v []float32) []float32 { return append([]float32(nil), v...) }
-	c := &Model{Config: m.Config, Layers: make([]Layer, len(m.Layers)), OutNorm: vec(m.OutNorm)}
+	c := &Model{Config: m.Config, Layers: make([]Layer, len(m.Layers)), OutNorm: vec(m.OutNorm), OutNormB: vec(m.OutNormB)}
 	var err error
 	if c.Embed, err = conv(m.Embed); err != nil {
 		return nil, err
@@ -116,10 +118,13 @@ func (m *Model) CloneF32() (*Model, error) {
 		s, d := &m.Layers[i], &c.Layers[i]
 		d.layerIndex = i
 		d.AttnNorm, d.FFNNorm = vec(s.AttnNorm), vec(s.FFNNorm)
-		for _, p := range []struct{ dst, src **nn.Linear }{
-			{&d.Wq, &s.Wq}, {&d.Wk, &s.Wk}, {&d.Wv, &s.Wv}, {&d.Wo, &s.Wo}, {&d.Gate, &s.Gate}, {&d.Up, &s.Up}, {&d.Down, &s.Down},
-		} {
-			if *p.dst, err = conv(*p.src); err != nil {
+		d.AttnNormB, d.FFNNormB = vec(s.AttnNormB), vec(s.FFNNormB)
+		dm := d.Matrices()
+		for k, w := range s.Matrices() {
+			if *w == nil { // a GELU block has no gate
+				continue
+			}
+			if *dm[k], err = conv(*w); err != nil {
 				return nil, err
 			}
 		}

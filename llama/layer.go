@@ -5,7 +5,6 @@ import (
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/kernels"
-	"github.com/herd-llm/herd/nn"
 )
 
 // EmbedTokens writes the embedding rows of tokens into x (len(tokens) rows of
@@ -54,10 +53,4 @@ func (m *Model) ForwardLayer(s *State, li int, x []float32, seqLen int) error {
 	m.block(nil, li, res, res, &a, spans, seqs, LayerGrads{}, s.rope)
 	copy(x, res.Data)
 	return nil
-}
-
-// matrices lists the layer's seven weight matrices in the order the block
-// multiplies them.
-func (l *Layer) matrices() []*nn.Linear {
-	return []*nn.Linear{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down}
 }

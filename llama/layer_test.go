@@ -23,7 +23,8 @@ func TestForwardLayer(t *testing.T) {
 	seen := map[string]int{}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		for _, w := range l.matrices() {
+		for _, wp := range l.Matrices() {
+			w := *wp
 			w.Observe = func(in []float32, nt int) {
 				if len(in) != nt*w.In {
 					t.Errorf("%s: observed %d floats for %d rows of %d", w.Name, len(in), nt, w.In)

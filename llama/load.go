@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/herd-llm/herd/format/gguf"
@@ -86,6 +87,9 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 		m.Output = m.Embed
 		m.Config.TiedEmbeddings = true
 	}
+	if c.NLayers <= 0 || c.NLayers > len(ts)/9 {
+		return nil, fmt.Errorf("%s: %d blocks, but the file holds %d tensors (each block has 9)", src, c.NLayers, len(ts))
+	}
 	m.Layers = make([]Layer, c.NLayers)
 	for i := range m.Layers {
 		l := &m.Layers[i]
@@ -97,12 +101,8 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 		if l.FFNNorm, err = vec(p + "ffn_norm.weight"); err != nil {
 			return nil, err
 		}
-		for _, w := range []struct {
-			dst  **nn.Linear
-			name string
-		}{{&l.Wq, "attn_q"}, {&l.Wk, "attn_k"}, {&l.Wv, "attn_v"}, {&l.Wo, "attn_output"},
-			{&l.Gate, "ffn_gate"}, {&l.Up, "ffn_up"}, {&l.Down, "ffn_down"}} {
-			if *w.dst, err = mat(p + w.name + ".weight"); err != nil {
+		for k, w := range l.Matrices() {
+			if *w, err = mat(p + BlockMatrices[k].GGUF + ".weight"); err != nil {
 				return nil, err
 			}
 		}
@@ -111,7 +111,9 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	for _, t := range ts {
-		if !used[t.Name] && t.Name != "rope_freqs.weight" {
+		// score.weight is a reward model's head (herd rm train), read by
+		// package align; the model itself is a language model as any other
+		if !used[t.Name] && t.Name != "rope_freqs.weight" && t.Name != "score.weight" {
 			return nil, fmt.Errorf("%s: unexpected tensor %s", src, t.Name)
 		}
 	}
@@ -123,63 +125,112 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 // stay open while the model is used.
 func FromGGUF(f *gguf.File) (*Model, error) {
 	arch, _ := f.GetString("general.architecture")
+	if arch == "falcon" {
+		return fromGGUFFalcon(f)
+	}
+	if arch == "baichuan" {
+		return fromGGUFBaichuan(f)
+	}
 	if arch != "llama" {
-		return nil, fmt.Errorf("%s: architecture %q, herd runs \"llama\"", f.Path, arch)
+		return nil, fmt.Errorf("%s: architecture %q, herd runs \"llama\", \"baichuan\" and \"falcon\"", f.Path, arch)
 	}
-	u := func(key string, def int) (int, error) {
-		v, ok := f.GetUint("llama." + key)
-		if !ok {
-			if def >= 0 {
-				return def, nil
-			}
-			return 0, fmt.Errorf("%s: missing metadata llama.%s", f.Path, key)
-		}
-		if v > 1<<31 {
-			return 0, fmt.Errorf("%s: metadata llama.%s = %d is absurd", f.Path, key, v)
-		}
-		return int(v), nil
-	}
-	var c Config
-	var err error
-	if c.Dim, err = u("embedding_length", -1); err != nil {
+	c, err := configFromGGUF(f)
+	if err != nil {
 		return nil, err
-	}
-	if c.NLayers, err = u("block_count", -1); err != nil {
-		return nil, err
-	}
-	if c.NHeads, err = u("attention.head_count", -1); err != nil {
-		return nil, err
-	}
-	if c.NKVHeads, err = u("attention.head_count_kv", c.NHeads); err != nil {
-		return nil, err
-	}
-	if c.FFNDim, err = u("feed_forward_length", -1); err != nil {
-		return nil, err
-	}
-	if c.ContextLen, err = u("context_length", 2048); err != nil {
-		return nil, err
-	}
-	if c.VocabSize, err = u("vocab_size", 0); err != nil {
-		return nil, err
-	}
-	c.RopeTheta = 10000
-	if v, ok := f.GetFloat("llama.rope.freq_base"); ok {
-		c.RopeTheta = float32(v)
-	}
-	c.NormEps = 1e-5
-	if v, ok := f.GetFloat("llama.attention.layer_norm_rms_epsilon"); ok {
-		c.NormEps = float32(v)
-	}
-	if c.NHeads > 0 && c.Dim%c.NHeads == 0 {
-		if rd, ok := f.GetUint("llama.rope.dimension_count"); ok && rd != uint64(c.Dim/c.NHeads) {
-			return nil, fmt.Errorf("%s: llama.rope.dimension_count %d differs from the head size %d; partial RoPE is not supported", f.Path, rd, c.Dim/c.NHeads)
-		}
 	}
 	ts := make([]rawTensor, len(f.Tensors))
 	for i, t := range f.Tensors {
 		ts[i] = rawTensor{t.Name, t.DType, t.Dims, t.Data}
 	}
 	return build(f.Path, c, ts)
+}
+
+// ggufUint reads the integer hyperparameter llama.KEY: def when absent
+// (or an error when def < 0), an error when it is stored as another type
+// or is absurd.
+func ggufUint(f *gguf.File, key string, def int) (int, error) {
+	v, ok := f.Get("llama." + key)
+	if !ok {
+		if def >= 0 {
+			return def, nil
+		}
+		return 0, fmt.Errorf("%s: missing metadata llama.%s", f.Path, key)
+	}
+	n, ok := v.AsUint()
+	if !ok {
+		return 0, fmt.Errorf("%s: metadata llama.%s is %s %v, want a non-negative integer", f.Path, key, v.Type, shortValue(v))
+	}
+	if n > 1<<31 {
+		return 0, fmt.Errorf("%s: metadata llama.%s = %d is absurd", f.Path, key, n)
+	}
+	return int(n), nil
+}
+
+// ggufFloat reads the float hyperparameter llama.KEY: def when absent, an
+// error when stored as another type or not finite (ranges are Config's).
+func ggufFloat(f *gguf.File, key string, def float32) (float32, error) {
+	v, ok := f.Get("llama." + key)
+	if !ok {
+		return def, nil
+	}
+	x, ok := v.AsFloat()
+	if !ok {
+		return 0, fmt.Errorf("%s: metadata llama.%s is %s %v, want a float", f.Path, key, v.Type, shortValue(v))
+	}
+	if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > math.MaxFloat32 {
+		return 0, fmt.Errorf("%s: metadata llama.%s = %g is not a finite float32", f.Path, key, x)
+	}
+	return float32(x), nil
+}
+
+// shortValue formats a metadata value for an error message, cut to 40
+// characters (a hostile file may hold a megabyte string).
+func shortValue(v gguf.Value) string {
+	s := v.String()
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// configFromGGUF reads a Config from the llama.* metadata, each value
+// checked for its type; shapes and ranges are checked by Config.Validate.
+func configFromGGUF(f *gguf.File) (Config, error) {
+	var c Config
+	var err error
+	for _, k := range []struct {
+		dst *int
+		key string
+		def func() int
+	}{
+		{&c.Dim, "embedding_length", func() int { return -1 }},
+		{&c.NLayers, "block_count", func() int { return -1 }},
+		{&c.NHeads, "attention.head_count", func() int { return -1 }},
+		{&c.NKVHeads, "attention.head_count_kv", func() int { return c.NHeads }},
+		{&c.FFNDim, "feed_forward_length", func() int { return -1 }},
+		{&c.ContextLen, "context_length", func() int { return 2048 }},
+		{&c.VocabSize, "vocab_size", func() int { return 0 }},
+	} {
+		if *k.dst, err = ggufUint(f, k.key, k.def()); err != nil {
+			return c, err
+		}
+	}
+	if c.RopeTheta, err = ggufFloat(f, "rope.freq_base", 10000); err != nil {
+		return c, err
+	}
+	if c.NormEps, err = ggufFloat(f, "attention.layer_norm_rms_epsilon", 1e-5); err != nil {
+		return c, err
+	}
+	if c.NHeads > 0 && c.Dim%c.NHeads == 0 {
+		rd, err := ggufUint(f, "rope.dimension_count", c.Dim/c.NHeads)
+		if err != nil {
+			return c, err
+		}
+		if rd != c.Dim/c.NHeads {
+			return c, fmt.Errorf("%s: llama.rope.dimension_count %d differs from the head size %d; partial RoPE is not supported", f.Path, rd, c.Dim/c.NHeads)
+		}
+	}
+	return c, nil
 }
 
 // FromLlama2c builds a model over the tensors of a llama2.c checkpoint.

@@ -20,6 +20,9 @@ type Layer struct {
 	Gate     *nn.Linear // Dim → FFNDim (w1)
 	Up       *nn.Linear // Dim → FFNDim (w3)
 	Down     *nn.Linear // FFNDim → Dim (w2)
+	// AttnNormB and FFNNormB are the LayerNorms' biases (NormLayer); a
+	// parallel block may have no FFNNorm (one norm feeds both branches).
+	AttnNormB, FFNNormB []float32
 	// Prefix, when set, is a LLaMA-Adapter adaption prompt the layer's
 	// queries also attend to (gated; see autograd.Prefix).
 	Prefix     *autograd.Prefix
@@ -32,14 +35,20 @@ type Model struct {
 	Config  Config
 	Embed   *nn.Linear // token embedding table: VocabSize rows of Dim
 	Layers  []Layer
-	OutNorm []float32  // [Dim]
-	Output  *nn.Linear // Dim → VocabSize; the same as Embed when tied
+	OutNorm []float32 // [Dim]
+	// OutNormB is the final LayerNorm's bias (NormLayer).
+	OutNormB []float32
+	Output   *nn.Linear // Dim → VocabSize; the same as Embed when tied
 	// KVF32 makes NewKVCache keep keys and values in float32; by default
 	// they are stored as F16, as llama.cpp does (half the memory; each
 	// value rounded once, when it enters the cache).
 	KVF32  bool
 	closer io.Closer
 }
+
+// alibi returns the model's ALiBi slopes (computed each time: a model is
+// shared by concurrent passes and the cost is NHeads powers).
+func (m *Model) alibi() []float32 { return ALiBiSlopes(m.Config.NHeads) }
 
 // Close releases the file mapping the weights live in, if any.
 func (m *Model) Close() error {
@@ -72,29 +81,45 @@ func (m *Model) check() error {
 		}
 		return nil
 	}
-	if err := want(m.Embed, "token_embd.weight", c.VocabSize, c.Dim); err != nil {
+	if err := want(m.Embed, EmbedName, c.VocabSize, c.Dim); err != nil {
 		return err
 	}
-	if err := want(m.Output, "output.weight", c.VocabSize, c.Dim); err != nil {
+	if err := want(m.Output, OutputName, c.VocabSize, c.Dim); err != nil {
 		return err
 	}
-	if err := vec(m.OutNorm, "output_norm.weight"); err != nil {
+	if err := vec(m.OutNorm, OutNormName); err != nil {
 		return err
+	}
+	if c.Norm == NormLayer {
+		if err := vec(m.OutNormB, "output_norm.bias"); err != nil {
+			return err
+		}
 	}
 	if len(m.Layers) != c.NLayers {
 		return fmt.Errorf("%d layers, the config wants %d", len(m.Layers), c.NLayers)
 	}
-	kv := c.KVDim()
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
-		for _, e := range []error{
-			vec(l.AttnNorm, p+"attn_norm.weight"), vec(l.FFNNorm, p+"ffn_norm.weight"),
-			want(l.Wq, p+"attn_q.weight", c.Dim, c.Dim), want(l.Wk, p+"attn_k.weight", kv, c.Dim),
-			want(l.Wv, p+"attn_v.weight", kv, c.Dim), want(l.Wo, p+"attn_output.weight", c.Dim, c.Dim),
-			want(l.Gate, p+"ffn_gate.weight", c.FFNDim, c.Dim), want(l.Up, p+"ffn_up.weight", c.FFNDim, c.Dim),
-			want(l.Down, p+"ffn_down.weight", c.Dim, c.FFNDim),
-		} {
+		errs := []error{vec(l.AttnNorm, p+"attn_norm.weight")}
+		if !c.Parallel || l.FFNNorm != nil {
+			errs = append(errs, vec(l.FFNNorm, p+"ffn_norm.weight"))
+		}
+		if c.Norm == NormLayer {
+			errs = append(errs, vec(l.AttnNormB, p+"attn_norm.bias"))
+			if l.FFNNorm != nil {
+				errs = append(errs, vec(l.FFNNormB, p+"ffn_norm.bias"))
+			}
+		}
+		for k, w := range l.Matrices() {
+			b := BlockMatrices[k]
+			if b.Module == "gate" && c.FFN != FFNSwiGLU {
+				continue
+			}
+			out, in := b.Shape(c)
+			errs = append(errs, want(*w, p+b.GGUF+".weight", out, in))
+		}
+		for _, e := range errs {
 			if e != nil {
 				return e
 			}
@@ -111,8 +136,11 @@ func (m *Model) Params() int64 { return m.Config.Params() }
 func (m *Model) WeightBytes() int64 {
 	var n int64
 	for _, l := range m.Layers {
-		for _, w := range []*nn.Linear{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down} {
-			n += int64(len(w.Data))
+		for _, w := range l.Matrices() {
+			if *w == nil {
+				continue
+			}
+			n += int64(len((*w).Data))
 		}
 	}
 	return n + int64(len(m.Output.Data))

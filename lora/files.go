@@ -19,11 +19,18 @@ import (
 
 // PEFT's module names, and llama.cpp's, for each of Modules.
 var (
-	peftModules = map[string]string{"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-		"o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
-	ggufModules = map[string]string{"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
-		"gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}
+	peftModules, ggufModules = moduleNames()
 )
+
+// moduleNames maps each of Modules to its PEFT and GGUF names
+// (llama.BlockMatrices).
+func moduleNames() (peft, gguf map[string]string) {
+	peft, gguf = map[string]string{}, map[string]string{}
+	for _, b := range llama.BlockMatrices {
+		peft[b.Module], gguf[b.Module] = b.HF, b.GGUF
+	}
+	return peft, gguf
+}
 
 // PEFTName is PEFT's name of an adapter matrix ("A" or "B") of module
 // in layer: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight.
@@ -82,10 +89,25 @@ func permuted(c llama.Config, module string) (int, bool) {
 	return 0, false
 }
 
+// Where herd records an adapter's base (BaseID): PEFT's
+// base_model_name_or_path and these keys of adapter_model.safetensors's
+// header metadata (a map PEFT does not read), and GGUF's
+// general.base_model.0.name and herd.base_fingerprint.
+const (
+	metaBaseFingerprint = "herd.base_fingerprint"
+	metaBaseName        = "herd.base_name"
+)
+
 // SavePEFT writes the set into dir as PEFT does: adapter_config.json and
 // adapter_model.safetensors (F32, PEFT's tensor names, query and key rows
-// in Hugging Face's order). base names the base model in the config.
+// in Hugging Face's order). base names the base model in the config (the
+// set's Base.Name when empty); s.Base's fingerprint goes into the
+// safetensors metadata. A Falcon model's q, k and v adapters become one
+// adapter of its fused query_key_value (see falconPEFTModules).
 func SavePEFT(dir string, s *Set, c llama.Config, base string) error {
+	if c.IsFalcon() {
+		return savePEFTFalcon(dir, s, c, base)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -93,6 +115,13 @@ func SavePEFT(dir string, s *Set, c llama.Config, base string) error {
 	for _, t := range s.Config.Targets {
 		m := peftModules[t]
 		targets = append(targets, m[strings.LastIndexByte(m, '.')+1:])
+	}
+	meta := map[string]string{"format": "pt"}
+	if s.Base != nil {
+		if base == "" {
+			base = s.Base.Name
+		}
+		meta[metaBaseFingerprint], meta[metaBaseName] = s.Base.Fingerprint, s.Base.Name
 	}
 	cfg := peftConfig{PEFTType: "LORA", TaskType: "CAUSAL_LM", BaseModel: base, R: s.Config.Rank, Alpha: s.Config.Alpha,
 		Dropout: s.Config.Dropout, TargetModules: targets, RSLoRA: s.Config.RSLoRA, Bias: "none", Inference: true}
@@ -116,7 +145,7 @@ func SavePEFT(dir string, s *Set, c llama.Config, base string) error {
 		}
 		ts = append(ts, ta, tb)
 	}
-	if err := safetensors.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), map[string]string{"format": "pt"}, ts); err != nil {
+	if err := safetensors.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), meta, ts); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "adapter_config.json"), append(js, '\n'), 0o644)
@@ -127,6 +156,9 @@ var peftTensor = regexp.MustCompile(`^base_model\.model\.model\.layers\.(\d+)\.(
 // LoadPEFT reads a PEFT LoRA directory for a model of config c. The set
 // carries no gradients (it is for inference or merging).
 func LoadPEFT(dir string, c llama.Config) (*Set, error) {
+	if c.IsFalcon() {
+		return loadPEFTFalcon(dir, c)
+	}
 	cp := filepath.Join(dir, "adapter_config.json")
 	js, err := os.ReadFile(cp)
 	if err != nil {
@@ -179,6 +211,9 @@ func LoadPEFT(dir string, c llama.Config) (*Set, error) {
 	}
 	cfg := Config{Rank: pc.R, Alpha: pc.Alpha, Dropout: pc.Dropout, RSLoRA: pc.RSLoRA}
 	s := &Set{Config: cfg}
+	if fp := f.Metadata[metaBaseFingerprint]; fp != "" {
+		s.Base = &BaseID{Name: pc.BaseModel, Fingerprint: fp}
+	}
 	for k, p := range pairs {
 		sh := shapes[k]
 		name := PEFTName(k.layer, k.module, "A")
@@ -217,7 +252,8 @@ func (s *Set) sort() {
 
 // SaveGGUF writes the set as a llama.cpp LoRA adapter
 // (convert_lora_to_gguf.py's layout): general.type "adapter", adapter.type
-// "lora", adapter.lora.alpha, and per module blk.N.attn_q.weight.lora_a
+// "lora", adapter.lora.alpha, the base (general.base_model.0.name and
+// herd.base_fingerprint) when the set records it, and per module blk.N.attn_q.weight.lora_a
 // (ne = [In, Rank]) and .lora_b (ne = [Rank, Out]), F32. llama.cpp scales
 // by alpha/rank, so an rsLoRA set is written with the alpha that gives its
 // scale.
@@ -230,6 +266,16 @@ func SaveGGUF(path string, s *Set) error {
 		{"adapter.lora.alpha", float32(float64(s.Config.Scale()) * float64(s.Config.Rank))}} {
 		if err := w.Set(kv.k, kv.v); err != nil {
 			return err
+		}
+	}
+	if s.Base != nil {
+		for _, kv := range []struct {
+			k string
+			v any
+		}{{"general.base_model.count", uint32(1)}, {"general.base_model.0.name", s.Base.Name}, {metaBaseFingerprint, s.Base.Fingerprint}} {
+			if err := w.Set(kv.k, kv.v); err != nil {
+				return err
+			}
 		}
 	}
 	for _, a := range s.Adapters {
@@ -289,6 +335,10 @@ func LoadGGUF(path string) (*Set, error) {
 		mats[k] = p
 	}
 	s := &Set{}
+	if fp, ok := f.GetString(metaBaseFingerprint); ok && fp != "" {
+		name, _ := f.GetString("general.base_model.0.name")
+		s.Base = &BaseID{Name: name, Fingerprint: fp}
+	}
 	for k, p := range mats {
 		if p[0] == nil || p[1] == nil {
 			return nil, fmt.Errorf("lora %s: layer %d %s: lora_a or lora_b missing", path, k.layer, ggufModules[k.module])

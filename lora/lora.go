@@ -20,7 +20,13 @@ import (
 
 // Modules are the target names a LoRA may adapt, in layer order: the
 // attention projections and the feed-forward matrices.
-var Modules = []string{"q", "k", "v", "o", "gate", "up", "down"}
+var Modules = func() []string {
+	var ms []string
+	for _, b := range llama.BlockMatrices {
+		ms = append(ms, b.Module)
+	}
+	return ms
+}()
 
 // Config is an adapter set's shape.
 type Config struct {
@@ -74,28 +80,14 @@ type Adapter struct {
 type Set struct {
 	Config   Config
 	Adapters []Adapter
+	// Base names the model the set was trained on, when known (herd's
+	// files record it; other tools' files may not). CheckBase compares it
+	// with a model.
+	Base *BaseID
 }
 
 // module returns the Linear of layer l called name.
-func module(l *llama.Layer, name string) *nn.Linear {
-	switch name {
-	case "q":
-		return l.Wq
-	case "k":
-		return l.Wk
-	case "v":
-		return l.Wv
-	case "o":
-		return l.Wo
-	case "gate":
-		return l.Gate
-	case "up":
-		return l.Up
-	case "down":
-		return l.Down
-	}
-	return nil
-}
+func module(l *llama.Layer, name string) *nn.Linear { return l.Matrix(name) }
 
 // New creates adapters for c.Targets in every layer of m: A drawn
 // uniformly from ±1/sqrt(In) (PEFT's Kaiming-uniform with a=√5), B zero, so
@@ -113,6 +105,9 @@ func New(m *llama.Model, c Config, seed uint64) (*Set, error) {
 				continue
 			}
 			w := module(&m.Layers[li], name)
+			if w == nil {
+				return nil, fmt.Errorf("lora: layer %d has no %q module (a GELU feed-forward, as Falcon's, has no gate)", li, name)
+			}
 			a := &autograd.LoRA{Rank: c.Rank, Out: w.Out, In: w.In, Scale: c.Scale(), Dropout: float32(c.Dropout),
 				A: make([]float32, c.Rank*w.In), B: make([]float32, w.Out*c.Rank),
 				GradA: make([]float32, c.Rank*w.In), GradB: make([]float32, w.Out*c.Rank)}

@@ -24,7 +24,7 @@ type Linear struct {
 	// to W·x in every forward pass (inference and training alike) without
 	// changing W.
 	LoRA []*autograd.LoRA
-	// Observe, when set, is called by the LLaMA forward pass with the
+	// Observe, when set, is called by Apply (the forward pass) with the
 	// input of every product through the layer (nt rows of In) before it
 	// is multiplied: how GPTQ gathers its Hessians and imatrix its
 	// activation statistics. It must not keep or change x.
@@ -75,14 +75,32 @@ func validateRows(dt tensor.DType, data []byte, rb, rows int) error {
 	return nil
 }
 
-// Forward computes y[t] = W·x[t] (plus the adapters' branches) for nt
-// rows: x is nt×In, y is nt×Out, with autograd.MatMul (kernels.MatMul, or its dequantizing fallback for
-// weights the kernels cannot multiply yet).
-func (l *Linear) Forward(y, x []float32, nt int) {
-	autograd.MatMul(l.DType, l.Data, l.Out, l.In, x[:nt*l.In], nt, y[:nt*l.Out])
-	for _, a := range l.LoRA {
-		autograd.ApplyLoRA(nil, &autograd.Var{Data: y}, &autograd.Var{Data: x}, a, nt)
+// Apply is the one weight product of the model, at inference and in
+// training alike: y = W·x for the nt rows of x (nt×In into nt×Out), plus
+// the branches of the adapters the layer carries, through
+// autograd.Linear (kernels.MatMul, or its dequantizing fallback for a
+// dtype the kernels cannot multiply yet). With a tape it records the
+// backward pass, accumulating W's gradient into grad when grad is not nil.
+func (l *Linear) Apply(tp *autograd.Tape, y, x *autograd.Var, grad []float32, nt int) {
+	if l.Observe != nil {
+		l.Observe(x.Data[:nt*l.In], nt)
 	}
+	autograd.Linear(tp, y, x, l.Weight(grad), nt)
+	for _, a := range l.LoRA {
+		autograd.ApplyLoRA(tp, y, x, a, nt)
+	}
+}
+
+// Weight is the autograd view of the matrix, with grad as its gradient
+// (nil: none).
+func (l *Linear) Weight(grad []float32) autograd.Weight {
+	return autograd.Weight{Name: l.Name, DType: l.DType, Data: l.Data, Out: l.Out, In: l.In, Grad: grad}
+}
+
+// Forward computes y[t] = W·x[t] (plus the adapters' branches) for nt
+// rows without a tape: Apply on plain slices.
+func (l *Linear) Forward(y, x []float32, nt int) {
+	l.Apply(nil, &autograd.Var{Data: y[:nt*l.Out]}, &autograd.Var{Data: x[:nt*l.In]}, nil, nt)
 }
 
 // Row expands row r of W into dst (len In): an embedding lookup.

@@ -6,7 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/tensor"
 )
 
@@ -65,6 +67,9 @@ func (r *Result) Fallbacks() int {
 // llama-quantize's (without an importance matrix) wherever llama.cpp
 // accepts the model.
 func File(in *gguf.File, out string, opt Options) (*Result, error) {
+	if err := Validate(in); err != nil {
+		return nil, err
+	}
 	plan, err := PlanWith(in, opt.Type, opt.HasImatrix)
 	if err != nil {
 		return nil, err
@@ -143,6 +148,45 @@ func File(in *gguf.File, out string, opt Options) (*Result, error) {
 	return res, nil
 }
 
+// Validate checks in as herd's loaders would before anything is
+// quantized, so that quantize never turns a file herd refuses into one
+// that looks new: every tensor has positive dims; a "llama" model must
+// build (llama.FromGGUF: hyperparameters, shapes, block scales) and its
+// tokenizer, when the metadata holds one, must load and match the
+// vocabulary (checkpoint.TokenizerFromGGUF), as herd run loads them.
+// Other architectures, and LLaMA mixtures of experts (Mixtral), which
+// herd cannot run, get the structural checks only.
+func Validate(in *gguf.File) error {
+	for _, t := range in.Tensors {
+		for i, d := range t.Dims {
+			if d == 0 {
+				return fmt.Errorf("%s: tensor %s has dimension %d = 0 (dims %v)", in.Path, t.Name, i, t.Dims)
+			}
+		}
+	}
+	if arch, _ := in.GetString("general.architecture"); arch != "llama" {
+		return nil
+	}
+	if n, _ := in.GetUint("llama.expert_count"); n > 0 {
+		return nil // a mixture of experts (Mixtral): llama.cpp's mix rules know it, herd's model does not
+	}
+	m, err := llama.FromGGUF(in)
+	if err != nil {
+		return fmt.Errorf("not quantizing a model herd cannot load: %w", err)
+	}
+	if _, ok := in.Get("tokenizer.ggml.model"); !ok {
+		return nil
+	}
+	tok, err := checkpoint.TokenizerFromGGUF(in)
+	if err != nil {
+		return fmt.Errorf("not quantizing a model whose tokenizer herd cannot load: %w", err)
+	}
+	if tok.VocabSize() != m.Config.VocabSize {
+		return fmt.Errorf("%s: the tokenizer has %d tokens but the model's vocabulary is %d", in.Path, tok.VocabSize(), m.Config.VocabSize)
+	}
+	return nil
+}
+
 func mixBase(ft FileType) tensor.DType {
 	t, _ := ft.Base()
 	return t
@@ -162,6 +206,9 @@ func elements(dims []uint64) uint64 {
 // split). The result is checked for non-finite block scales, as
 // llama-quantize checks its output.
 func convert(t *gguf.TensorInfo, to tensor.DType, threads int, progress func(int64)) ([]byte, error) {
+	if len(t.Dims) == 0 || elements(t.Dims) == 0 || elements(t.Dims) > 1<<40 {
+		return nil, fmt.Errorf("dims %v: not a tensor to quantize", t.Dims)
+	}
 	n := int(t.Dims[0])
 	rows := int(elements(t.Dims)) / n
 	inRow, err := t.DType.RowBytes(n)

@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/generate"
 )
 
 // apiError is an error in OpenAI's shape, with its HTTP status.
@@ -84,17 +86,16 @@ func (s *sampling) check() *apiError {
 			return invalid(f.name, "%s is %d; it must be at least 1", f.name, *f.v)
 		}
 	}
-	if v := s.Temperature; v != nil && !(*v >= 0 && *v <= 2) {
-		return invalid("temperature", "temperature %g is outside [0, 2]", *v)
-	}
-	if v := s.TopP; v != nil && !(*v > 0 && *v <= 1) {
+	if v := s.TopP; v != nil && !(*v > 0) {
 		return invalid("top_p", "top_p %g is outside (0, 1]", *v)
 	}
-	if v := s.PresencePenalty; v != nil && !(*v >= -2 && *v <= 2) {
-		return invalid("presence_penalty", "presence_penalty %g is outside [-2, 2]", *v)
-	}
-	if v := s.FrequencyPenalty; v != nil && !(*v >= -2 && *v <= 2) {
-		return invalid("frequency_penalty", "frequency_penalty %g is outside [-2, 2]", *v)
+	// the ranges every sampler of herd takes (generate.SamplerConfig.Validate)
+	if err := s.samplerConfig(0).Validate(); err != nil {
+		var pe *generate.ParamError
+		if errors.As(err, &pe) {
+			return invalid(pe.Param, "%s", pe.Msg)
+		}
+		return invalid("", "%v", err)
 	}
 	if s.N != nil && *s.N != 1 {
 		return invalid("n", "n is %d: herd returns one choice per request (send several requests instead)", *s.N)
@@ -111,6 +112,23 @@ func (s *sampling) check() *apiError {
 		return invalid("stream_options", "stream_options needs stream: true")
 	}
 	return nil
+}
+
+// samplerConfig is the sampler the request asks for (temperature 1 unless
+// given, OpenAI's default), drawing from seed when the request names none.
+func (s *sampling) samplerConfig(seed uint64) generate.SamplerConfig {
+	f := func(v *float64, def float32) float32 {
+		if v == nil {
+			return def
+		}
+		return float32(*v)
+	}
+	cfg := generate.SamplerConfig{Temperature: f(s.Temperature, 1), TopP: f(s.TopP, 0),
+		PresencePenalty: f(s.PresencePenalty, 0), FrequencyPenalty: f(s.FrequencyPenalty, 0), Seed: seed}
+	if s.Seed != nil {
+		cfg.Seed = uint64(*s.Seed)
+	}
+	return cfg
 }
 
 // maxTokens is the token budget asked for (0: not given).
@@ -164,6 +182,45 @@ type chatRequest struct {
 	} `json:"messages"`
 	Logprobs    bool `json:"logprobs"`
 	TopLogprobs *int `json:"top_logprobs"`
+	// fields herd does not implement yet: a request that uses them is
+	// refused rather than answered as if they were absent
+	Tools          json.RawMessage `json:"tools"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
+	ResponseFormat json.RawMessage `json:"response_format"`
+	Functions      json.RawMessage `json:"functions"`
+	FunctionCall   json.RawMessage `json:"function_call"`
+
+	msgs []chat.Message // the messages, checked
+}
+
+// unimplemented refuses the fields a chat request may carry that herd
+// does not act on yet: tools and functions of any kind, a tool choice
+// other than "none", a response format other than text.
+func (c *chatRequest) unimplemented() *apiError {
+	set := func(raw json.RawMessage) bool {
+		t := bytes.TrimSpace(raw)
+		return len(t) > 0 && !bytes.Equal(t, []byte("null"))
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"tools", c.Tools}, {"functions", c.Functions}, {"function_call", c.FunctionCall}} {
+		if set(f.raw) && !bytes.Equal(bytes.TrimSpace(f.raw), []byte("[]")) {
+			return invalid(f.name, "%s is not supported yet: herd does not call tools; send the request without it", f.name)
+		}
+	}
+	if set(c.ToolChoice) && !bytes.Equal(bytes.TrimSpace(c.ToolChoice), []byte(`"none"`)) {
+		return invalid("tool_choice", "tool_choice is not supported yet: herd does not call tools (only \"none\" is accepted)")
+	}
+	if set(c.ResponseFormat) {
+		var rf struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(c.ResponseFormat, &rf) != nil || rf.Type != "text" {
+			return invalid("response_format", "response_format %s is not supported yet: herd writes plain text (only {\"type\": \"text\"} is accepted)", bytes.TrimSpace(c.ResponseFormat))
+		}
+	}
+	return nil
 }
 
 type completionRequest struct {
@@ -173,6 +230,9 @@ type completionRequest struct {
 	Echo     bool            `json:"echo"`
 	Suffix   *string         `json:"suffix"`
 	BestOf   *int            `json:"best_of"`
+
+	text string // the prompt as text, or
+	ids  []int  // as token ids
 }
 
 type embeddingRequest struct {
@@ -181,7 +241,13 @@ type embeddingRequest struct {
 	EncodingFormat string          `json:"encoding_format"`
 	Dimensions     *int            `json:"dimensions"`
 	User           string          `json:"user"`
+
+	texts []string // the inputs as texts
+	idss  [][]int  // and as token ids
 }
+
+func (s *sampling) modelName() string         { return s.Model }
+func (e *embeddingRequest) modelName() string { return e.Model }
 
 // decodeJSON reads a request body: it must be valid UTF-8 and JSON of the
 // expected shape.
@@ -199,23 +265,26 @@ func decodeJSON(body []byte, v any) *apiError {
 }
 
 // parseChat decodes and checks a chat completion request.
-func parseChat(body []byte) (*chatRequest, []chat.Message, *apiError) {
+func parseChat(body []byte) (*chatRequest, *apiError) {
 	var req chatRequest
 	if e := decodeJSON(body, &req); e != nil {
-		return nil, nil, e
+		return nil, e
 	}
 	if e := req.check(); e != nil {
-		return nil, nil, e
+		return nil, e
+	}
+	if e := req.unimplemented(); e != nil {
+		return nil, e
 	}
 	if len(req.Messages) == 0 {
-		return nil, nil, invalid("messages", "messages is empty")
+		return nil, invalid("messages", "messages is empty")
 	}
 	if v := req.TopLogprobs; v != nil {
 		if *v < 0 || *v > 20 {
-			return nil, nil, invalid("top_logprobs", "top_logprobs %d is outside [0, 20]", *v)
+			return nil, invalid("top_logprobs", "top_logprobs %d is outside [0, 20]", *v)
 		}
 		if !req.Logprobs && *v > 0 {
-			return nil, nil, invalid("top_logprobs", "top_logprobs needs logprobs: true")
+			return nil, invalid("top_logprobs", "top_logprobs needs logprobs: true")
 		}
 	}
 	msgs := make([]chat.Message, len(req.Messages))
@@ -226,46 +295,49 @@ func parseChat(body []byte) (*chatRequest, []chat.Message, *apiError) {
 			role = chat.System
 		case chat.System, chat.User, chat.Assistant:
 		default:
-			return nil, nil, invalid(fmt.Sprintf("messages[%d].role", i), "message %d has role %q; herd takes system, developer, user and assistant", i, m.Role)
+			return nil, invalid(fmt.Sprintf("messages[%d].role", i), "message %d has role %q; herd takes system, developer, user and assistant", i, m.Role)
 		}
 		msgs[i] = chat.Message{Role: role, Content: string(m.Content)}
 	}
-	return &req, msgs, nil
+	req.msgs = msgs
+	return &req, nil
 }
 
 // parseCompletion decodes and checks a completion request; the prompt is
 // text or token ids.
-func parseCompletion(body []byte) (*completionRequest, string, []int, *apiError) {
+func parseCompletion(body []byte) (*completionRequest, *apiError) {
 	var req completionRequest
 	if e := decodeJSON(body, &req); e != nil {
-		return nil, "", nil, e
+		return nil, e
 	}
 	if e := req.check(); e != nil {
-		return nil, "", nil, e
+		return nil, e
 	}
 	if req.Echo {
-		return nil, "", nil, invalid("echo", "echo is not supported")
+		return nil, invalid("echo", "echo is not supported")
 	}
 	if req.Suffix != nil && *req.Suffix != "" {
-		return nil, "", nil, invalid("suffix", "suffix is not supported")
+		return nil, invalid("suffix", "suffix is not supported")
 	}
 	if req.BestOf != nil && *req.BestOf != 1 {
-		return nil, "", nil, invalid("best_of", "best_of is %d; herd takes 1", *req.BestOf)
+		return nil, invalid("best_of", "best_of is %d; herd takes 1", *req.BestOf)
 	}
 	if v := req.Logprobs; v != nil && (*v < 0 || *v > 5) {
-		return nil, "", nil, invalid("logprobs", "logprobs %d is outside [0, 5]", *v)
+		return nil, invalid("logprobs", "logprobs %d is outside [0, 5]", *v)
 	}
 	texts, ids, e := textsOrTokens(req.Prompt, "prompt")
 	if e != nil {
-		return nil, "", nil, e
+		return nil, e
 	}
 	if len(texts)+len(ids) != 1 {
-		return nil, "", nil, invalid("prompt", "%d prompts: herd completes one prompt per request", len(texts)+len(ids))
+		return nil, invalid("prompt", "%d prompts: herd completes one prompt per request", len(texts)+len(ids))
 	}
 	if len(ids) == 1 {
-		return &req, "", ids[0], nil
+		req.ids = ids[0]
+	} else {
+		req.text = texts[0]
 	}
-	return &req, texts[0], nil, nil
+	return &req, nil
 }
 
 // textsOrTokens reads OpenAI's string | string[] | int[] | int[][] inputs.
@@ -292,38 +364,39 @@ func textsOrTokens(raw json.RawMessage, param string) ([]string, [][]int, *apiEr
 	return nil, nil, invalid(param, "%s must be a string, a list of strings, a list of token ids or a list of such lists", param)
 }
 
-func parseEmbedding(body []byte) (*embeddingRequest, []string, [][]int, *apiError) {
+func parseEmbedding(body []byte) (*embeddingRequest, *apiError) {
 	var req embeddingRequest
 	if e := decodeJSON(body, &req); e != nil {
-		return nil, nil, nil, e
+		return nil, e
 	}
 	if strings.TrimSpace(req.Model) == "" {
-		return nil, nil, nil, invalid("model", "model is required")
+		return nil, invalid("model", "model is required")
 	}
 	switch req.EncodingFormat {
 	case "", "float", "base64":
 	default:
-		return nil, nil, nil, invalid("encoding_format", "encoding_format %q: use float or base64", req.EncodingFormat)
+		return nil, invalid("encoding_format", "encoding_format %q: use float or base64", req.EncodingFormat)
 	}
 	if req.Dimensions != nil {
-		return nil, nil, nil, invalid("dimensions", "dimensions cannot be chosen; the model's width is used")
+		return nil, invalid("dimensions", "dimensions cannot be chosen; the model's width is used")
 	}
 	texts, ids, e := textsOrTokens(req.Input, "input")
 	if e != nil {
-		return nil, nil, nil, e
+		return nil, e
 	}
 	if len(texts)+len(ids) == 0 {
-		return nil, nil, nil, invalid("input", "input is empty")
+		return nil, invalid("input", "input is empty")
 	}
 	if len(texts)+len(ids) > 2048 {
-		return nil, nil, nil, invalid("input", "%d inputs; at most 2048", len(texts)+len(ids))
+		return nil, invalid("input", "%d inputs; at most 2048", len(texts)+len(ids))
 	}
 	for i, t := range texts {
 		if t == "" {
-			return nil, nil, nil, invalid("input", "input %d is an empty string", i)
+			return nil, invalid("input", "input %d is an empty string", i)
 		}
 	}
-	return &req, texts, ids, nil
+	req.texts, req.idss = texts, ids
+	return &req, nil
 }
 
 // finite rounds NaN and ±Inf (which JSON cannot carry) to finite numbers.

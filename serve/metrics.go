@@ -36,6 +36,14 @@ type metrics struct {
 	generated map[string]int64
 	ttft      map[string]*histogram
 	rate      map[string]*histogram
+	refusedN  int64 // connections refused beyond the cap
+}
+
+// refused counts a connection answered 503 because too many were open.
+func (m *metrics) refused() {
+	m.mu.Lock()
+	m.refusedN++
+	m.mu.Unlock()
 }
 
 func newMetrics() *metrics {
@@ -113,6 +121,8 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, _ *reqLog)
 			fmt.Fprintf(&b, "%s_sum{model=\"%s\"} %g\n%s_count{model=\"%s\"} %d\n", name, label(n), h.sum, name, label(n), h.n)
 		}
 	}
+	head("herd_connections_refused_total", "counter", "Connections answered 503 and closed because the connection cap was reached.")
+	fmt.Fprintf(&b, "herd_connections_refused_total %d\n", m.refusedN)
 	hist("herd_time_to_first_token_seconds", "Time from a request's arrival to its first generated token.", m.ttft)
 	hist("herd_generation_tokens_per_second", "Generation speed of each request after its first token.", m.rate)
 	m.mu.Unlock()
@@ -125,6 +135,15 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, _ *reqLog)
 	}
 	head("herd_active_sequences", "gauge", "Sequences being generated together.")
 	b.WriteString(act.String())
+	head("herd_kv_cache_reserved_bytes", "gauge", "KV cache bytes reserved by the sequences in flight.")
+	var budget strings.Builder
+	for _, n := range s.names {
+		held, max := s.models[n].Sched.Reserved()
+		fmt.Fprintf(&b, "herd_kv_cache_reserved_bytes{model=\"%s\"} %d\n", label(n), held)
+		fmt.Fprintf(&budget, "herd_kv_cache_budget_bytes{model=\"%s\"} %d\n", label(n), max)
+	}
+	head("herd_kv_cache_budget_bytes", "gauge", "KV cache bytes the sequences of a model may reserve together.")
+	b.WriteString(budget.String())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
 }

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +46,19 @@ type Config struct {
 	MaxBodyBytes int64
 	// Log receives one structured record per request (default: discard).
 	Log *slog.Logger
+	// HeaderTimeout, BodyTimeout, WriteTimeout and IdleTimeout bound how
+	// long a client may take to send a request's headers and its body, to
+	// take one write of the response (each streamed event has its own, so a
+	// stream may last as long as its generation), and to send its next
+	// request on a kept-alive connection; MaxConns caps the connections
+	// open at once. Serve applies them; 0 takes the Default… constants.
+	HeaderTimeout, BodyTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxConns                                              int
+	// DefaultMaxTokens is the token budget of a request that names none
+	// (default DefaultMaxTokens; negative: the context's rest, however
+	// large the file claims it to be). The answer then ends with
+	// finish_reason "length" if it gets that far.
+	DefaultMaxTokens int
 }
 
 // Server is the HTTP handler. Create it with New.
@@ -63,6 +78,7 @@ func New(cfg Config, models ...*Model) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	cfg.defaults()
 	s := &Server{cfg: cfg, models: map[string]*Model{}, mux: http.NewServeMux(), metrics: newMetrics()}
 	for _, m := range models {
 		if m.Name == "" {
@@ -107,24 +123,37 @@ type reqLog struct {
 	finish            string
 }
 
+// statusWriter records the status written, gives every write its own
+// deadline, and closes the connection after a response to a request whose
+// body was not read to its end (rather than draining a slow client's).
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status  int
+	rc      *http.ResponseController
+	timeout time.Duration // for each write
+	body    *bodyWatch    // nil when the request has no body
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		if w.body != nil && !w.body.eof {
+			w.Header().Set("Connection", "close")
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
+	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
 	return w.ResponseWriter.Write(b)
 }
+
+// Unwrap gives http.ResponseController the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
@@ -141,9 +170,28 @@ func (s *Server) route(pattern, method string, h func(http.ResponseWriter, *http
 	}
 	s.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		w := &statusWriter{ResponseWriter: rw}
+		rc := http.NewResponseController(rw)
+		w := &statusWriter{ResponseWriter: rw, rc: rc, timeout: s.cfg.WriteTimeout}
+		if r.Body != nil && r.Body != http.NoBody {
+			w.body = &bodyWatch{ReadCloser: r.Body}
+			r.Body = w.body
+			rc.SetReadDeadline(start.Add(s.cfg.BodyTimeout))
+		}
 		rl := &reqLog{}
 		defer func() {
+			if p := recover(); p != nil {
+				s.cfg.Log.Error("handler panicked", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				if w.status == 0 {
+					writeError(w, &apiError{Status: http.StatusInternalServerError, Type: "server_error", Message: "internal error"})
+				}
+			}
+			if w.body != nil && !w.body.eof {
+				// the server reads up to 256 KiB of an unread body after the
+				// handler, to reuse the connection: grant a second for that
+				// (an honest client's body in flight), not the body timeout
+				// a slow client would hold the connection for
+				rc.SetReadDeadline(time.Now().Add(min(time.Second, s.cfg.BodyTimeout)))
+			}
 			if w.status == 0 {
 				w.status = http.StatusOK
 			}
@@ -166,7 +214,7 @@ func (s *Server) route(pattern, method string, h func(http.ResponseWriter, *http
 				Message: fmt.Sprintf("%s takes %s, not %s", r.URL.Path, method, r.Method)})
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(rw, r.Body, s.cfg.MaxBodyBytes)
 		h(w, r, rl)
 	})
 }
@@ -181,17 +229,24 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.Status, map[string]any{"error": e})
 }
 
-// body reads the request body within the size limit.
-func (s *Server) body(r *http.Request) ([]byte, *apiError) {
+// body reads the request body within the size limit and the body timeout,
+// then lifts the read deadline (a streamed answer may take longer).
+func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &tooBig):
 			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error",
 				Message: fmt.Sprintf("the request body exceeds the limit of %d bytes", tooBig.Limit)}
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, &apiError{Status: http.StatusRequestTimeout, Type: "invalid_request_error",
+				Message: fmt.Sprintf("the request body did not arrive within %s", s.cfg.BodyTimeout)}
 		}
 		return nil, invalid("", "reading the request body: %v", err)
 	}
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return b, nil
 }
 

@@ -89,7 +89,10 @@ func TestBadInput(t *testing.T) {
 		{"unknown model", chatURL, `{"model":"../../etc/passwd",` + msg + `}`, 404, "does not exist"},
 		{"negative max_tokens", chatURL, `{"model":"stories",` + msg + `,"max_tokens":-1}`, 400, "at least 1"},
 		{"zero max_completion_tokens", chatURL, `{"model":"stories",` + msg + `,"max_completion_tokens":0}`, 400, "at least 1"},
-		{"huge max_tokens", chatURL, `{"model":"stories",` + msg + `,"max_tokens":1000000000}`, 400, "context of 128"},
+		{"tools", chatURL, `{"model":"stories",` + msg + `,"tools":[{"type":"function","function":{"name":"f"}}]}`, 400, "tools is not supported"},
+		{"tool_choice", chatURL, `{"model":"stories",` + msg + `,"tool_choice":"auto"}`, 400, "tool_choice is not supported"},
+		{"response_format", chatURL, `{"model":"stories",` + msg + `,"response_format":{"type":"json_object"}}`, 400, "response_format"},
+		{"functions", chatURL, `{"model":"stories",` + msg + `,"functions":[{"name":"f"}]}`, 400, "functions is not supported"},
 		{"overflowing max_tokens", chatURL, `{"model":"stories",` + msg + `,"max_tokens":1e40}`, 400, "max_tokens"},
 		{"temperature", chatURL, `{"model":"stories",` + msg + `,"temperature":3}`, 400, "temperature"},
 		{"top_p", chatURL, `{"model":"stories",` + msg + `,"top_p":0}`, 400, "top_p"},
@@ -320,13 +323,13 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if _, _, e := parseChat(body); e != nil && (e.Status < 400 || e.Status > 499 || e.Message == "") {
+		if _, e := parseChat(body); e != nil && (e.Status < 400 || e.Status > 499 || e.Message == "") {
 			t.Errorf("chat: %+v", e)
 		}
-		if _, _, _, e := parseCompletion(body); e != nil && (e.Status < 400 || e.Message == "") {
+		if _, e := parseCompletion(body); e != nil && (e.Status < 400 || e.Message == "") {
 			t.Errorf("completion: %+v", e)
 		}
-		if _, _, _, e := parseEmbedding(body); e != nil && (e.Status < 400 || e.Message == "") {
+		if _, e := parseEmbedding(body); e != nil && (e.Status < 400 || e.Message == "") {
 			t.Errorf("embedding: %+v", e)
 		}
 	})

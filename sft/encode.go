@@ -49,6 +49,7 @@ type Stats struct {
 	Windows  int   // windows of split examples dropped for having nothing to learn
 	Tokens   int64 // positions in the samples
 	Learned  int64 // positions with a loss
+	TooLarge int   // rows longer than Encoder.MaxRow bytes, skipped before parsing
 	// Held counts the examples a validation split held out (MixSplit),
 	// HeldSamples their samples; they are counted above as well.
 	Held, HeldSamples int
@@ -60,7 +61,11 @@ type Encoder struct {
 	Template *chat.Template
 	Ctx      int // the longest sample, in tokens
 	Overflow Overflow
-	Stats    Stats
+	// MaxRow is the longest dataset row read, in bytes; longer rows are
+	// skipped before parsing and counted (Stats.TooLarge). 0 means
+	// DefaultMaxRow, < 0 no limit.
+	MaxRow int
+	Stats  Stats
 }
 
 // Encode turns ex into samples: the whole conversation rendered by the
@@ -125,6 +130,9 @@ func (e *Encoder) Encode(ex *Example) ([]Sample, error) {
 func (s Stats) String() string {
 	out := fmt.Sprintf("%d examples → %d samples, %d tokens (%d learned); %d over the context dropped, %d split (%d empty windows dropped)",
 		s.Examples, s.Samples, s.Tokens, s.Learned, s.Dropped, s.Split, s.Windows)
+	if s.TooLarge > 0 {
+		out += fmt.Sprintf("; %d rows over the row size limit skipped unparsed (--max-row-bytes)", s.TooLarge)
+	}
 	if s.Held > 0 {
 		out += fmt.Sprintf("; %d examples (%d samples) held out for validation", s.Held, s.HeldSamples)
 	}
@@ -159,10 +167,12 @@ func (e *Encoder) loadFile(path string, skipBad bool) ([][]Sample, int, error) {
 		return nil, 0, err
 	}
 	defer r.Close()
+	r.MaxRow = e.MaxRow
 	var out [][]Sample
 	for {
 		ex, err := r.Next()
 		if err == io.EOF {
+			e.Stats.TooLarge += r.TooLarge()
 			return out, r.Bad(), nil
 		}
 		if err != nil {

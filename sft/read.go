@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/internal/fileio"
@@ -56,21 +57,39 @@ func (e *RowError) Error() string {
 	return fmt.Sprintf("%s:%d: field %s: %s", e.File, e.Line, e.Field, e.Msg)
 }
 
+// DefaultMaxRow is the longest row a Reader parses, in bytes (1 MiB):
+// some 250,000 tokens of English, beyond any context herd trains at. A
+// longer row would be dropped as too long after costing gigabytes to
+// parse, render and tokenize, so it is skipped and counted unparsed.
+const DefaultMaxRow = 1 << 20
+
 // Reader streams the examples of one file: a JSON array of rows or JSON
-// Lines, told apart by the first byte. The file is mapped, not read, so a
-// set larger than memory streams.
+// Lines, told apart by the first byte (after an optional UTF-8 byte-order
+// mark). The file is mapped, not read, so a set larger than memory
+// streams, and a row is found by scanning the mapping: rows longer than
+// MaxRow bytes are skipped without being copied or parsed.
 type Reader struct {
-	path    string
-	b       []byte
-	unmap   func() error
-	dec     *json.Decoder // JSON array: the decoder inside it
-	array   bool
-	off     int // JSON Lines: offset of the next line; array: offset lines were counted to
-	line    int // line number at off (1-based)
-	skipBad bool
-	bad     int
-	rows    int
+	// MaxRow is the longest row parsed, in bytes; longer rows are
+	// skipped and counted (TooLarge). 0 means DefaultMaxRow, < 0 no limit.
+	MaxRow int
+
+	path     string
+	b        []byte
+	unmap    func() error
+	array    bool
+	comma    bool // array: a row was read, so a ',' or ']' comes next
+	done     bool // array: the closing ']' was read
+	off      int  // offset of the next row (JSON Lines) or of what follows the last row (array)
+	line     int  // line number at off (1-based)
+	skipBad  bool
+	bad      int
+	rows     int
+	tooLarge int
 }
+
+// utf8BOM is the byte-order mark some editors write at the start of a
+// UTF-8 file.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 
 // Open maps path for reading. With skipBad, malformed rows are counted
 // (Bad) and skipped instead of ending the read with a *RowError.
@@ -79,15 +98,22 @@ func Open(path string, skipBad bool) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sft data %s: %w", path, err)
 	}
-	r := &Reader{path: path, b: b, unmap: unmap, skipBad: skipBad, line: 1}
-	start := len(b) - len(bytes.TrimLeft(b, " \t\r\n\ufeff"))
-	if start < len(b) && b[start] == '[' {
-		r.array = true
-		r.dec = json.NewDecoder(bytes.NewReader(b))
-		if _, err := r.dec.Token(); err != nil {
-			r.Close()
+	if strings.HasSuffix(path, ".gz") {
+		// a compressed file is read whole: its rows need the text
+		z, err := gunzip(b)
+		unmap()
+		if err != nil {
 			return nil, fmt.Errorf("sft data %s: %w", path, err)
 		}
+		b, unmap = z, func() error { return nil }
+	}
+	r := &Reader{path: path, b: b, unmap: unmap, skipBad: skipBad, line: 1}
+	if bytes.HasPrefix(b, utf8BOM) {
+		r.off = len(utf8BOM)
+	}
+	if start := r.skipSpace(r.off); start < len(b) && b[start] == '[' {
+		r.array = true
+		r.countTo(start + 1)
 	}
 	return r, nil
 }
@@ -105,8 +131,19 @@ func (r *Reader) Close() error {
 // Bad is the number of malformed rows skipped so far.
 func (r *Reader) Bad() int { return r.bad }
 
-// Rows is the number of rows read so far, good and bad.
+// Rows is the number of rows read so far, good and bad (and too large).
 func (r *Reader) Rows() int { return r.rows }
+
+// TooLarge is the number of rows skipped so far for being longer than
+// MaxRow bytes.
+func (r *Reader) TooLarge() int { return r.tooLarge }
+
+func (r *Reader) maxRow() int {
+	if r.MaxRow == 0 {
+		return DefaultMaxRow
+	}
+	return r.MaxRow
+}
 
 // Next returns the next example, or io.EOF after the last.
 func (r *Reader) Next() (*Example, error) {
@@ -116,6 +153,10 @@ func (r *Reader) Next() (*Example, error) {
 			return nil, err
 		}
 		r.rows++
+		if max := r.maxRow(); max > 0 && len(raw) > max {
+			r.tooLarge++
+			continue
+		}
 		ex, err := parseRow(raw)
 		if err == nil {
 			ex.Where = fmt.Sprintf("%s:%d", r.path, line)
@@ -139,27 +180,20 @@ func (r *Reader) countTo(to int) {
 	r.off = to
 }
 
-// nextRow returns the next row's JSON and the line it starts on.
+// skipSpace returns the offset of the first byte at or after at that is
+// not JSON whitespace.
+func (r *Reader) skipSpace(at int) int {
+	for at < len(r.b) && strings.IndexByte(" \t\r\n", r.b[at]) >= 0 {
+		at++
+	}
+	return at
+}
+
+// nextRow returns the next row's JSON (a view of the mapping) and the line
+// it starts on.
 func (r *Reader) nextRow() (json.RawMessage, int, error) {
 	if r.array {
-		if !r.dec.More() {
-			if _, err := r.dec.Token(); err != nil {
-				return nil, 0, fmt.Errorf("sft data %s:%d: %w", r.path, r.line, err)
-			}
-			return nil, 0, io.EOF
-		}
-		// the row starts after the separating comma and spaces
-		at := int(r.dec.InputOffset())
-		for at < len(r.b) && strings.IndexByte(" \t\r\n,", r.b[at]) >= 0 {
-			at++
-		}
-		r.countTo(at)
-		var raw json.RawMessage
-		if err := r.dec.Decode(&raw); err != nil {
-			// the array itself is broken: nothing after this can be read
-			return nil, 0, fmt.Errorf("sft data %s:%d: %w", r.path, r.line, err)
-		}
-		return raw, r.line, nil
+		return r.nextArrayRow()
 	}
 	for r.off < len(r.b) {
 		end := bytes.IndexByte(r.b[r.off:], '\n')
@@ -178,12 +212,126 @@ func (r *Reader) nextRow() (json.RawMessage, int, error) {
 	return nil, 0, io.EOF
 }
 
+// nextArrayRow finds the next element of the top-level array by scanning
+// (valueEnd) rather than decoding, so a huge row costs nothing until it is
+// parsed; the array's punctuation is checked, and anything but whitespace
+// after its closing ']' is an error.
+func (r *Reader) nextArrayRow() (json.RawMessage, int, error) {
+	broken := func(at int, msg string) (json.RawMessage, int, error) {
+		r.countTo(min(at, len(r.b)))
+		return nil, 0, fmt.Errorf("sft data %s:%d: %s", r.path, r.line, msg)
+	}
+	at := r.skipSpace(r.off)
+	notClosed := "the JSON array is not closed (unexpected end of file)"
+	switch {
+	case r.done:
+		return nil, 0, io.EOF
+	case at >= len(r.b):
+		return broken(at, notClosed)
+	case r.b[at] == ']':
+		if rest := r.skipSpace(at + 1); rest < len(r.b) {
+			return broken(rest, "data after the end of the JSON array")
+		}
+		r.countTo(len(r.b))
+		r.done = true
+		return nil, 0, io.EOF
+	case r.comma && r.b[at] != ',':
+		return broken(at, "want ',' or ']' after a row of the JSON array")
+	case r.comma:
+		if at = r.skipSpace(at + 1); at < len(r.b) && r.b[at] == ']' {
+			return broken(at, "a ',' before the array's closing ']'")
+		}
+	}
+	end := valueEnd(r.b, at)
+	if at >= len(r.b) || end < 0 {
+		return broken(at, notClosed)
+	}
+	r.countTo(at)
+	r.comma = true
+	line := r.line
+	r.countTo(end)
+	return r.b[at:end:end], line, nil
+}
+
+// valueEnd returns the offset just past the JSON value starting at b[at],
+// found by tracking strings (with their escapes) and bracket depth only;
+// the value itself is checked when it is parsed. It returns -1 when the
+// data ends inside the value.
+func valueEnd(b []byte, at int) int {
+	depth := 0
+	for i := at; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			j := i + 1
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if j >= len(b) {
+				return -1
+			}
+			if depth == 0 {
+				return j + 1
+			}
+			i = j
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // a scalar ended by the array's ']'
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\r', '\n':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	if depth == 0 {
+		return len(b)
+	}
+	return -1
+}
+
 // parseRow detects a row's layout by its fields and converts it.
 func parseRow(raw []byte) (*Example, error) {
+	if !utf8.Valid(raw) {
+		return nil, &RowError{Msg: fmt.Sprintf("invalid UTF-8 at byte %d of the row: herd does not replace it silently (fix the file's encoding, or --skip-bad to skip such rows)", invalidUTF8(raw))}
+	}
 	var row map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &row); err != nil {
 		return nil, &RowError{Msg: "not a JSON object: " + err.Error()}
 	}
+	if err := preference(row); err != nil {
+		return nil, err
+	}
+	ex, err := fromLayout(row)
+	if err != nil {
+		return nil, err
+	}
+	if replaced(raw, ex) {
+		return nil, &RowError{Msg: "a \\uD800-\\uDFFF escape without its pair (a lone UTF-16 surrogate), which JSON decoding replaces with U+FFFD: herd does not replace it silently"}
+	}
+	return ex, nil
+}
+
+// replaced reports whether ex holds a U+FFFD that raw does not: one that
+// decoding the JSON made of an unpaired surrogate escape.
+func replaced(raw []byte, ex *Example) bool {
+	for _, m := range ex.Messages {
+		if strings.ContainsRune(m.Content, utf8.RuneError) {
+			return !bytes.Contains(raw, []byte("\uFFFD")) && !bytes.Contains(bytes.ToLower(raw), []byte(`\ufffd`))
+		}
+	}
+	return false
+}
+
+// fromLayout detects a row's layout by its fields and converts it.
+func fromLayout(row map[string]json.RawMessage) (*Example, error) {
 	has := func(k string) bool { _, ok := row[k]; return ok }
 	switch {
 	case has("conversations"):
@@ -200,6 +348,37 @@ func parseRow(raw []byte) (*Example, error) {
 		keys = append(keys, k)
 	}
 	return nil, &RowError{Msg: fmt.Sprintf("unknown row layout (fields %s): want instruction/input/output (Alpaca), instruction/context/response (Dolly), conversations (ShareGPT) or messages (OpenAI)", strings.Join(keys, ", "))}
+}
+
+// invalidUTF8 is the offset of the first byte of b that is not part of a
+// valid UTF-8 sequence.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// preference refuses rows that carry a preference signal: a boolean label
+// (the KTO layout, whose undesirable answers SFT would learn as good) or a
+// chosen/rejected pair (DPO's).
+func preference(row map[string]json.RawMessage) error {
+	if raw, ok := row["label"]; ok {
+		var b bool
+		if json.Unmarshal(raw, &b) == nil {
+			return &RowError{Field: "label", Msg: fmt.Sprintf("a preference label (%v): this is the KTO layout, whose undesirable answers SFT would train as good ones; train it with the preference trainer (herd dpo --loss kto)", b)}
+		}
+	}
+	_, chosen := row["chosen"]
+	_, rejected := row["rejected"]
+	if chosen && rejected {
+		return &RowError{Msg: "a preference pair (chosen/rejected): SFT learns demonstrations, not preferences; train it with the preference trainer (herd dpo)"}
+	}
+	return nil
 }
 
 // str reads an optional string field ("" when absent or null).
@@ -321,39 +500,58 @@ func shareGPT(row map[string]json.RawMessage) (*Example, error) {
 		ex.Messages = append(ex.Messages, chat.Message{Role: chat.System, Content: sys})
 	}
 	for i, t := range conv {
-		f := fmt.Sprintf("conversations[%d]", i)
-		from, err := str(t, "from", true)
+		m, err := ShareGPTTurn(t, fmt.Sprintf("conversations[%d]", i))
 		if err != nil {
-			return nil, &RowError{Field: f + ".from", Msg: err.(*RowError).Msg}
+			return nil, err
 		}
-		val, err := str(t, "value", false)
-		if err != nil {
-			return nil, &RowError{Field: f + ".value", Msg: err.(*RowError).Msg}
-		}
-		var role string
-		switch from {
-		case "human", "user":
-			role = chat.User
-		case "gpt", "assistant", "chatgpt", "bard", "bing", "model":
-			role = chat.Assistant
-		case "system":
-			role = chat.System
-		default:
-			return nil, &RowError{Field: f + ".from", Msg: fmt.Sprintf("speaker %q (want human, gpt or system)", from)}
-		}
-		ex.Messages = append(ex.Messages, chat.Message{Role: role, Content: val})
+		ex.Messages = append(ex.Messages, m)
 	}
 	return ex, turns("conversations", ex.Messages)
 }
 
-func openAI(row map[string]json.RawMessage) (*Example, error) {
-	var msgs []map[string]json.RawMessage
-	if err := json.Unmarshal(row["messages"], &msgs); err != nil {
-		return nil, &RowError{Field: "messages", Msg: "want a list of {role, content} objects"}
+// ShareGPTTurn reads one {from, value} turn of a ShareGPT conversation,
+// named f in errors.
+func ShareGPTTurn(t map[string]json.RawMessage, f string) (chat.Message, error) {
+	from, err := str(t, "from", true)
+	if err != nil {
+		return chat.Message{}, &RowError{Field: f + ".from", Msg: err.(*RowError).Msg}
 	}
-	ex := &Example{Format: OpenAI}
+	val, err := str(t, "value", false)
+	if err != nil {
+		return chat.Message{}, &RowError{Field: f + ".value", Msg: err.(*RowError).Msg}
+	}
+	var role string
+	switch from {
+	case "human", "user":
+		role = chat.User
+	case "gpt", "assistant", "chatgpt", "bard", "bing", "model":
+		role = chat.Assistant
+	case "system":
+		role = chat.System
+	default:
+		return chat.Message{}, &RowError{Field: f + ".from", Msg: fmt.Sprintf("speaker %q (want human, gpt or system)", from)}
+	}
+	return chat.Message{Role: role, Content: val}, nil
+}
+
+func openAI(row map[string]json.RawMessage) (*Example, error) {
+	msgs, err := Messages(row["messages"], "messages")
+	if err != nil {
+		return nil, err
+	}
+	return &Example{Format: OpenAI, Messages: msgs}, turns("messages", msgs)
+}
+
+// Messages reads an OpenAI-style list of {role, content} objects, the
+// value of field (named in errors), without checking the turn order.
+func Messages(raw json.RawMessage, field string) ([]chat.Message, error) {
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return nil, &RowError{Field: field, Msg: "want a list of {role, content} objects"}
+	}
+	var out []chat.Message
 	for i, m := range msgs {
-		f := fmt.Sprintf("messages[%d]", i)
+		f := fmt.Sprintf("%s[%d]", field, i)
 		role, err := str(m, "role", true)
 		if err != nil {
 			return nil, &RowError{Field: f + ".role", Msg: err.(*RowError).Msg}
@@ -367,7 +565,7 @@ func openAI(row map[string]json.RawMessage) (*Example, error) {
 		default:
 			return nil, &RowError{Field: f + ".role", Msg: fmt.Sprintf("role %q (want system, user or assistant)", role)}
 		}
-		ex.Messages = append(ex.Messages, chat.Message{Role: role, Content: content})
+		out = append(out, chat.Message{Role: role, Content: content})
 	}
-	return ex, turns("messages", ex.Messages)
+	return out, nil
 }

@@ -5,13 +5,9 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"time"
 
-	"github.com/herd-llm/herd/autograd"
-	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/tensor"
@@ -20,10 +16,11 @@ import (
 
 // The fine-tuning methods.
 const (
-	Full  = "full"  // every weight trains (Alpaca, Vicuna)
-	LoRA  = "lora"  // low-rank adapters on a frozen base of any dtype
-	QLoRA = "qlora" // LoRA on a base quantized to NF4 (or Options.BaseType)
-	Embed = "embed" // only the token embedding and/or output head (Chinese-LLaMA stage 1)
+	Adapter = "adapter" // LLaMA-Adapter: adaption prompts in the top layers (lora.AddPrefixes)
+	Full    = "full"    // every weight trains (Alpaca, Vicuna)
+	LoRA    = "lora"    // low-rank adapters on a frozen base of any dtype
+	QLoRA   = "qlora"   // LoRA on a base quantized to NF4 (or Options.BaseType)
+	Embed   = "embed"   // only the token embedding and/or output head (Chinese-LLaMA stage 1)
 )
 
 // Methods lists the methods Tune runs.
@@ -35,19 +32,30 @@ type Options struct {
 	LoRA     lora.Config  // lora and qlora
 	BaseType tensor.DType // qlora: the frozen base's dtype (0: NF4)
 	// EmbedTensors are the tensors the embed method trains: "embed",
-	// "output" or both.
+	// "output" or both (none given: the embedding, and the output head
+	// unless it is tied to the embedding).
 	EmbedTensors []string
 	EmbedLoRA    bool // embed: train LoRA adapters (Options.LoRA) as well
 	// PrefixLen and PrefixLayers shape the adapter method's adaption
 	// prompts: tokens per prompt, and how many top layers get one.
 	PrefixLen, PrefixLayers int
 	Steps                   int // optimizer steps; 0: one pass over the samples
-	Batch                   int // samples per step
+	Batch                   int // samples per micro-batch
+	Accum                   int // micro-batches per step (0: 1)
 	LR                      float64
-	Warmup                  int
-	WeightDecay             float64
-	GradClip                float64
-	Seed                    uint64
+	// MinLR is the floor of the schedule (0: a tenth of LR); Schedule
+	// is constant, cosine or linear ("": cosine).
+	MinLR    float64
+	Schedule string
+	Warmup   int
+	// Beta1, Beta2 and Eps are AdamW's (0 each: Hugging Face Trainer's
+	// 0.9, 0.999, 1e-8), WeightDecay its decoupled decay of the matrices
+	// (and with DecayNorms of the norm gains too).
+	Beta1, Beta2, Eps float64
+	WeightDecay       float64
+	DecayNorms        bool
+	GradClip          float64
+	Seed              uint64
 	// Pack, when positive, fills each row of a batch with consecutive
 	// examples of the shuffled order up to Pack tokens, and Batch counts
 	// rows instead of examples. herd never pads: a batch is its examples'
@@ -79,6 +87,14 @@ type Options struct {
 	Dir       string
 	SaveEvery int
 	Resume    bool
+	// Keep is how many checkpoints stay in Dir, the newest (0: all).
+	Keep int
+	// Recipe, when set, is written to Dir/recipe.yaml once the run holds
+	// the directory (the command's effective recipe).
+	Recipe string
+	// Lock is Dir's lock when the caller holds it already (to keep it
+	// while it writes the outputs after Tune); nil: Tune takes it.
+	Lock *train.DirLock
 	// Val are validation samples. With any, the run measures the model's
 	// mean loss over their learned tokens (the training loss's masking,
 	// without a tape, LoRA dropout off) before its first step, every
@@ -92,6 +108,33 @@ type Options struct {
 	// last); EvalBatches the batches each covers (0: all), except the
 	// last, which always covers every validation sample.
 	EvalEvery, EvalBatches int
+}
+
+// optim is the run's AdamW configuration, the defaults filled in.
+func (o Options) optim() train.Optim {
+	op := train.Optim{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, DecayNorms: o.DecayNorms}
+	if op.Beta1 == 0 {
+		op.Beta1 = 0.9
+	}
+	if op.Beta2 == 0 {
+		op.Beta2 = 0.999
+	}
+	if op.Eps == 0 {
+		op.Eps = 1e-8
+	}
+	return op
+}
+
+// schedule is the run's learning-rate schedule, the defaults filled in.
+func (o Options) schedule() train.Schedule {
+	s := train.Schedule{Kind: o.Schedule, LR: o.LR, MinLR: o.MinLR, Warmup: o.Warmup, Steps: o.Steps}
+	if s.Kind == "" {
+		s.Kind = "cosine"
+	}
+	if s.MinLR == 0 {
+		s.MinLR = o.LR / 10
+	}
+	return s
 }
 
 // Memory is a run's predicted peak resident memory by part, in bytes: what
@@ -148,126 +191,33 @@ type Result struct {
 // Tune fine-tunes m on samples. For full and embed the returned model is a
 // float32 copy of m (m itself is untouched); for lora and qlora the
 // adapters are attached to m (qlora first converts m's block matrices to
-// the base dtype); for adapter m's top layers get adaption prompts.
+// the base dtype); for adapter m's top layers get adaption prompts. The
+// objective is cross-entropy masked to the learned tokens (Objective) on
+// train.Fit's loop; the method decides the trainable set.
 func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
-	if len(samples) == 0 {
-		return nil, fmt.Errorf("sft: no samples to train on")
-	}
-	if o.Dir != "" && !o.Resume {
-		if n, err := latestStep(o.Dir); err != nil {
-			return nil, err
-		} else if n > 0 {
-			return nil, fmt.Errorf("sft: %s already holds a run (step-%d): pass --resume to continue it, or choose another output directory", o.Dir, n)
-		}
+	if err := o.check(samples); err != nil {
+		return nil, err
 	}
 	if o.Batch <= 0 {
 		o.Batch = 8
 	}
+	if o.Accum <= 0 {
+		o.Accum = 1
+	}
 	if o.Steps <= 0 {
-		o.Steps = (len(samples) + o.Batch - 1) / o.Batch
+		o.Steps = (len(samples) + o.Batch*o.Accum - 1) / (o.Batch * o.Accum)
 	}
 	log := o.Log
 	if log == nil {
 		log = io.Discard
 	}
-	if o.Pack > 0 {
-		for _, ss := range [][]Sample{samples, o.Val} {
-			for i := range ss {
-				if n := len(ss[i].Tokens); n > o.Pack {
-					return nil, fmt.Errorf("sft: %s: a sample of %d tokens does not fit a packed row of %d", ss[i].Where, n, o.Pack)
-				}
-			}
-		}
-	}
-	if o.EvalEvery < 0 || o.EvalBatches < 0 {
-		return nil, fmt.Errorf("sft: eval every %d steps, %d batches: neither may be negative", o.EvalEvery, o.EvalBatches)
-	}
 	res := &Result{Memory: Memory{Weights: m.WeightBytes()}, ValLoss: math.NaN(), StartValLoss: math.NaN()}
-	var (
-		grads  *llama.Grads
-		params []autograd.Param
-	)
-	switch o.Method {
-	case Full:
-		c, err := m.CloneF32()
-		if err != nil {
-			return nil, err
-		}
-		m = c
-		grads = m.NewGrads()
-		params = m.TrainParams(grads)
-	case Embed:
-		c, err := m.CloneF32()
-		if err != nil {
-			return nil, err
-		}
-		m = c
-		grads = &llama.Grads{Layers: make([]llama.LayerGrads, len(m.Layers))}
-		for _, t := range o.EmbedTensors {
-			switch t {
-			case "embed":
-				grads.Embed = make([]float32, m.Embed.Out*m.Embed.In)
-				if m.Output == m.Embed {
-					grads.Output = grads.Embed
-				}
-			case "output":
-				if m.Output == m.Embed {
-					return nil, fmt.Errorf("sft: the output head is tied to the embedding: train embed")
-				}
-				grads.Output = make([]float32, m.Output.Out*m.Output.In)
-			default:
-				return nil, fmt.Errorf("sft: embed method: unknown tensor %q (want embed, output)", t)
-			}
-		}
-		params = m.TrainParams(grads)
-		if len(params) == 0 {
-			return nil, fmt.Errorf("sft: embed method: no tensors chosen")
-		}
-		if o.EmbedLoRA { // Chinese-LLaMA's stage 2: embeddings and LoRA together
-			set, err := lora.New(m, o.LoRA, o.Seed)
-			if err != nil {
-				return nil, err
-			}
-			if err := set.Attach(m, 1); err != nil {
-				return nil, err
-			}
-			res.Adapters = set
-			params = append(params, set.Params()...)
-		}
-	case Adapter:
-		if _, err := AddPrefixes(m, o.PrefixLen, o.PrefixLayers, o.Seed); err != nil {
-			return nil, err
-		}
-		params = prefixParams(m)
-	case QLoRA:
-		dt := o.BaseType
-		if dt == 0 {
-			dt = tensor.NF4
-		}
-		n, kept, err := lora.QuantizeBase(m, dt)
-		if err != nil {
-			return nil, err
-		}
-		res.Memory.Copies = m.WeightBytes()
-		fmt.Fprintf(log, "qlora: %d matrices stored as %s, %d kept (rows not whole %s blocks)\n", n, dt, kept, dt)
-		fallthrough
-	case LoRA:
-		set, err := lora.New(m, o.LoRA, o.Seed)
-		if err != nil {
-			return nil, err
-		}
-		if err := set.Attach(m, 1); err != nil {
-			return nil, err
-		}
-		res.Adapters = set
-		params = set.Params()
-	default:
-		return nil, fmt.Errorf("sft: unknown method %q (want one of %v)", o.Method, Methods)
+	ts, err := newTrainable(m, o, &res.Memory, log)
+	if err != nil {
+		return nil, err
 	}
-	res.Model = m
-	for _, p := range params {
-		res.Trainable += int64(len(p.Data))
-	}
+	m, res.Model, res.Adapters = ts.model, ts.model, ts.adapters
+	res.Trainable = train.Count(ts)
 	if o.Method == Full || o.Method == Embed {
 		res.Memory.Copies = 4 * (m.Params() - res.Trainable)
 		if res.Adapters != nil {
@@ -279,202 +229,60 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if o.Pack > 0 {
 		rows = fmt.Sprintf("packed rows of %d tokens", o.Pack)
 	}
-	fmt.Fprintf(log, "sft %s: %d trainable weights of %d, %d samples, %d steps of %d %s\n", o.Method, res.Trainable, m.Params(), len(samples), o.Steps, o.Batch, rows)
-	adam := train.NewAdamW(params, 0.9, 0.999, 1e-8, o.WeightDecay)
-	sched := train.Schedule{Kind: "cosine", LR: o.LR, MinLR: o.LR / 10, Warmup: o.Warmup, Steps: o.Steps}
-	if err := sched.Check(); err != nil {
+	fmt.Fprintf(log, "sft %s: %d trainable weights of %d, %d samples, %d steps of %d %s\n", o.Method, res.Trainable, m.Params(), len(samples), o.Steps, o.Batch*o.Accum, rows)
+	obj := newObjective(ts, samples, o)
+	if err := obj.prepare(&res.Memory, log); err != nil {
 		return nil, err
 	}
-	bt := newBatcher(samples, o)
-	if o.Resume && o.Dir != "" {
-		step, err := loadLatest(o.Dir, params, adam)
-		if err != nil {
-			return nil, err
-		}
-		res.Start = step
-		fmt.Fprintf(log, "resuming at step %d of %d\n", step, o.Steps)
-		for range step { // the data order up to there, drawn again
-			bt.next()
-		}
-	}
-	var metrics *train.MetricsLog
-	if o.Dir != "" {
-		var err error
-		if metrics, err = train.OpenMetrics(filepath.Join(o.Dir, train.MetricsName), res.Start); err != nil {
-			return nil, err
-		}
-		defer metrics.Close()
-		metrics.Title = "herd sft " + o.Method
-	}
-	var (
-		st      llama.State
-		tape    autograd.Tape
-		seqs    []llama.Seq
-		targets []int
-	)
-	// lay the State out once for the largest batch there can be, so that it
-	// never grows mid-run and leaves its smaller layouts to the garbage
-	// collector
-	seqs = bt.largest()
-	for _, q := range seqs {
-		res.Memory.Tokens += len(q.Tokens)
-	}
-	topt := llama.TapeOptions{Recompute: o.Recompute}
-	res.Memory.Activations = llama.ActivationBytes(m.Config, res.Memory.Tokens, o.Recompute)
-	if res.Adapters != nil {
-		for _, a := range res.Adapters.Adapters {
-			res.Memory.Activations += 4 * int64(res.Memory.Tokens) * int64(a.Rank) // A·x
-			if a.Dropout > 0 {
-				res.Memory.Activations += int64(res.Memory.Tokens) * int64(a.In) // the mask
-			}
-		}
-	}
-	var val *evaluator
-	if len(o.Val) > 0 {
-		val = newEvaluator(o.Val, o.Batch, o.Pack)
-		if val.learned == 0 {
-			return nil, fmt.Errorf("sft: the %d validation samples have no token to learn", len(o.Val))
-		}
-		var err error
-		if res.Memory.Eval, err = val.layout(m, res.Adapters); err != nil {
-			return nil, err
-		}
-		every := "after the last step only"
-		if o.EvalEvery > 0 {
-			part := "all"
-			if o.EvalBatches > 0 && o.EvalBatches < len(val.batches) {
-				part = fmt.Sprintf("%d of the", o.EvalBatches)
-			}
-			every = fmt.Sprintf("every %d steps (%s %d batches) and after the last (all)", o.EvalEvery, part, len(val.batches))
-		}
-		fmt.Fprintf(log, "validation: %d samples, %d learned tokens, %d batches; %s\n", len(o.Val), val.learned, len(val.batches), every)
-	}
 	fmt.Fprintf(log, "memory: %s\n", res.Memory)
-	if o.LimitMemory {
-		// the runtime may use what the bound leaves beside the resident
-		// memory it does not manage: the program's code and the base's
-		// mapped weights, made resident first
-		touchWeights(m)
-		outside, ok := residentOutsideGo()
-		if !ok {
-			outside = res.Memory.Weights
-		}
-		limit := res.Memory.Bound() - outside
-		if limit < minMemoryLimit {
-			// A tiny model: the bound is about what the program itself
-			// takes, and a limit that small would only make the collector
-			// run without end.
-			fmt.Fprintf(log, "memory: no limit on the Go runtime (the bound leaves %.1f MiB beside %.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
-		} else {
-			fmt.Fprintf(log, "memory: the Go runtime held to %.1f MiB (%.1f MiB resident outside it)\n", float64(limit)/(1<<20), float64(outside)/(1<<20))
-			defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
-		}
+	cfg := o.config(log)
+	cfg.FLOPsPerToken = train.TrainingFLOPs(m.Config, res.Trainable, res.Memory.Tokens/max(1, len(obj.largest)))
+	if o.Dir != "" {
+		cfg.Checkpoints = train.StateDir{Dir: o.Dir, Log: log, Keep: o.Keep}
 	}
-	if _, err := m.ForwardTape(&st, &tape, nil, seqs, topt); err != nil {
+	if o.LimitMemory {
+		cfg.MemoryLimit = train.MemoryLimit(res.Memory.Bound(), m, res.Memory.Weights, log)
+	}
+	if res.Adapters != nil {
+		defer setTrain(res.Adapters, false)
+	}
+	sum, err := train.Fit(obj, ts, cfg)
+	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	tape.Backward()
-	if res.Adapters != nil {
-		defer func() {
-			for _, a := range res.Adapters.Adapters {
-				a.Train = false
-			}
-		}()
-	}
-	// model FLOP per token: forward 2, the inputs' gradient 2 and, for the
-	// weights that train, their gradient 2 per weight; recomputation runs
-	// the blocks' forward once more
-	flops := 4*float64(m.Params()) + 2*float64(res.Trainable) + 12*float64(m.Config.NLayers*m.Config.Dim)*float64(res.Memory.Tokens/max(1, len(seqs)))
-	if o.Recompute {
-		flops += 2 * float64(m.Params())
-	}
-	peak := train.DefaultPeakGFLOPSPerThread * 1e9 * float64(kernels.Threads())
-	if val != nil && res.Start < o.Steps {
-		l, _, err := val.loss(m, res.Adapters, o.EvalBatches)
-		if err != nil {
-			return nil, err
-		}
-		res.StartValLoss = l
-		fmt.Fprintf(log, "step %d: val loss %.4f\n", res.Start, l)
-	}
-	if o.OnStart != nil {
-		o.OnStart(res.Start, o.Steps)
-	}
-	begin := time.Now()
-	for step := res.Start; step < o.Steps; step++ {
-		t0 := time.Now()
-		if res.Adapters != nil {
-			// the dropout masks are drawn from the step number: the same
-			// in a resumed run, and in a block's recomputation
-			seeds := rand.New(rand.NewPCG(o.Seed, uint64(step)))
-			for _, a := range res.Adapters.Adapters {
-				a.Train, a.Seed = true, seeds.Uint64()
-			}
-		}
-		seqs, targets = seqs[:0], targets[:0]
-		learned := 0
-		for _, i := range bt.next() {
-			s := &samples[i]
-			seqs = append(seqs, llama.Seq{Tokens: s.Tokens, All: true})
-			targets = append(targets, s.Targets...)
-			learned += s.Learned()
-		}
-		train.ZeroGrads(params)
-		logits, err := m.ForwardTape(&st, &tape, grads, seqs, topt)
-		if err != nil {
-			return nil, fmt.Errorf("sft step %d: %w", step+1, err)
-		}
-		sum, n := autograd.CrossEntropy(&tape, logits, targets, m.Config.VocabSize, float32(1/float64(max(1, learned))))
-		tape.Backward()
-		loss := sum / float64(max(1, n))
-		norm := train.GradNorm(params)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
-			return nil, fmt.Errorf("sft step %d: loss %g, gradient norm %g: training diverged (lower the learning rate)", step+1, loss, norm)
-		}
-		if o.GradClip > 0 && norm > o.GradClip {
-			train.ScaleGrads(params, float32(o.GradClip/norm))
-		}
-		lr := sched.At(step)
-		adam.Update(params, lr)
-		res.Losses = append(res.Losses, loss)
-		res.Tokens += int64(len(targets))
-		dt := time.Since(t0)
-		p := train.Progress{Step: step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
-			TokensPerSec: float64(len(targets)) / dt.Seconds(), Elapsed: time.Since(begin)}
-		p.MFU = p.TokensPerSec * flops / peak
-		last := step+1 == o.Steps
-		if val != nil && (last || (o.EvalEvery > 0 && (step+1)%o.EvalEvery == 0)) {
-			// the last evaluation covers every validation sample
-			n, what := o.EvalBatches, ""
-			if last {
-				n, what = 0, fmt.Sprintf(" (all %d val batches)", len(val.batches))
-			}
-			if p.ValLoss, _, err = val.loss(m, res.Adapters, n); err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(log, "step %d: train loss %.4f, val loss %.4f%s\n", step+1, loss, p.ValLoss, what)
-			res.ValLoss = p.ValLoss
-		}
-		res.ValLosses = append(res.ValLosses, p.ValLoss)
-		if metrics != nil {
-			if err := metrics.Add(p); err != nil {
-				return nil, err
-			}
-		}
-		if o.Dir != "" && (last || (o.SaveEvery > 0 && (step+1)%o.SaveEvery == 0)) {
-			if err := saveState(o.Dir, step+1, params, adam); err != nil {
-				return nil, err
-			}
-			if err := metrics.Plot(filepath.Join(o.Dir, train.PlotName)); err != nil {
-				fmt.Fprintf(log, "loss plot: %v\n", err)
-			}
-		}
-		if o.OnStep != nil {
-			o.OnStep(p)
-		}
-	}
-	res.Elapsed = time.Since(begin)
+	res.Start, res.Losses, res.ValLosses, res.Tokens, res.Elapsed = sum.Start, sum.Losses, sum.ValLosses, sum.Tokens, sum.Elapsed
+	res.ValLoss, res.StartValLoss = sum.ValLoss, sum.StartValLoss
 	return res, nil
+}
+
+// check reports unusable options for samples.
+func (o Options) check(samples []Sample) error {
+	if len(samples) == 0 {
+		return fmt.Errorf("sft: no samples to train on")
+	}
+	if err := ParseMethod(o.Method); err != nil {
+		return err
+	}
+	if o.Pack > 0 {
+		for _, ss := range [][]Sample{samples, o.Val} {
+			for i := range ss {
+				if n := len(ss[i].Tokens); n > o.Pack {
+					return fmt.Errorf("sft: %s: a sample of %d tokens does not fit a packed row of %d", ss[i].Where, n, o.Pack)
+				}
+			}
+		}
+	}
+	if o.EvalEvery < 0 || o.EvalBatches < 0 {
+		return fmt.Errorf("sft: eval every %d steps, %d batches: neither may be negative", o.EvalEvery, o.EvalBatches)
+	}
+	return nil
+}
+
+// config is the loop's configuration from the options.
+func (o Options) config(log io.Writer) train.Config {
+	return train.Config{Steps: o.Steps, Accum: o.Accum, Optim: o.optim(), Schedule: o.schedule(), GradClip: o.GradClip,
+		EvalEvery: o.EvalEvery, EvalBatches: o.EvalBatches, SaveEvery: o.SaveEvery, Resume: o.Resume,
+		Dir: o.Dir, Lock: o.Lock, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep}
 }
 
 // batcher draws each step's examples: the samples in a shuffled order,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/herd-llm/herd/autograd"
@@ -55,8 +56,64 @@ func latestCheckpoint(dir string) (string, error) {
 	return name, nil
 }
 
-// save writes the checkpoint of step (steps done) and returns its directory.
-func (ru *run) save(step int, loss, valLoss float64) (string, error) {
+// modelDir is pretraining's Checkpointer: whole models with their
+// optimizer state in step directories (the layout above).
+type modelDir struct{ ru *run }
+
+// Latest is the newest checkpoint named by latest.
+func (d *modelDir) Latest() (int, string, error) {
+	name, err := latestCheckpoint(d.ru.r.Out)
+	if err != nil || name == "" {
+		return 0, "", err
+	}
+	step, err := strconv.Atoi(strings.TrimPrefix(name, stepPrefix))
+	if err != nil || step < 0 {
+		return 0, "", fmt.Errorf("%s: %q does not name a checkpoint", filepath.Join(d.ru.r.Out, LatestName), name)
+	}
+	return step, filepath.Join(d.ru.r.Out, name), nil
+}
+
+// Restore reads the optimizer of the checkpoint the run's model was loaded
+// from (the weights are the model's already).
+func (d *modelDir) Restore(params []autograd.Param, opt *AdamW) (int, error) {
+	ru := d.ru
+	if ru.resumed == "" {
+		return 0, fmt.Errorf("%s: a checkpoint appeared after the run started", ru.r.Out)
+	}
+	dir := filepath.Join(ru.r.Out, ru.resumed)
+	adam, err := loadOptimizer(filepath.Join(dir, OptimizerName), params)
+	if err != nil {
+		return 0, err
+	}
+	step, err := strconv.Atoi(strings.TrimPrefix(ru.resumed, stepPrefix))
+	if err != nil {
+		return 0, err
+	}
+	if adam.Step != int64(step) {
+		return 0, fmt.Errorf("%s: the optimizer has taken %d steps, the model %d", dir, adam.Step, step)
+	}
+	*opt = *adam
+	fmt.Fprintf(ru.log, "resuming from %s (step %d)\n", dir, step)
+	return step, nil
+}
+
+// SaveInitial writes the model the run started from, rebuilt, as the
+// checkpoint of step 0 (zero moments: resuming from it is starting over).
+func (d *modelDir) SaveInitial() (string, error) {
+	m, err := d.ru.initial()
+	if err != nil {
+		return "", err
+	}
+	params := m.TrainParams(m.NewGrads())
+	return d.save(Snapshot{Params: params, Opt: d.ru.r.optim().New(params), Loss: math.NaN(), ValLoss: math.NaN()}, m)
+}
+
+// Save writes the checkpoint of s.Step (steps done) and returns its directory.
+func (d *modelDir) Save(s Snapshot) (string, error) { return d.save(s, d.ru.m) }
+
+// save writes the checkpoint of model m.
+func (d *modelDir) save(s Snapshot, m *llama.Model) (string, error) {
+	ru, step, loss, valLoss := d.ru, s.Step, s.Loss, s.ValLoss
 	out := ru.r.Out
 	name := fmt.Sprintf("%s%08d", stepPrefix, step)
 	final := filepath.Join(out, name)
@@ -72,17 +129,19 @@ func (ru *run) save(step int, loss, valLoss float64) (string, error) {
 	extra := map[string]any{
 		"herd.step":                  uint64(step),
 		"herd.recipe":                rec.YAML(),
-		"herd.train_loss":            loss,
 		"herd.tokens_trained":        uint64(step) * uint64(ru.r.Batch*ru.r.Seq*ru.r.Accum),
 		"herd.data.tokenizer_sha256": ru.man.Tokenizer.SHA256,
+	}
+	if !math.IsNaN(loss) {
+		extra["herd.train_loss"] = loss
 	}
 	if !math.IsNaN(valLoss) {
 		extra["herd.val_loss"] = valLoss
 	}
-	if err := checkpoint.SaveGGUF(filepath.Join(tmp, ModelName), ru.m, ru.tok, checkpoint.SaveOptions{Name: "herd pretrain: " + ru.describe(), Extra: extra}); err != nil {
+	if err := checkpoint.SaveGGUF(filepath.Join(tmp, ModelName), m, ru.tok, checkpoint.SaveOptions{Name: "herd pretrain: " + ru.describe(), Extra: extra}); err != nil {
 		return "", err
 	}
-	if err := saveOptimizer(filepath.Join(tmp, OptimizerName), ru.adam, ru.params); err != nil {
+	if err := saveOptimizer(filepath.Join(tmp, OptimizerName), s.Opt, s.Params); err != nil {
 		return "", err
 	}
 	if err := syncDir(tmp); err != nil {
@@ -103,20 +162,10 @@ func (ru *run) save(step int, loss, valLoss float64) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	// model.gguf beside the run: a hard link (a copy where links fail)
-	// renamed over the previous one
-	link := filepath.Join(out, ".tmp-"+ModelName)
-	os.Remove(link)
-	if err := os.Link(filepath.Join(final, ModelName), link); err != nil {
-		if err := copyFile(filepath.Join(final, ModelName), link); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Rename(link, filepath.Join(out, ModelName)); err != nil {
+	// model.gguf beside the run (repairLink mends it at the next start
+	// if a kill comes before this)
+	if err := linkModel(out, filepath.Join(final, ModelName)); err != nil {
 		return "", err
-	}
-	if err := ru.metrics.Plot(filepath.Join(out, PlotName)); err != nil {
-		fmt.Fprintf(ru.log, "loss plot: %v\n", err)
 	}
 	if err := prune(out, ru.r.Keep); err != nil {
 		return "", err
@@ -148,7 +197,8 @@ func copyFile(src, dst string) error {
 	})
 }
 
-// prune removes all but the newest keep checkpoints.
+// prune removes all but the newest keep checkpoints, oldest first, each
+// out of sight before it is deleted.
 func prune(dir string, keep int) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -162,7 +212,7 @@ func prune(dir string, keep int) error {
 	}
 	sort.Strings(steps)
 	for len(steps) > keep {
-		if err := os.RemoveAll(filepath.Join(dir, steps[0])); err != nil {
+		if err := removeCheckpoint(dir, steps[0]); err != nil {
 			return err
 		}
 		steps = steps[1:]
@@ -170,9 +220,9 @@ func prune(dir string, keep int) error {
 	return nil
 }
 
-// resume loads the model and optimizer of checkpoint name in the output
-// directory.
-func (ru *run) resume(name string) error {
+// resumeModel loads the model of checkpoint name in the output directory
+// (Restore then reads its optimizer).
+func (ru *run) resumeModel(name string) error {
 	dir := filepath.Join(ru.r.Out, name)
 	path := filepath.Join(dir, ModelName)
 	f, err := gguf.Open(path)
@@ -203,15 +253,10 @@ func (ru *run) resume(name string) error {
 			return fmt.Errorf("%s is not a %s model (dim %d, %d layers): resume with the recipe that started the run", path, p.Name, got.Dim, got.NLayers)
 		}
 	}
-	params := ru.m.TrainParams(ru.m.NewGrads())
-	if ru.adam, err = loadOptimizer(filepath.Join(dir, OptimizerName), params); err != nil {
-		return err
+	if fmt.Sprintf("%s%08d", stepPrefix, step) != name {
+		return fmt.Errorf("%s: herd.step is %d, the directory is %s", path, step, name)
 	}
-	if ru.adam.Step != int64(step) {
-		return fmt.Errorf("%s: the optimizer has taken %d steps, the model %d", dir, ru.adam.Step, step)
-	}
-	ru.start = int(step)
-	fmt.Fprintf(ru.log, "resuming from %s (step %d)\n", dir, step)
+	ru.resumed = name
 	return nil
 }
 
@@ -291,4 +336,41 @@ func loadOptimizer(path string, params []autograd.Param) (*AdamW, error) {
 		return nil, fmt.Errorf("%s: %d tensors, want %d for %d parameters", path, len(f.Tensors), 2*len(params), len(params))
 	}
 	return o, nil
+}
+
+// repairLink makes out/model.gguf the model of the checkpoint latest names
+// (a run killed between moving latest and relinking left the previous
+// one).
+func repairLink(out string, log io.Writer) error {
+	name, err := latestCheckpoint(out)
+	if err != nil || name == "" {
+		return err
+	}
+	want := filepath.Join(out, name, ModelName)
+	wi, err := os.Stat(want)
+	if err != nil {
+		return fmt.Errorf("%s names %s: %w", filepath.Join(out, LatestName), name, err)
+	}
+	top := filepath.Join(out, ModelName)
+	if ti, err := os.Stat(top); err == nil && os.SameFile(wi, ti) {
+		return nil
+	}
+	if err := linkModel(out, want); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "%s now links %s, as latest says\n", top, want)
+	return nil
+}
+
+// linkModel points out/model.gguf at src: a hard link (a copy where links
+// fail) renamed over the previous one.
+func linkModel(out, src string) error {
+	link := filepath.Join(out, ".tmp-"+ModelName)
+	os.Remove(link)
+	if err := os.Link(src, link); err != nil {
+		if err := copyFile(src, link); err != nil {
+			return err
+		}
+	}
+	return os.Rename(link, filepath.Join(out, ModelName))
 }

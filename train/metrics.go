@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/color"
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/herd-llm/herd/internal/fileio"
 	"gonum.org/v1/plot"
@@ -25,6 +27,64 @@ type Metric struct {
 	MFU          float64  `json:"mfu"`
 	ValLoss      *float64 `json:"val_loss,omitempty"`
 	Seconds      float64  `json:"seconds"` // since this invocation started
+	// Extra are an objective's own metrics (Progress.Extra), written as
+	// further keys of the line after the ones above, in name order.
+	Extra map[string]float64 `json:"-"`
+}
+
+// metricFields are Metric's own keys, which Extra may not reuse.
+var metricFields = []string{"step", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "seconds"}
+
+// MarshalJSON writes m's fields, then its Extra keys in order.
+func (m Metric) MarshalJSON() ([]byte, error) {
+	type plain Metric
+	b, err := json.Marshal(plain(m))
+	if err != nil || len(m.Extra) == 0 {
+		return b, err
+	}
+	keys := make([]string, 0, len(m.Extra))
+	for k := range m.Extra {
+		if slices.Contains(metricFields, k) {
+			return nil, fmt.Errorf("metric %q: the name of one of the line's own fields", k)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = b[:len(b)-1]
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		v := m.Extra[k]
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			b = fmt.Appendf(b, ",%s:null", kb) // JSON has no NaN
+			continue
+		}
+		vb, _ := json.Marshal(v)
+		b = fmt.Appendf(b, ",%s:%s", kb, vb)
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON reads m's fields and keeps every other numeric key in Extra.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	type plain Metric
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for k, v := range all {
+		if f, ok := v.(float64); ok && !slices.Contains(metricFields, k) {
+			if p.Extra == nil {
+				p.Extra = map[string]float64{}
+			}
+			p.Extra[k] = f
+		}
+	}
+	*m = Metric(p)
+	return nil
 }
 
 // MetricsLog appends to a metrics.jsonl file, one Metric per step, and
@@ -36,13 +96,23 @@ type MetricsLog struct {
 	f     *os.File
 	w     *bufio.Writer
 	rows  []Metric
+	// start is the validation loss measured before the first step of
+	// this invocation, at step startStep (NaN: none).
+	start     float64
+	startStep int
+}
+
+// StartVal records the validation loss measured before step+1, drawn
+// on the plot (metrics.jsonl has lines for steps run only).
+func (l *MetricsLog) StartVal(step int, v float64) {
+	l.start, l.startStep = v, step
 }
 
 // OpenMetrics opens path for appending, first dropping the lines past step
 // start (a resumed run repeats the steps after its checkpoint) and a last
 // line cut short by a kill. The lines kept are part of the plot.
 func OpenMetrics(path string, start int) (*MetricsLog, error) {
-	l := &MetricsLog{Title: "herd pretrain"}
+	l := &MetricsLog{Title: "herd pretrain", start: math.NaN()}
 	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
@@ -79,7 +149,7 @@ func OpenMetrics(path string, start int) (*MetricsLog, error) {
 // Add appends one step's metrics (p.ValLoss NaN: none) and flushes the line.
 func (l *MetricsLog) Add(p Progress) error {
 	m := Metric{Step: p.Step, Loss: p.Loss, LR: p.LR, GradNorm: p.GradNorm, TokensPerSec: p.TokensPerSec, MFU: p.MFU,
-		Seconds: p.Elapsed.Seconds()}
+		Seconds: p.Elapsed.Seconds(), Extra: p.Extra}
 	if !math.IsNaN(p.ValLoss) {
 		v := p.ValLoss
 		m.ValLoss = &v
@@ -101,20 +171,49 @@ func (l *MetricsLog) Close() error {
 	return l.f.Close()
 }
 
-// Plot draws the training loss of every step and the validation loss where
-// it was measured, as a PNG, atomically; nothing before the first step.
-func (l *MetricsLog) Plot(path string) error {
-	p := plot.New()
-	p.Title.Text = l.Title
-	p.X.Label.Text = "step"
-	p.Y.Label.Text = "loss (nats per token)"
-	var tr, va plotter.XYs
+// curves are the plot's training and validation points (the latter from
+// the validation before the first step on) and their legend labels, which
+// give each curve's last value.
+func (l *MetricsLog) curves() (tr, va plotter.XYs, trLabel, vaLabel string) {
+	if !math.IsNaN(l.start) {
+		va = append(va, plotter.XY{X: float64(l.startStep), Y: l.start})
+	}
 	for _, m := range l.rows {
 		tr = append(tr, plotter.XY{X: float64(m.Step), Y: m.Loss})
 		if m.ValLoss != nil {
 			va = append(va, plotter.XY{X: float64(m.Step), Y: *m.ValLoss})
 		}
 	}
+	slices.SortStableFunc(va, func(a, b plotter.XY) int { return cmpFloat(a.X, b.X) })
+	if len(tr) > 0 {
+		trLabel = fmt.Sprintf("train (step %g: %.4f)", tr[len(tr)-1].X, tr[len(tr)-1].Y)
+	}
+	if len(va) > 0 {
+		vaLabel = fmt.Sprintf("val (step %g: %.4f)", va[len(va)-1].X, va[len(va)-1].Y)
+	}
+	return tr, va, trLabel, vaLabel
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Plot draws the training loss of every step and the validation loss where
+// it was measured (before the first step too), as a PNG, atomically;
+// nothing before the first step. The y axis is the loss in nats per
+// token, and the legend gives each curve's last value.
+func (l *MetricsLog) Plot(path string) error {
+	p := plot.New()
+	p.Title.Text = l.Title
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = "loss (nats per token)"
+	tr, va, trLabel, vaLabel := l.curves()
 	if len(tr) == 0 {
 		return nil
 	}
@@ -124,7 +223,7 @@ func (l *MetricsLog) Plot(path string) error {
 	}
 	p.Add(line, plotter.NewGrid())
 	p.Legend.Top = true
-	p.Legend.Add("train", line)
+	p.Legend.Add(trLabel, line)
 	if len(va) > 0 {
 		vl, pts, err := plotter.NewLinePoints(va)
 		if err != nil {
@@ -132,8 +231,8 @@ func (l *MetricsLog) Plot(path string) error {
 		}
 		vl.Color = color.RGBA{R: 200, A: 255}
 		pts.Color = vl.Color
-		p.Add(vl)
-		p.Legend.Add("val", vl)
+		p.Add(vl, pts)
+		p.Legend.Add(vaLabel, vl)
 	}
 	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
 	if err != nil {

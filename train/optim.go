@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/kernels"
@@ -20,6 +21,46 @@ type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float64
 	Step                           int64       // updates made so far
 	M, V                           [][]float32 // moments, one per parameter
+}
+
+// Optim are AdamW's hyperparameters: the same options, under the same flag
+// and recipe names (beta1, beta2, eps, weight_decay, decay_norms), in every
+// way of training.
+type Optim struct {
+	Beta1, Beta2, Eps float64
+	WeightDecay       float64 // decoupled, for the parameters marked Decay
+	DecayNorms        bool    // decay every parameter, norm gains included (excluded by default)
+}
+
+// DefaultOptim are the defaults of pretraining (llama2.c's, and the LLaMA
+// papers': β2 0.95, decay 0.1). Fine-tuning keeps Hugging Face Trainer's
+// (β2 0.999, no decay): see sft.
+func DefaultOptim() Optim {
+	return Optim{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1}
+}
+
+// Check reports unusable hyperparameters.
+func (o Optim) Check() error {
+	switch {
+	case !(o.Beta1 >= 0 && o.Beta1 < 1) || !(o.Beta2 >= 0 && o.Beta2 < 1):
+		return fmt.Errorf("beta1 %g and beta2 %g must be in [0, 1)", o.Beta1, o.Beta2)
+	case !(o.Eps > 0):
+		return fmt.Errorf("eps %g must be positive", o.Eps)
+	case !(o.WeightDecay >= 0):
+		return fmt.Errorf("weight decay %g must not be negative", o.WeightDecay)
+	}
+	return nil
+}
+
+// New returns an AdamW with zero moments for params; with DecayNorms it
+// first marks every parameter for decay.
+func (o Optim) New(params []autograd.Param) *AdamW {
+	if o.DecayNorms {
+		for i := range params {
+			params[i].Decay = true
+		}
+	}
+	return NewAdamW(params, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
 }
 
 // NewAdamW returns an optimizer with zero moments for params.
@@ -120,11 +161,14 @@ func ZeroGrads(params []autograd.Param) {
 	}
 }
 
+// Schedules lists the schedule kinds.
+var Schedules = []string{"constant", "cosine", "linear"}
+
 // Schedule gives the learning rate of each step.
 type Schedule struct {
-	Kind   string  // "constant" or "cosine"
+	Kind   string  // "constant", "cosine" or "linear"
 	LR     float64 // peak learning rate
-	MinLR  float64 // floor of the cosine
+	MinLR  float64 // floor of the cosine and of the linear decay
 	Warmup int     // steps of linear warm-up from LR/Warmup to LR
 	Steps  int     // total steps (the cosine reaches MinLR at the last)
 }
@@ -132,12 +176,14 @@ type Schedule struct {
 // Check reports an unusable schedule.
 func (s Schedule) Check() error {
 	switch {
-	case s.Kind != "constant" && s.Kind != "cosine":
-		return fmt.Errorf("schedule %q: want constant or cosine", s.Kind)
+	case !slices.Contains(Schedules, s.Kind):
+		return fmt.Errorf("schedule %q: want constant, cosine or linear", s.Kind)
 	case !(s.LR > 0) || math.IsInf(s.LR, 0):
 		return fmt.Errorf("learning rate %g must be positive", s.LR)
 	case s.MinLR < 0 || s.MinLR > s.LR:
 		return fmt.Errorf("minimum learning rate %g must be between 0 and the learning rate %g", s.MinLR, s.LR)
+	case s.Kind != "constant" && s.Steps <= 0:
+		return fmt.Errorf("a %s schedule decays over the run's steps: %d steps", s.Kind, s.Steps)
 	case s.Warmup < 0:
 		return fmt.Errorf("warm-up %d steps must not be negative", s.Warmup)
 	}
@@ -145,8 +191,9 @@ func (s Schedule) Check() error {
 }
 
 // At is the learning rate of step (0-based): step+1 warm-up fractions of LR
-// during the warm-up, then LR (constant) or MinLR + ½(LR−MinLR)(1+cos πp)
-// with p going from 0 after the warm-up to 1 at the last step (cosine).
+// during the warm-up, then LR (constant), MinLR + ½(LR−MinLR)(1+cos πp)
+// (cosine) or LR − (LR−MinLR)·p (linear), with p going from 0 after the
+// warm-up to 1 at the last step.
 func (s Schedule) At(step int) float64 {
 	if step < s.Warmup {
 		return s.LR * float64(step+1) / float64(s.Warmup)
@@ -159,5 +206,8 @@ func (s Schedule) At(step int) float64 {
 		return s.LR
 	}
 	p := math.Min(1, float64(step-s.Warmup)/float64(span))
+	if s.Kind == "linear" {
+		return s.LR - (s.LR-s.MinLR)*p
+	}
 	return s.MinLR + 0.5*(s.LR-s.MinLR)*(1+math.Cos(math.Pi*p))
 }

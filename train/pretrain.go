@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
@@ -27,6 +27,9 @@ type Progress struct {
 	MFU          float64 // model FLOP/s of this step over the peak
 	ValLoss      float64 // NaN when the step did not validate
 	Elapsed      time.Duration
+	// Extra are the objective's own metrics of the step (Micro.Extra, per
+	// item), nil for none.
+	Extra map[string]float64
 }
 
 // Options are the run's connections to the outside.
@@ -49,11 +52,21 @@ type Result struct {
 	Elapsed      time.Duration
 }
 
-// FLOPsPerToken is the model FLOP count of training on one token, the
-// PaLM/nanoGPT estimate: 6·parameters (forward 2, backward 4, a tied head
-// counted once) plus 12·layers·dim·seq for attention's scores and sums.
+// FLOPsPerToken is the model FLOP count of training every weight on one
+// token: TrainingFLOPs with every parameter trainable, the PaLM/nanoGPT
+// estimate 6·parameters + 12·layers·dim·seq.
 func FLOPsPerToken(c llama.Config, seq int) float64 {
-	return 6*float64(c.Params()) + 12*float64(c.NLayers)*float64(c.Dim)*float64(seq)
+	return TrainingFLOPs(c, c.Params(), seq)
+}
+
+// TrainingFLOPs is the model FLOP count of one trained position, the one
+// formula behind every MFU herd reports: per weight 2 for the forward pass
+// and 2 for the inputs' gradient, plus 2 per trainable value for its own
+// gradient (a tied head counted once), plus 12·layers·dim·seq for
+// attention's scores and weighted sums, forward and backward. Recomputed
+// activations are not counted (model FLOPs, as PaLM defines MFU).
+func TrainingFLOPs(c llama.Config, trainable int64, seq int) float64 {
+	return 4*float64(c.Params()) + 2*float64(trainable) + 12*float64(c.NLayers)*float64(c.Dim)*float64(seq)
 }
 
 // run holds a pretraining run's state.
@@ -62,17 +75,14 @@ type run struct {
 	opt     Options
 	log     io.Writer
 	m       *llama.Model
-	tok     *tokenizer.SPM
+	tok     tokenizer.Tokenizer
 	man     *data.Manifest
 	train   *data.Loader
 	val     *data.Loader
 	grads   *llama.Grads
 	params  []autograd.Param
-	adam    *AdamW
-	sched   Schedule
-	metrics *MetricsLog
-	start   int // first step to run
-	peak    float64
+	resumed string // the checkpoint the model was loaded from ("" a fresh start)
+	lock    *DirLock
 }
 
 // Pretrain runs recipe r: a model from a preset (random init, normal 0.02,
@@ -81,13 +91,14 @@ type run struct {
 // metrics in r.Out. With r.Resume it continues the run in r.Out from its
 // last checkpoint, bit for bit as if it had not stopped (same machine and
 // thread count). A loss or gradient that is NaN or Inf stops the run with
-// an error, leaving the last good checkpoint in place.
+// an error, leaving the last good checkpoint in place. The objective is
+// causal language modelling (CausalLM) on Fit's loop.
 func Pretrain(r Recipe, opt Options) (*Result, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
 	kernels.SetThreads(r.Threads)
-	ru := &run{r: r, opt: opt, log: opt.Log, sched: r.schedule()}
+	ru := &run{r: r, opt: opt, log: opt.Log}
 	if ru.log == nil {
 		ru.log = io.Discard
 	}
@@ -96,18 +107,37 @@ func Pretrain(r Recipe, opt Options) (*Result, error) {
 		return nil, err
 	}
 	defer ru.close()
-	return ru.loop()
+	obj := &CausalLM{Model: ru.m, Grads: ru.grads, Train: ru.train, Val: ru.val, Batch: r.Batch, Seq: r.Seq, Accum: r.Accum,
+		Recompute: r.Recompute, EvalBatches: r.EvalBatches}
+	sum, err := Fit(obj, Params(ru.params), ru.config())
+	if err != nil {
+		return nil, err
+	}
+	if sum.Start >= r.Steps {
+		fmt.Fprintf(ru.log, "the run in %s already reached step %d\n", r.Out, r.Steps)
+	}
+	return &Result{Checkpoint: filepath.Join(r.Out, ModelName), Steps: r.Steps, TrainLoss: sum.TrainLoss, ValLoss: sum.ValLoss,
+		StartValLoss: sum.StartValLoss, Tokens: sum.Tokens, Elapsed: sum.Elapsed}, nil
+}
+
+// config is the loop's configuration from the recipe.
+func (ru *run) config() Config {
+	r := ru.r
+	rec := r
+	rec.Resume = false // how this invocation started, not part of the training
+	return Config{Recipe: rec.YAML(), Steps: r.Steps, Accum: r.Accum, Optim: r.optim(), Schedule: r.schedule(), GradClip: r.GradClip,
+		EvalEvery: r.EvalEvery, EvalBatches: r.EvalBatches, SaveEvery: r.SaveEvery, Checkpoints: &modelDir{ru: ru},
+		Resume: r.Resume, Dir: r.Out, Lock: ru.lock, Title: "herd pretrain", FLOPsPerToken: FLOPsPerToken(ru.m.Config, r.Seq),
+		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep}
 }
 
 func (ru *run) close() {
+	ru.lock.Release()
 	if ru.train != nil {
 		ru.train.Close()
 	}
 	if ru.val != nil {
 		ru.val.Close()
-	}
-	if ru.metrics != nil {
-		ru.metrics.Close()
 	}
 }
 
@@ -119,35 +149,20 @@ func (ru *run) setup() error {
 	}
 	ru.man = man
 	tokPath := filepath.Join(r.Data, man.Tokenizer.File)
-	tb, err := os.ReadFile(tokPath)
-	if err != nil {
+	if ru.tok, err = checkpoint.OpenTokenizer(tokPath, 0); err != nil { // tokenizer.model or tokenizer.gguf
 		return fmt.Errorf("data directory %s: tokenizer: %w", r.Data, err)
 	}
-	if ru.tok, err = tokenizer.FromModelProto(tb); err != nil {
-		return fmt.Errorf("%s: %w", tokPath, err)
-	}
-	if err := os.MkdirAll(r.Out, 0o755); err != nil {
+	if ru.lock, err = LockDir(r.Out); err != nil {
 		return err
 	}
-	latest, err := latestCheckpoint(r.Out)
-	if err != nil {
+	if err := CleanTemps(r.Out, ru.log); err != nil {
 		return err
 	}
-	switch {
-	case r.Resume && latest != "":
-		if err := ru.resume(latest); err != nil {
-			return err
-		}
-	case r.Resume:
-		fmt.Fprintf(ru.log, "no checkpoint in %s: starting from the beginning\n", r.Out)
-		fallthrough
-	default:
-		if latest != "" && !r.Resume {
-			return fmt.Errorf("%s already holds a run (%s): pass --resume to continue it, or choose another output directory", r.Out, latest)
-		}
-		if err := ru.fresh(); err != nil {
-			return err
-		}
+	if err := repairLink(r.Out, ru.log); err != nil {
+		return err
+	}
+	if err := ru.start(); err != nil {
+		return err
 	}
 	c := ru.m.Config
 	if c.VocabSize != man.Tokenizer.Vocab {
@@ -161,16 +176,6 @@ func (ru *run) setup() error {
 	if len(ru.params) == 0 {
 		return fmt.Errorf("the model has no float32 weights to train")
 	}
-	if r.DecayNorms {
-		for i := range ru.params {
-			ru.params[i].Decay = true
-		}
-	}
-	if ru.adam == nil {
-		ru.adam = NewAdamW(ru.params, r.Beta1, r.Beta2, r.Eps, r.WeightDecay)
-	} else if err := ru.adam.check(ru.params); err != nil {
-		return err
-	}
 	ru.train, err = data.OpenLoader(r.Data, "train", r.Batch, r.Seq, data.LoaderOptions{Shuffle: !r.NoShuffle, Seed: r.Seed})
 	if err != nil {
 		return err
@@ -179,13 +184,6 @@ func (ru *run) setup() error {
 		if ru.val, err = data.OpenLoader(r.Data, "val", r.Batch, r.Seq, data.LoaderOptions{}); err != nil {
 			return err
 		}
-	}
-	if ru.metrics, err = OpenMetrics(filepath.Join(r.Out, MetricsName), ru.start); err != nil {
-		return err
-	}
-	ru.peak = r.PeakGFLOPS * 1e9
-	if ru.peak == 0 {
-		ru.peak = DefaultPeakGFLOPSPerThread * 1e9 * float64(kernels.Threads())
 	}
 	fmt.Fprintf(ru.log, "model: %s, %.2fM parameters (%d trainable tensors), %d layers, dim %d, vocab %d\n",
 		ru.describe(), float64(c.Params())/1e6, len(ru.params), c.NLayers, c.Dim, c.VocabSize)
@@ -197,9 +195,31 @@ func (ru *run) setup() error {
 	return nil
 }
 
-// DefaultPeakGFLOPSPerThread is the F32 FMA peak of one core of the
-// development machine (AMD EPYC Zen 3, AVX2: 171 GFLOP/s on two cores),
-// used for the MFU estimate unless the recipe gives the machine's own.
+// start builds the model the run starts from: the newest checkpoint's when
+// resuming, else a fresh one.
+func (ru *run) start() error {
+	r := ru.r
+	latest, err := latestCheckpoint(r.Out)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Resume && latest != "":
+		return ru.resumeModel(latest)
+	case r.Resume:
+		fmt.Fprintf(ru.log, "no checkpoint in %s: starting from the beginning\n", r.Out)
+	case latest != "":
+		return fmt.Errorf("%s already holds a run (%s): pass --resume to continue it, or choose another output directory", r.Out, latest)
+	}
+	return ru.fresh()
+}
+
+// DefaultPeakGFLOPSPerThread is the F32 peak assumed per thread for the
+// MFU estimate unless the recipe gives the machine's own (peak_gflops):
+// the nominal FMA peak of one core of the AMD EPYC Zen 3 machine herd's
+// first benchmarks ran on (two 8-wide FMA units at about 2.67 GHz, 2·2·8
+// FLOP a cycle). It is a nominal figure, not measured, and not this
+// machine's: an MFU against it is only comparable between runs.
 const DefaultPeakGFLOPSPerThread = 85.5
 
 func (ru *run) describe() string {
@@ -228,129 +248,35 @@ func indent(s string) string {
 // fresh builds the starting model: random from a preset or a copy of a
 // checkpoint.
 func (ru *run) fresh() error {
+	m, err := ru.initial()
+	ru.m = m
+	return err
+}
+
+// initial is the model a fresh run starts from.
+func (ru *run) initial() (*llama.Model, error) {
 	r := ru.r
 	if r.Preset != "" {
 		p, err := llama.LookupPreset(r.Preset)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := p.Config
 		if c.VocabSize != ru.tok.VocabSize() {
-			return fmt.Errorf("preset %s has a %d-token vocabulary, the data's tokenizer %d", p.Name, c.VocabSize, ru.tok.VocabSize())
+			return nil, fmt.Errorf("preset %s has a %d-token vocabulary, the data's tokenizer %d", p.Name, c.VocabSize, ru.tok.VocabSize())
 		}
-		ru.m, err = llama.RandomInit(c, tensor.F32, r.Seed, llama.InitOptions{ScaleResidual: true})
-		return err
+		return llama.RandomInit(c, tensor.F32, r.Seed, llama.InitOptions{ScaleResidual: true})
 	}
 	src, err := llama.Open(r.Init)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer src.Close()
-	if ru.m, err = src.CloneF32(); err != nil {
-		return fmt.Errorf("%s: %w", r.Init, err)
+	m, err := src.CloneF32()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Init, err)
 	}
-	return nil
-}
-
-// loop runs the steps.
-func (ru *run) loop() (*Result, error) {
-	r, c := ru.r, ru.m.Config
-	if ru.opt.OnStart != nil {
-		ru.opt.OnStart(ru.start, r.Steps)
-	}
-	res := &Result{ValLoss: math.NaN(), StartValLoss: math.NaN(), Steps: r.Steps}
-	if ru.val != nil && ru.start < r.Steps {
-		res.StartValLoss = Evaluate(ru.m, ru.val, r.EvalBatches)
-		fmt.Fprintf(ru.log, "step %d: val loss %.4f\n", ru.start, res.StartValLoss)
-	}
-	begin := time.Now()
-	var (
-		st     llama.State
-		tape   autograd.Tape
-		batch  = make([]int, r.Batch*(r.Seq+1))
-		seqs   = make([]llama.Seq, r.Batch)
-		target = make([]int, r.Batch*r.Seq)
-		inputs = make([]int, r.Batch*r.Seq)
-	)
-	flops := FLOPsPerToken(c, r.Seq)
-	tokensPerStep := int64(r.Batch) * int64(r.Seq) * int64(r.Accum)
-	scale := float32(1 / float64(tokensPerStep))
-	lastCkpt := ""
-	if l, _ := latestCheckpoint(r.Out); l != "" {
-		lastCkpt = filepath.Join(r.Out, l)
-	}
-	for step := ru.start; step < r.Steps; step++ {
-		t0 := time.Now()
-		ZeroGrads(ru.params)
-		var lossSum float64
-		for k := range r.Accum {
-			ru.train.Batch(int64(step)*int64(r.Accum)+int64(k), batch)
-			w := r.Seq + 1
-			for b := range r.Batch {
-				copy(inputs[b*r.Seq:(b+1)*r.Seq], batch[b*w:b*w+r.Seq])
-				copy(target[b*r.Seq:(b+1)*r.Seq], batch[b*w+1:(b+1)*w])
-				seqs[b] = llama.Seq{Tokens: inputs[b*r.Seq : (b+1)*r.Seq], All: true}
-			}
-			logits, err := ru.m.ForwardTape(&st, &tape, ru.grads, seqs, llama.TapeOptions{Recompute: r.Recompute})
-			if err != nil {
-				return nil, fmt.Errorf("step %d: %w", step+1, err)
-			}
-			sum, _ := autograd.CrossEntropy(&tape, logits, target, c.VocabSize, scale)
-			lossSum += sum
-			tape.Backward()
-		}
-		loss := lossSum / float64(tokensPerStep)
-		norm := GradNorm(ru.params)
-		if bad := math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0); bad {
-			keep := "no checkpoint was written yet"
-			if lastCkpt != "" {
-				keep = "the last good checkpoint is " + lastCkpt
-			}
-			return nil, fmt.Errorf("step %d: the loss is %g and the gradient norm %g: training diverged (try a lower learning rate or stronger clipping); stopped, %s",
-				step+1, loss, norm, keep)
-		}
-		if r.GradClip > 0 && norm > r.GradClip {
-			ScaleGrads(ru.params, float32(r.GradClip/norm))
-		}
-		lr := ru.sched.At(step)
-		ru.adam.Update(ru.params, lr)
-		dt := time.Since(t0)
-		p := Progress{Step: step + 1, Steps: r.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
-			TokensPerSec: float64(tokensPerStep) / dt.Seconds(), Elapsed: time.Since(begin)}
-		p.MFU = p.TokensPerSec * flops / ru.peak
-		last := step+1 == r.Steps
-		if ru.val != nil && (last || (r.EvalEvery > 0 && (step+1)%r.EvalEvery == 0)) {
-			// the last evaluation covers the whole validation split
-			n, what := r.EvalBatches, ""
-			if last {
-				n, what = int(ru.val.StepsPerEpoch()), fmt.Sprintf(" (all %d val batches)", ru.val.StepsPerEpoch())
-			}
-			p.ValLoss = Evaluate(ru.m, ru.val, n)
-			fmt.Fprintf(ru.log, "step %d: train loss %.4f, val loss %.4f%s\n", step+1, loss, p.ValLoss, what)
-			res.ValLoss = p.ValLoss
-		}
-		if err := ru.metrics.Add(p); err != nil {
-			return nil, err
-		}
-		res.TrainLoss = loss
-		res.Tokens += tokensPerStep
-		if last || (r.SaveEvery > 0 && (step+1)%r.SaveEvery == 0) {
-			dir, err := ru.save(step+1, loss, p.ValLoss)
-			if err != nil {
-				return nil, err
-			}
-			lastCkpt = dir
-		}
-		if ru.opt.OnStep != nil {
-			ru.opt.OnStep(p)
-		}
-	}
-	if ru.start >= r.Steps {
-		fmt.Fprintf(ru.log, "the run in %s already reached step %d\n", r.Out, r.Steps)
-	}
-	res.Checkpoint = filepath.Join(r.Out, ModelName)
-	res.Elapsed = time.Since(begin)
-	return res, nil
+	return m, nil
 }
 
 // Evaluate is the mean cross-entropy of m over the first n batches of l

@@ -5,24 +5,24 @@
 package train
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 
+	"github.com/herd-llm/herd/internal/recipe"
 	"gopkg.in/yaml.v3"
 )
 
 // Recipe is everything a pretraining run is set by. Every field can live in
-// a YAML recipe file (the names below); the command line overrides it.
+// a YAML recipe file under the name of its herd pretrain flag (with _ for
+// -); the command line overrides it.
 type Recipe struct {
 	Preset string `yaml:"preset,omitempty"` // a llama preset for a random start
 	Init   string `yaml:"init,omitempty"`   // a checkpoint (GGUF or llama2.c) to continue from
 	Data   string `yaml:"data"`             // a directory made by herd data prepare
-	Out    string `yaml:"out"`              // the output directory
+	Out    string `yaml:"output"`           // the output directory (-o; "out" read as an alias)
 
 	Steps       int     `yaml:"steps"`        // optimizer steps
 	Batch       int     `yaml:"batch"`        // sequences per micro-batch
-	Seq         int     `yaml:"seq"`          // tokens per sequence
+	Seq         int     `yaml:"ctx"`          // tokens per sequence (--ctx; "seq" read as an alias)
 	Accum       int     `yaml:"accum"`        // micro-batches per step
 	LR          float64 `yaml:"lr"`           // peak learning rate
 	MinLR       float64 `yaml:"min_lr"`       // floor of the cosine schedule
@@ -42,7 +42,7 @@ type Recipe struct {
 	Keep        int     `yaml:"keep"`         // checkpoints kept in the output directory
 	Threads     int     `yaml:"threads"`      // 0: all cores
 	Recompute   bool    `yaml:"recompute"`    // recompute block activations in backward
-	PeakGFLOPS  float64 `yaml:"peak_gflops"`  // the machine's F32 peak, for the MFU estimate (0: measured GEMM rate)
+	PeakGFLOPS  float64 `yaml:"peak_gflops"`  // the machine's F32 peak, for the MFU estimate (0: DefaultPeakGFLOPSPerThread per thread)
 	Resume      bool    `yaml:"resume"`       // continue the run in Out
 }
 
@@ -60,16 +60,8 @@ func Defaults() Recipe {
 // error, so a misspelt setting does not pass silently.
 func LoadRecipe(path string) (Recipe, error) {
 	r := Defaults()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("recipe %s: %w", path, err)
-	}
-	return r, nil
+	err := recipe.Load(path, &r, map[string]string{"seq": "ctx", "out": "output"})
+	return r, err
 }
 
 // YAML is the recipe as a YAML document.
@@ -94,17 +86,20 @@ func (r Recipe) Check() error {
 		return fmt.Errorf("give the output directory")
 	case r.Steps <= 0 || r.Batch <= 0 || r.Seq <= 0 || r.Accum <= 0:
 		return fmt.Errorf("steps %d, batch %d, seq %d and accum %d must be positive", r.Steps, r.Batch, r.Seq, r.Accum)
-	case !(r.Beta1 >= 0 && r.Beta1 < 1) || !(r.Beta2 >= 0 && r.Beta2 < 1):
-		return fmt.Errorf("beta1 %g and beta2 %g must be in [0, 1)", r.Beta1, r.Beta2)
-	case !(r.Eps > 0):
-		return fmt.Errorf("eps %g must be positive", r.Eps)
-	case !(r.WeightDecay >= 0) || !(r.GradClip >= 0):
-		return fmt.Errorf("weight decay %g and grad clip %g must not be negative", r.WeightDecay, r.GradClip)
+	case !(r.GradClip >= 0):
+		return fmt.Errorf("grad clip %g must not be negative", r.GradClip)
 	case r.EvalEvery < 0 || r.SaveEvery < 0 || r.EvalBatches < 0 || r.Keep < 1:
 		return fmt.Errorf("eval_every %d, save_every %d, eval_batches %d must not be negative, keep %d must be at least 1",
 			r.EvalEvery, r.SaveEvery, r.EvalBatches, r.Keep)
 	}
+	if err := r.optim().Check(); err != nil {
+		return err
+	}
 	return r.schedule().Check()
+}
+
+func (r Recipe) optim() Optim {
+	return Optim{Beta1: r.Beta1, Beta2: r.Beta2, Eps: r.Eps, WeightDecay: r.WeightDecay, DecayNorms: r.DecayNorms}
 }
 
 func (r Recipe) schedule() Schedule {

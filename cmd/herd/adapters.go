@@ -1,58 +1,60 @@
 package main
 
 import (
-	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
-	"github.com/herd-llm/herd/sft"
 	"github.com/spf13/pflag"
 )
 
-// addLoRAFlag registers --lora ADAPTER[:SCALE] (repeatable).
+// addLoRAFlag registers --lora ADAPTER[:SCALE] (repeatable) and
+// --lora-any-base, which adds anyBase to the same list.
 func addLoRAFlag(f *pflag.FlagSet, specs *[]string) {
 	f.StringArrayVar(specs, "lora", nil, "apply an adapter at inference without merging: a LoRA (PEFT directory or llama.cpp GGUF, optionally :SCALE) or a LLaMA-Adapter (.safetensors); repeatable")
+	f.Var(anyBaseFlag{specs}, "lora-any-base", "apply the --lora adapters even to a model other than the one they were trained on")
+	f.Lookup("lora-any-base").NoOptDefVal = "true"
 }
 
-// parseLoRASpec splits ADAPTER[:SCALE].
-func parseLoRASpec(s string) (string, float32, error) {
-	if i := strings.LastIndexByte(s, ':'); i > 0 {
-		if w, err := strconv.ParseFloat(s[i+1:], 32); err == nil {
-			return s[:i], float32(w), nil
-		}
+// anyBase is the entry --lora-any-base adds to the --lora list: a LoRA
+// that records its base (herd's do) is refused on another model unless
+// the list holds it.
+const anyBase = lora.AnyBase
+
+// anyBaseFlag is --lora-any-base, kept in the --lora list so that every
+// command that takes --lora takes it without a field of its own.
+type anyBaseFlag struct{ specs *[]string }
+
+func (a anyBaseFlag) String() string {
+	if a.specs != nil && slices.Contains(*a.specs, anyBase) {
+		return "true"
 	}
-	if s == "" {
-		return "", 0, fmt.Errorf("--lora: empty adapter path")
-	}
-	return s, 1, nil
+	return "false"
 }
 
-// applyLoRAs loads each adapter and attaches it to m.
-func applyLoRAs(m *llama.Model, specs []string) error {
-	for _, s := range specs {
-		path, w, err := parseLoRASpec(s)
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(path, ".safetensors") {
-			// a LLaMA-Adapter from herd sft --method adapter
-			if w != 1 {
-				return fmt.Errorf("--lora %s: a LLaMA-Adapter takes no scale", s)
-			}
-			if err := sft.LoadPrefixes(path, m); err != nil {
-				return err
-			}
-			continue
-		}
-		set, err := lora.Load(path, m.Config)
-		if err != nil {
-			return err
-		}
-		if err := set.Attach(m, w); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
+func (a anyBaseFlag) Set(v string) error {
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	*a.specs = slices.DeleteFunc(*a.specs, func(s string) bool { return s == anyBase })
+	if on {
+		*a.specs = append(*a.specs, anyBase)
 	}
 	return nil
 }
+
+func (a anyBaseFlag) Type() string { return "bool" }
+
+// loadLoRA reads the LoRA at path for m and checks that it was trained on
+// m unless anyBase.
+func loadLoRA(m *llama.Model, path string, anyBase bool) (*lora.Set, error) {
+	return lora.LoadFor(m, path, anyBase)
+}
+
+// parseLoRASpec splits ADAPTER[:SCALE].
+func parseLoRASpec(s string) (string, float32, error) { return lora.ParseSpec(s) }
+
+// applyLoRAs loads each adapter and attaches it to m.
+func applyLoRAs(m *llama.Model, specs []string) error { return lora.Apply(m, specs) }

@@ -3,13 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
+	"github.com/herd-llm/herd/quant"
 	"github.com/spf13/cobra"
 )
 
@@ -50,7 +53,7 @@ object per test.`,
 						Params int64  `json:"model_n_params"`
 						Type   string `json:"model_type"`
 						generate.BenchResult
-					}{args[0], size, m.Params(), m.Embed.DType.String(), r}); err != nil {
+					}{args[0], size, m.Params(), fileType(args[0], m), r}); err != nil {
 						return err
 					}
 				}
@@ -60,7 +63,7 @@ object per test.`,
 			fmt.Fprintf(tw, " model\t size\t params\t type\t threads\t test\t t/s\t\n")
 			for _, r := range res {
 				fmt.Fprintf(tw, " %s\t %.2f MiB\t %.2f M\t %s\t %d\t %s\t %.2f ± %.2f\t\n", filepath.Base(args[0]),
-					float64(size)/(1<<20), float64(m.Params())/1e6, weightType(m), r.Threads, r.Test, r.Mean, r.StdDev)
+					float64(size)/(1<<20), float64(m.Params())/1e6, fileType(args[0], m), r.Threads, r.Test, r.Mean, r.StdDev)
 			}
 			return tw.Flush()
 		},
@@ -73,6 +76,23 @@ object per test.`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per test")
 	addKVFlag(f, &kvType)
 	return cmd
+}
+
+// fileType names the model's type as llama-bench does: the GGUF file's
+// general.file_type (Q4_K_M for a Q4_K_M mix, whatever its first tensor
+// is), else, for files without one (llama2.c checkpoints, GGUF files that
+// omit the key), the dtype of the layer matrices.
+func fileType(path string, m *llama.Model) string {
+	if kind, _ := llama.Format(path); kind == "gguf" {
+		if f, err := gguf.Open(path); err == nil {
+			ft, ok := f.GetUint("general.file_type")
+			f.Close()
+			if ok && ft <= math.MaxUint32 {
+				return quant.FileType(ft).String()
+			}
+		}
+	}
+	return weightType(m)
 }
 
 // weightType names the dtype of the model's layer matrices.

@@ -2,13 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
-	"github.com/herd-llm/herd/format/llama2c"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -28,9 +24,8 @@ func dataPrepareCmd() *cobra.Command {
 	var val []string
 	var f data.Recipe
 	var src data.Source
-	var scripts string
 	cmd := &cobra.Command{
-		Use:   "prepare [INPUT...] -o DIR [--recipe MIXTURE.yaml] [--tokenizer FILE]",
+		Use:   "prepare [INPUT...] -o DIR [--recipe MIXTURE.yaml] [--config FLAGS.yaml] [--tokenizer FILE]",
 		Short: "clean, deduplicate, tokenize and pack text corpora into token shards",
 		Long: `Reads text corpora (plain text, JSONL with a text field as RedPajama and
 SlimPajama store it, gzip or zstd compressed, directories and globs), cleans
@@ -42,9 +37,14 @@ train/validation split and a manifest.json, for herd pretrain.
 
 The inputs are one source; a YAML recipe (--recipe) mixes several with
 weights, e.g. the LLaMA paper's (data/recipes/llama.yaml). Flags override
-the recipe. Counts of documents kept and dropped, per reason, are printed
-and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
-.model, a llama2.c tokenizer.bin or a GGUF) defaults to the embedded
+the recipe. Every flag can also live in a --config recipe (keys are the
+flag names), as in every herd command. Counts of documents kept and
+dropped, per reason, are printed and saved in the manifest; so are
+documents dropped as binary or as longer than --max-doc-bytes (before they
+are cleaned or tokenized), and those that held NUL bytes or invalid UTF-8
+(repaired). The tokenizer (--tokenizer: anything herd tokenize reads — a
+SentencePiece .model, a tokenizer.json, a directory with encoder.json +
+vocab.bpe, a GGUF, a llama2.c tokenizer.bin) defaults to the embedded
 512-piece tok512.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r data.Recipe
@@ -72,11 +72,10 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 			if out == "" {
 				return fmt.Errorf("give the output directory with -o")
 			}
-			fs := cmd.Flags()
-			if fs.Changed("scripts") {
-				f.Clean.Scripts = strings.Split(scripts, ",")
+			if err := overlayFlags(cmd.Flags(), dataRecipeKeys, &r); err != nil {
+				return err
 			}
-			overrideData(fs, &r, &f)
+			printRecipe(cmd.ErrOrStderr(), cmd)
 			if tokPath != "" {
 				r.Tokenizer = tokPath
 			}
@@ -84,15 +83,23 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 			if err != nil {
 				return err
 			}
-			_, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()})
-			return err
+			if _, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()}); err != nil {
+				return err
+			}
+			return writeRecipe(out, recipeYAML(cmd.Flags())) // beside the manifest, as a --config reads it
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
-	fl.StringVarP(&out, "output", "o", "", "output directory")
-	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, llama2.c tokenizer.bin or GGUF (default: embedded tok512)")
-	fl.StringArrayVar(&val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
+	dataPrepareFlags(cmd.Flags(), &recipePath, &out, &tokPath, &val, &f, &src)
+	return withRecipe(cmd)
+}
+
+// dataPrepareFlags defines herd data prepare's flags: the files, and the
+// settings that override the mixture recipe (dataRecipeKeys).
+func dataPrepareFlags(fl *pflag.FlagSet, recipePath, out, tokPath *string, val *[]string, f *data.Recipe, src *data.Source) {
+	fl.StringVar(recipePath, "recipe", "", "YAML data recipe (sources with weights, cleaning, split)")
+	fl.StringVarP(out, "output", "o", "", "output directory")
+	fl.StringVar(tokPath, "tokenizer", "", "tokenizer: SentencePiece .model, tokenizer.json, a directory (encoder.json + vocab.bpe), GGUF or llama2.c tokenizer.bin (default: embedded tok512)")
+	fl.StringArrayVar(val, "val", nil, "a file (or glob) whose documents all go to the validation split (repeatable)")
 	fl.StringVar(&src.Format, "format", "", "input format: text or jsonl (default: by extension)")
 	fl.StringVar(&src.TextField, "text-field", "", "JSONL field holding the text (default text)")
 	fl.StringVar(&src.Split, "split", "", "documents of a text file: file, line, paragraph or sep:STRING (default file)")
@@ -107,53 +114,32 @@ and saved in the manifest. The tokenizer (--tokenizer: a SentencePiece
 	fl.IntVar(&f.Clean.MinChars, "min-chars", 0, "drop documents shorter than this")
 	fl.Float64Var(&f.Clean.MinAlphaFraction, "min-alpha", 0, "drop documents with a smaller share of letters")
 	fl.Float64Var(&f.Clean.MaxDupLineFraction, "max-dup-lines", 0, "drop documents with a larger share of repeated lines")
-	fl.StringVar(&scripts, "scripts", "", "keep documents written in these Unicode scripts (comma-separated: Latin,Han)")
+	fl.StringSliceVar(&f.Clean.Scripts, "scripts", nil, "keep documents written in these Unicode scripts (comma-separated: Latin,Han)")
 	fl.Float64Var(&f.Clean.MinScriptFraction, "min-script", 0, "share of letters that must be in --scripts")
 	fl.BoolVar(&f.Clean.NoDedup, "no-dedup", false, "keep exact duplicates")
 	fl.Float64Var(&f.Clean.NearDedup, "near-dedup", 0, "drop near-duplicates above this Jaccard similarity (MinHash LSH; 0: off)")
-	return cmd
+	fl.IntVar(&f.Clean.MaxDocBytes, "max-doc-bytes", data.DefaultMaxDoc, "drop (and count) documents and JSONL rows longer than this many bytes, before cleaning or tokenizing")
+	fl.Float64Var(&f.Clean.MaxBinaryFraction, "max-binary", 0, "drop documents with a larger share of NUL, control or invalid UTF-8 bytes (0: 0.1; 1: off)")
 }
 
-// overrideData copies into r the settings whose flags were given.
-func overrideData(fs *pflag.FlagSet, r, f *data.Recipe) {
-	set := map[string]func(){
-		"val-fraction": func() { r.ValFraction = f.ValFraction }, "max-epochs": func() { r.MaxEpochs = f.MaxEpochs },
-		"shard-tokens": func() { r.ShardTokens = f.ShardTokens }, "eos": func() { r.EOS = f.EOS }, "no-bos": func() { r.NoBOS = f.NoBOS },
-		"seed": func() { r.Seed = f.Seed }, "threads": func() { r.Workers = f.Workers },
-		"normalize": func() { r.Clean.Normalize = f.Clean.Normalize }, "min-chars": func() { r.Clean.MinChars = f.Clean.MinChars },
-		"min-alpha":     func() { r.Clean.MinAlphaFraction = f.Clean.MinAlphaFraction },
-		"max-dup-lines": func() { r.Clean.MaxDupLineFraction = f.Clean.MaxDupLineFraction },
-		"scripts":       func() { r.Clean.Scripts = f.Clean.Scripts }, "min-script": func() { r.Clean.MinScriptFraction = f.Clean.MinScriptFraction },
-		"no-dedup": func() { r.Clean.NoDedup = f.Clean.NoDedup }, "near-dedup": func() { r.Clean.NearDedup = f.Clean.NearDedup },
-	}
-	fs.Visit(func(fl *pflag.Flag) {
-		if s, ok := set[fl.Name]; ok {
-			s()
-		}
-	})
+// dataRecipeKeys are the data recipe's (data.Recipe's YAML) keys of the
+// flags that override it.
+var dataRecipeKeys = map[string]string{
+	"val-fraction": "val_fraction", "max-epochs": "max_epochs", "shard-tokens": "shard_tokens", "eos": "eos",
+	"no-bos": "no_bos", "seed": "seed", "threads": "workers", "normalize": "clean.normalize", "min-chars": "clean.min_chars",
+	"min-alpha": "clean.min_alpha_fraction", "max-dup-lines": "clean.max_dup_line_fraction", "scripts": "clean.scripts",
+	"min-script": "clean.min_script_fraction", "no-dedup": "clean.no_dedup", "near-dedup": "clean.near_dedup",
+	"max-doc-bytes": "clean.max_doc_bytes", "max-binary": "clean.max_binary_fraction",
 }
 
-// loadDataTokenizer reads a tokenizer file of any kind herd knows; a
-// llama2.c tokenizer.bin gets its vocabulary size from its own length.
-// An empty path is the embedded tok512.
-func loadDataTokenizer(path string) (*tokenizer.SPM, error) {
+// loadDataTokenizer reads a tokenizer of any kind herd knows, with the
+// loader every command uses (checkpoint.OpenTokenizer: a llama2.c
+// tokenizer.bin gets its vocabulary size from its own length). An empty
+// path is the embedded tok512.
+func loadDataTokenizer(path string) (tokenizer.Tokenizer, error) {
 	if path == "" {
 		_, tok, err := checkpoint.Default()
 		return tok, err
 	}
-	vocab := 0
-	if ext := strings.ToLower(filepath.Ext(path)); ext != ".model" && ext != ".gguf" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		if !strings.HasPrefix(string(b), "GGUF") {
-			t, err := llama2c.ParseTokenizer(path, b, 0)
-			if err != nil {
-				return nil, err
-			}
-			vocab = len(t.Pieces)
-		}
-	}
-	return checkpoint.LoadTokenizer(path, vocab)
+	return checkpoint.OpenTokenizer(path, 0)
 }

@@ -127,7 +127,7 @@ func runGPTQ(cmd *cobra.Command, model string, g *gptqFlags) error {
 	}
 	fmt.Fprintf(stderr, "gptq: %s → %s (%s), %d windows of %d tokens from %s (%d tokens), damp %g, act-order %v, sequential %v\n",
 		model, g.out, what, len(windows), g.ctx, g.calib, len(toks), g.damp, g.actOrder, !g.fromFloat)
-	bar := newBar(stderr, "gptq")
+	bar := newBar(stderr, "gptq", false)
 	start := time.Now()
 	res, err := gptq.QuantizeModel(in, m, windows, g.out, gptq.ModelOptions{
 		Type: ft, AutoGPTQ: uni, Damp: g.damp, ActOrder: g.actOrder, FromFloat: g.fromFloat, TrueSequential: g.trueSeq,

@@ -38,7 +38,7 @@ format: herd quantize --imatrix and llama-quantize --imatrix read it.`,
 			}
 			toks := tok.Encode(string(text), tok.BOS() >= 0, false)
 			stderr := cmd.ErrOrStderr()
-			bar := newBar(stderr, "imatrix")
+			bar := newBar(stderr, "imatrix", false)
 			t0 := time.Now()
 			mat, err := imatrix.Compute(m, toks, tok.BOS(), file, imatrix.Options{Ctx: ctx, Chunks: max(0, chunks),
 				OnChunk: func(k, n int) { bar.set(int64(k), int64(n)) }})

@@ -53,10 +53,10 @@ embedded tok512 by default. --list prints the presets with their sources.`,
 			if dt != tensor.F32 && dt != tensor.F16 {
 				return fmt.Errorf("--dtype %s: init writes f32 or f16", dtype)
 			}
-			var tok *tokenizer.SPM
+			var tok tokenizer.Tokenizer
 			switch {
 			case tokPath != "":
-				if tok, err = checkpoint.LoadTokenizer(tokPath, p.Config.VocabSize); err != nil {
+				if tok, err = checkpoint.OpenTokenizer(tokPath, p.Config.VocabSize); err != nil {
 					return err
 				}
 			case p.Config.VocabSize == 512:

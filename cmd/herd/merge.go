@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/eval"
+	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
@@ -14,18 +15,18 @@ import (
 
 func mergeCmd() *cobra.Command {
 	var (
-		loras             []string
-		out, tokPath, txt string
-		ties              bool
-		density           float64
-		threads           int
+		loras                   []string
+		out, tokPath, txt, base string
+		ties, forceBase         bool
+		density                 float64
+		threads                 int
 	)
 	cmd := &cobra.Command{
-		Use:   "merge BASE --lora ADAPTER[:WEIGHT] [--lora …] -o OUT.gguf",
+		Use:   "merge [BASE] --lora ADAPTER[:WEIGHT] [--lora …] -o OUT.gguf",
 		Short: "merge LoRA adapters into a model (linear or TIES), into quantized bases by requantizing",
 		Long: `Adds each adapter's change, weight·scale·B·A, to the weights of BASE
-(a GGUF or llama2.c model; none given: the embedded stories260K is "") and
-writes OUT.gguf with BASE's tokenizer. Several adapters sum (30B-Lazarus's
+(a GGUF or llama2.c model, as the argument or --base; when neither is
+given, the embedded stories260K) and writes OUT.gguf with BASE's tokenizer. Several adapters sum (30B-Lazarus's
 linear recipe) or, with --ties, combine by TIES-merging (trim to --density,
 elect signs, average those that agree).
 
@@ -33,9 +34,16 @@ A quantized weight is dequantized, changed and requantized to its own
 dtype. That rounding costs accuracy: herd prints the KL divergence of the
 merged model from the base carrying the adapters unmerged, over --eval
 (a text file) or, without it, 256 tokens the unmerged model writes itself.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			errw := cmd.ErrOrStderr()
+			if len(args) == 1 {
+				if base != "" && args[0] != base {
+					return fmt.Errorf("merge: the base is given twice (%q and --base %q)", args[0], base)
+				}
+				base = args[0]
+			}
+			args = []string{base} // "" is the embedded model
 			if len(loras) == 0 || out == "" {
 				return fmt.Errorf("merge: give at least one --lora and -o")
 			}
@@ -51,7 +59,7 @@ merged model from the base carrying the adapters unmerged, over --eval
 				if err != nil {
 					return err
 				}
-				set, err := lora.Load(path, m.Config)
+				set, err := loadLoRA(m, path, forceBase)
 				if err != nil {
 					return err
 				}
@@ -101,8 +109,10 @@ merged model from the base carrying the adapters unmerged, over --eval
 	f := cmd.Flags()
 	f.StringArrayVar(&loras, "lora", nil, "adapter (PEFT directory or GGUF) and optional :WEIGHT, repeatable")
 	f.StringVarP(&out, "output", "o", "", "output GGUF file")
+	f.StringVar(&base, "base", "", "the model the adapters merge into (default: the embedded stories260K)")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
 	f.BoolVar(&ties, "ties", false, "TIES-merging instead of a weighted sum")
+	f.BoolVar(&forceBase, "lora-any-base", false, "merge adapters even into a model other than the one they were trained on")
 	f.Float64Var(&density, "density", 0.5, "TIES: share of each change kept (largest magnitudes)")
 	f.StringVar(&txt, "eval", "", "text for the KL divergence of a requantized merge")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
@@ -121,22 +131,5 @@ func quantized(m *llama.Model) bool {
 
 // greedy returns the first token and n more that m writes greedily.
 func greedy(m *llama.Model, first, n int) ([]int, error) {
-	n = min(n, m.Config.ContextLen-1)
-	cache := m.NewKVCache(n + 1)
-	var st llama.State
-	toks := []int{first}
-	for i := range n {
-		logits, err := m.Forward(&st, cache, toks[i:i+1], i, false)
-		if err != nil {
-			return nil, err
-		}
-		best := 0
-		for j, v := range logits {
-			if v > logits[best] {
-				best = j
-			}
-		}
-		toks = append(toks, best)
-	}
-	return toks, nil
+	return generate.Tokens(m, []int{first}, n, generate.NewSampler(generate.SamplerConfig{}))
 }

@@ -18,7 +18,7 @@ import (
 
 func quantizeCmd() *cobra.Command {
 	var threads int
-	var verbose bool
+	var verbose, quiet bool
 	var imatrixPath string
 	cmd := &cobra.Command{
 		Use:   "quantize IN.gguf OUT.gguf TYPE",
@@ -44,7 +44,7 @@ TYPE is one of ` + strings.Join(quant.FileTypeNames(), ", ") + `.`,
 			}
 			defer in.Close()
 			stderr := cmd.ErrOrStderr()
-			bar := newBar(stderr, "quantizing to "+ft.String())
+			bar := newBar(stderr, "quantizing to "+ft.String(), quiet)
 			start := time.Now()
 			opt := quant.Options{
 				Type:     ft,
@@ -112,6 +112,7 @@ TYPE is one of ` + strings.Join(quant.FileTypeNames(), ", ") + `.`,
 	f := cmd.Flags()
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "list every tensor with its type")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	f.StringVar(&imatrixPath, "imatrix", "", "importance matrix (herd imatrix or llama-imatrix) weighting the quantization searches, as llama-quantize --imatrix")
 	return cmd
 }
@@ -143,11 +144,11 @@ type bar struct {
 	max int64
 }
 
-// newBar draws on w only when w is a terminal (a log file gets the
-// summary lines, not a stream of redraws).
-func newBar(w io.Writer, desc string) *bar {
+// newBar draws on w only when w is a terminal and not quiet (a log file
+// gets the summary lines, not a stream of redraws).
+func newBar(w io.Writer, desc string, quiet bool) *bar {
 	f, ok := w.(*os.File)
-	visible := ok && term.IsTerminal(int(f.Fd()))
+	visible := ok && term.IsTerminal(int(f.Fd())) && !quiet
 	return &bar{w: w, pb: progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(desc),
 		progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(), progressbar.OptionSetVisibility(visible))}

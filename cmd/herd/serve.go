@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
-	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
@@ -26,8 +22,9 @@ import (
 
 func serveCmd() *cobra.Command {
 	var addr, apiKey, template, tok, logFormat, kvType string
-	var parallel, ctx, threads, rowMultiple int
-	var maxBody int64
+	var parallel, ctx, threads, rowMultiple, maxConns, defMax int
+	var maxBody, kvBudgetMiB int64
+	var bodyTimeout, writeTimeout, idleTimeout time.Duration
 	var loras []string
 	cmd := &cobra.Command{
 		Use:   "serve [MODEL[=NAME]]...",
@@ -43,7 +40,14 @@ decoded together, more wait in a queue. The server listens on 127.0.0.1
 unless --addr says otherwise; with --api-key (or HERD_API_KEY) every /v1
 route needs "Authorization: Bearer KEY". The chat template is --template,
 else the GGUF file's tokenizer.chat_template, else "raw" (messages joined).
-Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
+Templates: ` + strings.Join(chat.Names(), ", ") + `.
+
+Each model's sequences share a KV cache budget (--kv-budget): a request
+reserves what its prompt and max_tokens can fill and waits in the queue while
+the budget is taken; the context of a sequence is at most what the budget
+holds. A request without max_tokens may write --default-max-tokens. Slow
+clients are cut off by --body-timeout, --write-timeout and --idle-timeout;
+beyond --max-conns open connections a client gets a 503.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kernels.SetThreads(threads)
 			if apiKey == "" {
@@ -59,21 +63,22 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 					m.Model.Close()
 				}
 			}()
-			for _, a := range args {
-				m, err := loadServed(a, tok, template, loras, generate.SchedulerConfig{Parallel: parallel, Context: ctx, RowMultiple: rowMultiple})
-				if err != nil {
-					return err
-				}
-				models = append(models, m)
-				if err := applyKVType(kvType, m.Model); err != nil {
-					return err
-				}
-			}
 			var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
 			if logFormat == "json" {
 				h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
 			}
-			srv, err := serve.New(serve.Config{APIKey: apiKey, MaxBodyBytes: maxBody, Log: slog.New(h)}, models...)
+			log := slog.New(h)
+			for _, a := range args {
+				m, err := loadServed(a, tok, template, loras, generate.SchedulerConfig{Parallel: parallel, Context: ctx,
+					RowMultiple: rowMultiple, KVBudget: kvBudgetMiB << 20, Log: log},
+					func(m *llama.Model) error { return applyKVType(kvType, m) })
+				if err != nil {
+					return err
+				}
+				models = append(models, m)
+			}
+			srv, err := serve.New(serve.Config{APIKey: apiKey, MaxBodyBytes: maxBody, Log: log, BodyTimeout: bodyTimeout,
+				WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxConns: maxConns, DefaultMaxTokens: defMax}, models...)
 			if err != nil {
 				return err
 			}
@@ -86,22 +91,9 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 				names[i] = fmt.Sprintf("%s (%s, %d parallel, context %d)", m.Name, m.Template.Name, m.Sched.Config().Parallel, m.Sched.Config().Context)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "herd serve: listening on http://%s; models: %s\n", ln.Addr(), strings.Join(names, ", "))
-			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 			stop, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
-			errc := make(chan error, 1)
-			go func() { errc <- hs.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return err
-			case <-stop.Done():
-			}
-			sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel2()
-			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				return err
-			}
-			return nil
+			return srv.Serve(stop, ln)
 		},
 	}
 	f := cmd.Flags()
@@ -116,12 +108,20 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 	f.IntVar(&rowMultiple, "row-multiple", 1, "pad each forward pass to a multiple of this many rows (1: no padding; greedy text is the same alone or batched either way)")
 	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
 	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
+	f.Int64Var(&kvBudgetMiB, "kv-budget", generate.DefaultKVBudget>>20, "KV cache memory the sequences of one model may hold together, in MiB")
+	f.DurationVar(&bodyTimeout, "body-timeout", serve.DefaultBodyTimeout, "time a client has to send a request body")
+	f.DurationVar(&writeTimeout, "write-timeout", serve.DefaultWriteTimeout, "time one write of a response may take (each streamed event has its own)")
+	f.DurationVar(&idleTimeout, "idle-timeout", serve.DefaultIdleTimeout, "time a kept-alive connection may wait for its next request")
+	f.IntVar(&maxConns, "max-conns", serve.DefaultMaxConns, "connections open at once; more get a 503")
+	f.IntVar(&defMax, "default-max-tokens", serve.DefaultMaxTokens, "token budget of a request without max_tokens (-1: the rest of the context)")
 	addKVFlag(f, &kvType)
 	return cmd
 }
 
-// loadServed loads one MODEL[=NAME] argument.
-func loadServed(arg, tokPath, template string, loras []string, cfg generate.SchedulerConfig) (*serve.Model, error) {
+// loadServed loads one MODEL[=NAME] argument; each of prepare runs on the
+// model before its scheduler starts (the KV cache type, which the budget
+// depends on).
+func loadServed(arg, tokPath, template string, loras []string, cfg generate.SchedulerConfig, prepare ...func(*llama.Model) error) (*serve.Model, error) {
 	path, name := arg, ""
 	if i := strings.LastIndex(arg, "="); i >= 0 {
 		path, name = arg[:i], arg[i+1:]
@@ -142,11 +142,17 @@ func loadServed(arg, tokPath, template string, loras []string, cfg generate.Sche
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range prepare {
+		if err := p(m); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
 	if err := applyLoRAs(m, loras); err != nil {
 		m.Close()
 		return nil, err
 	}
-	tp, err := templateFor(path, template)
+	tp, err := chat.ForModel(path, template)
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -155,33 +161,4 @@ func loadServed(arg, tokPath, template string, loras []string, cfg generate.Sche
 		cfg.Context = m.Config.ContextLen
 	}
 	return &serve.Model{Name: name, Model: m, Tok: tok, Template: tp, Sched: generate.NewScheduler(m, tok, cfg)}, nil
-}
-
-// templateFor picks a model's chat template: the one named (a built-in
-// name, or a Hugging Face tokenizer_config.json file with a chat_template),
-// else the GGUF file's own tokenizer.chat_template, else raw (messages
-// joined as text).
-func templateFor(path, name string) (*chat.Template, error) {
-	if strings.HasSuffix(name, ".json") {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		return chat.FromTokenizerConfig(name, data)
-	}
-	if name != "" {
-		return chat.Lookup(name)
-	}
-	if kind, _ := llama.Format(path); path != "" && kind == "gguf" {
-		f, err := gguf.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		tp, ok, err := chat.FromGGUF(f)
-		if err != nil || ok {
-			return tp, err
-		}
-	}
-	return chat.Lookup("raw")
 }

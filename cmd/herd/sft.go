@@ -1,11 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"io"
 	"math"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/herd-llm/herd/chat"
@@ -14,23 +14,25 @@ import (
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tensor"
+	"github.com/herd-llm/herd/tokenizer"
 	"github.com/herd-llm/herd/train"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"gopkg.in/yaml.v3"
 )
 
+// sftArgs are herd sft's flags.
+type sftArgs struct {
+	o                             sft.Options
+	base, tokPath, data, tmplName string
+	out, overflow, baseType       string
+	valData                       string
+	ctx, threads, maxRow          int
+	skipBad, quiet, pack          bool
+	valSplit                      float64
+}
+
 func sftCmd() *cobra.Command {
-	var (
-		o                             sft.Options
-		base, tokPath, data, tmplName string
-		out, overflow, baseType, embT string
-		targets, valData              string
-		ctx, threads                  int
-		skipBad, quiet, pack          bool
-		config                        string
-		valSplit                      float64
-	)
+	var a sftArgs
 	cmd := &cobra.Command{
 		Use:   "sft --method full|lora|qlora|adapter|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
 		Short: "supervised fine-tuning on instruction or conversation data (full, LoRA, QLoRA, LLaMA-Adapter, embeddings)",
@@ -42,15 +44,17 @@ covers the assistant's tokens only, every assistant turn of a conversation.
 An example longer than --ctx is dropped or split (--overflow), and counted.
 Several files mix (TÜLU): FILE:COUNT takes COUNT samples of a file, a
 random subset or repeats.
-A malformed row stops the run with its file:line and field unless
---skip-bad is given.
+A malformed row (invalid UTF-8, a preference label) stops the run with
+its file:line and field unless --skip-bad is given; a row longer than
+--max-row-bytes is skipped unparsed and counted.
 
 Methods: full (every weight trains), lora (low-rank adapters on a frozen
 base of any dtype herd reads), qlora (the base's block matrices stored as
 NF4, or --base-type, plus LoRA), adapter (LLaMA-Adapter: --prefix-len
 learnable prompt tokens in the top --prefix-layers layers, zero-initialised
 gates), embed (only the token embedding and/or the output head:
---embed-tensors).
+--embed-tensors; by default the embedding, and the output head unless it is
+tied to it).
 
 Every flag can live in a YAML recipe (--config; keys as the flag names with
 _ for -, lists for comma-separated values); flags on the command line
@@ -59,6 +63,7 @@ override it. Recipes: sft/recipes/.
 OUTDIR receives model.gguf (full, embed) or the adapter in PEFT's layout
 (adapter_config.json, adapter_model.safetensors) and llama.cpp's
 (adapter.gguf) (lora, qlora), or adapter.safetensors (adapter), and
+recipe.yaml (the effective recipe, which --config reads back), and
 metrics.jsonl (one line a step: loss, learning rate, gradient norm,
 tokens/s, MFU, val_loss where it validated), loss.png, and
 step-N/state.safetensors checkpoints (trained
@@ -80,204 +85,159 @@ filled with as many examples as fit. The log predicts the run's peak memory
 (base weights + activations + trainable state + 10%); the Go runtime is held
 to it unless GOMEMLIMIT is set.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			errw := cmd.ErrOrStderr()
-			if config != "" {
-				if err := applyRecipe(cmd.Flags(), config); err != nil {
-					return err
-				}
-			}
-			if err := sft.ParseMethod(o.Method); err != nil {
-				return err
-			}
-			if data == "" || out == "" {
-				return fmt.Errorf("sft: --data and -o are required")
-			}
-			kernels.SetThreads(threads)
-			m, tok, err := checkpoint.Load(base, tokPath)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			tmpl, err := chat.Lookup(tmplName)
-			if err != nil {
-				return err
-			}
-			if ctx <= 0 {
-				ctx = m.Config.ContextLen
-			}
-			enc := &sft.Encoder{Tok: tok, Template: tmpl, Ctx: ctx}
-			switch overflow {
-			case "drop":
-			case "split":
-				enc.Overflow = sft.Split
-			default:
-				return fmt.Errorf("sft: --overflow %q: want drop or split", overflow)
-			}
-			sources, err := sft.ParseSources(data)
-			if err != nil {
-				return err
-			}
-			venc := *enc // validation data is counted apart
-			samples, held, bad, err := enc.MixSplit(sources, skipBad, o.Seed, valSplit)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(errw, "data: %s; %d malformed rows skipped\n", enc.Stats, bad)
-			o.Val = held
-			if valData != "" {
-				vsrc, err := sft.ParseSources(valData)
-				if err != nil {
-					return err
-				}
-				val, bad, err := venc.Mix(vsrc, skipBad, o.Seed)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(errw, "val data: %s; %d malformed rows skipped\n", venc.Stats, bad)
-				o.Val = append(o.Val, val...)
-			}
-			if targets != "" {
-				o.LoRA.Targets = strings.Split(targets, ",")
-			}
-			if embT != "" {
-				o.EmbedTensors = strings.Split(embT, ",")
-			}
-			if o.Method == sft.QLoRA {
-				if o.BaseType, err = tensor.ParseDType(baseType); err != nil {
-					return err
-				}
-			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			o.Log = errw
-			o.Dir = out
-			o.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
-			if pack {
-				o.Pack = ctx
-			}
-			bar := newTrainBar(errw, true)
-			if !quiet {
-				o.OnStart, o.OnStep = bar.start, bar.step
-			}
-			res, err := sft.Tune(m, samples, o)
-			bar.finish()
-			if err != nil {
-				return err
-			}
-			val := ""
-			if !math.IsNaN(res.ValLoss) {
-				val = fmt.Sprintf("; val loss %.4f (%.4f at the start)", res.ValLoss, res.StartValLoss)
-			}
-			fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)%s\n", len(res.Losses), res.Tokens,
-				res.Elapsed.Round(1e6), float64(res.Tokens)/res.Elapsed.Seconds(), val)
-			if o.Method == sft.Adapter {
-				p := filepath.Join(out, "adapter.safetensors")
-				if err := sft.SavePrefixes(p, res.Model); err != nil {
-					return err
-				}
-				fmt.Fprintf(errw, "wrote %s\n", p)
-				return nil
-			}
-			if res.Adapters != nil {
-				if err := lora.SavePEFT(out, res.Adapters, m.Config, base); err != nil {
-					return err
-				}
-				if err := lora.SaveGGUF(filepath.Join(out, "adapter.gguf"), res.Adapters); err != nil {
-					return err
-				}
-				fmt.Fprintf(errw, "wrote %s (PEFT adapter_model.safetensors, adapter.gguf)\n", out)
-				if o.Method != sft.Embed {
-					return nil
-				}
-				res.Adapters.Detach(res.Model) // model.gguf holds the weights alone
-			}
-			p := filepath.Join(out, "model.gguf")
-			if err := checkpoint.SaveGGUF(p, res.Model, tok, checkpoint.SaveOptions{Name: "herd sft " + o.Method}); err != nil {
-				return err
-			}
-			fmt.Fprintf(errw, "wrote %s\n", p)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runSFT(cmd, &a) },
 	}
-	f := cmd.Flags()
-	f.StringVar(&config, "config", "", "YAML recipe: keys are flag names (_ for -); flags given override it")
+	sftFlags(cmd.Flags(), &a)
+	return withRecipe(cmd)
+}
+
+// runSFT loads the base and the data, tunes and writes the output.
+func runSFT(cmd *cobra.Command, a *sftArgs) error {
+	errw := cmd.ErrOrStderr()
+	o := &a.o
+	if err := sft.ParseMethod(o.Method); err != nil {
+		return err
+	}
+	if a.data == "" || a.out == "" {
+		return fmt.Errorf("sft: --data and -o are required")
+	}
+	lock, err := train.LockDir(a.out) // held until the outputs are written
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	kernels.SetThreads(a.threads)
+	m, tok, err := checkpoint.Load(a.base, a.tokPath)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	baseID := lora.Identify(m, cmp.Or(a.base, "stories260K (embedded)")) // recorded in the adapter files
+	if a.ctx <= 0 {
+		a.ctx = m.Config.ContextLen
+	}
+	samples, err := loadSFTData(errw, a, tok)
+	if err != nil {
+		return err
+	}
+	if o.Method == sft.QLoRA {
+		if o.BaseType, err = tensor.ParseDType(a.baseType); err != nil {
+			return err
+		}
+	}
+	recipe := recipeYAML(cmd.Flags())
+	printRecipe(errw, cmd)
+	o.Log, o.Dir, o.Recipe, o.Lock = errw, a.out, recipe, lock
+	o.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
+	if a.pack {
+		o.Pack = a.ctx
+	}
+	bar := newTrainBar(errw, true)
+	if !a.quiet {
+		o.OnStart, o.OnStep = bar.start, bar.step
+	}
+	res, err := sft.Tune(m, samples, *o)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if res.Adapters != nil {
+		res.Adapters.Base = baseID
+	}
+	val := ""
+	if !math.IsNaN(res.ValLoss) {
+		val = fmt.Sprintf("; val loss %.4f (%.4f at the start)", res.ValLoss, res.StartValLoss)
+	}
+	fmt.Fprintf(errw, "trained %d steps, %d tokens in %s (%.0f tok/s)%s\n", len(res.Losses), res.Tokens,
+		res.Elapsed.Round(1e6), float64(res.Tokens)/res.Elapsed.Seconds(), val)
+	wrote, err := res.Save(a.out, o.Method, sft.SaveOptions{Base: a.base, Tokenizer: tok, Template: a.tmplName, Recipe: recipe})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "wrote %s\n", strings.Join(wrote, ", "))
+	return nil
+}
+
+// loadSFTData reads the training samples and sets the validation ones in
+// a.o.Val.
+func loadSFTData(errw io.Writer, a *sftArgs, tok tokenizer.Tokenizer) ([]sft.Sample, error) {
+	tmpl, err := chat.Lookup(a.tmplName)
+	if err != nil {
+		return nil, err
+	}
+	enc := &sft.Encoder{Tok: tok, Template: tmpl, Ctx: a.ctx, MaxRow: a.maxRow}
+	switch a.overflow {
+	case "drop":
+	case "split":
+		enc.Overflow = sft.Split
+	default:
+		return nil, fmt.Errorf("sft: --overflow %q: want drop or split", a.overflow)
+	}
+	sources, err := sft.ParseSources(a.data)
+	if err != nil {
+		return nil, err
+	}
+	venc := *enc // validation data is counted apart
+	samples, held, bad, err := enc.MixSplit(sources, a.skipBad, a.o.Seed, a.valSplit)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(errw, "data: %s; %d malformed rows skipped\n", enc.Stats, bad)
+	a.o.Val = held
+	if a.valData != "" {
+		vsrc, err := sft.ParseSources(a.valData)
+		if err != nil {
+			return nil, err
+		}
+		val, bad, err := venc.Mix(vsrc, a.skipBad, a.o.Seed)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(errw, "val data: %s; %d malformed rows skipped\n", venc.Stats, bad)
+		a.o.Val = append(a.o.Val, val...)
+	}
+	return samples, nil
+}
+
+// sftFlags defines herd sft's flags on f.
+func sftFlags(f *pflag.FlagSet, a *sftArgs) {
+	o := &a.o
 	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora, qlora, adapter or embed")
-	f.StringVar(&base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
-	f.StringVar(&tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
-	f.StringVar(&data, "data", "", "data files, comma-separated, each FILE[:COUNT] (a TÜLU-style mixture: COUNT samples of it, sub- or upsampled)")
-	f.StringVar(&tmplName, "template", "vicuna", "chat template: "+strings.Join(chat.Names(), ", "))
-	f.StringVarP(&out, "output", "o", "", "output directory")
-	f.IntVar(&ctx, "ctx", 0, "longest sample in tokens (0: the model's context)")
-	f.StringVar(&overflow, "overflow", "drop", "an example longer than --ctx: drop or split")
-	f.BoolVar(&skipBad, "skip-bad", false, "skip and count malformed rows instead of stopping")
+	f.StringVar(&a.base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
+	f.StringVar(&a.tokPath, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
+	f.StringVar(&a.data, "data", "", "data files, comma-separated, each FILE[:COUNT] (a TÜLU-style mixture: COUNT samples of it, sub- or upsampled)")
+	f.StringVar(&a.tmplName, "template", "vicuna", "chat template: "+strings.Join(chat.Names(), ", "))
+	f.StringVarP(&a.out, "output", "o", "", "output directory")
+	ctxFlags(f, &a.ctx, 0, "longest sample in tokens (0: the model's context)")
+	f.StringVar(&a.overflow, "overflow", "drop", "an example longer than --ctx: drop or split")
+	f.BoolVar(&a.skipBad, "skip-bad", false, "skip and count malformed rows instead of stopping")
+	f.IntVar(&a.maxRow, "max-row-bytes", sft.DefaultMaxRow, "skip (and count) dataset rows longer than this many bytes before parsing them (-1: no limit)")
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
-	f.IntVar(&o.Batch, "batch", 8, "examples per step (with --pack: rows of --ctx tokens)")
-	f.BoolVar(&pack, "pack", false, "fill each row of a batch with examples up to --ctx tokens (each still attends only to itself)")
+	f.IntVar(&o.Batch, "batch", 8, "examples per micro-batch (with --pack: rows of --ctx tokens)")
+	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.BoolVar(&a.pack, "pack", false, "fill each row of a batch with examples up to --ctx tokens (each still attends only to itself)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
-	f.Float64Var(&o.LR, "lr", 2e-4, "peak learning rate (cosine to a tenth)")
-	f.IntVar(&o.Warmup, "warmup", 0, "linear warm-up steps")
-	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay")
+	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, 2e-4, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
+	optimFlags(f, &o.Beta1, &o.Beta2, &o.Eps, &o.WeightDecay, &o.DecayNorms, train.Optim{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
 	f.Float64Var(&o.GradClip, "grad-clip", 1, "clip the global gradient norm (0: off)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the adapters' initialisation, dropout and data order")
 	f.IntVar(&o.LoRA.Rank, "rank", 8, "LoRA rank")
 	f.Float64Var(&o.LoRA.Alpha, "alpha", 16, "LoRA alpha (scale alpha/rank)")
 	f.Float64Var(&o.LoRA.Dropout, "dropout", 0.05, "LoRA dropout")
 	f.BoolVar(&o.LoRA.RSLoRA, "rslora", false, "scale by alpha/sqrt(rank) (rsLoRA)")
-	f.StringVar(&targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
-	f.StringVar(&baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4; nf4_dq, double-quantized scales, for rows of 256; q4_0, q8_0, …)")
-	f.StringVar(&embT, "embed-tensors", "embed,output", "embed: tensors to train (embed, output)")
+	f.StringSliceVar(&o.LoRA.Targets, "targets", append([]string(nil), lora.Modules...), "LoRA target modules")
+	f.StringVar(&a.baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4; nf4_dq, double-quantized scales, for rows of 256; q4_0, q8_0, …)")
+	f.StringSliceVar(&o.EmbedTensors, "embed-tensors", nil, "embed: tensors to train, embed and/or output (default: embed, and output unless tied to it)")
 	f.BoolVar(&o.EmbedLoRA, "embed-lora", false, "embed: train LoRA adapters (--rank, --targets, …) as well; the adapter is written beside model.gguf")
 	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint (OUTDIR/step-N/state.safetensors) every N steps; always after the last")
 	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
-	f.StringVar(&valData, "val-data", "", "validation data files, comma-separated, each FILE[:COUNT], read as --data")
-	f.Float64Var(&valSplit, "val-split", 0, "hold out this fraction of each --data file's examples (by --seed) for validation")
+	f.IntVar(&o.Keep, "keep", train.Defaults().Keep, "checkpoints kept, the newest (0: all)")
+	f.StringVar(&a.valData, "val-data", "", "validation data files, comma-separated, each FILE[:COUNT], read as --data")
+	f.Float64Var(&a.valSplit, "val-split", 0, "hold out this fraction of each --data file's examples (by --seed) for validation")
 	f.IntVar(&o.EvalEvery, "eval-every", train.Defaults().EvalEvery, "validation loss every N steps (0: at the end only)")
 	f.IntVar(&o.EvalBatches, "eval-batches", train.Defaults().EvalBatches, "validation batches per evaluation (0: all; the last one covers the whole set)")
 	f.IntVar(&o.PrefixLen, "prefix-len", 10, "adapter: prompt tokens per layer")
 	f.IntVar(&o.PrefixLayers, "prefix-layers", 30, "adapter: top layers with a prompt (all when more)")
-	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
-	f.BoolVar(&quiet, "quiet", false, "no progress bar")
-	return cmd
-}
-
-// applyRecipe sets, from a YAML file of flag names (with _ for -), every
-// flag not given on the command line.
-func applyRecipe(fs *pflag.FlagSet, path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var kv map[string]any
-	if err := yaml.Unmarshal(b, &kv); err != nil {
-		return fmt.Errorf("recipe %s: %w", path, err)
-	}
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		name := strings.ReplaceAll(k, "_", "-")
-		fl := fs.Lookup(name)
-		if fl == nil || name == "config" {
-			return fmt.Errorf("recipe %s: unknown key %q", path, k)
-		}
-		if fl.Changed {
-			continue
-		}
-		v := fmt.Sprint(kv[k])
-		if list, ok := kv[k].([]any); ok {
-			parts := make([]string, len(list))
-			for i, x := range list {
-				parts[i] = fmt.Sprint(x)
-			}
-			v = strings.Join(parts, ",")
-		}
-		if err := fs.Set(name, v); err != nil {
-			return fmt.Errorf("recipe %s: %s: %w", path, k, err)
-		}
-	}
-	return nil
+	f.IntVarP(&a.threads, "threads", "t", 0, "threads (0: all cores)")
+	quietFlags(f, &a.quiet)
 }

@@ -23,6 +23,7 @@ type Writer struct {
 	kvIndex map[string]int
 	tensors []TensorInfo
 	tIndex  map[string]int
+	lazy    map[string]lazyTensor // tensors whose bytes are produced while writing
 }
 
 // NewWriter returns an empty Writer.
@@ -274,11 +275,15 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		}
 		e.u32(uint32(t.DType))
 		e.u64(off)
-		off = uint64(alignUp(int64(off)+int64(len(t.Data)), align))
+		off = uint64(alignUp(int64(off)+w.size(t), align))
 	}
 	e.pad(align)
 	for _, t := range w.tensors {
-		e.bytes(t.Data)
+		data, err := w.data(t)
+		if err != nil {
+			return e.n, fmt.Errorf("gguf: tensor %s: %w", t.Name, err)
+		}
+		e.bytes(data)
 		e.pad(align)
 	}
 	if e.err == nil {

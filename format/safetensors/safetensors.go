@@ -176,17 +176,38 @@ func Parse(name string, b []byte) (*File, error) {
 		return fail("header of %d bytes but the file has %d after the length", hn, len(b)-8)
 	}
 	hb := b[8 : 8+hn]
+	data := b[8+hn:]
+	ts, meta, err := layout(hb, int64(len(data)))
+	if err != nil {
+		return fail("%v", err)
+	}
+	f := &File{Path: name, Metadata: meta, byName: make(map[string]int, len(ts))}
+	for _, p := range ts {
+		p.t.Data = data[p.begin:p.end:p.end]
+		f.byName[p.t.Name] = len(f.Tensors)
+		f.Tensors = append(f.Tensors, p.t)
+	}
+	return f, nil
+}
+
+// placed is a tensor's header entry with its byte range in the data.
+type placed struct {
+	t          Tensor
+	begin, end int64
+}
+
+// layout validates a header (hb) for a data section of dataLen bytes and
+// returns the tensors (without Data) sorted by offset.
+func layout(hb []byte, dataLen int64) ([]placed, map[string]string, error) {
+	fail := func(format string, a ...any) ([]placed, map[string]string, error) {
+		return nil, nil, fmt.Errorf(format, a...)
+	}
 	if len(hb) == 0 || hb[0] != '{' {
 		return fail("header does not start with '{'")
 	}
-	data := b[8+hn:]
 	entries, meta, err := parseHeader(hb)
 	if err != nil {
 		return fail("header: %v", err)
-	}
-	type placed struct {
-		t          Tensor
-		begin, end int64
 	}
 	ts := make([]placed, 0, len(entries))
 	for _, e := range entries {
@@ -198,8 +219,8 @@ func Parse(name string, b []byte) (*File, error) {
 			return fail("tensor %q: data_offsets has %d values, want 2", e.name, len(h.DataOffsets))
 		}
 		begin, end := h.DataOffsets[0], h.DataOffsets[1]
-		if begin < 0 || end < begin || end > int64(len(data)) {
-			return fail("tensor %q: data_offsets [%d, %d] outside the %d data bytes", e.name, begin, end, len(data))
+		if begin < 0 || end < begin || end > dataLen {
+			return fail("tensor %q: data_offsets [%d, %d] outside the %d data bytes", e.name, begin, end, dataLen)
 		}
 		if h.Shape == nil {
 			return fail("tensor %q: no shape", e.name)
@@ -218,7 +239,7 @@ func Parse(name string, b []byte) (*File, error) {
 		if n < 0 || n*int64(h.DType.Size()) != end-begin {
 			return fail("tensor %q: shape %v of %s does not fill data_offsets [%d, %d]", e.name, h.Shape, h.DType, begin, end)
 		}
-		ts = append(ts, placed{Tensor{Name: e.name, DType: h.DType, Shape: h.Shape, Data: data[begin:end:end]}, begin, end})
+		ts = append(ts, placed{Tensor{Name: e.name, DType: h.DType, Shape: h.Shape}, begin, end})
 	}
 	// the ranges must tile the data exactly: sorted by offset, each starts
 	// where the previous one ended, and the last ends with the file
@@ -232,7 +253,6 @@ func Parse(name string, b []byte) (*File, error) {
 		return ts[i].t.Name < ts[j].t.Name // empty tensors at one offset
 	})
 	var at int64
-	f := &File{Path: name, Metadata: meta, byName: make(map[string]int, len(ts))}
 	for _, p := range ts {
 		if p.begin != at {
 			if p.begin < at {
@@ -241,13 +261,11 @@ func Parse(name string, b []byte) (*File, error) {
 			return fail("tensor %q: data_offsets [%d, %d] leave a hole at bytes %d..%d", p.t.Name, p.begin, p.end, at, p.begin)
 		}
 		at = p.end
-		f.byName[p.t.Name] = len(f.Tensors)
-		f.Tensors = append(f.Tensors, p.t)
 	}
-	if at != int64(len(data)) {
-		return fail("%d data bytes after the last tensor", int64(len(data))-at)
+	if at != dataLen {
+		return fail("%d data bytes after the last tensor", dataLen-at)
 	}
-	return f, nil
+	return ts, meta, nil
 }
 
 type entry struct {

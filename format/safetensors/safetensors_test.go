@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -155,4 +156,41 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIndex reads a written file through OpenIndex: the same entries as
+// Open, and each tensor's bytes read on demand.
+func TestIndex(t *testing.T) {
+	meta, ts := sample(t)
+	p := filepath.Join(t.TempDir(), "a.safetensors")
+	if err := WriteFile(p, meta, ts); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := OpenIndex(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if !reflect.DeepEqual(ix.Metadata, meta) || len(ix.Entries) != len(ts) {
+		t.Fatalf("metadata %v, %d entries", ix.Metadata, len(ix.Entries))
+	}
+	for _, want := range ts {
+		e, ok := ix.Entry(want.Name)
+		if !ok {
+			t.Fatalf("no entry %s", want.Name)
+		}
+		b, err := ix.Read(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.DType != want.DType || !reflect.DeepEqual(e.Shape, want.Shape) && len(want.Shape) > 0 || !bytes.Equal(b, want.Data) {
+			t.Errorf("%s: %s %v %x, want %s %v %x", want.Name, e.DType, e.Shape, b, want.DType, want.Shape, want.Data)
+		}
+	}
+	if err := os.WriteFile(p, []byte{1, 0, 0, 0, 0, 0, 0, 0, '['}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenIndex(p); err == nil || !strings.Contains(err.Error(), "does not start with") {
+		t.Errorf("bad header: err = %v", err)
+	}
 }

@@ -184,10 +184,14 @@ type hgroup struct {
 // the matrices before it are quantized.
 func (r *runner) layer(li int, x, y []float32) ([]MatrixReport, error) {
 	l := &r.m.Layers[li]
+	ffnIn := []**nn.Linear{&l.Gate, &l.Up}
+	if l.Gate == nil { // a GELU feed-forward: up alone
+		ffnIn = ffnIn[1:]
+	}
 	groups := []hgroup{
 		{NewHessian(l.Wq.In), []**nn.Linear{&l.Wq, &l.Wk, &l.Wv}},
 		{NewHessian(l.Wo.In), []**nn.Linear{&l.Wo}},
-		{NewHessian(l.Gate.In), []**nn.Linear{&l.Gate, &l.Up}},
+		{NewHessian(l.Up.In), ffnIn},
 		{NewHessian(l.Down.In), []**nn.Linear{&l.Down}},
 	}
 	passes := [][]hgroup{groups}

@@ -26,7 +26,6 @@ import (
 
 	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/llama"
-	"github.com/herd-llm/herd/nn"
 )
 
 // Entry is the statistic of one matrix.
@@ -188,7 +187,11 @@ func Attach(m *llama.Model) *Collector {
 	c := &Collector{m: m, MinRows: 16}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		for _, w := range []*nn.Linear{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down} {
+		for _, wp := range l.Matrices() {
+			w := *wp
+			if w == nil { // a feed-forward without a gate
+				continue
+			}
 			s := &stat{name: w.Name, sum: make([]float32, w.In), counts: make([]int32, w.In)}
 			c.stats = append(c.stats, s)
 			w.Observe = func(x []float32, nt int) { c.observe(s, x, nt) }
@@ -216,8 +219,10 @@ func (c *Collector) observe(s *stat, x []float32, nt int) {
 func (c *Collector) Detach() {
 	for i := range c.m.Layers {
 		l := &c.m.Layers[i]
-		for _, w := range []*nn.Linear{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down} {
-			w.Observe = nil
+		for _, wp := range l.Matrices() {
+			if *wp != nil {
+				(*wp).Observe = nil
+			}
 		}
 	}
 }
