@@ -7,7 +7,7 @@ import (
 )
 
 // Importance-weighted quantization: ggml's quantize_q4_0 … quantize_q5_1,
-// quantize_iq4_nl and the k-quants Q3_K…Q6_K (weighted_k.go) when llama-quantize gives them an importance matrix
+// quantize_iq4_nl and the k-quants Q2_K…Q6_K (weighted_k.go) when llama-quantize gives them an importance matrix
 // (the per-column mean squared activations of llama-imatrix). Each value's
 // weight in the block's error is qw[j]·sqrt(σ² + x[j]²), σ² the mean
 // square of the row (legacy types) or twice the block's (IQ4_NL); the

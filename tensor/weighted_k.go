@@ -175,6 +175,48 @@ func quantizeQ3KW(o []byte, x, qw []float32, L *[QKK]int8) {
 	q3KLevels(o, x, L)
 }
 
+// quantizeQ2KW is ggml's quantize_row_q2_K_impl for one super-block
+// (σ² = Σx²/256 here, without the other k-quants' factor 2).
+func quantizeQ2KW(o []byte, x, qw []float32) {
+	var s float32
+	for _, v := range x {
+		s += float32(v * v)
+	}
+	sigma2 := s / QKK
+	var w [16]float32
+	var L [QKK]uint8
+	var laux [16]uint8
+	var scales, mins, sw [QKK / 16]float32
+	var Ls, Lm [QKK / 16]uint8
+	for j := 0; j < QKK/16; j++ {
+		blockWeights(w[:], qw[16*j:16*j+16], x[16*j:16*j+16], sigma2)
+		for _, v := range w {
+			sw[j] += v
+		}
+		scales[j] = makeQKX3Quants(x[16*j:16*j+16], w[:], L[16*j:16*j+16], laux[:], 3, &mins[j], -0.9, 0.05, 36, false)
+	}
+	dm := makeQPQuants(scales[:], Ls[:], 15, sw[:])
+	mm := makeQPQuants(mins[:], Lm[:], 15, sw[:])
+	binary.LittleEndian.PutUint16(o[80:], F32ToF16(dm))
+	binary.LittleEndian.PutUint16(o[82:], F32ToF16(mm))
+	dm = F16ToF32(binary.LittleEndian.Uint16(o[80:]))
+	mm = F16ToF32(binary.LittleEndian.Uint16(o[82:]))
+	for j := 0; j < QKK/16; j++ {
+		o[j] = Ls[j] | Lm[j]<<4
+	}
+	for j := 0; j < QKK/16; j++ {
+		d := float32(dm * float32(o[j]&15))
+		if d == 0 {
+			continue
+		}
+		m := float32(mm * float32(o[j]>>4))
+		for i := 0; i < 16; i++ {
+			L[16*j+i] = uint8(clampInt(nearestInt((x[16*j+i]+m)/d), 0, 3))
+		}
+	}
+	pack2(o[16:80], L[:])
+}
+
 // kquantWeighted quantizes a row of k-quant type d with weights qw; it
 // reports false for a type it does not handle.
 func kquantWeighted(d DType, dst []byte, src, qw []float32) bool {
@@ -195,6 +237,10 @@ func kquantWeighted(d DType, dst []byte, src, qw []float32) bool {
 				quantizeK4W(o, x, w, &L, 31)
 				packQ5K(o, &L)
 			}
+		}
+	case Q2_K:
+		for b := 0; b < nb; b++ {
+			quantizeQ2KW(dst[b*q2kBytes:(b+1)*q2kBytes], src[b*QKK:(b+1)*QKK], qw[b*QKK:(b+1)*QKK])
 		}
 	case Q3_K:
 		var L [QKK]int8

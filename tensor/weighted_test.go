@@ -13,7 +13,7 @@ import (
 func TestWeightedLowersWeightedError(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	n := 1024
-	for _, d := range []DType{Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K} {
+	for _, d := range []DType{Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K} {
 		var errW, errR float64
 		for range 8 {
 			x := make([]float32, n)

@@ -62,7 +62,7 @@ func TestByteIdenticalToLlamaQuantize(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	for _, name := range []string{"Q4_K_M", "Q3_K_M", "IQ4_NL", "Q4_0"} {
+	for _, name := range []string{"Q4_K_M", "Q3_K_M", "IQ4_NL", "Q4_0", "Q2_K"} {
 		ft, err := quant.ParseFileType(name)
 		if err != nil {
 			t.Fatal(err)
