@@ -2,6 +2,8 @@ package imatrix
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,83 @@ import (
 	"github.com/herd-llm/herd/quant"
 	"github.com/herd-llm/herd/tensor"
 )
+
+// randomF16 writes a random 256-wide model of layers blocks with the
+// embedded tok512 vocabulary as F16 GGUF (the same bytes on every run).
+func randomF16(t *testing.T, dir string, layers int) string {
+	t.Helper()
+	_, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := llama.Config{Dim: 256, NLayers: layers, NHeads: 4, NKVHeads: 4, FFNDim: 512, VocabSize: 512, ContextLen: 128,
+		RopeTheta: 10000, NormEps: 1e-5}
+	m, err := llama.Random(c, tensor.F32, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(dir, fmt.Sprintf("f16-%d.gguf", layers))
+	if err := checkpoint.SaveGGUF(model, m, tok, checkpoint.SaveOptions{DType: tensor.F16, Convert: true}); err != nil {
+		t.Fatal(err)
+	}
+	return model
+}
+
+// goldenSHA256 are the SHA-256 sums of llama-quantize's output (llama.cpp
+// c392e50: `llama quantize --imatrix testdata/imatrix-256.dat F16 OUT TYPE
+// 2`, run in this directory) for randomF16(dir, 1) and
+// testdata/imatrix-256.dat, which llama-imatrix computed on that model
+// (see testdata/README.md).
+var goldenSHA256 = map[string]string{
+	"Q4_K_M": "c28c238177433c7e7f522e6e7c97d93564859b27cd504847ad809482ae26acc5",
+	"Q3_K_M": "d75907cf96f7c0f9c6bd661d6d5c80489be5445d449d0faf033023618d29c0ed",
+	"IQ4_NL": "c9e00c931b50f2a85068ebd979b14b53b04bcb3e1c910cbf60463ab496a37c3d",
+	"Q4_0":   "4d8f65cfa3b3f576ee69b09c887be8bdc9a4a35cd65646db907b00b27ad05fba",
+	"Q2_K":   "66348eca117c96e951020b278b14aafe025831d5df5328bb8c84fdb284bb8e18",
+	"Q5_K_M": "da6d134a0664c5587cd64e44fb00c0a95a86e084ddc27ec5af0b79f9e33211a5",
+	"Q6_K":   "c694217ebed3e8e2423a809e9ab436776bf1c95ebb57de6c6cfbd240cd2eb053",
+}
+
+// TestGoldenWeightedQuantize checks herd's imatrix-weighted files against
+// llama-quantize's recorded hashes, without the llama.cpp build.
+func TestGoldenWeightedQuantize(t *testing.T) {
+	const imat = "testdata/imatrix-256.dat"
+	mat, err := Read(imat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	in, err := gguf.Open(randomF16(t, dir, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if len(goldenSHA256) == 0 {
+		t.Fatal("no golden hashes")
+	}
+	for name, want := range goldenSHA256 {
+		ft, err := quant.ParseFileType(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt := quant.Options{Type: ft, Threads: 2}
+		check, err := Apply(&opt, in, mat, imat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, name+".gguf")
+		if _, err := quant.File(in, out, opt); err != nil {
+			t.Fatal(err)
+		}
+		if err := check(); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(out)
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != want {
+			t.Errorf("%s: SHA-256 %s, llama-quantize's %s", name, got, want)
+		}
+	}
+}
 
 // TestByteIdenticalToLlamaQuantize quantizes one F16 model with one
 // llama-imatrix file both with herd and with llama-quantize --imatrix and
@@ -28,21 +107,8 @@ func TestByteIdenticalToLlamaQuantize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs llama-imatrix and llama-quantize")
 	}
-	_, tok, err := checkpoint.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := llama.Config{Dim: 256, NLayers: 4, NHeads: 4, NKVHeads: 4, FFNDim: 512, VocabSize: 512, ContextLen: 128,
-		RopeTheta: 10000, NormEps: 1e-5}
-	m, err := llama.Random(c, tensor.F32, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	model, text, imat := filepath.Join(dir, "f16.gguf"), filepath.Join(dir, "calib.txt"), filepath.Join(dir, "imatrix.dat")
-	if err := checkpoint.SaveGGUF(model, m, tok, checkpoint.SaveOptions{DType: tensor.F16, Convert: true}); err != nil {
-		t.Fatal(err)
-	}
+	model, text, imat := randomF16(t, dir, 4), filepath.Join(dir, "calib.txt"), filepath.Join(dir, "imatrix.dat")
 	story := strings.Repeat("Tom had a big dog named Max. Every day they ran to the lake and played with a stick. ", 30)
 	if err := os.WriteFile(text, []byte(story), 0o644); err != nil {
 		t.Fatal(err)
