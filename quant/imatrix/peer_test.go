@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,4 +153,46 @@ func TestByteIdenticalToLlamaQuantize(t *testing.T) {
 			t.Errorf("%s: herd's file (%d bytes) differs from llama-quantize's (%d bytes)", name, len(a), len(b))
 		}
 	}
+}
+
+// TestAgreesWithRecordedLlamaImatrix computes herd's imatrix on the model
+// and text testdata/imatrix-256.dat was computed on by llama-imatrix and
+// compares them (float tolerance: llama.cpp rounds activations to F16 in
+// its F16 products, herd does not).
+func TestAgreesWithRecordedLlamaImatrix(t *testing.T) {
+	theirs, err := Read("testdata/imatrix-256.dat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, tok, err := checkpoint.Load(randomF16(t, t.TempDir(), 1), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	text := strings.Repeat("Tom had a big dog named Max. Every day they ran to the lake and played with a stick. ", 30) + "\n"
+	ours, err := Compute(m, tok.Encode(text, true, false), tok.BOS(), theirs.Dataset, Options{Ctx: 64, Chunks: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ours.Entries) != len(theirs.Entries) || ours.LastCall != theirs.LastCall {
+		t.Fatalf("herd: %d entries after %d chunks, llama-imatrix %d after %d", len(ours.Entries), ours.LastCall, len(theirs.Entries), theirs.LastCall)
+	}
+	tm := map[string]Entry{}
+	for _, e := range theirs.Entries {
+		tm[e.Name] = e
+	}
+	var worst float64
+	for _, e := range ours.Entries {
+		f := tm[e.Name]
+		if f.NCall != e.NCall || len(f.Values) != len(e.Values) {
+			t.Fatalf("%s: ncall %d / %d values, llama-imatrix %d / %d", e.Name, e.NCall, len(e.Values), f.NCall, len(f.Values))
+		}
+		for i, v := range e.Values {
+			worst = max(worst, math.Abs(float64(v-f.Values[i]))/math.Max(1e-6, math.Abs(float64(f.Values[i]))))
+		}
+	}
+	if worst > 5e-3 {
+		t.Errorf("worst relative difference from llama-imatrix %.3g", worst)
+	}
+	t.Logf("worst relative difference from llama-imatrix: %.3g", worst)
 }
