@@ -148,8 +148,10 @@ func fit(tr *Trainer, ts *sft.Trained, j Job, log io.Writer, res *Result) error 
 	fmt.Fprintf(log, "rl %s %s: %d trainable weights of %d, %d prompts, %d rollout batches of %d prompts × %d samples, %d epochs of mini-batches of %d (%d steps)\n",
 		tr.Cfg.Algo, o.Method, train.Count(ts), ts.Model.Params(), len(tr.Prompts), batches, tr.Cfg.Prompts, tr.Cfg.Group, tr.Cfg.Epochs, tr.Cfg.MiniBatch, o.Steps)
 	var err error
-	if res.Start, err = tr.Evaluate(); err != nil {
-		return err
+	if !o.Resume { // a resumed run's weights are restored inside Fit
+		if res.Start, err = tr.Evaluate(); err != nil {
+			return err
+		}
 	}
 	if res.Summary, err = train.Fit(tr, ts, cfg); err != nil {
 		return fmt.Errorf("rl: %w", err)
