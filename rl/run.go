@@ -16,6 +16,7 @@ import (
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/sft"
+	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/herd-llm/herd/train"
 )
@@ -45,6 +46,7 @@ type Result struct {
 	Start     Eval // the held-out reward and KL before this invocation (N 0: no held-out prompts)
 	End       Eval
 	Stats     PromptStats
+	Memory    sft.Memory // the predicted peak
 }
 
 // ValueHeadFile holds PPO's value head beside the policy's outputs.
@@ -145,6 +147,11 @@ func fit(tr *Trainer, ts *sft.Trained, j Job, log io.Writer, res *Result) error 
 	cfg := o.TrainConfig("herd rl "+tr.Cfg.Algo+" "+o.Method, log)
 	cfg.Checkpoints = &stateDir{StateDir: train.StateDir{Dir: j.Out, Log: log}, tr: tr}
 	cfg.FLOPsPerToken = train.TrainingFLOPs(ts.Model.Config, train.Count(ts), tr.Cfg.Sampling.MaxNew)
+	res.Memory = tr.memory(ts.Memory)
+	fmt.Fprintf(log, "memory: %s\n", res.Memory)
+	if o.LimitMemory {
+		cfg.MemoryLimit = train.MemoryLimit(res.Memory.Bound(), ts.Model, res.Memory.Weights, log)
+	}
 	fmt.Fprintf(log, "rl %s %s: %d trainable weights of %d, %d prompts, %d rollout batches of %d prompts × %d samples, %d epochs of mini-batches of %d (%d steps)\n",
 		tr.Cfg.Algo, o.Method, train.Count(ts), ts.Model.Params(), len(tr.Prompts), batches, tr.Cfg.Prompts, tr.Cfg.Group, tr.Cfg.Epochs, tr.Cfg.MiniBatch, o.Steps)
 	var err error
@@ -240,4 +247,32 @@ func (d *stateDir) Restore(params []autograd.Param, opt *train.AdamW) (int, erro
 		return 0, fmt.Errorf("%s: step %d is not at a rollout batch boundary (%d steps each): a checkpoint of another configuration", p, step, per)
 	}
 	return step, nil
+}
+
+// memory is the run's predicted peak: the method's weights and state, the
+// taped pass of the largest mini-batch (the longest prompt and a full
+// response per rollout), and beside it the untaped passes' States (the
+// policy's and the reference's, each at most a recomputing pass's size),
+// PPO's logits buffer and the rollouts' KV caches (F16).
+func (t *Trainer) memory(mem sft.Memory) sft.Memory {
+	c := t.Policy.Model.Config
+	long := 0
+	for _, p := range t.Prompts {
+		long = max(long, len(p.Tokens))
+	}
+	seq := long + t.Cfg.Sampling.MaxNew
+	rows := t.Cfg.MiniBatch * seq
+	mem.Tokens = rows
+	mem.Activations = llama.ActivationBytes(c, rows, t.Policy.Tape.Recompute)
+	if set := t.Policy.Adapters; set != nil {
+		for _, a := range set.Adapters {
+			mem.Activations += 4 * int64(rows) * int64(a.Rank)
+		}
+	}
+	mem.Eval = 2 * llama.ActivationBytes(c, rows, true)
+	if t.Policy.Head != nil {
+		mem.Eval += 4 * int64(rows) * int64(c.VocabSize)
+	}
+	mem.Eval += int64(t.Cfg.Rollouts()) * c.KVCacheBytes(seq, tensor.F16)
+	return mem
 }
