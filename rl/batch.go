@@ -35,7 +35,8 @@ func (t *Trainer) rollout(b int) error {
 	if err != nil {
 		return fmt.Errorf("rollout batch %d: %w", b, err)
 	}
-	t.Timings.Rollout += time.Since(t0)
+	dt := time.Since(t0)
+	t.Timings.Rollout += dt
 	t.Timings.RolloutTokens += int64(ntok)
 	scores, skipped, err := t.score(t.Prompts, rs)
 	if err != nil {
@@ -54,6 +55,7 @@ func (t *Trainer) rollout(b int) error {
 	}
 	t.advantages()
 	t.batchMetrics(ent, skipped)
+	t.metrics[MRolloutTPS] = float64(ntok) / dt.Seconds()
 	if c.Algo != GRPO {
 		t.Ctl.Update(t.metrics[MKL], len(rs)-skipped)
 	}

@@ -115,6 +115,10 @@ const (
 	MSkipped   = "rollout/skipped"
 	MEvalRew   = "eval/reward_mean"
 	MEvalKL    = "eval/kl"
+	// MRolloutTPS is the batch's rollout positions per second, MUpdateTPS
+	// the run's update positions per second so far.
+	MRolloutTPS = "rollout/tokens_per_sec"
+	MUpdateTPS  = "update/tokens_per_sec"
 )
 
 // Trainer is the RL objective on train.Fit: step s belongs to rollout
@@ -217,6 +221,9 @@ func (t *Trainer) micro(m train.Micro) train.Micro {
 	}
 	for k, v := range t.metrics {
 		m.Extra[k] = v * float64(max(1, m.Count))
+	}
+	if s := t.Timings.Update.Seconds(); s > 0 {
+		m.Extra[MUpdateTPS] = float64(t.Timings.UpdateTokens) / s * float64(max(1, m.Count))
 	}
 	return m
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/herd-llm/herd/rl"
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tensor"
+	"github.com/herd-llm/herd/train"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -116,6 +117,11 @@ func (a *rlFlags) parse(cmd *cobra.Command) error {
 	kernels.SetThreads(a.threads)
 	j.Tune.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
 	a.bar = newTrainBar(cmd.ErrOrStderr(), false)
+	a.bar.extra = func(p train.Progress) string {
+		x := p.Extra
+		return fmt.Sprintf("loss %.4f reward %.3f kl %.2f β %.3g | rollout %.0f tok/s, update %.0f tok/s", p.Loss, x[rl.MRewMean], x[rl.MKL], x[rl.MKLCoef],
+			x[rl.MRolloutTPS], x[rl.MUpdateTPS])
+	}
 	if !a.quiet {
 		j.Tune.OnStart, j.Tune.OnStep = a.bar.start, a.bar.step
 	}
