@@ -67,7 +67,7 @@ func TestRLCommand(t *testing.T) {
 				t.Errorf("%s %s: metric %s missing: %v", c.algo, c.method, k, ms[len(ms)-1])
 			}
 		}
-		if !strings.Contains(se, "held-out (6 prompts)") || !strings.Contains(se, "rollouts:") {
+		if !strings.Contains(se, "held-out (24 prompts)") || !strings.Contains(se, "rollouts:") {
 			t.Errorf("%s: report:\n%s", c.algo, se)
 		}
 	}
