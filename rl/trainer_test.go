@@ -3,6 +3,8 @@ package rl
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/herd-llm/herd/autograd"
@@ -223,6 +225,54 @@ func checkGradient(t *testing.T, tr *Trainer, ps []autograd.Param, what string) 
 		fd, g := (hi-lo)/(2*h), float64(p.Grad[i])
 		if math.Abs(fd-g) > 3e-4+3e-2*math.Abs(fd) {
 			t.Errorf("%s: %s[%d]: gradient %.6g, central difference %.6g", what, p.Name, i, g, fd)
+		}
+	}
+}
+
+// Rollouts on stories260K end at a stop string (kept in the tokens, cut
+// from the text), at EOS, or at MaxNew tokens; the same seed draws the
+// same rollouts.
+func TestGenerateStops(t *testing.T) {
+	m, tok, err := checkpoint.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	p := &Policy{Model: m}
+	ps := []Prompt{{Tokens: tok.Encode("Once upon a time", true, false)}, {Tokens: tok.Encode("Tom had a ball", true, false)}}
+	s := Sampling{SamplerConfig: generate.SamplerConfig{Temperature: 1}, MaxNew: 40, Stop: []string{"."}}
+	idx := []int{0, 1, 0, 1, 0, 1}
+	rs, n, err := p.Generate(ps, idx, tok, []int{tok.EOS()}, s, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := 0
+	for i, r := range rs {
+		full := tok.Decode(r.Response)
+		switch {
+		case r.EOS:
+			if r.Response[len(r.Response)-1] != tok.EOS() {
+				t.Errorf("rollout %d: EOS not the last token", i)
+			}
+		case strings.Contains(full, "."):
+			stopped++
+			if strings.Contains(tok.Decode(r.Response[:len(r.Response)-1]), ".") {
+				t.Errorf("rollout %d ran past its stop string: %q", i, full)
+			}
+		case len(r.Response) != s.MaxNew:
+			t.Errorf("rollout %d ended after %d tokens without a reason: %q", i, len(r.Response), full)
+		}
+		if strings.Contains(r.Text, ".") {
+			t.Errorf("rollout %d: the stop string is in the text %q", i, r.Text)
+		}
+	}
+	if stopped == 0 || n == 0 {
+		t.Errorf("no rollout stopped at the stop string (%d positions)", n)
+	}
+	again, _, _ := p.Generate(ps, idx, tok, []int{tok.EOS()}, s, 7)
+	for i := range rs {
+		if !slices.Equal(rs[i].Response, again[i].Response) {
+			t.Errorf("rollout %d differs with the same seed", i)
 		}
 	}
 }

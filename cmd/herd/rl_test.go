@@ -215,3 +215,25 @@ func TestRLBadInput(t *testing.T) {
 		t.Errorf("skipped rollouts in the metrics: %v", m[0]["rollout/skipped"])
 	}
 }
+
+// PPO against a reward model from herd rm train (full and LoRA reward
+// models), rendered through a chat template.
+func TestRLRewardModel(t *testing.T) {
+	for _, method := range []string{"full", "lora"} {
+		dir := t.TempDir()
+		rm := filepath.Join(dir, "rm")
+		if _, se, err := herd(t, "", "rm", "train", "--method", method, "--data", prefPairs, "--steps", "2", "--batch", "2", "--quiet", "-o", rm); err != nil {
+			t.Fatalf("rm train: %v\n%s", err, se)
+		}
+		out := filepath.Join(dir, "rl")
+		_, se, err := herd(t, "", "rl", "--algo", "ppo", "--group", "1", "--prompts", rlPrompts, "--reward-model", rm, "--template", "vicuna",
+			"--steps", "2", "--prompts-per-batch", "2", "--max-new", "8", "--target-kl", "1", "--quiet", "-t", "1", "-o", out)
+		if err != nil {
+			t.Fatalf("rl with a %s reward model: %v\n%s", method, err, se)
+		}
+		ms := metricLines(t, out)
+		if r, ok := ms[0]["env/reward_mean"].(float64); !ok || r == 0 {
+			t.Errorf("%s reward model: reward %v", method, ms[0]["env/reward_mean"])
+		}
+	}
+}
