@@ -41,7 +41,12 @@ const (
 	RewardsMargin   = "rewards/margins"
 	LogpsChosen     = "logps/chosen"
 	LogpsRejected   = "logps/rejected"
-	KL              = "kl"
+	// KTO's samples are unpaired: the mean implicit reward and
+	// log-probability over all of them, rewards/accuracies the share whose
+	// reward has the sign the label wants, and the reference point z₀.
+	RewardsMean = "rewards/mean"
+	LogpsMean   = "logps/mean"
+	KL          = "kl"
 )
 
 // DPO is the preference objective of Params.Loss on a policy: each
@@ -221,12 +226,11 @@ func (d *DPO) kto(tape *autograd.Tape, ss []Sample, ref [][2]float64, scale floa
 		r := d.Params.KTO(Unpaired{LogP: lp[i], RefLogP: rl[i], Desirable: ss[i].Desirable}, z)
 		dlogp[i] = r.D * scale
 		m.Sum += r.Loss
-		if ss[i].Desirable {
-			m.Extra[RewardsChosen] += r.Reward
-			m.Extra[LogpsChosen] += lp[i]
-		} else {
-			m.Extra[RewardsRejected] += r.Reward
-			m.Extra[LogpsRejected] += lp[i]
+		m.Extra[RewardsMean] += r.Reward
+		m.Extra[LogpsMean] += lp[i]
+		// the implicit reward on the side the label wants
+		if (r.Reward > 0) == ss[i].Desirable && r.Reward != 0 {
+			m.Extra[RewardsAccuracy]++
 		}
 	}
 	return m, nil

@@ -270,3 +270,48 @@ func TestDropoutRecompute(t *testing.T) {
 		t.Fatal("no gradient")
 	}
 }
+
+// Two micro-batches of two pairs accumulate the gradient of one batch of
+// the same four pairs (each scaled by the step's pair count).
+func TestAccumulationMatchesBatch(t *testing.T) {
+	var grads [2][]float32
+	var sums [2]float64
+	for i, shape := range [][2]int{{4, 1}, {2, 2}} {
+		m := tinyModel(t, 61)
+		pol, err := m.CloneF32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := pol.NewGrads()
+		r := rand.New(rand.NewPCG(62, 63))
+		for _, q := range pol.TrainParams(g) {
+			for j := range q.Data {
+				q.Data[j] += float32(r.NormFloat64() * 0.05)
+			}
+		}
+		d := &DPO{Policy: &Policy{Model: pol, Grads: g, Ref: m}, Params: Params{Loss: Sigmoid, Beta: 0.5}, Train: tinyPairs(8, 64), Batch: shape[0], Accum: shape[1]}
+		if err := d.Init(); err != nil {
+			t.Fatal(err)
+		}
+		for k := range shape[1] {
+			var tape autograd.Tape
+			mt, err := d.Step(&tape, 1, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tape.Backward()
+			sums[i] += mt.Sum
+		}
+		for _, q := range pol.TrainParams(g) {
+			grads[i] = append(grads[i], q.Grad...)
+		}
+	}
+	if math.Abs(sums[0]-sums[1]) > 1e-6 {
+		t.Errorf("loss sums %g (one batch) and %g (accumulated)", sums[0], sums[1])
+	}
+	for j := range grads[0] {
+		if d := math.Abs(float64(grads[0][j] - grads[1][j])); d > 1e-6+1e-4*math.Abs(float64(grads[0][j])) {
+			t.Fatalf("gradient %d: %g one batch, %g accumulated", j, grads[0][j], grads[1][j])
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 const (
 	Sigmoid = "sigmoid" // DPO (Rafailov et al. 2023); with LabelSmoothing, conservative DPO (cDPO)
 	Robust  = "robust"  // robust DPO (Chowdhury et al. 2024): unbiased under label noise LabelSmoothing
-	IPO     = "ipo"     // identity preference optimisation (Azar et al. 2023), Beta as τ
+	IPO     = "ipo"     // identity preference optimisation (Azar et al. 2023), Beta as τ, on sequence sums as the paper writes it (TRL averages over tokens)
 	Hinge   = "hinge"   // SLiC's calibration hinge (Zhao et al. 2023), Beta as 1/δ
 	SimPO   = "simpo"   // simple preference optimisation (Meng et al. 2024): length-normalised, reference-free, margin Gamma
 	ORPO    = "orpo"    // odds-ratio preference optimisation (Hong et al. 2024): SFT loss on chosen + Beta (λ) × odds-ratio loss

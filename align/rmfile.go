@@ -31,13 +31,17 @@ const HeadKind = "LlamaForSequenceClassification, num_labels 1: reward = score.w
 
 // SaveReward writes m, its tokenizer and the head as one GGUF file
 // (atomically): the head as tensor score.weight (ggml dims [Dim, 1]) and
-// metadata herd.reward.head / herd.reward.head_kind saying what it is.
-func SaveReward(path string, m *llama.Model, tok tokenizer.Tokenizer, head []float32) error {
+// metadata herd.reward.head / herd.reward.head_kind saying what it is,
+// with extra metadata beside (the template's name, the recipe).
+func SaveReward(path string, m *llama.Model, tok tokenizer.Tokenizer, head []float32, extra map[string]any) error {
 	if len(head) != m.Config.Dim {
 		return fmt.Errorf("reward model %s: a head of %d for a model of width %d", path, len(head), m.Config.Dim)
 	}
-	return checkpoint.SaveGGUF(path, m, tok, checkpoint.SaveOptions{Name: "herd rm",
-		Extra:   map[string]any{"herd.reward.head": HeadName, "herd.reward.head_kind": HeadKind},
+	kv := map[string]any{"herd.reward.head": HeadName, "herd.reward.head_kind": HeadKind}
+	for k, v := range extra {
+		kv[k] = v
+	}
+	return checkpoint.SaveGGUF(path, m, tok, checkpoint.SaveOptions{Name: "herd rm", Extra: kv,
 		Tensors: []checkpoint.Tensor{{Name: HeadName, DType: tensor.F32, Dims: []uint64{uint64(len(head)), 1}, Data: tensor.BytesOfF32(head)}}})
 }
 

@@ -26,7 +26,7 @@ func TestRewardFilesRoundTrip(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, RewardFile)
-	if err := SaveReward(p, m, tok, head); err != nil {
+	if err := SaveReward(p, m, tok, head, nil); err != nil {
 		t.Fatal(err)
 	}
 	rm, _, err := LoadReward(dir, "", "")

@@ -5,11 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/llama"
-	"github.com/herd-llm/herd/lora"
+	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tokenizer"
 )
 
@@ -91,26 +92,18 @@ func RunDPO(j Job, log io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res, saveTuned(j.Out, res, m, tok, j.Base, "herd dpo "+j.Loss.Loss, log)
+	return res, j.saveTuned(res, tok, log)
 }
 
-// saveTuned writes a tuned model or its adapters.
-func saveTuned(out string, res *Result, base *llama.Model, tok tokenizer.Tokenizer, basePath, name string, log io.Writer) error {
-	if res.Adapters != nil {
-		if err := lora.SavePEFT(out, res.Adapters, base.Config, basePath); err != nil {
-			return err
-		}
-		if err := lora.SaveGGUF(filepath.Join(out, "adapter.gguf"), res.Adapters); err != nil {
-			return err
-		}
-		fmt.Fprintf(log, "wrote %s (PEFT adapter_model.safetensors, adapter.gguf)\n", out)
-		return nil
-	}
-	p := filepath.Join(out, "model.gguf")
-	if err := checkpoint.SaveGGUF(p, res.Model, tok, checkpoint.SaveOptions{Name: name}); err != nil {
+// saveTuned writes a tuned model or its adapters as herd sft does, with
+// the template's name and the recipe in a model.gguf.
+func (j *Job) saveTuned(res *Result, tok tokenizer.Tokenizer, log io.Writer) error {
+	r := &sft.Result{Model: res.Model, Adapters: res.Adapters}
+	wrote, err := r.Save(j.Out, j.Tune.Method, sft.SaveOptions{Base: j.Base, Tokenizer: tok, Template: j.Template, Recipe: j.Tune.Recipe})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "wrote %s\n", p)
+	fmt.Fprintf(log, "wrote %s\n", strings.Join(wrote, ", "))
 	return nil
 }
 
@@ -132,7 +125,7 @@ func RunRM(j Job, log io.Writer) (*Result, error) {
 		return nil, err
 	}
 	if res.Adapters != nil {
-		if err := saveTuned(j.Out, res, m, tok, j.Base, "", log); err != nil {
+		if err := j.saveTuned(res, tok, log); err != nil {
 			return nil, err
 		}
 		p := filepath.Join(j.Out, HeadFile)
@@ -143,7 +136,11 @@ func RunRM(j Job, log io.Writer) (*Result, error) {
 		return res, nil
 	}
 	p := filepath.Join(j.Out, RewardFile)
-	if err := SaveReward(p, res.Model, tok, res.Head); err != nil {
+	extra := map[string]any{chat.HerdTemplateKey: j.Template}
+	if j.Tune.Recipe != "" {
+		extra["herd.recipe"] = j.Tune.Recipe
+	}
+	if err := SaveReward(p, res.Model, tok, res.Head, extra); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(log, "wrote %s\n", p)

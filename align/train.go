@@ -3,6 +3,7 @@ package align
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/herd-llm/herd/autograd"
@@ -43,11 +44,13 @@ type Result struct {
 	StartVal, EndVal Metrics
 }
 
-// objective adapts a Step function to the loop's Objective and Validator.
+// objective adapts a Step function to the loop's Objective, Validator
+// and Checker.
 type objective struct {
 	step     func(tape *autograd.Tape, step, k int) (Metrics, error)
 	validate func(n int) (float64, error)
 	batches  func() int
+	check    func() error
 }
 
 func (o objective) Loss(tape *autograd.Tape, step, k int) (train.Micro, error) {
@@ -56,6 +59,26 @@ func (o objective) Loss(tape *autograd.Tape, step, k int) (train.Micro, error) {
 }
 func (o objective) Validate(n int) (float64, error) { return o.validate(n) }
 func (o objective) ValBatches() int                 { return o.batches() }
+func (o objective) CheckModel() error               { return o.check() }
+
+// firstBatch is the first validation batch, or without validation
+// samples the first training batch.
+func firstBatch(train, val []Sample, n int) []Sample {
+	if len(val) > 0 {
+		return val[:min(n, len(val))]
+	}
+	return train[:min(n, len(train))]
+}
+
+// finite reports the first value of xs that is NaN or infinite.
+func finite(what string, xs []float64) error {
+	for i, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("%s %d of the check batch is %g: the model's logits are not finite", what, i, x)
+		}
+	}
+	return nil
+}
 
 // setup fills the run's defaults and makes the trainable set.
 func setup(m *llama.Model, samples []Sample, o *Options, perStep int) (*sft.Trained, io.Writer, error) {
@@ -171,7 +194,18 @@ func DPOTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	fmt.Fprintf(log, "dpo %s (%s, β %g): %d trainable weights of %d, %d samples, %d steps of %d×%d\n", o.Tune.Method, o.Loss.Loss, o.Loss.Beta,
 		train.Count(ts), ts.Model.Params(), len(d.Train), o.Tune.Steps, o.Tune.Batch, o.Tune.Accum)
 	defer pol.train(false, 0, 0)
-	obj := objective{step: d.Step, validate: d.Validate, batches: d.ValBatches}
+	check := func() error {
+		b := pairBatch(firstBatch(d.Train, d.Val, d.Batch))
+		if d.Params.Loss == KTO {
+			b = unpairedBatch(firstBatch(d.Train, d.Val, d.Batch))
+		}
+		lp, err := pol.policyLogProbs(b)
+		if err != nil {
+			return err
+		}
+		return finite("log-probability", lp)
+	}
+	obj := objective{step: d.Step, validate: d.Validate, batches: d.ValBatches, check: check}
 	eval := func() (Metrics, error) { return d.Evaluate(d.Val, d.RefVal, 0) }
 	if err := fit(obj, ts, &o, "herd dpo "+o.Loss.Loss+" "+o.Tune.Method, log, res, eval); err != nil {
 		return nil, fmt.Errorf("dpo: %w", err)
@@ -237,7 +271,19 @@ func RewardTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	fmt.Fprintf(log, "rm %s: %d trainable weights of %d (head %d), %d pairs, %d steps of %d×%d\n", o.Tune.Method, train.Count(ts), ts.Model.Params(),
 		len(rm.Head), len(samples), o.Tune.Steps, o.Tune.Batch, o.Tune.Accum)
 	defer pol.train(false, 0, 0)
-	obj := objective{step: rm.Step, validate: rm.Validate, batches: rm.ValBatches}
+	check := func() error {
+		seqs, _ := rmSeqs(firstBatch(rm.Train, rm.Val, rm.Batch), false)
+		toks := make([][]int, len(seqs))
+		for i := range seqs {
+			toks[i] = seqs[i].Tokens
+		}
+		rw, err := rm.Score(toks)
+		if err != nil {
+			return err
+		}
+		return finite("reward", rw)
+	}
+	obj := objective{step: rm.Step, validate: rm.Validate, batches: rm.ValBatches, check: check}
 	eval := func() (Metrics, error) { return rm.Evaluate(rm.Val, 0) }
 	if err := fit(obj, ts, &o, "herd rm "+o.Tune.Method, log, res, eval); err != nil {
 		return nil, fmt.Errorf("rm: %w", err)

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herd-llm/herd/assets"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/internal/testutil"
 	"github.com/herd-llm/herd/tokenizer"
 )
 
@@ -84,14 +84,7 @@ func TestOrigins(t *testing.T) {
 	}
 }
 
-func tok512(t *testing.T) *tokenizer.SPM {
-	t.Helper()
-	tok, err := tokenizer.FromLlama2c(assets.Tok512(), 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
+func tok512(t *testing.T) *tokenizer.SPM { return testutil.Tok512(t) }
 
 func llamaVocab(t *testing.T) *tokenizer.SPM {
 	t.Helper()

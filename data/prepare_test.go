@@ -11,19 +11,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herd-llm/herd/assets"
+	"github.com/herd-llm/herd/internal/testutil"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/klauspost/compress/zstd"
 )
 
-func tok512(t testing.TB) *tokenizer.SPM {
-	t.Helper()
-	tok, err := tokenizer.FromLlama2c(assets.Tok512(), 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
+func tok512(t testing.TB) *tokenizer.SPM { return testutil.Tok512(t) }
 
 func write(t *testing.T, path string, b []byte) {
 	t.Helper()

@@ -31,19 +31,19 @@ const (
 	actQ8_K        // Q8_K blocks (292 bytes)
 )
 
-// Byte sizes of the blocks the kernels read.
+// Byte sizes of the blocks the kernels read (package tensor's).
 const (
-	q4_1Bytes  = 20
-	q5_0Bytes  = 22
-	q5_1Bytes  = 24
-	iq4nlBytes = 18
-	q2kBytes   = 84
-	q3kBytes   = 110
-	q4kBytes   = 144
-	q5kBytes   = 176
-	q6kBytes   = 210
-	q8kBytes   = 292
-	qkk        = 256
+	q4_1Bytes  = tensor.BytesQ4_1
+	q5_0Bytes  = tensor.BytesQ5_0
+	q5_1Bytes  = tensor.BytesQ5_1
+	iq4nlBytes = tensor.BytesIQ4_NL
+	q2kBytes   = tensor.BytesQ2_K
+	q3kBytes   = tensor.BytesQ3_K
+	q4kBytes   = tensor.BytesQ4_K
+	q5kBytes   = tensor.BytesQ5_K
+	q6kBytes   = tensor.BytesQ6_K
+	q8kBytes   = tensor.BytesQ8_K
+	qkk        = tensor.QKK
 	auxBytes   = 4 * q4AuxInts
 )
 

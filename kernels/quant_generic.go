@@ -203,17 +203,6 @@ func dotQ2_KGeneric(w, x []byte) float32 {
 	return sum
 }
 
-// q3Scale decodes sub-block scale j (0..15) of a Q3_K block, less its bias of 32.
-func q3Scale(sc []byte, j int) int32 {
-	var lo byte
-	if j < 8 {
-		lo = sc[j] & 15
-	} else {
-		lo = sc[j-8] >> 4
-	}
-	hi := sc[8+j%4] >> (2 * (j / 4)) & 3
-	return int32(lo|hi<<4) - 32
-}
 
 func dotQ3_KGeneric(w, x []byte) float32 {
 	var sum float32
@@ -236,7 +225,7 @@ func dotQ3_KGeneric(w, x []byte) float32 {
 						}
 						s += v * int32(int8(q8[n+32*j+k]))
 					}
-					isum += q3Scale(sc, n/16+2*j+half) * s
+					isum += tensor.Q3KScale(sc, n/16+2*j+half) * s
 				}
 			}
 		}

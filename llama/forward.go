@@ -6,7 +6,6 @@ import (
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/kernels"
-	"github.com/herd-llm/herd/nn"
 	"github.com/herd-llm/herd/tensor"
 )
 
@@ -333,7 +332,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		}
 		return gv.Layers[li]
 	}
-	autograd.Embedding(tp, res[0], weight(m.Embed, gv.Embed), s.tokens)
+	autograd.Embedding(tp, res[0], m.Embed.Weight(gv.Embed), s.tokens)
 	for li := range m.Layers {
 		switch mode {
 		case modeInfer: // the residual stream is updated in place
@@ -380,7 +379,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	if tp != nil {
 		logits.Grad = logits.Data
 	}
-	linear(tp, logits, fin, m.Output, gv.Output, outRows)
+	m.Output.Apply(tp, logits, fin, gv.Output, outRows)
 	m.advance(seqs)
 	return logits, nil
 }
@@ -404,9 +403,9 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	half := c.Rope == RopeHalf
 	// attention: x + Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x)
 	autograd.RMSNorm(tp, &a.xn, x, l.AttnNorm, lg.AttnNorm, nt, dim, c.NormEps)
-	linear(tp, &a.q, &a.xn, l.Wq, lg.Wq, nt)
-	linear(tp, &a.k, &a.xn, l.Wk, lg.Wk, nt)
-	linear(tp, &a.v, &a.xn, l.Wv, lg.Wv, nt)
+	l.Wq.Apply(tp, &a.q, &a.xn, lg.Wq, nt)
+	l.Wk.Apply(tp, &a.k, &a.xn, lg.Wk, nt)
+	l.Wv.Apply(tp, &a.v, &a.xn, lg.Wv, nt)
 	autograd.RoPE(tp, &a.q, spans, c.NHeads, rc, half)
 	autograd.RoPE(tp, &a.k, spans, c.NKVHeads, rc, half)
 	sp := spans
@@ -422,31 +421,17 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	}
 	autograd.Attention(tp, &a.att, &a.q, &a.k, &a.v, sp, c.NHeads, c.NKVHeads, hd)
 	if l.Prefix != nil {
-		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, weight(l.Wk, nil), weight(l.Wv, nil), nt, c.NHeads, c.NKVHeads, hd)
+		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, l.Wk.Weight(nil), l.Wv.Weight(nil), nt, c.NHeads, c.NKVHeads, hd)
 	}
-	linear(tp, &a.ao, &a.att, l.Wo, lg.Wo, nt)
+	l.Wo.Apply(tp, &a.ao, &a.att, lg.Wo, nt)
 	autograd.Add(tp, &a.xmid, x, &a.ao)
 	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = rmsnorm(xmid)
 	autograd.RMSNorm(tp, &a.xn2, &a.xmid, l.FFNNorm, lg.FFNNorm, nt, dim, c.NormEps)
-	linear(tp, &a.g, &a.xn2, l.Gate, lg.Gate, nt)
-	linear(tp, &a.u, &a.xn2, l.Up, lg.Up, nt)
+	l.Gate.Apply(tp, &a.g, &a.xn2, lg.Gate, nt)
+	l.Up.Apply(tp, &a.u, &a.xn2, lg.Up, nt)
 	autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
-	linear(tp, &a.fo, &a.h, l.Down, lg.Down, nt)
+	l.Down.Apply(tp, &a.fo, &a.h, lg.Down, nt)
 	autograd.Add(tp, out, &a.xmid, &a.fo)
-}
-
-// linear is y = W·x for the rows of x through layer l, plus the branches of
-// the adapters l carries.
-func linear(tp *autograd.Tape, y, x *autograd.Var, l *nn.Linear, grad []float32, nt int) {
-	autograd.Linear(tp, y, x, weight(l, grad), nt)
-	for _, a := range l.LoRA {
-		autograd.ApplyLoRA(tp, y, x, a, nt)
-	}
-}
-
-// weight is the autograd view of a layer's matrix.
-func weight(l *nn.Linear, grad []float32) autograd.Weight {
-	return autograd.Weight{Name: l.Name, DType: l.DType, Data: l.Data, Out: l.Out, In: l.In, Grad: grad}
 }
 
 // rows returns a Var over the first n elements of v (and of its gradient).

@@ -40,9 +40,10 @@ func (m *Model) NewGrads() *Grads {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		g.Layers[i] = LayerGrads{
-			AttnNorm: make([]float32, len(l.AttnNorm)), FFNNorm: make([]float32, len(l.FFNNorm)),
-			Wq: mat(l.Wq), Wk: mat(l.Wk), Wv: mat(l.Wv), Wo: mat(l.Wo), Gate: mat(l.Gate), Up: mat(l.Up), Down: mat(l.Down),
+		g.Layers[i] = LayerGrads{AttnNorm: make([]float32, len(l.AttnNorm)), FFNNorm: make([]float32, len(l.FFNNorm))}
+		gm := g.Layers[i].Matrices()
+		for k, w := range l.Matrices() {
+			*gm[k] = mat(*w)
 		}
 	}
 	return g
@@ -69,15 +70,14 @@ func (m *Model) TrainParams(g *Grads) []autograd.Param {
 	for i := range m.Layers {
 		l, lg := &m.Layers[i], &g.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
+		ws, gs := l.Matrices(), lg.Matrices()
 		vec(p+"attn_norm.weight", l.AttnNorm, lg.AttnNorm)
-		mat(l.Wq, lg.Wq)
-		mat(l.Wk, lg.Wk)
-		mat(l.Wv, lg.Wv)
-		mat(l.Wo, lg.Wo)
-		vec(p+"ffn_norm.weight", l.FFNNorm, lg.FFNNorm)
-		mat(l.Gate, lg.Gate)
-		mat(l.Down, lg.Down)
-		mat(l.Up, lg.Up)
+		for _, k := range ggufOrder {
+			if k == 4 { // the feed-forward's norm comes before its matrices
+				vec(p+"ffn_norm.weight", l.FFNNorm, lg.FFNNorm)
+			}
+			mat(*ws[k], *gs[k])
+		}
 	}
 	vec("output_norm.weight", m.OutNorm, g.OutNorm)
 	if m.Output != m.Embed {
@@ -116,10 +116,9 @@ func (m *Model) CloneF32() (*Model, error) {
 		s, d := &m.Layers[i], &c.Layers[i]
 		d.layerIndex = i
 		d.AttnNorm, d.FFNNorm = vec(s.AttnNorm), vec(s.FFNNorm)
-		for _, p := range []struct{ dst, src **nn.Linear }{
-			{&d.Wq, &s.Wq}, {&d.Wk, &s.Wk}, {&d.Wv, &s.Wv}, {&d.Wo, &s.Wo}, {&d.Gate, &s.Gate}, {&d.Up, &s.Up}, {&d.Down, &s.Down},
-		} {
-			if *p.dst, err = conv(*p.src); err != nil {
+		dm := d.Matrices()
+		for k, w := range s.Matrices() {
+			if *dm[k], err = conv(*w); err != nil {
 				return nil, err
 			}
 		}

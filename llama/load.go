@@ -97,12 +97,8 @@ func build(src string, c Config, ts []rawTensor) (*Model, error) {
 		if l.FFNNorm, err = vec(p + "ffn_norm.weight"); err != nil {
 			return nil, err
 		}
-		for _, w := range []struct {
-			dst  **nn.Linear
-			name string
-		}{{&l.Wq, "attn_q"}, {&l.Wk, "attn_k"}, {&l.Wv, "attn_v"}, {&l.Wo, "attn_output"},
-			{&l.Gate, "ffn_gate"}, {&l.Up, "ffn_up"}, {&l.Down, "ffn_down"}} {
-			if *w.dst, err = mat(p + w.name + ".weight"); err != nil {
+		for k, w := range l.Matrices() {
+			if *w, err = mat(p + BlockMatrices[k].GGUF + ".weight"); err != nil {
 				return nil, err
 			}
 		}

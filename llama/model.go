@@ -84,17 +84,16 @@ func (m *Model) check() error {
 	if len(m.Layers) != c.NLayers {
 		return fmt.Errorf("%d layers, the config wants %d", len(m.Layers), c.NLayers)
 	}
-	kv := c.KVDim()
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
-		for _, e := range []error{
-			vec(l.AttnNorm, p+"attn_norm.weight"), vec(l.FFNNorm, p+"ffn_norm.weight"),
-			want(l.Wq, p+"attn_q.weight", c.Dim, c.Dim), want(l.Wk, p+"attn_k.weight", kv, c.Dim),
-			want(l.Wv, p+"attn_v.weight", kv, c.Dim), want(l.Wo, p+"attn_output.weight", c.Dim, c.Dim),
-			want(l.Gate, p+"ffn_gate.weight", c.FFNDim, c.Dim), want(l.Up, p+"ffn_up.weight", c.FFNDim, c.Dim),
-			want(l.Down, p+"ffn_down.weight", c.Dim, c.FFNDim),
-		} {
+		errs := []error{vec(l.AttnNorm, p+"attn_norm.weight"), vec(l.FFNNorm, p+"ffn_norm.weight")}
+		for k, w := range l.Matrices() {
+			b := BlockMatrices[k]
+			out, in := b.Shape(c)
+			errs = append(errs, want(*w, p+b.GGUF+".weight", out, in))
+		}
+		for _, e := range errs {
 			if e != nil {
 				return e
 			}
@@ -111,8 +110,8 @@ func (m *Model) Params() int64 { return m.Config.Params() }
 func (m *Model) WeightBytes() int64 {
 	var n int64
 	for _, l := range m.Layers {
-		for _, w := range []*nn.Linear{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down} {
-			n += int64(len(w.Data))
+		for _, w := range l.Matrices() {
+			n += int64(len((*w).Data))
 		}
 	}
 	return n + int64(len(m.Output.Data))

@@ -67,21 +67,21 @@ func RandomInit(c Config, dt tensor.DType, seed uint64, opt InitOptions) (*Model
 	if !c.TiedEmbeddings {
 		jobs = append(jobs, job{&m.Output, "output.weight", c.VocabSize, c.Dim, 1, std})
 	}
-	kv := c.KVDim()
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		l.layerIndex = i
 		l.AttnNorm, l.FFNNorm = ones(), ones()
 		p := fmt.Sprintf("blk.%d.", i)
 		base := uint64(16 + 16*i)
-		jobs = append(jobs,
-			job{&l.Wq, p + "attn_q.weight", c.Dim, c.Dim, base, std},
-			job{&l.Wk, p + "attn_k.weight", kv, c.Dim, base + 1, std},
-			job{&l.Wv, p + "attn_v.weight", kv, c.Dim, base + 2, std},
-			job{&l.Wo, p + "attn_output.weight", c.Dim, c.Dim, base + 3, resStd},
-			job{&l.Gate, p + "ffn_gate.weight", c.FFNDim, c.Dim, base + 4, std},
-			job{&l.Up, p + "ffn_up.weight", c.FFNDim, c.Dim, base + 5, std},
-			job{&l.Down, p + "ffn_down.weight", c.Dim, c.FFNDim, base + 6, resStd})
+		for k, w := range l.Matrices() {
+			b := BlockMatrices[k]
+			out, in := b.Shape(c)
+			sd := std
+			if b.Module == "o" || b.Module == "down" { // they write into the residual stream
+				sd = resStd
+			}
+			jobs = append(jobs, job{w, p + b.GGUF + ".weight", out, in, base + uint64(k), sd})
+		}
 	}
 	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup

@@ -19,11 +19,18 @@ import (
 
 // PEFT's module names, and llama.cpp's, for each of Modules.
 var (
-	peftModules = map[string]string{"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-		"o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
-	ggufModules = map[string]string{"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
-		"gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}
+	peftModules, ggufModules = moduleNames()
 )
+
+// moduleNames maps each of Modules to its PEFT and GGUF names
+// (llama.BlockMatrices).
+func moduleNames() (peft, gguf map[string]string) {
+	peft, gguf = map[string]string{}, map[string]string{}
+	for _, b := range llama.BlockMatrices {
+		peft[b.Module], gguf[b.Module] = b.HF, b.GGUF
+	}
+	return peft, gguf
+}
 
 // PEFTName is PEFT's name of an adapter matrix ("A" or "B") of module
 // in layer: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight.

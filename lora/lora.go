@@ -20,7 +20,13 @@ import (
 
 // Modules are the target names a LoRA may adapt, in layer order: the
 // attention projections and the feed-forward matrices.
-var Modules = []string{"q", "k", "v", "o", "gate", "up", "down"}
+var Modules = func() []string {
+	var ms []string
+	for _, b := range llama.BlockMatrices {
+		ms = append(ms, b.Module)
+	}
+	return ms
+}()
 
 // Config is an adapter set's shape.
 type Config struct {
@@ -77,25 +83,7 @@ type Set struct {
 }
 
 // module returns the Linear of layer l called name.
-func module(l *llama.Layer, name string) *nn.Linear {
-	switch name {
-	case "q":
-		return l.Wq
-	case "k":
-		return l.Wk
-	case "v":
-		return l.Wv
-	case "o":
-		return l.Wo
-	case "gate":
-		return l.Gate
-	case "up":
-		return l.Up
-	case "down":
-		return l.Down
-	}
-	return nil
-}
+func module(l *llama.Layer, name string) *nn.Linear { return l.Matrix(name) }
 
 // New creates adapters for c.Targets in every layer of m: A drawn
 // uniformly from ±1/sqrt(In) (PEFT's Kaiming-uniform with a=√5), B zero, so

@@ -20,7 +20,7 @@ func QuantizeBase(m *llama.Model, dt tensor.DType) (converted, kept int, err err
 	buf := []float32{}
 	for li := range m.Layers {
 		l := &m.Layers[li]
-		for _, p := range []**nn.Linear{&l.Wq, &l.Wk, &l.Wv, &l.Wo, &l.Gate, &l.Up, &l.Down} {
+		for _, p := range l.Matrices() {
 			w := *p
 			rb, rerr := dt.RowBytes(w.In)
 			if rerr != nil || w.DType == dt {

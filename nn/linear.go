@@ -70,14 +70,29 @@ func validateRows(dt tensor.DType, data []byte, rb, rows int) error {
 	return nil
 }
 
-// Forward computes y[t] = W·x[t] (plus the adapters' branches) for nt
-// rows: x is nt×In, y is nt×Out, with autograd.MatMul (kernels.MatMul, or its dequantizing fallback for
-// weights the kernels cannot multiply yet).
-func (l *Linear) Forward(y, x []float32, nt int) {
-	autograd.MatMul(l.DType, l.Data, l.Out, l.In, x[:nt*l.In], nt, y[:nt*l.Out])
+// Apply is the one weight product of the model, at inference and in
+// training alike: y = W·x for the nt rows of x (nt×In into nt×Out), plus
+// the branches of the adapters the layer carries, through
+// autograd.Linear (kernels.MatMul, or its dequantizing fallback for a
+// dtype the kernels cannot multiply yet). With a tape it records the
+// backward pass, accumulating W's gradient into grad when grad is not nil.
+func (l *Linear) Apply(tp *autograd.Tape, y, x *autograd.Var, grad []float32, nt int) {
+	autograd.Linear(tp, y, x, l.Weight(grad), nt)
 	for _, a := range l.LoRA {
-		autograd.ApplyLoRA(nil, &autograd.Var{Data: y}, &autograd.Var{Data: x}, a, nt)
+		autograd.ApplyLoRA(tp, y, x, a, nt)
 	}
+}
+
+// Weight is the autograd view of the matrix, with grad as its gradient
+// (nil: none).
+func (l *Linear) Weight(grad []float32) autograd.Weight {
+	return autograd.Weight{Name: l.Name, DType: l.DType, Data: l.Data, Out: l.Out, In: l.In, Grad: grad}
+}
+
+// Forward computes y[t] = W·x[t] (plus the adapters' branches) for nt
+// rows without a tape: Apply on plain slices.
+func (l *Linear) Forward(y, x []float32, nt int) {
+	l.Apply(nil, &autograd.Var{Data: y[:nt*l.Out]}, &autograd.Var{Data: x[:nt*l.In]}, nil, nt)
 }
 
 // Row expands row r of W into dst (len In): an embedding lookup.

@@ -1,6 +1,11 @@
-package quant
-
-// How herd's quantized bytes were established to be ggml's
+// Package quant quantizes whole models as llama-quantize does: each
+// tensor to the type of llama.cpp's per-tensor mix for a file type
+// (Q4_0 … Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K), with a
+// fallback type for rows that are not whole blocks, and the row
+// quantizers of package tensor.
+//
+// # How herd's quantized bytes were established to be ggml's
+//
 //
 // No C implementation of ggml is packaged for this project's machines
 // (Debian bookworm has no llama.cpp or libggml package), so a
@@ -49,3 +54,4 @@ package quant
 // identical except where llama.cpp refuses the model (rows that fit no
 // block format, e.g. stories260K's 172-wide ffn_down for the legacy mixes,
 // which herd writes as F16 with a warning).
+package quant

@@ -36,7 +36,7 @@ type SaveOptions struct {
 func (res *Result) Save(dir, method string, o SaveOptions) ([]string, error) {
 	if method == Adapter {
 		p := filepath.Join(dir, PrefixFile)
-		return []string{p}, SavePrefixes(p, res.Model)
+		return []string{p}, lora.SavePrefixes(p, res.Model)
 	}
 	var wrote []string
 	if res.Adapters != nil {

@@ -16,10 +16,11 @@ import (
 
 // The fine-tuning methods.
 const (
-	Full  = "full"  // every weight trains (Alpaca, Vicuna)
-	LoRA  = "lora"  // low-rank adapters on a frozen base of any dtype
-	QLoRA = "qlora" // LoRA on a base quantized to NF4 (or Options.BaseType)
-	Embed = "embed" // only the token embedding and/or output head (Chinese-LLaMA stage 1)
+	Adapter = "adapter" // LLaMA-Adapter: adaption prompts in the top layers (lora.AddPrefixes)
+	Full    = "full"    // every weight trains (Alpaca, Vicuna)
+	LoRA    = "lora"    // low-rank adapters on a frozen base of any dtype
+	QLoRA   = "qlora"   // LoRA on a base quantized to NF4 (or Options.BaseType)
+	Embed   = "embed"   // only the token embedding and/or output head (Chinese-LLaMA stage 1)
 )
 
 // Methods lists the methods Tune runs.

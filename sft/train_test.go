@@ -1,7 +1,6 @@
 package sft
 
 import (
-	"encoding/json"
 	"image/png"
 	"math"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/internal/testutil"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/tensor"
@@ -97,19 +97,7 @@ func trained(res *Result) []autograd.Param {
 // readMetrics parses a metrics.jsonl file.
 func readMetrics(t *testing.T, path string) []train.Metric {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ms []train.Metric
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var m train.Metric
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("%s: %q: %v", path, line, err)
-		}
-		ms = append(ms, m)
-	}
-	return ms
+	return testutil.ReadJSONL[train.Metric](t, path)
 }
 
 // TestResumeIsExact: a run stopped after 3 steps and resumed gives, bit

@@ -36,10 +36,10 @@ func newTrainable(m *llama.Model, o Options, mem *Memory, log io.Writer) (*train
 	case Embed:
 		return embedTrainable(m, o)
 	case Adapter:
-		if _, err := AddPrefixes(m, o.PrefixLen, o.PrefixLayers, o.Seed); err != nil {
-			return nil, err
+		if _, err := lora.AddPrefixes(m, o.PrefixLen, o.PrefixLayers, o.Seed); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
 		}
-		return &trainable{model: m, params: prefixParams(m)}, nil
+		return &trainable{model: m, params: lora.PrefixParams(m)}, nil
 	case QLoRA:
 		dt := o.BaseType
 		if dt == 0 {

@@ -9,7 +9,7 @@ import "encoding/binary"
 // scale searched over 15 candidates, then the indices re-picked for the
 // final scale.
 
-const iq4nlBytes = 18
+const iq4nlBytes = BytesIQ4_NL
 
 // kvaluesIQ4NL are IQ4_NL's 16 levels, ascending.
 var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}

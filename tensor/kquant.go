@@ -31,17 +31,15 @@ import (
 // written with ggml's single-precision evaluation order (and no fused
 // multiply-adds) so the bytes match.
 
-// QKK is the super-block length of the k-quants.
-const QKK = 256
 
-// Byte sizes of the k-quant blocks.
+// Byte sizes of the k-quant blocks (geometry.go).
 const (
-	q2kBytes = 84
-	q3kBytes = 110
-	q4kBytes = 144
-	q5kBytes = 176
-	q6kBytes = 210
-	q8kBytes = 292
+	q2kBytes = BytesQ2_K
+	q3kBytes = BytesQ3_K
+	q4kBytes = BytesQ4_K
+	q5kBytes = BytesQ5_K
+	q6kBytes = BytesQ6_K
+	q8kBytes = BytesQ8_K
 )
 
 // groupMaxEps is ggml's GROUP_MAX_EPS: groups whose largest magnitude is
@@ -359,17 +357,6 @@ func DequantizeRowQ2_K(dst []float32, src []byte) {
 	}
 }
 
-// q3Scale decodes sub-block scale j (0..15) of a Q3_K block, biased by 32.
-func q3Scale(sc []byte, j int) int32 {
-	var lo byte
-	if j < 8 {
-		lo = sc[j] & 15
-	} else {
-		lo = sc[j-8] >> 4
-	}
-	hi := sc[8+j%4] >> (2 * (j / 4)) & 3
-	return int32(lo|hi<<4) - 32
-}
 
 // QuantizeRowQ3_K quantizes src (a multiple of 256 long) into dst
 // (len(src)/256·110 bytes) with ggml's quantize_row_q3_K_ref.
@@ -408,7 +395,7 @@ func QuantizeRowQ3_K(dst []byte, src []float32) {
 		}
 		dAll := F16ToF32(binary.LittleEndian.Uint16(o[108:]))
 		for j := 0; j < QKK/16; j++ {
-			d := float32(dAll * float32(q3Scale(sc, j)))
+			d := float32(dAll * float32(Q3KScale(sc, j)))
 			if d == 0 {
 				continue
 			}
@@ -449,7 +436,7 @@ func DequantizeRowQ3_K(dst []float32, src []byte) {
 				shift := 2 * j
 				m := byte(1) << (n/128*4 + j)
 				for half := 0; half < 2; half++ {
-					dl := float32(d * float32(q3Scale(sc, is)))
+					dl := float32(d * float32(Q3KScale(sc, is)))
 					is++
 					yy := y[n+32*j+16*half : n+32*j+16*half+16]
 					for l := range yy {

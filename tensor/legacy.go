@@ -22,11 +22,11 @@ import (
 // explicit float32 conversions where Go could otherwise fuse a multiply and
 // an add, so the bytes match ggml's reference bit for bit.
 
-// Byte sizes of the legacy blocks.
+// Byte sizes of the legacy blocks (geometry.go).
 const (
-	q4_1Bytes = 20
-	q5_0Bytes = 22
-	q5_1Bytes = 24
+	q4_1Bytes = BytesQ4_1
+	q5_0Bytes = BytesQ5_0
+	q5_1Bytes = BytesQ5_1
 )
 
 // blockMinMax returns the smallest and largest of x as ggml's Q4_1/Q5_1

@@ -15,9 +15,6 @@ import (
 // The other block formats are in legacy.go (Q4_1, Q5_0, Q5_1), kquant.go
 // (Q2_K…Q6_K, Q8_K) and iq4nl.go (IQ4_NL).
 
-// QK is the block length of the legacy block types (Q4_0, Q8_0, …).
-const QK = 32
-
 // roundHalfAway rounds to the nearest integer, halves away from zero (C's roundf).
 func roundHalfAway(x float32) float32 { return float32(math.Round(float64(x))) }
 

@@ -21,7 +21,9 @@ func touchWeights(m *llama.Model) {
 	ls := []*nn.Linear{m.Embed, m.Output}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		ls = append(ls, l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down)
+		for _, w := range l.Matrices() {
+			ls = append(ls, *w)
+		}
 	}
 	page := os.Getpagesize()
 	for _, l := range ls {

@@ -216,9 +216,12 @@ func (ru *run) start() error {
 	return ru.fresh()
 }
 
-// DefaultPeakGFLOPSPerThread is the F32 FMA peak of one core of the
-// development machine (AMD EPYC Zen 3, AVX2: 171 GFLOP/s on two cores),
-// used for the MFU estimate unless the recipe gives the machine's own.
+// DefaultPeakGFLOPSPerThread is the F32 peak assumed per thread for the
+// MFU estimate unless the recipe gives the machine's own (peak_gflops):
+// the nominal FMA peak of one core of the AMD EPYC Zen 3 machine herd's
+// first benchmarks ran on (two 8-wide FMA units at about 2.67 GHz, 2·2·8
+// FLOP a cycle). It is a nominal figure, not measured, and not this
+// machine's: an MFU against it is only comparable between runs.
 const DefaultPeakGFLOPSPerThread = 85.5
 
 func (ru *run) describe() string {

@@ -42,7 +42,7 @@ type Recipe struct {
 	Keep        int     `yaml:"keep"`         // checkpoints kept in the output directory
 	Threads     int     `yaml:"threads"`      // 0: all cores
 	Recompute   bool    `yaml:"recompute"`    // recompute block activations in backward
-	PeakGFLOPS  float64 `yaml:"peak_gflops"`  // the machine's F32 peak, for the MFU estimate (0: measured GEMM rate)
+	PeakGFLOPS  float64 `yaml:"peak_gflops"`  // the machine's F32 peak, for the MFU estimate (0: DefaultPeakGFLOPSPerThread per thread)
 	Resume      bool    `yaml:"resume"`       // continue the run in Out
 }
 

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"math"
@@ -15,6 +14,7 @@ import (
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
 	"github.com/herd-llm/herd/format/gguf"
+	"github.com/herd-llm/herd/internal/testutil"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
 )
@@ -190,20 +190,7 @@ func tiny(dataDir, out string) Recipe {
 
 func readMetrics(t *testing.T, path string) []Metric {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ms []Metric
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		var m Metric
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, m)
-	}
-	return ms
+	return testutil.ReadJSONL[Metric](t, path)
 }
 
 func TestPretrain(t *testing.T) {

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
-
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/lora"
-	"github.com/herd-llm/herd/sft"
 	"github.com/spf13/pflag"
 )
 
@@ -17,42 +12,7 @@ func addLoRAFlag(f *pflag.FlagSet, specs *[]string) {
 }
 
 // parseLoRASpec splits ADAPTER[:SCALE].
-func parseLoRASpec(s string) (string, float32, error) {
-	if i := strings.LastIndexByte(s, ':'); i > 0 {
-		if w, err := strconv.ParseFloat(s[i+1:], 32); err == nil {
-			return s[:i], float32(w), nil
-		}
-	}
-	if s == "" {
-		return "", 0, fmt.Errorf("--lora: empty adapter path")
-	}
-	return s, 1, nil
-}
+func parseLoRASpec(s string) (string, float32, error) { return lora.ParseSpec(s) }
 
 // applyLoRAs loads each adapter and attaches it to m.
-func applyLoRAs(m *llama.Model, specs []string) error {
-	for _, s := range specs {
-		path, w, err := parseLoRASpec(s)
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(path, ".safetensors") {
-			// a LLaMA-Adapter from herd sft --method adapter
-			if w != 1 {
-				return fmt.Errorf("--lora %s: a LLaMA-Adapter takes no scale", s)
-			}
-			if err := sft.LoadPrefixes(path, m); err != nil {
-				return err
-			}
-			continue
-		}
-		set, err := lora.Load(path, m.Config)
-		if err != nil {
-			return err
-		}
-		if err := set.Attach(m, w); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return nil
-}
+func applyLoRAs(m *llama.Model, specs []string) error { return lora.Apply(m, specs) }

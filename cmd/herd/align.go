@@ -8,6 +8,7 @@ import (
 	"github.com/herd-llm/herd/align"
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/train"
@@ -17,17 +18,15 @@ import (
 
 // alignFlags are the flags herd dpo and herd rm train share.
 type alignFlags struct {
-	j                                          align.Job
-	data, valData, targets, baseType, overflow string
-	config                                     string
-	threads                                    int
-	quiet                                      bool
-	bar                                        *trainBar
+	j                                 align.Job
+	data, valData, baseType, overflow string
+	threads                           int
+	quiet                             bool
+	bar                               *trainBar
 }
 
 func (a *alignFlags) register(f *pflag.FlagSet, lr float64) {
 	o := &a.j.Tune
-	f.StringVar(&a.config, "config", "", "YAML recipe: keys are flag names (_ for -); flags given override it")
 	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora or qlora")
 	f.StringVar(&a.j.Base, "base", "", "base model (GGUF or llama2.c; none: the embedded stories260K)")
 	f.StringVar(&a.j.Tokenizer, "tokenizer", "", "tokenizer (a GGUF model's own by default)")
@@ -41,33 +40,30 @@ func (a *alignFlags) register(f *pflag.FlagSet, lr float64) {
 	f.BoolVar(&a.j.SkipBad, "skip-bad", false, "skip and count malformed rows instead of stopping")
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
 	f.IntVar(&o.Batch, "batch", 8, "pairs per micro-batch (chosen and rejected in one forward pass)")
-	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step")
+	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
-	f.Float64Var(&o.LR, "lr", lr, "peak learning rate (cosine to a tenth)")
-	f.IntVar(&o.Warmup, "warmup", 0, "linear warm-up steps")
-	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay")
+	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, lr, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
+	optimFlags(f, &o.Beta1, &o.Beta2, &o.Eps, &o.WeightDecay, &o.DecayNorms, train.Optim{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
 	f.Float64Var(&o.GradClip, "grad-clip", 1, "clip the global gradient norm (0: off)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the initialisation, dropout and data order")
 	f.IntVar(&o.LoRA.Rank, "rank", 8, "LoRA rank")
 	f.Float64Var(&o.LoRA.Alpha, "alpha", 16, "LoRA alpha (scale alpha/rank)")
 	f.Float64Var(&o.LoRA.Dropout, "dropout", 0, "LoRA dropout")
-	f.StringVar(&a.targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
+	f.BoolVar(&o.LoRA.RSLoRA, "rslora", false, "scale by alpha/sqrt(rank) (rsLoRA)")
+	f.StringSliceVar(&o.LoRA.Targets, "targets", append([]string(nil), lora.Modules...), "LoRA target modules")
 	f.StringVar(&a.baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4, q4_0, q8_0, …)")
 	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint (OUTDIR/step-N/state.safetensors) every N steps; always after the last")
 	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
-	f.IntVar(&o.EvalEvery, "eval-every", train.Defaults().EvalEvery, "validation loss every N steps (0: at the end only)")
+	f.IntVar(&o.Keep, "keep", train.Defaults().Keep, "checkpoints kept, the newest (0: all)")
+	f.IntVar(&o.EvalEvery, "eval-every", train.Defaults().EvalEvery, "validation every N steps (0: at the end only)")
 	f.IntVar(&o.EvalBatches, "eval-batches", train.Defaults().EvalBatches, "validation batches per evaluation (0: all)")
 	f.IntVarP(&a.threads, "threads", "t", 0, "threads (0: all cores)")
-	f.BoolVar(&a.quiet, "quiet", false, "no progress bar")
+	quietFlags(f, &a.quiet)
 }
 
-// parse applies the recipe and turns the string flags into the job.
+// parse turns the string flags into the job, prints the effective recipe
+// and sets the progress bar up.
 func (a *alignFlags) parse(cmd *cobra.Command) error {
-	if a.config != "" {
-		if err := applyRecipe(cmd.Flags(), a.config); err != nil {
-			return err
-		}
-	}
 	if a.data == "" || a.j.Out == "" {
 		return fmt.Errorf("%s: --data and -o are required", cmd.Name())
 	}
@@ -75,7 +71,6 @@ func (a *alignFlags) parse(cmd *cobra.Command) error {
 	if a.valData != "" {
 		a.j.ValData = strings.Split(a.valData, ",")
 	}
-	a.j.Tune.LoRA.Targets = strings.Split(a.targets, ",")
 	var err error
 	if a.j.Overflow, err = align.ParseOverflow(a.overflow); err != nil {
 		return err
@@ -87,6 +82,8 @@ func (a *alignFlags) parse(cmd *cobra.Command) error {
 	}
 	kernels.SetThreads(a.threads)
 	a.j.Tune.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
+	a.j.Tune.Recipe = recipeYAML(cmd.Flags())
+	printRecipe(cmd.ErrOrStderr(), cmd)
 	a.bar = newTrainBar(cmd.ErrOrStderr(), true)
 	if !a.quiet {
 		a.j.Tune.OnStart, a.j.Tune.OnStep = a.bar.start, a.bar.step
@@ -116,7 +113,7 @@ func report(cmd *cobra.Command, res *align.Result, names ...string) {
 
 func dpoCmd() *cobra.Command {
 	var a alignFlags
-	cmd := &cobra.Command{
+	cmd := withRecipe(&cobra.Command{
 		Use:   "dpo --loss sigmoid|robust|ipo|hinge|simpo|orpo|kto --beta B --method lora|qlora|full --data FILE[,FILE…] -o OUTDIR",
 		Short: "direct preference optimisation (DPO, cDPO/robust, IPO, SLiC hinge, SimPO, ORPO, KTO)",
 		Long: `Tunes a model on preference pairs without a reward model: Anthropic
@@ -143,8 +140,9 @@ log-probabilities once before training instead of at each step. Chosen
 and rejected of a pair run in one batched forward pass.
 
 Metrics (metrics.jsonl, the log): loss, rewards/chosen, rewards/rejected,
-rewards/accuracies, rewards/margins, logps/chosen, logps/rejected (kl for
-KTO); loss.png; validation on --val-data before, during and after; atomic
+rewards/accuracies, rewards/margins, logps/chosen, logps/rejected (KTO:
+kl, rewards/mean, rewards/accuracies by the label, logps/mean); loss.png;
+validation on --val-data before, during and after; atomic
 checkpoints (--save-every) and exact --resume. OUTDIR receives what herd
 sft writes: model.gguf (full), or adapter_config.json +
 adapter_model.safetensors (PEFT) and adapter.gguf (llama.cpp) for lora
@@ -163,7 +161,7 @@ Recipes: align/recipes/.`,
 			report(cmd, res, align.RewardsAccuracy, align.RewardsMargin, align.RewardsChosen, align.RewardsRejected)
 			return nil
 		},
-	}
+	})
 	f := cmd.Flags()
 	a.register(f, 5e-5)
 	p := &a.j.Loss
@@ -185,7 +183,7 @@ func rmCmd() *cobra.Command {
 
 func rmTrainCmd() *cobra.Command {
 	var a alignFlags
-	cmd := &cobra.Command{
+	cmd := withRecipe(&cobra.Command{
 		Use:   "train --method lora|qlora|full --data FILE[,FILE…] -o OUTDIR",
 		Short: "train a reward model (LLaMA + a scalar head) with the Bradley–Terry loss",
 		Long: `Trains a reward model on preference pairs (the layouts herd dpo reads, an
@@ -212,7 +210,7 @@ score.safetensors (the head). herd rm score takes either.`,
 			report(cmd, res, align.Accuracy, align.Margin)
 			return nil
 		},
-	}
+	})
 	a.register(cmd.Flags(), 1e-4)
 	return cmd
 }

@@ -58,16 +58,13 @@ func TestDPOCommand(t *testing.T) {
 		if len(ms) != 2 {
 			t.Fatalf("%s: %d metric lines", c.loss, len(ms))
 		}
-		for _, k := range []string{"rewards/chosen", "rewards/rejected", "logps/chosen"} {
+		keys := []string{"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"}
+		if c.loss == "kto" {
+			keys = []string{"kl", "rewards/mean", "rewards/accuracies", "logps/mean"}
+		}
+		for _, k := range keys {
 			if _, ok := ms[1][k]; !ok {
 				t.Errorf("%s: metrics.jsonl lacks %s: %v", c.loss, k, ms[1])
-			}
-		}
-		if c.loss != "kto" {
-			for _, k := range []string{"rewards/accuracies", "rewards/margins", "logps/rejected"} {
-				if _, ok := ms[1][k]; !ok {
-					t.Errorf("%s: metrics.jsonl lacks %s", c.loss, k)
-				}
 			}
 		}
 		if !strings.Contains(se, "validation after") {
@@ -111,7 +108,7 @@ func TestDPOBadInput(t *testing.T) {
 // herd rm train (full and LoRA) and herd rm score: one JSON line per
 // example, the rewards batched.
 func TestRMCommands(t *testing.T) {
-	for _, method := range []string{"full", "lora"} {
+	for _, method := range []string{"full", "lora", "qlora"} {
 		out := filepath.Join(t.TempDir(), "rm")
 		if _, se, err := herd(t, "", "rm", "train", "--method", method, "--data", prefPairs, "--val-data", prefPairs, "--steps", "3", "--batch", "2", "--quiet", "-o", out); err != nil {
 			t.Fatalf("%s: %v\n%s", method, err, se)
@@ -147,9 +144,15 @@ func TestRMCommands(t *testing.T) {
 // A DPO run stopped after its step-2 checkpoint and resumed gives the
 // uninterrupted run's metrics bit for bit.
 func TestDPOResume(t *testing.T) {
+	for _, cmd := range [][]string{{"dpo"}, {"dpo", "--loss", "kto"}, {"rm", "train"}} {
+		resumeSame(t, cmd)
+	}
+}
+
+func resumeSame(t *testing.T, cmd []string) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	args := []string{"dpo", "--data", prefPairs, "--steps", "4", "--batch", "2", "--save-every", "2", "--dropout", "0.1", "--quiet"}
+	args := append(cmd, "--data", prefPairs, "--steps", "4", "--batch", "2", "--save-every", "2", "--keep", "0", "--dropout", "0.1", "--quiet")
 	for _, o := range []string{a, b} {
 		if _, se, err := herd(t, "", append(args, "-o", o)...); err != nil {
 			t.Fatalf("%v\n%s", err, se)
@@ -161,9 +164,9 @@ func TestDPOResume(t *testing.T) {
 	}
 	ma, mb := metricLines(t, a), metricLines(t, b)
 	for i := range ma {
-		for _, k := range []string{"loss", "grad_norm", "rewards/margins"} {
+		for _, k := range []string{"loss", "grad_norm", "rewards/margins", "rewards/mean", "accuracy"} {
 			if ma[i][k] != mb[i][k] {
-				t.Errorf("step %d %s: %v uninterrupted, %v resumed", i+1, k, ma[i][k], mb[i][k])
+				t.Errorf("%v step %d %s: %v uninterrupted, %v resumed", cmd, i+1, k, ma[i][k], mb[i][k])
 			}
 		}
 	}

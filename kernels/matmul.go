@@ -6,11 +6,11 @@ import (
 	"github.com/herd-llm/herd/tensor"
 )
 
-// Byte sizes of the block formats: 32 elements behind a float16 scale.
+// Block geometry (package tensor's, geometry.go).
 const (
-	qk       = 32
-	q8Bytes  = 34
-	q4Bytes  = 18
+	qk       = tensor.QK
+	q8Bytes  = tensor.BytesQ8_0
+	q4Bytes  = tensor.BytesQ4_0
 	matGrain = 1 << 20 // elements of weight per parallel chunk, at least
 )
 

@@ -1,4 +1,4 @@
-package sft
+package lora
 
 import (
 	"math"
@@ -104,7 +104,7 @@ func TestAdapterGradient(t *testing.T) {
 	}
 	autograd.CrossEntropy(&tape, lg, targets, small.VocabSize, 1)
 	tape.Backward()
-	for _, p := range prefixParams(m) {
+	for _, p := range PrefixParams(m) {
 		for range 4 {
 			i := r.IntN(len(p.Data))
 			old := p.Data[i]
@@ -118,6 +118,22 @@ func TestAdapterGradient(t *testing.T) {
 			if math.Abs(num-float64(p.Grad[i])) > 1e-3+0.02*math.Abs(num) {
 				t.Errorf("%s[%d]: gradient %g, central difference %g", p.Name, i, p.Grad[i], num)
 			}
+		}
+	}
+}
+
+// ParseSpec reads ADAPTER[:SCALE]; a colon not followed by a number is
+// part of the path.
+func TestParseSpec(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		path string
+		w    float32
+		bad  bool
+	}{{"a/dir", "a/dir", 1, false}, {"x.gguf:0.5", "x.gguf", 0.5, false}, {"c:/x", "c:/x", 1, false}, {"", "", 0, true}} {
+		p, w, err := ParseSpec(c.in)
+		if (err != nil) != c.bad || p != c.path || w != c.w {
+			t.Errorf("%q: %q %v %v", c.in, p, w, err)
 		}
 	}
 }

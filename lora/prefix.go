@@ -1,4 +1,4 @@
-package sft
+package lora
 
 import (
 	"fmt"
@@ -11,8 +11,10 @@ import (
 	"github.com/herd-llm/herd/llama"
 )
 
-// Adapter is the LLaMA-Adapter method: adaption prompts in the top layers.
-const Adapter = "adapter"
+// LLaMA-Adapter (Zhang et al. 2023): learnable adaption prompts that the
+// queries of the top layers also attend to, through zero-initialised
+// gates. The attention op and its backward pass are autograd.Prefix and
+// autograd.PrefixAttention; the prompts ride on llama.Layer.Prefix.
 
 // AddPrefixes gives the top layers of m (all when layers exceeds them) a
 // LLaMA-Adapter adaption prompt of n tokens: prompt weights drawn from a
@@ -21,7 +23,7 @@ const Adapter = "adapter"
 func AddPrefixes(m *llama.Model, n, layers int, seed uint64) ([]*autograd.Prefix, error) {
 	c := m.Config
 	if n <= 0 || layers <= 0 {
-		return nil, fmt.Errorf("sft: adapter: %d prompt tokens in %d layers: both must be positive", n, layers)
+		return nil, fmt.Errorf("lora: adaption prompts: %d prompt tokens in %d layers: both must be positive", n, layers)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0xada))
 	var ps []*autograd.Prefix
@@ -37,8 +39,8 @@ func AddPrefixes(m *llama.Model, n, layers int, seed uint64) ([]*autograd.Prefix
 	return ps, nil
 }
 
-// prefixParams lists the prompts and gates of m's layers for an optimizer.
-func prefixParams(m *llama.Model) []autograd.Param {
+// PrefixParams lists the prompts and gates of m's layers for an optimizer.
+func PrefixParams(m *llama.Model) []autograd.Param {
 	var out []autograd.Param
 	for li, l := range m.Layers {
 		if p := l.Prefix; p != nil {
@@ -53,7 +55,7 @@ func prefixParams(m *llama.Model) []autograd.Param {
 // blk.N.adapter.prefix [Len, Dim] and blk.N.adapter.gate [NHeads], F32.
 func SavePrefixes(path string, m *llama.Model) error {
 	var ts []safetensors.Tensor
-	for _, p := range prefixParams(m) {
+	for _, p := range PrefixParams(m) {
 		shape := []int64{int64(len(p.Data))}
 		if len(p.Data) != m.Config.NHeads {
 			shape = []int64{int64(len(p.Data) / m.Config.Dim), int64(m.Config.Dim)}
