@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/chat"
@@ -101,7 +102,7 @@ func Run(j Job, log io.Writer) (*Result, error) {
 	if err := fit(tr, ts, j, log, res); err != nil {
 		return nil, err
 	}
-	return res, save(j, res, m, tok, log)
+	return res, save(j, res, tok, log)
 }
 
 // Setup makes the trainable set of j's method on m and the trainer.
@@ -145,7 +146,7 @@ func fit(tr *Trainer, ts *sft.Trained, j Job, log io.Writer, res *Result) error 
 		o.Warmup *= per
 	}
 	cfg := o.TrainConfig("herd rl "+tr.Cfg.Algo+" "+o.Method, log)
-	cfg.Checkpoints = &stateDir{StateDir: train.StateDir{Dir: j.Out, Log: log}, tr: tr}
+	cfg.Checkpoints = &stateDir{StateDir: train.StateDir{Dir: j.Out, Log: log, Keep: o.Keep}, tr: tr}
 	cfg.FLOPsPerToken = train.TrainingFLOPs(ts.Model.Config, train.Count(ts), tr.Cfg.Sampling.MaxNew)
 	res.Memory = tr.memory(ts.Memory)
 	fmt.Fprintf(log, "memory: %s\n", res.Memory)
@@ -168,7 +169,7 @@ func fit(tr *Trainer, ts *sft.Trained, j Job, log io.Writer, res *Result) error 
 }
 
 // save writes the policy (and PPO's value head) to j.Out.
-func save(j Job, res *Result, base *llama.Model, tok tokenizer.Tokenizer, log io.Writer) error {
+func save(j Job, res *Result, tok tokenizer.Tokenizer, log io.Writer) error {
 	if h := res.Trainer.Policy.Head; h != nil {
 		p := filepath.Join(j.Out, ValueHeadFile)
 		w, err := safetensors.FromFloat32("v_head.summary.weight", safetensors.F32, []int64{1, int64(len(h))}, h)
@@ -180,21 +181,16 @@ func save(j Job, res *Result, base *llama.Model, tok tokenizer.Tokenizer, log io
 			return err
 		}
 	}
-	if res.Adapters != nil {
-		if err := lora.SavePEFT(j.Out, res.Adapters, base.Config, j.Base); err != nil {
-			return err
-		}
-		if err := lora.SaveGGUF(filepath.Join(j.Out, "adapter.gguf"), res.Adapters); err != nil {
-			return err
-		}
-		fmt.Fprintf(log, "wrote %s (PEFT adapter_model.safetensors, adapter.gguf)\n", j.Out)
-		return nil
+	r := &sft.Result{Model: res.Model, Adapters: res.Adapters}
+	tmpl := j.Template
+	if tmpl == "none" {
+		tmpl = ""
 	}
-	p := filepath.Join(j.Out, "model.gguf")
-	if err := checkpoint.SaveGGUF(p, res.Model, tok, checkpoint.SaveOptions{Name: "herd rl " + j.Algo}); err != nil {
+	wrote, err := r.Save(j.Out, j.Tune.Method, sft.SaveOptions{Base: j.Base, Tokenizer: tok, Template: tmpl, Recipe: j.Tune.Recipe})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "wrote %s\n", p)
+	fmt.Fprintf(log, "wrote %s\n", strings.Join(wrote, ", "))
 	return nil
 }
 

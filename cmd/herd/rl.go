@@ -9,6 +9,7 @@ import (
 	"github.com/herd-llm/herd/align"
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/rl"
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tensor"
@@ -19,20 +20,19 @@ import (
 
 // rlFlags are herd rl's flags.
 type rlFlags struct {
-	j                                     rl.Job
-	rules                                 []string
-	rm, rmBase, scorer, targets, baseType string
-	stop                                  string
-	scorerTimeout                         time.Duration
-	scorerSkip, quiet                     bool
-	threads                               int
-	config                                string
-	bar                                   *trainBar
+	j                            rl.Job
+	rules                        []string
+	rm, rmBase, scorer, baseType string
+	stop                         string
+	scorerTimeout                time.Duration
+	scorerSkip, quiet            bool
+	threads                      int
+	config                       string
+	bar                          *trainBar
 }
 
 func (a *rlFlags) register(f *pflag.FlagSet) {
 	j, o, c := &a.j, &a.j.Tune, &a.j.Config
-	f.StringVar(&a.config, "config", "", "YAML recipe: keys are flag names (_ for -); flags given override it")
 	f.StringVar(&c.Algo, "algo", rl.GRPO, "ppo, grpo or rloo")
 	f.StringVar(&o.Method, "method", sft.LoRA, "full, lora or qlora")
 	f.StringVar(&j.Base, "base", "", "the policy's base model (GGUF or llama2.c; none: the embedded stories260K)")
@@ -75,33 +75,30 @@ func (a *rlFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&c.SampleEvery, "sample-every", 5, "log completions with rewards every N rollout batches (0: never)")
 	f.IntVar(&c.EvalEvery, "eval-every", 5, "held-out reward every N rollout batches (0: before and after only)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
-	f.Float64Var(&o.LR, "lr", 1e-4, "peak learning rate")
-	f.StringVar(&o.Schedule, "schedule", "constant", "learning-rate schedule: constant, cosine or linear")
-	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay")
+	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, 1e-4, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
+	f.Lookup("schedule").DefValue, o.Schedule = "constant", "constant" // RL's usual
+	f.Lookup("warmup").Usage = "linear warm-up, in rollout batches"
+	optimFlags(f, &o.Beta1, &o.Beta2, &o.Eps, &o.WeightDecay, &o.DecayNorms, train.Optim{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
 	f.Float64Var(&o.GradClip, "grad-clip", 1, "clip the global gradient norm (0: off)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the initialisation, sampling and data order")
 	f.IntVar(&o.LoRA.Rank, "rank", 8, "LoRA rank")
 	f.Float64Var(&o.LoRA.Alpha, "alpha", 16, "LoRA alpha (scale alpha/rank)")
-	f.StringVar(&a.targets, "targets", "q,k,v,o,gate,up,down", "LoRA target modules")
+	f.BoolVar(&o.LoRA.RSLoRA, "rslora", false, "scale by alpha/sqrt(rank) (rsLoRA)")
+	f.StringSliceVar(&o.LoRA.Targets, "targets", append([]string(nil), lora.Modules...), "LoRA target modules")
 	f.StringVar(&a.baseType, "base-type", "nf4", "qlora: dtype of the frozen base (nf4, q4_0, q8_0, …)")
 	f.IntVar(&o.SaveEvery, "save-every", 0, "checkpoint every N rollout batches (OUTDIR/step-N/); always after the last")
 	f.BoolVar(&o.Resume, "resume", false, "continue the run in OUTDIR from its newest checkpoint, exactly")
+	f.IntVar(&o.Keep, "keep", train.Defaults().Keep, "checkpoints kept, the newest (0: all)")
 	f.IntVarP(&a.threads, "threads", "t", 0, "threads (0: all cores)")
-	f.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bar")
+	quietFlags(f, &a.quiet)
 }
 
 // parse applies the recipe and turns the string flags into the job.
 func (a *rlFlags) parse(cmd *cobra.Command) error {
-	if a.config != "" {
-		if err := applyRecipe(cmd.Flags(), a.config); err != nil {
-			return err
-		}
-	}
 	j := &a.j
 	if j.Prompts == "" || j.Out == "" {
 		return fmt.Errorf("rl: --prompts and -o are required")
 	}
-	j.Tune.LoRA.Targets = strings.Split(a.targets, ",")
 	if a.stop != "" {
 		j.Sampling.Stop = strings.Split(a.stop, ",")
 	}
@@ -116,6 +113,8 @@ func (a *rlFlags) parse(cmd *cobra.Command) error {
 	}
 	kernels.SetThreads(a.threads)
 	j.Tune.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
+	j.Tune.Recipe = recipeYAML(cmd.Flags())
+	printRecipe(cmd.ErrOrStderr(), cmd)
 	a.bar = newTrainBar(cmd.ErrOrStderr(), false)
 	a.bar.extra = func(p train.Progress) string {
 		x := p.Extra
@@ -221,7 +220,7 @@ for ppo, value_head.safetensors.`,
 		},
 	}
 	a.register(cmd.Flags())
-	return cmd
+	return withRecipe(cmd)
 }
 
 // rlReport prints the run's throughput and held-out reward.

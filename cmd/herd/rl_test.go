@@ -237,3 +237,21 @@ func TestRLRewardModel(t *testing.T) {
 		}
 	}
 }
+
+// Every recipe in rl/recipes runs for a rollout batch.
+func TestRLRecipes(t *testing.T) {
+	recipes, _ := filepath.Glob("../../rl/recipes/*.yaml")
+	if len(recipes) == 0 {
+		t.Fatal("no recipes")
+	}
+	for _, r := range recipes {
+		out := filepath.Join(t.TempDir(), "out")
+		args := []string{"rl", "--config", r, "--prompts", rlPrompts, "--steps", "1", "--prompts-per-batch", "2", "--max-new", "8", "--quiet", "-t", "1", "-o", out}
+		if strings.Contains(r, "ppo") {
+			args = append(args, "--reward", "eos:8", "--mini-batch", "1")
+		}
+		if _, se, err := herd(t, "", args...); err != nil {
+			t.Errorf("%s: %v\n%s", r, err, se)
+		}
+	}
+}
