@@ -175,7 +175,10 @@ prompts, samples --group responses to each with the batched forward pass
 (--temp, --top-k, --top-p, --min-p, --max-new, stop at EOS and --stop
 strings), scores them, and computes the log-probabilities of the sampled
 tokens under the policy and the reference (lora/qlora: the base with the
-adapters off, one copy in memory; full: the base as loaded, frozen).
+adapters off, one copy in memory; full: the base as loaded, frozen), in
+passes of their own after sampling; they are the models' distributions at
+temperature 1 (the sampling flags choose the tokens, the ratio and the KL
+are of the model itself).
 
   ppo:  KL penalty per token in the reward (--kl-estimator k1|k2|k3, β
         --kl-coef, adaptive with --target-kl and --horizon), the score at
