@@ -207,6 +207,9 @@ const rlStateName = "rl_state.json"
 type rlState struct {
 	KLCoef string `json:"kl_coef"` // exact: strconv's shortest round trip
 	Batch  int    `json:"rollout_batches"`
+	// the last held-out measurement, which the metrics carry until the next
+	EvalReward, EvalKL float64
+	EvalN              int
 }
 
 func (d *stateDir) Save(s train.Snapshot) (string, error) {
@@ -214,7 +217,8 @@ func (d *stateDir) Save(s train.Snapshot) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	st := rlState{KLCoef: strconv.FormatFloat(d.tr.Ctl.Coef, 'g', -1, 64), Batch: d.tr.batch + 1}
+	e := d.tr.LastEval
+	st := rlState{KLCoef: strconv.FormatFloat(d.tr.Ctl.Coef, 'g', -1, 64), Batch: d.tr.batch + 1, EvalReward: e.Reward, EvalKL: e.KL, EvalN: e.N}
 	err := fileio.WriteAtomic(filepath.Join(dir, rlStateName), func(w io.Writer) error { return json.NewEncoder(w).Encode(st) })
 	if err != nil {
 		return "", err
@@ -239,6 +243,7 @@ func (d *stateDir) Restore(params []autograd.Param, opt *train.AdamW) (int, erro
 	if d.tr.Ctl.Coef, err = strconv.ParseFloat(st.KLCoef, 64); err != nil {
 		return 0, fmt.Errorf("%s: kl_coef: %w", p, err)
 	}
+	d.tr.LastEval = Eval{Reward: st.EvalReward, KL: st.EvalKL, N: st.EvalN}
 	if per := d.tr.Cfg.StepsPerBatch(); step%per != 0 {
 		return 0, fmt.Errorf("%s: step %d is not at a rollout batch boundary (%d steps each): a checkpoint of another configuration", p, step, per)
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// GRPO's advantages by the group's standard deviation.
 	Whiten, NormRewards, ScaleRewards bool
 	ClipReward                        float64
+	// MissingEOS is subtracted from the score of a response that did not
+	// end with EOS (TRL's missing_eos_penalty; 0: none).
+	MissingEOS float64
 	// StopKL stops the rest of a rollout batch's updates once the
 	// approximate KL to the sampling policy exceeds it (0: never).
 	StopKL float64
@@ -270,9 +273,11 @@ func (t *Trainer) score(prompts []Prompt, rs []Rollout) ([]float64, int, error) 
 		return nil, 0, fmt.Errorf("reward (%s): %d scores for %d rollouts", t.Reward.Name(), len(s), len(items))
 	}
 	skipped := 0
-	for _, v := range s {
+	for i, v := range s {
 		if math.IsNaN(v) {
 			skipped++
+		} else if !rs[i].EOS {
+			s[i] -= t.Cfg.MissingEOS
 		}
 	}
 	return s, skipped, nil

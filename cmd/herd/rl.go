@@ -69,6 +69,7 @@ func (a *rlFlags) register(f *pflag.FlagSet) {
 	f.Float64Var(&c.Horizon, "horizon", 10000, "adaptive KL controller's horizon")
 	f.BoolVar(&c.Whiten, "whiten", true, "ppo: whiten the advantages")
 	f.BoolVar(&c.NormRewards, "norm-rewards", false, "ppo, rloo: whiten each batch's scores")
+	f.Float64Var(&c.MissingEOS, "missing-eos-penalty", 0, "subtracted from the reward of a response that does not end with EOS")
 	f.Float64Var(&c.ClipReward, "clip-reward", 0, "ppo, rloo: clip scores to ±this (0: off)")
 	f.BoolVar(&c.ScaleRewards, "scale-rewards", true, "grpo: divide advantages by the group's standard deviation")
 	f.Float64Var(&c.StopKL, "stop-kl", 0, "stop a batch's updates once the approximate KL exceeds this (0: never)")

@@ -78,7 +78,7 @@ func TestRLCommand(t *testing.T) {
 func TestRLResume(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	extra := []string{"--steps", "4", "--save-every", "2", "--group", "1", "--target-kl", "0.5", "--horizon", "50", "--epochs", "2", "--mini-batch", "1"}
+	extra := []string{"--steps", "4", "--save-every", "2", "--val-prompts", rlVal, "--eval-every", "3", "--missing-eos-penalty", "0.5", "--group", "1", "--target-kl", "0.5", "--horizon", "50", "--epochs", "2", "--mini-batch", "1"}
 	for _, o := range []string{a, b} {
 		if _, se, err := herd(t, "", rlArgs("ppo", o, extra...)...); err != nil {
 			t.Fatalf("%v\n%s", err, se)
@@ -103,7 +103,7 @@ func sameRuns(t *testing.T, a, b string) {
 		t.Fatalf("%d metric lines uninterrupted, %d resumed", len(ma), len(mb))
 	}
 	for i := range ma {
-		for _, k := range []string{"loss", "grad_norm", "env/reward_mean", "objective/kl", "objective/kl_coef", "val/vpred"} {
+		for _, k := range []string{"loss", "grad_norm", "env/reward_mean", "objective/kl", "objective/kl_coef", "val/vpred", "eval/reward_mean", "eval/kl"} {
 			if fmt.Sprint(ma[i][k]) != fmt.Sprint(mb[i][k]) {
 				t.Errorf("step %d %s: %v uninterrupted, %v resumed", i+1, k, ma[i][k], mb[i][k])
 			}
