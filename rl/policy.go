@@ -26,9 +26,52 @@ type Policy struct {
 	// Head and Bias are the value head, HeadGrad and BiasGrad their
 	// gradients (nil Head: no value head).
 	Head, Bias, HeadGrad, BiasGrad []float32
+	// Value, when set (a LoRA policy only), is a second adapter set on
+	// the same base that the value head reads instead of the policy's
+	// trunk: the base with Value attached in place of Adapters (one base
+	// in memory still). It is detached except during the value passes.
+	Value *lora.Set
 
-	st, infer, ref llama.State
-	logits         autograd.Var
+	st, infer, ref, stV, inferV llama.State
+	logits                      autograd.Var
+}
+
+// ValuePrefix names the value adapters' parameters in a checkpoint.
+const ValuePrefix = "value."
+
+// ValueParams are the value adapters as an optimizer sees them (their
+// names prefixed, the values shared).
+func (p *Policy) ValueParams() []autograd.Param {
+	if p.Value == nil {
+		return nil
+	}
+	ps := p.Value.Params()
+	for i := range ps {
+		ps[i].Name = ValuePrefix + ps[i].Name
+	}
+	return ps
+}
+
+// valuePass is the final hidden states of seqs under the value trunk (on
+// tape when not nil; the policy's adapters are put back after).
+func (p *Policy) valuePass(tape *autograd.Tape, seqs []llama.Seq) (*autograd.Var, error) {
+	m := p.Model
+	p.Adapters.Detach(m)
+	if err := p.Value.Attach(m, 1); err != nil {
+		return nil, err
+	}
+	defer func() {
+		p.Value.Detach(m)
+		_ = p.Adapters.Attach(m, 1) // attached before: it fits
+	}()
+	if tape != nil {
+		return m.HiddenTape(&p.stV, tape, nil, seqs, llama.TapeOptions{})
+	}
+	hs, err := m.Hidden(&p.inferV, seqs)
+	if err != nil {
+		return nil, err
+	}
+	return &autograd.Var{Data: joined(hs)}, nil
 }
 
 // NewHead is a value head for width dim: normal with standard deviation
@@ -57,11 +100,13 @@ func (p *Policy) HeadParams() []autograd.Param {
 
 // dropoutOff switches LoRA dropout off for good.
 func (p *Policy) dropoutOff() {
-	if p.Adapters == nil {
-		return
-	}
-	for _, a := range p.Adapters.Adapters {
-		a.Train = false
+	for _, set := range []*lora.Set{p.Adapters, p.Value} {
+		if set == nil {
+			continue
+		}
+		for _, a := range set.Adapters {
+			a.Train = false
+		}
 	}
 }
 
@@ -70,16 +115,24 @@ func (p *Policy) dropoutOff() {
 // taped) and, with a value head, the final hidden states (nil without).
 func (p *Policy) pass(tape *autograd.Tape, seqs []llama.Seq) (logits, hidden *autograd.Var, err error) {
 	m := p.Model
-	if p.Head == nil {
+	if p.Head == nil || p.Value != nil {
 		if tape != nil {
-			logits, err = m.ForwardTape(&p.st, tape, p.Grads, seqs, p.Tape)
-			return logits, nil, err
+			if logits, err = m.ForwardTape(&p.st, tape, p.Grads, seqs, p.Tape); err != nil || p.Head == nil {
+				return logits, nil, err
+			}
+			hidden, err = p.valuePass(tape, seqs)
+			return logits, hidden, err
 		}
 		out, err := m.ForwardBatch(&p.infer, seqs)
 		if err != nil {
 			return nil, nil, err
 		}
-		return &autograd.Var{Data: joined(out)}, nil, nil
+		logits = &autograd.Var{Data: joined(out)}
+		if p.Head == nil {
+			return logits, nil, nil
+		}
+		hidden, err = p.valuePass(nil, seqs)
+		return logits, hidden, err
 	}
 	if tape != nil {
 		hidden, err = m.HiddenTape(&p.st, tape, p.Grads, seqs, p.Tape)

@@ -35,6 +35,9 @@ type Job struct {
 	Template        string // chat template ("" or "none": the raw prompt after BOS)
 	Reward          Reward
 	Out             string
+	// ValueLoRA gives PPO's value head a trunk of its own: a second LoRA
+	// set on the same base (lora and qlora), instead of the policy's.
+	ValueLoRA bool
 }
 
 // Result sums up a run.
@@ -124,6 +127,15 @@ func Setup(m *llama.Model, j Job, prompts, val []Prompt, tok tokenizer.Tokenizer
 	if j.Algo == PPO {
 		pol.Head, pol.Bias = NewHead(m.Config.Dim, j.Tune.Seed)
 		ts.AddParams(pol.HeadParams()...)
+		if j.ValueLoRA {
+			if ts.Adapters == nil {
+				return nil, nil, fmt.Errorf("ppo: --value-lora needs the lora or qlora method")
+			}
+			if pol.Value, err = lora.New(ts.Model, ts.Adapters.Config, j.Tune.Seed+1); err != nil {
+				return nil, nil, err
+			}
+			ts.AddParams(pol.ValueParams()...)
+		}
 	}
 	j.Config.Seed = j.Tune.Seed
 	tr := &Trainer{Cfg: j.Config, Policy: pol, Prompts: prompts, Val: val, Tok: tok, StopIDs: stop, Reward: j.Reward, Log: log}
@@ -178,6 +190,11 @@ func save(j Job, res *Result, tok tokenizer.Tokenizer, log io.Writer) error {
 		}
 		b, _ := safetensors.FromFloat32("v_head.summary.bias", safetensors.F32, []int64{1}, res.Trainer.Policy.Bias)
 		if err := safetensors.WriteFile(p, nil, []safetensors.Tensor{w, b}); err != nil {
+			return err
+		}
+	}
+	if v := res.Trainer.Policy.Value; v != nil {
+		if err := lora.SavePEFT(filepath.Join(j.Out, "value"), v, res.Model.Config, j.Base); err != nil {
 			return err
 		}
 	}

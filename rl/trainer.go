@@ -181,6 +181,9 @@ func (t *Trainer) Init() error {
 	if (t.Cfg.Algo == PPO) != (t.Policy.Head != nil) {
 		return fmt.Errorf("%s: a value head is PPO's and only PPO's", t.Cfg.Algo)
 	}
+	if v := t.Policy.Value; v != nil && (t.Policy.Adapters == nil || t.Policy.Tape.Recompute) {
+		return fmt.Errorf("%s: a separate value LoRA needs a LoRA policy and no recomputation (the two trunks share the base's modules)", t.Cfg.Algo)
+	}
 	if t.Ctl.Coef == 0 && t.Ctl.Target == 0 {
 		t.Ctl = AdaptiveKL{Coef: t.Cfg.KLCoef, Target: t.Cfg.TargetKL, Horizon: t.Cfg.Horizon}
 	}

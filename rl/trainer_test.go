@@ -117,7 +117,21 @@ func (t *Trainer) params() []autograd.Param {
 	} else {
 		ps = t.Policy.Model.TrainParams(t.Policy.Grads)
 	}
-	return append(ps, t.Policy.HeadParams()...)
+	return append(append(ps, t.Policy.HeadParams()...), t.Policy.ValueParams()...)
+}
+
+// withValueLoRA gives a LoRA PPO trainer's value head a trunk of its own.
+func withValueLoRA(t *testing.T, tr *Trainer) *Trainer {
+	t.Helper()
+	v, err := lora.New(tr.Policy.Model, lora.Config{Rank: 2, Alpha: 4, Targets: []string{"q", "v", "down"}}, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Policy.Value = v
+	if err := tr.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
 
 // At step 0, with the policy equal to its reference (LoRA's B = 0, or a
@@ -144,6 +158,18 @@ func TestStepZeroKLZeroRatioOne(t *testing.T) {
 			}
 			if a, c := m.Extra[MApproxKL], m.Extra[MClipFrac]; a != 0 || c != 0 {
 				t.Errorf("%s full=%v: approxkl %g clipfrac %g at step 0 (ratio not exactly 1)", algo, full, a, c)
+			}
+			if algo == PPO && !full {
+				// the value trunk of its own changes nothing of the policy
+				tv := withValueLoRA(t, tinyTrainer(t, algo, full))
+				var tp autograd.Tape
+				mv, err := tv.Loss(&tp, 0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if mv.Extra[MApproxKL] != 0 || tv.metrics[MKL] != 0 || mv.Extra[MPolicy] != m.Extra[MPolicy] {
+					t.Errorf("value-lora: approxkl %g kl %g, policy loss %g vs %g", mv.Extra[MApproxKL], tv.metrics[MKL], mv.Extra[MPolicy], m.Extra[MPolicy])
+				}
 			}
 			if algo == GRPO && m.Extra["policy/kl_k3"] != 0 {
 				t.Errorf("grpo: k3 %g at step 0", m.Extra["policy/kl_k3"])
@@ -180,6 +206,33 @@ func TestLossGradients(t *testing.T) {
 				}
 			}
 			checkGradient(t, tr, ps, algo)
+		}
+	}
+	// PPO with the value head on a LoRA of its own
+	tr := withValueLoRA(t, tinyTrainer(t, PPO, false))
+	if err := tr.rollout(0); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(10, 11))
+	for i := range tr.buf {
+		for k := range tr.buf[i].adv {
+			tr.buf[i].adv[k], tr.buf[i].ret[k] = r.NormFloat64(), r.NormFloat64()
+		}
+	}
+	ps := tr.params()
+	for _, p := range ps {
+		for i := range p.Data {
+			p.Data[i] += float32(r.NormFloat64() * 0.1)
+		}
+	}
+	checkGradient(t, tr, ps, "ppo value-lora")
+	// only the value adapters and head feed the value: the policy's
+	// adapters are back on the model, the value's off
+	for _, a := range tr.Policy.Value.Adapters {
+		for _, l := range tr.Policy.Model.Layers[a.Layer].Matrix(a.Module).LoRA {
+			if l == a.LoRA {
+				t.Fatalf("the value adapter of %d %s is left attached", a.Layer, a.Module)
+			}
 		}
 	}
 }

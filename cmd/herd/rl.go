@@ -63,6 +63,7 @@ func (a *rlFlags) register(f *pflag.FlagSet) {
 	f.Float64Var(&c.ClipEps, "cliprange", 0.2, "clip range ε of the policy ratio")
 	f.Float64Var(&c.ClipValue, "cliprange-value", 0.2, "ppo: clip range of the value")
 	f.Float64Var(&c.VFCoef, "vf-coef", 0.1, "ppo: value-loss coefficient")
+	f.BoolVar(&j.ValueLoRA, "value-lora", false, "ppo (lora, qlora): the value head on a LoRA of its own on the same base (OUTDIR/value/), not on the policy's trunk")
 	f.StringVar(&c.KL, "kl-estimator", rl.K1, "ppo, rloo: the KL penalty's estimator in the reward (k1, k2, k3); grpo's loss uses k3")
 	f.Float64Var(&c.KLCoef, "kl-coef", 0.05, "β: the KL coefficient (the initial one with --target-kl)")
 	f.Float64Var(&c.TargetKL, "target-kl", 0, "ppo, rloo: adaptive KL controller's target (Ziegler et al.; 0: fixed β)")
@@ -205,7 +206,8 @@ with rewards in the log every --sample-every batches; loss.png;
 checkpoints every --save-every batches and exact --resume (the KL
 coefficient included; sampling is seeded per batch). OUTDIR receives what
 herd sft writes (model.gguf, or the PEFT adapter and adapter.gguf) and,
-for ppo, value_head.safetensors.`,
+for ppo, value_head.safetensors (with --value-lora the value trunk's
+adapter in OUTDIR/value/).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.parse(cmd); err != nil {

@@ -38,7 +38,12 @@ func TestRLCommand(t *testing.T) {
 		{"grpo", "lora", []string{"adapter_model.safetensors", "adapter.gguf"}, []string{"policy/kl_k3"}},
 		{"grpo", "qlora", []string{"adapter_model.safetensors"}, nil},
 		{"rloo", "lora", []string{"adapter_model.safetensors"}, nil},
+		{"ppo", "value-lora", []string{"adapter_model.safetensors", "value/adapter_model.safetensors", "value_head.safetensors"}, []string{"val/vpred"}},
 	} {
+		method := c.method
+		if c.method == "value-lora" {
+			c.method = "lora"
+		}
 		out := filepath.Join(t.TempDir(), "rl")
 		args := rlArgs(c.algo, out, "--method", c.method, "--val-prompts", rlVal, "--epochs", "2", "--mini-batch", "2")
 		if c.method == "qlora" {
@@ -46,6 +51,9 @@ func TestRLCommand(t *testing.T) {
 		}
 		if c.algo == "ppo" {
 			args = append(args, "--group", "1", "--target-kl", "2", "--horizon", "100")
+		}
+		if method == "value-lora" {
+			args = append(args, "--value-lora")
 		}
 		_, se, err := herd(t, "", args...)
 		if err != nil {
@@ -78,7 +86,7 @@ func TestRLCommand(t *testing.T) {
 func TestRLResume(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	extra := []string{"--steps", "4", "--save-every", "2", "--val-prompts", rlVal, "--eval-every", "3", "--missing-eos-penalty", "0.5", "--group", "1", "--target-kl", "0.5", "--horizon", "50", "--epochs", "2", "--mini-batch", "1"}
+	extra := []string{"--value-lora", "--steps", "4", "--save-every", "2", "--val-prompts", rlVal, "--eval-every", "3", "--missing-eos-penalty", "0.5", "--group", "1", "--target-kl", "0.5", "--horizon", "50", "--epochs", "2", "--mini-batch", "1"}
 	for _, o := range []string{a, b} {
 		if _, se, err := herd(t, "", rlArgs("ppo", o, extra...)...); err != nil {
 			t.Fatalf("%v\n%s", err, se)
@@ -112,7 +120,10 @@ func sameRuns(t *testing.T, a, b string) {
 	if ma[len(ma)-1]["objective/kl_coef"] == ma[0]["objective/kl_coef"] {
 		t.Errorf("the KL controller never moved: the test does not cover its state")
 	}
-	for _, f := range []string{"adapter_model.safetensors", "value_head.safetensors"} {
+	for _, f := range []string{"adapter_model.safetensors", "value_head.safetensors", "value/adapter_model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(a, f)); err != nil && f == "value/adapter_model.safetensors" {
+			continue // not a --value-lora run
+		}
 		x, err1 := os.ReadFile(filepath.Join(a, f))
 		y, err2 := os.ReadFile(filepath.Join(b, f))
 		if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
