@@ -287,7 +287,13 @@ func (t *Trainer) memory(mem sft.Memory) sft.Memory {
 			mem.Activations += 4 * int64(rows) * int64(a.Rank)
 		}
 	}
+	if t.Policy.Value != nil { // the value trunk's taped pass, beside the policy's
+		mem.Activations *= 2
+	}
 	mem.Eval = 2 * llama.ActivationBytes(c, rows, true)
+	if t.Policy.Value != nil {
+		mem.Eval += llama.ActivationBytes(c, rows, true)
+	}
 	if t.Policy.Head != nil {
 		mem.Eval += 4 * int64(rows) * int64(c.VocabSize)
 	}
