@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -193,6 +194,9 @@ type HTTP struct {
 	Timeout time.Duration // per request (0: 30 s)
 	Skip    bool
 	Client  *http.Client
+	// Concurrency is the requests in flight at once (0: 4); the scores
+	// come back in the rollouts' order whatever order they finish in.
+	Concurrency int
 }
 
 // Name is the scorer's address.
@@ -201,15 +205,30 @@ func (h *HTTP) Name() string { return "scorer " + h.URL }
 // Score posts every item.
 func (h *HTTP) Score(ctx context.Context, items []Item) ([]float64, error) {
 	out := make([]float64, len(items))
+	errs := make([]error, len(items))
+	n := h.Concurrency
+	if n <= 0 {
+		n = 4
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
 	for i := range items {
-		v, err := h.one(ctx, &items[i])
-		if err != nil {
-			if !h.Skip {
-				return nil, fmt.Errorf("scorer %s: rollout %d: %w (pass --scorer-skip to count and skip such rollouts)", h.URL, i, err)
-			}
-			v = math.NaN()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i], errs[i] = h.one(ctx, &items[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			continue
 		}
-		out[i] = v
+		if !h.Skip {
+			return nil, fmt.Errorf("scorer %s: rollout %d: %w (pass --scorer-skip to count and skip such rollouts)", h.URL, i, err)
+		}
+		out[i] = math.NaN()
 	}
 	return out, nil
 }

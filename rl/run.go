@@ -69,6 +69,9 @@ func Run(j Job, log io.Writer) (*Result, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if r, ok := j.Reward.(Model); ok && r.RM.Policy.Model.Config.VocabSize != m.Config.VocabSize {
+		return nil, fmt.Errorf("reward model %s has a vocabulary of %d, the policy %d: they must share the tokenizer", r.Path, r.RM.Policy.Model.Config.VocabSize, m.Config.VocabSize)
+	}
 	var tmpl *chat.Template
 	if j.Template != "" && j.Template != "none" {
 		if tmpl, err = chat.Lookup(j.Template); err != nil {

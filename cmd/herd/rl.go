@@ -26,8 +26,7 @@ type rlFlags struct {
 	stop                         string
 	scorerTimeout                time.Duration
 	scorerSkip, quiet            bool
-	threads                      int
-	config                       string
+	threads, scorerConc          int
 	bar                          *trainBar
 }
 
@@ -46,6 +45,7 @@ func (a *rlFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.rmBase, "reward-base", "", "the base of a LoRA reward model (default: its adapter_config.json's)")
 	f.StringVar(&a.scorer, "scorer", "", "external scorer URL: POST {prompt, completion, answer} JSON, read a number or {\"reward\": x}")
 	f.DurationVar(&a.scorerTimeout, "scorer-timeout", 30*time.Second, "per-request timeout of --scorer")
+	f.IntVar(&a.scorerConc, "scorer-concurrency", 4, "requests to --scorer in flight at once")
 	f.BoolVar(&a.scorerSkip, "scorer-skip", false, "count and leave out rollouts the scorer fails on instead of stopping")
 	f.IntVar(&o.Steps, "steps", 10, "rollout batches")
 	f.IntVar(&c.Prompts, "prompts-per-batch", 8, "prompts per rollout batch")
@@ -151,7 +151,7 @@ func (a *rlFlags) reward() error {
 		}
 		a.j.Reward = rl.Model{RM: rm, Path: a.rm}
 	case a.scorer != "":
-		a.j.Reward = &rl.HTTP{URL: a.scorer, Timeout: a.scorerTimeout, Skip: a.scorerSkip}
+		a.j.Reward = &rl.HTTP{URL: a.scorer, Timeout: a.scorerTimeout, Skip: a.scorerSkip, Concurrency: a.scorerConc}
 	default:
 		var rs rl.Rules
 		for _, s := range a.rules {
