@@ -61,7 +61,7 @@ type Micro struct {
 	// should be 0 and it seeds no gradient. A step whose every micro-batch
 	// skips makes no optimizer update (AdamW's moments would otherwise
 	// still move the weights).
-	Skip bool
+	Skip  bool
 	skips int // micro-batches that skipped, when summed into a step
 }
 
