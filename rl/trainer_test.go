@@ -14,6 +14,7 @@ import (
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/tokenizer"
+	"github.com/herd-llm/herd/train"
 )
 
 var tinyConfig = llama.Config{Dim: 16, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 24, VocabSize: 11, ContextLen: 32,
@@ -327,5 +328,23 @@ func TestGenerateStops(t *testing.T) {
 		if !slices.Equal(rs[i].Response, again[i].Response) {
 			t.Errorf("rollout %d differs with the same seed", i)
 		}
+	}
+}
+
+// Once the approximate KL to the sampling policy passes StopKL, the rest
+// of the rollout batch's steps skip (no update), and the next batch
+// trains again.
+func TestStopKL(t *testing.T) {
+	tr := tinyTrainer(t, PPO, false)
+	tr.Cfg.StopKL = 1e-9
+	per := tr.Cfg.StepsPerBatch() // 2 epochs × 3 mini-batches of 4 of 3 rollouts: 2 steps
+	cfg := train.Config{Steps: 2 * per, Optim: train.DefaultOptim(), Schedule: train.Schedule{Kind: "constant", LR: 1e-2}}
+	var skipped []bool
+	cfg.OnStep = func(p train.Progress) { skipped = append(skipped, p.Extra[MPolicy] == 0 && p.Loss == 0) }
+	if _, err := train.Fit(tr, train.Params(tr.params()), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if skipped[0] || !skipped[1] || skipped[per] {
+		t.Errorf("steps skipped %v (a batch of %d steps): want the first step of each batch to train and the second to skip", skipped, per)
 	}
 }
