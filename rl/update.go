@@ -2,7 +2,6 @@ package rl
 
 import (
 	"math"
-	"time"
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/train"
@@ -129,7 +128,6 @@ func (t *Trainer) evaluate() error {
 	for i := range idx {
 		idx[i] = i
 	}
-	t0 := time.Now()
 	rs, _, err := t.Policy.Generate(t.Val, idx, t.Tok, t.StopIDs, t.Cfg.Sampling, seedOf(t.Cfg.Seed^0xe7a1, 0))
 	if err != nil {
 		return err
@@ -162,7 +160,6 @@ func (t *Trainer) evaluate() error {
 	e.KL, _ = MeanVar(kl)
 	e.N = len(rew)
 	t.LastEval = e
-	t.Timings.Rollout += time.Since(t0)
 	return nil
 }
 
