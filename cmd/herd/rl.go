@@ -184,8 +184,9 @@ are of the model itself).
 
   ppo:  KL penalty per token in the reward (--kl-estimator k1|k2|k3, β
         --kl-coef, adaptive with --target-kl and --horizon), the score at
-        the last token, a value head on the policy's trunk, GAE (--gamma,
-        --lam), whitened advantages, clipped policy and value losses.
+        the last token, a value head on the policy's trunk (or on a LoRA
+        of its own: --value-lora), GAE (--gamma, --lam), whitened
+        advantages, clipped policy and value losses.
   grpo: advantages (r − mean)/std within each prompt's group, the clipped
         objective and β·k3 KL to the reference in the loss.
   rloo: leave-one-out baseline, the KL penalty in the reward.
