@@ -275,7 +275,9 @@ func (l *loop) step(step int) (Progress, error) {
 		ScaleGrads(l.params, float32(l.cfg.GradClip/norm))
 	}
 	lr := l.cfg.Schedule.At(step)
-	l.opt.Update(l.params, lr)
+	if mb.skips < l.cfg.Accum {
+		l.opt.Update(l.params, lr)
+	}
 	if err := l.diverged(step, badWeights(l.params, l.cfg.MaxWeight)); err != nil {
 		return Progress{}, err
 	}
@@ -294,6 +296,9 @@ func (m *Micro) add(o Micro) {
 	m.Sum += o.Sum
 	m.Count += o.Count
 	m.Tokens += o.Tokens
+	if o.Skip {
+		m.skips++
+	}
 	for k, v := range o.Extra {
 		if m.Extra == nil {
 			m.Extra = map[string]float64{}

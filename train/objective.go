@@ -56,6 +56,13 @@ type Micro struct {
 	// as ΣExtra / ΣCount under their names in metrics.jsonl and in
 	// Progress.Extra (DPO's rewards/chosen, a reward model's accuracy).
 	Extra map[string]float64
+	// Skip says the micro-batch has nothing to learn (PPO's early stop of
+	// an epoch whose approximate KL ran away): its Sum, Count and Tokens
+	// should be 0 and it seeds no gradient. A step whose every micro-batch
+	// skips makes no optimizer update (AdamW's moments would otherwise
+	// still move the weights).
+	Skip  bool
+	skips int // micro-batches that skipped, when summed into a step
 }
 
 // A Validator is an Objective that can measure itself on held-out data:

@@ -25,6 +25,9 @@ type trainBar struct {
 	lastVal float64
 	last    time.Time // when the last plain line was written
 	every   time.Duration
+	// extra, when set, adds a command's own figures to each step's line
+	// (herd rl: reward, KL, rollout and update throughput).
+	extra func(train.Progress) string
 }
 
 // lineEvery is the time between plain progress lines.
@@ -50,6 +53,9 @@ func (b *trainBar) start(first, steps int) {
 // step moves the bar to a finished step, or writes its line.
 func (b *trainBar) step(p train.Progress) {
 	desc := fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s MFU %.1f%%", p.Loss, p.LR, p.TokensPerSec, 100*p.MFU)
+	if b.extra != nil {
+		desc = b.extra(p)
+	}
 	val := p.ValLoss
 	if b.keepVal {
 		if !math.IsNaN(val) {
