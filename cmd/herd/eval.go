@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/eval/tasks"
+	"github.com/herd-llm/herd/kernels"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+func evalCmd() *cobra.Command {
+	var (
+		specs, loras       []string
+		tokPath, out       string
+		kvType             string
+		shots, limit, ctx  int
+		batch, par, thread int
+		one, samples       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "eval [MODEL] --task NAME=FILE[,FEWSHOT]|TASK.yaml ... [-o results.json]",
+		Short: "benchmark tasks as lm-evaluation-harness scores them (multiple choice, generation with extraction)",
+		Long: `Evaluates MODEL on each --task with lm-evaluation-harness's prompts and
+metrics, on data files you supply (herd downloads nothing):
+
+  --task NAME=FILE[,FEWSHOT]  a built-in layout over a JSONL file, with an
+                              optional JSONL file of few-shot examples
+                              (training or dev split); NAME is one of
+                              ` + strings.Join(tasks.Builtins(), ", ") + `
+  --task TASK.yaml            a task file (doc_to_text, doc_to_choice,
+                              doc_to_target, metric_list, generation_kwargs,
+                              filter_list as the harness's YAML, plus data:
+                              and fewshot_data:), or reader: NAME for a
+                              built-in layout
+
+Multiple choice reports acc, acc_norm (TruthfulQA MC2 as truthfulqa_mc2's
+acc); generation (GSM8K) decodes greedily and reports exact_match after the
+strict ("#### N") and flexible (last number) extractions. Few-shot examples
+are drawn with the harness's seed (1234); MMLU takes its subject's first K
+dev questions and reports each subject and the averages. Documents that do
+not fit in the context are skipped and counted, never truncated. The table
+goes to stdout; -o writes results.json. Without MODEL, the embedded
+stories260K is evaluated.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kernels.SetThreads(thread)
+			model := ""
+			if len(args) == 1 {
+				model = args[0]
+			}
+			if len(specs) == 0 {
+				return fmt.Errorf("give at least one --task")
+			}
+			var ts []*tasks.Task
+			for _, s := range specs {
+				t, err := tasks.Load(s)
+				if err != nil {
+					return err
+				}
+				ts = append(ts, t)
+			}
+			m, tok, err := checkpoint.Load(model, tokPath)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			if err := applyKVType(kvType, m); err != nil {
+				return err
+			}
+			if err := applyLoRAs(m, loras); err != nil {
+				return err
+			}
+			opt := tasks.Options{Shots: shots, Limit: limit, Ctx: ctx, BatchTokens: batch, OneAtATime: one, Parallel: par}
+			opt.Progress = evalProgress(cmd)
+			rs, err := tasks.Run(m, tok, ts, opt)
+			if err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			for _, r := range rs {
+				fmt.Fprintf(stderr, "%s: %d documents in %.1f s, %.2f examples/s", r.Task, r.Scored, r.Seconds, r.Rate)
+				if len(r.Skipped) > 0 {
+					fmt.Fprintf(stderr, "; %d skipped, longer than the context (first: %s)", len(r.Skipped), r.Skipped[0])
+				}
+				fmt.Fprintln(stderr)
+			}
+			if err := tasks.WriteTable(cmd.OutOrStdout(), rs); err != nil {
+				return err
+			}
+			if out == "" {
+				return nil
+			}
+			if model == "" {
+				model = "stories260K (embedded)"
+			}
+			cfg := tasks.Config{Model: model, Adapters: loras, Shots: shots, Limit: limit, Ctx: max(ctx, 0), BatchTokens: batch,
+				OneAtATime: one, Seed: tasks.Seed, Date: time.Now().UTC().Format(time.RFC3339)}
+			if cfg.Ctx == 0 {
+				cfg.Ctx = m.Config.ContextLen
+			}
+			return tasks.WriteJSON(out, rs, cfg, samples)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&specs, "task", nil, "a task: NAME=FILE[,FEWSHOT] or a task YAML file (repeatable)")
+	f.IntVar(&shots, "shots", -1, "few-shot examples (-1: each task's default)")
+	f.IntVar(&limit, "limit", 0, "evaluate at most this many documents per task (0: all)")
+	f.IntVarP(&ctx, "ctx-size", "c", 0, "positions a document may use (0: the model's context length)")
+	f.IntVarP(&batch, "batch-size", "b", 512, "tokens per forward pass when scoring choices")
+	f.IntVar(&par, "parallel", 8, "generations decoded together")
+	f.BoolVar(&one, "one-at-a-time", false, "score each choice alone and generate one document at a time (the unbatched reference path)")
+	f.BoolVar(&samples, "log-samples", false, "keep every document's prompt, scores and output in results.json")
+	f.StringVarP(&out, "output", "o", "", "write results.json here")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file; a GGUF model's own is used by default")
+	f.IntVarP(&thread, "threads", "t", 0, "threads (0: all cores)")
+	addKVFlag(f, &kvType)
+	addLoRAFlag(f, &loras)
+	return cmd
+}
+
+// evalProgress draws one progress bar per task on stderr.
+func evalProgress(cmd *cobra.Command) func(string, int, int) {
+	var bar *progressbar.ProgressBar
+	cur := ""
+	return func(task string, done, total int) {
+		if task != cur || bar == nil {
+			cur = task
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(cmd.ErrOrStderr()), progressbar.OptionSetWidth(25),
+				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+				progressbar.OptionSetItsString("ex"), progressbar.OptionSetDescription(task),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(cmd.ErrOrStderr()) }))
+		}
+		_ = bar.Set(done)
+		if done == total {
+			_ = bar.Finish()
+		}
+	}
+}
