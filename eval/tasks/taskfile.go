@@ -160,6 +160,7 @@ func yamlError(path string, err error) error {
 	for i, m := range msgs {
 		if rest, ok := strings.CutPrefix(m, "line "); ok {
 			if n, tail, ok := strings.Cut(rest, ": "); ok {
+				tail = strings.Replace(tail, " not found in type tasks.taskFile", " is not a task file key", 1)
 				msgs[i] = fmt.Sprintf("%s:%s: %s", path, n, tail)
 				continue
 			}
