@@ -25,15 +25,34 @@
 // is skipped and counted (Result.Skipped), where the harness would cut its
 // prompt from the left.
 //
-// results.json (WriteJSON) keeps the harness's layout: "results" maps
-// each task (and each MMLU subject, "mmlu_<subject>") to
-// {"alias", "metric,filter": value, "metric_stderr,filter": stderr, …};
-// "groups" holds the macro averages (MMLU over its subjects); "n-shot",
-// "n-samples" ({"original", "effective"}) and "higher_is_better" per task;
-// "herd" per task: examples_per_sec, seconds, skipped (documents that did
-// not fit) with their sources; "config": model, shots, limit, batch size,
-// adapters, seed; and "samples" per task: each document's source
-// (file:line), log-likelihoods or generated text, prediction and scores.
+// results.json (WriteJSON) keeps the harness's layout, so tools that read
+// the harness's output read herd's:
+//
+//	{
+//	  "results": {                      // per task, and per MMLU subject ("mmlu_<subject>")
+//	    "hellaswag": {"alias": "hellaswag", "acc,none": 0.33, "acc_stderr,none": 0.33,
+//	                  "acc_norm,none": 0.67, "acc_norm_stderr,none": 0.33},
+//	    "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0, "exact_match_stderr,strict-match": 0,
+//	              "exact_match,flexible-extract": 0, …}
+//	  },
+//	  "groups": {"mmlu": {"acc,none": …, "acc_stderr,none": …,   // size-weighted, pooled stderr (the harness's)
+//	                      "acc_macro,none": …, "acc_macro_stderr,none": …}},  // mean over subjects
+//	  "n-shot": {"hellaswag": 0, …},
+//	  "n-samples": {"hellaswag": {"original": 10042, "effective": 100}, …},
+//	  "higher_is_better": {"hellaswag": {"acc": true, "acc_norm": true}, …},
+//	  "herd": {"hellaswag": {"seconds": 12.5, "examples_per_sec": 8.0, "skipped": 0,
+//	                         "skipped_sources": ["file.jsonl:17", …]}},
+//	  "config": {"model": …, "adapters": […], "num_fewshot": -1, "limit": 100, "n_ctx": 2048,
+//	             "batch_tokens": 512, "one_at_a_time": false, "fewshot_seed": 1234, "date": …},
+//	  "samples": {"hellaswag": [{"doc_id": 0, "source": "file.jsonl:1", "prompt": …, "choices": […],
+//	              "gold": 2, "loglikelihoods": […], "is_greedy": […], "pred": 2,
+//	              "scores": {"acc": 1, "acc_norm": 1}}, …]}   // with --log-samples
+//	}
+//
+// A metric's key is "name,filter" ("none" for multiple choice); a standard
+// error that cannot be computed (one document) is "N/A"; truthfulqa_mc2's
+// acc is MC2. Generation samples carry "generated", "target" and
+// "extracted" (per filter) instead of the log-likelihoods.
 package tasks
 
 import "fmt"
