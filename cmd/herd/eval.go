@@ -12,15 +12,18 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// evalArgs are herd eval's flags.
+type evalArgs struct {
+	specs, loras       []string
+	tokPath, out       string
+	kvType             string
+	shots, limit, ctx  int
+	batch, par, thread int
+	one, samples       bool
+}
+
 func evalCmd() *cobra.Command {
-	var (
-		specs, loras       []string
-		tokPath, out       string
-		kvType             string
-		shots, limit, ctx  int
-		batch, par, thread int
-		one, samples       bool
-	)
+	var a evalArgs
 	cmd := &cobra.Command{
 		Use:   "eval [MODEL] --task NAME=FILE[,FEWSHOT]|TASK.yaml ... [-o results.json]",
 		Short: "benchmark tasks as lm-evaluation-harness scores them (multiple choice, generation with extraction)",
@@ -47,79 +50,85 @@ goes to stdout; -o writes results.json. Without MODEL, the embedded
 stories260K is evaluated.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kernels.SetThreads(thread)
 			model := ""
 			if len(args) == 1 {
 				model = args[0]
 			}
-			if len(specs) == 0 {
-				return fmt.Errorf("give at least one --task")
-			}
-			var ts []*tasks.Task
-			for _, s := range specs {
-				t, err := tasks.Load(s)
-				if err != nil {
-					return err
-				}
-				ts = append(ts, t)
-			}
-			m, tok, err := checkpoint.Load(model, tokPath)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			if err := applyKVType(kvType, m); err != nil {
-				return err
-			}
-			if err := applyLoRAs(m, loras); err != nil {
-				return err
-			}
-			opt := tasks.Options{Shots: shots, Limit: limit, Ctx: ctx, BatchTokens: batch, OneAtATime: one, Parallel: par}
-			opt.Progress = evalProgress(cmd)
-			rs, err := tasks.Run(m, tok, ts, opt)
-			if err != nil {
-				return err
-			}
-			stderr := cmd.ErrOrStderr()
-			for _, r := range rs {
-				fmt.Fprintf(stderr, "%s: %d documents in %.1f s, %.2f examples/s", r.Task, r.Scored, r.Seconds, r.Rate)
-				if len(r.Skipped) > 0 {
-					fmt.Fprintf(stderr, "; %d skipped, longer than the context (first: %s)", len(r.Skipped), r.Skipped[0])
-				}
-				fmt.Fprintln(stderr)
-			}
-			if err := tasks.WriteTable(cmd.OutOrStdout(), rs); err != nil {
-				return err
-			}
-			if out == "" {
-				return nil
-			}
-			if model == "" {
-				model = "stories260K (embedded)"
-			}
-			cfg := tasks.Config{Model: model, Adapters: loras, Shots: shots, Limit: limit, Ctx: max(ctx, 0), BatchTokens: batch,
-				OneAtATime: one, Seed: tasks.Seed, Date: time.Now().UTC().Format(time.RFC3339)}
-			if cfg.Ctx == 0 {
-				cfg.Ctx = m.Config.ContextLen
-			}
-			return tasks.WriteJSON(out, rs, cfg, samples)
+			return runEval(cmd, model, a)
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&specs, "task", nil, "a task: NAME=FILE[,FEWSHOT] or a task YAML file (repeatable)")
-	f.IntVar(&shots, "shots", -1, "few-shot examples (-1: each task's default)")
-	f.IntVar(&limit, "limit", 0, "evaluate at most this many documents per task (0: all)")
-	f.IntVarP(&ctx, "ctx-size", "c", 0, "positions a document may use (0: the model's context length)")
-	f.IntVarP(&batch, "batch-size", "b", 512, "tokens per forward pass when scoring choices")
-	f.IntVar(&par, "parallel", 8, "generations decoded together")
-	f.BoolVar(&one, "one-at-a-time", false, "score each choice alone and generate one document at a time (the unbatched reference path)")
-	f.BoolVar(&samples, "log-samples", false, "keep every document's prompt, scores and output in results.json")
-	f.StringVarP(&out, "output", "o", "", "write results.json here")
-	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file; a GGUF model's own is used by default")
-	f.IntVarP(&thread, "threads", "t", 0, "threads (0: all cores)")
-	addKVFlag(f, &kvType)
-	addLoRAFlag(f, &loras)
+	f.StringArrayVar(&a.specs, "task", nil, "a task: NAME=FILE[,FEWSHOT] or a task YAML file (repeatable)")
+	f.IntVar(&a.shots, "shots", -1, "few-shot examples (-1: each task's default)")
+	f.IntVar(&a.limit, "limit", 0, "evaluate at most this many documents per task (0: all)")
+	f.IntVarP(&a.ctx, "ctx-size", "c", 0, "positions a document may use (0: the model's context length)")
+	f.IntVarP(&a.batch, "batch-size", "b", 512, "tokens per forward pass when scoring choices")
+	f.IntVar(&a.par, "parallel", 8, "generations decoded together")
+	f.BoolVar(&a.one, "one-at-a-time", false, "score each choice alone and generate one document at a time (the unbatched reference path)")
+	f.BoolVar(&a.samples, "log-samples", false, "keep every document's prompt, scores and output in results.json")
+	f.StringVarP(&a.out, "output", "o", "", "write results.json here")
+	f.StringVar(&a.tokPath, "tokenizer", "", "tokenizer file; a GGUF model's own is used by default")
+	f.IntVarP(&a.thread, "threads", "t", 0, "threads (0: all cores)")
+	addKVFlag(f, &a.kvType)
+	addLoRAFlag(f, &a.loras)
 	return cmd
+}
+
+// runEval loads the tasks and the model, evaluates, prints the table and
+// writes results.json.
+func runEval(cmd *cobra.Command, model string, a evalArgs) error {
+	kernels.SetThreads(a.thread)
+	if len(a.specs) == 0 {
+		return fmt.Errorf("give at least one --task")
+	}
+	var ts []*tasks.Task
+	for _, s := range a.specs {
+		t, err := tasks.Load(s)
+		if err != nil {
+			return err
+		}
+		ts = append(ts, t)
+	}
+	m, tok, err := checkpoint.Load(model, a.tokPath)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := applyKVType(a.kvType, m); err != nil {
+		return err
+	}
+	if err := applyLoRAs(m, a.loras); err != nil {
+		return err
+	}
+	opt := tasks.Options{Shots: a.shots, Limit: a.limit, Ctx: a.ctx, BatchTokens: a.batch, OneAtATime: a.one, Parallel: a.par,
+		Progress: evalProgress(cmd)}
+	rs, err := tasks.Run(m, tok, ts, opt)
+	if err != nil {
+		return err
+	}
+	stderr := cmd.ErrOrStderr()
+	for _, r := range rs {
+		fmt.Fprintf(stderr, "%s: %d documents in %.1f s, %.2f examples/s", r.Task, r.Scored, r.Seconds, r.Rate)
+		if len(r.Skipped) > 0 {
+			fmt.Fprintf(stderr, "; %d skipped, longer than the context (first: %s)", len(r.Skipped), r.Skipped[0])
+		}
+		fmt.Fprintln(stderr)
+	}
+	if err := tasks.WriteTable(cmd.OutOrStdout(), rs); err != nil {
+		return err
+	}
+	if a.out == "" {
+		return nil
+	}
+	if model == "" {
+		model = "stories260K (embedded)"
+	}
+	cfg := tasks.Config{Model: model, Adapters: a.loras, Shots: a.shots, Limit: a.limit, Ctx: a.ctx, BatchTokens: a.batch,
+		OneAtATime: a.one, Seed: tasks.Seed, Date: time.Now().UTC().Format(time.RFC3339)}
+	if cfg.Ctx <= 0 {
+		cfg.Ctx = m.Config.ContextLen
+	}
+	return tasks.WriteJSON(a.out, rs, cfg, a.samples)
 }
 
 // evalProgress draws one progress bar per task on stderr.

@@ -22,8 +22,6 @@ type Options struct {
 	Parallel    int  // generations decoded together (default 8)
 	// Progress, when set, is called as documents finish.
 	Progress func(task string, done, total int)
-	// KeepSamples keeps each document's details in the result.
-	KeepSamples bool
 }
 
 // Sample is one document's outcome.

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -93,6 +94,9 @@ func TestMultipleChoiceAgainstReference(t *testing.T) {
 		{"testdata/colors.yaml", 1, map[string]float64{"acc": 2.0 / 3, "acc_norm": 1.0 / 3}},
 	}
 	for _, c := range cases {
+		if testing.Short() && c.shots > 0 {
+			continue
+		}
 		tk := loadTask(t, c.spec)
 		rs, err := Run(m, tok, []*Task{tk}, Options{Shots: c.shots})
 		if err != nil {
@@ -139,5 +143,38 @@ func TestMultipleChoiceAgainstReference(t *testing.T) {
 				t.Errorf("%s %d-shot: %s %.4f, hand-computed %.4f", c.spec, c.shots, mt.Name, mt.Value, w)
 			}
 		}
+	}
+}
+
+// TestEncodePair checks the harness's tokenization of a pair: trailing
+// whitespace of the context belongs to the continuation, and an empty
+// context is BOS alone.
+func TestEncodePair(t *testing.T) {
+	_, tok := stories(t)
+	a, na, err := encodePair(tok, "Question: what?\nAnswer: ", "yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, nb, err := encodePair(tok, "Question: what?\nAnswer:", " yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a, b) || na != nb {
+		t.Errorf("trailing space: %v/%d, moved by hand %v/%d", a, na, b, nb)
+	}
+	whole := tok.Encode("Question: what?\nAnswer: yes", true, false)
+	if !slices.Equal(a, whole) || na != len(whole)-len(tok.Encode("Question: what?\nAnswer:", true, false)) {
+		t.Errorf("pair %v/%d, whole %v", a, na, whole)
+	}
+	e, ne, err := encodePair(tok, "", "Once upon a time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont := tok.Encode("Once upon a time", false, false)
+	if e[0] != tok.BOS() || !slices.Equal(e[1:], cont) || ne != len(cont) {
+		t.Errorf("empty context: %v/%d, want BOS + %v", e, ne, cont)
+	}
+	if _, _, err := encodePair(tok, "Question:", ""); err == nil {
+		t.Error("an empty continuation was accepted")
 	}
 }
