@@ -20,6 +20,9 @@ import (
 // draws them from the evaluated documents, never a document itself), or
 // the path of a YAML task file.
 func Load(spec string) (*Task, error) {
+	if ext := strings.ToLower(filepath.Ext(spec)); ext == ".yaml" || ext == ".yml" {
+		return LoadFile(spec)
+	}
 	if name, files, ok := strings.Cut(spec, "="); ok {
 		eval, shots, _ := strings.Cut(files, ",")
 		return LoadBuiltin(name, name, eval, shots)
