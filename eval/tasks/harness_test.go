@@ -28,7 +28,7 @@ func TestPromptsMatchHarness(t *testing.T) {
 	}
 	specs := map[string]string{
 		"hellaswag": "testdata/hellaswag.yaml", "arc_easy": "testdata/arc_easy.yaml",
-		"arc_easy_same": "arc_easy=testdata/arc.jsonl,testdata/arc.jsonl",
+		"arc_easy_same":     "arc_easy=testdata/arc.jsonl,testdata/arc.jsonl",
 		"mmlu_farm_animals": "testdata/mmlu.yaml", "mmlu_simple_math": "testdata/mmlu.yaml",
 		"truthfulqa_mc1": "testdata/truthfulqa_mc1.yaml", "truthfulqa_mc2": "testdata/truthfulqa_mc2.yaml",
 		"winogrande": "testdata/winogrande.yaml", "gsm8k": "testdata/gsm8k.yaml",
