@@ -25,7 +25,10 @@ type Score struct {
 // longest token prefix they have in common runs once, its keys and values
 // are copied into each continuation's cache, and the rest of every
 // continuation runs in one pass, several questions together up to
-// BatchTokens tokens per pass. OneAtATime runs each continuation alone
+// BatchTokens tokens per pass. The longest prefix of each pass is kept (the
+// stem), and a later question runs only the part of its prefix past what it
+// shares with the stem: MMLU's questions of a subject share their few-shot
+// examples, TruthfulQA's its primer. OneAtATime runs each continuation alone
 // from an empty cache, as the harness with batch size 1 does; both give
 // the same log-likelihoods (kernels.MatMul computes a row the same way in
 // any batch, and keys and values are rounded once, as they enter a cache).
@@ -37,6 +40,11 @@ type Scorer struct {
 	state  llama.State
 	caches []*llama.KVCache // per continuation of a wave
 	heads  []*llama.KVCache // per question of a wave: its shared prefix
+	// stem is the last wave's longest prefix, kept so that the next
+	// questions run only what follows the part they have in common with
+	// it: the few-shot examples of an MMLU subject, TruthfulQA's primer.
+	stem     *llama.KVCache
+	stemToks []int
 }
 
 // cache returns slot i of pool with room for n positions, emptied.
@@ -147,19 +155,30 @@ func (s *Scorer) wave(qs [][]Req, out [][]Score) error {
 	pre := make([]int, len(qs))
 	var heads []llama.Seq
 	var headOf []*llama.KVCache
+	longest := -1
 	for i, q := range qs {
 		pre[i] = sharedPrefix(q)
 		headOf = append(headOf, nil)
-		if pre[i] > 0 {
-			c := s.cache(&s.heads, len(heads), pre[i])
-			headOf[i] = c
-			heads = append(heads, llama.Seq{Tokens: q[0].Tokens[:pre[i]], Cache: c})
+		if pre[i] == 0 {
+			continue
+		}
+		c := s.cache(&s.heads, i, pre[i])
+		headOf[i] = c
+		toks := q[0].Tokens[:pre[i]]
+		if k := s.fromStem(c, toks); k < len(toks) {
+			heads = append(heads, llama.Seq{Tokens: toks[k:], Cache: c})
+		}
+		if longest < 0 || pre[i] > pre[longest] {
+			longest = i
 		}
 	}
 	if len(heads) > 0 {
 		if _, err := s.Model.ForwardBatch(&s.state, heads); err != nil {
 			return err
 		}
+	}
+	if longest >= 0 {
+		s.keepStem(headOf[longest], qs[longest][0].Tokens[:pre[longest]])
 	}
 	var seqs []llama.Seq
 	for i, q := range qs {
@@ -184,6 +203,28 @@ func (s *Scorer) wave(qs [][]Req, out [][]Score) error {
 		}
 	}
 	return nil
+}
+
+// fromStem copies into c the positions toks shares with the stem and
+// returns how many.
+func (s *Scorer) fromStem(c *llama.KVCache, toks []int) int {
+	k := 0
+	for k < min(len(toks), len(s.stemToks)) && toks[k] == s.stemToks[k] {
+		k++
+	}
+	if k > 0 {
+		copyPrefix(c, s.stem, k, s.Model.Config.KVDim())
+	}
+	return k
+}
+
+// keepStem makes the n = len(toks) positions of c the stem.
+func (s *Scorer) keepStem(c *llama.KVCache, toks []int) {
+	if s.stem == nil || s.stem.Cap < len(toks) {
+		s.stem = s.Model.NewKVCache((len(toks) + 63) &^ 63)
+	}
+	copyPrefix(s.stem, c, len(toks), s.Model.Config.KVDim())
+	s.stemToks = append(s.stemToks[:0], toks...)
 }
 
 // copyPrefix makes dst hold the first n positions of src.
