@@ -169,3 +169,39 @@ func TestShotErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMMLUFiles reads MMLU as its original CSV files through globs: the
+// same documents, subjects and prompts as the JSONL layout.
+func TestMMLUFiles(t *testing.T) {
+	csvTask := loadTask(t, "mmlu=testdata/mmlu_csv/*_test.csv,testdata/mmlu_csv/*_dev.csv")
+	jsonTask := loadTask(t, "testdata/mmlu.yaml")
+	a, _, err := prepare(csvTask, Options{Shots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := prepare(jsonTask, Options{Shots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != len(b) {
+		t.Fatalf("%d documents from CSV, %d from JSONL", len(a), len(b))
+	}
+	for i := range a {
+		if a[i].contexts[0] != b[i].contexts[0] || a[i].doc.Gold != b[i].doc.Gold || a[i].doc.Subject != b[i].doc.Subject {
+			t.Errorf("document %d: CSV %q gold %d (%s), JSONL %q gold %d (%s)", i, a[i].contexts[0], a[i].doc.Gold, a[i].doc.Subject,
+				b[i].contexts[0], b[i].doc.Gold, b[i].doc.Subject)
+		}
+	}
+	dir := t.TempDir()
+	bad := write(t, dir, "x_test.csv", "q,a,b,c,d,A\nq,a,b,c,d,E\n")
+	if _, err := Load("mmlu=" + bad); err == nil || !strings.Contains(err.Error(), "x_test.csv:2") || !strings.Contains(err.Error(), `answer "E"`) {
+		t.Errorf("a bad answer letter: %v", err)
+	}
+	short := write(t, dir, "y_test.csv", "q,a,b,c,A\n")
+	if _, err := Load("mmlu=" + short); err == nil || !strings.Contains(err.Error(), "y_test.csv:1") {
+		t.Errorf("a short row: %v", err)
+	}
+	if _, err := Load("mmlu=" + filepath.Join(dir, "none*.csv")); err == nil || !strings.Contains(err.Error(), "no file matches") {
+		t.Errorf("an empty glob: %v", err)
+	}
+}

@@ -103,3 +103,26 @@ func recordOf(s string) (record, error) {
 	}
 	return record{src: "<string>", m: m}, nil
 }
+
+// FuzzMMLUCSV: any CSV file reads as MMLU documents or fails cleanly.
+func FuzzMMLUCSV(f *testing.F) {
+	for _, s := range []string{"q,a,b,c,d,A\n", "\"q,\"\"x\"\"\",a,b,c,d,D\n", "q,a\n", "\"unterminated,a,b,c,d,A\n", "q,a,b,c,d,\n"} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(dir, "s_test.csv")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tk, err := Load("mmlu=" + p)
+		if err != nil {
+			return
+		}
+		for _, d := range tk.Docs {
+			if d.Gold < 0 || d.Gold > 3 || len(d.Choices) != 4 {
+				t.Fatalf("%+v", d)
+			}
+		}
+	})
+}

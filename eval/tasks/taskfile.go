@@ -18,7 +18,8 @@ import (
 // a built-in layout (Builtins) over a JSONL file and an optional JSONL file
 // of few-shot examples (the training or dev split; the same path as FILE
 // draws them from the evaluated documents, never a document itself), or
-// the path of a YAML task file.
+// the path of a YAML task file. A data path may be a glob, read in name
+// order; a .csv file is MMLU's original layout (question, A–D, letter).
 func Load(spec string) (*Task, error) {
 	if ext := strings.ToLower(filepath.Ext(spec)); ext == ".yaml" || ext == ".yml" {
 		return LoadFile(spec)
@@ -59,7 +60,7 @@ func readDocs(path string, read reader) ([]Doc, error) {
 	if path == "" {
 		return nil, fmt.Errorf("no data file given")
 	}
-	recs, err := readJSONL(path)
+	recs, err := readRecords(path)
 	if err != nil {
 		return nil, err
 	}
