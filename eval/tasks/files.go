@@ -61,11 +61,11 @@ func readMMLUCSV(path string) ([]record, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err) // a csv.ParseError names its line
+		}
 		line, _ := r.FieldPos(0)
 		src := fmt.Sprintf("%s:%d", path, line)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
 		if len(row) != 6 {
 			return nil, fmt.Errorf("%s: %d fields, an MMLU row has 6 (question, A, B, C, D, answer)", src, len(row))
 		}
