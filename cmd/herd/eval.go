@@ -32,8 +32,9 @@ metrics, on data files you supply (herd downloads nothing):
 
   --task NAME=FILE[,FEWSHOT]  a built-in layout over a JSONL file, with an
                               optional JSONL file of few-shot examples
-                              (training or dev split); NAME is one of
-                              ` + strings.Join(tasks.Builtins(), ", ") + `
+                              (training or dev split); FILE may be a glob,
+                              and MMLU's original CSV files are read as
+                              they ship; NAME is a layout below
   --task TASK.yaml            a task file (doc_to_text, doc_to_choice,
                               doc_to_target, metric_list, generation_kwargs,
                               filter_list as the harness's YAML, plus data:
@@ -47,7 +48,9 @@ are drawn with the harness's seed (1234); MMLU takes its subject's first K
 dev questions and reports each subject and the averages. Documents that do
 not fit in the context are skipped and counted, never truncated. The table
 goes to stdout; -o writes results.json. Without MODEL, the embedded
-stories260K is evaluated.`,
+stories260K is evaluated.
+
+Built-in layouts: ` + strings.Join(tasks.Builtins(), ", ") + `.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			model := ""
