@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,5 +204,17 @@ func TestMMLUFiles(t *testing.T) {
 	}
 	if _, err := Load("mmlu=" + filepath.Join(dir, "none*.csv")); err == nil || !strings.Contains(err.Error(), "no file matches") {
 		t.Errorf("an empty glob: %v", err)
+	}
+}
+
+// TestNonFiniteModel: a model whose logits are NaN fails the evaluation
+// with the document named, instead of scoring argmax over NaN.
+func TestNonFiniteModel(t *testing.T) {
+	m, tok := stories(t)
+	m.OutNorm = append([]float32(nil), m.OutNorm...)
+	m.OutNorm[3] = float32(math.NaN())
+	_, err := Run(m, tok, []*Task{loadTask(t, "testdata/arc_easy.yaml")}, Options{Shots: 0})
+	if err == nil || !strings.Contains(err.Error(), "arc.jsonl:1") || !strings.Contains(err.Error(), "not finite") {
+		t.Errorf("NaN logits: %v", err)
 	}
 }

@@ -177,6 +177,11 @@ func runMC(sc *Scorer, tok tokenizer.Tokenizer, t *Task, opt Options) (*Result, 
 	}
 	res.Seconds = time.Since(start).Seconds()
 	for i, pd := range kept {
+		for j, s := range scores[i] {
+			if math.IsNaN(s.LogProb) || math.IsInf(s.LogProb, 0) {
+				return nil, fmt.Errorf("%s: choice %d: the model's log-likelihood is %v (its logits are not finite)", pd.doc.Src, j, s.LogProb)
+			}
+		}
 		res.Samples = append(res.Samples, mcSample(t, pd, scores[i]))
 	}
 	finish(res, t)
