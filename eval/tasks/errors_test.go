@@ -218,3 +218,19 @@ func TestNonFiniteModel(t *testing.T) {
 		t.Errorf("NaN logits: %v", err)
 	}
 }
+
+// TestLimit: --limit takes the first documents of a task, and of each
+// subject of a grouped one.
+func TestLimit(t *testing.T) {
+	hs, _, err := prepare(loadTask(t, "testdata/hellaswag.yaml"), Options{Shots: 0, Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, _, err := prepare(loadTask(t, "testdata/mmlu.yaml"), Options{Shots: 0, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 2 || hs[1].idx != 1 || len(mm) != 2 || mm[0].idx != 0 || mm[1].idx != 2 {
+		t.Errorf("hellaswag limit 2: %d documents; mmlu limit 1: %d documents (%v)", len(hs), len(mm), mm)
+	}
+}

@@ -92,7 +92,9 @@ type prepared struct {
 }
 
 // prepare builds the prompts of the documents under the limit, in order
-// (the few-shot draws depend on it).
+// (the few-shot draws depend on it). A grouped task's limit applies to
+// each subject, as the harness's --limit applies to each of MMLU's
+// subject tasks.
 func prepare(t *Task, opt Options) ([]prepared, int, error) {
 	shots := t.Shots
 	if opt.Shots >= 0 {
@@ -102,17 +104,19 @@ func prepare(t *Task, opt Options) ([]prepared, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	n := len(t.Docs)
-	if opt.Limit > 0 {
-		n = min(n, opt.Limit)
-	}
-	out := make([]prepared, n)
-	for i := range n {
-		c, err := p.contexts(&t.Docs[i])
+	var out []prepared
+	taken := map[string]int{}
+	for i := range t.Docs {
+		d := &t.Docs[i]
+		if opt.Limit > 0 && taken[d.Subject] >= opt.Limit {
+			continue
+		}
+		taken[d.Subject]++
+		c, err := p.contexts(d)
 		if err != nil {
 			return nil, 0, err
 		}
-		out[i] = prepared{i, &t.Docs[i], c}
+		out = append(out, prepared{i, d, c})
 	}
 	return out, shots, nil
 }
