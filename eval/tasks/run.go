@@ -12,7 +12,7 @@ import (
 // Options control an evaluation.
 type Options struct {
 	Shots int // few-shot examples; -1: each task's default
-	Limit int // evaluate at most this many documents per task; 0: all
+	Limit int // evaluate at most this many documents per task (per subject of a grouped task); 0: all
 	// Ctx is the number of positions a prompt and its continuation may
 	// take (0: the model's context length); longer documents are skipped
 	// and counted, never truncated.
@@ -48,8 +48,8 @@ type Result struct {
 	Scored   int       `json:"evaluated"` // documents scored
 	Skipped  []string  `json:"skipped"`   // sources of documents that did not fit in the context
 	Metrics  []Metric  `json:"metrics"`
-	Seconds  float64   `json:"seconds"`
-	Rate     float64   `json:"examples_per_sec"`
+	Seconds  float64   `json:"seconds"`          // time in the model (scoring or generating), prompts and tokenization excluded
+	Rate     float64   `json:"examples_per_sec"` // Scored / Seconds
 	Samples  []Sample  `json:"-"`
 	Subjects []*Result `json:"-"` // per subject, for a grouped task
 	Group    []Metric  `json:"-"` // the group's averages (acc: size-weighted, acc_macro: over subjects)
