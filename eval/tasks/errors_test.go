@@ -234,3 +234,35 @@ func TestLimit(t *testing.T) {
 		t.Errorf("hellaswag limit 2: %d documents; mmlu limit 1: %d documents (%v)", len(hs), len(mm), mm)
 	}
 }
+
+// TestHarnessTaskFile: the harness's own arc_easy.yaml, with data: added,
+// builds the same prompts and golds as the built-in ARC reader; a task file
+// naming Python hooks is refused.
+func TestHarnessTaskFile(t *testing.T) {
+	h, b := loadTask(t, "testdata/arc_harness.yaml"), loadTask(t, "testdata/arc_easy.yaml")
+	for _, shots := range []int{0, 2} {
+		x, _, err := prepare(h, Options{Shots: shots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, _, err := prepare(b, Options{Shots: shots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range y {
+			if x[i].contexts[0] != y[i].contexts[0] || x[i].doc.Gold != y[i].doc.Gold || strings.Join(x[i].doc.Choices, "|") != strings.Join(y[i].doc.Choices, "|") {
+				t.Errorf("%d-shot document %d: harness YAML %q gold %d, reader %q gold %d", shots, i, x[i].contexts, x[i].doc.Gold, y[i].contexts, y[i].doc.Gold)
+			}
+		}
+	}
+	dir := t.TempDir()
+	write(t, dir, "d.jsonl", `{"q": "x", "c": ["a", "b"], "a": 1}`+"\n")
+	p := write(t, dir, "py.yaml", "task: t\ndata: d.jsonl\nprocess_docs: !function utils.process_docs\ndoc_to_text: q\ndoc_to_target: a\ndoc_to_choice: c\n")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "py.yaml:3") || !strings.Contains(err.Error(), "Python") {
+		t.Errorf("process_docs: %v", err)
+	}
+	p = write(t, dir, "idx.yaml", "task: t\ndata: d.jsonl\ndoc_to_text: q\ndoc_to_target: '{{c.index(q)}}'\ndoc_to_choice: c\n")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "d.jsonl:1") || !strings.Contains(err.Error(), "is not in c") {
+		t.Errorf(".index of a missing value: %v", err)
+	}
+}

@@ -10,7 +10,7 @@ import (
 
 // FuzzTemplate: parsing and rendering a template never panics.
 func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{"Question: {{question}}\nAnswer:", "{{ choices[0] }}{{a.b.strip()}}", "{{", "{{}}", "{{x[}}", "{% x %}", "{{a[99999999999999999999]}}"} {
+	for _, s := range []string{"Question: {{question}}\nAnswer:", "{{ choices[0] }}{{a.b.strip()}}", "{{", "{{}}", "{{x[}}", "{% x %}", "{{a[99999999999999999999]}}", "{{choices.index(question)}}", "{{a.index(a)}}", "{{n.index(choices.index(n))}}"} {
 		f.Add(s)
 	}
 	r, err := recordOf(`{"question": "q", "choices": ["a", "b"], "a": {"b": " x "}, "n": 3}`)

@@ -96,6 +96,8 @@ type taskFile struct {
 	} `yaml:"fewshot_config"`
 	MetricList []struct {
 		Metric            string   `yaml:"metric"`
+		Aggregation       string   `yaml:"aggregation"`      // mean (the only one herd computes)
+		HigherIsBetter    *bool    `yaml:"higher_is_better"` // read and ignored
 		IgnoreCase        bool     `yaml:"ignore_case"`
 		IgnorePunctuation bool     `yaml:"ignore_punctuation"`
 		RegexesToIgnore   []string `yaml:"regexes_to_ignore"`
@@ -104,7 +106,28 @@ type taskFile struct {
 		Until      []string `yaml:"until"`
 		MaxGenToks int      `yaml:"max_gen_toks"`
 	} `yaml:"generation_kwargs"`
-	FilterList []struct {
+	// Keys of the harness's task files that say where its data come from
+	// or how it is catalogued: read and ignored, so that a harness YAML
+	// needs only data: added.
+	Ignored struct {
+		Tag                       yaml.Node `yaml:"tag"`
+		TaskAlias                 yaml.Node `yaml:"task_alias"`
+		DatasetPath               yaml.Node `yaml:"dataset_path"`
+		DatasetName               yaml.Node `yaml:"dataset_name"`
+		DatasetKwargs             yaml.Node `yaml:"dataset_kwargs"`
+		TrainingSplit             yaml.Node `yaml:"training_split"`
+		ValidationSplit           yaml.Node `yaml:"validation_split"`
+		TestSplit                 yaml.Node `yaml:"test_split"`
+		FewshotSplit              yaml.Node `yaml:"fewshot_split"`
+		ShouldDecontaminate       yaml.Node `yaml:"should_decontaminate"`
+		DocToDecontaminationQuery yaml.Node `yaml:"doc_to_decontamination_query"`
+		Metadata                  yaml.Node `yaml:"metadata"`
+	} `yaml:",inline"`
+	// Python hooks: refused with an error (loading a file never runs code).
+	ProcessDocs    yaml.Node `yaml:"process_docs"`
+	ProcessResults yaml.Node `yaml:"process_results"`
+	Repeats        int       `yaml:"repeats"`
+	FilterList     []struct {
 		Name   string `yaml:"name"`
 		Filter []struct {
 			Function     string  `yaml:"function"`
@@ -129,6 +152,14 @@ func LoadFile(path string) (*Task, error) {
 	}
 	if f.Task == "" {
 		return nil, fmt.Errorf("%s: missing field \"task\" (the task's name)", path)
+	}
+	for key, n := range map[string]*yaml.Node{"process_docs": &f.ProcessDocs, "process_results": &f.ProcessResults} {
+		if n.Kind != 0 {
+			return nil, fmt.Errorf("%s:%d: %s names Python code, which herd does not run; use a built-in reader (reader: %s) or templates", path, n.Line, key, strings.Join(Builtins(), "|"))
+		}
+	}
+	if f.Repeats > 1 {
+		return nil, fmt.Errorf("%s: repeats: %d: herd decodes greedily, once", path, f.Repeats)
 	}
 	if f.Data == "" {
 		return nil, fmt.Errorf("%s: missing field \"data\" (the JSONL file of documents)", path)
@@ -164,7 +195,9 @@ func yamlError(path string, err error) error {
 	for i, m := range msgs {
 		if rest, ok := strings.CutPrefix(m, "line "); ok {
 			if n, tail, ok := strings.Cut(rest, ": "); ok {
-				tail = strings.Replace(tail, " not found in type tasks.taskFile", " is not a task file key", 1)
+				if k := strings.Index(tail, " not found in type "); k >= 0 {
+					tail = tail[:k] + " is not a task file key herd reads"
+				}
 				msgs[i] = fmt.Sprintf("%s:%s: %s", path, n, tail)
 				continue
 			}
@@ -272,6 +305,9 @@ func (f *taskFile) mcReader(path string, t *Task, text, target func(record) (str
 	}
 	t.Metrics = nil
 	for _, m := range f.MetricList {
+		if m.Aggregation != "" && m.Aggregation != "mean" {
+			return nil, fmt.Errorf("%s: metric %s: aggregation %q: herd averages (mean)", path, m.Metric, m.Aggregation)
+		}
 		if !slices.Contains([]string{"acc", "acc_norm", "acc_bytes"}, m.Metric) {
 			return nil, fmt.Errorf("%s: metric %q: a multiple_choice task measures acc, acc_norm or acc_bytes", path, m.Metric)
 		}

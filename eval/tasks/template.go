@@ -3,6 +3,7 @@ package tasks
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -10,7 +11,9 @@ import (
 // template is a small, bounded subset of the Jinja the harness's task
 // files use: literal text with {{ expr }} substitutions, where expr is a
 // field path (question, choices.text, choices[0]) optionally followed by
-// .strip(). Nothing else is evaluated, so a task file cannot run code or
+// .strip(), or list.index(field) (the position of one field's value in a
+// list, as ARC's "{{choices.label.index(answerKey)}}"). Nothing else is
+// evaluated, so a task file cannot run code or
 // loop.
 type template struct {
 	src   string
@@ -21,6 +24,7 @@ type tmplPart struct {
 	lit   string
 	path  []step // nil for a literal
 	strip bool
+	index []step // list.index(index): the position of this field's value in the list at path
 }
 
 // step is one field access: a key, or an index when key is "".
@@ -54,7 +58,7 @@ func parseTemplate(src string) (*template, error) {
 		rest = rest[i+j+2:]
 	}
 	if strings.Contains(src, "{%") {
-		return nil, fmt.Errorf("template %q: {%% statements are not supported (only {{ field }}, {{ field[0] }}, {{ field.sub }} and .strip())", src)
+		return nil, fmt.Errorf("template %q: {%% statements are not supported (only {{ field }}, {{ field[0] }}, {{ field.sub }}, .strip() and .index(field))", src)
 	}
 	return t, nil
 }
@@ -64,6 +68,12 @@ func parseExpr(e string) (tmplPart, error) {
 	p := tmplPart{}
 	if s, ok := strings.CutSuffix(e, ".strip()"); ok {
 		e, p.strip = s, true
+	} else if i := strings.Index(e, ".index("); i > 0 && strings.HasSuffix(e, ")") {
+		arg, err := parseExpr(strings.TrimSpace(e[i+len(".index(") : len(e)-1]))
+		if err != nil || arg.strip || arg.index != nil {
+			return p, fmt.Errorf("%q: .index() takes a field", e)
+		}
+		p.index, e = arg.path, e[:i]
 	}
 	for e != "" {
 		switch {
@@ -86,7 +96,7 @@ func parseExpr(e string) (tmplPart, error) {
 			}
 			name := e[:k]
 			if !isIdent(name) {
-				return p, fmt.Errorf("%q is not a field name (only fields, [index] and .strip() are supported)", name)
+				return p, fmt.Errorf("%q is not a field name (only fields, [index], .strip() and .index(field) are supported)", name)
 			}
 			p.path, e = append(p.path, step{key: name}), e[k:]
 		}
@@ -163,6 +173,11 @@ func (t *template) render(r record) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if p.index != nil {
+			if v, err = listIndex(r, p, v); err != nil {
+				return "", err
+			}
+		}
 		s, err := scalar(r.src, "{{"+pathString(p.path)+"}}", v)
 		if err != nil {
 			return "", err
@@ -178,7 +193,7 @@ func (t *template) render(r record) (string, error) {
 // list renders a template that is a single {{ expr }} naming a list as
 // that list's items.
 func (t *template) list(r record) ([]string, bool, error) {
-	if len(t.parts) != 1 || t.parts[0].path == nil || t.parts[0].strip {
+	if len(t.parts) != 1 || t.parts[0].path == nil || t.parts[0].strip || t.parts[0].index != nil {
 		return nil, false, nil
 	}
 	v, err := lookup(r, t.parts[0].path)
@@ -196,6 +211,25 @@ func (t *template) list(r record) ([]string, bool, error) {
 		}
 	}
 	return out, true, nil
+}
+
+// listIndex is Python's list.index: where the value of p.index's field
+// is in the list v.
+func listIndex(r record, p tmplPart, v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: %s is %s, not a list", r.src, pathString(p.path), kindOf(v))
+	}
+	x, err := lookup(r, p.index)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range l {
+		if reflect.DeepEqual(e, x) {
+			return json.Number(strconv.Itoa(i)), nil
+		}
+	}
+	return nil, fmt.Errorf("%s: %v (%s) is not in %s", r.src, x, pathString(p.index), pathString(p.path))
 }
 
 func pathString(p []step) string {
