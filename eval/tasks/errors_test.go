@@ -239,19 +239,36 @@ func TestLimit(t *testing.T) {
 // builds the same prompts and golds as the built-in ARC reader; a task file
 // naming Python hooks is refused.
 func TestHarnessTaskFile(t *testing.T) {
-	h, b := loadTask(t, "testdata/arc_harness.yaml"), loadTask(t, "testdata/arc_easy.yaml")
-	for _, shots := range []int{0, 2} {
-		x, _, err := prepare(h, Options{Shots: shots})
-		if err != nil {
-			t.Fatal(err)
+	pairs := [][2]string{
+		{"testdata/arc_harness.yaml", "testdata/arc_easy.yaml"},
+		{"testdata/harness/mmlu_simple_math.yaml", "mmlu=testdata/mmlu_math_test.jsonl,testdata/mmlu_math_dev.jsonl"},
+		{"testdata/harness/gsm8k.yaml", "testdata/gsm8k.yaml"},
+	}
+	for _, pair := range pairs {
+		h, b := loadTask(t, pair[0]), loadTask(t, pair[1])
+		if h.Kind != b.Kind || len(h.Gen.Filters) != len(b.Gen.Filters) || strings.Join(h.Gen.Until, "|") != strings.Join(b.Gen.Until, "|") {
+			t.Errorf("%s: kind %v, filters %d, until %q; the reader's %v, %d, %q", pair[0], h.Kind, len(h.Gen.Filters), h.Gen.Until, b.Kind, len(b.Gen.Filters), b.Gen.Until)
 		}
-		y, _, err := prepare(b, Options{Shots: shots})
-		if err != nil {
-			t.Fatal(err)
+		for i, f := range h.Gen.Filters {
+			g := b.Gen.Filters[i]
+			if f.Name != g.Name || f.Regex.String() != g.Regex.String() || f.Group != g.Group || f.Fallback != g.Fallback {
+				t.Errorf("%s filter %d: %+v, the reader's %+v", pair[0], i, f, g)
+			}
 		}
-		for i := range y {
-			if x[i].contexts[0] != y[i].contexts[0] || x[i].doc.Gold != y[i].doc.Gold || strings.Join(x[i].doc.Choices, "|") != strings.Join(y[i].doc.Choices, "|") {
-				t.Errorf("%d-shot document %d: harness YAML %q gold %d, reader %q gold %d", shots, i, x[i].contexts, x[i].doc.Gold, y[i].contexts, y[i].doc.Gold)
+		for _, shots := range []int{0, 2} {
+			x, _, err := prepare(h, Options{Shots: shots})
+			if err != nil {
+				t.Fatal(err)
+			}
+			y, _, err := prepare(b, Options{Shots: shots})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range y {
+				if x[i].contexts[0] != y[i].contexts[0] || x[i].doc.Gold != y[i].doc.Gold || x[i].doc.Target != y[i].doc.Target ||
+					strings.Join(x[i].doc.Choices, "|") != strings.Join(y[i].doc.Choices, "|") {
+					t.Errorf("%s %d-shot document %d: harness YAML %q gold %d, reader %q gold %d", pair[0], shots, i, x[i].contexts, x[i].doc.Gold, y[i].contexts, y[i].doc.Gold)
+				}
 			}
 		}
 	}
@@ -260,6 +277,15 @@ func TestHarnessTaskFile(t *testing.T) {
 	p := write(t, dir, "py.yaml", "task: t\ndata: d.jsonl\nprocess_docs: !function utils.process_docs\ndoc_to_text: q\ndoc_to_target: a\ndoc_to_choice: c\n")
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "py.yaml:3") || !strings.Contains(err.Error(), "Python") {
 		t.Errorf("process_docs: %v", err)
+	}
+	write(t, dir, "a.yaml", "include: b.yaml\ntask: a\n")
+	write(t, dir, "b.yaml", "include: a.yaml\n")
+	if _, err := Load(filepath.Join(dir, "a.yaml")); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("an include cycle: %v", err)
+	}
+	p = write(t, dir, "sample.yaml", "task: t\ndata: d.jsonl\noutput_type: generate_until\ndoc_to_text: q\ndoc_to_target: a\ngeneration_kwargs:\n  do_sample: true\n")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "greedily") {
+		t.Errorf("do_sample: %v", err)
 	}
 	p = write(t, dir, "idx.yaml", "task: t\ndata: d.jsonl\ndoc_to_text: q\ndoc_to_target: '{{c.index(q)}}'\ndoc_to_choice: c\n")
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "d.jsonl:1") || !strings.Contains(err.Error(), "is not in c") {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,7 +80,8 @@ func readDocs(path string, read reader) ([]Doc, error) {
 type taskFile struct {
 	Task        string `yaml:"task"`
 	Reader      string `yaml:"reader"`       // a built-in layout; the formatting keys below then do not apply
-	Data        string `yaml:"data"`         // JSONL documents evaluated, relative to the task file
+	Include     string `yaml:"include"`      // a task file whose keys this one extends
+	Data        string `yaml:"data"`         // JSONL documents evaluated, relative to the task file named on the command line
 	FewshotData string `yaml:"fewshot_data"` // JSONL few-shot pool
 	OutputType  string `yaml:"output_type"`  // multiple_choice (default) or generate_until
 	DocToText   string `yaml:"doc_to_text"`
@@ -103,8 +105,10 @@ type taskFile struct {
 		RegexesToIgnore   []string `yaml:"regexes_to_ignore"`
 	} `yaml:"metric_list"`
 	GenerationKwargs struct {
-		Until      []string `yaml:"until"`
-		MaxGenToks int      `yaml:"max_gen_toks"`
+		Until       []string `yaml:"until"`
+		MaxGenToks  int      `yaml:"max_gen_toks"`
+		DoSample    bool     `yaml:"do_sample"`   // must be false: herd decodes greedily
+		Temperature float64  `yaml:"temperature"` // must be 0
 	} `yaml:"generation_kwargs"`
 	// Keys of the harness's task files that say where its data come from
 	// or how it is catalogued: read and ignored, so that a harness YAML
@@ -140,15 +144,9 @@ type taskFile struct {
 
 // LoadFile reads a YAML task file.
 func LoadFile(path string) (*Task, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var f taskFile
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return nil, yamlError(path, err)
+	if err := decodeTaskFile(path, &f, 0); err != nil {
+		return nil, err
 	}
 	if f.Task == "" {
 		return nil, fmt.Errorf("%s: missing field \"task\" (the task's name)", path)
@@ -171,6 +169,7 @@ func LoadFile(path string) (*Task, error) {
 		return filepath.Join(filepath.Dir(path), p)
 	}
 	var t *Task
+	var err error
 	if f.Reader != "" {
 		t, err = LoadBuiltin(f.Reader, f.Task, rel(f.Data), rel(f.FewshotData))
 	} else {
@@ -183,6 +182,40 @@ func LoadFile(path string) (*Task, error) {
 		t.Shots = *f.NumFewshot
 	}
 	return t, nil
+}
+
+// decodeTaskFile decodes path into f over the file it includes (the
+// harness's include:, relative to the including file), so that its own
+// keys win.
+func decodeTaskFile(path string, f *taskFile, depth int) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var head struct {
+		Include string `yaml:"include"`
+	}
+	if err := yaml.Unmarshal(src, &head); err != nil {
+		return yamlError(path, err)
+	}
+	if head.Include != "" {
+		if depth >= 8 {
+			return fmt.Errorf("%s: include: more than 8 files deep (a cycle?)", path)
+		}
+		inc := head.Include
+		if !filepath.IsAbs(inc) {
+			inc = filepath.Join(filepath.Dir(path), inc)
+		}
+		if err := decodeTaskFile(inc, f, depth+1); err != nil {
+			return err
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return yamlError(path, err)
+	}
+	return nil
 }
 
 // yamlError makes yaml.v3's "line N: …" errors read "path:N: …".
@@ -390,7 +423,11 @@ func (f *taskFile) choices(path string) (func(record) ([]string, error), error) 
 
 // genConfig reads a generation task's stop strings, filters and match.
 func (f *taskFile) genConfig(path string, t *Task) error {
-	t.Gen.Until, t.Gen.MaxTokens = f.GenerationKwargs.Until, f.GenerationKwargs.MaxGenToks
+	g := f.GenerationKwargs
+	if g.DoSample || g.Temperature != 0 {
+		return fmt.Errorf("%s: generation_kwargs: do_sample %v, temperature %g: herd's evaluation decodes greedily", path, g.DoSample, g.Temperature)
+	}
+	t.Gen.Until, t.Gen.MaxTokens = g.Until, g.MaxGenToks
 	t.Metrics = []string{"exact_match"}
 	for _, m := range f.MetricList {
 		if m.Metric != "exact_match" {
