@@ -35,11 +35,14 @@ metrics, on data files you supply (herd downloads nothing):
                               (training or dev split); FILE may be a glob,
                               and MMLU's original CSV files are read as
                               they ship; NAME is a layout below
-  --task TASK.yaml            a task file (doc_to_text, doc_to_choice,
-                              doc_to_target, metric_list, generation_kwargs,
-                              filter_list as the harness's YAML, plus data:
-                              and fewshot_data:), or reader: NAME for a
-                              built-in layout
+  --task TASK.yaml            a task file: the harness's keys (doc_to_text,
+                              doc_to_choice, doc_to_target, description,
+                              metric_list, generation_kwargs, filter_list,
+                              include; templates take {{ field }}, [i],
+                              .strip() and .index(field)) plus data: and
+                              fewshot_data:, so the harness's arc, gsm8k
+                              and MMLU files load once those are added; or
+                              reader: NAME for a built-in layout
 
 Multiple choice reports acc, acc_norm (TruthfulQA MC2 as truthfulqa_mc2's
 acc); generation (GSM8K) decodes greedily and reports exact_match after the
