@@ -92,3 +92,32 @@ func TestSharedPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestWaves checks how questions are grouped into passes: up to the
+// budget, except that one sharing a long prefix with a question already
+// in the pass waits for the next pass (and takes the prefix from the stem).
+func TestWaves(t *testing.T) {
+	seq := func(prefix []int, tail ...int) []Req {
+		return []Req{{append(append([]int(nil), prefix...), append(tail, 1)...), 1}, {append(append([]int(nil), prefix...), append(tail, 2)...), 1}}
+	}
+	long := make([]int, 40)
+	for i := range long {
+		long[i] = i + 3
+	}
+	short := []int{1, 2, 3}
+	qs := [][]Req{seq(short, 5), seq(short, 6), seq(long, 7), seq(long, 8), seq(long, 9)}
+	var ends []int
+	for i := 0; i < len(qs); i = waveEnd(qs, i, 1000) {
+		ends = append(ends, waveEnd(qs, i, 1000))
+	}
+	if !slices.Equal(ends, []int{3, 4, 5}) {
+		t.Errorf("wave ends %v, want [3 4 5]", ends)
+	}
+	ends = ends[:0]
+	for i := 0; i < len(qs); i = waveEnd(qs, i, 10) {
+		ends = append(ends, waveEnd(qs, i, 10))
+	}
+	if !slices.Equal(ends, []int{2, 3, 4, 5}) {
+		t.Errorf("budget 10: wave ends %v", ends)
+	}
+}

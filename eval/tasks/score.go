@@ -102,15 +102,7 @@ func (s *Scorer) Score(qs [][]Req, done func(int)) ([][]Score, error) {
 		budget = 512
 	}
 	for i := 0; i < len(qs); {
-		j, cost := i, 0
-		for j < len(qs) {
-			c := waveCost(qs[j])
-			if j > i && cost+c > budget {
-				break
-			}
-			cost += c
-			j++
-		}
+		j := waveEnd(qs, i, budget)
 		if err := s.wave(qs[i:j], out[i:j]); err != nil {
 			return nil, err
 		}
@@ -120,6 +112,38 @@ func (s *Scorer) Score(qs [][]Req, done func(int)) ([][]Score, error) {
 		i = j
 	}
 	return out, nil
+}
+
+// waveEnd picks the questions from i on that run in one wave: up to budget
+// tokens (at least one question). A question that shares a long prefix
+// with one already in the wave starts the next wave instead, where it takes
+// that prefix from the stem rather than computing it again.
+func waveEnd(qs [][]Req, i, budget int) int {
+	j, cost := i, 0
+	for ; j < len(qs); j++ {
+		c := waveCost(qs[j])
+		if j > i && cost+c > budget {
+			break
+		}
+		prefix := qs[j][0].Tokens[:sharedPrefix(qs[j])]
+		for k := i; k < j; k++ {
+			if longShared(qs[k][0].Tokens, prefix) {
+				return j
+			}
+		}
+		cost += c
+	}
+	return j
+}
+
+// longShared reports whether prefix shares more than 32 tokens, and at
+// least half of itself, with first.
+func longShared(first, prefix []int) bool {
+	k := 0
+	for k < min(len(first), len(prefix)) && first[k] == prefix[k] {
+		k++
+	}
+	return k > 32 && 2*k >= len(prefix)
 }
 
 // sharedPrefix is the number of leading positions a question's
