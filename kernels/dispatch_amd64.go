@@ -182,7 +182,16 @@ func siluMulAsm(out, gate, up []float32) {
 		_, _ = gate[n8-1], up[n8-1]
 		siluMulAVX2(out[:n8], gate, up)
 	}
-	siluMulGeneric(out[n8:], gate[n8:], up[n8:])
+	if r := len(out) - n8; r > 0 {
+		// the tail through the same vector code, padded to 8: an element's
+		// value never depends on where it sits in the slice, so a row of a
+		// batch gets the same activations alone or beside others
+		var g, u, o [8]float32
+		copy(g[:], gate[n8:len(out)])
+		copy(u[:], up[n8:len(out)])
+		siluMulAVX2(o[:], g[:], u[:])
+		copy(out[n8:], o[:r])
+	}
 }
 
 func scoresAsm(s, q, k []float32, kstride int, scale float32) {
