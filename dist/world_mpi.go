@@ -106,6 +106,15 @@ func World() (Comm, error) {
 	return world, nil
 }
 
+// Running is the world when World has started it with more than one
+// rank.
+func Running() (Comm, bool) {
+	if world == nil || world.size < 2 {
+		return nil, false
+	}
+	return world, true
+}
+
 // Finalize ends the use of MPI, if World started it; call it once, at the
 // end of the program, on every rank.
 func Finalize() error {

@@ -19,3 +19,7 @@ func World() (Comm, error) {
 
 // Finalize ends the use of MPI (nothing in this build).
 func Finalize() error { return nil }
+
+// Running is the world when World has started it with more than one
+// rank (never in this build).
+func Running() (Comm, bool) { return nil, false }

@@ -5,16 +5,34 @@ package main
 
 import (
 	"fmt"
+	"github.com/herd-llm/herd/dist"
 	"os"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	err := newRoot().Execute()
+	if c, ok := dist.Running(); ok && err != nil {
+		// one of several MPI ranks: end the whole job, so that no rank
+		// waits for this one in a collective
+		fmt.Fprintf(os.Stderr, "herd (rank %d of %d): %v\n", c.Rank(), c.Size(), err)
+		c.Abort(1)
+	}
+	if ferr := dist.Finalize(); ferr != nil && err == nil {
+		err = ferr
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "herd:", err)
 		os.Exit(1)
 	}
+}
+
+// rankZero says whether this process is the one that reports: the only
+// one, or rank 0 of an MPI job.
+func rankZero() bool {
+	c, ok := dist.Running()
+	return !ok || c.Rank() == 0
 }
 
 // newRoot builds the command tree.

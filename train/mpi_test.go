@@ -1,0 +1,352 @@
+//go:build mpi && cgo
+
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/dist"
+	"github.com/herd-llm/herd/format/gguf"
+)
+
+// The data-parallel tests run this test binary under mpirun: the parent
+// test prepares the data and the recipe, TestMPIChild (run on every rank,
+// HERD_MPI_CHILD set) pretrains with it, and the parent compares the
+// result with a one-process run.
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if c, ok := dist.Running(); ok && code != 0 {
+		c.Abort(code)
+	}
+	if err := dist.Finalize(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// TestMPIChild is one rank's run of the recipe in HERD_MPI_RECIPE
+// (JSON); HERD_MPI_LR_RANK1 gives rank 1 another learning rate (a
+// recipe that disagrees). Each rank writes its pid to OUT.rankN.pid.
+func TestMPIChild(t *testing.T) {
+	if os.Getenv("HERD_MPI_CHILD") == "" {
+		t.Skip("run by the MPI tests under mpirun")
+	}
+	var r Recipe
+	if err := json.Unmarshal([]byte(os.Getenv("HERD_MPI_RECIPE")), &r); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dist.World()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(fmt.Sprintf("%s.rank%d.pid", r.Out, c.Rank()), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	if lr := os.Getenv("HERD_MPI_LR_RANK1"); lr != "" && c.Rank() == 1 {
+		r.LR, _ = strconv.ParseFloat(lr, 64)
+	}
+	var log bytes.Buffer
+	_, err = Pretrain(r, Options{Log: &log, Comm: c})
+	fmt.Fprintf(os.Stderr, "rank %d log:\n%s", c.Rank(), log.String())
+	if err != nil {
+		t.Fatalf("rank %d: %v", c.Rank(), err)
+	}
+}
+
+// mpiJob starts recipe r on np ranks; wait for it with job.Wait.
+func mpiJob(t *testing.T, np int, r Recipe, env ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	if os.Getenv("HERD_MPI_CHILD") != "" {
+		t.Skip("inside mpirun already")
+	}
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun not found (apt-get install openmpi-bin)")
+	}
+	b, _ := json.Marshal(r)
+	cmd := exec.Command("mpirun", "--oversubscribe", "--allow-run-as-root", "-np", strconv.Itoa(np),
+		os.Args[0], "-test.run", "^TestMPIChild$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), append([]string{"HERD_MPI_CHILD=1", "HERD_MPI_RECIPE=" + string(b)}, env...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the job is one process group
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+// waitJob waits at most limit for the job and returns its error.
+func waitJob(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer, limit time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		t.Fatalf("the MPI job did not end within %s:\n%s", limit, out)
+		return nil
+	}
+}
+
+// runJob runs recipe r on np ranks to the end.
+func runJob(t *testing.T, np int, r Recipe, env ...string) string {
+	t.Helper()
+	cmd, out := mpiJob(t, np, r, env...)
+	if err := waitJob(t, cmd, out, 3*time.Minute); err != nil {
+		t.Fatalf("mpirun -np %d: %v\n%s", np, err, out)
+	}
+	return out.String()
+}
+
+// small is the recipe of the MPI tests: stories260K, micro-batches of
+// batch windows of 32 tokens, accum of them a step on each rank.
+func small(dataDir, out string, batch, accum, steps int) Recipe {
+	r := tiny(dataDir, out)
+	r.Steps, r.Batch, r.Accum, r.Threads = steps, batch, accum, 1
+	r.EvalEvery, r.EvalBatches, r.SaveEvery, r.Keep = 0, 2, 2, 100
+	return r
+}
+
+// compareRuns compares the losses, gradient norms and final weights of
+// two output directories: bit for bit with tol 0, else the losses within
+// tol relative, the gradient norms within 10·tol and each weight tensor
+// within 100·tol in relative L2 norm (AdamW divides by the gradient's
+// scale, so a weight whose gradient is rounding noise moves by ±lr either
+// way: elementwise the weights differ by more than the losses).
+func compareRuns(t *testing.T, a, b string, tol float64) {
+	t.Helper()
+	ma, mb := readMetrics(t, filepath.Join(a, MetricsName)), readMetrics(t, filepath.Join(b, MetricsName))
+	if len(ma) != len(mb) || len(ma) == 0 {
+		t.Fatalf("%d and %d metric lines", len(ma), len(mb))
+	}
+	rel := func(x, y float64) float64 { return math.Abs(x-y) / max(math.Abs(x), math.Abs(y), 1e-30) }
+	for i := range ma {
+		if tol == 0 && (ma[i].Loss != mb[i].Loss || ma[i].GradNorm != mb[i].GradNorm) ||
+			rel(ma[i].Loss, mb[i].Loss) > tol || rel(ma[i].GradNorm, mb[i].GradNorm) > 10*tol {
+			t.Errorf("step %d: loss %v and %v, gradient norm %v and %v", i+1, ma[i].Loss, mb[i].Loss, ma[i].GradNorm, mb[i].GradNorm)
+		}
+	}
+	fa, err := gguf.Open(filepath.Join(a, ModelName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := gguf.Open(filepath.Join(b, ModelName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	var worst float64
+	for _, ta := range fa.Tensors {
+		tb, ok := fb.Tensor(ta.Name)
+		if !ok || len(ta.Data) != len(tb.Data) {
+			t.Fatalf("tensor %s missing or of another size", ta.Name)
+		}
+		if tol == 0 {
+			if !bytes.Equal(ta.Data, tb.Data) {
+				t.Errorf("tensor %s differs", ta.Name)
+			}
+			continue
+		}
+		va, vb := f32s(ta.Data), f32s(tb.Data)
+		var norm, diff float64
+		for i := range va {
+			norm += float64(va[i]) * float64(va[i])
+			d := float64(va[i]) - float64(vb[i])
+			diff += d * d
+		}
+		if r := math.Sqrt(diff / max(norm, 1e-300)); r > worst {
+			worst = r
+		}
+	}
+	if worst > tol*100 {
+		t.Errorf("weights differ by %.3g of their largest magnitude", worst)
+	}
+	t.Logf("compared %d steps; weights within %.3g", len(ma), worst)
+}
+
+func f32s(b []byte) []float32 {
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
+	}
+	return out
+}
+
+// Two ranks with micro-batches of B/2 train as one process with batch B,
+// and as one accumulating two micro-batches of B/2, within rounding: not
+// bit for bit, since one process accumulates the second micro-batch's
+// products into the first's gradient inside its matrix products
+// (g₀ + Σ products) while the ranks add two finished sums (g₀ + g₁).
+func TestMPITwoRanksEqualOneProcess(t *testing.T) {
+	dir := prepared(t)
+	base := t.TempDir()
+	two := filepath.Join(base, "two")
+	log := runJob(t, 2, small(dir, two, 2, 1, 6))
+	if !strings.Contains(log, "global batch: 2 ranks × 2 windows × accum 1 = 4 windows") {
+		t.Errorf("the global batch is not logged:\n%s", log)
+	}
+	accum := filepath.Join(base, "accum")
+	if _, err := Pretrain(small(dir, accum, 2, 2, 6), Options{Comm: dist.Single{}}); err != nil {
+		t.Fatal(err)
+	}
+	compareRuns(t, accum, two, 1e-6)
+	batch := filepath.Join(base, "batch")
+	if _, err := Pretrain(small(dir, batch, 4, 1, 6), Options{Comm: dist.Single{}}); err != nil {
+		t.Fatal(err)
+	}
+	compareRuns(t, batch, two, 1e-6)
+	ms := readMetrics(t, filepath.Join(two, MetricsName))
+	if ms[0].CommSeconds <= 0 {
+		t.Errorf("no communication time in metrics.jsonl: %+v", ms[0])
+	}
+	if _, err := os.Stat(two + ".rank1.pid"); err != nil {
+		t.Errorf("rank 1 did not run: %v", err)
+	}
+}
+
+// Four ranks of one window each against one process of four.
+func TestMPIFourRanks(t *testing.T) {
+	dir := prepared(t)
+	base := t.TempDir()
+	four := filepath.Join(base, "four")
+	runJob(t, 4, small(dir, four, 1, 1, 4))
+	one := filepath.Join(base, "one")
+	if _, err := Pretrain(small(dir, one, 1, 4, 4), Options{Comm: dist.Single{}}); err != nil {
+		t.Fatal(err)
+	}
+	compareRuns(t, one, four, 1e-6)
+}
+
+// A job killed whole (SIGKILL to every rank and mpirun) and resumed with
+// mpirun … --resume continues bit for bit; resumed on one process with
+// twice the accumulation (the same global batch and data) it continues
+// within rounding; resumed with another global batch it is refused.
+func TestMPIResumeAfterKill(t *testing.T) {
+	dir := prepared(t)
+	base := t.TempDir()
+	full := filepath.Join(base, "full")
+	runJob(t, 2, small(dir, full, 2, 1, 10))
+
+	cut := filepath.Join(base, "cut")
+	cmd, out := mpiJob(t, 2, small(dir, cut, 2, 1, 10))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(cut, MetricsName)); bytes.Count(b, []byte("\n")) >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			t.Fatalf("the run did not reach step 5:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(cut, ModelName)); err == nil {
+		if b, _ := os.ReadFile(filepath.Join(cut, MetricsName)); bytes.Count(b, []byte("\n")) >= 10 {
+			t.Skip("the run finished before it was killed")
+		}
+	}
+	step, _, err := (&modelDir{ru: &run{r: Recipe{Out: cut}}}).Latest()
+	if err != nil || step == 0 {
+		t.Fatalf("the killed run left no checkpoint: %d %v", step, err)
+	}
+	t.Logf("killed after step 5, resuming from step %d", step)
+	other := filepath.Join(base, "other") // the killed run, for the one-process resume
+	if b, err := exec.Command("cp", "-a", cut, other).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, b)
+	}
+
+	r := small(dir, cut, 2, 1, 10)
+	r.Resume = true
+	runJob(t, 2, r)
+	compareRuns(t, full, cut, 0)
+
+	// another number of ranks, the same global batch: 1 process × accum 2
+	r1 := small(dir, other, 2, 2, 10)
+	r1.Resume = true
+	if _, err := Pretrain(r1, Options{Comm: dist.Single{}}); err != nil {
+		t.Fatal(err)
+	}
+	compareRuns(t, full, other, 1e-6)
+
+	// another global batch is refused
+	r2 := small(dir, other, 2, 1, 12)
+	r2.Resume = true
+	if _, err := Pretrain(r2, Options{Comm: dist.Single{}}); err == nil || !strings.Contains(err.Error(), "ranks × accum = 2") {
+		t.Errorf("resuming with another global batch: %v", err)
+	}
+}
+
+// A rank that dies (SIGKILL) ends the job within a bounded time, and the
+// last checkpoint stays loadable.
+func TestMPIDeadRankStopsTheJob(t *testing.T) {
+	dir := prepared(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd, log := mpiJob(t, 2, small(dir, out, 2, 1, 200))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(filepath.Join(out, MetricsName))
+		_, err := os.Stat(filepath.Join(out, LatestName))
+		if bytes.Count(b, []byte("\n")) >= 3 && err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			t.Fatalf("the run did not reach step 3:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pid, err := os.ReadFile(out + ".rank1.pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(string(pid))
+	killed := time.Now()
+	syscall.Kill(p, syscall.SIGKILL)
+	if err := waitJob(t, cmd, log, time.Minute); err == nil {
+		t.Fatalf("the job succeeded after its rank 1 was killed:\n%s", log)
+	}
+	t.Logf("the job ended %s after rank 1 was killed", time.Since(killed).Round(time.Millisecond))
+	step, where, err := (&modelDir{ru: &run{r: Recipe{Out: out}}}).Latest()
+	if err != nil || step == 0 {
+		t.Fatalf("no checkpoint left: %v", err)
+	}
+	m, _, err := checkpoint.Load(filepath.Join(where, ModelName), "")
+	if err != nil {
+		t.Fatalf("the last checkpoint (%s) does not load: %v", where, err)
+	}
+	m.Close()
+}
+
+// Ranks whose recipes differ stop at the start with an error, every one.
+func TestMPIRanksDisagree(t *testing.T) {
+	dir := prepared(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd, log := mpiJob(t, 2, small(dir, out, 2, 1, 4), "HERD_MPI_LR_RANK1=0.5")
+	if err := waitJob(t, cmd, log, time.Minute); err == nil {
+		t.Fatalf("ranks with different learning rates trained:\n%s", log)
+	}
+	if !strings.Contains(log.String(), "rank 1 of 2: the recipe, data or trainable set differs from rank 0's") {
+		t.Errorf("no clear message:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(out, MetricsName)); err == nil {
+		t.Error("a step was trained")
+	}
+}
