@@ -258,6 +258,7 @@ func TestMPIResumeAfterKill(t *testing.T) {
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
+	waitUnlocked(t, cut)
 	if _, err := os.Stat(filepath.Join(cut, ModelName)); err == nil {
 		if b, _ := os.ReadFile(filepath.Join(cut, MetricsName)); bytes.Count(b, []byte("\n")) >= 10 {
 			t.Skip("the run finished before it was killed")
@@ -291,6 +292,22 @@ func TestMPIResumeAfterKill(t *testing.T) {
 	r2.Resume = true
 	if _, err := Pretrain(r2, Options{Comm: dist.Single{}}); err == nil || !strings.Contains(err.Error(), "ranks × accum = 2") {
 		t.Errorf("resuming with another global batch: %v", err)
+	}
+}
+
+// waitUnlocked waits until no killed process holds dir's lock any more
+// (the kernel releases it as it tears a killed process down).
+func waitUnlocked(t *testing.T, dir string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		lock, err := LockDir(dir)
+		if err == nil {
+			lock.Release()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 }
 
