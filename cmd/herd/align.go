@@ -158,6 +158,9 @@ Recipes: align/recipes/.`,
 			if err != nil {
 				return err
 			}
+			if !rankZero() {
+				return nil
+			}
 			report(cmd, res, align.RewardsAccuracy, align.RewardsMargin, align.RewardsChosen, align.RewardsRejected)
 			return nil
 		},
@@ -206,6 +209,9 @@ score.safetensors (the head). herd rm score takes either.`,
 			a.bar.finish()
 			if err != nil {
 				return err
+			}
+			if !rankZero() {
+				return nil
 			}
 			report(cmd, res, align.Accuracy, align.Margin)
 			return nil

@@ -82,3 +82,42 @@ func TestMpirunHerdPretrain(t *testing.T) {
 		t.Error("the herd without MPI trained")
 	}
 }
+
+// herd sft (LoRA with dropout) and herd dpo on two ranks of one example
+// each train as one process accumulating two examples, within rounding.
+func TestMpirunHerdSFTAndDPO(t *testing.T) {
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun not found (apt-get install openmpi-bin)")
+	}
+	bin := buildHerd(t, "herd-mpi", nil, "-tags", "mpi")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"sft", []string{"sft", "--method", "lora", "--dropout", "0.1", "--data", "../../sft/testdata/alpaca_en.json", "--steps", "3", "--batch", "1", "--threads", "1", "--quiet"}},
+		{"dpo", []string{"dpo", "--method", "lora", "--data", prefPairs, "--steps", "3", "--batch", "1", "--threads", "1", "--quiet"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base := t.TempDir()
+			one := filepath.Join(base, "one")
+			if _, stderr, err := herd(t, "", append(c.args, "--accum", "2", "-o", one)...); err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			two := filepath.Join(base, "two")
+			out, err := mpirunHerd(t, 2, 180, bin, append(c.args, "--accum", "1", "-o", two)...)
+			if err != nil {
+				t.Fatalf("mpirun herd %s: %v\n%s", c.name, err, out)
+			}
+			a, b := lossesOf(t, filepath.Join(one, "metrics.jsonl")), lossesOf(t, filepath.Join(two, "metrics.jsonl"))
+			if len(a) != 3 || len(b) != 3 {
+				t.Fatalf("%d and %d steps", len(a), len(b))
+			}
+			for i := range a {
+				if math.Abs(a[i]-b[i]) > 1e-6*math.Abs(a[i]) {
+					t.Errorf("step %d: loss %v on one process, %v on two ranks", i+1, a[i], b[i])
+				}
+			}
+			t.Logf("losses %v (one process), %v (two ranks)", a, b)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"github.com/herd-llm/herd/dist"
 	"io"
 	"math"
 	"os"
@@ -101,11 +102,21 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 	if a.data == "" || a.out == "" {
 		return fmt.Errorf("sft: --data and -o are required")
 	}
-	lock, err := train.LockDir(a.out) // held until the outputs are written
+	comm, err := dist.World() // the data-parallel ranks under mpirun
 	if err != nil {
 		return err
 	}
-	defer lock.Release()
+	o.Comm = comm
+	root := comm.Rank() == 0 // only rank 0 holds OUTDIR, reports and writes
+	var lock *train.DirLock
+	if root {
+		if lock, err = train.LockDir(a.out); err != nil { // held until the outputs are written
+			return err
+		}
+		defer lock.Release()
+	} else {
+		errw = io.Discard
+	}
 	kernels.SetThreads(a.threads)
 	m, tok, err := checkpoint.Load(a.base, a.tokPath)
 	if err != nil {
@@ -138,7 +149,7 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 	}
 	res, err := sft.Tune(m, samples, *o)
 	bar.finish()
-	if err != nil {
+	if err != nil || !root {
 		return err
 	}
 	if res.Adapters != nil {
