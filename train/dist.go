@@ -165,8 +165,8 @@ func Agree(comm dist.Comm, what string, err error) error {
 func (l *loop) fingerprint() []byte {
 	h := sha256.New()
 	c := l.cfg
-	fmt.Fprintf(h, "recipe %q\nfingerprint %q\nsteps %d accum %d optim %+v schedule %+v clip %g eval %d %d save %d resume %v\n",
-		c.Recipe, c.Fingerprint, c.Steps, c.Accum, c.Optim, c.Schedule, c.GradClip, c.EvalEvery, c.EvalBatches, c.SaveEvery, c.Resume)
+	fmt.Fprintf(h, "recipe %q\nfingerprint %q\nsteps %d accum %d optim %+v schedule %+v clip %g eval %d %d save %d resume %v zero %v\n",
+		c.Recipe, c.Fingerprint, c.Steps, c.Accum, c.Optim, c.Schedule, c.GradClip, c.EvalEvery, c.EvalBatches, c.SaveEvery, c.Resume, c.ZeRO)
 	for _, p := range l.params {
 		fmt.Fprintf(h, "%s %d %v\n", p.Name, len(p.Data), p.Decay)
 	}

@@ -58,6 +58,10 @@ type Config struct {
 	// digest of the data), compared at start with the recipe.
 	Comm        dist.Comm
 	Fingerprint string
+	// ZeRO shards AdamW's moments over the ranks (ZeRO stage 1, see
+	// zero.go): each keeps and updates its share, the weights are
+	// all-gathered after every step. It changes nothing on one process.
+	ZeRO bool
 	// MemoryLimit holds the Go runtime's memory to this many bytes during
 	// the run (0: no limit; see MemoryLimit).
 	MemoryLimit int64
@@ -103,6 +107,7 @@ type loop struct {
 	// in communication
 	bucket   []float32
 	commTime time.Duration
+	zero     *zero // the sharded optimizer (nil: every rank holds it whole)
 }
 
 // Fit trains the parameters of set on obj with AdamW: for each step,
@@ -201,6 +206,12 @@ func (l *loop) setup() error {
 		}
 		fmt.Fprintf(l.log, "data parallel: %d ranks × %d micro-batches a step (global accumulation %d); weights and optimizer state from rank 0\n",
 			l.comm.Size(), c.Accum, GlobalAccum(l.comm, c.Accum))
+		if c.ZeRO {
+			l.zero = newZero(l.comm, l.params)
+			l.zero.take(l.opt)
+			fmt.Fprintf(l.log, "ZeRO-1: AdamW's moments sharded, %.1f MiB on rank 0 (%.1f MiB whole)\n",
+				float64(l.zero.StateBytes())/(1<<20), float64(8*Count(Params(l.params)))/(1<<20))
+		}
 	}
 	if c.Dir != "" {
 		if l.mlog, err = OpenMetrics(filepath.Join(c.Dir, MetricsName), l.sum.Start); err != nil {
@@ -320,21 +331,19 @@ func (l *loop) step(step int) (Progress, error) {
 			if err := l.reduceMicro(&mb); err != nil {
 				return err
 			}
+			if l.zero != nil {
+				return nil // the gradients are reduce-scattered in the update
+			}
 			return l.reduceGrads()
 		}); err != nil {
 			return Progress{}, fmt.Errorf("step %d: %w", step+1, err)
 		}
 	}
 	loss := mb.Sum / float64(max(1, mb.Count))
-	norm := GradNorm(l.params)
-	if err := l.diverged(step, badStep(loss, norm, mb.Count)); err != nil {
+	norm, lr, err := l.update(step, loss, mb.Count)
+	if err != nil {
 		return Progress{}, err
 	}
-	if l.cfg.GradClip > 0 && norm > l.cfg.GradClip {
-		ScaleGrads(l.params, float32(l.cfg.GradClip/norm))
-	}
-	lr := l.cfg.Schedule.At(step)
-	l.opt.Update(l.params, lr)
 	if err := l.diverged(step, badWeights(l.params, l.cfg.MaxWeight)); err != nil {
 		return Progress{}, err
 	}
@@ -346,6 +355,26 @@ func (l *loop) step(step int) (Progress, error) {
 	l.sum.TrainLoss = loss
 	l.sum.Tokens += int64(mb.Tokens)
 	return p, nil
+}
+
+// update takes the optimizer step after the gradients of step are in:
+// the global gradient norm, the divergence check, clipping and AdamW
+// (sharded with ZeRO). It returns the norm and the learning rate.
+func (l *loop) update(step int, loss float64, count int) (float64, float64, error) {
+	lr := l.cfg.Schedule.At(step)
+	if l.zero != nil {
+		norm, err := l.zero.step(l, lr, func(norm float64) error { return l.diverged(step, badStep(loss, norm, count)) })
+		return norm, lr, err
+	}
+	norm := GradNorm(l.params)
+	if err := l.diverged(step, badStep(loss, norm, count)); err != nil {
+		return norm, lr, err
+	}
+	if l.cfg.GradClip > 0 && norm > l.cfg.GradClip {
+		ScaleGrads(l.params, float32(l.cfg.GradClip/norm))
+	}
+	l.opt.Update(l.params, lr)
+	return norm, lr, nil
 }
 
 // add sums a micro-batch into m.
@@ -415,10 +444,17 @@ func (l *loop) save(step int, p *Progress) error {
 			return err
 		}
 	}
+	opt := l.opt
+	if l.zero != nil {
+		var err error
+		if opt, err = l.zero.full(l.opt, l.params); err != nil {
+			return err
+		}
+	}
 	var where string
 	var err error
 	if l.root {
-		where, err = l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: l.opt, Loss: p.Loss, ValLoss: p.ValLoss})
+		where, err = l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: opt, Loss: p.Loss, ValLoss: p.ValLoss})
 	}
 	if err := l.agree("writing the checkpoint of step "+fmt.Sprint(step), err); err != nil {
 		return err
