@@ -100,6 +100,8 @@ type Options struct {
 	// process alone); Accum is then each rank's, and a step has
 	// GlobalAccum micro-batches.
 	Comm dist.Comm
+	// ZeRO shards AdamW's moments over the ranks (train.Config.ZeRO).
+	ZeRO bool
 	// Val are validation samples. With any, the run measures the model's
 	// mean loss over their learned tokens (the training loss's masking,
 	// without a tape, LoRA dropout off) before its first step, every
@@ -290,7 +292,7 @@ func (o Options) check(samples []Sample) error {
 func (o Options) config(log io.Writer) train.Config {
 	return train.Config{Steps: o.Steps, Accum: o.Accum, Optim: o.optim(), Schedule: o.schedule(), GradClip: o.GradClip,
 		EvalEvery: o.EvalEvery, EvalBatches: o.EvalBatches, SaveEvery: o.SaveEvery, Resume: o.Resume,
-		Dir: o.Dir, Lock: o.Lock, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep, Comm: o.Comm}
+		Dir: o.Dir, Lock: o.Lock, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep, Comm: o.Comm, ZeRO: o.ZeRO}
 }
 
 // batcher draws each step's examples: the samples in a shuffled order,

@@ -41,6 +41,7 @@ func (a *alignFlags) register(f *pflag.FlagSet, lr float64) {
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
 	f.IntVar(&o.Batch, "batch", 8, "pairs per micro-batch (chosen and rejected in one forward pass)")
 	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.BoolVar(&o.ZeRO, "zero", false, "under mpirun: shard AdamW's moments over the ranks (ZeRO stage 1)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
 	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, lr, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
 	optimFlags(f, &o.Beta1, &o.Beta2, &o.Eps, &o.WeightDecay, &o.DecayNorms, train.Optim{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,14 @@ func TestMpirunHerdSFTAndDPO(t *testing.T) {
 				}
 			}
 			t.Logf("losses %v (one process), %v (two ranks)", a, b)
+			// ZeRO-1: the same as the unsharded ranks, bit for bit
+			zero := filepath.Join(base, "zero")
+			if out, err := mpirunHerd(t, 2, 180, bin, append(c.args, "--accum", "1", "--zero", "-o", zero)...); err != nil {
+				t.Fatalf("mpirun herd %s --zero: %v\n%s", c.name, err, out)
+			}
+			if z := lossesOf(t, filepath.Join(zero, "metrics.jsonl")); !slices.Equal(z, b) {
+				t.Errorf("losses %v with --zero, %v without", z, b)
+			}
 		})
 	}
 }

@@ -226,6 +226,7 @@ func sftFlags(f *pflag.FlagSet, a *sftArgs) {
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
 	f.IntVar(&o.Batch, "batch", 8, "examples per micro-batch (with --pack: rows of --ctx tokens)")
 	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.BoolVar(&o.ZeRO, "zero", false, "under mpirun: shard AdamW's moments over the ranks (ZeRO stage 1)")
 	f.BoolVar(&a.pack, "pack", false, "fill each row of a batch with examples up to --ctx tokens (each still attends only to itself)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
 	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, 2e-4, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
