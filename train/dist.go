@@ -220,6 +220,27 @@ func (l *loop) share() error {
 	return nil
 }
 
+// startRanks gives every rank rank 0's state and, with ZeRO, shards the
+// optimizer (nothing on one process).
+func (l *loop) startRanks() error {
+	c := l.cfg
+	if l.comm.Size() == 1 {
+		return nil
+	}
+	if err := l.share(); err != nil {
+		return err
+	}
+	fmt.Fprintf(l.log, "data parallel: %d ranks × %d micro-batches a step (global accumulation %d); weights and optimizer state from rank 0\n",
+		l.comm.Size(), c.Accum, GlobalAccum(l.comm, c.Accum))
+	if c.ZeRO {
+		l.zero = newZero(l.comm, l.params)
+		l.zero.take(l.opt)
+		fmt.Fprintf(l.log, "ZeRO-1: AdamW's moments sharded, %.1f MiB on rank 0 (%.1f MiB whole)\n",
+			float64(l.zero.StateBytes())/(1<<20), float64(8*Count(Params(l.params)))/(1<<20))
+	}
+	return nil
+}
+
 // timeComm adds the time f takes to the step's communication time.
 func (l *loop) timeComm(f func() error) error {
 	t := time.Now()

@@ -200,18 +200,8 @@ func (l *loop) setup() error {
 	if err := l.agree("resuming", err); err != nil {
 		return err
 	}
-	if l.comm.Size() > 1 {
-		if err := l.share(); err != nil {
-			return err
-		}
-		fmt.Fprintf(l.log, "data parallel: %d ranks × %d micro-batches a step (global accumulation %d); weights and optimizer state from rank 0\n",
-			l.comm.Size(), c.Accum, GlobalAccum(l.comm, c.Accum))
-		if c.ZeRO {
-			l.zero = newZero(l.comm, l.params)
-			l.zero.take(l.opt)
-			fmt.Fprintf(l.log, "ZeRO-1: AdamW's moments sharded, %.1f MiB on rank 0 (%.1f MiB whole)\n",
-				float64(l.zero.StateBytes())/(1<<20), float64(8*Count(Params(l.params)))/(1<<20))
-		}
+	if err := l.startRanks(); err != nil {
+		return err
 	}
 	if c.Dir != "" {
 		if l.mlog, err = OpenMetrics(filepath.Join(c.Dir, MetricsName), l.sum.Start); err != nil {
