@@ -307,17 +307,26 @@ func (l *loop) step(step int) (Progress, error) {
 	ZeroGrads(l.params)
 	var mb Micro
 	first := l.comm.Rank() * l.cfg.Accum // this rank's share of the step's micro-batches
+	var lossErr error
 	for k := first; k < first+l.cfg.Accum; k++ {
 		m, err := l.obj.Loss(&l.tape, step, k) // forward pass and loss
 		if err != nil {
-			return Progress{}, fmt.Errorf("step %d: %w", step+1, err)
+			lossErr = err
+			break
 		}
 		l.tape.Backward() // gradients accumulate
 		mb.add(m)
 	}
 	l.commTime = 0
+	if l.comm.Size() == 1 && lossErr != nil {
+		return Progress{}, fmt.Errorf("step %d: %w", step+1, lossErr)
+	}
 	if l.comm.Size() > 1 {
 		if err := l.timeComm(func() error {
+			// a rank whose objective failed stops every rank
+			if err := l.agree("the micro-batches", lossErr); err != nil {
+				return err
+			}
 			if err := l.reduceMicro(&mb); err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/dist"
 	"github.com/herd-llm/herd/format/gguf"
@@ -422,4 +423,99 @@ func TestMPIZeRO(t *testing.T) {
 	r4.ZeRO = true
 	runJob(t, 4, r4)
 	compareRuns(t, four, fourZ, 1e-6)
+}
+
+// failing is the quadratic objective failing on rank 1 at step 3.
+type failing struct {
+	*quadratic
+	rank int
+}
+
+func (f failing) Loss(tape *autograd.Tape, step, k int) (Micro, error) {
+	if f.rank == 1 && step == 2 {
+		return Micro{}, fmt.Errorf("rank 1 cannot read its data")
+	}
+	return f.quadratic.Loss(tape, step, k)
+}
+
+// TestMPIChildFit runs Fit on the toy objective on every rank: into
+// HERD_MPI_FIT_DIR, and failing on rank 1 at step 3, where every rank must
+// stop with an error (rank 0 saying another rank failed).
+func TestMPIChildFit(t *testing.T) {
+	if os.Getenv("HERD_MPI_CHILD") == "" {
+		t.Skip("run by TestMPIFitToy under mpirun")
+	}
+	c, err := dist.World()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQuadratic()
+	cfg := quadConfig(os.Getenv("HERD_MPI_FIT_DIR"))
+	cfg.Accum, cfg.Comm = 1, c
+	if _, err := Fit(q, q, cfg); err != nil {
+		t.Fatalf("rank %d: %v", c.Rank(), err)
+	}
+	q = newQuadratic()
+	cfg = quadConfig(filepath.Join(os.Getenv("HERD_MPI_FIT_DIR"), "failing"))
+	cfg.Accum, cfg.Comm = 1, c
+	done := make(chan error, 1)
+	go func() { _, err := Fit(failing{q, c.Rank()}, q, cfg); done <- err }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("rank %d: Fit did not return within 30 s of rank 1's failure", c.Rank())
+	}
+	want := "failed on another rank"
+	if c.Rank() == 1 {
+		want = "rank 1 cannot read its data"
+	}
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "step 3") {
+		t.Errorf("rank %d: %v, want an error of step 3 with %q", c.Rank(), err, want)
+	}
+}
+
+// Fit on two ranks of the toy objective (each item's gradient from one
+// micro-batch: the sum over ranks adds zeros) gives the one process's
+// metrics and checkpoints bit for bit; an objective failing on one rank
+// stops both (checked inside the job).
+func TestMPIFitToy(t *testing.T) {
+	if os.Getenv("HERD_MPI_CHILD") != "" {
+		t.Skip("inside mpirun already")
+	}
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun not found (apt-get install openmpi-bin)")
+	}
+	two := filepath.Join(t.TempDir(), "two")
+	cmd := exec.Command("mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2",
+		os.Args[0], "-test.run", "^TestMPIChildFit$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "HERD_MPI_CHILD=1", "HERD_MPI_FIT_DIR="+two)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitJob(t, cmd, &out, 2*time.Minute); err != nil || strings.Count(out.String(), "--- PASS: TestMPIChildFit") != 2 {
+		t.Fatalf("mpirun: %v\n%s", err, &out)
+	}
+	one := filepath.Join(t.TempDir(), "one")
+	q := newQuadratic()
+	if _, err := Fit(q, q, quadConfig(one)); err != nil {
+		t.Fatal(err)
+	}
+	a, b := readMetrics(t, filepath.Join(one, MetricsName)), readMetrics(t, filepath.Join(two, MetricsName))
+	if len(a) != 8 || len(b) != 8 {
+		t.Fatalf("%d and %d steps", len(a), len(b))
+	}
+	for i := range a {
+		if a[i].Loss != b[i].Loss || a[i].GradNorm != b[i].GradNorm || a[i].Extra["above"] != b[i].Extra["above"] {
+			t.Errorf("step %d: %+v on one process, %+v on two ranks", i+1, a[i], b[i])
+		}
+	}
+	for _, f := range []string{"step-3/" + StateName, "step-8/" + StateName} {
+		x, err1 := os.ReadFile(filepath.Join(one, f))
+		y, err2 := os.ReadFile(filepath.Join(two, f))
+		if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
+			t.Errorf("%s differs (%v, %v)", f, err1, err2)
+		}
+	}
 }
