@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
@@ -96,39 +97,89 @@ func (l *loop) reduceGrads() error {
 	return err
 }
 
-// reduceMicro sums the step's micro-batch reports over the ranks. Every
-// rank must report the same extra metrics; a difference is an error on
-// every rank.
+// reduceMicro sums the step's micro-batch reports over the ranks. A
+// metric that some ranks' micro-batches did not report counts as 0 there
+// (extras are sums over items), as in one process's accumulation.
 func (l *loop) reduceMicro(m *Micro) error {
-	keys := make([]string, 0, len(m.Extra))
-	for k := range m.Extra {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	h := sha256.Sum256([]byte(fmt.Sprint(keys)))
-	tag := float64(binary.LittleEndian.Uint32(h[:]) >> 8) // exact in float64
-	buf := []float64{m.Sum, float64(m.Count), float64(m.Tokens), tag, tag * tag}
-	for _, k := range keys {
-		buf = append(buf, m.Extra[k])
-	}
-	head := buf[:5]
+	keys := sortedKeys(m.Extra)
+	tag := keysTag(keys)
+	head := []float64{m.Sum, float64(m.Count), float64(m.Tokens), tag, tag * tag}
 	if err := l.comm.AllReduceF64(head); err != nil {
 		return fmt.Errorf("all-reduce of the loss: %w", err)
 	}
+	m.Sum, m.Count, m.Tokens = head[0], int(head[1]), int(head[2])
 	n := float64(l.comm.Size())
 	if head[3]*head[3] != n*head[4] { // Σt² = (Σt)²/n only if every t is the same
-		return fmt.Errorf("the ranks' objectives report different metrics (this rank: %v)", keys)
-	}
-	if len(keys) > 0 {
-		if err := l.comm.AllReduceF64(buf[5:]); err != nil {
-			return fmt.Errorf("all-reduce of the metrics: %w", err)
+		var err error
+		if keys, err = l.unionKeys(keys); err != nil {
+			return err
 		}
 	}
-	m.Sum, m.Count, m.Tokens = head[0], int(head[1]), int(head[2])
+	if len(keys) == 0 {
+		return nil
+	}
+	buf := make([]float64, len(keys))
 	for i, k := range keys {
-		m.Extra[k] = buf[5+i]
+		buf[i] = m.Extra[k]
+	}
+	if err := l.comm.AllReduceF64(buf); err != nil {
+		return fmt.Errorf("all-reduce of the metrics: %w", err)
+	}
+	if m.Extra == nil {
+		m.Extra = map[string]float64{}
+	}
+	for i, k := range keys {
+		m.Extra[k] = buf[i]
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// keysTag is a digest of a key list exact in float64 (24 bits).
+func keysTag(keys []string) float64 {
+	h := sha256.Sum256([]byte(strings.Join(keys, "\x00")))
+	return float64(binary.LittleEndian.Uint32(h[:]) >> 8)
+}
+
+// unionKeys is the sorted union of every rank's keys: each rank in turn
+// broadcasts its list.
+func (l *loop) unionKeys(mine []string) ([]string, error) {
+	all := map[string]bool{}
+	for q := range l.comm.Size() {
+		var b []byte
+		if q == l.comm.Rank() {
+			b = []byte(strings.Join(mine, "\x00"))
+		}
+		size := binary.LittleEndian.AppendUint64(nil, uint64(len(b)))
+		if err := l.comm.Bcast(size, q); err != nil {
+			return nil, fmt.Errorf("broadcast of the metric names: %w", err)
+		}
+		if q != l.comm.Rank() {
+			b = make([]byte, binary.LittleEndian.Uint64(size))
+		}
+		if len(b) > 0 {
+			if err := l.comm.Bcast(b, q); err != nil {
+				return nil, fmt.Errorf("broadcast of the metric names: %w", err)
+			}
+			for _, k := range strings.Split(string(b), "\x00") {
+				all[k] = true
+			}
+		}
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // agree is err on this rank or, when another rank failed, an error saying

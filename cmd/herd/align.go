@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/herd-llm/herd/dist"
+	"io"
 	"os"
 	"strings"
 
@@ -84,8 +86,12 @@ func (a *alignFlags) parse(cmd *cobra.Command) error {
 	kernels.SetThreads(a.threads)
 	a.j.Tune.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
 	a.j.Tune.Recipe = recipeYAML(cmd.Flags())
-	printRecipe(cmd.ErrOrStderr(), cmd)
-	a.bar = newTrainBar(cmd.ErrOrStderr(), true)
+	errw := cmd.ErrOrStderr()
+	if c, err := dist.World(); err == nil && c.Rank() != 0 { // only rank 0 reports
+		errw = io.Discard
+	}
+	printRecipe(errw, cmd)
+	a.bar = newTrainBar(errw, true)
 	if !a.quiet {
 		a.j.Tune.OnStart, a.j.Tune.OnStep = a.bar.start, a.bar.step
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"os/exec"
@@ -84,9 +85,9 @@ func TestMpirunHerdPretrain(t *testing.T) {
 	}
 }
 
-// herd sft (LoRA with dropout) and herd dpo on two ranks of one example
+// herd sft (LoRA with dropout), herd dpo and herd rm train on two ranks of one example
 // each train as one process accumulating two examples, within rounding.
-func TestMpirunHerdSFTAndDPO(t *testing.T) {
+func TestMpirunHerdSFTDPORM(t *testing.T) {
 	if _, err := exec.LookPath("mpirun"); err != nil {
 		t.Skip("mpirun not found (apt-get install openmpi-bin)")
 	}
@@ -97,6 +98,7 @@ func TestMpirunHerdSFTAndDPO(t *testing.T) {
 	}{
 		{"sft", []string{"sft", "--method", "lora", "--dropout", "0.1", "--data", "../../sft/testdata/alpaca_en.json", "--steps", "3", "--batch", "1", "--threads", "1", "--quiet"}},
 		{"dpo", []string{"dpo", "--method", "lora", "--data", prefPairs, "--steps", "3", "--batch", "1", "--threads", "1", "--quiet"}},
+		{"rm", []string{"rm", "train", "--method", "lora", "--data", prefPairs, "--steps", "3", "--batch", "1", "--threads", "1", "--quiet"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			base := t.TempDir()
@@ -119,6 +121,7 @@ func TestMpirunHerdSFTAndDPO(t *testing.T) {
 				}
 			}
 			t.Logf("losses %v (one process), %v (two ranks)", a, b)
+			sameMetrics(t, filepath.Join(one, "metrics.jsonl"), filepath.Join(two, "metrics.jsonl"))
 			// ZeRO-1: the same as the unsharded ranks, bit for bit
 			zero := filepath.Join(base, "zero")
 			if out, err := mpirunHerd(t, 2, 180, bin, append(c.args, "--accum", "1", "--zero", "-o", zero)...); err != nil {
@@ -128,5 +131,49 @@ func TestMpirunHerdSFTAndDPO(t *testing.T) {
 				t.Errorf("losses %v with --zero, %v without", z, b)
 			}
 		})
+	}
+}
+
+// sameMetrics compares every metric of two metrics.jsonl files but the
+// timings, within 1e-6 relative or 1e-6 absolute: the objectives' own
+// metrics (accuracy, margins, rewards) included, and the same keys. The
+// rewards are small differences of log-probabilities (1e-3…1e-2), whose
+// relative rounding differences reach 2e-5 here while their absolute ones
+// stay near 1e-7.
+func sameMetrics(t *testing.T, pa, pb string) {
+	t.Helper()
+	read := func(p string) []map[string]any {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	a, b := read(pa), read(pb)
+	skip := map[string]bool{"tokens_per_sec": true, "mfu": true, "seconds": true, "comm_seconds": true}
+	for i := range min(len(a), len(b)) {
+		for k, va := range a[i] {
+			if skip[k] {
+				continue
+			}
+			x, _ := va.(float64)
+			y, ok := b[i][k].(float64)
+			if !ok || math.Abs(x-y) > max(1e-6, 1e-6*math.Abs(x)) {
+				t.Errorf("step %d: %s is %v on one process, %v on two ranks", i+1, k, va, b[i][k])
+			}
+		}
+		for k := range b[i] {
+			if _, ok := a[i][k]; !ok && !skip[k] {
+				t.Errorf("step %d: %s only on two ranks", i+1, k)
+			}
+		}
 	}
 }
