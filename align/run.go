@@ -2,6 +2,7 @@ package align
 
 import (
 	"fmt"
+	"github.com/herd-llm/herd/dist"
 	"io"
 	"os"
 	"path/filepath"
@@ -79,6 +80,10 @@ func (j *Job) load(log io.Writer) (*llama.Model, tokenizer.Tokenizer, []Sample, 
 // writes them (model.gguf for full; adapter_config.json,
 // adapter_model.safetensors and adapter.gguf for lora and qlora).
 func RunDPO(j Job, log io.Writer) (*Result, error) {
+	root, log, err := j.world(log)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(j.Out, 0o755); err != nil {
 		return nil, err
 	}
@@ -89,10 +94,27 @@ func RunDPO(j Job, log io.Writer) (*Result, error) {
 	defer m.Close()
 	j.Tune.Log, j.Tune.Dir = log, j.Out
 	res, err := DPOTune(m, samples, j.Options)
-	if err != nil {
-		return nil, err
+	if err != nil || !root { // only rank 0 writes the outputs
+		return res, err
 	}
 	return res, j.saveTuned(res, tok, log)
+}
+
+// world joins the job's data-parallel ranks (j.Tune.Comm, else
+// dist.World()) and says whether this is rank 0, the one that writes and
+// logs (the others log nowhere).
+func (j *Job) world(log io.Writer) (bool, io.Writer, error) {
+	if j.Tune.Comm == nil {
+		c, err := dist.World()
+		if err != nil {
+			return false, nil, err
+		}
+		j.Tune.Comm = c
+	}
+	if j.Tune.Comm.Rank() != 0 {
+		return false, io.Discard, nil
+	}
+	return true, log, nil
 }
 
 // saveTuned writes a tuned model or its adapters as herd sft does, with
@@ -111,6 +133,10 @@ func (j *Job) saveTuned(res *Result, tok tokenizer.Tokenizer, log io.Writer) err
 // score.weight head); for lora and qlora the adapter as herd sft writes it
 // and the head in j.Out/score.safetensors.
 func RunRM(j Job, log io.Writer) (*Result, error) {
+	root, log, err := j.world(log)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(j.Out, 0o755); err != nil {
 		return nil, err
 	}
@@ -121,8 +147,8 @@ func RunRM(j Job, log io.Writer) (*Result, error) {
 	defer m.Close()
 	j.Tune.Log, j.Tune.Dir = log, j.Out
 	res, err := RewardTune(m, samples, j.Options)
-	if err != nil {
-		return nil, err
+	if err != nil || !root { // only rank 0 writes the outputs
+		return res, err
 	}
 	if res.Adapters != nil {
 		if err := j.saveTuned(res, tok, log); err != nil {

@@ -94,7 +94,7 @@ func setup(m *llama.Model, samples []Sample, o *Options, perStep int) (*sft.Trai
 	}
 	t.Accum = max(1, t.Accum)
 	if t.Steps <= 0 {
-		t.Steps = (perStep + t.Batch*t.Accum - 1) / (t.Batch * t.Accum)
+		t.Steps = (perStep + t.Batch*t.GlobalAccum() - 1) / (t.Batch * t.GlobalAccum())
 	}
 	log := t.Log
 	if log == nil {
@@ -174,7 +174,7 @@ func DPOTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if ts.Adapters == nil && !RefFree(o.Loss.Loss) {
 		pol.Ref = m
 	}
-	d := &DPO{Policy: pol, Params: o.Loss, Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.Accum, Seed: o.Tune.Seed, Log: log}
+	d := &DPO{Policy: pol, Params: o.Loss, Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.GlobalAccum(), Seed: o.Tune.Seed, Log: log}
 	if err := d.Init(); err != nil {
 		return nil, err
 	}
@@ -253,7 +253,7 @@ func RewardTune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		return nil, err
 	}
 	pol := &Policy{Model: ts.Model, Grads: ts.Grads, Adapters: ts.Adapters, Tape: llama.TapeOptions{Recompute: o.Tune.Recompute}, Seed: o.Tune.Seed}
-	rm := &RewardModel{Policy: pol, Head: NewHead(m.Config.Dim, o.Tune.Seed), Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.Accum, Seed: o.Tune.Seed, Log: log}
+	rm := &RewardModel{Policy: pol, Head: NewHead(m.Config.Dim, o.Tune.Seed), Train: samples, Val: o.Val, Batch: o.Tune.Batch, Accum: o.Tune.GlobalAccum(), Seed: o.Tune.Seed, Log: log}
 	if err := rm.Init(); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,8 @@ type objective struct {
 	micro     [][]int // the current step's micro-batches (indices into samples)
 	learned   int     // learned tokens of the current step
 	seeds     *rand.Rand
+	step      int // 1 + the step drawn
+	next      int // the micro-batch the next seeds are for
 	st        llama.State
 	seqs      []llama.Seq
 	targets   []int
@@ -96,12 +98,12 @@ func (ob *objective) prepareVal(mem *Memory, log io.Writer) error {
 // draw takes the micro-batches of step from the batcher (replaying the
 // draws before it on a resumed run) and seeds the step's dropout.
 func (ob *objective) draw(step int) {
-	for ob.drawn < step*ob.o.Accum {
+	for ob.drawn < step*ob.o.GlobalAccum() {
 		ob.bt.next()
 		ob.drawn++
 	}
 	ob.micro, ob.learned = ob.micro[:0], 0
-	for range ob.o.Accum {
+	for range ob.o.GlobalAccum() {
 		b := append([]int(nil), ob.bt.next()...)
 		ob.drawn++
 		for _, i := range b {
@@ -110,17 +112,24 @@ func (ob *objective) draw(step int) {
 		ob.micro = append(ob.micro, b)
 	}
 	ob.seeds = rand.New(rand.NewPCG(ob.o.Seed, uint64(step)))
+	ob.step, ob.next = step+1, 0
 }
 
 // Loss records micro-batch k of step on tape.
 func (ob *objective) Loss(tape *autograd.Tape, step, k int) (train.Micro, error) {
-	if k == 0 {
+	if k == 0 || ob.step != step+1 { // a rank of several starts at its own k
 		ob.draw(step)
 	}
 	if set := ob.ts.adapters; set != nil {
+		for ; ob.next < k; ob.next++ { // the dropout seeds of the micro-batches before k
+			for range set.Adapters {
+				ob.seeds.Uint64()
+			}
+		}
 		for _, a := range set.Adapters {
 			a.Train, a.Seed = true, ob.seeds.Uint64()
 		}
+		ob.next++
 	}
 	ob.seqs, ob.targets = ob.seqs[:0], ob.targets[:0]
 	for _, i := range ob.micro[k] {

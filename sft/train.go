@@ -2,6 +2,7 @@ package sft
 
 import (
 	"fmt"
+	"github.com/herd-llm/herd/dist"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -95,6 +96,12 @@ type Options struct {
 	// Lock is Dir's lock when the caller holds it already (to keep it
 	// while it writes the outputs after Tune); nil: Tune takes it.
 	Lock *train.DirLock
+	// Comm are the data-parallel ranks training together (nil: this
+	// process alone); Accum is then each rank's, and a step has
+	// GlobalAccum micro-batches.
+	Comm dist.Comm
+	// ZeRO shards AdamW's moments over the ranks (train.Config.ZeRO).
+	ZeRO bool
 	// Val are validation samples. With any, the run measures the model's
 	// mean loss over their learned tokens (the training loss's masking,
 	// without a tape, LoRA dropout off) before its first step, every
@@ -205,7 +212,7 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 		o.Accum = 1
 	}
 	if o.Steps <= 0 {
-		o.Steps = (len(samples) + o.Batch*o.Accum - 1) / (o.Batch * o.Accum)
+		o.Steps = (len(samples) + o.Batch*o.GlobalAccum() - 1) / (o.Batch * o.GlobalAccum())
 	}
 	log := o.Log
 	if log == nil {
@@ -229,7 +236,7 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	if o.Pack > 0 {
 		rows = fmt.Sprintf("packed rows of %d tokens", o.Pack)
 	}
-	fmt.Fprintf(log, "sft %s: %d trainable weights of %d, %d samples, %d steps of %d %s\n", o.Method, res.Trainable, m.Params(), len(samples), o.Steps, o.Batch*o.Accum, rows)
+	fmt.Fprintf(log, "sft %s: %d trainable weights of %d, %d samples, %d steps of %d %s\n", o.Method, res.Trainable, m.Params(), len(samples), o.Steps, o.Batch*o.GlobalAccum(), rows)
 	obj := newObjective(ts, samples, o)
 	if err := obj.prepare(&res.Memory, log); err != nil {
 		return nil, err
@@ -254,6 +261,9 @@ func Tune(m *llama.Model, samples []Sample, o Options) (*Result, error) {
 	res.ValLoss, res.StartValLoss = sum.ValLoss, sum.StartValLoss
 	return res, nil
 }
+
+// GlobalAccum is the micro-batches of a step over all ranks.
+func (o Options) GlobalAccum() int { return train.GlobalAccum(o.Comm, o.Accum) }
 
 // check reports unusable options for samples.
 func (o Options) check(samples []Sample) error {
@@ -282,7 +292,7 @@ func (o Options) check(samples []Sample) error {
 func (o Options) config(log io.Writer) train.Config {
 	return train.Config{Steps: o.Steps, Accum: o.Accum, Optim: o.optim(), Schedule: o.schedule(), GradClip: o.GradClip,
 		EvalEvery: o.EvalEvery, EvalBatches: o.EvalBatches, SaveEvery: o.SaveEvery, Resume: o.Resume,
-		Dir: o.Dir, Lock: o.Lock, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep}
+		Dir: o.Dir, Lock: o.Lock, Recipe: o.Recipe, Title: "herd sft " + o.Method, Log: log, OnStart: o.OnStart, OnStep: o.OnStep, Comm: o.Comm, ZeRO: o.ZeRO}
 }
 
 // batcher draws each step's examples: the samples in a shuffled order,

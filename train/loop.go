@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
+	"github.com/herd-llm/herd/dist"
 	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/kernels"
 )
@@ -50,6 +51,17 @@ type Config struct {
 	// before the run counts as diverged (0: DefaultMaxWeight; negative:
 	// no check). Trained transformer weights stay far below it.
 	MaxWeight float64
+	// Comm is the group of data-parallel ranks that train together (nil:
+	// this process alone); Accum is then each rank's micro-batches, and
+	// the objective must be built for GlobalAccum(Comm, Accum) (see
+	// dist.go). Fingerprint is what else every rank must agree on (a
+	// digest of the data), compared at start with the recipe.
+	Comm        dist.Comm
+	Fingerprint string
+	// ZeRO shards AdamW's moments over the ranks (ZeRO stage 1, see
+	// zero.go): each keeps and updates its share, the weights are
+	// all-gathered after every step. It changes nothing on one process.
+	ZeRO bool
 	// MemoryLimit holds the Go runtime's memory to this many bytes during
 	// the run (0: no limit; see MemoryLimit).
 	MemoryLimit int64
@@ -89,6 +101,13 @@ type loop struct {
 	mlog   *MetricsLog
 	peak   float64
 	begin  time.Time
+	comm   dist.Comm
+	root   bool // rank 0 (the one that writes)
+	// bucket is the gradients' all-reduce buffer, commTime the step's time
+	// in communication
+	bucket   []float32
+	commTime time.Duration
+	zero     *zero // the sharded optimizer (nil: every rank holds it whole)
 }
 
 // Fit trains the parameters of set on obj with AdamW: for each step,
@@ -102,8 +121,16 @@ type loop struct {
 func Fit(obj Objective, set Trainable, cfg Config) (*Summary, error) {
 	l := &loop{cfg: cfg, obj: obj, params: set.Params(), log: cfg.Log,
 		sum: &Summary{ValLoss: math.NaN(), StartValLoss: math.NaN()}}
-	if l.log == nil {
+	l.comm = cfg.Comm
+	if l.comm == nil {
+		l.comm = dist.Single{}
+	}
+	l.root = l.comm.Rank() == 0
+	if l.log == nil || !l.root {
 		l.log = io.Discard
+	}
+	if !l.root { // only rank 0 writes, reports and keeps checkpoints
+		l.cfg.Dir, l.cfg.Lock, l.cfg.OnStart, l.cfg.OnStep = "", nil, nil, nil
 	}
 	if l.cfg.Accum <= 0 {
 		l.cfg.Accum = 1
@@ -111,12 +138,14 @@ func Fit(obj Objective, set Trainable, cfg Config) (*Summary, error) {
 	if v, ok := obj.(Validator); ok && v.ValBatches() > 0 {
 		l.val = v
 	}
-	if cfg.Dir != "" && cfg.Lock == nil {
-		lock, err := LockDir(cfg.Dir)
-		if err != nil {
+	if l.cfg.Dir != "" && l.cfg.Lock == nil {
+		lock, err := LockDir(l.cfg.Dir)
+		if err := l.agree("locking "+cfg.Dir, err); err != nil {
 			return nil, err
 		}
 		defer lock.Release()
+	} else if err := l.agree("locking "+cfg.Dir, nil); err != nil {
+		return nil, err
 	}
 	if err := l.setup(); err != nil {
 		return nil, err
@@ -150,17 +179,31 @@ func (l *loop) setup() error {
 	if err := c.Schedule.Check(); err != nil {
 		return err
 	}
-	if c.Dir != "" {
-		if err := l.prepareDir(); err != nil {
-			return err
-		}
-	}
-	l.opt = c.Optim.New(l.params)
-	if err := l.resume(); err != nil {
+	if err := l.sameAsRoot("the recipe, data or trainable set", l.fingerprint()); err != nil {
 		return err
 	}
 	if c.Dir != "" {
-		var err error
+		if err := l.agree("preparing "+c.Dir, l.prepareDir()); err != nil {
+			return err
+		}
+	} else if err := l.agree("preparing the output directory", nil); err != nil {
+		return err
+	}
+	l.opt = c.Optim.New(l.params)
+	var err error
+	if l.root {
+		err = l.resume()
+		if err == nil && c.Dir != "" {
+			err = l.writeParallel()
+		}
+	}
+	if err := l.agree("resuming", err); err != nil {
+		return err
+	}
+	if err := l.startRanks(); err != nil {
+		return err
+	}
+	if c.Dir != "" {
 		if l.mlog, err = OpenMetrics(filepath.Join(c.Dir, MetricsName), l.sum.Start); err != nil {
 			return err
 		}
@@ -210,6 +253,11 @@ func (l *loop) resume() error {
 	if !l.cfg.Resume {
 		return fmt.Errorf("%s already holds a run (%s): pass --resume to continue it, or choose another output directory", l.cfg.Dir, where)
 	}
+	if l.cfg.Dir != "" {
+		if err := l.checkParallel(); err != nil {
+			return err
+		}
+	}
 	if l.sum.Start, err = ck.Restore(l.params, l.opt); err != nil {
 		return err
 	}
@@ -258,37 +306,79 @@ func (l *loop) step(step int) (Progress, error) {
 	t0 := time.Now()
 	ZeroGrads(l.params)
 	var mb Micro
-	for k := range l.cfg.Accum {
+	first := l.comm.Rank() * l.cfg.Accum // this rank's share of the step's micro-batches
+	var lossErr error
+	for k := first; k < first+l.cfg.Accum; k++ {
 		m, err := l.obj.Loss(&l.tape, step, k) // forward pass and loss
 		if err != nil {
-			return Progress{}, fmt.Errorf("step %d: %w", step+1, err)
+			lossErr = err
+			break
 		}
 		l.tape.Backward() // gradients accumulate
 		mb.add(m)
 	}
+	l.commTime = 0
+	if l.comm.Size() == 1 && lossErr != nil {
+		return Progress{}, fmt.Errorf("step %d: %w", step+1, lossErr)
+	}
+	if l.comm.Size() > 1 {
+		if err := l.timeComm(func() error {
+			// a rank whose objective failed stops every rank
+			if err := l.agree("the micro-batches", lossErr); err != nil {
+				return err
+			}
+			if err := l.reduceMicro(&mb); err != nil {
+				return err
+			}
+			if l.zero != nil {
+				return nil // the gradients are reduce-scattered in the update
+			}
+			return l.reduceGrads()
+		}); err != nil {
+			return Progress{}, fmt.Errorf("step %d: %w", step+1, err)
+		}
+	}
 	loss := mb.Sum / float64(max(1, mb.Count))
-	norm := GradNorm(l.params)
-	if err := l.diverged(step, badStep(loss, norm, mb.Count)); err != nil {
+	// a step whose every micro-batch skipped (on every rank) makes no update
+	skip := mb.skips == l.cfg.Accum*l.comm.Size()
+	norm, lr, err := l.update(step, loss, mb.Count, skip)
+	if err != nil {
 		return Progress{}, err
-	}
-	if l.cfg.GradClip > 0 && norm > l.cfg.GradClip {
-		ScaleGrads(l.params, float32(l.cfg.GradClip/norm))
-	}
-	lr := l.cfg.Schedule.At(step)
-	if mb.skips < l.cfg.Accum {
-		l.opt.Update(l.params, lr)
 	}
 	if err := l.diverged(step, badWeights(l.params, l.cfg.MaxWeight)); err != nil {
 		return Progress{}, err
 	}
 	dt := time.Since(t0)
 	p := Progress{Step: step + 1, Steps: l.cfg.Steps, Loss: loss, LR: lr, GradNorm: norm, ValLoss: math.NaN(),
-		TokensPerSec: float64(mb.Tokens) / dt.Seconds(), Elapsed: time.Since(l.begin), Extra: mb.mean()}
+		TokensPerSec: float64(mb.Tokens) / dt.Seconds(), Elapsed: time.Since(l.begin), Extra: mb.mean(), Comm: l.commTime}
 	p.MFU = p.TokensPerSec * l.cfg.FLOPsPerToken / l.peak
 	l.sum.Losses = append(l.sum.Losses, loss)
 	l.sum.TrainLoss = loss
 	l.sum.Tokens += int64(mb.Tokens)
 	return p, nil
+}
+
+// update takes the optimizer step after the gradients of step are in:
+// the global gradient norm, the divergence check, clipping and AdamW
+// (sharded with ZeRO). It returns the norm and the learning rate.
+func (l *loop) update(step int, loss float64, count int, skip bool) (float64, float64, error) {
+	lr := l.cfg.Schedule.At(step)
+	if skip {
+		return 0, lr, nil // no gradient was seeded: nothing to check or apply
+	}
+	if l.zero != nil {
+		norm, err := l.zero.step(l, lr, func(norm float64) error { return l.diverged(step, badStep(loss, norm, count)) })
+		return norm, lr, err
+	}
+	norm := GradNorm(l.params)
+	if err := l.diverged(step, badStep(loss, norm, count)); err != nil {
+		return norm, lr, err
+	}
+	if l.cfg.GradClip > 0 && norm > l.cfg.GradClip {
+		ScaleGrads(l.params, float32(l.cfg.GradClip/norm))
+	}
+	l.opt.Update(l.params, lr)
+	return norm, lr, nil
 }
 
 // add sums a micro-batch into m.
@@ -356,8 +446,24 @@ func (l *loop) save(step int, p *Progress) error {
 			return l.diverged(step-1, err.Error())
 		}
 	}
-	where, err := l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: l.opt, Loss: p.Loss, ValLoss: p.ValLoss})
-	if err != nil {
+	if l.comm.Size() > 1 {
+		if err := l.sameAsRoot("the trained weights", l.weightsDigest()); err != nil {
+			return err
+		}
+	}
+	opt := l.opt
+	if l.zero != nil {
+		var err error
+		if opt, err = l.zero.full(l.opt, l.params); err != nil {
+			return err
+		}
+	}
+	var where string
+	var err error
+	if l.root {
+		where, err = l.cfg.Checkpoints.Save(Snapshot{Step: step, Params: l.params, Opt: opt, Loss: p.Loss, ValLoss: p.ValLoss})
+	}
+	if err := l.agree("writing the checkpoint of step "+fmt.Sprint(step), err); err != nil {
 		return err
 	}
 	l.sum.Checkpoint = where
@@ -425,7 +531,7 @@ func (l *loop) diverged(step int, msg string) error {
 		return nil
 	}
 	last := l.sum.Checkpoint
-	if is, ok := l.cfg.Checkpoints.(InitialSaver); ok && last == "" {
+	if is, ok := l.cfg.Checkpoints.(InitialSaver); ok && last == "" && l.root {
 		where, err := is.SaveInitial()
 		if err != nil {
 			fmt.Fprintf(l.log, "saving the starting point: %v\n", err)

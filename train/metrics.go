@@ -27,13 +27,16 @@ type Metric struct {
 	MFU          float64  `json:"mfu"`
 	ValLoss      *float64 `json:"val_loss,omitempty"`
 	Seconds      float64  `json:"seconds"` // since this invocation started
+	// CommSeconds is the step's time in data-parallel communication
+	// (absent on one process).
+	CommSeconds float64 `json:"comm_seconds,omitempty"`
 	// Extra are an objective's own metrics (Progress.Extra), written as
 	// further keys of the line after the ones above, in name order.
 	Extra map[string]float64 `json:"-"`
 }
 
 // metricFields are Metric's own keys, which Extra may not reuse.
-var metricFields = []string{"step", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "seconds"}
+var metricFields = []string{"step", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "seconds", "comm_seconds"}
 
 // MarshalJSON writes m's fields, then its Extra keys in order.
 func (m Metric) MarshalJSON() ([]byte, error) {
@@ -149,7 +152,7 @@ func OpenMetrics(path string, start int) (*MetricsLog, error) {
 // Add appends one step's metrics (p.ValLoss NaN: none) and flushes the line.
 func (l *MetricsLog) Add(p Progress) error {
 	m := Metric{Step: p.Step, Loss: p.Loss, LR: p.LR, GradNorm: p.GradNorm, TokensPerSec: p.TokensPerSec, MFU: p.MFU,
-		Seconds: p.Elapsed.Seconds(), Extra: p.Extra}
+		Seconds: p.Elapsed.Seconds(), CommSeconds: p.Comm.Seconds(), Extra: p.Extra}
 	if !math.IsNaN(p.ValLoss) {
 		v := p.ValLoss
 		m.ValLoss = &v

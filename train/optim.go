@@ -91,30 +91,50 @@ func (o *AdamW) check(params []autograd.Param) error {
 // gradients must be final (accumulated, clipped).
 func (o *AdamW) Update(params []autograd.Param, lr float64) {
 	o.Step++
+	c := o.coefficients(lr)
+	for i, p := range params {
+		c.update(o.M[i], o.V[i], p.Data, p.Grad, c.decayOf(p))
+	}
+}
+
+// adamStep are one update's coefficients.
+type adamStep struct {
+	b1, b2, eps, step, rc2 float32
+	lr, wd                 float64
+}
+
+// coefficients are the coefficients of update o.Step with learning rate lr.
+func (o *AdamW) coefficients(lr float64) adamStep {
 	t := float64(o.Step)
 	c1 := 1 - math.Pow(o.Beta1, t)
 	c2 := 1 - math.Pow(o.Beta2, t)
-	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	eps := float32(o.Eps)
 	// lr/c1 folded into the step size, sqrt(c2) into the denominator
-	step := float32(lr / c1)
-	rc2 := float32(1 / math.Sqrt(c2))
-	for i, p := range params {
-		decay := float32(1)
-		if p.Decay {
-			decay = float32(1 - lr*o.WeightDecay)
-		}
-		m, v, x, g := o.M[i], o.V[i], p.Data, p.Grad
-		kernels.ParallelFor(len(x), 1<<14, func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				gj := g[j]
-				mj := b1*m[j] + (1-b1)*gj
-				vj := b2*v[j] + (1-b2)*gj*gj
-				m[j], v[j] = mj, vj
-				x[j] = x[j]*decay - step*mj/(float32(math.Sqrt(float64(vj)))*rc2+eps)
-			}
-		})
+	return adamStep{b1: float32(o.Beta1), b2: float32(o.Beta2), eps: float32(o.Eps), step: float32(lr / c1),
+		rc2: float32(1 / math.Sqrt(c2)), lr: lr, wd: o.WeightDecay}
+}
+
+// decayOf is the decay factor of p's values.
+func (c adamStep) decayOf(p autograd.Param) float32 {
+	if p.Decay {
+		return float32(1 - c.lr*c.wd)
 	}
+	return 1
+}
+
+// update applies the step to values x with gradients g and moments m, v
+// (of equal lengths), element by element: any split of a tensor into
+// ranges gives the same values.
+func (c adamStep) update(m, v, x, g []float32, decay float32) {
+	b1, b2, eps, step, rc2 := c.b1, c.b2, c.eps, c.step, c.rc2
+	kernels.ParallelFor(len(x), 1<<14, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			gj := g[j]
+			mj := b1*m[j] + (1-b1)*gj
+			vj := b2*v[j] + (1-b2)*gj*gj
+			m[j], v[j] = mj, vj
+			x[j] = x[j]*decay - step*mj/(float32(math.Sqrt(float64(vj)))*rc2+eps)
+		}
+	})
 }
 
 // GradNorm is the global L2 norm of the gradients of params, summed in

@@ -1,15 +1,18 @@
 package train
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/herd-llm/herd/autograd"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
+	"github.com/herd-llm/herd/dist"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
 	"github.com/herd-llm/herd/tensor"
@@ -30,6 +33,9 @@ type Progress struct {
 	// Extra are the objective's own metrics of the step (Micro.Extra, per
 	// item), nil for none.
 	Extra map[string]float64
+	// Comm is the step's time in data-parallel communication (0 on one
+	// process).
+	Comm time.Duration
 }
 
 // Options are the run's connections to the outside.
@@ -39,6 +45,10 @@ type Options struct {
 	// OnStart is called once the model is ready, with the first step to run
 	// (0, or the resumed step) and the last.
 	OnStart func(first, steps int)
+	// Comm are the data-parallel ranks (nil: dist.World(), this process
+	// alone unless it was built with MPI and started by mpirun); on ranks
+	// other than 0 Log, OnStep and OnStart stay silent.
+	Comm dist.Comm
 }
 
 // Result sums up a finished run.
@@ -71,18 +81,21 @@ func TrainingFLOPs(c llama.Config, trainable int64, seq int) float64 {
 
 // run holds a pretraining run's state.
 type run struct {
-	r       Recipe
-	opt     Options
-	log     io.Writer
-	m       *llama.Model
-	tok     tokenizer.Tokenizer
-	man     *data.Manifest
-	train   *data.Loader
-	val     *data.Loader
-	grads   *llama.Grads
-	params  []autograd.Param
-	resumed string // the checkpoint the model was loaded from ("" a fresh start)
-	lock    *DirLock
+	r          Recipe
+	opt        Options
+	log        io.Writer
+	m          *llama.Model
+	tok        tokenizer.Tokenizer
+	man        *data.Manifest
+	train      *data.Loader
+	val        *data.Loader
+	grads      *llama.Grads
+	params     []autograd.Param
+	resumed    string // the checkpoint the model was loaded from ("" a fresh start)
+	lock       *DirLock
+	comm       dist.Comm
+	root       bool   // rank 0: the one that owns the output directory
+	dataDigest string // of the manifest, compared between ranks
 }
 
 // Pretrain runs recipe r: a model from a preset (random init, normal 0.02,
@@ -98,16 +111,23 @@ func Pretrain(r Recipe, opt Options) (*Result, error) {
 		return nil, err
 	}
 	kernels.SetThreads(r.Threads)
-	ru := &run{r: r, opt: opt, log: opt.Log}
-	if ru.log == nil {
+	ru := &run{r: r, opt: opt, log: opt.Log, comm: opt.Comm}
+	if ru.comm == nil {
+		var err error
+		if ru.comm, err = dist.World(); err != nil {
+			return nil, err
+		}
+	}
+	ru.root = ru.comm.Rank() == 0
+	if ru.log == nil || !ru.root {
 		ru.log = io.Discard
 	}
-	if err := ru.setup(); err != nil {
+	if err := Agree(ru.comm, "setting up the run", ru.setup()); err != nil {
 		ru.close()
 		return nil, err
 	}
 	defer ru.close()
-	obj := &CausalLM{Model: ru.m, Grads: ru.grads, Train: ru.train, Val: ru.val, Batch: r.Batch, Seq: r.Seq, Accum: r.Accum,
+	obj := &CausalLM{Model: ru.m, Grads: ru.grads, Train: ru.train, Val: ru.val, Batch: r.Batch, Seq: r.Seq, Accum: GlobalAccum(ru.comm, r.Accum),
 		Recompute: r.Recompute, EvalBatches: r.EvalBatches}
 	sum, err := Fit(obj, Params(ru.params), ru.config())
 	if err != nil {
@@ -128,7 +148,7 @@ func (ru *run) config() Config {
 	return Config{Recipe: rec.YAML(), Steps: r.Steps, Accum: r.Accum, Optim: r.optim(), Schedule: r.schedule(), GradClip: r.GradClip,
 		EvalEvery: r.EvalEvery, EvalBatches: r.EvalBatches, SaveEvery: r.SaveEvery, Checkpoints: &modelDir{ru: ru},
 		Resume: r.Resume, Dir: r.Out, Lock: ru.lock, Title: "herd pretrain", FLOPsPerToken: FLOPsPerToken(ru.m.Config, r.Seq),
-		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep}
+		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep, Comm: ru.comm, Fingerprint: ru.dataDigest, ZeRO: r.ZeRO}
 }
 
 func (ru *run) close() {
@@ -148,20 +168,27 @@ func (ru *run) setup() error {
 		return err
 	}
 	ru.man = man
+	if mb, err := os.ReadFile(filepath.Join(r.Data, data.ManifestName)); err == nil {
+		ru.dataDigest = fmt.Sprintf("%x", sha256.Sum256(mb))
+	}
 	tokPath := filepath.Join(r.Data, man.Tokenizer.File)
 	if ru.tok, err = checkpoint.OpenTokenizer(tokPath, 0); err != nil { // tokenizer.model or tokenizer.gguf
 		return fmt.Errorf("data directory %s: tokenizer: %w", r.Data, err)
 	}
-	if ru.lock, err = LockDir(r.Out); err != nil {
-		return err
-	}
-	if err := CleanTemps(r.Out, ru.log); err != nil {
-		return err
-	}
-	if err := repairLink(r.Out, ru.log); err != nil {
-		return err
-	}
-	if err := ru.start(); err != nil {
+	if ru.root { // rank 0 owns the output directory; the others get its weights
+		if ru.lock, err = LockDir(r.Out); err != nil {
+			return err
+		}
+		if err := CleanTemps(r.Out, ru.log); err != nil {
+			return err
+		}
+		if err := repairLink(r.Out, ru.log); err != nil {
+			return err
+		}
+		if err := ru.start(); err != nil {
+			return err
+		}
+	} else if err := ru.fresh(); err != nil {
 		return err
 	}
 	c := ru.m.Config
@@ -189,6 +216,9 @@ func (ru *run) setup() error {
 		ru.describe(), float64(c.Params())/1e6, len(ru.params), c.NLayers, c.Dim, c.VocabSize)
 	fmt.Fprintf(ru.log, "data: %s, %d train tokens (%.1f steps per epoch), %d val tokens\n", r.Data, ru.train.Tokens(),
 		float64(ru.train.StepsPerEpoch())/float64(r.Accum), man.ValTokens)
+	if n := ru.comm.Size(); n > 1 {
+		fmt.Fprintf(ru.log, "global batch: %d ranks × %d windows × accum %d = %d windows of %d tokens a step\n", n, r.Batch, r.Accum, n*r.Batch*r.Accum, r.Seq)
+	}
 	fmt.Fprintf(ru.log, "activations: %.1f MiB predicted for %d×%d tokens per micro-batch\n",
 		float64(llama.ActivationBytes(c, r.Batch*r.Seq, r.Recompute))/(1<<20), r.Batch, r.Seq)
 	fmt.Fprintf(ru.log, "recipe:\n%s", indent(ru.r.YAML()))

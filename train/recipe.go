@@ -44,6 +44,9 @@ type Recipe struct {
 	Recompute   bool    `yaml:"recompute"`    // recompute block activations in backward
 	PeakGFLOPS  float64 `yaml:"peak_gflops"`  // the machine's F32 peak, for the MFU estimate (0: DefaultPeakGFLOPSPerThread per thread)
 	Resume      bool    `yaml:"resume"`       // continue the run in Out
+	// ZeRO shards the optimizer's moments over the data-parallel ranks
+	// (--zero; ZeRO stage 1).
+	ZeRO bool `yaml:"zero,omitempty"`
 }
 
 // Defaults are the values a recipe starts from: llama2.c's TinyStories

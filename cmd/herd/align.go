@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/herd-llm/herd/dist"
+	"io"
 	"os"
 	"strings"
 
@@ -41,6 +43,7 @@ func (a *alignFlags) register(f *pflag.FlagSet, lr float64) {
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
 	f.IntVar(&o.Batch, "batch", 8, "pairs per micro-batch (chosen and rejected in one forward pass)")
 	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.BoolVar(&o.ZeRO, "zero", false, "under mpirun: shard AdamW's moments over the ranks (ZeRO stage 1)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
 	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, lr, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
 	optimFlags(f, &o.Beta1, &o.Beta2, &o.Eps, &o.WeightDecay, &o.DecayNorms, train.Optim{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
@@ -83,8 +86,12 @@ func (a *alignFlags) parse(cmd *cobra.Command) error {
 	kernels.SetThreads(a.threads)
 	a.j.Tune.LimitMemory = os.Getenv("GOMEMLIMIT") == ""
 	a.j.Tune.Recipe = recipeYAML(cmd.Flags())
-	printRecipe(cmd.ErrOrStderr(), cmd)
-	a.bar = newTrainBar(cmd.ErrOrStderr(), true)
+	errw := cmd.ErrOrStderr()
+	if c, err := dist.World(); err == nil && c.Rank() != 0 { // only rank 0 reports
+		errw = io.Discard
+	}
+	printRecipe(errw, cmd)
+	a.bar = newTrainBar(errw, true)
 	if !a.quiet {
 		a.j.Tune.OnStart, a.j.Tune.OnStep = a.bar.start, a.bar.step
 	}
@@ -158,6 +165,9 @@ Recipes: align/recipes/.`,
 			if err != nil {
 				return err
 			}
+			if !rankZero() {
+				return nil
+			}
 			report(cmd, res, align.RewardsAccuracy, align.RewardsMargin, align.RewardsChosen, align.RewardsRejected)
 			return nil
 		},
@@ -206,6 +216,9 @@ score.safetensors (the head). herd rm score takes either.`,
 			a.bar.finish()
 			if err != nil {
 				return err
+			}
+			if !rankZero() {
+				return nil
 			}
 			report(cmd, res, align.Accuracy, align.Margin)
 			return nil

@@ -30,7 +30,19 @@ OUTDIR receives step-N/ checkpoints (model.gguf with the tokenizer and herd.*
 metadata, optimizer.gguf beside it, written atomically), model.gguf (the
 newest, for herd run and herd bench), metrics.jsonl and loss.png. --resume
 continues exactly where the last checkpoint left off. A NaN or Inf loss or
-gradient stops the run, keeping the last good checkpoint.`,
+gradient stops the run, keeping the last good checkpoint.
+
+Data parallel on several processes or machines: build herd with MPI
+(apt-get install libopenmpi-dev; go build -tags mpi ./cmd/herd) and start it
+with mpirun, e.g.
+
+  mpirun -np 4 --hostfile hosts herd pretrain --preset stories15M --data DIR -o OUT
+
+Each rank trains --batch sequences × --accum micro-batches of every step
+(the global batch is ranks × batch × accum), the gradients are summed
+over the ranks, and rank 0 alone writes OUTDIR (which --resume must then
+find on rank 0's machine). --resume on another number of ranks needs the
+same ranks × accum. A herd built without MPI refuses to run under mpirun.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			errw := cmd.ErrOrStderr()
@@ -43,6 +55,9 @@ gradient stops the run, keeping the last good checkpoint.`,
 			bar.finish()
 			if err != nil {
 				return err
+			}
+			if !rankZero() {
+				return nil
 			}
 			val := ""
 			if !math.IsNaN(res.ValLoss) {
@@ -75,6 +90,7 @@ gradient stops the run, keeping the last good checkpoint.`,
 	f.BoolVar(&r.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
 	f.Float64Var(&r.PeakGFLOPS, "peak-gflops", 0, "the machine's F32 peak for the MFU estimate (0: 85.5 per thread)")
 	f.IntVarP(&r.Threads, "threads", "t", 0, "threads (0: all cores)")
+	f.BoolVar(&r.ZeRO, "zero", false, "under mpirun: shard AdamW's moments over the ranks (ZeRO stage 1)")
 	quietFlags(f, &quiet)
 	return withRecipe(cmd)
 }

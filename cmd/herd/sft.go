@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"github.com/herd-llm/herd/dist"
 	"io"
 	"math"
 	"os"
@@ -101,11 +102,21 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 	if a.data == "" || a.out == "" {
 		return fmt.Errorf("sft: --data and -o are required")
 	}
-	lock, err := train.LockDir(a.out) // held until the outputs are written
+	comm, err := dist.World() // the data-parallel ranks under mpirun
 	if err != nil {
 		return err
 	}
-	defer lock.Release()
+	o.Comm = comm
+	root := comm.Rank() == 0 // only rank 0 holds OUTDIR, reports and writes
+	var lock *train.DirLock
+	if root {
+		if lock, err = train.LockDir(a.out); err != nil { // held until the outputs are written
+			return err
+		}
+		defer lock.Release()
+	} else {
+		errw = io.Discard
+	}
 	kernels.SetThreads(a.threads)
 	m, tok, err := checkpoint.Load(a.base, a.tokPath)
 	if err != nil {
@@ -138,7 +149,7 @@ func runSFT(cmd *cobra.Command, a *sftArgs) error {
 	}
 	res, err := sft.Tune(m, samples, *o)
 	bar.finish()
-	if err != nil {
+	if err != nil || !root {
 		return err
 	}
 	if res.Adapters != nil {
@@ -215,6 +226,7 @@ func sftFlags(f *pflag.FlagSet, a *sftArgs) {
 	f.IntVar(&o.Steps, "steps", 0, "optimizer steps (0: one epoch)")
 	f.IntVar(&o.Batch, "batch", 8, "examples per micro-batch (with --pack: rows of --ctx tokens)")
 	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.BoolVar(&o.ZeRO, "zero", false, "under mpirun: shard AdamW's moments over the ranks (ZeRO stage 1)")
 	f.BoolVar(&a.pack, "pack", false, "fill each row of a batch with examples up to --ctx tokens (each still attends only to itself)")
 	f.BoolVar(&o.Recompute, "recompute", false, "recompute each block's activations in the backward pass (less memory)")
 	scheduleFlags(f, &o.LR, &o.MinLR, &o.Warmup, &o.Schedule, 2e-4, 0, 0, "final learning rate of the decay (0: a tenth of --lr)")
