@@ -146,3 +146,29 @@ func (c *KVCache) store(li, pos int, k, v []float32, s autograd.Span, kvd int) a
 	s.K, s.V = kc, vc
 	return s
 }
+
+// CopyPrefix makes c hold the first n positions of src (a cache of the
+// same model and dtype), growing c's room as needed: a shared prompt
+// computed once can seed several caches.
+func (c *KVCache) CopyPrefix(src *KVCache, n int) error {
+	switch {
+	case n < 0 || n > src.Len:
+		return fmt.Errorf("kv cache: copy of %d positions from a cache holding %d", n, src.Len)
+	case n > c.Cap:
+		return fmt.Errorf("kv cache: copy of %d positions into a cache of at most %d", n, c.Cap)
+	case c.DType != src.DType || c.kvd != src.kvd || c.layers() != src.layers():
+		return fmt.Errorf("kv cache: copy between caches of different models or types")
+	}
+	c.grow(n)
+	sz := n * c.kvd
+	for l := range src.K16 {
+		copy(c.K16[l][:sz], src.K16[l][:sz])
+		copy(c.V16[l][:sz], src.V16[l][:sz])
+	}
+	for l := range src.K {
+		copy(c.K[l][:sz], src.K[l][:sz])
+		copy(c.V[l][:sz], src.V[l][:sz])
+	}
+	c.Len = n
+	return nil
+}

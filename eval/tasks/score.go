@@ -251,17 +251,13 @@ func (s *Scorer) keepStem(c *llama.KVCache, toks []int) {
 	s.stemToks = append(s.stemToks[:0], toks...)
 }
 
-// copyPrefix makes dst hold the first n positions of src.
-func copyPrefix(dst, src *llama.KVCache, n, kvd int) {
-	for l := range src.K16 {
-		copy(dst.K16[l][:n*kvd], src.K16[l][:n*kvd])
-		copy(dst.V16[l][:n*kvd], src.V16[l][:n*kvd])
+// copyPrefix makes dst hold the first n positions of src. The callers
+// size dst for n positions and src holds them, so an error here is a bug
+// in this file, not bad input.
+func copyPrefix(dst, src *llama.KVCache, n, _ int) {
+	if err := dst.CopyPrefix(src, n); err != nil {
+		panic("eval/tasks: " + err.Error())
 	}
-	for l := range src.K {
-		copy(dst.K[l][:n*kvd], src.K[l][:n*kvd])
-		copy(dst.V[l][:n*kvd], src.V[l][:n*kvd])
-	}
-	dst.Len = n
 }
 
 // score sums the continuation's log-probabilities from logits whose row
