@@ -1,0 +1,187 @@
+package road
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/herd-llm/herd/align"
+	"github.com/herd-llm/herd/chat"
+	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/eval"
+	"github.com/herd-llm/herd/generate"
+	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/llama"
+	"github.com/herd-llm/herd/tokenizer"
+)
+
+// answerTokens is the longest answer a stage writes to a prompt.
+const answerTokens = 96
+
+// Stage is one model on the road and how it did.
+type Stage struct {
+	Name  string `json:"name"`
+	Model string `json:"model"` // relative to Dir
+	// Perplexity on the held-out stories (llama-perplexity's chunking,
+	// 256-token chunks) and its standard error.
+	Perplexity    float64 `json:"perplexity"`
+	PerplexityErr float64 `json:"perplexity_err"`
+	// Reward is the reward model's mean score of the stage's answers to
+	// the evaluation prompts; WinRate the share of prompts where it beats
+	// the previous stage's answer (ties count half; absent for the first).
+	Reward  float64   `json:"reward"`
+	WinRate *float64  `json:"win_rate,omitempty"`
+	Rewards []float64 `json:"rewards"`
+	Answers []string  `json:"answers"`
+}
+
+// stageModels are the models the evaluation compares, in road order.
+func (r *Road) stageModels() [][2]string {
+	return [][2]string{
+		{"base", "data/base.gguf"}, {"pretrain", "pretrain/model.gguf"}, {"sft", "sft/model.gguf"},
+		{"dpo", "dpo/model.gguf"}, {"quantize", "quantize/" + r.quantName()},
+	}
+}
+
+func runEval(r *Road, in *Info) error {
+	kernels.SetThreads(r.Threads)
+	var ps []string
+	b, err := os.ReadFile(r.Path("data", "prompts.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &ps)
+	}
+	if err != nil {
+		return fmt.Errorf("prompts.json: %w", err)
+	}
+	rm, tok, err := align.LoadReward(r.Path("rm", align.RewardFile), "", "")
+	if err != nil {
+		return err
+	}
+	defer rm.Policy.Model.Close()
+	tmpl, err := chat.Lookup(Template)
+	if err != nil {
+		return err
+	}
+	text, err := heldOutText()
+	if err != nil {
+		return err
+	}
+	heldOut := tok.Encode(text, true, false)
+	var stages []Stage
+	for _, sm := range r.stageModels() {
+		st, err := r.evalStage(sm[0], sm[1], ps, heldOut, tmpl, rm)
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", sm[0], err)
+		}
+		if len(stages) > 0 {
+			w := winRate(st.Rewards, stages[len(stages)-1].Rewards)
+			st.WinRate = &w
+		}
+		stages = append(stages, st)
+		fmt.Fprintf(r.log, "   %-9s perplexity %7.3f ± %.3f  reward %+.3f%s\n", st.Name, st.Perplexity, st.PerplexityErr, st.Reward, winText(st.WinRate))
+	}
+	for _, st := range stages {
+		in.figure(st.Name+"/perplexity", st.Perplexity)
+		in.figure(st.Name+"/reward", st.Reward)
+	}
+	if err := writeJSON(r.Path("eval", "stages.json"), stages); err != nil {
+		return err
+	}
+	in.Outputs = append(in.Outputs, "eval/stages.json")
+	return nil
+}
+
+func winText(w *float64) string {
+	if w == nil {
+		return ""
+	}
+	return fmt.Sprintf("  win rate vs previous %.0f%%", 100**w)
+}
+
+// heldOutText is the held-out stories joined as one text.
+func heldOutText() (string, error) {
+	val, err := stories("stories-val.jsonl.gz")
+	return strings.Join(val, "\n"), err
+}
+
+// evalStage measures one stage's model: perplexity, answers, rewards.
+func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, tmpl *chat.Template, rm *align.RewardModel) (Stage, error) {
+	st := Stage{Name: name, Model: rel}
+	m, tok, err := checkpoint.Load(r.Path(rel), "")
+	if err != nil {
+		return st, err
+	}
+	defer m.Close()
+	ctx := min(256, m.Config.ContextLen, len(heldOut)/2)
+	pr, err := eval.Perplexity(m, heldOut, tok.BOS(), eval.Options{Ctx: ctx})
+	if err != nil {
+		return st, err
+	}
+	st.Perplexity, st.PerplexityErr = pr.PPL, pr.PPLErr
+	enc := &align.Encoder{Tok: tok, Template: tmpl, MaxLen: rm.Policy.Model.Config.ContextLen}
+	var seqs [][]int
+	for _, p := range ps {
+		a, err := answer(m, tok, tmpl, p)
+		if err != nil {
+			return st, err
+		}
+		st.Answers = append(st.Answers, a)
+		if strings.TrimSpace(a) == "" {
+			a = "." // an empty answer is scored as a bare full stop
+		}
+		s, err := enc.Encode(&align.Example{Prompt: []chat.Message{{Role: chat.User, Content: p}}, Chosen: a, Where: name})
+		if err != nil || s == nil {
+			return st, fmt.Errorf("encoding the answer to %q: %v", p, err)
+		}
+		seqs = append(seqs, slices.Concat(s.Prompt, s.Chosen))
+	}
+	if st.Rewards, err = rm.Score(seqs); err != nil {
+		return st, err
+	}
+	for _, x := range st.Rewards {
+		st.Reward += x / float64(len(st.Rewards))
+	}
+	return st, nil
+}
+
+// answer is m's greedy answer to prompt in tmpl (repetition penalised
+// as llama.cpp's default 1.1), cut at EOS, a stop token or a stop string.
+func answer(m *llama.Model, tok tokenizer.Tokenizer, tmpl *chat.Template, prompt string) (string, error) {
+	rd, err := tmpl.Render([]chat.Message{{Role: chat.User, Content: prompt}}, true)
+	if err != nil {
+		return "", err
+	}
+	ids := rd.Encode(tok).IDs
+	out, err := generate.Tokens(m, ids, answerTokens, generate.NewSampler(generate.SamplerConfig{RepeatPenalty: 1.1}))
+	if err != nil {
+		return "", err
+	}
+	gen := out[len(ids):]
+	if i := slices.Index(gen, tok.EOS()); i >= 0 {
+		gen = gen[:i]
+	}
+	text := tok.Decode(gen)
+	for _, s := range tmpl.Stop {
+		if i := strings.Index(text, s); i >= 0 {
+			text = text[:i]
+		}
+	}
+	return strings.TrimSpace(text), nil
+}
+
+// winRate is the share of positions where a beats b, ties counted half.
+func winRate(a, b []float64) float64 {
+	var w float64
+	for i := range a {
+		switch {
+		case a[i] > b[i]:
+			w++
+		case a[i] == b[i]:
+			w += 0.5
+		}
+	}
+	return w / math.Max(1, float64(len(a)))
+}
