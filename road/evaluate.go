@@ -169,7 +169,19 @@ func answer(m *llama.Model, tok tokenizer.Tokenizer, tmpl *chat.Template, prompt
 			text = text[:i]
 		}
 	}
-	return strings.TrimSpace(text), nil
+	return tidy(text), nil
+}
+
+// tidy trims an answer and folds its runs of blank lines into one line
+// break, for the report's table.
+func tidy(s string) string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, strings.TrimRight(l, " \t"))
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // winRate is the share of positions where a beats b, ties counted half.

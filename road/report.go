@@ -174,7 +174,7 @@ th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
 .ans{max-width:260px;white-space:pre-wrap;font-size:12px}
 </style></head><body>
 <h1>herd quickstart: the whole road in one run</h1>
-<p>{{len .Steps}} steps in {{printf "%.0f" .Seconds}} s (--minutes {{.Minutes}}), result: <code>{{.Model}}</code> ({{.Quant}}). Written {{.Written}}.</p>
+<p>The road took {{printf "%.0f" .Seconds}} s (--minutes {{.Minutes}}), result: <code>{{.Model}}</code> ({{.Quant}}). Written {{.Written}}.</p>
 <h2>The road</h2>
 {{.Road}}
 <h2>Evaluation across stages</h2>
