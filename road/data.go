@@ -7,12 +7,16 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
+	"github.com/herd-llm/herd/tokenizer"
 )
 
 // shipped is the road's own data (data/README.md: sources and licences):
@@ -139,6 +143,34 @@ func preferences(ss []string, seed uint64) []prefRow {
 	return rows
 }
 
+type turn struct {
+	From  string `json:"from"`
+	Value string `json:"value"`
+}
+
+type conversation struct {
+	ID            string `json:"id"`
+	Conversations []turn `json:"conversations"`
+}
+
+// conversations are two-turn ShareGPT conversations made from stories:
+// a story asked for by its first sentence, then "What happened next?".
+func conversations(ss []string) []conversation {
+	var out []conversation
+	for i, s := range ss {
+		sent := sentences(s)
+		if len(sent) < 6 {
+			continue
+		}
+		half := len(sent) / 2
+		out = append(out, conversation{ID: fmt.Sprintf("story_%d", i), Conversations: []turn{
+			{"human", fmt.Sprintf("Tell me a story that begins with: %q", sent[0])}, {"gpt", upTo(sent[:half], 300)},
+			{"human", "What happened next?"}, {"gpt", upTo(sent[half:], 300)},
+		}})
+	}
+	return out
+}
+
 // prompts are ShowPrompts then the first sentences of held-out stories.
 func prompts(val []string) []string {
 	out := append([]string(nil), ShowPrompts...)
@@ -173,33 +205,11 @@ func writeJSONL[T any](path string, rows []T) error {
 	return writeFile(path, b.Bytes())
 }
 
-// runData writes the shipped corpus, makes the instruction, preference
-// and prompt files from it, saves the base model and packs the corpus
-// into token shards with herd data prepare's cleaning and dedup.
+// runData writes the shipped data (WriteData) and packs the corpus into
+// token shards with herd data prepare's cleaning and dedup.
 func runData(r *Road, in *Info) error {
-	train, err := stories("stories-train.jsonl.gz")
+	tok, err := WriteData(r.Path("data"), r.Base, in, r.log)
 	if err != nil {
-		return err
-	}
-	val, err := stories("stories-val.jsonl.gz")
-	if err != nil {
-		return err
-	}
-	for _, f := range []string{"stories-train.jsonl.gz", "stories-val.jsonl.gz"} {
-		b, _ := shipped.ReadFile("data/" + f)
-		if err := writeFile(r.Path("data", f), b); err != nil {
-			return err
-		}
-	}
-	if err := writeInstructions(r, train, val, in); err != nil {
-		return err
-	}
-	m, tok, err := checkpoint.Load(r.Base, "")
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	if err := checkpoint.SaveGGUF(r.Path("data", "base.gguf"), m, tok, checkpoint.SaveOptions{Name: "road base"}); err != nil {
 		return err
 	}
 	rec := data.Recipe{
@@ -219,9 +229,54 @@ func runData(r *Road, in *Info) error {
 	return nil
 }
 
+// WriteData writes the road's shipped data into dir, the files herd
+// recipe run gives its recipes: stories-train.jsonl.gz and
+// stories-val.jsonl.gz (the corpus), sft.json and sft-val.json (Alpaca
+// rows), sharegpt.json (two-turn conversations), prefs.jsonl and
+// prefs-val.jsonl (prompt/chosen/rejected), prompts.json, and base.gguf
+// (the model at base, "" for the embedded stories260K, with its
+// tokenizer, which it returns). in, when not nil, receives the counts.
+func WriteData(dir, base string, in *Info, log io.Writer) (tokenizer.Tokenizer, error) {
+	if in == nil {
+		in = &Info{}
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	train, err := stories("stories-train.jsonl.gz")
+	if err != nil {
+		return nil, err
+	}
+	val, err := stories("stories-val.jsonl.gz")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"stories-train.jsonl.gz", "stories-val.jsonl.gz"} {
+		b, _ := shipped.ReadFile("data/" + f)
+		if err := writeFile(filepath.Join(dir, f), b); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeFile(filepath.Join(dir, "held-out.txt"), []byte(strings.Join(val, "\n")+"\n")); err != nil {
+		return nil, err
+	}
+	if err := writeInstructions(dir, train, val, in, log); err != nil {
+		return nil, err
+	}
+	m, tok, err := checkpoint.Load(base, "")
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return tok, checkpoint.SaveGGUF(filepath.Join(dir, "base.gguf"), m, tok, checkpoint.SaveOptions{Name: "road base"})
+}
+
 // writeInstructions writes sft.json, sft-val.json, prefs.jsonl,
 // prefs-val.jsonl and prompts.json.
-func writeInstructions(r *Road, train, val []string, in *Info) error {
+func writeInstructions(dir string, train, val []string, in *Info, log io.Writer) error {
 	idb, err := shipped.ReadFile("data/identity.json")
 	if err != nil {
 		return err
@@ -237,22 +292,22 @@ func writeInstructions(r *Road, train, val []string, in *Info) error {
 	for _, w := range []struct {
 		name string
 		v    any
-	}{{"sft.json", sftRows}, {"sft-val.json", sftVal}, {"prompts.json", ps}} {
-		if err := writeJSON(r.Path("data", w.name), w.v); err != nil {
+	}{{"sft.json", sftRows}, {"sft-val.json", sftVal}, {"prompts.json", ps}, {"sharegpt.json", conversations(train)}} {
+		if err := writeJSON(filepath.Join(dir, w.name), w.v); err != nil {
 			return err
 		}
 	}
-	if err := writeJSONL(r.Path("data", "prefs.jsonl"), pr); err != nil {
+	if err := writeJSONL(filepath.Join(dir, "prefs.jsonl"), pr); err != nil {
 		return err
 	}
-	if err := writeJSONL(r.Path("data", "prefs-val.jsonl"), prVal); err != nil {
+	if err := writeJSONL(filepath.Join(dir, "prefs-val.jsonl"), prVal); err != nil {
 		return err
 	}
 	in.figure("sft_examples", float64(len(sftRows)))
 	in.figure("sft_val_examples", float64(len(sftVal)))
 	in.figure("pref_pairs", float64(len(pr)))
 	in.figure("pref_val_pairs", float64(len(prVal)))
-	fmt.Fprintf(r.log, "   %d instructions (%d held out), %d preference pairs (%d held out), %d evaluation prompts\n",
+	fmt.Fprintf(log, "   %d instructions (%d held out), %d preference pairs (%d held out), %d evaluation prompts\n",
 		len(sftRows), len(sftVal), len(pr), len(prVal), len(ps))
 	return nil
 }

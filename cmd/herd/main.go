@@ -25,6 +25,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), chatCmd(), benchCmd(), convertCmd(), initCmd(), quantizeCmd(), serveCmd(), loadtestCmd(), pretrainCmd(), dataCmd(), exportCmd(), perplexityCmd(), kldCmd(), tokenizeCmd(), tokenizerCmd(), resizeVocabCmd(), sftCmd(), dpoCmd(), rmCmd(), mergeCmd(), deltaCmd(), synthCmd(), judgeCmd(), quickstartCmd())
+	root.AddCommand(runCmd(), chatCmd(), benchCmd(), convertCmd(), initCmd(), quantizeCmd(), serveCmd(), loadtestCmd(), pretrainCmd(), dataCmd(), exportCmd(), perplexityCmd(), kldCmd(), tokenizeCmd(), tokenizerCmd(), resizeVocabCmd(), sftCmd(), dpoCmd(), rmCmd(), mergeCmd(), deltaCmd(), synthCmd(), judgeCmd(), quickstartCmd(), recipeCmd())
 	return root
 }
