@@ -75,7 +75,7 @@ func runPretrain(r *Road, in *Info) error {
 func (r *Road) tuneOptions(in *Info, method string, steps int, lr float64) sft.Options {
 	o := sft.Options{Method: method, Steps: steps, Batch: 8, LR: lr, Warmup: min(10, steps/10), GradClip: 1, Seed: 1,
 		LoRA:      lora.Config{Rank: 8, Alpha: 16, Targets: append([]string(nil), lora.Modules...)},
-		EvalEvery: max(1, steps/5), EvalBatches: 4, Keep: 1, Log: r.log}
+		EvalEvery: max(1, steps/5), Keep: 1, Log: r.log} // EvalBatches 0: every validation sample, so the curve compares
 	o.OnStart, o.OnStep = r.progress(in)
 	return o
 }
@@ -103,7 +103,7 @@ func runSFT(r *Road, in *Info) error {
 		return err
 	}
 	fmt.Fprintf(r.log, "   data: %s\n", enc.Stats)
-	o := r.tuneOptions(in, sft.LoRA, r.steps(sftSteps), 3e-3)
+	o := r.tuneOptions(in, sft.LoRA, r.steps(sftSteps), 2e-3)
 	o.Dir, o.Val = r.Path("sft"), val
 	res, err := sft.Tune(m, samples, o)
 	if err != nil {
@@ -162,7 +162,7 @@ func runRM(r *Road, in *Info) error {
 func runDPO(r *Road, in *Info) error {
 	kernels.SetThreads(r.Threads)
 	j := r.alignJob(r.Path("dpo"))
-	j.Tune = r.tuneOptions(in, sft.LoRA, r.steps(dpoSteps), 2e-3)
+	j.Tune = r.tuneOptions(in, sft.LoRA, r.steps(dpoSteps), 5e-4)
 	j.Loss = align.Params{Loss: align.Sigmoid, Beta: 0.1}
 	res, err := align.RunDPO(j, r.log)
 	if err != nil {
