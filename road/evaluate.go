@@ -32,10 +32,14 @@ type Stage struct {
 	// Reward is the reward model's mean score of the stage's answers to
 	// the evaluation prompts; WinRate the share of prompts where it beats
 	// the previous stage's answer (ties count half; absent for the first).
-	Reward  float64   `json:"reward"`
-	WinRate *float64  `json:"win_rate,omitempty"`
-	Rewards []float64 `json:"rewards"`
-	Answers []string  `json:"answers"`
+	// ChoiceAccuracy is a two-choice task on the held-out pairs: the
+	// share where the model gives the story's real continuation a higher
+	// log-likelihood than the same words shuffled (HellaSwag's acc).
+	ChoiceAccuracy float64   `json:"choice_accuracy"`
+	Reward         float64   `json:"reward"`
+	WinRate        *float64  `json:"win_rate,omitempty"`
+	Rewards        []float64 `json:"rewards"`
+	Answers        []string  `json:"answers"`
 }
 
 // stageModels are the models the evaluation compares, in road order.
@@ -70,9 +74,13 @@ func runEval(r *Road, in *Info) error {
 		return err
 	}
 	heldOut := tok.Encode(text, true, false)
+	pairs, err := choicePairs(r.Path("data", "prefs-val.jsonl"), tok, tmpl)
+	if err != nil {
+		return err
+	}
 	var stages []Stage
 	for _, sm := range r.stageModels() {
-		st, err := r.evalStage(sm[0], sm[1], ps, heldOut, tmpl, rm)
+		st, err := r.evalStage(sm[0], sm[1], ps, heldOut, pairs, tmpl, rm)
 		if err != nil {
 			return fmt.Errorf("stage %s: %w", sm[0], err)
 		}
@@ -81,11 +89,13 @@ func runEval(r *Road, in *Info) error {
 			st.WinRate = &w
 		}
 		stages = append(stages, st)
-		fmt.Fprintf(r.log, "   %-9s perplexity %7.3f ± %.3f  reward %+.3f%s\n", st.Name, st.Perplexity, st.PerplexityErr, st.Reward, winText(st.WinRate))
+		fmt.Fprintf(r.log, "   %-9s perplexity %7.3f ± %.3f  2-choice %.0f%%  reward %+.3f%s\n", st.Name, st.Perplexity, st.PerplexityErr,
+			100*st.ChoiceAccuracy, st.Reward, winText(st.WinRate))
 	}
 	for _, st := range stages {
 		in.figure(st.Name+"/perplexity", st.Perplexity)
 		in.figure(st.Name+"/reward", st.Reward)
+		in.figure(st.Name+"/choice_accuracy", st.ChoiceAccuracy)
 	}
 	if err := writeJSON(r.Path("eval", "stages.json"), stages); err != nil {
 		return err
@@ -108,7 +118,7 @@ func heldOutText() (string, error) {
 }
 
 // evalStage measures one stage's model: perplexity, answers, rewards.
-func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, tmpl *chat.Template, rm *align.RewardModel) (Stage, error) {
+func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, pairs []align.Sample, tmpl *chat.Template, rm *align.RewardModel) (Stage, error) {
 	st := Stage{Name: name, Model: rel}
 	m, tok, err := checkpoint.Load(r.Path(rel), "")
 	if err != nil {
@@ -121,6 +131,9 @@ func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, tmpl *cha
 		return st, err
 	}
 	st.Perplexity, st.PerplexityErr = pr.PPL, pr.PPLErr
+	if st.ChoiceAccuracy, err = choiceAccuracy(m, pairs); err != nil {
+		return st, err
+	}
 	enc := &align.Encoder{Tok: tok, Template: tmpl, MaxLen: rm.Policy.Model.Config.ContextLen}
 	var seqs [][]int
 	for _, p := range ps {
@@ -196,4 +209,75 @@ func winRate(a, b []float64) float64 {
 		}
 	}
 	return w / math.Max(1, float64(len(a)))
+}
+
+// choicePairs are the held-out preference pairs encoded for the
+// two-choice task.
+func choicePairs(path string, tok tokenizer.Tokenizer, tmpl *chat.Template) ([]align.Sample, error) {
+	exs, _, err := align.ReadAll([]string{path}, false)
+	if err != nil {
+		return nil, err
+	}
+	enc := &align.Encoder{Tok: tok, Template: tmpl, MaxLen: 512}
+	return enc.EncodeAll(exs)
+}
+
+// choiceAccuracy is the share of pairs whose chosen response m gives a
+// higher log-likelihood (after the prompt) than the rejected one.
+func choiceAccuracy(m *llama.Model, pairs []align.Sample) (float64, error) {
+	if len(pairs) == 0 {
+		return math.NaN(), nil
+	}
+	var right float64
+	for _, p := range pairs {
+		c, err := logLikelihood(m, p.Prompt, p.Chosen)
+		if err != nil {
+			return 0, err
+		}
+		rj, err := logLikelihood(m, p.Prompt, p.Rejected)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case c > rj:
+			right++
+		case c == rj:
+			right += 0.5
+		}
+	}
+	return right / float64(len(pairs)), nil
+}
+
+// logLikelihood is Σ log p(resp[i] | prompt, resp[:i]) under m, each
+// log-softmax taken in float64.
+func logLikelihood(m *llama.Model, prompt, resp []int) (float64, error) {
+	seq := slices.Concat(prompt, resp)
+	if len(seq) > m.Config.ContextLen || len(prompt) == 0 {
+		return 0, fmt.Errorf("a pair of %d tokens does not fit the context %d", len(seq), m.Config.ContextLen)
+	}
+	var st llama.State
+	logits, err := m.Forward(&st, m.NewKVCache(len(seq)), seq[:len(seq)-1], 0, true)
+	if err != nil {
+		return 0, err
+	}
+	v := m.Config.VocabSize
+	var sum float64
+	for i := len(prompt) - 1; i < len(seq)-1; i++ {
+		row := logits[i*v : (i+1)*v]
+		sum += logSoftmaxAt(row, seq[i+1])
+	}
+	return sum, nil
+}
+
+// logSoftmaxAt is log softmax(row)[k] in float64.
+func logSoftmaxAt(row []float32, k int) float64 {
+	mx := math.Inf(-1)
+	for _, x := range row {
+		mx = math.Max(mx, float64(x))
+	}
+	var z float64
+	for _, x := range row {
+		z += math.Exp(float64(x) - mx)
+	}
+	return float64(row[k]) - mx - math.Log(z)
 }

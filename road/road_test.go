@@ -3,6 +3,7 @@ package road
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,9 +69,17 @@ func TestRoadWritesEveryStage(t *testing.T) {
 		if len(st.Answers) != len(rep.Prompts) || len(st.Rewards) != len(rep.Prompts) {
 			t.Errorf("stage %s: %d answers, %d rewards for %d prompts", st.Name, len(st.Answers), len(st.Rewards), len(rep.Prompts))
 		}
+		if !(st.ChoiceAccuracy >= 0 && st.ChoiceAccuracy <= 1) {
+			t.Errorf("stage %s: 2-choice accuracy %g", st.Name, st.ChoiceAccuracy)
+		}
 		if (i == 0) != (st.WinRate == nil) {
 			t.Errorf("stage %s: win rate %v (only the first stage has none)", st.Name, st.WinRate)
 		}
+	}
+	// stories260K, trained on TinyStories, prefers a story's own words in
+	// order to the same words shuffled.
+	if acc := rep.Stages[0].ChoiceAccuracy; !(acc > 0.8) {
+		t.Errorf("the base model's 2-choice accuracy %g, want it to prefer fluent text", acc)
 	}
 	// Two steps of the reward model on pairs whose rejected side is
 	// shuffled words already tell most held-out pairs apart.
@@ -216,5 +225,20 @@ func TestReportInChromium(t *testing.T) {
 	png, err := os.ReadFile(shot)
 	if err != nil || len(png) < 10000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Errorf("screenshot %s: %d bytes (%v), want a painted PNG", shot, len(png), err)
+	}
+}
+
+func TestLogSoftmaxAt(t *testing.T) {
+	row := []float32{1, -2, 3.5, 0, 80}
+	var sum float64
+	for k := range row {
+		sum += math.Exp(logSoftmaxAt(row, k))
+	}
+	if math.Abs(sum-1) > 1e-12 {
+		t.Errorf("probabilities sum to %v", sum)
+	}
+	// log softmax of two equal logits is log 1/2
+	if got := logSoftmaxAt([]float32{7, 7}, 1); math.Abs(got-math.Log(0.5)) > 1e-15 {
+		t.Errorf("log softmax of equal logits %v", got)
 	}
 }
