@@ -32,14 +32,18 @@ type Stage struct {
 	// Reward is the reward model's mean score of the stage's answers to
 	// the evaluation prompts; WinRate the share of prompts where it beats
 	// the previous stage's answer (ties count half; absent for the first).
-	// ChoiceAccuracy is a two-choice task on the held-out pairs: the
-	// share where the model gives the story's real continuation a higher
-	// log-likelihood than the same words shuffled (HellaSwag's acc).
-	ChoiceAccuracy float64   `json:"choice_accuracy"`
-	Reward         float64   `json:"reward"`
-	WinRate        *float64  `json:"win_rate,omitempty"`
-	Rewards        []float64 `json:"rewards"`
-	Answers        []string  `json:"answers"`
+	// ChoiceAccuracy is a two-choice task on the held-out stories: the
+	// share where the model gives a story's own next sentences a higher
+	// log-likelihood than another story's (HellaSwag's acc).
+	ChoiceAccuracy float64 `json:"choice_accuracy"`
+	Reward         float64 `json:"reward"`
+	// Empty counts the answers that were empty (the model ended its turn
+	// at once), scored as a bare full stop: many of them beside a high
+	// reward is the reward model being gamed.
+	Empty   int       `json:"empty_answers"`
+	WinRate *float64  `json:"win_rate,omitempty"`
+	Rewards []float64 `json:"rewards"`
+	Answers []string  `json:"answers"`
 }
 
 // stageModels are the models the evaluation compares, in road order.
@@ -74,7 +78,7 @@ func runEval(r *Road, in *Info) error {
 		return err
 	}
 	heldOut := tok.Encode(text, true, false)
-	pairs, err := choicePairs(r.Path("data", "prefs-val.jsonl"), tok, tmpl)
+	pairs, err := choicePairs(tok, tmpl)
 	if err != nil {
 		return err
 	}
@@ -144,6 +148,7 @@ func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, pairs []a
 		st.Answers = append(st.Answers, a)
 		if strings.TrimSpace(a) == "" {
 			a = "." // an empty answer is scored as a bare full stop
+			st.Empty++
 		}
 		s, err := enc.Encode(&align.Example{Prompt: []chat.Message{{Role: chat.User, Content: p}}, Chosen: a, Where: name})
 		if err != nil || s == nil {
@@ -211,12 +216,22 @@ func winRate(a, b []float64) float64 {
 	return w / math.Max(1, float64(len(a)))
 }
 
-// choicePairs are the held-out preference pairs encoded for the
-// two-choice task.
-func choicePairs(path string, tok tokenizer.Tokenizer, tmpl *chat.Template) ([]align.Sample, error) {
-	exs, _, err := align.ReadAll([]string{path}, false)
+// choicePairs are the two-choice task's items, made from the held-out
+// stories: after a story's first sentence, its own next two sentences
+// (right) or the next story's (wrong), as in HellaSwag's endings.
+func choicePairs(tok tokenizer.Tokenizer, tmpl *chat.Template) ([]align.Sample, error) {
+	val, err := stories("stories-val.jsonl.gz")
 	if err != nil {
 		return nil, err
+	}
+	var exs []*align.Example
+	for i, s := range val {
+		a, b := sentences(s), sentences(val[(i+1)%len(val)])
+		if len(a) < 3 || len(b) < 3 {
+			continue
+		}
+		exs = append(exs, &align.Example{Prompt: []chat.Message{{Role: chat.User, Content: "Continue the story: " + a[0]}},
+			Chosen: a[1] + " " + a[2], Rejected: b[1] + " " + b[2], Paired: true, Where: fmt.Sprintf("held-out story %d", i+1)})
 	}
 	enc := &align.Encoder{Tok: tok, Template: tmpl, MaxLen: 512}
 	return enc.EncodeAll(exs)

@@ -178,8 +178,8 @@ th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
 <h2>The road</h2>
 {{.Road}}
 <h2>Evaluation across stages</h2>
-<table id="eval"><tr><th>stage</th><th>model</th><th>perplexity (held-out stories)</th><th>2-choice accuracy (real vs shuffled continuation)</th><th>mean reward of its answers</th><th>win rate vs previous stage</th></tr>
-{{range .Stages}}<tr><td>{{.Name}}</td><td><code>{{.Model}}</code></td><td class="num">{{f .Perplexity}} ± {{f .PerplexityErr}}</td><td class="num">{{f .ChoiceAccuracy}}</td><td class="num">{{f .Reward}}</td><td class="num">{{pct .WinRate}}</td></tr>
+<table id="eval"><tr><th>stage</th><th>model</th><th>perplexity (held-out stories)</th><th>2-choice accuracy (own vs another story's continuation)</th><th>mean reward of its answers</th><th>empty answers</th><th>win rate vs previous stage</th></tr>
+{{range .Stages}}<tr><td>{{.Name}}</td><td><code>{{.Model}}</code></td><td class="num">{{f .Perplexity}} ± {{f .PerplexityErr}}</td><td class="num">{{f .ChoiceAccuracy}}</td><td class="num">{{f .Reward}}</td><td class="num">{{.Empty}} of {{len .Answers}}</td><td class="num">{{pct .WinRate}}</td></tr>
 {{end}}</table>
 <p>Reward model on held-out pairs: accuracy {{index .RM "val_accuracy_start" | f}} before training → {{index .RM "val_accuracy" | f}} after (margin {{index .RM "val_margin" | f}}).
 DPO on held-out pairs: rewards accuracy {{index .DPO "val_rewards_accuracy_start" | f}} → {{index .DPO "val_rewards_accuracy" | f}} (margin {{index .DPO "val_rewards_margin" | f}}).

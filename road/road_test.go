@@ -76,10 +76,10 @@ func TestRoadWritesEveryStage(t *testing.T) {
 			t.Errorf("stage %s: win rate %v (only the first stage has none)", st.Name, st.WinRate)
 		}
 	}
-	// stories260K, trained on TinyStories, prefers a story's own words in
-	// order to the same words shuffled.
-	if acc := rep.Stages[0].ChoiceAccuracy; !(acc > 0.8) {
-		t.Errorf("the base model's 2-choice accuracy %g, want it to prefer fluent text", acc)
+	// stories260K, trained on TinyStories, does better than chance at
+	// telling a story's own continuation from another story's.
+	if acc := rep.Stages[0].ChoiceAccuracy; !(acc > 0.5) {
+		t.Errorf("the base model's 2-choice accuracy %g, want above chance", acc)
 	}
 	// Two steps of the reward model on pairs whose rejected side is
 	// shuffled words already tell most held-out pairs apart.

@@ -162,7 +162,7 @@ func runRM(r *Road, in *Info) error {
 func runDPO(r *Road, in *Info) error {
 	kernels.SetThreads(r.Threads)
 	j := r.alignJob(r.Path("dpo"))
-	j.Tune = r.tuneOptions(in, sft.LoRA, r.steps(dpoSteps), 5e-4)
+	j.Tune = r.tuneOptions(in, sft.LoRA, r.steps(dpoSteps), 1e-4)
 	j.Loss = align.Params{Loss: align.Sigmoid, Beta: 0.1}
 	res, err := align.RunDPO(j, r.log)
 	if err != nil {
