@@ -183,7 +183,8 @@ th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
 {{end}}</table>
 <p>Reward model on held-out pairs: accuracy {{index .RM "val_accuracy_start" | f}} before training → {{index .RM "val_accuracy" | f}} after (margin {{index .RM "val_margin" | f}}).
 DPO on held-out pairs: rewards accuracy {{index .DPO "val_rewards_accuracy_start" | f}} → {{index .DPO "val_rewards_accuracy" | f}} (margin {{index .DPO "val_rewards_margin" | f}}).
-Rewards are the reward model's scores of each stage's greedy answers to {{len .Prompts}} prompts; the win rate counts the prompts where a stage's answer scores above the previous stage's (ties half).</p>
+Rewards are the reward model's scores of each stage's greedy answers to {{len .Prompts}} prompts; the win rate counts the prompts where a stage's answer scores above the previous stage's (ties half); an empty answer is scored as a bare full stop, so many empty answers beside a high reward mean the reward model is being gamed.
+The 2-choice task is HellaSwag's acc on the held-out stories: a story's own next two sentences against the next story's, by log-likelihood.</p>
 <h2>Loss curves</h2>
 <div class="curves">{{range .Steps}}{{if .Loss}}<figure><figcaption>{{.Step}} ({{len .Loss}} steps)</figcaption>{{curve .}}</figure>{{end}}{{end}}</div>
 <h2>Sample answers</h2>
