@@ -54,6 +54,6 @@ func newRoot() *cobra.Command {
 			return nil
 		},
 	}
-	root.AddCommand(runCmd(), chatCmd(), benchCmd(), convertCmd(), initCmd(), quantizeCmd(), serveCmd(), loadtestCmd(), pretrainCmd(), dataCmd(), exportCmd(), perplexityCmd(), kldCmd(), tokenizeCmd(), tokenizerCmd(), resizeVocabCmd(), sftCmd(), dpoCmd(), rmCmd(), rlCmd(), mergeCmd(), deltaCmd(), synthCmd(), judgeCmd(), evalCmd(), gptqCmd(), gptqConvertCmd(), imatrixCmd())
+	root.AddCommand(runCmd(), chatCmd(), benchCmd(), convertCmd(), initCmd(), quantizeCmd(), serveCmd(), loadtestCmd(), pretrainCmd(), dataCmd(), exportCmd(), perplexityCmd(), kldCmd(), tokenizeCmd(), tokenizerCmd(), resizeVocabCmd(), sftCmd(), dpoCmd(), rmCmd(), rlCmd(), mergeCmd(), deltaCmd(), synthCmd(), judgeCmd(), evalCmd(), gptqCmd(), gptqConvertCmd(), imatrixCmd(), quickstartCmd(), recipeCmd())
 	return root
 }

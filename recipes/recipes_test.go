@@ -1,0 +1,97 @@
+package recipes
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestBookParses(t *testing.T) {
+	all, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range all {
+		names = append(names, r.Name)
+		o := r.Original
+		if o.Data == "" || o.Method == "" || o.Hyperparameters == "" || o.Hardware == "" {
+			t.Errorf("%s: the original's data, method, hyperparameters and hardware must all be said", r.Name)
+		}
+		for _, short := range []bool{false, true} {
+			plan, err := Plan(r, "OUT", short, nil)
+			if err != nil || len(plan) != len(r.Steps) {
+				t.Errorf("%s: plan %v (%d steps)", r.Name, err, len(plan))
+			}
+		}
+	}
+	for _, want := range []string{"alpaca", "alpaca-lora", "qlora", "vicuna", "stackllama", "dpo", "llama.cpp"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the book lacks %s", want)
+		}
+	}
+	if _, err := Get("nope"); err == nil || !strings.Contains(err.Error(), "alpaca") {
+		t.Errorf("Get(nope): %v, want the list of names", err)
+	}
+}
+
+func TestPlanOverrides(t *testing.T) {
+	r, err := Get("dpo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Plan(r, "/o", true, []string{"lr=0.01", "dpo.beta=0.5", "sft.data=my.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sft, dpo := strings.Join(plan[0].Args, " "), strings.Join(plan[2].Args, " ")
+	for _, want := range []string{"--lr=0.01", "--data=my.json", "--steps=4", "-o /o/sft"} {
+		if !strings.Contains(sft, want) {
+			t.Errorf("sft %q lacks %q", sft, want)
+		}
+	}
+	for _, want := range []string{"--lr=0.01", "--beta=0.5", "--data=/o/data/prefs.jsonl", "--base=/o/merge/model.gguf"} {
+		if !strings.Contains(dpo, want) {
+			t.Errorf("dpo %q lacks %q", dpo, want)
+		}
+	}
+	for _, bad := range []string{"nosuchflag=1", "nostep.lr=1", "lr"} {
+		if _, err := Plan(r, "/o", false, []string{bad}); err == nil {
+			t.Errorf("override %q accepted", bad)
+		}
+	}
+}
+
+func TestClaims(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "s"), 0o755)
+	os.WriteFile(filepath.Join(dir, "s", "metrics.jsonl"), []byte(`{"step":1,"loss":2,"acc":0.4}
+{"step":2,"loss":1.5}
+{"step":3,"loss":1,"acc":0.7}
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "big"), make([]byte, 10), 0o644)
+	os.WriteFile(filepath.Join(dir, "small"), make([]byte, 5), 0o644)
+	a, b := 0.6, 0.9
+	r := &Recipe{Name: "t", Steps: []Step{{ID: "s"}}}
+	for _, c := range []struct {
+		claim Claim
+		holds bool
+	}{
+		{Claim{Step: "s", Metric: "loss", Falls: true}, true},
+		{Claim{Step: "s", Metric: "loss", Rises: true}, false},
+		{Claim{Step: "s", Metric: "acc", Rises: true}, true},
+		{Claim{Step: "s", Metric: "acc", Above: &a}, true},
+		{Claim{Step: "s", Metric: "acc", Above: &b}, false},
+		{Claim{Step: "s", Metric: "nope", Falls: true}, false},
+		{Claim{Step: "s", File: "small", SmallerThan: "big"}, true},
+		{Claim{Step: "s", File: "big", SmallerThan: "small"}, false},
+		{Claim{Step: "s", File: "missing"}, false},
+	} {
+		r.Claims = []Claim{c.claim}
+		if _, err := Check(r, dir); (err == nil) != c.holds {
+			t.Errorf("claim %+v: %v, want holding %v", c.claim, err, c.holds)
+		}
+	}
+}
