@@ -312,33 +312,7 @@ func (r *Recipe) readSource(src *Source, idx int, tok tokenizer.Tokenizer, dir s
 	out := make(chan batchOut, 2*workers)
 	readErr := make(chan error, 1)
 	var counts readCounts // written by the reader, read after readErr
-	go func() {
-		defer close(in)
-		const batchBytes = 1 << 18
-		var cur []string
-		size, seq := 0, 0
-		for _, path := range files {
-			err := src.readDocs(path, r.Clean.maxDoc(), func(doc string, raw int64) error {
-				st.RawBytes += raw
-				cur = append(cur, doc)
-				size += len(doc)
-				if size >= batchBytes || len(cur) >= 1024 {
-					in <- batchIn{seq, cur}
-					seq++
-					cur, size = nil, 0
-				}
-				return nil
-			}, &counts)
-			if err != nil {
-				readErr <- err
-				return
-			}
-		}
-		if len(cur) > 0 {
-			in <- batchIn{seq, cur}
-		}
-		readErr <- nil
-	}()
+	go r.readBatches(src, files, st, &counts, in, readErr)
 	var wg sync.WaitGroup
 	bos := !r.NoBOS
 	for range workers {
@@ -346,85 +320,15 @@ func (r *Recipe) readSource(src *Source, idx int, tok tokenizer.Tokenizer, dir s
 		go func() {
 			defer wg.Done()
 			for b := range in {
-				res := batchOut{seq: b.seq, docs: make([]docOut, len(b.docs))}
-				for i, d := range b.docs {
-					o := &res.docs[i]
-					def := defectsOf(d)
-					o.nul, o.invalid = def.nul > 0, def.invalid > 0
-					text, reason := r.Clean.clean(d, def)
-					if reason != "" {
-						o.reason = reason
-						continue
-					}
-					if exact != nil {
-						o.key = docKey(text)
-					}
-					if near != nil {
-						o.sig = minHash(text, shingle, perms)
-					}
-					ids := tok.Encode(text, bos, r.EOS)
-					o.tokens = make([]int32, len(ids))
-					for j, id := range ids {
-						o.tokens[j] = int32(id)
-					}
-					o.bytes = len(text)
-				}
-				out <- res
+				out <- r.encodeBatch(b, tok, bos, exact != nil, near != nil, perms, shingle)
 			}
 		}()
 	}
 	go func() { wg.Wait(); close(out) }()
 
-	pending := map[int]batchOut{}
-	next := 0
-	var werr error
-	var buf []byte
-	for b := range out {
-		pending[b.seq] = b
-		for {
-			cur, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
-			for _, d := range cur.docs {
-				st.Docs++
-				reason := d.reason
-				if reason != ReasonBinary {
-					st.NULDocs += b2i(d.nul)
-					st.InvalidUTF8Docs += b2i(d.invalid)
-				}
-				if reason == "" && exact != nil {
-					if _, dup := exact[d.key]; dup {
-						reason = ReasonExactDup
-					} else {
-						exact[d.key] = struct{}{}
-					}
-				}
-				if reason == "" && near != nil && near.add(d.sig) {
-					reason = ReasonNearDup
-				}
-				if reason != "" {
-					st.Dropped[reason]++
-					continue
-				}
-				st.Kept++
-				st.KeptBytes += int64(d.bytes)
-				st.Tokens += int64(len(d.tokens))
-				buf = buf[:0]
-				for _, t := range d.tokens {
-					buf = binary.LittleEndian.AppendUint32(buf, uint32(t))
-				}
-				if _, err := sp.w.Write(buf); err != nil && werr == nil {
-					werr = err
-				}
-				sp.lens = append(sp.lens, int32(len(d.tokens)))
-				sp.val = append(sp.val, src.Val || (r.ValFraction > 0 && valRng.Float64() < r.ValFraction))
-				sp.total += int64(len(d.tokens))
-			}
-		}
-	}
+	c := &collector{r: r, src: src, st: st, sp: sp, exact: exact, near: near, valRng: valRng}
+	c.run(out)
+	werr := c.werr
 	if err := <-readErr; err != nil {
 		return sp, nil, err
 	}
@@ -441,6 +345,143 @@ func (r *Recipe) readSource(src *Source, idx int, tok tokenizer.Tokenizer, dir s
 		return sp, nil, fmt.Errorf("%s: %w", sp.path, werr)
 	}
 	return sp, st, nil
+}
+
+// readBatches is readSource's reader: it reads the documents of files in
+// order, sends them to in in numbered batches (about 256 KiB or 1024
+// documents each), closes in, and sends the read error (or nil) to readErr.
+// It adds the raw bytes of the documents it sends to st.RawBytes.
+func (r *Recipe) readBatches(src *Source, files []string, st *SourceStats, counts *readCounts,
+	in chan<- batchIn, readErr chan<- error) {
+	defer close(in)
+	const batchBytes = 1 << 18
+	var cur []string
+	size, seq := 0, 0
+	for _, path := range files {
+		err := src.readDocs(path, r.Clean.maxDoc(), func(doc string, raw int64) error {
+			st.RawBytes += raw
+			cur = append(cur, doc)
+			size += len(doc)
+			if size >= batchBytes || len(cur) >= 1024 {
+				in <- batchIn{seq, cur}
+				seq++
+				cur, size = nil, 0
+			}
+			return nil
+		}, counts)
+		if err != nil {
+			readErr <- err
+			return
+		}
+	}
+	if len(cur) > 0 {
+		in <- batchIn{seq, cur}
+	}
+	readErr <- nil
+}
+
+// encodeBatch is a readSource worker's work on one batch: it cleans every
+// document, hashes it for exact (hashExact) and near (sign) deduplication,
+// and tokenizes it (with BOS when bos, EOS when r.EOS).
+func (r *Recipe) encodeBatch(b batchIn, tok tokenizer.Tokenizer, bos, hashExact, sign bool, perms, shingle int) batchOut {
+	res := batchOut{seq: b.seq, docs: make([]docOut, len(b.docs))}
+	for i, d := range b.docs {
+		o := &res.docs[i]
+		def := defectsOf(d)
+		o.nul, o.invalid = def.nul > 0, def.invalid > 0
+		text, reason := r.Clean.clean(d, def)
+		if reason != "" {
+			o.reason = reason
+			continue
+		}
+		if hashExact {
+			o.key = docKey(text)
+		}
+		if sign {
+			o.sig = minHash(text, shingle, perms)
+		}
+		ids := tok.Encode(text, bos, r.EOS)
+		o.tokens = make([]int32, len(ids))
+		for j, id := range ids {
+			o.tokens[j] = int32(id)
+		}
+		o.bytes = len(text)
+	}
+	return res
+}
+
+// collector is readSource's collector: it takes the workers' batches back
+// in document order, applies the deduplication decisions, counts into st
+// and appends the kept documents to sp.
+type collector struct {
+	r      *Recipe
+	src    *Source
+	st     *SourceStats
+	sp     *spool
+	exact  map[[16]byte]struct{}
+	near   *lsh
+	valRng *rand.Rand
+	buf    []byte
+	werr   error // the first error writing the spool
+}
+
+// run collects every batch from out, in sequence order, until out closes.
+func (c *collector) run(out <-chan batchOut) {
+	pending := map[int]batchOut{}
+	next := 0
+	for b := range out {
+		pending[b.seq] = b
+		for {
+			cur, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			for _, d := range cur.docs {
+				c.add(d)
+			}
+		}
+	}
+}
+
+// add counts one document, drops it if cleaning or deduplication rejects
+// it, and otherwise appends its tokens to the spool and chooses its split.
+func (c *collector) add(d docOut) {
+	st, sp := c.st, c.sp
+	st.Docs++
+	reason := d.reason
+	if reason != ReasonBinary {
+		st.NULDocs += b2i(d.nul)
+		st.InvalidUTF8Docs += b2i(d.invalid)
+	}
+	if reason == "" && c.exact != nil {
+		if _, dup := c.exact[d.key]; dup {
+			reason = ReasonExactDup
+		} else {
+			c.exact[d.key] = struct{}{}
+		}
+	}
+	if reason == "" && c.near != nil && c.near.add(d.sig) {
+		reason = ReasonNearDup
+	}
+	if reason != "" {
+		st.Dropped[reason]++
+		return
+	}
+	st.Kept++
+	st.KeptBytes += int64(d.bytes)
+	st.Tokens += int64(len(d.tokens))
+	c.buf = c.buf[:0]
+	for _, t := range d.tokens {
+		c.buf = binary.LittleEndian.AppendUint32(c.buf, uint32(t))
+	}
+	if _, err := sp.w.Write(c.buf); err != nil && c.werr == nil {
+		c.werr = err
+	}
+	sp.lens = append(sp.lens, int32(len(d.tokens)))
+	sp.val = append(sp.val, c.src.Val || (c.r.ValFraction > 0 && c.valRng.Float64() < c.r.ValFraction))
+	sp.total += int64(len(d.tokens))
 }
 
 func b2i(b bool) int64 {
