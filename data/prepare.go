@@ -554,11 +554,51 @@ type docRef struct {
 
 // pack mixes the spools by weight into train and val shards.
 func (r *Recipe) pack(tok tokenizer.Tokenizer, dir string, spools []*spool, log io.Writer) (*Manifest, error) {
-	offsets := make([][]int64, len(spools))
-	trainTok := make([]int64, len(spools))
+	offsets, trainTok, err := openSpools(spools)
+	if err != nil {
+		return nil, err
+	}
+	epochs, weights := r.mixEpochs(trainTok, len(spools))
+	train, val := r.order(spools, epochs)
+	if len(train) == 0 {
+		return nil, fmt.Errorf("no documents left to train on after cleaning")
+	}
+
+	man := &Manifest{Version: 1, Width: TokenWidth(tok.VocabSize())}
+	if err := writeTokenizer(tok, dir, man); err != nil {
+		return nil, err
+	}
+	srcTrain := make([]int64, len(spools))
+	srcVal := make([]int64, len(spools))
+	sw := &splitWriter{dir: dir, width: man.Width, shardTokens: r.ShardTokens, spools: spools, offsets: offsets}
+	if man.Train, man.TrainTokens, err = sw.write("train", train, srcTrain); err != nil {
+		return nil, err
+	}
+	if man.Val, man.ValTokens, err = sw.write("val", val, srcVal); err != nil {
+		return nil, err
+	}
+	for i, s := range r.Sources {
+		sum := SourceSummary{Name: s.Name, Weight: weights[i], Docs: int64(len(spools[i].lens)), Tokens: spools[i].total,
+			Epochs: epochs[i], TrainTokens: srcTrain[i], ValTokens: srcVal[i]}
+		if man.TrainTokens > 0 {
+			sum.Share = float64(srcTrain[i]) / float64(man.TrainTokens)
+		}
+		man.Mixture = append(man.Mixture, sum)
+	}
+	fmt.Fprintf(log, "wrote %d train shards (%d tokens) and %d val shards (%d tokens) to %s\n",
+		len(man.Train), man.TrainTokens, len(man.Val), man.ValTokens, dir)
+	return man, nil
+}
+
+// openSpools maps every spool for reading and returns, per spool, the token
+// offset of every document (one more than the documents) and the number of
+// tokens in its training documents.
+func openSpools(spools []*spool) (offsets [][]int64, trainTok []int64, err error) {
+	offsets = make([][]int64, len(spools))
+	trainTok = make([]int64, len(spools))
 	for i, sp := range spools {
 		if err := sp.open(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		offsets[i] = make([]int64, len(sp.lens)+1)
 		for j, n := range sp.lens {
@@ -568,40 +608,52 @@ func (r *Recipe) pack(tok tokenizer.Tokenizer, dir string, spools []*spool, log 
 			}
 		}
 	}
-	// Epochs per source: with weights w (normalized), the output holds
-	// T = min over sources of tokens·maxEpochs/w training tokens, so that
-	// no source repeats more than maxEpochs times; source i is used
-	// w_i·T/tokens_i times (whole copies plus a random share of documents).
+	return offsets, trainTok, nil
+}
+
+// mixEpochs is how many times each of n sources is used (epochs) and its
+// normalized weight. With weights w (normalized), the output holds
+// T = min over sources of tokens·maxEpochs/w training tokens, so that no
+// source repeats more than maxEpochs times; source i is used w_i·T/tokens_i
+// times (whole copies plus a random share of documents). With no weights,
+// every training source is used once.
+func (r *Recipe) mixEpochs(trainTok []int64, n int) (epochs, weights []float64) {
 	var wsum float64
 	for _, s := range r.Sources {
 		if !s.Val {
 			wsum += s.Weight
 		}
 	}
-	epochs := make([]float64, len(spools))
-	weights := make([]float64, len(spools))
+	epochs = make([]float64, n)
+	weights = make([]float64, n)
 	if wsum == 0 {
 		for i, s := range r.Sources {
 			if !s.Val {
 				epochs[i] = 1
 			}
 		}
-	} else {
-		total := math.Inf(1)
-		for i, s := range r.Sources {
-			if s.Val {
-				continue
-			}
-			weights[i] = s.Weight / wsum
-			total = math.Min(total, float64(trainTok[i])*r.MaxEpochs/weights[i])
+		return epochs, weights
+	}
+	total := math.Inf(1)
+	for i, s := range r.Sources {
+		if s.Val {
+			continue
 		}
-		for i := range r.Sources {
-			if weights[i] > 0 && trainTok[i] > 0 {
-				epochs[i] = weights[i] * total / float64(trainTok[i])
-			}
+		weights[i] = s.Weight / wsum
+		total = math.Min(total, float64(trainTok[i])*r.MaxEpochs/weights[i])
+	}
+	for i := range r.Sources {
+		if weights[i] > 0 && trainTok[i] > 0 {
+			epochs[i] = weights[i] * total / float64(trainTok[i])
 		}
 	}
-	var train, val []docRef
+	return epochs, weights
+}
+
+// order lists the validation documents in spool order and the training
+// documents, each repeated by its source's epochs (whole copies plus a
+// random share, for the seed), shuffled for the seed.
+func (r *Recipe) order(spools []*spool, epochs []float64) (train, val []docRef) {
 	for i, sp := range spools {
 		rng := rand.New(rand.NewPCG(r.Seed, 1<<32+uint64(i)))
 		whole := math.Floor(epochs[i])
@@ -622,77 +674,70 @@ func (r *Recipe) pack(tok tokenizer.Tokenizer, dir string, spools []*spool, log 
 	}
 	rng := rand.New(rand.NewPCG(r.Seed, 1<<33))
 	rng.Shuffle(len(train), func(a, b int) { train[a], train[b] = train[b], train[a] })
-	if len(train) == 0 {
-		return nil, fmt.Errorf("no documents left to train on after cleaning")
-	}
+	return train, val
+}
 
-	man := &Manifest{Version: 1, Width: TokenWidth(tok.VocabSize())}
+// writeTokenizer writes tok's file into dir (atomically) and records it,
+// with its SHA-256 and special tokens, in man.Tokenizer.
+func writeTokenizer(tok tokenizer.Tokenizer, dir string, man *Manifest) error {
 	name, model, err := tokenizerFile(tok)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sum := sha256.Sum256(model)
 	man.Tokenizer = TokenizerInfo{File: name, SHA256: hex.EncodeToString(sum[:]), Vocab: tok.VocabSize(), BOS: tok.BOS(), EOS: tok.EOS()}
-	if err := fileio.WriteAtomic(filepath.Join(dir, man.Tokenizer.File), func(w io.Writer) error {
+	return fileio.WriteAtomic(filepath.Join(dir, man.Tokenizer.File), func(w io.Writer) error {
 		_, err := w.Write(model)
 		return err
-	}); err != nil {
-		return nil, err
-	}
-	srcTrain := make([]int64, len(spools))
-	srcVal := make([]int64, len(spools))
-	write := func(split string, refs []docRef, perSrc []int64) ([]ShardInfo, int64, error) {
-		var infos []ShardInfo
-		var total int64
-		var sw *ShardWriter
-		tokens := make([]int32, 0, 1<<12)
-		for k, ref := range refs {
-			if sw == nil {
-				name := fmt.Sprintf("%s-%05d.bin", split, len(infos))
-				var err error
-				if sw, err = CreateShard(filepath.Join(dir, name), man.Width); err != nil {
-					return nil, 0, err
-				}
-				infos = append(infos, ShardInfo{File: name})
-			}
-			sp := spools[ref.src]
-			lo, hi := offsets[ref.src][ref.doc], offsets[ref.src][ref.doc+1]
-			tokens = tokens[:0]
-			for p := lo; p < hi; p++ {
-				tokens = append(tokens, int32(binary.LittleEndian.Uint32(sp.data[4*p:])))
-			}
-			if err := sw.WriteDoc(tokens); err != nil {
-				sw.Abort()
+	})
+}
+
+// splitWriter writes lists of spooled documents into numbered shards.
+type splitWriter struct {
+	dir         string
+	width       int
+	shardTokens int64
+	spools      []*spool
+	offsets     [][]int64 // per spool, the token offset of every document
+}
+
+// write writes refs in order into shards named split-NNNNN.bin, closing a
+// shard at the first document boundary at or past shardTokens; it adds
+// every source's tokens to perSrc and returns the shards and their total.
+func (w *splitWriter) write(split string, refs []docRef, perSrc []int64) ([]ShardInfo, int64, error) {
+	var infos []ShardInfo
+	var total int64
+	var sw *ShardWriter
+	tokens := make([]int32, 0, 1<<12)
+	for k, ref := range refs {
+		if sw == nil {
+			name := fmt.Sprintf("%s-%05d.bin", split, len(infos))
+			var err error
+			if sw, err = CreateShard(filepath.Join(w.dir, name), w.width); err != nil {
 				return nil, 0, err
 			}
-			perSrc[ref.src] += hi - lo
-			if sw.Tokens() >= r.ShardTokens || k == len(refs)-1 {
-				infos[len(infos)-1].Tokens = sw.count
-				infos[len(infos)-1].Docs = sw.docs
-				total += sw.count
-				if err := sw.Close(); err != nil {
-					return nil, 0, err
-				}
-				sw = nil
+			infos = append(infos, ShardInfo{File: name})
+		}
+		sp := w.spools[ref.src]
+		lo, hi := w.offsets[ref.src][ref.doc], w.offsets[ref.src][ref.doc+1]
+		tokens = tokens[:0]
+		for p := lo; p < hi; p++ {
+			tokens = append(tokens, int32(binary.LittleEndian.Uint32(sp.data[4*p:])))
+		}
+		if err := sw.WriteDoc(tokens); err != nil {
+			sw.Abort()
+			return nil, 0, err
+		}
+		perSrc[ref.src] += hi - lo
+		if sw.Tokens() >= w.shardTokens || k == len(refs)-1 {
+			infos[len(infos)-1].Tokens = sw.count
+			infos[len(infos)-1].Docs = sw.docs
+			total += sw.count
+			if err := sw.Close(); err != nil {
+				return nil, 0, err
 			}
+			sw = nil
 		}
-		return infos, total, nil
 	}
-	if man.Train, man.TrainTokens, err = write("train", train, srcTrain); err != nil {
-		return nil, err
-	}
-	if man.Val, man.ValTokens, err = write("val", val, srcVal); err != nil {
-		return nil, err
-	}
-	for i, s := range r.Sources {
-		sum := SourceSummary{Name: s.Name, Weight: weights[i], Docs: int64(len(spools[i].lens)), Tokens: spools[i].total,
-			Epochs: epochs[i], TrainTokens: srcTrain[i], ValTokens: srcVal[i]}
-		if man.TrainTokens > 0 {
-			sum.Share = float64(srcTrain[i]) / float64(man.TrainTokens)
-		}
-		man.Mixture = append(man.Mixture, sum)
-	}
-	fmt.Fprintf(log, "wrote %d train shards (%d tokens) and %d val shards (%d tokens) to %s\n",
-		len(man.Train), man.TrainTokens, len(man.Val), man.ValTokens, dir)
-	return man, nil
+	return infos, total, nil
 }
