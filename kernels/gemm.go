@@ -123,14 +123,7 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 	bp := getBuf(roundUp(ncb, nr) * kcb)
 	defer putBuf(bp)
 
-	// Row blocks: as many as needed for mc, rounded up to a multiple of the
-	// thread count so that the last round is not half idle.
-	nrb := (m + mc - 1) / mc
-	if t > 1 && nrb%t != 0 && nrb > 1 {
-		nrb += t - nrb%t
-	}
-	mcb := roundUp((m+nrb-1)/nrb, mr)
-	nrb = (m + mcb - 1) / mcb
+	nrb, mcb := rowBlocks(m, t)
 
 	for jc := 0; jc < n; jc += nc {
 		ncur := min(nc, n-jc)
@@ -165,33 +158,7 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 				ap := getBuf(roundUp(mcur, mr) * kcur)
 				packA(*ap, A, i0, mcur, pc, kcur)
 				q0, q1 := cg*pg, min(npanels, (cg+1)*pg)
-				var tmp [mr * nr]float32
-				for q := q0; q < q1; q++ {
-					j := jc + q*nr
-					ncols := min(nr, n-j)
-					bpanel := pb[q*nr*kcur : (q+1)*nr*kcur]
-					for ir := 0; ir < mcur; ir += mr {
-						apanel := (*ap)[ir*kcur : (ir+mr)*kcur]
-						rows := min(mr, mcur-ir)
-						coff := (i0+ir)*ldc + j
-						if rows == mr && ncols == nr {
-							microKernel(kcur, apanel, bpanel, c[coff:], ldc, acc)
-							continue
-						}
-						microKernel(kcur, apanel, bpanel, tmp[:], nr, false)
-						for r := range rows {
-							dst := c[coff+r*ldc : coff+r*ldc+ncols]
-							src := tmp[r*nr : r*nr+ncols]
-							if acc {
-								for x := range dst {
-									dst[x] += src[x]
-								}
-							} else {
-								copy(dst, src)
-							}
-						}
-					}
-				}
+				blockPanels(*ap, pb, kcur, i0, mcur, jc, q0, q1, n, c, ldc, acc)
 				putBuf(ap)
 			}
 			if t == 1 {
@@ -200,6 +167,55 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 				}
 			} else {
 				parallelTasks(nrb*ncg, task)
+			}
+		}
+	}
+}
+
+// rowBlocks is gemm's split of m rows for t threads: the number of row
+// blocks, as many as needed for mc rounded up to a multiple of the thread
+// count so that the last round is not half idle, and the rows in each
+// (a multiple of mr).
+func rowBlocks(m, t int) (nrb, mcb int) {
+	nrb = (m + mc - 1) / mc
+	if t > 1 && nrb%t != 0 && nrb > 1 {
+		nrb += t - nrb%t
+	}
+	mcb = roundUp((m+nrb-1)/nrb, mr)
+	nrb = (m + mcb - 1) / mcb
+	return nrb, mcb
+}
+
+// blockPanels multiplies the packed row block ap (mcur rows from row i0,
+// kcur deep) by the packed B panels q0 to q1 of pb (of the column block
+// that starts at column jc of n), writing into c (row stride ldc), or adding
+// to it when acc. Whole mr×nr tiles go straight into c; edge tiles go
+// through a scratch tile.
+func blockPanels(ap, pb []float32, kcur, i0, mcur, jc, q0, q1, n int, c []float32, ldc int, acc bool) {
+	var tmp [mr * nr]float32
+	for q := q0; q < q1; q++ {
+		j := jc + q*nr
+		ncols := min(nr, n-j)
+		bpanel := pb[q*nr*kcur : (q+1)*nr*kcur]
+		for ir := 0; ir < mcur; ir += mr {
+			apanel := ap[ir*kcur : (ir+mr)*kcur]
+			rows := min(mr, mcur-ir)
+			coff := (i0+ir)*ldc + j
+			if rows == mr && ncols == nr {
+				microKernel(kcur, apanel, bpanel, c[coff:], ldc, acc)
+				continue
+			}
+			microKernel(kcur, apanel, bpanel, tmp[:], nr, false)
+			for r := range rows {
+				dst := c[coff+r*ldc : coff+r*ldc+ncols]
+				src := tmp[r*nr : r*nr+ncols]
+				if acc {
+					for x := range dst {
+						dst[x] += src[x]
+					}
+				} else {
+					copy(dst, src)
+				}
 			}
 		}
 	}
