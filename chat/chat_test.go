@@ -88,7 +88,7 @@ func tok512(t *testing.T) *tokenizer.SPM { return testutil.Tok512(t) }
 
 func llamaVocab(t *testing.T) *tokenizer.SPM {
 	t.Helper()
-	tok, err := checkpoint.LoadTokenizer("../format/gguf/testdata/llama-2-tiny-random.gguf", 0)
+	tok, err := checkpoint.LoadSPM("../format/gguf/testdata/llama-2-tiny-random.gguf", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

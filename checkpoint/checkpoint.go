@@ -90,11 +90,11 @@ func Load(modelPath, tokPath string) (*llama.Model, tokenizer.Tokenizer, error) 
 	return m, tok, nil
 }
 
-// LoadTokenizer reads a SentencePiece tokenizer (a GGUF file of tokenizer
+// LoadSPM reads a SentencePiece tokenizer (a GGUF file of tokenizer
 // model "llama", a .model file, or a llama2.c tokenizer.bin, which needs
 // vocab, the model's vocabulary size), for callers that need its pieces and
 // scores. OpenTokenizer reads every kind.
-func LoadTokenizer(path string, vocab int) (*tokenizer.SPM, error) {
+func LoadSPM(path string, vocab int) (*tokenizer.SPM, error) {
 	ext := filepath.Ext(path)
 	if vocab <= 0 && fileExists(path) && !strings.EqualFold(ext, ".model") && !strings.EqualFold(ext, ".json") {
 		if kind, err := llama.Format(path); err == nil && kind != "gguf" {

@@ -93,16 +93,16 @@ func TestTokenizerFromGGUFErrors(t *testing.T) {
 		if err := w.WriteFile(p); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadTokenizer(p, 0)
+		_, err := LoadSPM(p, 0)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.want)
 		}
 	}
 	_ = tok
-	if _, err := LoadTokenizer("../assets/tok512.bin", 0); err == nil {
+	if _, err := LoadSPM("../assets/tok512.bin", 0); err == nil {
 		t.Error("a tokenizer.bin without a vocabulary size was accepted")
 	}
-	if tk, err := LoadTokenizer("../assets/tok512.bin", 512); err != nil || tk.VocabSize() != 512 {
+	if tk, err := LoadSPM("../assets/tok512.bin", 512); err != nil || tk.VocabSize() != 512 {
 		t.Errorf("tok512.bin: %v", err)
 	}
 	var _ tokenizer.Tokenizer = tok

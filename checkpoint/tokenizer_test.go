@@ -131,8 +131,8 @@ func TestGGUFTokenizerErrors(t *testing.T) {
 			t.Errorf("error %v, want one containing %q", err, c.want)
 		}
 	}
-	if _, err := LoadTokenizer(writeGGUF(t, kv), 0); err == nil || !strings.Contains(err.Error(), "not a SentencePiece") {
-		t.Errorf("LoadTokenizer of a BPE: %v", err)
+	if _, err := LoadSPM(writeGGUF(t, kv), 0); err == nil || !strings.Contains(err.Error(), "not a SentencePiece") {
+		t.Errorf("LoadSPM of a BPE: %v", err)
 	}
 }
 

@@ -79,12 +79,6 @@ type SchedulerConfig struct {
 	// MaxQueue caps waiting requests; beyond it Submit fails with ErrBusy
 	// (default 1024).
 	MaxQueue int
-	// RowMultiple rounds every forward pass up to a multiple of this many
-	// token rows with throw-away rows. The weight products no longer need
-	// it: kernels.MatMul computes each row by the same operations whatever
-	// the batch, so a request's text at temperature 0 is the same alone or
-	// in any batch without padding. The default is 1 (no padding).
-	RowMultiple int
 	// KVBudget caps the bytes of KV cache the sequences in flight may hold
 	// together (default DefaultKVBudget). Each request reserves what its
 	// prompt and token budget can fill; a request that does not fit waits
@@ -127,11 +121,10 @@ type Scheduler struct {
 	wake     chan struct{}
 	done     chan struct{}
 
-	pads   []*llama.KVCache // one-position caches of the padding rows
-	batch  []llama.Seq      // the loop's scratch: a step's rows
-	in     []*seq           // and the sequences they belong to
-	perPos int64            // KV cache bytes of one position
-	held   int64            // KV cache bytes reserved by the sequences in flight (the loop's own)
+	batch  []llama.Seq // the loop's scratch: a step's rows
+	in     []*seq      // and the sequences they belong to
+	perPos int64       // KV cache bytes of one position
+	held   int64       // KV cache bytes reserved by the sequences in flight (the loop's own)
 }
 
 type job struct {
@@ -162,9 +155,6 @@ func NewScheduler(m *llama.Model, tok tokenizer.Tokenizer, cfg SchedulerConfig) 
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 1024
-	}
-	if cfg.RowMultiple <= 0 {
-		cfg.RowMultiple = 1
 	}
 	if cfg.KVBudget <= 0 {
 		cfg.KVBudget = DefaultKVBudget
@@ -482,9 +472,6 @@ func (s *Scheduler) start(j *job) *seq {
 	return q
 }
 
-// padToken is what a padding row reads (its output is thrown away).
-var padToken = [1]int{0}
-
 // step runs one forward pass over the active sequences (a chunk of prompt
 // for those still reading theirs, the last sampled token for the others),
 // samples where a sequence has read everything, and returns the sequences
@@ -503,18 +490,6 @@ func (s *Scheduler) step(state *llama.State, active []*seq) []*seq {
 		}
 		batch = append(batch, llama.Seq{Tokens: q.toks[q.fed : q.fed+n], Cache: q.cache})
 		in = append(in, q)
-	}
-	rows := 0
-	for _, b := range batch {
-		rows += len(b.Tokens)
-	}
-	for k := 0; rows%s.cfg.RowMultiple != 0; k++ {
-		if k == len(s.pads) {
-			s.pads = append(s.pads, s.m.NewKVCache(1))
-		}
-		s.pads[k].Len = 0
-		batch = append(batch, llama.Seq{Tokens: padToken[:], Cache: s.pads[k]})
-		rows++
 	}
 	s.batch, s.in = batch, in
 	logits, err := s.m.ForwardBatch(state, batch)

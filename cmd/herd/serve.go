@@ -22,7 +22,7 @@ import (
 
 func serveCmd() *cobra.Command {
 	var addr, apiKey, template, tok, logFormat, kvType string
-	var parallel, ctx, threads, rowMultiple, maxConns, defMax int
+	var parallel, ctx, threads, maxConns, defMax int
 	var maxBody, kvBudgetMiB int64
 	var bodyTimeout, writeTimeout, idleTimeout time.Duration
 	var loras []string
@@ -70,7 +70,7 @@ beyond --max-conns open connections a client gets a 503.`,
 			log := slog.New(h)
 			for _, a := range args {
 				m, err := loadServed(a, tok, template, loras, generate.SchedulerConfig{Parallel: parallel, Context: ctx,
-					RowMultiple: rowMultiple, KVBudget: kvBudgetMiB << 20, Log: log},
+					KVBudget: kvBudgetMiB << 20, Log: log},
 					func(m *llama.Model) error { return applyKVType(kvType, m) })
 				if err != nil {
 					return err
@@ -105,7 +105,6 @@ beyond --max-conns open connections a client gets a 503.`,
 	f.StringVar(&template, "template", "", "chat template for every model: a name or a tokenizer_config.json (default: the model's own, else raw)")
 	f.StringVar(&tok, "tokenizer", "", "tokenizer for llama2.c checkpoints (GGUF files carry their own)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
-	f.IntVar(&rowMultiple, "row-multiple", 1, "pad each forward pass to a multiple of this many rows (1: no padding; greedy text is the same alone or batched either way)")
 	f.Int64Var(&maxBody, "max-body", 8<<20, "largest request body accepted, in bytes")
 	f.StringVar(&logFormat, "log", "text", "request log format on stderr: text or json")
 	f.Int64Var(&kvBudgetMiB, "kv-budget", generate.DefaultKVBudget>>20, "KV cache memory the sequences of one model may hold together, in MiB")
