@@ -9,13 +9,24 @@ import (
 
 //go:generate go run -C internal/asmgen . -out ../../kernels_amd64.s -stubs ../../kernels_amd64.go -pkg kernels
 
-// useAsm reports whether the assembly kernels are in use.
-var useAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+// hasAVX2 and hasAVX512 report whether the CPU (and the OS, for the
+// registers' state) runs the avx2 and the avx512 paths.
+var (
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+		cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI
+)
 
-func init() {
-	if !useAsm {
-		return
+// asmPaths are the assembly paths, in the order they install their kernels.
+func asmPaths() []cpuPath {
+	return []cpuPath{
+		{name: PathAVX2, ok: hasAVX2, use: useAVX2},
+		{name: PathAVX512, ok: hasAVX512, use: useAVX512},
 	}
+}
+
+// useAVX2 installs the AVX2+FMA+F16C kernels.
+func useAVX2() {
 	microKernel = microKernelAVX2
 	dotImpl = dotAVX2
 	axpyImpl = axpyAVX2
@@ -48,6 +59,13 @@ func init() {
 	setK(tensor.Q4_K, [4]asmK{q4_Kx1AVX2, q4_Kx2AVX2, q4_Kx3AVX2, q4_Kx4AVX2})
 	setK(tensor.Q5_K, [4]asmK{q5_Kx1AVX2, q5_Kx2AVX2, q5_Kx3AVX2, q5_Kx4AVX2})
 	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
+}
+
+// useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
+// AVX2 ones.
+func useAVX512() {
+	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
+	set32(tensor.Q4_0, [4]asm32{q4_0x1AVX512, q4_0x2AVX512, q4_0x3AVX512, q4_0x4AVX512})
 }
 
 func quantQ8_KAsm(dst []byte, x []float32) {

@@ -10515,3 +10515,1106 @@ DATA c127<>+20(SB)/4, $0x42fe0000
 DATA c127<>+24(SB)/4, $0x42fe0000
 DATA c127<>+28(SB)/4, $0x42fe0000
 GLOBL c127<>(SB), RODATA|NOPTR, $32
+
+// func q8_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x1AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVL   $0x0000ff00, BX
+	KMOVD  BX, K1
+	MOVL   $0x000000ff, BX
+	KMOVD  BX, K2
+	MOVL   $0x0000000f, BX
+	KMOVD  BX, K3
+	MOVL   $0xff00ff00, BX
+	KMOVD  BX, K4
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+64(FP), SI
+	VPXORD Z1, Z1, Z1
+
+blk2:
+	CMPQ            SI, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y2
+	VPBROADCASTW    34(CX), K1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI64X4 2(CX), Z5
+	VINSERTI64X4    $0x01, 36(CX), Z5, Z5
+	VPABSB          Z5, Z6
+	VPMOVB2M        Z5, K4
+	VBROADCASTI64X4 2(BX), Z5
+	VINSERTI64X4    $0x01, 36(BX), Z5, Z5
+	VPSUBB          Z5, Z0, K4, Z5
+	VPXORD          Z3, Z3, Z3
+	VPDPBUSD        Z5, Z6, Z3
+	VPBROADCASTW    (BX), Y5
+	VPBROADCASTW    34(BX), K1, Y5
+	VCVTPH2PS       Y5, Z5
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z2, Z5, Z5
+	VFMADD231PS     Z3, Z5, Z1
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, BX
+	SUBQ            $0x02, SI
+	JMP             blk2
+
+blk:
+	TESTQ           SI, SI
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI64X4 2(CX), Z5
+	VPABSB          Z5, Z6
+	VPMOVB2M        Z5, K4
+	VMOVDQU64.Z     2(BX), K3, Z5
+	VPSUBB          Z5, Z0, K4, Z5
+	VPXORD          Z4, Z4, Z4
+	VPDPBUSD        Z5, Z6, Z4
+	VPBROADCASTW.Z  (BX), K2, Y5
+	VCVTPH2PS       Y5, Z5
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z2, Z5, Z5
+	VFMADD231PS     Z4, Z5, Z1
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, BX
+	SUBQ            $0x01, SI
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y2
+	VEXTRACTF128  $0x01, Y2, X5
+	VADDPS        X5, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VMOVSS        X2, (AX)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x2AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x2AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVQ   ystride+8(FP), BX
+	SHLQ   $0x02, BX
+	MOVQ   xstride+40(FP), SI
+	MOVL   $0x0000ff00, DI
+	KMOVD  DI, K1
+	MOVL   $0x000000ff, DI
+	KMOVD  DI, K2
+	MOVL   $0x0000000f, DI
+	KMOVD  DI, K3
+	MOVL   $0xff00ff00, DI
+	KMOVD  DI, K4
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+blk2:
+	CMPQ            R8, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y3
+	VPBROADCASTW    34(CX), K1, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI64X4 2(CX), Z8
+	VINSERTI64X4    $0x01, 36(CX), Z8, Z8
+	VPABSB          Z8, Z9
+	VPMOVB2M        Z8, K4
+	VBROADCASTI64X4 2(DI), Z8
+	VINSERTI64X4    $0x01, 36(DI), Z8, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z4, Z4, Z4
+	VPDPBUSD        Z8, Z9, Z4
+	VPBROADCASTW    (DI), Y8
+	VPBROADCASTW    34(DI), K1, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z4, Z8, Z1
+	VBROADCASTI64X4 2(DI)(SI*1), Z8
+	VINSERTI64X4    $0x01, 36(DI)(SI*1), Z8, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z5, Z5, Z5
+	VPDPBUSD        Z8, Z9, Z5
+	VPBROADCASTW    (DI)(SI*1), Y8
+	VPBROADCASTW    34(DI)(SI*1), K1, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z5, Z8, Z2
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, DI
+	SUBQ            $0x02, R8
+	JMP             blk2
+
+blk:
+	TESTQ           R8, R8
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI64X4 2(CX), Z8
+	VPABSB          Z8, Z9
+	VPMOVB2M        Z8, K4
+	VMOVDQU64.Z     2(DI), K3, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z8, Z9, Z6
+	VPBROADCASTW.Z  (DI), K2, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z6, Z8, Z1
+	VMOVDQU64.Z     2(DI)(SI*1), K3, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z8, Z9, Z7
+	VPBROADCASTW.Z  (DI)(SI*1), K2, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z7, Z8, Z2
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, DI
+	SUBQ            $0x01, R8
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y3
+	VADDPS        Y3, Y1, Y3
+	VEXTRACTF128  $0x01, Y3, X8
+	VADDPS        X8, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VMOVSS        X3, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y3
+	VADDPS        Y3, Y2, Y3
+	VEXTRACTF128  $0x01, Y3, X8
+	VADDPS        X8, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VMOVSS        X3, (AX)(BX*1)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x3AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVQ   ystride+8(FP), BX
+	SHLQ   $0x02, BX
+	MOVQ   xstride+40(FP), SI
+	MOVL   $0x0000ff00, DI
+	KMOVD  DI, K1
+	MOVL   $0x000000ff, DI
+	KMOVD  DI, K2
+	MOVL   $0x0000000f, DI
+	KMOVD  DI, K3
+	MOVL   $0xff00ff00, DI
+	KMOVD  DI, K4
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+blk2:
+	CMPQ            R8, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y4
+	VPBROADCASTW    34(CX), K1, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI64X4 2(CX), Z11
+	VINSERTI64X4    $0x01, 36(CX), Z11, Z11
+	VPABSB          Z11, Z12
+	VPMOVB2M        Z11, K4
+	VBROADCASTI64X4 2(DI), Z11
+	VINSERTI64X4    $0x01, 36(DI), Z11, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z5, Z5, Z5
+	VPDPBUSD        Z11, Z12, Z5
+	VPBROADCASTW    (DI), Y11
+	VPBROADCASTW    34(DI), K1, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z5, Z11, Z1
+	VBROADCASTI64X4 2(DI)(SI*1), Z11
+	VINSERTI64X4    $0x01, 36(DI)(SI*1), Z11, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z11, Z12, Z6
+	VPBROADCASTW    (DI)(SI*1), Y11
+	VPBROADCASTW    34(DI)(SI*1), K1, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z6, Z11, Z2
+	VBROADCASTI64X4 2(DI)(SI*2), Z11
+	VINSERTI64X4    $0x01, 36(DI)(SI*2), Z11, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z11, Z12, Z7
+	VPBROADCASTW    (DI)(SI*2), Y11
+	VPBROADCASTW    34(DI)(SI*2), K1, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z7, Z11, Z3
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, DI
+	SUBQ            $0x02, R8
+	JMP             blk2
+
+blk:
+	TESTQ           R8, R8
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI64X4 2(CX), Z11
+	VPABSB          Z11, Z12
+	VPMOVB2M        Z11, K4
+	VMOVDQU64.Z     2(DI), K3, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z8, Z8, Z8
+	VPDPBUSD        Z11, Z12, Z8
+	VPBROADCASTW.Z  (DI), K2, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z8, Z11, Z1
+	VMOVDQU64.Z     2(DI)(SI*1), K3, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z9, Z9, Z9
+	VPDPBUSD        Z11, Z12, Z9
+	VPBROADCASTW.Z  (DI)(SI*1), K2, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z9, Z11, Z2
+	VMOVDQU64.Z     2(DI)(SI*2), K3, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        Z11, Z12, Z10
+	VPBROADCASTW.Z  (DI)(SI*2), K2, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z10, Z11, Z3
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, DI
+	SUBQ            $0x01, R8
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VMOVSS        X4, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VMOVSS        X4, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VMOVSS        X4, (AX)(BX*2)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x4AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVQ   ystride+8(FP), BX
+	SHLQ   $0x02, BX
+	MOVQ   xstride+40(FP), SI
+	MOVL   $0x0000ff00, DI
+	KMOVD  DI, K1
+	MOVL   $0x000000ff, DI
+	KMOVD  DI, K2
+	MOVL   $0x0000000f, DI
+	KMOVD  DI, K3
+	MOVL   $0xff00ff00, DI
+	KMOVD  DI, K4
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	LEAQ   (DI)(SI*2), R9
+	ADDQ   SI, R9
+	MOVQ   nb+64(FP), R8
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+blk2:
+	CMPQ            R8, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y5
+	VPBROADCASTW    34(CX), K1, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI64X4 2(CX), Z14
+	VINSERTI64X4    $0x01, 36(CX), Z14, Z14
+	VPABSB          Z14, Z15
+	VPMOVB2M        Z14, K4
+	VBROADCASTI64X4 2(DI), Z14
+	VINSERTI64X4    $0x01, 36(DI), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z14, Z15, Z6
+	VPBROADCASTW    (DI), Y14
+	VPBROADCASTW    34(DI), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z6, Z14, Z1
+	VBROADCASTI64X4 2(DI)(SI*1), Z14
+	VINSERTI64X4    $0x01, 36(DI)(SI*1), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z14, Z15, Z7
+	VPBROADCASTW    (DI)(SI*1), Y14
+	VPBROADCASTW    34(DI)(SI*1), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z7, Z14, Z2
+	VBROADCASTI64X4 2(DI)(SI*2), Z14
+	VINSERTI64X4    $0x01, 36(DI)(SI*2), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z8, Z8, Z8
+	VPDPBUSD        Z14, Z15, Z8
+	VPBROADCASTW    (DI)(SI*2), Y14
+	VPBROADCASTW    34(DI)(SI*2), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z8, Z14, Z3
+	VBROADCASTI64X4 2(R9), Z14
+	VINSERTI64X4    $0x01, 36(R9), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z9, Z9, Z9
+	VPDPBUSD        Z14, Z15, Z9
+	VPBROADCASTW    (R9), Y14
+	VPBROADCASTW    34(R9), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z9, Z14, Z4
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, DI
+	ADDQ            $0x44, R9
+	SUBQ            $0x02, R8
+	JMP             blk2
+
+blk:
+	TESTQ           R8, R8
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI64X4 2(CX), Z14
+	VPABSB          Z14, Z15
+	VPMOVB2M        Z14, K4
+	VMOVDQU64.Z     2(DI), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        Z14, Z15, Z10
+	VPBROADCASTW.Z  (DI), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z10, Z14, Z1
+	VMOVDQU64.Z     2(DI)(SI*1), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        Z14, Z15, Z11
+	VPBROADCASTW.Z  (DI)(SI*1), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z11, Z14, Z2
+	VMOVDQU64.Z     2(DI)(SI*2), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        Z14, Z15, Z12
+	VPBROADCASTW.Z  (DI)(SI*2), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z12, Z14, Z3
+	VMOVDQU64.Z     2(R9), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z13, Z13, Z13
+	VPDPBUSD        Z14, Z15, Z13
+	VPBROADCASTW.Z  (R9), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z13, Z14, Z4
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R9
+	SUBQ            $0x01, R8
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VMOVSS        X5, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VMOVSS        X5, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VMOVSS        X5, (AX)(BX*2)
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VMOVSS        X5, (DI)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, SSE2
+TEXT ·q4_0x1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVL         $0x0000ff00, BX
+	KMOVD        BX, K1
+	MOVL         $0x000000ff, BX
+	KMOVD        BX, K2
+	MOVL         $0x0000000f, BX
+	KMOVD        BX, K3
+	MOVL         $0xff00ff00, BX
+	KMOVD        BX, K4
+	MOVL         $0x0f0f0f0f, BX
+	MOVD         BX, X0
+	VPBROADCASTD X0, Y0
+	VPBROADCASTD X0, Z0
+	VPXORD       Z1, Z1, Z1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   aux+48(FP), SI
+	MOVQ   nb+64(FP), DI
+	VPXORD Z2, Z2, Z2
+
+blk2:
+	CMPQ            DI, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y1
+	VPBROADCASTW    18(CX), K1, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z5
+	VINSERTI32X4    $0x02, 20(CX), Z5, Z5
+	VINSERTI32X4    $0x03, 20(CX), Z5, Z5
+	VPSRLW          $0x04, Z5, K4, Z5
+	VPANDD          Z0, Z5, Z5
+	VBROADCASTI64X4 2(BX), Z6
+	VINSERTI64X4    $0x01, 36(BX), Z6, Z6
+	VPXORD          Z3, Z3, Z3
+	VPDPBUSD        Z6, Z5, Z3
+	VBROADCASTI64X4 (SI), Z5
+	VINSERTI64X4    $0x01, 36(SI), Z5, Z5
+	VPSUBD          Z5, Z3, Z3
+	VBROADCASTSS    32(SI), Z5
+	VBROADCASTSS    68(SI), K1, Z5
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z1, Z5, Z5
+	VFMADD231PS     Z3, Z5, Z2
+	ADDQ            $0x24, CX
+	ADDQ            $0x44, BX
+	ADDQ            $0x48, SI
+	SUBQ            $0x02, DI
+	JMP             blk2
+
+blk:
+	TESTQ           DI, DI
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z5
+	VPSRLW          $0x04, Z5, K4, Z5
+	VPANDD          Z0, Z5, Z5
+	VMOVDQU64.Z     2(BX), K3, Z6
+	VPXORD          Z4, Z4, Z4
+	VPDPBUSD        Z6, Z5, Z4
+	VMOVDQU64.Z     (SI), K3, Z5
+	VPSUBD          Z5, Z4, Z4
+	VBROADCASTSS.Z  32(SI), K2, Z5
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z1, Z5, Z5
+	VFMADD231PS     Z4, Z5, Z2
+	ADDQ            $0x12, CX
+	ADDQ            $0x22, BX
+	ADDQ            $0x24, SI
+	SUBQ            $0x01, DI
+
+fin:
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF128  $0x01, Y1, X5
+	VADDPS        X5, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x2AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, SSE2
+TEXT ·q4_0x2AVX512(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x0000ff00, R8
+	KMOVD        R8, K1
+	MOVL         $0x000000ff, R8
+	KMOVD        R8, K2
+	MOVL         $0x0000000f, R8
+	KMOVD        R8, K3
+	MOVL         $0xff00ff00, R8
+	KMOVD        R8, K4
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	VPBROADCASTD X0, Z0
+	VPXORD       Z1, Z1, Z1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+blk2:
+	CMPQ            R10, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y1
+	VPBROADCASTW    18(CX), K1, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z8
+	VINSERTI32X4    $0x02, 20(CX), Z8, Z8
+	VINSERTI32X4    $0x03, 20(CX), Z8, Z8
+	VPSRLW          $0x04, Z8, K4, Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 2(R8), Z9
+	VINSERTI64X4    $0x01, 36(R8), Z9, Z9
+	VPXORD          Z4, Z4, Z4
+	VPDPBUSD        Z9, Z8, Z4
+	VBROADCASTI64X4 (R9), Z9
+	VINSERTI64X4    $0x01, 36(R9), Z9, Z9
+	VPSUBD          Z9, Z4, Z4
+	VBROADCASTSS    32(R9), Z9
+	VBROADCASTSS    68(R9), K1, Z9
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z1, Z9, Z9
+	VFMADD231PS     Z4, Z9, Z2
+	VBROADCASTI64X4 2(R8)(SI*1), Z9
+	VINSERTI64X4    $0x01, 36(R8)(SI*1), Z9, Z9
+	VPXORD          Z5, Z5, Z5
+	VPDPBUSD        Z9, Z8, Z5
+	VBROADCASTI64X4 (R9)(DI*1), Z8
+	VINSERTI64X4    $0x01, 36(R9)(DI*1), Z8, Z8
+	VPSUBD          Z8, Z5, Z5
+	VBROADCASTSS    32(R9)(DI*1), Z8
+	VBROADCASTSS    68(R9)(DI*1), K1, Z8
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z1, Z8, Z8
+	VFMADD231PS     Z5, Z8, Z3
+	ADDQ            $0x24, CX
+	ADDQ            $0x44, R8
+	ADDQ            $0x48, R9
+	SUBQ            $0x02, R10
+	JMP             blk2
+
+blk:
+	TESTQ           R10, R10
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z8
+	VPSRLW          $0x04, Z8, K4, Z8
+	VPANDD          Z0, Z8, Z8
+	VMOVDQU64.Z     2(R8), K3, Z9
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z9, Z8, Z6
+	VMOVDQU64.Z     (R9), K3, Z9
+	VPSUBD          Z9, Z6, Z6
+	VBROADCASTSS.Z  32(R9), K2, Z9
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z1, Z9, Z9
+	VFMADD231PS     Z6, Z9, Z2
+	VMOVDQU64.Z     2(R8)(SI*1), K3, Z9
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z9, Z8, Z7
+	VMOVDQU64.Z     (R9)(DI*1), K3, Z8
+	VPSUBD          Z8, Z7, Z7
+	VBROADCASTSS.Z  32(R9)(DI*1), K2, Z8
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z1, Z8, Z8
+	VFMADD231PS     Z7, Z8, Z3
+	ADDQ            $0x12, CX
+	ADDQ            $0x22, R8
+	ADDQ            $0x24, R9
+	SUBQ            $0x01, R10
+
+fin:
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF128  $0x01, Y1, X8
+	VADDPS        X8, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF128  $0x01, Y1, X8
+	VADDPS        X8, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)(BX*1)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, SSE2
+TEXT ·q4_0x3AVX512(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x0000ff00, R8
+	KMOVD        R8, K1
+	MOVL         $0x000000ff, R8
+	KMOVD        R8, K2
+	MOVL         $0x0000000f, R8
+	KMOVD        R8, K3
+	MOVL         $0xff00ff00, R8
+	KMOVD        R8, K4
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	VPBROADCASTD X0, Z0
+	VPXORD       Z1, Z1, Z1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	MOVQ   aux+48(FP), R9
+	MOVQ   nb+64(FP), R10
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+blk2:
+	CMPQ            R10, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y1
+	VPBROADCASTW    18(CX), K1, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z11
+	VINSERTI32X4    $0x02, 20(CX), Z11, Z11
+	VINSERTI32X4    $0x03, 20(CX), Z11, Z11
+	VPSRLW          $0x04, Z11, K4, Z11
+	VPANDD          Z0, Z11, Z11
+	VBROADCASTI64X4 2(R8), Z12
+	VINSERTI64X4    $0x01, 36(R8), Z12, Z12
+	VPXORD          Z5, Z5, Z5
+	VPDPBUSD        Z12, Z11, Z5
+	VBROADCASTI64X4 (R9), Z12
+	VINSERTI64X4    $0x01, 36(R9), Z12, Z12
+	VPSUBD          Z12, Z5, Z5
+	VBROADCASTSS    32(R9), Z12
+	VBROADCASTSS    68(R9), K1, Z12
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z1, Z12, Z12
+	VFMADD231PS     Z5, Z12, Z2
+	VBROADCASTI64X4 2(R8)(SI*1), Z12
+	VINSERTI64X4    $0x01, 36(R8)(SI*1), Z12, Z12
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z12, Z11, Z6
+	VBROADCASTI64X4 (R9)(DI*1), Z12
+	VINSERTI64X4    $0x01, 36(R9)(DI*1), Z12, Z12
+	VPSUBD          Z12, Z6, Z6
+	VBROADCASTSS    32(R9)(DI*1), Z12
+	VBROADCASTSS    68(R9)(DI*1), K1, Z12
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z1, Z12, Z12
+	VFMADD231PS     Z6, Z12, Z3
+	VBROADCASTI64X4 2(R8)(SI*2), Z12
+	VINSERTI64X4    $0x01, 36(R8)(SI*2), Z12, Z12
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z12, Z11, Z7
+	VBROADCASTI64X4 (R9)(DI*2), Z11
+	VINSERTI64X4    $0x01, 36(R9)(DI*2), Z11, Z11
+	VPSUBD          Z11, Z7, Z7
+	VBROADCASTSS    32(R9)(DI*2), Z11
+	VBROADCASTSS    68(R9)(DI*2), K1, Z11
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z1, Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x24, CX
+	ADDQ            $0x44, R8
+	ADDQ            $0x48, R9
+	SUBQ            $0x02, R10
+	JMP             blk2
+
+blk:
+	TESTQ           R10, R10
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z11
+	VPSRLW          $0x04, Z11, K4, Z11
+	VPANDD          Z0, Z11, Z11
+	VMOVDQU64.Z     2(R8), K3, Z12
+	VPXORD          Z8, Z8, Z8
+	VPDPBUSD        Z12, Z11, Z8
+	VMOVDQU64.Z     (R9), K3, Z12
+	VPSUBD          Z12, Z8, Z8
+	VBROADCASTSS.Z  32(R9), K2, Z12
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z1, Z12, Z12
+	VFMADD231PS     Z8, Z12, Z2
+	VMOVDQU64.Z     2(R8)(SI*1), K3, Z12
+	VPXORD          Z9, Z9, Z9
+	VPDPBUSD        Z12, Z11, Z9
+	VMOVDQU64.Z     (R9)(DI*1), K3, Z12
+	VPSUBD          Z12, Z9, Z9
+	VBROADCASTSS.Z  32(R9)(DI*1), K2, Z12
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z1, Z12, Z12
+	VFMADD231PS     Z9, Z12, Z3
+	VMOVDQU64.Z     2(R8)(SI*2), K3, Z12
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        Z12, Z11, Z10
+	VMOVDQU64.Z     (R9)(DI*2), K3, Z11
+	VPSUBD          Z11, Z10, Z10
+	VBROADCASTSS.Z  32(R9)(DI*2), K2, Z11
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z1, Z11, Z11
+	VFMADD231PS     Z10, Z11, Z4
+	ADDQ            $0x12, CX
+	ADDQ            $0x22, R8
+	ADDQ            $0x24, R9
+	SUBQ            $0x01, R10
+
+fin:
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF128  $0x01, Y1, X11
+	VADDPS        X11, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF128  $0x01, Y1, X11
+	VADDPS        X11, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF128  $0x01, Y1, X11
+	VADDPS        X11, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)(BX*2)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, SSE2
+TEXT ·q4_0x4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         y+0(FP), AX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+24(FP), DX
+	MOVQ         ystride+8(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         xstride+40(FP), SI
+	MOVQ         auxstride+56(FP), DI
+	MOVL         $0x0000ff00, R8
+	KMOVD        R8, K1
+	MOVL         $0x000000ff, R8
+	KMOVD        R8, K2
+	MOVL         $0x0000000f, R8
+	KMOVD        R8, K3
+	MOVL         $0xff00ff00, R8
+	KMOVD        R8, K4
+	MOVL         $0x0f0f0f0f, R8
+	MOVD         R8, X0
+	VPBROADCASTD X0, Y0
+	VPBROADCASTD X0, Z0
+	VPXORD       Z1, Z1, Z1
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), R8
+	LEAQ   (R8)(SI*2), R11
+	ADDQ   SI, R11
+	MOVQ   aux+48(FP), R9
+	LEAQ   (R9)(DI*2), R12
+	ADDQ   DI, R12
+	MOVQ   nb+64(FP), R10
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+blk2:
+	CMPQ            R10, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y1
+	VPBROADCASTW    18(CX), K1, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z14
+	VINSERTI32X4    $0x02, 20(CX), Z14, Z14
+	VINSERTI32X4    $0x03, 20(CX), Z14, Z14
+	VPSRLW          $0x04, Z14, K4, Z14
+	VPANDD          Z0, Z14, Z14
+	VBROADCASTI64X4 2(R8), Z15
+	VINSERTI64X4    $0x01, 36(R8), Z15, Z15
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z15, Z14, Z6
+	VBROADCASTI64X4 (R9), Z15
+	VINSERTI64X4    $0x01, 36(R9), Z15, Z15
+	VPSUBD          Z15, Z6, Z6
+	VBROADCASTSS    32(R9), Z15
+	VBROADCASTSS    68(R9), K1, Z15
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z1, Z15, Z15
+	VFMADD231PS     Z6, Z15, Z2
+	VBROADCASTI64X4 2(R8)(SI*1), Z15
+	VINSERTI64X4    $0x01, 36(R8)(SI*1), Z15, Z15
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z15, Z14, Z7
+	VBROADCASTI64X4 (R9)(DI*1), Z15
+	VINSERTI64X4    $0x01, 36(R9)(DI*1), Z15, Z15
+	VPSUBD          Z15, Z7, Z7
+	VBROADCASTSS    32(R9)(DI*1), Z15
+	VBROADCASTSS    68(R9)(DI*1), K1, Z15
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z1, Z15, Z15
+	VFMADD231PS     Z7, Z15, Z3
+	VBROADCASTI64X4 2(R8)(SI*2), Z15
+	VINSERTI64X4    $0x01, 36(R8)(SI*2), Z15, Z15
+	VPXORD          Z8, Z8, Z8
+	VPDPBUSD        Z15, Z14, Z8
+	VBROADCASTI64X4 (R9)(DI*2), Z15
+	VINSERTI64X4    $0x01, 36(R9)(DI*2), Z15, Z15
+	VPSUBD          Z15, Z8, Z8
+	VBROADCASTSS    32(R9)(DI*2), Z15
+	VBROADCASTSS    68(R9)(DI*2), K1, Z15
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z1, Z15, Z15
+	VFMADD231PS     Z8, Z15, Z4
+	VBROADCASTI64X4 2(R11), Z15
+	VINSERTI64X4    $0x01, 36(R11), Z15, Z15
+	VPXORD          Z9, Z9, Z9
+	VPDPBUSD        Z15, Z14, Z9
+	VBROADCASTI64X4 (R12), Z14
+	VINSERTI64X4    $0x01, 36(R12), Z14, Z14
+	VPSUBD          Z14, Z9, Z9
+	VBROADCASTSS    32(R12), Z14
+	VBROADCASTSS    68(R12), K1, Z14
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z1, Z14, Z14
+	VFMADD231PS     Z9, Z14, Z5
+	ADDQ            $0x24, CX
+	ADDQ            $0x44, R8
+	ADDQ            $0x44, R11
+	ADDQ            $0x48, R9
+	ADDQ            $0x48, R12
+	SUBQ            $0x02, R10
+	JMP             blk2
+
+blk:
+	TESTQ           R10, R10
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y1
+	VCVTPH2PS       Y1, Z1
+	VBROADCASTI32X4 2(CX), Z14
+	VPSRLW          $0x04, Z14, K4, Z14
+	VPANDD          Z0, Z14, Z14
+	VMOVDQU64.Z     2(R8), K3, Z15
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        Z15, Z14, Z10
+	VMOVDQU64.Z     (R9), K3, Z15
+	VPSUBD          Z15, Z10, Z10
+	VBROADCASTSS.Z  32(R9), K2, Z15
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z1, Z15, Z15
+	VFMADD231PS     Z10, Z15, Z2
+	VMOVDQU64.Z     2(R8)(SI*1), K3, Z15
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        Z15, Z14, Z11
+	VMOVDQU64.Z     (R9)(DI*1), K3, Z15
+	VPSUBD          Z15, Z11, Z11
+	VBROADCASTSS.Z  32(R9)(DI*1), K2, Z15
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z1, Z15, Z15
+	VFMADD231PS     Z11, Z15, Z3
+	VMOVDQU64.Z     2(R8)(SI*2), K3, Z15
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        Z15, Z14, Z12
+	VMOVDQU64.Z     (R9)(DI*2), K3, Z15
+	VPSUBD          Z15, Z12, Z12
+	VBROADCASTSS.Z  32(R9)(DI*2), K2, Z15
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z1, Z15, Z15
+	VFMADD231PS     Z12, Z15, Z4
+	VMOVDQU64.Z     2(R11), K3, Z15
+	VPXORD          Z13, Z13, Z13
+	VPDPBUSD        Z15, Z14, Z13
+	VMOVDQU64.Z     (R12), K3, Z14
+	VPSUBD          Z14, Z13, Z13
+	VBROADCASTSS.Z  32(R12), K2, Z14
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z1, Z14, Z14
+	VFMADD231PS     Z13, Z14, Z5
+	ADDQ            $0x12, CX
+	ADDQ            $0x22, R8
+	ADDQ            $0x22, R11
+	ADDQ            $0x24, R9
+	ADDQ            $0x24, R12
+	SUBQ            $0x01, R10
+
+fin:
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VADDPS        Y1, Y2, Y1
+	VEXTRACTF128  $0x01, Y1, X14
+	VADDPS        X14, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VADDPS        Y1, Y3, Y1
+	VEXTRACTF128  $0x01, Y1, X14
+	VADDPS        X14, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z4, Y1
+	VADDPS        Y1, Y4, Y1
+	VEXTRACTF128  $0x01, Y1, X14
+	VADDPS        X14, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)(BX*2)
+	VEXTRACTF64X4 $0x01, Z5, Y1
+	VADDPS        Y1, Y5, Y1
+	VEXTRACTF128  $0x01, Y1, X14
+	VADDPS        X14, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	LEAQ          (AX)(BX*2), R8
+	ADDQ          BX, R8
+	VMOVSS        X1, (R8)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET

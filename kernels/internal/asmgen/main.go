@@ -41,6 +41,7 @@ func main() {
 		attnAccum(k)
 	}
 	quantQ8_0()
+	quantKernels512()
 	Generate()
 }
 
