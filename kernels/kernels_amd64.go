@@ -514,3 +514,36 @@ func q4_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride i
 //
 //go:noescape
 func q4_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// dotRowsF32AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsF32AVX512(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
+
+// dotTileF32AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileF32AVX512(y *float32, ystride int, w *float32, ld int, rows int, x *float32, xstride int, k8 int)
+
+// dotRowsF16AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+
+// dotTileF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+
+// dotRowsBF16AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsBF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+
+// dotTileBF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)

@@ -11618,3 +11618,633 @@ fin:
 end:
 	VZEROUPPER
 	RET
+
+// func dotRowsF32AVX512(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotRowsF32AVX512(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  ld+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	SHLQ  $0x02, DX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	VPXORD Z0, Z0, Z0
+	MOVQ   x+32(FP), SI
+	MOVQ   k8+40(FP), R8
+	MOVQ   CX, DI
+
+k32:
+	CMPQ        R8, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	VMOVUPS     64(DI), Z1
+	VFMADD231PS 64(SI), Z1, Z0
+	ADDQ        $0x80, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, R8
+	JMP         k32
+
+k16:
+	CMPQ        R8, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, R8
+
+k8:
+	TESTQ       R8, R8
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z1
+	VFMADD231PS (SI), Z1, K1, Z0
+
+kdone:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	ADDQ          DX, CX
+	DECQ          BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotTileF32AVX512(y *float32, ystride int, w *float32, ld int, rows int, x *float32, xstride int, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotTileF32AVX512(SB), NOSPLIT, $0-64
+	MOVQ  y+0(FP), AX
+	MOVQ  w+16(FP), CX
+	MOVQ  ld+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  xstride+48(FP), SI
+	SHLQ  $0x02, SI
+	SHLQ  $0x02, DX
+	MOVL  $0x000000ff, DI
+	KMOVW DI, K1
+
+row:
+	CMPQ   BX, $0x02
+	JL     end
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   x+40(FP), DI
+	MOVQ   k8+56(FP), R9
+	MOVQ   CX, R8
+
+k32:
+	CMPQ        R9, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VMOVUPS     (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VMOVUPS     (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	VMOVUPS     64(DI), Z6
+	VMOVUPS     64(DI)(SI*1), Z7
+	VMOVUPS     64(DI)(SI*2), Z8
+	VMOVUPS     64(R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VMOVUPS     64(R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x80, DI
+	ADDQ        $0x80, R8
+	SUBQ        $0x20, R9
+	JMP         k32
+
+k16:
+	CMPQ        R9, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VMOVUPS     (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VMOVUPS     (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, R8
+	SUBQ        $0x10, R9
+
+k8:
+	TESTQ       R9, R9
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z6
+	VMOVUPS.Z   (DI)(SI*1), K1, Z7
+	VMOVUPS.Z   (DI)(SI*2), K1, Z8
+	VMOVUPS.Z   (R8), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z0
+	VFMADD231PS Z7, Z9, K1, Z2
+	VFMADD231PS Z8, Z9, K1, Z4
+	VMOVUPS.Z   (R8)(DX*1), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z1
+	VFMADD231PS Z7, Z9, K1, Z3
+	VFMADD231PS Z8, Z9, K1, Z5
+
+kdone:
+	MOVQ          ystride+8(FP), DI
+	SHLQ          $0x02, DI
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*2)
+	VEXTRACTF64X4 $0x01, Z5, Y6
+	VADDPS        Y6, Y5, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*2)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(DX*2), CX
+	SUBQ          $0x02, BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotRowsF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotRowsF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  ld+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	VPXORD Z0, Z0, Z0
+	MOVQ   x+32(FP), SI
+	MOVQ   k8+40(FP), R8
+	MOVQ   CX, DI
+
+k32:
+	CMPQ        R8, $0x20
+	JL          k16
+	VCVTPH2PS   (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	VCVTPH2PS   32(DI), Z1
+	VFMADD231PS 64(SI), Z1, Z0
+	ADDQ        $0x80, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x20, R8
+	JMP         k32
+
+k16:
+	CMPQ        R8, $0x10
+	JL          k8
+	VCVTPH2PS   (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x10, R8
+
+k8:
+	TESTQ       R8, R8
+	JE          kdone
+	VCVTPH2PS.Z (DI), K1, Z1
+	VFMADD231PS (SI), Z1, K1, Z0
+
+kdone:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	ADDQ          DX, CX
+	DECQ          BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotTileF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotTileF16AVX512(SB), NOSPLIT, $0-64
+	MOVQ  y+0(FP), AX
+	MOVQ  w+16(FP), CX
+	MOVQ  ld+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  xstride+48(FP), SI
+	SHLQ  $0x02, SI
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, DI
+	KMOVW DI, K1
+
+row:
+	CMPQ   BX, $0x02
+	JL     end
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   x+40(FP), DI
+	MOVQ   k8+56(FP), R9
+	MOVQ   CX, R8
+
+k32:
+	CMPQ        R9, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VCVTPH2PS   (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VCVTPH2PS   (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	VMOVUPS     64(DI), Z6
+	VMOVUPS     64(DI)(SI*1), Z7
+	VMOVUPS     64(DI)(SI*2), Z8
+	VCVTPH2PS   32(R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VCVTPH2PS   32(R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x80, DI
+	ADDQ        $0x40, R8
+	SUBQ        $0x20, R9
+	JMP         k32
+
+k16:
+	CMPQ        R9, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VCVTPH2PS   (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VCVTPH2PS   (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x40, DI
+	ADDQ        $0x20, R8
+	SUBQ        $0x10, R9
+
+k8:
+	TESTQ       R9, R9
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z6
+	VMOVUPS.Z   (DI)(SI*1), K1, Z7
+	VMOVUPS.Z   (DI)(SI*2), K1, Z8
+	VCVTPH2PS.Z (R8), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z0
+	VFMADD231PS Z7, Z9, K1, Z2
+	VFMADD231PS Z8, Z9, K1, Z4
+	VCVTPH2PS.Z (R8)(DX*1), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z1
+	VFMADD231PS Z7, Z9, K1, Z3
+	VFMADD231PS Z8, Z9, K1, Z5
+
+kdone:
+	MOVQ          ystride+8(FP), DI
+	SHLQ          $0x02, DI
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*2)
+	VEXTRACTF64X4 $0x01, Z5, Y6
+	VADDPS        Y6, Y5, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*2)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(DX*2), CX
+	SUBQ          $0x02, BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotRowsBF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotRowsBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  ld+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	VPXORD Z0, Z0, Z0
+	MOVQ   x+32(FP), SI
+	MOVQ   k8+40(FP), R8
+	MOVQ   CX, DI
+
+k32:
+	CMPQ        R8, $0x20
+	JL          k16
+	VPMOVZXWD   (DI), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (SI), Z1, Z0
+	VPMOVZXWD   32(DI), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS 64(SI), Z1, Z0
+	ADDQ        $0x80, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x20, R8
+	JMP         k32
+
+k16:
+	CMPQ        R8, $0x10
+	JL          k8
+	VPMOVZXWD   (DI), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (SI), Z1, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x10, R8
+
+k8:
+	TESTQ       R8, R8
+	JE          kdone
+	VPMOVZXWD.Z (DI), K1, Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (SI), Z1, K1, Z0
+
+kdone:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	ADDQ          DX, CX
+	DECQ          BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotTileBF16AVX512(SB), NOSPLIT, $0-64
+	MOVQ  y+0(FP), AX
+	MOVQ  w+16(FP), CX
+	MOVQ  ld+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  xstride+48(FP), SI
+	SHLQ  $0x02, SI
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, DI
+	KMOVW DI, K1
+
+row:
+	CMPQ   BX, $0x02
+	JL     end
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   x+40(FP), DI
+	MOVQ   k8+56(FP), R9
+	MOVQ   CX, R8
+
+k32:
+	CMPQ        R9, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VPMOVZXWD   (R8), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VPMOVZXWD   (R8)(DX*1), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	VMOVUPS     64(DI), Z6
+	VMOVUPS     64(DI)(SI*1), Z7
+	VMOVUPS     64(DI)(SI*2), Z8
+	VPMOVZXWD   32(R8), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VPMOVZXWD   32(R8)(DX*1), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x80, DI
+	ADDQ        $0x40, R8
+	SUBQ        $0x20, R9
+	JMP         k32
+
+k16:
+	CMPQ        R9, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VPMOVZXWD   (R8), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VPMOVZXWD   (R8)(DX*1), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x40, DI
+	ADDQ        $0x20, R8
+	SUBQ        $0x10, R9
+
+k8:
+	TESTQ       R9, R9
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z6
+	VMOVUPS.Z   (DI)(SI*1), K1, Z7
+	VMOVUPS.Z   (DI)(SI*2), K1, Z8
+	VPMOVZXWD.Z (R8), K1, Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, K1, Z0
+	VFMADD231PS Z7, Z9, K1, Z2
+	VFMADD231PS Z8, Z9, K1, Z4
+	VPMOVZXWD.Z (R8)(DX*1), K1, Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, K1, Z1
+	VFMADD231PS Z7, Z9, K1, Z3
+	VFMADD231PS Z8, Z9, K1, Z5
+
+kdone:
+	MOVQ          ystride+8(FP), DI
+	SHLQ          $0x02, DI
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*2)
+	VEXTRACTF64X4 $0x01, Z5, Y6
+	VADDPS        Y6, Y5, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*2)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(DX*2), CX
+	SUBQ          $0x02, BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET

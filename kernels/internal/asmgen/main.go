@@ -42,6 +42,7 @@ func main() {
 	}
 	quantQ8_0()
 	quantKernels512()
+	floatKernels512()
 	Generate()
 }
 
