@@ -43,3 +43,28 @@ func TestFloatDotsAVX512BitIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmKernelAVX512BitIdentical: the ZMM micro-kernel runs each
+// element's chain of multiply-adds as the YMM one does, so both must give
+// the same bits, overwriting and accumulating.
+func TestGemmKernelAVX512BitIdentical(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("this CPU does not run the avx512 path")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	for _, k := range []int{1, 3, 4, 5, 13, 256} {
+		for _, accumulate := range []bool{false, true} {
+			a, b := randVec(r, k*mr), randVec(r, k*nr)
+			ldc := nr + 5
+			c1 := randVec(r, mr*ldc)
+			c2 := append([]float32(nil), c1...)
+			microKernelAVX2(k, a, b, c1, ldc, accumulate)
+			microKernelAVX512(k, a, b, c2, ldc, accumulate)
+			for i := range c1 {
+				if math.Float32bits(c1[i]) != math.Float32bits(c2[i]) {
+					t.Fatalf("k=%d accumulate=%v: c[%d] = %g on avx512, %g on avx2", k, accumulate, i, c2[i], c1[i])
+				}
+			}
+		}
+	}
+}

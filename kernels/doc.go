@@ -12,7 +12,8 @@
 // On CPUs with AVX-512 (F, BW, VL, DQ and VNNI) some kernels have a
 // 512-bit version, installed over the AVX2 ones: the Q8_0 and Q4_0 products
 // (VPDPBUSD, two blocks per register) and the float (F32, F16, BF16)
-// mat-vec and batch kernels, bit-identical to the AVX2 ones.
+// mat-vec and batch kernels and the GEMM micro-kernel, bit-identical to
+// the AVX2 ones.
 //
 // CPU paths: the kernels in use are chosen once at start, the best path
 // the CPU runs (purego, avx2, avx512), or the one the environment variable

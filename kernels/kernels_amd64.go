@@ -547,3 +547,9 @@ func dotRowsBF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 i
 //
 //go:noescape
 func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+
+// gemmKernelAVX512 computes the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+//
+//go:noescape
+func gemmKernelAVX512(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)

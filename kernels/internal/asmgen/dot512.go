@@ -216,3 +216,84 @@ func floatKernels512() {
 		dotTile512(k)
 	}
 }
+
+// gemmKernel512: the 6×16 GEMM micro-kernel on ZMM. Six accumulators hold
+// the tile, one row of sixteen each; each k step loads one ZMM of the B
+// panel and broadcasts six A values. Every element is the same chain of
+// fused multiply-adds over k as in gemmKernelAVX2, so the two agree bit for
+// bit.
+func gemmKernel512() {
+	text("gemmKernelAVX512", NOSPLIT, "func(k int, a, b, c *float32, ldc int, accumulate bool)")
+	Doc("gemmKernelAVX512 computes the 6×16 tile c (row stride ldc floats) = or += a·b",
+		"from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).")
+	k := Load(Param("k"), GP64())
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	c := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(U8(2), ldc)
+	row := GP64()
+	MOVQ(c, row)
+	for i := 0; i < 6; i++ {
+		PREFETCHT0(Mem{Base: row})
+		PREFETCHT0(Mem{Base: row, Disp: 60})
+		if i < 5 {
+			ADDQ(ldc, row)
+		}
+	}
+	acc := make([]VecVirtual, 6)
+	for i := range acc {
+		acc[i] = ZMM()
+		VPXORD(acc[i], acc[i], acc[i])
+	}
+	step := func(u int) {
+		bv := ZMM()
+		VMOVUPS(Mem{Base: b, Disp: 64 * u}, bv)
+		for i := 0; i < 6; i++ {
+			av := ZMM()
+			VBROADCASTSS(Mem{Base: a, Disp: 24*u + 4*i}, av)
+			VFMADD231PS(bv, av, acc[i])
+		}
+	}
+	const unroll = 4
+	Label("loop4")
+	CMPQ(k, U8(unroll))
+	JL(LabelRef("loop1"))
+	for u := 0; u < unroll; u++ {
+		step(u)
+	}
+	ADDQ(U32(24*unroll), a)
+	ADDQ(U32(64*unroll), b)
+	SUBQ(U8(unroll), k)
+	JMP(LabelRef("loop4"))
+	Label("loop1")
+	TESTQ(k, k)
+	JE(LabelRef("store"))
+	step(0)
+	ADDQ(U8(24), a)
+	ADDQ(U8(64), b)
+	DECQ(k)
+	JMP(LabelRef("loop1"))
+	Label("store")
+	accum := Load(Param("accumulate"), GP8())
+	TESTB(accum, accum)
+	JE(LabelRef("overwrite"))
+	for i := 0; i < 6; i++ {
+		VADDPS(Mem{Base: c}, acc[i], acc[i])
+		VMOVUPS(acc[i], Mem{Base: c})
+		if i < 5 {
+			ADDQ(ldc, c)
+		}
+	}
+	VZEROUPPER()
+	RET()
+	Label("overwrite")
+	for i := 0; i < 6; i++ {
+		VMOVUPS(acc[i], Mem{Base: c})
+		if i < 5 {
+			ADDQ(ldc, c)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}

@@ -43,6 +43,7 @@ func main() {
 	quantQ8_0()
 	quantKernels512()
 	floatKernels512()
+	gemmKernel512()
 	Generate()
 }
 
