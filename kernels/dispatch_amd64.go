@@ -64,12 +64,11 @@ func useAVX2() {
 }
 
 // useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
-// AVX2 ones: the Q8_0 and Q4_0 products, the float MatMul kernels and
+// AVX2 ones: the Q8_0 product, the float MatMul kernels and
 // the GEMM micro-kernel (both bit-identical to the AVX2 ones, see
 // internal/asmgen/dot512.go).
 func useAVX512() {
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
-	set32(tensor.Q4_0, [4]asm32{q4_0x1AVX512, q4_0x2AVX512, q4_0x3AVX512, q4_0x4AVX512})
 	floatDots = floatDotsAVX512
 	microKernel = microKernelAVX512
 }

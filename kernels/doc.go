@@ -10,7 +10,7 @@
 // directory after editing the generator. The build tag purego keeps the
 // pure-Go path, which is also what runs on other CPUs and architectures.
 // On CPUs with AVX-512 (F, BW, VL, DQ and VNNI) some kernels have a
-// 512-bit version, installed over the AVX2 ones: the Q8_0 and Q4_0 products
+// 512-bit version, installed over the AVX2 ones: the Q8_0 product
 // (VPDPBUSD, two blocks per register) and the float (F32, F16, BF16)
 // mat-vec and batch kernels and the GEMM micro-kernel, bit-identical to
 // the AVX2 ones.

@@ -461,59 +461,31 @@ func quantQ8_0AVX2(dst *byte, x *float32, nb int)
 
 // q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
 //
 //go:noescape
 func q8_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q8_0x2AVX512 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
 //
 //go:noescape
 func q8_0x2AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q8_0x3AVX512 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
 //
 //go:noescape
 func q8_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // q8_0x4AVX512 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
 //
 //go:noescape
 func q8_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
-//
-//go:noescape
-func q4_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x2AVX512 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
-//
-//go:noescape
-func q4_0x2AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x3AVX512 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
-//
-//go:noescape
-func q4_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x4AVX512 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes), with AVX-512 VNNI.
-//
-//go:noescape
-func q4_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
 // dotRowsF32AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
 //
