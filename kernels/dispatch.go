@@ -1,8 +1,11 @@
 package kernels
 
+import "github.com/herd-llm/herd/tensor"
+
 // The implementations the exported kernels call. They start as the pure-Go
-// versions; on amd64 without the purego tag, init in dispatch_amd64.go
-// replaces them with assembly when the CPU has AVX2, FMA and F16C.
+// versions; init in cpu.go installs the kernels of the CPU path chosen at
+// start (see CPUPath): on amd64 without the purego tag, assembly when the
+// CPU has AVX2, FMA and F16C, and AVX-512 kernels over some of those.
 var (
 	dotImpl       = dotGeneric
 	axpyImpl      = axpyGeneric
@@ -23,6 +26,35 @@ var (
 	accumVF16Impl = accumVF16Generic
 	quantQ8_0Impl = quantQ8_0Generic
 )
+
+// useGeneric installs the pure-Go implementation of every kernel: the
+// purego path, and the base every other path installs its kernels over.
+func useGeneric() {
+	dotImpl = dotGeneric
+	axpyImpl = axpyGeneric
+	sumSqImpl = sumSqGeneric
+	scaleMulImpl = scaleMulGeneric
+	scaleImpl = scaleGeneric
+	addImpl = addGeneric
+	maxImpl = maxGeneric
+	expSubSumImpl = expSubSumGeneric
+	siluMulImpl = siluMulGeneric
+	convF16 = convF16Generic
+	convBF16 = convBF16Generic
+	toF16Impl = toF16Generic
+	packNT16 = packNT16Generic
+	scoresImpl = scoresGeneric
+	accumVImpl = accumVGeneric
+	scoresF16Impl = scoresF16Generic
+	accumVF16Impl = accumVF16Generic
+	quantQ8_0Impl = quantQ8_0Generic
+	quantQ8_KImpl = tensor.QuantizeRowQ8_K
+	microKernel = microKernelGeneric
+	floatDots = nil
+	for _, f := range formats {
+		f.kern = f.gen
+	}
+}
 
 func packNT16Generic(dst []float32, B operand, off, kk int) {
 	packNTGeneric(dst, B, off, 0, kk, nr)

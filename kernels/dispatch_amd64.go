@@ -3,19 +3,32 @@
 package kernels
 
 import (
+	"unsafe"
+
 	"github.com/herd-llm/herd/tensor"
 	"golang.org/x/sys/cpu"
 )
 
 //go:generate go run -C internal/asmgen . -out ../../kernels_amd64.s -stubs ../../kernels_amd64.go -pkg kernels
 
-// useAsm reports whether the assembly kernels are in use.
-var useAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+// hasAVX2 and hasAVX512 report whether the CPU (and the OS, for the
+// registers' state) runs the avx2 and the avx512 paths.
+var (
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+		cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI
+)
 
-func init() {
-	if !useAsm {
-		return
+// asmPaths are the assembly paths, in the order they install their kernels.
+func asmPaths() []cpuPath {
+	return []cpuPath{
+		{name: PathAVX2, ok: hasAVX2, use: useAVX2},
+		{name: PathAVX512, ok: hasAVX512, use: useAVX512},
 	}
+}
+
+// useAVX2 installs the AVX2+FMA+F16C kernels.
+func useAVX2() {
 	microKernel = microKernelAVX2
 	dotImpl = dotAVX2
 	axpyImpl = axpyAVX2
@@ -50,6 +63,23 @@ func init() {
 	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
 }
 
+// useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
+// AVX2 ones: the Q8_0 product, the float MatMul kernels and
+// the GEMM micro-kernel (both bit-identical to the AVX2 ones, see
+// internal/asmgen/dot512.go).
+func useAVX512() {
+	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
+	floatDots = floatDotsAVX512
+	microKernel = microKernelAVX512
+}
+
+func microKernelAVX512(k int, a, b, c []float32, ldc int, accumulate bool) {
+	_ = a[k*mr-1]
+	_ = b[k*nr-1]
+	_ = c[(mr-1)*ldc+nr-1]
+	gemmKernelAVX512(k, &a[0], &b[0], &c[0], ldc, accumulate)
+}
+
 func quantQ8_KAsm(dst []byte, x []float32) {
 	nb := len(x) / qkk
 	if nb == 0 {
@@ -66,45 +96,93 @@ func microKernelAVX2(k int, a, b, c []float32, ldc int, accumulate bool) {
 	gemmKernelAVX2(k, &a[0], &b[0], &c[0], ldc, accumulate)
 }
 
-// floatDotsAVX2 are the assembly float MatMul kernels (see matmul_float.go).
-var floatDotsAVX2 = &dotKernels{
-	rows: func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int) {
-		if rows == 0 {
-			return
-		}
-		_, _ = y[rows-1], x[max(k8, 1)-1]
+type (
+	asmRows func(y *float32, w unsafe.Pointer, ld int, rows int, x *float32, k8 int)
+	asmTile func(y *float32, ystride int, w unsafe.Pointer, ld int, rows int, x *float32, xstride int, k8 int)
+)
+
+// floatDotsOf makes the float MatMul kernels (see matmul_float.go) of the
+// assembly mat-vec and tile kernels of each weight kind.
+func floatDotsOf(rowsK [3]asmRows, tileK [3]asmTile) *dotKernels {
+	// wptr checks that the weights of rows rows from off exist, and
+	// returns a pointer to the first.
+	wptr := func(kind int, w operand, off, rows, k8 int) unsafe.Pointer {
 		last := off + (rows-1)*w.cs + max(k8, 1) - 1
-		switch kind {
-		case kindF32:
+		if kind == kindF32 {
 			_ = w.f32[last]
-			dotRowsF32AVX2(&y[0], &w.f32[off], w.cs, rows, &x[0], k8)
-		case kindF16:
-			_ = w.u16[last]
-			dotRowsF16AVX2(&y[0], &w.u16[off], w.cs, rows, &x[0], k8)
-		case kindBF16:
-			_ = w.u16[last]
-			dotRowsBF16AVX2(&y[0], &w.u16[off], w.cs, rows, &x[0], k8)
+			return unsafe.Pointer(&w.f32[off])
 		}
-	},
-	tile: func(kind int, y []float32, ystride int, w operand, off, rows int, x []float32, xstride, k8 int) {
-		if rows == 0 {
-			return
-		}
-		_, _ = y[2*ystride+rows-1], x[2*xstride+max(k8, 1)-1]
-		last := off + (rows-1)*w.cs + max(k8, 1) - 1
-		switch kind {
-		case kindF32:
-			_ = w.f32[last]
-			dotTileF32AVX2(&y[0], ystride, &w.f32[off], w.cs, rows, &x[0], xstride, k8)
-		case kindF16:
-			_ = w.u16[last]
-			dotTileF16AVX2(&y[0], ystride, &w.u16[off], w.cs, rows, &x[0], xstride, k8)
-		case kindBF16:
-			_ = w.u16[last]
-			dotTileBF16AVX2(&y[0], ystride, &w.u16[off], w.cs, rows, &x[0], xstride, k8)
-		}
-	},
+		_ = w.u16[last]
+		return unsafe.Pointer(&w.u16[off])
+	}
+	return &dotKernels{
+		rows: func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int) {
+			if rows == 0 {
+				return
+			}
+			_, _ = y[rows-1], x[max(k8, 1)-1]
+			rowsK[kind](&y[0], wptr(kind, w, off, rows, k8), w.cs, rows, &x[0], k8)
+		},
+		tile: func(kind int, y []float32, ystride int, w operand, off, rows int, x []float32, xstride, k8 int) {
+			if rows == 0 {
+				return
+			}
+			_, _ = y[2*ystride+rows-1], x[2*xstride+max(k8, 1)-1]
+			tileK[kind](&y[0], ystride, wptr(kind, w, off, rows, k8), w.cs, rows, &x[0], xstride, k8)
+		},
+	}
 }
+
+// The assembly float MatMul kernels, by weight kind (kindF32, kindF16,
+// kindBF16), with the weights' pointer type erased.
+var (
+	floatDotsAVX2 = floatDotsOf(
+		[3]asmRows{
+			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
+				dotRowsF32AVX2(y, (*float32)(w), ld, rows, x, k8)
+			},
+			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
+				dotRowsF16AVX2(y, (*uint16)(w), ld, rows, x, k8)
+			},
+			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
+				dotRowsBF16AVX2(y, (*uint16)(w), ld, rows, x, k8)
+			},
+		},
+		[3]asmTile{
+			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
+				dotTileF32AVX2(y, ys, (*float32)(w), ld, rows, x, xs, k8)
+			},
+			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
+				dotTileF16AVX2(y, ys, (*uint16)(w), ld, rows, x, xs, k8)
+			},
+			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
+				dotTileBF16AVX2(y, ys, (*uint16)(w), ld, rows, x, xs, k8)
+			},
+		})
+	floatDotsAVX512 = floatDotsOf(
+		[3]asmRows{
+			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
+				dotRowsF32AVX512(y, (*float32)(w), ld, rows, x, k8)
+			},
+			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
+				dotRowsF16AVX512(y, (*uint16)(w), ld, rows, x, k8)
+			},
+			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
+				dotRowsBF16AVX512(y, (*uint16)(w), ld, rows, x, k8)
+			},
+		},
+		[3]asmTile{
+			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
+				dotTileF32AVX512(y, ys, (*float32)(w), ld, rows, x, xs, k8)
+			},
+			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
+				dotTileF16AVX512(y, ys, (*uint16)(w), ld, rows, x, xs, k8)
+			},
+			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
+				dotTileBF16AVX512(y, ys, (*uint16)(w), ld, rows, x, xs, k8)
+			},
+		})
+)
 
 // asm32 is an assembly kernel for 32-element block weights and a fixed
 // number of activation rows.

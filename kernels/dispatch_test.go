@@ -11,8 +11,14 @@ import (
 
 // TestKernelsMatchGeneric checks each dispatched kernel (assembly where the
 // CPU has it) against its pure-Go twin on awkward lengths, so the pure-Go
-// code is exercised in every build, not only with -tags purego.
+// code is exercised in every build, not only with -tags purego. It runs
+// once for every CPU path this CPU runs (purego, avx2, avx512), whatever
+// path HERD_CPU chose.
 func TestKernelsMatchGeneric(t *testing.T) {
+	forEachPath(t, kernelsMatchGeneric)
+}
+
+func kernelsMatchGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	near := func(what string, got, want []float32, tol float64) {
 		t.Helper()

@@ -9,6 +9,17 @@
 // avo by internal/asmgen, a module of its own: run `go generate` in this
 // directory after editing the generator. The build tag purego keeps the
 // pure-Go path, which is also what runs on other CPUs and architectures.
+// On CPUs with AVX-512 (F, BW, VL, DQ and VNNI) some kernels have a
+// 512-bit version, installed over the AVX2 ones: the Q8_0 product
+// (VPDPBUSD, two blocks per register) and the float (F32, F16, BF16)
+// mat-vec and batch kernels and the GEMM micro-kernel, bit-identical to
+// the AVX2 ones.
+//
+// CPU paths: the kernels in use are chosen once at start, the best path
+// the CPU runs (purego, avx2, avx512), or the one the environment variable
+// HERD_CPU names (HERD_CPU=avx2 forces the AVX2 kernels on an AVX-512 CPU;
+// a name the CPU cannot run is reported on stderr and the best path used).
+// CPUPath says which is in use. The tests run every path the CPU runs.
 //
 // Results are not bit-identical between the two paths (the assembly sums in
 // eight-lane partial sums and its exp is a polynomial within ~2 ulp).
@@ -21,7 +32,7 @@
 // for the k-quants), block products are exact integer sums, scaled by both
 // block scales in float32.
 //
-// Batch invariance: within one build on one CPU, every row of MatMul's
+// Batch invariance: within one build on one CPU and CPU path, every row of MatMul's
 // result is computed by the same floating-point operations whatever the
 // number of rows nt, so a row computed alone is bit-identical to the same
 // row computed in any batch. The quantized kernels run one (weight row,

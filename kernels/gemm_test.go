@@ -36,7 +36,10 @@ var gemmSizes = [][3]int{
 	{2, 4097, 3}, {5, 70, 600},
 }
 
-func TestGemm(t *testing.T) {
+// TestGemm checks gemm against the float64 reference on every CPU path.
+func TestGemm(t *testing.T) { forEachPath(t, gemmMatchesRef) }
+
+func gemmMatchesRef(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	withThreads(t, func(t *testing.T) {
 		for _, sz := range gemmSizes {

@@ -458,3 +458,70 @@ func attnAccumF16AVX2(acc *float32, v *uint16, vstride int, p *float32, n int, d
 //
 //go:noescape
 func quantQ8_0AVX2(dst *byte, x *float32, nb int)
+
+// q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q8_0x2AVX512 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x2AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q8_0x3AVX512 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// q8_0x4AVX512 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
+// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
+// x + t·xstride bytes; aux unused), with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+
+// dotRowsF32AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsF32AVX512(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
+
+// dotTileF32AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileF32AVX512(y *float32, ystride int, w *float32, ld int, rows int, x *float32, xstride int, k8 int)
+
+// dotRowsF16AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+
+// dotTileF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+
+// dotRowsBF16AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotRowsBF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+
+// dotTileBF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
+// r < rows (even), p < k8 (a multiple of 8).
+//
+//go:noescape
+func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+
+// gemmKernelAVX512 computes the 6×16 tile c (row stride ldc floats) = or += a·b
+// from a packed A panel (k steps of 6 floats) and B panel (k steps of 16).
+//
+//go:noescape
+func gemmKernelAVX512(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)

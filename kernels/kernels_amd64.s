@@ -10515,3 +10515,1306 @@ DATA c127<>+20(SB)/4, $0x42fe0000
 DATA c127<>+24(SB)/4, $0x42fe0000
 DATA c127<>+28(SB)/4, $0x42fe0000
 GLOBL c127<>(SB), RODATA|NOPTR, $32
+
+// func q8_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x1AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVL   $0x0000ff00, BX
+	KMOVD  BX, K1
+	MOVL   $0x000000ff, BX
+	KMOVD  BX, K2
+	MOVL   $0x0000000f, BX
+	KMOVD  BX, K3
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), BX
+	MOVQ   nb+64(FP), SI
+	VPXORD Z1, Z1, Z1
+
+blk2:
+	CMPQ            SI, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y2
+	VPBROADCASTW    34(CX), K1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI64X4 2(CX), Z5
+	VINSERTI64X4    $0x01, 36(CX), Z5, Z5
+	VPABSB          Z5, Z6
+	VPMOVB2M        Z5, K4
+	VBROADCASTI64X4 2(BX), Z5
+	VINSERTI64X4    $0x01, 36(BX), Z5, Z5
+	VPSUBB          Z5, Z0, K4, Z5
+	VPXORD          Z3, Z3, Z3
+	VPDPBUSD        Z5, Z6, Z3
+	VPBROADCASTW    (BX), Y5
+	VPBROADCASTW    34(BX), K1, Y5
+	VCVTPH2PS       Y5, Z5
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z2, Z5, Z5
+	VFMADD231PS     Z3, Z5, Z1
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, BX
+	SUBQ            $0x02, SI
+	JMP             blk2
+
+blk:
+	TESTQ           SI, SI
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI64X4 2(CX), Z5
+	VPABSB          Z5, Z6
+	VPMOVB2M        Z5, K4
+	VMOVDQU64.Z     2(BX), K3, Z5
+	VPSUBB          Z5, Z0, K4, Z5
+	VPXORD          Z4, Z4, Z4
+	VPDPBUSD        Z5, Z6, Z4
+	VPBROADCASTW.Z  (BX), K2, Y5
+	VCVTPH2PS       Y5, Z5
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z2, Z5, Z5
+	VFMADD231PS     Z4, Z5, Z1
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, BX
+	SUBQ            $0x01, SI
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y2
+	VEXTRACTF128  $0x01, Y2, X5
+	VADDPS        X5, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VMOVSS        X2, (AX)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x2AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x2AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVQ   ystride+8(FP), BX
+	SHLQ   $0x02, BX
+	MOVQ   xstride+40(FP), SI
+	MOVL   $0x0000ff00, DI
+	KMOVD  DI, K1
+	MOVL   $0x000000ff, DI
+	KMOVD  DI, K2
+	MOVL   $0x0000000f, DI
+	KMOVD  DI, K3
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+blk2:
+	CMPQ            R8, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y3
+	VPBROADCASTW    34(CX), K1, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI64X4 2(CX), Z8
+	VINSERTI64X4    $0x01, 36(CX), Z8, Z8
+	VPABSB          Z8, Z9
+	VPMOVB2M        Z8, K4
+	VBROADCASTI64X4 2(DI), Z8
+	VINSERTI64X4    $0x01, 36(DI), Z8, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z4, Z4, Z4
+	VPDPBUSD        Z8, Z9, Z4
+	VPBROADCASTW    (DI), Y8
+	VPBROADCASTW    34(DI), K1, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z4, Z8, Z1
+	VBROADCASTI64X4 2(DI)(SI*1), Z8
+	VINSERTI64X4    $0x01, 36(DI)(SI*1), Z8, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z5, Z5, Z5
+	VPDPBUSD        Z8, Z9, Z5
+	VPBROADCASTW    (DI)(SI*1), Y8
+	VPBROADCASTW    34(DI)(SI*1), K1, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z5, Z8, Z2
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, DI
+	SUBQ            $0x02, R8
+	JMP             blk2
+
+blk:
+	TESTQ           R8, R8
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI64X4 2(CX), Z8
+	VPABSB          Z8, Z9
+	VPMOVB2M        Z8, K4
+	VMOVDQU64.Z     2(DI), K3, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z8, Z9, Z6
+	VPBROADCASTW.Z  (DI), K2, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z6, Z8, Z1
+	VMOVDQU64.Z     2(DI)(SI*1), K3, Z8
+	VPSUBB          Z8, Z0, K4, Z8
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z8, Z9, Z7
+	VPBROADCASTW.Z  (DI)(SI*1), K2, Y8
+	VCVTPH2PS       Y8, Z8
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z3, Z8, Z8
+	VFMADD231PS     Z7, Z8, Z2
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, DI
+	SUBQ            $0x01, R8
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y3
+	VADDPS        Y3, Y1, Y3
+	VEXTRACTF128  $0x01, Y3, X8
+	VADDPS        X8, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VMOVSS        X3, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y3
+	VADDPS        Y3, Y2, Y3
+	VEXTRACTF128  $0x01, Y3, X8
+	VADDPS        X8, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VMOVSS        X3, (AX)(BX*1)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x3AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVQ   ystride+8(FP), BX
+	SHLQ   $0x02, BX
+	MOVQ   xstride+40(FP), SI
+	MOVL   $0x0000ff00, DI
+	KMOVD  DI, K1
+	MOVL   $0x000000ff, DI
+	KMOVD  DI, K2
+	MOVL   $0x0000000f, DI
+	KMOVD  DI, K3
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+64(FP), R8
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+blk2:
+	CMPQ            R8, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y4
+	VPBROADCASTW    34(CX), K1, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI64X4 2(CX), Z11
+	VINSERTI64X4    $0x01, 36(CX), Z11, Z11
+	VPABSB          Z11, Z12
+	VPMOVB2M        Z11, K4
+	VBROADCASTI64X4 2(DI), Z11
+	VINSERTI64X4    $0x01, 36(DI), Z11, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z5, Z5, Z5
+	VPDPBUSD        Z11, Z12, Z5
+	VPBROADCASTW    (DI), Y11
+	VPBROADCASTW    34(DI), K1, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z5, Z11, Z1
+	VBROADCASTI64X4 2(DI)(SI*1), Z11
+	VINSERTI64X4    $0x01, 36(DI)(SI*1), Z11, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z11, Z12, Z6
+	VPBROADCASTW    (DI)(SI*1), Y11
+	VPBROADCASTW    34(DI)(SI*1), K1, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z6, Z11, Z2
+	VBROADCASTI64X4 2(DI)(SI*2), Z11
+	VINSERTI64X4    $0x01, 36(DI)(SI*2), Z11, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z11, Z12, Z7
+	VPBROADCASTW    (DI)(SI*2), Y11
+	VPBROADCASTW    34(DI)(SI*2), K1, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z7, Z11, Z3
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, DI
+	SUBQ            $0x02, R8
+	JMP             blk2
+
+blk:
+	TESTQ           R8, R8
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI64X4 2(CX), Z11
+	VPABSB          Z11, Z12
+	VPMOVB2M        Z11, K4
+	VMOVDQU64.Z     2(DI), K3, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z8, Z8, Z8
+	VPDPBUSD        Z11, Z12, Z8
+	VPBROADCASTW.Z  (DI), K2, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z8, Z11, Z1
+	VMOVDQU64.Z     2(DI)(SI*1), K3, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z9, Z9, Z9
+	VPDPBUSD        Z11, Z12, Z9
+	VPBROADCASTW.Z  (DI)(SI*1), K2, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z9, Z11, Z2
+	VMOVDQU64.Z     2(DI)(SI*2), K3, Z11
+	VPSUBB          Z11, Z0, K4, Z11
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        Z11, Z12, Z10
+	VPBROADCASTW.Z  (DI)(SI*2), K2, Y11
+	VCVTPH2PS       Y11, Z11
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z4, Z11, Z11
+	VFMADD231PS     Z10, Z11, Z3
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, DI
+	SUBQ            $0x01, R8
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VMOVSS        X4, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VMOVSS        X4, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VMOVSS        X4, (AX)(BX*2)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·q8_0x4AVX512(SB), NOSPLIT, $0-72
+	MOVQ   y+0(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   rows+24(FP), DX
+	MOVQ   ystride+8(FP), BX
+	SHLQ   $0x02, BX
+	MOVQ   xstride+40(FP), SI
+	MOVL   $0x0000ff00, DI
+	KMOVD  DI, K1
+	MOVL   $0x000000ff, DI
+	KMOVD  DI, K2
+	MOVL   $0x0000000f, DI
+	KMOVD  DI, K3
+	VPXORD Z0, Z0, Z0
+
+row:
+	TESTQ  DX, DX
+	JE     end
+	MOVQ   x+32(FP), DI
+	LEAQ   (DI)(SI*2), R9
+	ADDQ   SI, R9
+	MOVQ   nb+64(FP), R8
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+blk2:
+	CMPQ            R8, $0x02
+	JL              blk
+	VPBROADCASTW    (CX), Y5
+	VPBROADCASTW    34(CX), K1, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI64X4 2(CX), Z14
+	VINSERTI64X4    $0x01, 36(CX), Z14, Z14
+	VPABSB          Z14, Z15
+	VPMOVB2M        Z14, K4
+	VBROADCASTI64X4 2(DI), Z14
+	VINSERTI64X4    $0x01, 36(DI), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z6, Z6, Z6
+	VPDPBUSD        Z14, Z15, Z6
+	VPBROADCASTW    (DI), Y14
+	VPBROADCASTW    34(DI), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z6, Z14, Z1
+	VBROADCASTI64X4 2(DI)(SI*1), Z14
+	VINSERTI64X4    $0x01, 36(DI)(SI*1), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z7, Z7, Z7
+	VPDPBUSD        Z14, Z15, Z7
+	VPBROADCASTW    (DI)(SI*1), Y14
+	VPBROADCASTW    34(DI)(SI*1), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z7, Z14, Z2
+	VBROADCASTI64X4 2(DI)(SI*2), Z14
+	VINSERTI64X4    $0x01, 36(DI)(SI*2), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z8, Z8, Z8
+	VPDPBUSD        Z14, Z15, Z8
+	VPBROADCASTW    (DI)(SI*2), Y14
+	VPBROADCASTW    34(DI)(SI*2), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z8, Z14, Z3
+	VBROADCASTI64X4 2(R9), Z14
+	VINSERTI64X4    $0x01, 36(R9), Z14, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z9, Z9, Z9
+	VPDPBUSD        Z14, Z15, Z9
+	VPBROADCASTW    (R9), Y14
+	VPBROADCASTW    34(R9), K1, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z9, Z14, Z4
+	ADDQ            $0x44, CX
+	ADDQ            $0x44, DI
+	ADDQ            $0x44, R9
+	SUBQ            $0x02, R8
+	JMP             blk2
+
+blk:
+	TESTQ           R8, R8
+	JE              fin
+	VPBROADCASTW.Z  (CX), K2, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI64X4 2(CX), Z14
+	VPABSB          Z14, Z15
+	VPMOVB2M        Z14, K4
+	VMOVDQU64.Z     2(DI), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        Z14, Z15, Z10
+	VPBROADCASTW.Z  (DI), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z10, Z14, Z1
+	VMOVDQU64.Z     2(DI)(SI*1), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        Z14, Z15, Z11
+	VPBROADCASTW.Z  (DI)(SI*1), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z11, Z14, Z2
+	VMOVDQU64.Z     2(DI)(SI*2), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        Z14, Z15, Z12
+	VPBROADCASTW.Z  (DI)(SI*2), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z12, Z14, Z3
+	VMOVDQU64.Z     2(R9), K3, Z14
+	VPSUBB          Z14, Z0, K4, Z14
+	VPXORD          Z13, Z13, Z13
+	VPDPBUSD        Z14, Z15, Z13
+	VPBROADCASTW.Z  (R9), K2, Y14
+	VCVTPH2PS       Y14, Z14
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z5, Z14, Z14
+	VFMADD231PS     Z13, Z14, Z4
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, DI
+	ADDQ            $0x22, R9
+	SUBQ            $0x01, R8
+
+fin:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VMOVSS        X5, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VMOVSS        X5, (AX)(BX*1)
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VMOVSS        X5, (AX)(BX*2)
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y5
+	VEXTRACTF128  $0x01, Y5, X14
+	VADDPS        X14, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	LEAQ          (AX)(BX*2), DI
+	ADDQ          BX, DI
+	VMOVSS        X5, (DI)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotRowsF32AVX512(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotRowsF32AVX512(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  ld+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	SHLQ  $0x02, DX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	VPXORD Z0, Z0, Z0
+	MOVQ   x+32(FP), SI
+	MOVQ   k8+40(FP), R8
+	MOVQ   CX, DI
+
+k32:
+	CMPQ        R8, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	VMOVUPS     64(DI), Z1
+	VFMADD231PS 64(SI), Z1, Z0
+	ADDQ        $0x80, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, R8
+	JMP         k32
+
+k16:
+	CMPQ        R8, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, R8
+
+k8:
+	TESTQ       R8, R8
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z1
+	VFMADD231PS (SI), Z1, K1, Z0
+
+kdone:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	ADDQ          DX, CX
+	DECQ          BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotTileF32AVX512(y *float32, ystride int, w *float32, ld int, rows int, x *float32, xstride int, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotTileF32AVX512(SB), NOSPLIT, $0-64
+	MOVQ  y+0(FP), AX
+	MOVQ  w+16(FP), CX
+	MOVQ  ld+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  xstride+48(FP), SI
+	SHLQ  $0x02, SI
+	SHLQ  $0x02, DX
+	MOVL  $0x000000ff, DI
+	KMOVW DI, K1
+
+row:
+	CMPQ   BX, $0x02
+	JL     end
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   x+40(FP), DI
+	MOVQ   k8+56(FP), R9
+	MOVQ   CX, R8
+
+k32:
+	CMPQ        R9, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VMOVUPS     (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VMOVUPS     (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	VMOVUPS     64(DI), Z6
+	VMOVUPS     64(DI)(SI*1), Z7
+	VMOVUPS     64(DI)(SI*2), Z8
+	VMOVUPS     64(R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VMOVUPS     64(R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x80, DI
+	ADDQ        $0x80, R8
+	SUBQ        $0x20, R9
+	JMP         k32
+
+k16:
+	CMPQ        R9, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VMOVUPS     (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VMOVUPS     (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, R8
+	SUBQ        $0x10, R9
+
+k8:
+	TESTQ       R9, R9
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z6
+	VMOVUPS.Z   (DI)(SI*1), K1, Z7
+	VMOVUPS.Z   (DI)(SI*2), K1, Z8
+	VMOVUPS.Z   (R8), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z0
+	VFMADD231PS Z7, Z9, K1, Z2
+	VFMADD231PS Z8, Z9, K1, Z4
+	VMOVUPS.Z   (R8)(DX*1), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z1
+	VFMADD231PS Z7, Z9, K1, Z3
+	VFMADD231PS Z8, Z9, K1, Z5
+
+kdone:
+	MOVQ          ystride+8(FP), DI
+	SHLQ          $0x02, DI
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*2)
+	VEXTRACTF64X4 $0x01, Z5, Y6
+	VADDPS        Y6, Y5, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*2)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(DX*2), CX
+	SUBQ          $0x02, BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotRowsF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotRowsF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  ld+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	VPXORD Z0, Z0, Z0
+	MOVQ   x+32(FP), SI
+	MOVQ   k8+40(FP), R8
+	MOVQ   CX, DI
+
+k32:
+	CMPQ        R8, $0x20
+	JL          k16
+	VCVTPH2PS   (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	VCVTPH2PS   32(DI), Z1
+	VFMADD231PS 64(SI), Z1, Z0
+	ADDQ        $0x80, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x20, R8
+	JMP         k32
+
+k16:
+	CMPQ        R8, $0x10
+	JL          k8
+	VCVTPH2PS   (DI), Z1
+	VFMADD231PS (SI), Z1, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x10, R8
+
+k8:
+	TESTQ       R8, R8
+	JE          kdone
+	VCVTPH2PS.Z (DI), K1, Z1
+	VFMADD231PS (SI), Z1, K1, Z0
+
+kdone:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	ADDQ          DX, CX
+	DECQ          BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotTileF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotTileF16AVX512(SB), NOSPLIT, $0-64
+	MOVQ  y+0(FP), AX
+	MOVQ  w+16(FP), CX
+	MOVQ  ld+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  xstride+48(FP), SI
+	SHLQ  $0x02, SI
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, DI
+	KMOVW DI, K1
+
+row:
+	CMPQ   BX, $0x02
+	JL     end
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   x+40(FP), DI
+	MOVQ   k8+56(FP), R9
+	MOVQ   CX, R8
+
+k32:
+	CMPQ        R9, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VCVTPH2PS   (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VCVTPH2PS   (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	VMOVUPS     64(DI), Z6
+	VMOVUPS     64(DI)(SI*1), Z7
+	VMOVUPS     64(DI)(SI*2), Z8
+	VCVTPH2PS   32(R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VCVTPH2PS   32(R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x80, DI
+	ADDQ        $0x40, R8
+	SUBQ        $0x20, R9
+	JMP         k32
+
+k16:
+	CMPQ        R9, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VCVTPH2PS   (R8), Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VCVTPH2PS   (R8)(DX*1), Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x40, DI
+	ADDQ        $0x20, R8
+	SUBQ        $0x10, R9
+
+k8:
+	TESTQ       R9, R9
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z6
+	VMOVUPS.Z   (DI)(SI*1), K1, Z7
+	VMOVUPS.Z   (DI)(SI*2), K1, Z8
+	VCVTPH2PS.Z (R8), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z0
+	VFMADD231PS Z7, Z9, K1, Z2
+	VFMADD231PS Z8, Z9, K1, Z4
+	VCVTPH2PS.Z (R8)(DX*1), K1, Z9
+	VFMADD231PS Z6, Z9, K1, Z1
+	VFMADD231PS Z7, Z9, K1, Z3
+	VFMADD231PS Z8, Z9, K1, Z5
+
+kdone:
+	MOVQ          ystride+8(FP), DI
+	SHLQ          $0x02, DI
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*2)
+	VEXTRACTF64X4 $0x01, Z5, Y6
+	VADDPS        Y6, Y5, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*2)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(DX*2), CX
+	SUBQ          $0x02, BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotRowsBF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotRowsBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  ld+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, SI
+	KMOVW SI, K1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	VPXORD Z0, Z0, Z0
+	MOVQ   x+32(FP), SI
+	MOVQ   k8+40(FP), R8
+	MOVQ   CX, DI
+
+k32:
+	CMPQ        R8, $0x20
+	JL          k16
+	VPMOVZXWD   (DI), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (SI), Z1, Z0
+	VPMOVZXWD   32(DI), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS 64(SI), Z1, Z0
+	ADDQ        $0x80, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x20, R8
+	JMP         k32
+
+k16:
+	CMPQ        R8, $0x10
+	JL          k8
+	VPMOVZXWD   (DI), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (SI), Z1, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x10, R8
+
+k8:
+	TESTQ       R8, R8
+	JE          kdone
+	VPMOVZXWD.Z (DI), K1, Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (SI), Z1, K1, Z0
+
+kdone:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          $0x04, AX
+	ADDQ          DX, CX
+	DECQ          BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
+// Requires: AVX, AVX512F
+TEXT ·dotTileBF16AVX512(SB), NOSPLIT, $0-64
+	MOVQ  y+0(FP), AX
+	MOVQ  w+16(FP), CX
+	MOVQ  ld+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  xstride+48(FP), SI
+	SHLQ  $0x02, SI
+	SHLQ  $0x01, DX
+	MOVL  $0x000000ff, DI
+	KMOVW DI, K1
+
+row:
+	CMPQ   BX, $0x02
+	JL     end
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   x+40(FP), DI
+	MOVQ   k8+56(FP), R9
+	MOVQ   CX, R8
+
+k32:
+	CMPQ        R9, $0x20
+	JL          k16
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VPMOVZXWD   (R8), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VPMOVZXWD   (R8)(DX*1), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	VMOVUPS     64(DI), Z6
+	VMOVUPS     64(DI)(SI*1), Z7
+	VMOVUPS     64(DI)(SI*2), Z8
+	VPMOVZXWD   32(R8), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VPMOVZXWD   32(R8)(DX*1), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x80, DI
+	ADDQ        $0x40, R8
+	SUBQ        $0x20, R9
+	JMP         k32
+
+k16:
+	CMPQ        R9, $0x10
+	JL          k8
+	VMOVUPS     (DI), Z6
+	VMOVUPS     (DI)(SI*1), Z7
+	VMOVUPS     (DI)(SI*2), Z8
+	VPMOVZXWD   (R8), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z0
+	VFMADD231PS Z7, Z9, Z2
+	VFMADD231PS Z8, Z9, Z4
+	VPMOVZXWD   (R8)(DX*1), Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, Z1
+	VFMADD231PS Z7, Z9, Z3
+	VFMADD231PS Z8, Z9, Z5
+	ADDQ        $0x40, DI
+	ADDQ        $0x20, R8
+	SUBQ        $0x10, R9
+
+k8:
+	TESTQ       R9, R9
+	JE          kdone
+	VMOVUPS.Z   (DI), K1, Z6
+	VMOVUPS.Z   (DI)(SI*1), K1, Z7
+	VMOVUPS.Z   (DI)(SI*2), K1, Z8
+	VPMOVZXWD.Z (R8), K1, Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, K1, Z0
+	VFMADD231PS Z7, Z9, K1, Z2
+	VFMADD231PS Z8, Z9, K1, Z4
+	VPMOVZXWD.Z (R8)(DX*1), K1, Z9
+	VPSLLD      $0x10, Z9, Z9
+	VFMADD231PS Z6, Z9, K1, Z1
+	VFMADD231PS Z7, Z9, K1, Z3
+	VFMADD231PS Z8, Z9, K1, Z5
+
+kdone:
+	MOVQ          ystride+8(FP), DI
+	SHLQ          $0x02, DI
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*1)
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, (AX)(DI*2)
+	VEXTRACTF64X4 $0x01, Z5, Y6
+	VADDPS        Y6, Y5, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VMOVSS        X6, 4(AX)(DI*2)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(DX*2), CX
+	SUBQ          $0x02, BX
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func gemmKernelAVX512(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+// Requires: AVX, AVX512F, MMX+
+TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-41
+	MOVQ       k+0(FP), AX
+	MOVQ       a+8(FP), CX
+	MOVQ       b+16(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	MOVQ       BX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 60(DI)
+	VPXORD     Z0, Z0, Z0
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z2, Z2, Z2
+	VPXORD     Z3, Z3, Z3
+	VPXORD     Z4, Z4, Z4
+	VPXORD     Z5, Z5, Z5
+
+loop4:
+	CMPQ         AX, $0x04
+	JL           loop1
+	VMOVUPS      (DX), Z6
+	VBROADCASTSS (CX), Z7
+	VFMADD231PS  Z6, Z7, Z0
+	VBROADCASTSS 4(CX), Z7
+	VFMADD231PS  Z6, Z7, Z1
+	VBROADCASTSS 8(CX), Z7
+	VFMADD231PS  Z6, Z7, Z2
+	VBROADCASTSS 12(CX), Z7
+	VFMADD231PS  Z6, Z7, Z3
+	VBROADCASTSS 16(CX), Z7
+	VFMADD231PS  Z6, Z7, Z4
+	VBROADCASTSS 20(CX), Z7
+	VFMADD231PS  Z6, Z7, Z5
+	VMOVUPS      64(DX), Z6
+	VBROADCASTSS 24(CX), Z7
+	VFMADD231PS  Z6, Z7, Z0
+	VBROADCASTSS 28(CX), Z7
+	VFMADD231PS  Z6, Z7, Z1
+	VBROADCASTSS 32(CX), Z7
+	VFMADD231PS  Z6, Z7, Z2
+	VBROADCASTSS 36(CX), Z7
+	VFMADD231PS  Z6, Z7, Z3
+	VBROADCASTSS 40(CX), Z7
+	VFMADD231PS  Z6, Z7, Z4
+	VBROADCASTSS 44(CX), Z7
+	VFMADD231PS  Z6, Z7, Z5
+	VMOVUPS      128(DX), Z6
+	VBROADCASTSS 48(CX), Z7
+	VFMADD231PS  Z6, Z7, Z0
+	VBROADCASTSS 52(CX), Z7
+	VFMADD231PS  Z6, Z7, Z1
+	VBROADCASTSS 56(CX), Z7
+	VFMADD231PS  Z6, Z7, Z2
+	VBROADCASTSS 60(CX), Z7
+	VFMADD231PS  Z6, Z7, Z3
+	VBROADCASTSS 64(CX), Z7
+	VFMADD231PS  Z6, Z7, Z4
+	VBROADCASTSS 68(CX), Z7
+	VFMADD231PS  Z6, Z7, Z5
+	VMOVUPS      192(DX), Z6
+	VBROADCASTSS 72(CX), Z7
+	VFMADD231PS  Z6, Z7, Z0
+	VBROADCASTSS 76(CX), Z7
+	VFMADD231PS  Z6, Z7, Z1
+	VBROADCASTSS 80(CX), Z7
+	VFMADD231PS  Z6, Z7, Z2
+	VBROADCASTSS 84(CX), Z7
+	VFMADD231PS  Z6, Z7, Z3
+	VBROADCASTSS 88(CX), Z7
+	VFMADD231PS  Z6, Z7, Z4
+	VBROADCASTSS 92(CX), Z7
+	VFMADD231PS  Z6, Z7, Z5
+	ADDQ         $0x00000060, CX
+	ADDQ         $0x00000100, DX
+	SUBQ         $0x04, AX
+	JMP          loop4
+
+loop1:
+	TESTQ        AX, AX
+	JE           store
+	VMOVUPS      (DX), Z6
+	VBROADCASTSS (CX), Z7
+	VFMADD231PS  Z6, Z7, Z0
+	VBROADCASTSS 4(CX), Z7
+	VFMADD231PS  Z6, Z7, Z1
+	VBROADCASTSS 8(CX), Z7
+	VFMADD231PS  Z6, Z7, Z2
+	VBROADCASTSS 12(CX), Z7
+	VFMADD231PS  Z6, Z7, Z3
+	VBROADCASTSS 16(CX), Z7
+	VFMADD231PS  Z6, Z7, Z4
+	VBROADCASTSS 20(CX), Z7
+	VFMADD231PS  Z6, Z7, Z5
+	ADDQ         $0x18, CX
+	ADDQ         $0x40, DX
+	DECQ         AX
+	JMP          loop1
+
+store:
+	MOVB    accumulate+40(FP), AL
+	TESTB   AL, AL
+	JE      overwrite
+	VADDPS  (BX), Z0, Z0
+	VMOVUPS Z0, (BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Z1, Z1
+	VMOVUPS Z1, (BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Z2, Z2
+	VMOVUPS Z2, (BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Z3, Z3
+	VMOVUPS Z3, (BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Z4, Z4
+	VMOVUPS Z4, (BX)
+	ADDQ    SI, BX
+	VADDPS  (BX), Z5, Z5
+	VMOVUPS Z5, (BX)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Z0, (BX)
+	ADDQ    SI, BX
+	VMOVUPS Z1, (BX)
+	ADDQ    SI, BX
+	VMOVUPS Z2, (BX)
+	ADDQ    SI, BX
+	VMOVUPS Z3, (BX)
+	ADDQ    SI, BX
+	VMOVUPS Z4, (BX)
+	ADDQ    SI, BX
+	VMOVUPS Z5, (BX)
+	VZEROUPPER
+	RET

@@ -112,7 +112,13 @@ func testShapes(dt tensor.DType) [][2]int {
 	return [][2]int{{1, 32}, {7, 64}, {33, 96}, {17, 4128}, {300, 160}}
 }
 
+// TestMatMul checks MatMul against the float64 reference for every dtype,
+// thread count and CPU path.
 func TestMatMul(t *testing.T) {
+	forEachPath(t, matMul)
+}
+
+func matMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	withThreads(t, func(t *testing.T) {
 		for _, dt := range weightTypes {
@@ -136,8 +142,12 @@ func TestMatMul(t *testing.T) {
 
 // TestMatMulBatchInvariant checks that each row of MatMul's result is the
 // same, bit for bit, whether it is computed alone or in a batch of any
-// size, for every dtype and thread count.
+// size, for every dtype, thread count and CPU path.
 func TestMatMulBatchInvariant(t *testing.T) {
+	forEachPath(t, matMulBatchInvariant)
+}
+
+func matMulBatchInvariant(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	const nmax = 13
 	withThreads(t, func(t *testing.T) {

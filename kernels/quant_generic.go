@@ -15,7 +15,9 @@ import (
 // there is one, writes the same bytes.
 var quantQ8_KImpl = tensor.QuantizeRowQ8_K
 
-func init() {
+// setupGenericQuant fills the pure-Go kernel (gen) of every quantized
+// format; cpu.go's init calls it before it installs a path.
+func setupGenericQuant() {
 	type dotFn func(w, x, aux []byte) float32
 	set := func(dt tensor.DType, dot dotFn) {
 		f := formats[dt]
@@ -35,9 +37,7 @@ func init() {
 				}
 			}
 		}
-		if f.kern == nil { // the assembly kernel when dispatch_amd64.go's init ran first
-			f.kern = f.gen
-		}
+		f.kern = f.gen
 	}
 	set(tensor.Q8_0, func(w, x, _ []byte) float32 { return dotQ8_0Generic(w, x) })
 	set(tensor.Q4_0, dotQ4_0Generic)

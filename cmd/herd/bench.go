@@ -52,18 +52,19 @@ object per test.`,
 						Size   int64  `json:"model_size"`
 						Params int64  `json:"model_n_params"`
 						Type   string `json:"model_type"`
+						CPU    string `json:"kernels"` // the CPU path: purego, avx2 or avx512
 						generate.BenchResult
-					}{args[0], size, m.Params(), fileType(args[0], m), r}); err != nil {
+					}{args[0], size, m.Params(), fileType(args[0], m), kernels.CPUPath(), r}); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
-			fmt.Fprintf(tw, " model\t size\t params\t type\t threads\t test\t t/s\t\n")
+			fmt.Fprintf(tw, " model\t size\t params\t type\t kernels\t threads\t test\t t/s\t\n")
 			for _, r := range res {
-				fmt.Fprintf(tw, " %s\t %.2f MiB\t %.2f M\t %s\t %d\t %s\t %.2f ± %.2f\t\n", filepath.Base(args[0]),
-					float64(size)/(1<<20), float64(m.Params())/1e6, fileType(args[0], m), r.Threads, r.Test, r.Mean, r.StdDev)
+				fmt.Fprintf(tw, " %s\t %.2f MiB\t %.2f M\t %s\t %s\t %d\t %s\t %.2f ± %.2f\t\n", filepath.Base(args[0]),
+					float64(size)/(1<<20), float64(m.Params())/1e6, fileType(args[0], m), kernels.CPUPath(), r.Threads, r.Test, r.Mean, r.StdDev)
 			}
 			return tw.Flush()
 		},

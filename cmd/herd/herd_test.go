@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herd-llm/herd/kernels"
 )
 
 // herd runs the CLI in-process and returns stdout and stderr.
@@ -132,9 +134,13 @@ func TestInitBenchChat(t *testing.T) {
 			Samples []float64 `json:"samples_ts"`
 			Avg     float64   `json:"avg_ts"`
 			Type    string    `json:"model_type"`
+			Kernels string    `json:"kernels"`
 		}
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatal(err)
+		}
+		if r.Kernels != kernels.CPUPath() {
+			t.Errorf("line %d: kernels %q, want %q", i, r.Kernels, kernels.CPUPath())
 		}
 		if want := []string{"pp16", "tg8"}[i]; r.Test != want || len(r.Samples) != 2 || !(r.Avg > 0) {
 			t.Errorf("line %d: %+v", i, r)

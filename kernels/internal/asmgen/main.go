@@ -41,6 +41,9 @@ func main() {
 		attnAccum(k)
 	}
 	quantQ8_0()
+	quantKernels512()
+	floatKernels512()
+	gemmKernel512()
 	Generate()
 }
 

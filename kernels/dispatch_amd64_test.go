@@ -1,0 +1,70 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/herd-llm/herd/tensor"
+)
+
+// TestFloatDotsAVX512BitIdentical: the AVX-512 float MatMul kernels keep
+// the AVX2 kernels' two eight-lane sums in the halves of one ZMM register,
+// so every element must come out bit for bit the same on both paths, for
+// column counts with and without a last chunk of eight and a tail.
+func TestFloatDotsAVX512BitIdentical(t *testing.T) {
+	if !slices.Contains(CPUPaths(), PathAVX512) {
+		t.Skip("this CPU does not run the avx512 path")
+	}
+	was := CPUPath()
+	defer setPath(was)
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
+		for _, sz := range [][2]int{{1, 8}, {3, 16}, {4, 24}, {5, 40}, {9, 64}, {6, 97}, {17, 296}, {8, 1031}} {
+			rows, cols := sz[0], sz[1]
+			w, _ := quantWeights(t, dt, randVec(r, rows*cols), rows, cols)
+			for _, nt := range []int{1, 2, 3, 4, 7} {
+				x := randVec(r, nt*cols)
+				y := map[string][]float32{}
+				for _, p := range []string{PathAVX2, PathAVX512} {
+					setPath(p)
+					y[p] = make([]float32, nt*rows)
+					MatMul(dt, w, rows, cols, x, nt, y[p])
+				}
+				for i, v := range y[PathAVX512] {
+					if math.Float32bits(v) != math.Float32bits(y[PathAVX2][i]) {
+						t.Fatalf("%s %dx%d nt=%d: y[%d] = %g on avx512, %g on avx2", dt, rows, cols, nt, i, v, y[PathAVX2][i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmKernelAVX512BitIdentical: the ZMM micro-kernel runs each
+// element's chain of multiply-adds as the YMM one does, so both must give
+// the same bits, overwriting and accumulating.
+func TestGemmKernelAVX512BitIdentical(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("this CPU does not run the avx512 path")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	for _, k := range []int{1, 3, 4, 5, 13, 256} {
+		for _, accumulate := range []bool{false, true} {
+			a, b := randVec(r, k*mr), randVec(r, k*nr)
+			ldc := nr + 5
+			c1 := randVec(r, mr*ldc)
+			c2 := append([]float32(nil), c1...)
+			microKernelAVX2(k, a, b, c1, ldc, accumulate)
+			microKernelAVX512(k, a, b, c2, ldc, accumulate)
+			for i := range c1 {
+				if math.Float32bits(c1[i]) != math.Float32bits(c2[i]) {
+					t.Fatalf("k=%d accumulate=%v: c[%d] = %g on avx512, %g on avx2", k, accumulate, i, c2[i], c1[i])
+				}
+			}
+		}
+	}
+}
