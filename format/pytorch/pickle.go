@@ -354,18 +354,9 @@ func (m *machine) smallTuple(n int) error {
 }
 
 func (m *machine) appendItems(many bool) error {
-	var items []any
-	if many {
-		var err error
-		if items, err = m.popMark(); err != nil {
-			return err
-		}
-	} else {
-		v, err := m.pop()
-		if err != nil {
-			return err
-		}
-		items = []any{v}
+	items, err := m.popItems(many, 1)
+	if err != nil {
+		return err
 	}
 	t, err := m.top()
 	if err != nil {
@@ -380,22 +371,9 @@ func (m *machine) appendItems(many bool) error {
 }
 
 func (m *machine) setItems(many bool) error {
-	var items []any
-	if many {
-		var err error
-		if items, err = m.popMark(); err != nil {
-			return err
-		}
-	} else {
-		v, err := m.pop()
-		if err != nil {
-			return err
-		}
-		k, err := m.pop()
-		if err != nil {
-			return err
-		}
-		items = []any{k, v}
+	items, err := m.popItems(many, 2)
+	if err != nil {
+		return err
 	}
 	t, err := m.top()
 	if err != nil {
@@ -406,6 +384,23 @@ func (m *machine) setItems(many bool) error {
 		return fmt.Errorf("SETITEM on a %s, not a dict", typeName(t))
 	}
 	return setPairs(d, items)
+}
+
+// popItems pops the items of an APPEND/SETITEM-like opcode: everything
+// above the topmost mark (many), or the top n values, in stack order.
+func (m *machine) popItems(many bool, n int) ([]any, error) {
+	if many {
+		return m.popMark()
+	}
+	items := make([]any, n)
+	for i := n - 1; i >= 0; i-- {
+		v, err := m.pop()
+		if err != nil {
+			return nil, err
+		}
+		items[i] = v
+	}
+	return items, nil
 }
 
 func setPairs(d *dict, items []any) error {
