@@ -1,8 +1,6 @@
 package llama
 
 import (
-	"fmt"
-
 	"github.com/herd-llm/herd/format/gguf"
 )
 
@@ -16,19 +14,6 @@ const ALiBiKey = "herd.alibi"
 // architecture: LLaMA's tensors and baichuan.* hyperparameters, with ALiBi
 // for a 13B model.
 func fromGGUFBaichuan(f *gguf.File) (*Model, error) {
-	u := func(key string, def int) (int, error) {
-		v, ok := f.GetUint("baichuan." + key)
-		if !ok {
-			if def >= 0 {
-				return def, nil
-			}
-			return 0, fmt.Errorf("%s: missing metadata baichuan.%s", f.Path, key)
-		}
-		if v > 1<<31 {
-			return 0, fmt.Errorf("%s: metadata baichuan.%s = %d is absurd", f.Path, key, v)
-		}
-		return int(v), nil
-	}
 	var c Config
 	var err error
 	for _, k := range []struct {
@@ -37,27 +22,23 @@ func fromGGUFBaichuan(f *gguf.File) (*Model, error) {
 		def int
 	}{{&c.Dim, "embedding_length", -1}, {&c.NLayers, "block_count", -1}, {&c.NHeads, "attention.head_count", -1},
 		{&c.FFNDim, "feed_forward_length", -1}, {&c.ContextLen, "context_length", 4096}, {&c.VocabSize, "vocab_size", 0}} {
-		if *k.dst, err = u(k.key, k.def); err != nil {
+		if *k.dst, err = ggufUint(f, "baichuan", k.key, k.def); err != nil {
 			return nil, err
 		}
 	}
-	if c.NKVHeads, err = u("attention.head_count_kv", c.NHeads); err != nil {
+	if c.NKVHeads, err = ggufUint(f, "baichuan", "attention.head_count_kv", c.NHeads); err != nil {
 		return nil, err
 	}
 	c.RopeTheta, c.NormEps = 10000, 1e-6
-	if v, ok := f.GetFloat("baichuan.rope.freq_base"); ok {
-		c.RopeTheta = float32(v)
+	if c.RopeTheta, err = ggufFloat(f, "baichuan", "rope.freq_base", c.RopeTheta); err != nil {
+		return nil, err
 	}
-	if v, ok := f.GetFloat("baichuan.attention.layer_norm_rms_epsilon"); ok {
-		c.NormEps = float32(v)
+	if c.NormEps, err = ggufFloat(f, "baichuan", "attention.layer_norm_rms_epsilon", c.NormEps); err != nil {
+		return nil, err
 	}
 	c.ALiBi = c.NLayers == 40
 	if v, ok := f.GetBool(ALiBiKey); ok {
 		c.ALiBi = v
 	}
-	ts := make([]rawTensor, len(f.Tensors))
-	for i, t := range f.Tensors {
-		ts[i] = rawTensor{t.Name, t.DType, t.Dims, t.Data}
-	}
-	return build(f.Path, c, ts)
+	return build(f.Path, c, rawTensors(f))
 }

@@ -28,19 +28,6 @@ func (c Config) IsFalcon() bool {
 
 // fromGGUFFalcon reads a GGUF file of architecture "falcon".
 func fromGGUFFalcon(f *gguf.File) (*Model, error) {
-	u := func(key string, def int) (int, error) {
-		v, ok := f.GetUint("falcon." + key)
-		if !ok {
-			if def >= 0 {
-				return def, nil
-			}
-			return 0, fmt.Errorf("%s: missing metadata falcon.%s", f.Path, key)
-		}
-		if v > 1<<31 {
-			return 0, fmt.Errorf("%s: metadata falcon.%s = %d is absurd", f.Path, key, v)
-		}
-		return int(v), nil
-	}
 	var c Config
 	var err error
 	for _, k := range []struct {
@@ -49,7 +36,7 @@ func fromGGUFFalcon(f *gguf.File) (*Model, error) {
 		def int
 	}{{&c.Dim, "embedding_length", -1}, {&c.NLayers, "block_count", -1}, {&c.NHeads, "attention.head_count", -1},
 		{&c.NKVHeads, "attention.head_count_kv", 1}, {&c.FFNDim, "feed_forward_length", 0}, {&c.ContextLen, "context_length", 2048}} {
-		if *k.dst, err = u(k.key, k.def); err != nil {
+		if *k.dst, err = ggufUint(f, "falcon", k.key, k.def); err != nil {
 			return nil, err
 		}
 	}
@@ -57,17 +44,13 @@ func fromGGUFFalcon(f *gguf.File) (*Model, error) {
 		c.FFNDim = 4 * c.Dim
 	}
 	c.RopeTheta, c.NormEps = 10000, 1e-5
-	if v, ok := f.GetFloat("falcon.rope.freq_base"); ok {
-		c.RopeTheta = float32(v)
+	if c.RopeTheta, err = ggufFloat(f, "falcon", "rope.freq_base", c.RopeTheta); err != nil {
+		return nil, err
 	}
-	if v, ok := f.GetFloat("falcon.attention.layer_norm_epsilon"); ok {
-		c.NormEps = float32(v)
+	if c.NormEps, err = ggufFloat(f, "falcon", "attention.layer_norm_epsilon", c.NormEps); err != nil {
+		return nil, err
 	}
-	ts := make([]rawTensor, len(f.Tensors))
-	for i, t := range f.Tensors {
-		ts[i] = rawTensor{t.Name, t.DType, t.Dims, t.Data}
-	}
-	return buildFalcon(f.Path, Falcon(c), ts)
+	return buildFalcon(f.Path, Falcon(c), rawTensors(f))
 }
 
 // buildFalcon assembles a Falcon model from tensors in llama.cpp's falcon

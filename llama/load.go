@@ -138,49 +138,56 @@ func FromGGUF(f *gguf.File) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	ts := make([]rawTensor, len(f.Tensors))
-	for i, t := range f.Tensors {
-		ts[i] = rawTensor{t.Name, t.DType, t.Dims, t.Data}
-	}
-	return build(f.Path, c, ts)
+	return build(f.Path, c, rawTensors(f))
 }
 
-// ggufUint reads the integer hyperparameter llama.KEY: def when absent
-// (or an error when def < 0), an error when it is stored as another type
-// or is absurd.
-func ggufUint(f *gguf.File, key string, def int) (int, error) {
-	v, ok := f.Get("llama." + key)
+// ggufUint reads the integer hyperparameter ARCH.KEY (llama.block_count,
+// falcon.block_count …): def when absent (or an error when def < 0), an
+// error when it is stored as another type or is absurd.
+func ggufUint(f *gguf.File, arch, key string, def int) (int, error) {
+	name := arch + "." + key
+	v, ok := f.Get(name)
 	if !ok {
 		if def >= 0 {
 			return def, nil
 		}
-		return 0, fmt.Errorf("%s: missing metadata llama.%s", f.Path, key)
+		return 0, fmt.Errorf("%s: missing metadata %s", f.Path, name)
 	}
 	n, ok := v.AsUint()
 	if !ok {
-		return 0, fmt.Errorf("%s: metadata llama.%s is %s %v, want a non-negative integer", f.Path, key, v.Type, shortValue(v))
+		return 0, fmt.Errorf("%s: metadata %s is %s %v, want a non-negative integer", f.Path, name, v.Type, shortValue(v))
 	}
 	if n > 1<<31 {
-		return 0, fmt.Errorf("%s: metadata llama.%s = %d is absurd", f.Path, key, n)
+		return 0, fmt.Errorf("%s: metadata %s = %d is absurd", f.Path, name, n)
 	}
 	return int(n), nil
 }
 
-// ggufFloat reads the float hyperparameter llama.KEY: def when absent, an
+// ggufFloat reads the float hyperparameter ARCH.KEY: def when absent, an
 // error when stored as another type or not finite (ranges are Config's).
-func ggufFloat(f *gguf.File, key string, def float32) (float32, error) {
-	v, ok := f.Get("llama." + key)
+func ggufFloat(f *gguf.File, arch, key string, def float32) (float32, error) {
+	name := arch + "." + key
+	v, ok := f.Get(name)
 	if !ok {
 		return def, nil
 	}
 	x, ok := v.AsFloat()
 	if !ok {
-		return 0, fmt.Errorf("%s: metadata llama.%s is %s %v, want a float", f.Path, key, v.Type, shortValue(v))
+		return 0, fmt.Errorf("%s: metadata %s is %s %v, want a float", f.Path, name, v.Type, shortValue(v))
 	}
 	if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > math.MaxFloat32 {
-		return 0, fmt.Errorf("%s: metadata llama.%s = %g is not a finite float32", f.Path, key, x)
+		return 0, fmt.Errorf("%s: metadata %s = %g is not a finite float32", f.Path, name, x)
 	}
 	return float32(x), nil
+}
+
+// rawTensors lists f's tensors for build.
+func rawTensors(f *gguf.File) []rawTensor {
+	ts := make([]rawTensor, len(f.Tensors))
+	for i, t := range f.Tensors {
+		ts[i] = rawTensor{t.Name, t.DType, t.Dims, t.Data}
+	}
+	return ts
 }
 
 // shortValue formats a metadata value for an error message, cut to 40
@@ -211,18 +218,18 @@ func configFromGGUF(f *gguf.File) (Config, error) {
 		{&c.ContextLen, "context_length", func() int { return 2048 }},
 		{&c.VocabSize, "vocab_size", func() int { return 0 }},
 	} {
-		if *k.dst, err = ggufUint(f, k.key, k.def()); err != nil {
+		if *k.dst, err = ggufUint(f, "llama", k.key, k.def()); err != nil {
 			return c, err
 		}
 	}
-	if c.RopeTheta, err = ggufFloat(f, "rope.freq_base", 10000); err != nil {
+	if c.RopeTheta, err = ggufFloat(f, "llama", "rope.freq_base", 10000); err != nil {
 		return c, err
 	}
-	if c.NormEps, err = ggufFloat(f, "attention.layer_norm_rms_epsilon", 1e-5); err != nil {
+	if c.NormEps, err = ggufFloat(f, "llama", "attention.layer_norm_rms_epsilon", 1e-5); err != nil {
 		return c, err
 	}
 	if c.NHeads > 0 && c.Dim%c.NHeads == 0 {
-		rd, err := ggufUint(f, "rope.dimension_count", c.Dim/c.NHeads)
+		rd, err := ggufUint(f, "llama", "rope.dimension_count", c.Dim/c.NHeads)
 		if err != nil {
 			return c, err
 		}
