@@ -162,6 +162,7 @@ func fit(tr *Trainer, ts *sft.Trained, j Job, log io.Writer, res *Result) error 
 	}
 	cfg := o.TrainConfig("herd rl "+tr.Cfg.Algo+" "+o.Method, log)
 	cfg.Checkpoints = &stateDir{StateDir: train.StateDir{Dir: j.Out, Log: log, Keep: o.Keep}, tr: tr}
+	cfg.Panels = tr.Cfg.Panels()
 	cfg.FLOPsPerToken = train.TrainingFLOPs(ts.Model.Config, train.Count(ts), tr.Cfg.Sampling.MaxNew)
 	res.Memory = tr.memory(ts.Memory)
 	fmt.Fprintf(log, "memory: %s\n", res.Memory)

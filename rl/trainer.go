@@ -92,6 +92,23 @@ func (c *Config) Check() error {
 	return nil
 }
 
+// Adaptive says whether an adaptive controller sets β (PPO, RLOO).
+func (c *Config) Adaptive() bool { return c.Algo != GRPO && c.TargetKL > 0 && c.Horizon > 0 }
+
+// Panels are the curves loss.png draws beside the loss: the rollout
+// batches' reward and KL (the held-out ones as points where measured;
+// the controller's target as a dashed line), and β when a controller
+// sets it (the policy's entropy otherwise).
+func (c *Config) Panels() []train.Panel {
+	kl := train.Panel{Label: "KL to the reference (nats per response)", Lines: []string{MKL}, Points: []string{MEvalKL}}
+	last := train.Panel{Label: "entropy (nats per token)", Lines: []string{MEntropy}}
+	if c.Adaptive() {
+		kl.Refs, kl.RefLabel = []float64{c.TargetKL}, "target"
+		last = train.Panel{Label: "KL coefficient β", Lines: []string{MKLCoef}}
+	}
+	return []train.Panel{{Label: "reward", Lines: []string{MRewMean}, Points: []string{MEvalRew}}, kl, last}
+}
+
 // Rollouts is the number of rollouts in a batch.
 func (c *Config) Rollouts() int { return c.Prompts * c.Group }
 

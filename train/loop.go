@@ -41,8 +41,11 @@ type Config struct {
 	// Fit takes it), removes what interrupted runs left there
 	// (CleanTemps) and writes Recipe, when given, to Dir/recipe.yaml.
 	Dir, Title string
-	Lock       *DirLock
-	Recipe     string
+	// Panels are further plots of named Progress.Extra metrics drawn
+	// beside the loss in loss.png (none: the loss alone).
+	Panels []Panel
+	Lock   *DirLock
+	Recipe string
 	// FLOPsPerToken is the model FLOP count of one trained position (see
 	// FLOPsPerToken), PeakFLOPS the machine's peak (0: the default per
 	// thread): Progress.MFU is their ratio's share.
@@ -210,6 +213,7 @@ func (l *loop) setup() error {
 		if c.Title != "" {
 			l.mlog.Title = c.Title
 		}
+		l.mlog.Panels = c.Panels
 	}
 	l.peak = c.PeakFLOPS
 	if l.peak == 0 {

@@ -15,6 +15,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Metric is one line of metrics.jsonl.
@@ -96,9 +98,11 @@ func (m *Metric) UnmarshalJSON(b []byte) error {
 type MetricsLog struct {
 	// Title heads the loss plot ("herd pretrain" unless set).
 	Title string
-	f     *os.File
-	w     *bufio.Writer
-	rows  []Metric
+	// Panels are drawn beside the loss (see Panel).
+	Panels []Panel
+	f      *os.File
+	w      *bufio.Writer
+	rows   []Metric
 	// start is the validation loss measured before the first step of
 	// this invocation, at step startStep (NaN: none).
 	start     float64
@@ -207,10 +211,101 @@ func cmpFloat(a, b float64) int {
 	return 0
 }
 
+// Panel is one plot of loss.png beside the loss: named Extra metrics of
+// metrics.jsonl over the steps. Lines are drawn at every step that has
+// them; Points only where the value changes (a measurement the objective
+// carries from one evaluation to the next); Refs are horizontal dashed
+// lines (a target), labelled with RefLabel.
+type Panel struct {
+	Label         string // the y axis
+	Lines, Points []string
+	Refs          []float64
+	RefLabel      string
+}
+
+// series is metric name's points over the logged steps (only where it
+// changes with changes).
+func (l *MetricsLog) series(name string, changes bool) plotter.XYs {
+	var xy plotter.XYs
+	for _, m := range l.rows {
+		v, ok := m.Extra[name]
+		if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		if changes && len(xy) > 0 && xy[len(xy)-1].Y == v {
+			continue
+		}
+		xy = append(xy, plotter.XY{X: float64(m.Step), Y: v})
+	}
+	return xy
+}
+
+// panelColors tell a panel's curves apart.
+var panelColors = []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, A: 255}, color.RGBA{G: 140, A: 255}, color.RGBA{R: 140, B: 140, A: 255}}
+
+// panel is pn drawn from the log (nil when none of its metrics was logged).
+func (l *MetricsLog) panel(pn Panel) (*plot.Plot, error) {
+	p := plot.New()
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = pn.Label
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	n, last := 0, 0.0
+	for i, name := range append(append([]string(nil), pn.Lines...), pn.Points...) {
+		points := i >= len(pn.Lines)
+		xy := l.series(name, points)
+		if len(xy) == 0 {
+			continue
+		}
+		c := panelColors[n%len(panelColors)]
+		n++
+		last = xy[len(xy)-1].X
+		label := fmt.Sprintf("%s (step %g: %.4g)", name, xy[len(xy)-1].X, xy[len(xy)-1].Y)
+		if points {
+			ln, pts, err := plotter.NewLinePoints(xy)
+			if err != nil {
+				return nil, err
+			}
+			ln.Color, pts.Color = c, c
+			ln.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+			p.Add(ln, pts)
+			p.Legend.Add(label, ln, pts)
+			continue
+		}
+		ln, err := plotter.NewLine(xy)
+		if err != nil {
+			return nil, err
+		}
+		ln.Color = c
+		p.Add(ln)
+		p.Legend.Add(label, ln)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	for _, r := range pn.Refs {
+		first := 0.0
+		if len(l.rows) > 0 {
+			first = float64(l.rows[0].Step)
+		}
+		ln, err := plotter.NewLine(plotter.XYs{{X: first, Y: r}, {X: last, Y: r}})
+		if err != nil {
+			return nil, err
+		}
+		ln.Color = color.Gray{Y: 90}
+		ln.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+		p.Add(ln)
+		p.Legend.Add(fmt.Sprintf("%s %g", pn.RefLabel, r), ln)
+	}
+	return p, nil
+}
+
 // Plot draws the training loss of every step and the validation loss where
 // it was measured (before the first step too), as a PNG, atomically;
 // nothing before the first step. The y axis is the loss in nats per
-// token, and the legend gives each curve's last value.
+// token, and the legend gives each curve's last value. With Panels the
+// loss is the first plot of a grid two wide, each panel (that has a
+// logged metric) one more.
 func (l *MetricsLog) Plot(path string) error {
 	p := plot.New()
 	p.Title.Text = l.Title
@@ -237,12 +332,53 @@ func (l *MetricsLog) Plot(path string) error {
 		p.Add(vl, pts)
 		p.Legend.Add(vaLabel, vl)
 	}
-	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
-	if err != nil {
-		return err
+	plots := []*plot.Plot{p}
+	for _, pn := range l.Panels {
+		q, err := l.panel(pn)
+		if err != nil {
+			return err
+		}
+		if q != nil {
+			plots = append(plots, q)
+		}
+	}
+	var wt io.WriterTo
+	if len(plots) == 1 {
+		if wt, err = p.WriterTo(8*vg.Inch, 5*vg.Inch, "png"); err != nil {
+			return err
+		}
+	} else {
+		wt = grid(plots)
 	}
 	return fileio.WriteAtomic(path, func(w io.Writer) error {
 		_, err := wt.WriteTo(w)
 		return err
 	})
+}
+
+// grid draws plots two to a row, each 6.5 × 4 inches, as a PNG.
+func grid(plots []*plot.Plot) io.WriterTo {
+	cols := 2
+	rows := (len(plots) + cols - 1) / cols
+	img := vgimg.New(vg.Length(cols)*6.5*vg.Inch, vg.Length(rows)*4*vg.Inch)
+	dc := draw.New(img)
+	t := draw.Tiles{Rows: rows, Cols: cols, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8), PadX: vg.Points(16), PadY: vg.Points(16)}
+	table := make([][]*plot.Plot, rows)
+	for r := range table {
+		table[r] = make([]*plot.Plot, cols)
+		for c := range cols {
+			if i := r*cols + c; i < len(plots) {
+				table[r][c] = plots[i]
+			}
+		}
+	}
+	canvases := plot.Align(table, t, dc)
+	for r := range table {
+		for c, q := range table[r] {
+			if q != nil {
+				q.Draw(canvases[r][c])
+			}
+		}
+	}
+	return vgimg.PngCanvas{Canvas: img}
 }

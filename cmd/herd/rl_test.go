@@ -132,7 +132,12 @@ func sameRuns(t *testing.T, a, b string) {
 	}
 }
 
-// A herd rl run killed with SIGKILL and resumed continues bit for bit.
+// A herd rl run killed with SIGKILL at several moments and resumed each
+// time continues bit for bit: killed in its first rollout batch (before
+// any checkpoint: the resumed run starts afresh), in the middle of a
+// rollout batch (its steps after the last checkpoint are run again: the
+// rollouts are sampled from the batch's seed and the checkpoint holds the
+// KL controller's β) and just after a checkpoint.
 func TestRLKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the herd binary and trains twice")
@@ -142,26 +147,44 @@ func TestRLKillAndResume(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	extra := []string{"--steps", "12", "--save-every", "3", "--group", "1", "--target-kl", "0.5", "--horizon", "50", "--max-new", "24"}
+	// 6 rollout batches of 2 × 2 epochs of mini-batches of 1: 4 steps a
+	// batch, checkpoints after every second batch (steps 8, 16, 24)
+	extra := []string{"--steps", "6", "--save-every", "2", "--group", "1", "--epochs", "2", "--mini-batch", "1", "--target-kl", "0.5", "--horizon", "20",
+		"--max-new", "24", "--val-prompts", rlVal, "--eval-every", "3"}
 	full, killed := filepath.Join(dir, "full"), filepath.Join(dir, "killed")
-	if out, err := exec.Command(bin, rlArgs("ppo", full, extra...)[0:]...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, rlArgs("ppo", full, extra...)...).CombinedOutput(); err != nil {
 		t.Fatalf("uninterrupted: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, rlArgs("ppo", killed, extra...)...)
+	resume := []string(nil)
+	for _, lines := range []int{2, 11, 17} {
+		killAfter(t, bin, rlArgs("ppo", killed, append(extra, resume...)...), filepath.Join(killed, "metrics.jsonl"), lines)
+		resume = []string{"--resume"}
+	}
+	if out, err := exec.Command(bin, rlArgs("ppo", killed, append(extra, "--resume")...)...).CombinedOutput(); err != nil {
+		t.Fatalf("resumed: %v\n%s", err, out)
+	}
+	sameRuns(t, full, killed)
+}
+
+// killAfter runs bin with args and kills it (SIGKILL) once metrics has
+// lines lines.
+func killAfter(t *testing.T, bin string, args []string, metrics string, lines int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.Now().Add(2 * time.Minute)
-	for { // kill once step 4 is logged: past the checkpoint of batch 3
-		b, _ := os.ReadFile(filepath.Join(killed, "metrics.jsonl"))
-		if bytes.Count(b, []byte("\n")) >= 4 {
+	for {
+		b, _ := os.ReadFile(metrics)
+		if bytes.Count(b, []byte("\n")) >= lines {
 			break
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("the run ended before it could be killed (%v)", err)
+			t.Fatalf("the run ended before it could be killed at line %d (%v)", lines, err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -172,12 +195,8 @@ func TestRLKillAndResume(t *testing.T) {
 	}
 	cmd.Process.Kill() // SIGKILL
 	if err := <-done; err == nil {
-		t.Fatal("the run finished before the kill arrived")
+		t.Fatalf("the run finished before the kill at line %d arrived", lines)
 	}
-	if out, err := exec.Command(bin, rlArgs("ppo", killed, append(extra, "--resume")...)...).CombinedOutput(); err != nil {
-		t.Fatalf("resumed: %v\n%s", err, out)
-	}
-	sameRuns(t, full, killed)
 }
 
 // Bad input: an empty prompt file, prompts longer than the context
