@@ -294,6 +294,9 @@ func (t *Trainer) score(prompts []Prompt, rs []Rollout) ([]float64, int, error) 
 	}
 	skipped := 0
 	for i, v := range s {
+		if math.IsInf(v, 0) {
+			return nil, 0, fmt.Errorf("reward (%s): rollout %d (prompt %q): score %v is not finite", t.Reward.Name(), i, clip(items[i].Prompt, 60), v)
+		}
 		if math.IsNaN(v) {
 			skipped++
 		} else if !rs[i].EOS {

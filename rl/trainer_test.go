@@ -1,6 +1,7 @@
 package rl
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -346,5 +347,37 @@ func TestStopKL(t *testing.T) {
 	}
 	if skipped[0] || !skipped[1] || skipped[per] {
 		t.Errorf("steps skipped %v (a batch of %d steps): want the first step of each batch to train and the second to skip", skipped, per)
+	}
+}
+
+// constReward scores every rollout v (NaN, ±Inf: a reward that failed or
+// went wrong).
+type constReward float64
+
+func (c constReward) Name() string { return "const" }
+func (c constReward) Score(_ context.Context, items []Item) ([]float64, error) {
+	s := make([]float64, len(items))
+	for i := range s {
+		s[i] = float64(c)
+	}
+	return s, nil
+}
+
+// A reward that returns NaN is a counted skip (the rollouts are left out,
+// never scored 0); one that returns ±Inf stops the run with an error.
+func TestRewardNotFinite(t *testing.T) {
+	tr := tinyTrainer(t, GRPO, false)
+	tr.Reward = constReward(math.Inf(1))
+	cfg := train.Config{Steps: 1, Optim: train.DefaultOptim(), Schedule: train.Schedule{Kind: "constant", LR: 1e-2}}
+	if _, err := train.Fit(tr, train.Params(tr.params()), cfg); err == nil || !strings.Contains(err.Error(), "not finite") {
+		t.Errorf("an infinite score: %v", err)
+	}
+	tr = tinyTrainer(t, GRPO, false)
+	tr.Reward = constReward(math.NaN())
+	if _, err := train.Fit(tr, train.Params(tr.params()), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := tr.Timings.Skipped; n != tr.Cfg.Rollouts() {
+		t.Errorf("%d rollouts skipped, want all %d", n, tr.Cfg.Rollouts())
 	}
 }
