@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/herd-llm/herd/align"
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/tokenizer"
@@ -28,7 +29,9 @@ type PromptStats struct {
 // ReadPrompts reads a prompt file: plain text (one prompt a line, blank
 // lines skipped), or JSON Lines (.jsonl/.json) whose rows have "prompt"
 // (a string, or an OpenAI message list), "messages" or "conversations"
-// (a conversation ending with a user turn), and optionally "answer".
+// (a conversation ending with a user turn), and optionally "answer";
+// rows of herd rm train's preference layouts give their prompt (HH-RLHF
+// transcripts, StackExchange's question: StackLLaMA's PPO prompts).
 // With a template (tmpl not nil) every prompt is rendered as a user turn
 // (or the conversation as is) with the assistant's header appended, as
 // the model sees it at inference; without, the text is the prompt after
@@ -122,7 +125,12 @@ func promptRow(raw []byte) ([]chat.Message, string, error) {
 		}
 		return msgs, answer, nil
 	}
-	return nil, "", fmt.Errorf("no prompt, messages or conversations field")
+	// a preference pair (herd rm train's layouts: HH-RLHF transcripts,
+	// StackExchange's question/response_j/response_k): its prompt
+	if ex, err := align.ParseRow(raw); err == nil && len(ex.Prompt) > 0 && ex.Prompt[len(ex.Prompt)-1].Role == chat.User {
+		return ex.Prompt, answer, nil
+	}
+	return nil, "", fmt.Errorf("no prompt, messages or conversations field, and not a preference pair with a prompt")
 }
 
 // encodePrompt renders and tokenizes a prompt.

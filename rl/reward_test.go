@@ -143,6 +143,15 @@ func TestReadPrompts(t *testing.T) {
 	if !strings.HasSuffix(ps[1].Text, "ASSISTANT:") || !strings.Contains(ps[3].Text, "Be brief.") {
 		t.Errorf("rendered: %q / %q", ps[1].Text, ps[3].Text)
 	}
+	// herd rm train's pair layouts: their prompts (StackLLaMA's question)
+	pairs := `{"question": "Why is the sky blue?", "response_j": "Rayleigh.", "response_k": "No."}
+{"chosen": "\n\nHuman: Where did Lily go?\n\nAssistant: To the park.", "rejected": "\n\nHuman: Where did Lily go?\n\nAssistant: Park park."}
+`
+	ps, _, err = ReadPrompts(write("p.jsonl", pairs), tok, tmpl, 512, 8)
+	if err != nil || len(ps) != 2 || !strings.Contains(ps[0].Text, "USER: Why is the sky blue?") || !strings.Contains(ps[1].Text, "Where did Lily go?") ||
+		strings.Contains(ps[1].Text, "park") || !strings.HasSuffix(ps[1].Text, "ASSISTANT:") {
+		t.Fatalf("preference pairs as prompts: %+v %v", ps, err)
+	}
 	for _, c := range []struct{ rows, want string }{
 		{"{\"prompt\": \"a\"}\nnot json\n", "b.jsonl:2"},
 		{`{"text": "a"}`, "no prompt"},
