@@ -25,5 +25,6 @@ sed -n 101,140p "$prefs/stories_eos_val.jsonl" >"$out/rm_val_prompts.jsonl"
 $herd rm train --method full --data "$out/rm_pairs.jsonl" --val-data "$out/rm_val_pairs.jsonl" --template llama-2 \
 	--steps 60 --batch 8 --lr 1e-3 -t 2 --quiet -o "$out/rm"
 $herd rl --algo ppo --reward-model "$out/rm" --template llama-2 --prompts "$out/rm_prompts.jsonl" \
-	--val-prompts "$out/rm_val_prompts.jsonl" $common --steps 30 --group 1 --prompts-per-batch 32 --mini-batch 16 \
-	--epochs 2 --lr 2e-3 --kl-coef 0.1 --target-kl 10 --horizon 50 -o "$out/ppo-rm"
+	--val-prompts "$out/rm_val_prompts.jsonl" --max-new 48 --eval-every 5 --sample-every 10 -t 2 --quiet --steps 40 \
+	--group 1 --prompts-per-batch 32 --mini-batch 16 --epochs 2 --lr 2e-3 --schedule linear --kl-coef 0.2 --target-kl 14 --horizon 100 \
+	-o "$out/ppo-rm"
