@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,8 +35,10 @@ var zh embed.FS
 //     persona as the system turn and the replies in character
 //   - prompts.txt: the training instructions, one a line (synth's input);
 //     seeds.txt: every fortieth of them (the short variants')
+//   - stories-train.txt: the training stories as text, one a line (the
+//     calibration text of herd imatrix and herd gptq)
 //   - choice.jsonl, choice.yaml: a two-choice task on the held-out stories
-//     for herd eval (a story's own next sentences against another's)
+//     for herd eval (a story's next sentences against their words shuffled)
 //   - zh-corpus.jsonl, zh-corpus-val.jsonl (every tenth document held out),
 //     zh-corpus.txt: the Chinese text as documents, and the training
 //     documents as one paragraph or verse a line (herd tokenizer train)
@@ -53,6 +56,10 @@ func WriteData(dir string) error {
 		return err
 	}
 	heldOut, err := readStories(filepath.Join(dir, "stories-val.jsonl.gz"))
+	if err != nil {
+		return err
+	}
+	trainStories, err := readStories(filepath.Join(dir, "stories-train.jsonl.gz"))
 	if err != nil {
 		return err
 	}
@@ -100,6 +107,7 @@ func WriteData(dir string) error {
 		{"gpteacher.json", gpteacher(train)}, {"gpteacher-val.json", gpteacher(val)},
 		{"roleplay.json", roleplay(convs)}, {"roleplay-val.json", roleplay(valConversations(val))},
 		{"prompts.txt", []byte(prompts.String())}, {"seeds.txt", []byte(seeds.String())},
+		{"stories-train.txt", []byte(strings.Join(trainStories, "\n") + "\n")},
 		{"choice.jsonl", jsonl(choice)}, {"choice.yaml", []byte(choiceYAML)},
 		{"zh-corpus.jsonl", jsonl(textRows(zhCorpus))}, {"zh-corpus-val.jsonl", jsonl(textRows(zhCorpusVal))},
 		{"zh-corpus.txt", []byte(sents.String())},
@@ -273,16 +281,23 @@ func sentences(s string) []string {
 }
 
 // choiceTask is a two-choice item per held-out story: after its first
-// sentence, its own next two sentences against the next story's, the
-// right one first or second in turn.
+// sentence, its next two sentences against the same words in a shuffled
+// order (seeded), the right one first or second in turn.
 func choiceTask(stories []string) ([]map[string]any, error) {
+	rng := rand.New(rand.NewPCG(20, 0x9e3779b97f4a7c15))
 	var out []map[string]any
-	for i, s := range stories {
-		a, b := sentences(s), sentences(stories[(i+1)%len(stories)])
-		if len(a) < 3 || len(b) < 3 {
+	for _, s := range stories {
+		a := sentences(s)
+		if len(a) < 3 {
 			continue
 		}
-		right, wrong := a[1]+" "+a[2], b[1]+" "+b[2]
+		right := a[1] + " " + a[2]
+		w := strings.Fields(right)
+		rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
+		wrong := strings.Join(w, " ")
+		if wrong == right {
+			continue
+		}
 		choices, label := []string{right, wrong}, 0
 		if len(out)%2 == 1 {
 			choices, label = []string{wrong, right}, 1
@@ -297,8 +312,8 @@ func choiceTask(stories []string) ([]map[string]any, error) {
 
 // choiceYAML is the two-choice task as an lm-evaluation-harness task file
 // (herd eval --task choice.yaml; data is read beside it).
-const choiceYAML = `# Which two sentences continue the held-out story: its own, or another
-# story's? Chance is 0.5. Made by herd recipe run from the shipped
+const choiceYAML = `# Which continues the held-out story: its next two sentences, or the
+# same words shuffled? Chance is 0.5. Made by herd recipe run from the shipped
 # TinyStories sample (CDLA-Sharing-1.0).
 task: story_choice
 data: choice.jsonl
