@@ -211,6 +211,16 @@ func (c Claim) check(out string) (string, error) {
 	case c.Below != nil && !(last <= *c.Below):
 		return "", fmt.Errorf("%s %.4f, want at most %g", c.Metric, last, *c.Below)
 	}
+	if c.NotAbove != "" {
+		ref, err := metric(filepath.Join(out, c.NotAbove), c.Metric)
+		if err != nil {
+			return "", err
+		}
+		if r := ref[len(ref)-1]; !(last <= r) {
+			return "", fmt.Errorf("%s %.4f is above %s's %.4f", c.Metric, last, c.NotAbove, r)
+		}
+		return fmt.Sprintf("%s %.4f, at most %s's %.4f", c.Metric, last, c.NotAbove, ref[len(ref)-1]), nil
+	}
 	if len(vals) == 1 {
 		return fmt.Sprintf("%s %.4f", c.Metric, last), nil
 	}

@@ -96,6 +96,10 @@ type Claim struct {
 	// MoreTokensThan, with File a GGUF file, is a GGUF file under {out}
 	// whose vocabulary File's must outgrow (a vocabulary extension).
 	MoreTokensThan string `yaml:"more_tokens_than"`
+	// NotAbove, with Metric, is a file under {out} (read as File is) whose
+	// Metric the last value must not exceed: GPTQ's perplexity against
+	// round-to-nearest's.
+	NotAbove string `yaml:"not_above"`
 	// SmallerThan, with File, is a path under {out} File must be smaller
 	// than (a quantized model than its input).
 	SmallerThan string `yaml:"smaller_than"`

@@ -73,7 +73,9 @@ func TestClaims(t *testing.T) {
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "big"), make([]byte, 10), 0o644)
 	os.WriteFile(filepath.Join(dir, "small"), make([]byte, 5), 0o644)
-	a, b := 0.6, 0.9
+	os.WriteFile(filepath.Join(dir, "one.json"), []byte("{\n \"r\": {\"ppl\": 7.5}\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "two.json"), []byte(`{"r": {"ppl": 7.7}}`), 0o644)
+	a, b, c9 := 0.6, 0.9, 9.0
 	r := &Recipe{Name: "t", Steps: []Step{{ID: "s"}}}
 	for _, c := range []struct {
 		claim Claim
@@ -88,6 +90,10 @@ func TestClaims(t *testing.T) {
 		{Claim{Step: "s", File: "small", SmallerThan: "big"}, true},
 		{Claim{Step: "s", File: "big", SmallerThan: "small"}, false},
 		{Claim{Step: "s", File: "missing"}, false},
+		{Claim{Step: "s", File: "one.json", Metric: "r.ppl", Below: &b}, false},
+		{Claim{Step: "s", File: "one.json", Metric: "r.ppl", Below: &c9}, true},
+		{Claim{Step: "s", File: "one.json", Metric: "r.ppl", NotAbove: "two.json"}, true},
+		{Claim{Step: "s", File: "two.json", Metric: "r.ppl", NotAbove: "one.json"}, false},
 	} {
 		r.Claims = []Claim{c.claim}
 		if _, err := Check(r, dir); (err == nil) != c.holds {
