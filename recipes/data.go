@@ -35,6 +35,12 @@ var zh embed.FS
 //     persona as the system turn and the replies in character
 //   - prompts.txt: the training instructions, one a line (synth's input);
 //     seeds.txt: every fortieth of them (the short variants')
+//   - ends.jsonl, ends-val.jsonl: "ends vs rambles" preference pairs made
+//     from the road's: chosen, the story's next sentence; rejected, the
+//     same sentence running on into the one after (a preference a policy
+//     can learn in a few PPO batches: end the answer)
+//   - rl-val.txt: the first 16 held-out pairs' prompts, one a line (herd
+//     rl's --val-prompts)
 //   - stories-train.txt: the training stories as text, one a line (the
 //     calibration text of herd imatrix and herd gptq)
 //   - choice.jsonl, choice.yaml: a two-choice task on the held-out stories
@@ -70,6 +76,20 @@ func WriteData(dir string) error {
 		if i%40 == 0 {
 			seeds.WriteString(line)
 		}
+	}
+	var pairsVal []struct{ Prompt, Chosen string }
+	if err := readJSONL(filepath.Join(dir, "prefs-val.jsonl"), &pairsVal); err != nil {
+		return err
+	}
+	var rlVal strings.Builder
+	for i, p := range pairsVal {
+		if i < 16 {
+			rlVal.WriteString(p.Prompt + "\n")
+		}
+	}
+	var pairs []struct{ Prompt, Chosen string }
+	if err := readJSONL(filepath.Join(dir, "prefs.jsonl"), &pairs); err != nil {
+		return err
 	}
 	choice, err := choiceTask(heldOut)
 	if err != nil {
@@ -107,6 +127,8 @@ func WriteData(dir string) error {
 		{"gpteacher.json", gpteacher(train)}, {"gpteacher-val.json", gpteacher(val)},
 		{"roleplay.json", roleplay(convs)}, {"roleplay-val.json", roleplay(valConversations(val))},
 		{"prompts.txt", []byte(prompts.String())}, {"seeds.txt", []byte(seeds.String())},
+		{"rl-val.txt", []byte(rlVal.String())},
+		{"ends.jsonl", jsonl(endsPairs(pairs))}, {"ends-val.jsonl", jsonl(endsPairs(pairsVal))},
 		{"stories-train.txt", []byte(strings.Join(trainStories, "\n") + "\n")},
 		{"choice.jsonl", jsonl(choice)}, {"choice.yaml", []byte(choiceYAML)},
 		{"zh-corpus.jsonl", jsonl(textRows(zhCorpus))}, {"zh-corpus-val.jsonl", jsonl(textRows(zhCorpusVal))},
@@ -152,6 +174,24 @@ func readJSON(path string, v any) error {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func readJSONL[T any](path string, rows *[]T) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r T
+		if err := json.Unmarshal(line, &r); err != nil {
+			return fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		*rows = append(*rows, r)
 	}
 	return nil
 }
@@ -254,6 +294,20 @@ func roleplay(convs []conversation) []conversation {
 			rc.Conversations = append(rc.Conversations, t)
 		}
 		out = append(out, rc)
+	}
+	return out
+}
+
+// endsPairs are pairs whose chosen answer is the first sentence of the
+// road pair's chosen two, the rejected one both.
+func endsPairs(rows []struct{ Prompt, Chosen string }) []map[string]string {
+	var out []map[string]string
+	for _, r := range rows {
+		s := sentences(r.Chosen)
+		if len(s) < 2 {
+			continue
+		}
+		out = append(out, map[string]string{"prompt": r.Prompt, "chosen": s[0], "rejected": r.Chosen})
 	}
 	return out
 }

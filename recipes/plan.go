@@ -151,11 +151,15 @@ func stepIDs(r *Recipe) string {
 	return strings.Join(ids, ", ")
 }
 
-// Check tests r's claims against what its run wrote under out; the error
-// lists every claim that failed.
-func Check(r *Recipe, out string) ([]string, error) {
+// Check tests r's claims against what its run wrote under out (the short
+// variant's run: the full claims left out); the error lists every claim
+// that failed.
+func Check(r *Recipe, out string, short bool) ([]string, error) {
 	var held, failed []string
 	for _, c := range r.Claims {
+		if c.Full && short {
+			continue
+		}
 		msg, err := c.check(out)
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", c.Step, err))

@@ -103,7 +103,10 @@ type Claim struct {
 	// SmallerThan, with File, is a path under {out} File must be smaller
 	// than (a quantized model than its input).
 	SmallerThan string `yaml:"smaller_than"`
-	Why         string `yaml:"why"`
+	// Full claims are checked after the default run only: what a few
+	// steps cannot show reliably (PPO's reward rising).
+	Full bool   `yaml:"full"`
+	Why  string `yaml:"why"`
 }
 
 // All reads every recipe of the book, sorted by stage then name.

@@ -96,7 +96,13 @@ func TestClaims(t *testing.T) {
 		{Claim{Step: "s", File: "two.json", Metric: "r.ppl", NotAbove: "one.json"}, false},
 	} {
 		r.Claims = []Claim{c.claim}
-		if _, err := Check(r, dir); (err == nil) != c.holds {
+		if r.Claims[0].Full = true; !c.holds {
+			if _, err := Check(r, dir, true); err != nil {
+				t.Errorf("a full claim checked after the short run: %v", err)
+			}
+		}
+		r.Claims[0].Full = false
+		if _, err := Check(r, dir, false); (err == nil) != c.holds {
 			t.Errorf("claim %+v: %v, want holding %v", c.claim, err, c.holds)
 		}
 	}

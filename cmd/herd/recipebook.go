@@ -133,7 +133,7 @@ in-process on a free local port for the steps that need it.`,
 					}
 				}
 			}
-			held, err := recipes.Check(r, out)
+			held, err := recipes.Check(r, out, short)
 			for _, h := range held {
 				fmt.Fprintf(errw, "claim held: %s\n", h)
 			}
