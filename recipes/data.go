@@ -39,6 +39,9 @@ var zh embed.FS
 //     from the road's: chosen, the story's next sentence; rejected, the
 //     same sentence running on into the one after (a preference a policy
 //     can learn in a few PPO batches: end the answer)
+//   - ends-val16.jsonl, prefs-val16.jsonl: the first 16 held-out pairs of
+//     each (the short variants' validation; herd rm and herd dpo take no
+//     FILE:COUNT)
 //   - rl-val.txt: the first 16 held-out pairs' prompts, one a line (herd
 //     rl's --val-prompts)
 //   - stories-train.txt: the training stories as text, one a line (the
@@ -80,6 +83,9 @@ func WriteData(dir string) error {
 	var pairsVal []struct{ Prompt, Chosen string }
 	if err := readJSONL(filepath.Join(dir, "prefs-val.jsonl"), &pairsVal); err != nil {
 		return err
+	}
+	if len(endsPairs(pairsVal)) < 16 {
+		return fmt.Errorf("%s: %d pairs make %d ends-vs-rambles pairs, want at least 16", filepath.Join(dir, "prefs-val.jsonl"), len(pairsVal), len(endsPairs(pairsVal)))
 	}
 	var rlVal strings.Builder
 	for i, p := range pairsVal {
@@ -129,6 +135,7 @@ func WriteData(dir string) error {
 		{"prompts.txt", []byte(prompts.String())}, {"seeds.txt", []byte(seeds.String())},
 		{"rl-val.txt", []byte(rlVal.String())},
 		{"ends.jsonl", jsonl(endsPairs(pairs))}, {"ends-val.jsonl", jsonl(endsPairs(pairsVal))},
+		{"ends-val16.jsonl", jsonl(endsPairs(pairsVal)[:16])}, {"prefs-val16.jsonl", firstLines(filepath.Join(dir, "prefs-val.jsonl"), 16)},
 		{"stories-train.txt", []byte(strings.Join(trainStories, "\n") + "\n")},
 		{"choice.jsonl", jsonl(choice)}, {"choice.yaml", []byte(choiceYAML)},
 		{"zh-corpus.jsonl", jsonl(textRows(zhCorpus))}, {"zh-corpus-val.jsonl", jsonl(textRows(zhCorpusVal))},
@@ -176,6 +183,14 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// firstLines is the first n lines of the file at path (all when fewer),
+// nil when it cannot be read (WriteData has read it already).
+func firstLines(path string, n int) []byte {
+	b, _ := os.ReadFile(path)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	return bytes.Join(lines[:min(n, len(lines))], nil)
 }
 
 func readJSONL[T any](path string, rows *[]T) error {
