@@ -38,8 +38,12 @@ the metrics the steps wrote.`,
 			if err != nil {
 				return err
 			}
+			w := 0
 			for _, r := range all {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-14s %-12s %s\n", r.Name, r.Stage, r.Summary)
+				w = max(w, len(r.Name))
+			}
+			for _, r := range all {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-*s  %-12s %s\n", w, r.Name, r.Stage, r.Summary)
 			}
 			return nil
 		},
