@@ -12,7 +12,8 @@ import (
 )
 
 // Random builds a model of shape c with weights drawn from N(0, std²) (std
-// 0.02, as LLaMA-style pretraining starts) and RMSNorm gains of one, the
+// 0.02, as LLaMA-style pretraining starts) and norm gains of one (a
+// LayerNorm's biases zero; a parallel block gets Falcon-7B's one norm), the
 // matrices stored as dt (F32, F16, BF16, Q8_0 or Q4_0). Each tensor has its
 // own random stream derived from seed and its name, so the result does not
 // depend on the thread count.
@@ -63,6 +64,10 @@ func RandomInit(c Config, dt tensor.DType, seed uint64, opt InitOptions) (*Model
 		return v
 	}
 	m.OutNorm = ones()
+	layerNorm := c.Norm == NormLayer // Falcon: LayerNorm biases, zero at the start
+	if layerNorm {
+		m.OutNormB = make([]float32, c.Dim)
+	}
 	jobs := []job{{&m.Embed, EmbedName, c.VocabSize, c.Dim, 0, std}}
 	if !c.TiedEmbeddings {
 		jobs = append(jobs, job{&m.Output, OutputName, c.VocabSize, c.Dim, 1, std})
@@ -71,10 +76,19 @@ func RandomInit(c Config, dt tensor.DType, seed uint64, opt InitOptions) (*Model
 		l := &m.Layers[i]
 		l.layerIndex = i
 		l.AttnNorm, l.FFNNorm = ones(), ones()
+		if c.Parallel { // one norm feeds attention and the feed-forward (Falcon-7B)
+			l.FFNNorm = nil
+		}
+		if layerNorm {
+			l.AttnNormB = make([]float32, c.Dim)
+		}
 		p := fmt.Sprintf("blk.%d.", i)
 		base := uint64(16 + 16*i)
 		for k, w := range l.Matrices() {
 			b := BlockMatrices[k]
+			if b.Module == "gate" && c.FFN != FFNSwiGLU {
+				continue // a GELU feed-forward has no gate
+			}
 			out, in := b.Shape(c)
 			sd := std
 			if b.Module == "o" || b.Module == "down" { // they write into the residual stream

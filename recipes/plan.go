@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/herd-llm/herd/format/gguf"
 )
 
 // Invocation is one herd command line of a planned recipe.
@@ -33,11 +36,46 @@ func (in Invocation) String() string {
 	return b.String()
 }
 
+// Env is what a run fills in besides {out} and {data}: the teacher's
+// endpoint URL and served name ({endpoint}, {teacher}); empty ones are
+// left as written.
+type Env struct {
+	Endpoint, Teacher string
+}
+
 // Plan turns r into command lines writing under out. With short, each
 // step's Short flags override its Flags. Overrides are STEP.FLAG=VALUE
 // (one step) or FLAG=VALUE (every step that sets FLAG); an override that
 // matches no step is an error.
 func Plan(r *Recipe, out string, short bool, overrides []string) ([]Invocation, error) {
+	return PlanEnv(r, out, short, overrides, Env{})
+}
+
+// Subst expands {out}, {data} and env's placeholders in s.
+func Subst(s, out string, env Env) string {
+	pairs := []string{"{out}", out, "{data}", filepath.Join(out, "data")}
+	if env.Endpoint != "" {
+		pairs = append(pairs, "{endpoint}", env.Endpoint)
+	}
+	if env.Teacher != "" {
+		pairs = append(pairs, "{teacher}", env.Teacher)
+	}
+	return strings.NewReplacer(pairs...).Replace(s)
+}
+
+// UsesTeacher reports whether a step's command line names the teacher's
+// endpoint (so that the teacher must be up before it runs).
+func (in Invocation) UsesTeacher(env Env) bool {
+	for _, a := range in.Args {
+		if env.Endpoint != "" && strings.Contains(a, env.Endpoint) || strings.Contains(a, "{endpoint}") {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanEnv is Plan with the teacher's endpoint filled in.
+func PlanEnv(r *Recipe, out string, short bool, overrides []string, env Env) ([]Invocation, error) {
 	flags := make([]map[string]any, len(r.Steps))
 	for i, s := range r.Steps {
 		flags[i] = map[string]any{}
@@ -56,6 +94,9 @@ func Plan(r *Recipe, out string, short bool, overrides []string) ([]Invocation, 
 		}
 	}
 	subst := strings.NewReplacer("{out}", out, "{data}", filepath.Join(out, "data"))
+	if env.Endpoint != "" || env.Teacher != "" {
+		subst = strings.NewReplacer("{out}", out, "{data}", filepath.Join(out, "data"), "{endpoint}", env.Endpoint, "{teacher}", env.Teacher)
+	}
 	var plan []Invocation
 	for i, s := range r.Steps {
 		in := Invocation{ID: s.ID, Dir: filepath.Join(out, s.ID)}
@@ -110,11 +151,15 @@ func stepIDs(r *Recipe) string {
 	return strings.Join(ids, ", ")
 }
 
-// Check tests r's claims against what its run wrote under out; the error
-// lists every claim that failed.
-func Check(r *Recipe, out string) ([]string, error) {
+// Check tests r's claims against what its run wrote under out (the short
+// variant's run: the full claims left out); the error lists every claim
+// that failed.
+func Check(r *Recipe, out string, short bool) ([]string, error) {
 	var held, failed []string
 	for _, c := range r.Claims {
+		if c.Full && short {
+			continue
+		}
 		msg, err := c.check(out)
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", c.Step, err))
@@ -144,11 +189,18 @@ func (c Claim) check(out string) (string, error) {
 				return "", fmt.Errorf("%s (%d bytes) is not smaller than %s (%d bytes)", c.File, fi.Size(), c.SmallerThan, ref.Size())
 			}
 		}
+		if c.Key != "" || c.MoreTokensThan != "" {
+			return ggufClaim(c, out)
+		}
 		if c.Metric == "" {
 			return c.File + " written", nil
 		}
 	}
-	vals, err := metric(filepath.Join(out, c.Step, "metrics.jsonl"), c.Metric)
+	src := filepath.Join(out, c.Step, "metrics.jsonl")
+	if c.File != "" {
+		src = filepath.Join(out, c.File)
+	}
+	vals, err := metric(src, c.Metric)
 	if err != nil {
 		return "", err
 	}
@@ -160,37 +212,120 @@ func (c Claim) check(out string) (string, error) {
 		return "", fmt.Errorf("%s did not rise: %.4f → %.4f", c.Metric, first, last)
 	case c.Above != nil && !(last >= *c.Above):
 		return "", fmt.Errorf("%s %.4f, want at least %g", c.Metric, last, *c.Above)
+	case c.Below != nil && !(last <= *c.Below):
+		return "", fmt.Errorf("%s %.4f, want at most %g", c.Metric, last, *c.Below)
+	}
+	if c.NotAbove != "" {
+		ref, err := metric(filepath.Join(out, c.NotAbove), c.Metric)
+		if err != nil {
+			return "", err
+		}
+		if r := ref[len(ref)-1]; !(last <= r) {
+			return "", fmt.Errorf("%s %.4f is above %s's %.4f", c.Metric, last, c.NotAbove, r)
+		}
+		return fmt.Sprintf("%s %.4f, at most %s's %.4f", c.Metric, last, c.NotAbove, ref[len(ref)-1]), nil
+	}
+	if len(vals) == 1 {
+		return fmt.Sprintf("%s %.4f", c.Metric, last), nil
 	}
 	return fmt.Sprintf("%s %.4f → %.4f", c.Metric, first, last), nil
 }
 
+// ggufClaim checks a GGUF file's metadata: Key's string value (Equals,
+// Contains) or its vocabulary against MoreTokensThan's.
+func ggufClaim(c Claim, out string) (string, error) {
+	f, err := gguf.Open(filepath.Join(out, c.File))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if c.MoreTokensThan != "" {
+		g, err := gguf.Open(filepath.Join(out, c.MoreTokensThan))
+		if err != nil {
+			return "", err
+		}
+		defer g.Close()
+		a, _ := f.GetStrings("tokenizer.ggml.tokens")
+		b, _ := g.GetStrings("tokenizer.ggml.tokens")
+		if len(b) == 0 || len(a) <= len(b) {
+			return "", fmt.Errorf("%s has %d tokens, %s %d: want more", c.File, len(a), c.MoreTokensThan, len(b))
+		}
+		return fmt.Sprintf("%s: vocabulary %d → %d", c.File, len(b), len(a)), nil
+	}
+	v, ok := f.GetString(c.Key)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("%s: no string %s", c.File, c.Key)
+	case c.Equals != "" && v != c.Equals:
+		return "", fmt.Errorf("%s: %s is %q, want %q", c.File, c.Key, v, c.Equals)
+	case c.Contains != "" && !strings.Contains(v, c.Contains):
+		return "", fmt.Errorf("%s: %s (%q) lacks %q", c.File, c.Key, short(v), c.Contains)
+	}
+	return fmt.Sprintf("%s: %s = %q", c.File, c.Key, short(v)), nil
+}
+
+func short(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
 // metric is the values of key in a metrics.jsonl, in step order (lines
-// without it skipped).
+// without it skipped), or in a file holding one JSON object (eval's
+// results.json, perplexity --json's output).
 func metric(path, key string) ([]float64, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var vals []float64
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var row map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+	var rows []map[string]any
+	var one map[string]any
+	if json.Unmarshal(b, &one) == nil {
+		rows = append(rows, one)
+	} else {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(nil, 1<<20)
+		for line := 1; sc.Scan(); line++ {
+			if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+				continue
+			}
+			var row map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+			}
+			rows = append(rows, row)
 		}
-		if v, ok := row[key].(float64); ok && !math.IsNaN(v) {
-			vals = append(vals, v)
+		if err := sc.Err(); err != nil {
+			return nil, err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+	var vals []float64
+	for _, row := range rows {
+		if v, ok := lookup(row, key).(float64); ok && !math.IsNaN(v) {
+			vals = append(vals, v)
+		}
 	}
 	if len(vals) == 0 {
 		return nil, fmt.Errorf("%s: no %s", path, key)
 	}
 	return vals, nil
+}
+
+// lookup is row[key], or with key dotted (a.b.c) and no such key, the
+// path through nested objects.
+func lookup(row map[string]any, key string) any {
+	if v, ok := row[key]; ok {
+		return v
+	}
+	head, rest, ok := strings.Cut(key, ".")
+	if !ok {
+		return nil
+	}
+	if sub, ok := row[head].(map[string]any); ok {
+		return lookup(sub, rest)
+	}
+	return nil
 }
 
 // Show is the recipe as herd recipe show prints it: its file, then the

@@ -32,7 +32,19 @@ type Recipe struct {
 	Here     string   `yaml:"here"` // what the scaled-down default does
 	Steps    []Step   `yaml:"steps"`
 	Claims   []Claim  `yaml:"claims"`
-	Text     string   `yaml:"-"` // the file as written
+	// Teacher, when set, is the model the steps reach at {endpoint} under
+	// the name {teacher} (herd synth's --endpoint and --model): herd recipe
+	// run serves it in-process unless given an endpoint of its own.
+	Teacher *Teacher `yaml:"teacher"`
+	Text    string   `yaml:"-"` // the file as written
+}
+
+// Teacher is the model a recipe's synth steps ask.
+type Teacher struct {
+	Model    string `yaml:"model"`    // a GGUF file ({data}, {out} expand); the step that writes it must come first
+	Name     string `yaml:"name"`     // the name it is served under ({teacher})
+	Template string `yaml:"template"` // its chat template ("": the model's own, else raw)
+	Why      string `yaml:"why"`      // what the original asked instead
 }
 
 // Original is what the project did, with its source.
@@ -56,23 +68,45 @@ type Step struct {
 	Flags    map[string]any `yaml:"flags"`
 	Short    map[string]any `yaml:"short"`
 	NoOutput bool           `yaml:"no_output"`
+	// Stdout keeps what the command prints on stdout in {out}/{id}/stdout
+	// as well (herd perplexity --json, herd eval's table), for the claims.
+	Stdout bool `yaml:"stdout"`
 }
 
 // Claim is what a recipe's run must show. Metric is a key of the step's
-// metrics.jsonl: Falls (its last value below its first), Rises, or Above
-// (its last value at least that). File is a path under {out} that must
-// exist.
+// metrics.jsonl (or, with File, of that JSON or JSON Lines file; a dotted
+// key walks into objects: results.task.acc,none): Falls (its last value
+// below its first), Rises, Above (its last value at least that) or Below
+// (at most that; JSON holds no infinity or NaN, so a value read is
+// finite). File is a path under {out} that must exist.
 type Claim struct {
 	Step   string   `yaml:"step"`
 	Metric string   `yaml:"metric"`
 	Falls  bool     `yaml:"falls"`
 	Rises  bool     `yaml:"rises"`
 	Above  *float64 `yaml:"above"`
+	Below  *float64 `yaml:"below"`
 	File   string   `yaml:"file"`
+	// Key and Equals, with File a GGUF file: its metadata string Key
+	// holds Equals (general.architecture: falcon), or with Contains, holds
+	// that text (tokenizer.chat_template).
+	Key      string `yaml:"key"`
+	Equals   string `yaml:"equals"`
+	Contains string `yaml:"contains"`
+	// MoreTokensThan, with File a GGUF file, is a GGUF file under {out}
+	// whose vocabulary File's must outgrow (a vocabulary extension).
+	MoreTokensThan string `yaml:"more_tokens_than"`
+	// NotAbove, with Metric, is a file under {out} (read as File is) whose
+	// Metric the last value must not exceed: GPTQ's perplexity against
+	// round-to-nearest's.
+	NotAbove string `yaml:"not_above"`
 	// SmallerThan, with File, is a path under {out} File must be smaller
 	// than (a quantized model than its input).
 	SmallerThan string `yaml:"smaller_than"`
-	Why         string `yaml:"why"`
+	// Full claims are checked after the default run only: what a few
+	// steps cannot show reliably (PPO's reward rising).
+	Full bool   `yaml:"full"`
+	Why  string `yaml:"why"`
 }
 
 // All reads every recipe of the book, sorted by stage then name.
@@ -140,6 +174,12 @@ func parse(name string) (*Recipe, error) {
 		if !slices.ContainsFunc(r.Steps, func(s Step) bool { return s.ID == c.Step }) {
 			return nil, fmt.Errorf("%s: claim on %q, which is no step", name, c.Step)
 		}
+		if (c.Key != "" || c.MoreTokensThan != "") && c.File == "" {
+			return nil, fmt.Errorf("%s: claim on %s: key and more_tokens_than need file", name, c.Step)
+		}
+	}
+	if t := r.Teacher; t != nil && (t.Model == "" || t.Name == "") {
+		return nil, fmt.Errorf("%s: teacher needs model and name", name)
 	}
 	return &r, nil
 }

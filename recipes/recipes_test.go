@@ -3,9 +3,14 @@ package recipes
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/herd-llm/herd/road"
 )
 
 func TestBookParses(t *testing.T) {
@@ -27,7 +32,10 @@ func TestBookParses(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"alpaca", "alpaca-lora", "qlora", "vicuna", "stackllama", "dpo", "llama.cpp"} {
+	// the projects of issue 20's list, every stage of the road
+	for _, want := range []string{"redpajama", "openllama", "baichuan", "alpaca", "belle", "openalpaca", "gpt4-x-alpaca", "vicuna",
+		"wizardlm", "tulu", "gpt4all", "koala", "openbuddy", "pygmalion", "alpaca-lora", "qlora", "baize", "llama-adapter", "30b-lazarus",
+		"chinese-llama-alpaca", "chinese-vicuna", "stackllama", "stablevicuna", "dpo", "llama.cpp", "gptq"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("the book lacks %s", want)
 		}
@@ -73,7 +81,9 @@ func TestClaims(t *testing.T) {
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "big"), make([]byte, 10), 0o644)
 	os.WriteFile(filepath.Join(dir, "small"), make([]byte, 5), 0o644)
-	a, b := 0.6, 0.9
+	os.WriteFile(filepath.Join(dir, "one.json"), []byte("{\n \"r\": {\"ppl\": 7.5}\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "two.json"), []byte(`{"r": {"ppl": 7.7}}`), 0o644)
+	a, b, c9 := 0.6, 0.9, 9.0
 	r := &Recipe{Name: "t", Steps: []Step{{ID: "s"}}}
 	for _, c := range []struct {
 		claim Claim
@@ -88,10 +98,66 @@ func TestClaims(t *testing.T) {
 		{Claim{Step: "s", File: "small", SmallerThan: "big"}, true},
 		{Claim{Step: "s", File: "big", SmallerThan: "small"}, false},
 		{Claim{Step: "s", File: "missing"}, false},
+		{Claim{Step: "s", File: "one.json", Metric: "r.ppl", Below: &b}, false},
+		{Claim{Step: "s", File: "one.json", Metric: "r.ppl", Below: &c9}, true},
+		{Claim{Step: "s", File: "one.json", Metric: "r.ppl", NotAbove: "two.json"}, true},
+		{Claim{Step: "s", File: "two.json", Metric: "r.ppl", NotAbove: "one.json"}, false},
 	} {
 		r.Claims = []Claim{c.claim}
-		if _, err := Check(r, dir); (err == nil) != c.holds {
+		if r.Claims[0].Full = true; !c.holds {
+			if _, err := Check(r, dir, true); err != nil {
+				t.Errorf("a full claim checked after the short run: %v", err)
+			}
+		}
+		r.Claims[0].Full = false
+		if _, err := Check(r, dir, false); (err == nil) != c.holds {
 			t.Errorf("claim %+v: %v, want holding %v", c.claim, err, c.holds)
 		}
+	}
+}
+
+// WriteData writes every file the book's steps name under {data}, each a
+// layout herd reads: the Chinese rows are Chinese, the GPTeacher rows keep
+// an input, the two-choice task has a right answer in both places.
+func TestWriteData(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := road.WriteData(dir, "", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteData(dir); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := All()
+	re := regexp.MustCompile(`\{data\}/([A-Za-z0-9._-]+)`)
+	for _, r := range all {
+		for _, m := range re.FindAllStringSubmatch(r.Text, -1) {
+			if fi, err := os.Stat(filepath.Join(dir, m[1])); err != nil || fi.Size() == 0 {
+				t.Errorf("%s names {data}/%s: %v", r.Name, m[1], err)
+			}
+		}
+	}
+	var zh []alpacaRow
+	if err := readJSON(filepath.Join(dir, "zh-sft.json"), &zh); err != nil || len(zh) < 100 {
+		t.Fatalf("zh-sft.json: %d rows, %v", len(zh), err)
+	}
+	for _, r := range zh[:5] {
+		if !utf8.ValidString(r.Output) || !strings.ContainsFunc(r.Output, func(c rune) bool { return unicode.Is(unicode.Han, c) }) {
+			t.Errorf("a Chinese row without Chinese: %+v", r)
+		}
+	}
+	var gp []map[string]string
+	readJSON(filepath.Join(dir, "gpteacher.json"), &gp)
+	if len(gp) == 0 || gp[0]["input"] == "" || gp[0]["response"] == "" {
+		t.Errorf("gpteacher.json: %v", gp[:min(1, len(gp))])
+	}
+	var choice []struct {
+		Choices []string
+		Label   int
+	}
+	if err := readJSONL(filepath.Join(dir, "choice.jsonl"), &choice); err != nil || len(choice) < 10 {
+		t.Fatalf("choice.jsonl: %d items, %v", len(choice), err)
+	}
+	if choice[0].Label != 0 || choice[1].Label != 1 || choice[0].Choices[0] == choice[0].Choices[1] {
+		t.Errorf("choice items: %+v", choice[:2])
 	}
 }

@@ -347,7 +347,7 @@ func fromLayout(row map[string]json.RawMessage) (*Example, error) {
 	for k := range row {
 		keys = append(keys, k)
 	}
-	return nil, &RowError{Msg: fmt.Sprintf("unknown row layout (fields %s): want instruction/input/output (Alpaca), instruction/context/response (Dolly), conversations (ShareGPT) or messages (OpenAI)", strings.Join(keys, ", "))}
+	return nil, &RowError{Msg: fmt.Sprintf("unknown row layout (fields %s): want instruction/input/output (Alpaca), instruction/context/response (Dolly; GPTeacher: instruction/input/response), conversations (ShareGPT) or messages (OpenAI)", strings.Join(keys, ", "))}
 }
 
 // invalidUTF8 is the offset of the first byte of b that is not part of a
@@ -454,6 +454,11 @@ func dolly(row map[string]json.RawMessage) (*Example, error) {
 	ctx, err := str(row, "context", false)
 	if err != nil {
 		return nil, err
+	}
+	if ctx == "" { // GPTeacher's layout: instruction, input, response
+		if ctx, err = str(row, "input", false); err != nil {
+			return nil, err
+		}
 	}
 	resp, err := str(row, "response", true)
 	if err != nil {

@@ -74,6 +74,13 @@ func TestReaders(t *testing.T) {
 	if !strings.Contains(last, "\n\n") {
 		t.Errorf("input not joined: %q", last)
 	}
+	// GPTeacher's rows (instruction, input, response) keep their input
+	gp := filepath.Join(t.TempDir(), "gpteacher.json")
+	os.WriteFile(gp, []byte(`[{"instruction": "Continue the story.", "input": "Tom had a ball.", "response": "He lost it."}]`), 0o644)
+	exs, _, err := readAll(t, gp, false)
+	if err != nil || len(exs) != 1 || exs[0].Messages[0].Content != "Continue the story.\n\nTom had a ball." || exs[0].Messages[1].Content != "He lost it." {
+		t.Errorf("GPTeacher row: %v, %+v", err, exs)
+	}
 }
 
 func TestMalformedRows(t *testing.T) {

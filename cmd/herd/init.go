@@ -13,8 +13,8 @@ import (
 )
 
 func initCmd() *cobra.Command {
-	var preset, dtype, out, tokPath string
-	var random, list bool
+	var preset, dtype, out, tokPath, arch string
+	var random, list, vocabFromTok bool
 	var seed uint64
 	var threads int
 	cmd := &cobra.Command{
@@ -23,7 +23,15 @@ func initCmd() *cobra.Command {
 		Long: `Writes a model of a preset's shape with weights drawn from N(0, 0.02²) and
 norm gains of one, as GGUF. The tokenizer (--tokenizer: tokenizer.bin, .model
 or GGUF) goes into the file; a preset with a 512-token vocabulary gets the
-embedded tok512 by default. --list prints the presets with their sources.`,
+embedded tok512 by default. --list prints the presets with their sources.
+
+--vocab-from-tokenizer sizes the vocabulary to --tokenizer's instead of the
+preset's (a LLaMA shape with a vocabulary of its own, as Baichuan-7B put a
+64K Chinese-English vocabulary on LLaMA-7B's shape). --arch falcon keeps the
+preset's width, depth, query heads and vocabulary with Falcon-7B's block:
+LayerNorm with biases (zero at the start), attention and a GELU
+feed-forward of 4·dim in parallel from one norm, multi-query attention (one
+KV head), rotate-half RoPE; the file is llama.cpp's "falcon" architecture.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if list {
@@ -53,11 +61,30 @@ embedded tok512 by default. --list prints the presets with their sources.`,
 			if dt != tensor.F32 && dt != tensor.F16 {
 				return fmt.Errorf("--dtype %s: init writes f32 or f16", dtype)
 			}
+			c := p.Config
+			switch arch {
+			case "llama":
+			case "falcon":
+				c = llama.Falcon(c)
+				c.NKVHeads, c.FFNDim = 1, 4*c.Dim
+			default:
+				return fmt.Errorf("--arch %q: want llama or falcon", arch)
+			}
+			if vocabFromTok && tokPath == "" {
+				return fmt.Errorf("--vocab-from-tokenizer needs --tokenizer")
+			}
 			var tok tokenizer.Tokenizer
 			switch {
 			case tokPath != "":
-				if tok, err = checkpoint.OpenTokenizer(tokPath, p.Config.VocabSize); err != nil {
+				want := p.Config.VocabSize
+				if vocabFromTok {
+					want = 0
+				}
+				if tok, err = checkpoint.OpenTokenizer(tokPath, want); err != nil {
 					return err
+				}
+				if vocabFromTok {
+					c.VocabSize = tok.VocabSize()
 				}
 			case p.Config.VocabSize == 512:
 				if _, tok, err = checkpoint.Default(); err != nil {
@@ -66,18 +93,22 @@ embedded tok512 by default. --list prints the presets with their sources.`,
 			default:
 				return fmt.Errorf("preset %s has a %d-token vocabulary: give its tokenizer with --tokenizer (e.g. a LLaMA tokenizer.model or tokenizer.bin)", p.Name, p.Config.VocabSize)
 			}
-			if tok.VocabSize() != p.Config.VocabSize {
-				return fmt.Errorf("the tokenizer has %d tokens, preset %s wants %d", tok.VocabSize(), p.Name, p.Config.VocabSize)
+			if tok.VocabSize() != c.VocabSize {
+				return fmt.Errorf("the tokenizer has %d tokens, preset %s wants %d (--vocab-from-tokenizer takes the tokenizer's)", tok.VocabSize(), p.Name, c.VocabSize)
 			}
 			kernels.SetThreads(threads)
-			m, err := llama.Random(p.Config, dt, seed)
+			m, err := llama.Random(c, dt, seed)
 			if err != nil {
 				return err
 			}
-			if err := checkpoint.SaveGGUF(out, m, tok, checkpoint.SaveOptions{Name: p.Name + " (random)"}); err != nil {
+			name := p.Name
+			if arch != "llama" {
+				name += " " + arch
+			}
+			if err := checkpoint.SaveGGUF(out, m, tok, checkpoint.SaveOptions{Name: name + " (random)"}); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s, %s, %.1fM parameters\n", out, p.Name, dt, float64(p.Config.Params())/1e6)
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s, %s, vocabulary %d, %.1fM parameters\n", out, name, dt, c.VocabSize, float64(c.Params())/1e6)
 			return nil
 		},
 	}
@@ -89,6 +120,8 @@ embedded tok512 by default. --list prints the presets with their sources.`,
 	f.StringVarP(&out, "output", "o", "", "output GGUF file")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer to store in the file")
 	f.BoolVar(&list, "list", false, "list the presets")
+	f.StringVar(&arch, "arch", "llama", "block: llama, or falcon (the preset's sizes with Falcon-7B's block)")
+	f.BoolVar(&vocabFromTok, "vocab-from-tokenizer", false, "size the vocabulary to --tokenizer's instead of the preset's")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	return cmd
 }

@@ -38,7 +38,7 @@ func sftCmd() *cobra.Command {
 		Use:   "sft --method full|lora|qlora|adapter|embed --base MODEL --data FILE[,FILE…] [--template NAME] -o OUTDIR",
 		Short: "supervised fine-tuning on instruction or conversation data (full, LoRA, QLoRA, LLaMA-Adapter, embeddings)",
 		Long: `Fine-tunes a model on Alpaca/BELLE JSON or JSONL (instruction, input,
-output), Dolly (instruction, context, response), ShareGPT/Vicuna
+output), Dolly (instruction, context, response; GPTeacher's input as the context), ShareGPT/Vicuna
 (conversations) or OpenAI messages JSONL, told apart row by row. Every
 example is rendered through the chat template (--template) and the loss
 covers the assistant's tokens only, every assistant turn of a conversation.
