@@ -98,7 +98,7 @@ type Info struct {
 	ValLoss []*float64 `json:"val_loss,omitempty"`
 	// Reward is an RL step's curve: each rollout batch's mean reward.
 	Reward []float64 `json:"reward,omitempty"`
-	Steps   int        `json:"steps,omitempty"`
+	Steps  int       `json:"steps,omitempty"`
 }
 
 func (in *Info) figure(k string, v float64) {

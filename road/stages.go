@@ -204,7 +204,7 @@ func runRL(r *Road, in *Info) error {
 	j.Config.Sampling.MaxNew, j.Config.Sampling.Temperature, j.Config.Sampling.TopP = rlMaxNew, 1, 1
 	steps := max(2, r.steps(rlBatches))
 	j.Tune = sft.Options{Method: sft.LoRA, Steps: steps, LR: 1e-3, Schedule: "constant", GradClip: 1, Seed: 1,
-		LoRA:  lora.Config{Rank: 8, Alpha: 16, Targets: append([]string(nil), lora.Modules...)}, Keep: 1}
+		LoRA: lora.Config{Rank: 8, Alpha: 16, Targets: append([]string(nil), lora.Modules...)}, Keep: 1}
 	// the curve: the rollout batch's mean reward (one optimizer step each)
 	j.Tune.OnStart = func(first, n int) { in.Steps = n }
 	j.Tune.OnStep = func(p train.Progress) {
