@@ -56,8 +56,8 @@ type Step struct {
 	run  func(r *Road, info *Info) error
 }
 
-// Steps are the road's steps in order. Further stages (GPTQ, RL) slot in
-// as rows here: a step reads the outputs of the earlier ones from Dir.
+// Steps are the road's steps in order: a step reads the outputs of the
+// earlier ones from Dir.
 // (Set in init: the report step walks Steps.)
 var Steps []Step
 

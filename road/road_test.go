@@ -225,7 +225,8 @@ func htmlEscape(s string) string {
 // TestReportInChromium renders report.html in headless Chromium: the DOM
 // it builds has the evaluation table with every stage and the SVGs, and
 // it paints a screenshot. HERD_SCREENSHOT=PATH keeps the screenshot
-// (docs/quickstart-report.png was made so).
+// (docs/quickstart-report.png is the same command on a default run's
+// report, at --window-size=1280,2750).
 func TestReportInChromium(t *testing.T) {
 	bin, err := exec.LookPath("chromium")
 	if err != nil {

@@ -171,9 +171,9 @@ func runDPO(r *Road, in *Info) error {
 	kernels.SetThreads(r.Threads)
 	j := r.alignJob(r.Path("dpo"))
 	j.Tune = r.tuneOptions(in, sft.LoRA, r.steps(dpoSteps), 1e-4)
-	// β 0.1 over 60 steps (two epochs of the pairs): at 120 the held-out
-	// rewards accuracy is 1 by step 20 and the rest only drifts away
-	// from the SFT model (BENCHMARKS.md, issue 20)
+	// β 0.1 over 60 steps (about two epochs of the pairs): with 120 the
+	// training loss was near 0 well before the end and the rest only
+	// drifted away from the SFT model (BENCHMARKS.md, issue 20)
 	j.Loss = align.Params{Loss: align.Sigmoid, Beta: 0.1}
 	res, err := align.RunDPO(j, r.log)
 	if err != nil {
