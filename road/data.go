@@ -21,10 +21,18 @@ import (
 
 // shipped is the road's own data (data/README.md: sources and licences):
 // 300 + 60 TinyStories stories (train, held out) and LLaMA-Factory's
-// identity instructions with the placeholders filled in.
+// identity instructions with the placeholders filled in, and the
+// multiple-choice task made from the held-out stories (story_cloze).
 //
-//go:embed data/stories-train.jsonl.gz data/stories-val.jsonl.gz data/identity.json
+//go:embed data/stories-train.jsonl.gz data/stories-val.jsonl.gz data/identity.json data/story_cloze.jsonl data/story_cloze.yaml
 var shipped embed.FS
+
+// The multiple-choice task's files (HellaSwag's layout, a YAML task file
+// herd eval reads), written into DIR/data/.
+const (
+	clozeData = "story_cloze.jsonl"
+	clozeTask = "story_cloze.yaml"
+)
 
 // Template is the chat template every stage is trained and asked in.
 const Template = "vicuna"
@@ -121,8 +129,13 @@ func upTo(sent []string, n int) string {
 }
 
 // preferences makes a pair of every story: the prompt its first
-// sentence, chosen its next two sentences, rejected the same words
-// shuffled (seeded), so a good model prefers the fluent one.
+// sentence, chosen its next two sentences, and rejected (seeded) one of
+// three bad answers to the same prompt: the same words shuffled (half the
+// pairs), the answer stopped after its first few words (a quarter), or a
+// bare full stop, an answer with nothing in it (a quarter). The last two
+// are the length aspect: with shuffled words alone the reward model and
+// DPO learn only "fluent beats garbled", and a policy that ends its turn
+// at once (an empty answer has nothing garbled in it) games both.
 func preferences(ss []string, seed uint64) []prefRow {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	var rows []prefRow
@@ -133,8 +146,16 @@ func preferences(ss []string, seed uint64) []prefRow {
 		}
 		chosen := sent[1] + " " + sent[2]
 		w := strings.Fields(chosen)
-		rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
-		rejected := strings.Join(w, " ")
+		var rejected string
+		switch k := rng.IntN(4); {
+		case k < 2 || len(w) < 6:
+			rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
+			rejected = strings.Join(w, " ")
+		case k == 2:
+			rejected = strings.Join(w[:1+rng.IntN(3)], " ")
+		default:
+			rejected = "."
+		}
 		if rejected == chosen {
 			continue
 		}
@@ -225,7 +246,8 @@ func runData(r *Road, in *Info) error {
 	}
 	in.figure("train_tokens", float64(man.TrainTokens))
 	in.figure("val_tokens", float64(man.ValTokens))
-	in.Outputs = append(in.Outputs, "data/base.gguf", "data/shards", "data/sft.json", "data/prefs.jsonl", "data/prompts.json")
+	in.Outputs = append(in.Outputs, "data/base.gguf", "data/shards", "data/sft.json", "data/prefs.jsonl", "data/rl-prompts.jsonl",
+		"data/prompts.json", "data/"+clozeTask)
 	return nil
 }
 
@@ -233,7 +255,9 @@ func runData(r *Road, in *Info) error {
 // recipe run gives its recipes: stories-train.jsonl.gz and
 // stories-val.jsonl.gz (the corpus), sft.json and sft-val.json (Alpaca
 // rows), sharegpt.json (two-turn conversations), prefs.jsonl and
-// prefs-val.jsonl (prompt/chosen/rejected), prompts.json, and base.gguf
+// prefs-val.jsonl (prompt/chosen/rejected), rl-prompts.jsonl and
+// rl-val-prompts.jsonl (the RL step's), prompts.json, the
+// multiple-choice task (story_cloze.yaml and .jsonl), and base.gguf
 // (the model at base, "" for the embedded stories260K, with its
 // tokenizer, which it returns). in, when not nil, receives the counts.
 func WriteData(dir, base string, in *Info, log io.Writer) (tokenizer.Tokenizer, error) {
@@ -254,7 +278,7 @@ func WriteData(dir, base string, in *Info, log io.Writer) (tokenizer.Tokenizer, 
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []string{"stories-train.jsonl.gz", "stories-val.jsonl.gz"} {
+	for _, f := range []string{"stories-train.jsonl.gz", "stories-val.jsonl.gz", clozeData, clozeTask} {
 		b, _ := shipped.ReadFile("data/" + f)
 		if err := writeFile(filepath.Join(dir, f), b); err != nil {
 			return nil, err
@@ -301,6 +325,21 @@ func writeInstructions(dir string, train, val []string, in *Info, log io.Writer)
 		return err
 	}
 	if err := writeJSONL(filepath.Join(dir, "prefs-val.jsonl"), prVal); err != nil {
+		return err
+	}
+	// the RL step's prompts: the preference pairs' (its own rollouts are
+	// the answers), the held-out ones for its before/after reward
+	rlp := func(rows []prefRow, n int) []map[string]string {
+		var out []map[string]string
+		for _, r := range rows[:min(n, len(rows))] {
+			out = append(out, map[string]string{"prompt": r.Prompt})
+		}
+		return out
+	}
+	if err := writeJSONL(filepath.Join(dir, "rl-prompts.jsonl"), rlp(pr, len(pr))); err != nil {
+		return err
+	}
+	if err := writeJSONL(filepath.Join(dir, "rl-val-prompts.jsonl"), rlp(prVal, 16)); err != nil {
 		return err
 	}
 	in.figure("sft_examples", float64(len(sftRows)))

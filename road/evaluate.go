@@ -12,6 +12,7 @@ import (
 	"github.com/herd-llm/herd/chat"
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/eval"
+	"github.com/herd-llm/herd/eval/tasks"
 	"github.com/herd-llm/herd/generate"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/llama"
@@ -29,17 +30,30 @@ type Stage struct {
 	// 256-token chunks) and its standard error.
 	Perplexity    float64 `json:"perplexity"`
 	PerplexityErr float64 `json:"perplexity_err"`
+	// KLD is a quantized stage's mean KL divergence from the model it
+	// was quantized from (the rl stage's float model) on the held-out
+	// stories, SameTop the share of positions where both models' most
+	// likely next token agree (llama-perplexity --kl-divergence's);
+	// absent for the float stages.
+	KLD     *float64 `json:"kld,omitempty"`
+	KLDErr  *float64 `json:"kld_err,omitempty"`
+	SameTop *float64 `json:"same_top,omitempty"`
+	// Acc and AccNorm are the multiple-choice task's (story_cloze, run by
+	// herd eval's task machinery, zero-shot): the share of held-out
+	// stories whose own next sentence gets the highest log-likelihood of
+	// the four endings, raw and normalised by the ending's length in bytes,
+	// each with its standard error.
+	Acc        float64 `json:"acc"`
+	AccErr     float64 `json:"acc_stderr"`
+	AccNorm    float64 `json:"acc_norm"`
+	AccNormErr float64 `json:"acc_norm_stderr"`
 	// Reward is the reward model's mean score of the stage's answers to
 	// the evaluation prompts; WinRate the share of prompts where it beats
 	// the previous stage's answer (ties count half; absent for the first).
-	// ChoiceAccuracy is a two-choice task on the held-out stories: the
-	// share where the model gives a story's own next sentences a higher
-	// log-likelihood than another story's (HellaSwag's acc).
-	ChoiceAccuracy float64 `json:"choice_accuracy"`
-	Reward         float64 `json:"reward"`
+	Reward float64 `json:"reward"`
 	// Empty counts the answers that were empty (the model ended its turn
-	// at once), scored as a bare full stop: many of them beside a high
-	// reward is the reward model being gamed.
+	// at once); the reward model scores such an answer as it is (the
+	// prompt and the end of the turn), as herd rl's rollouts are scored.
 	Empty   int       `json:"empty_answers"`
 	WinRate *float64  `json:"win_rate,omitempty"`
 	Rewards []float64 `json:"rewards"`
@@ -50,7 +64,8 @@ type Stage struct {
 func (r *Road) stageModels() [][2]string {
 	return [][2]string{
 		{"base", "data/base.gguf"}, {"pretrain", "pretrain/model.gguf"}, {"sft", "sft/model.gguf"},
-		{"dpo", "dpo/model.gguf"}, {"quantize", "quantize/" + r.quantName()},
+		{"dpo", "dpo/model.gguf"}, {"rl", "rl/model.gguf"}, {"quantize", "quantize/" + r.quantName()},
+		{"rtn-q4_0", "gptq/" + rtnName}, {"gptq-q4_0", "gptq/" + gptqName},
 	}
 }
 
@@ -78,13 +93,18 @@ func runEval(r *Road, in *Info) error {
 		return err
 	}
 	heldOut := tok.Encode(text, true, false)
-	pairs, err := choicePairs(tok, tmpl)
+	task, err := tasks.LoadFile(r.Path("data", clozeTask))
 	if err != nil {
 		return err
 	}
+	ref, _, err := checkpoint.Load(r.final(), "")
+	if err != nil {
+		return err
+	}
+	defer ref.Close()
 	var stages []Stage
 	for _, sm := range r.stageModels() {
-		st, err := r.evalStage(sm[0], sm[1], ps, heldOut, pairs, tmpl, rm)
+		st, err := r.evalStage(sm[0], sm[1], ps, heldOut, task, tmpl, rm, ref)
 		if err != nil {
 			return fmt.Errorf("stage %s: %w", sm[0], err)
 		}
@@ -93,13 +113,21 @@ func runEval(r *Road, in *Info) error {
 			st.WinRate = &w
 		}
 		stages = append(stages, st)
-		fmt.Fprintf(r.log, "   %-9s perplexity %7.3f ± %.3f  2-choice %.0f%%  reward %+.3f%s\n", st.Name, st.Perplexity, st.PerplexityErr,
-			100*st.ChoiceAccuracy, st.Reward, winText(st.WinRate))
+		kld := ""
+		if st.KLD != nil {
+			kld = fmt.Sprintf("  KLD %.4f same top %.1f%%", *st.KLD, 100**st.SameTop)
+		}
+		fmt.Fprintf(r.log, "   %-9s perplexity %7.3f ± %.3f%s  story_cloze acc %.3f acc_norm %.3f  reward %+.3f (%d empty)%s\n", st.Name, st.Perplexity, st.PerplexityErr,
+			kld, st.Acc, st.AccNorm, st.Reward, st.Empty, winText(st.WinRate))
 	}
 	for _, st := range stages {
 		in.figure(st.Name+"/perplexity", st.Perplexity)
 		in.figure(st.Name+"/reward", st.Reward)
-		in.figure(st.Name+"/choice_accuracy", st.ChoiceAccuracy)
+		in.figure(st.Name+"/acc", st.Acc)
+		in.figure(st.Name+"/acc_norm", st.AccNorm)
+		if st.KLD != nil {
+			in.figure(st.Name+"/kld", *st.KLD)
+		}
 	}
 	if err := writeJSON(r.Path("eval", "stages.json"), stages); err != nil {
 		return err
@@ -121,8 +149,10 @@ func heldOutText() (string, error) {
 	return strings.Join(val, "\n"), err
 }
 
-// evalStage measures one stage's model: perplexity, answers, rewards.
-func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, pairs []align.Sample, tmpl *chat.Template, rm *align.RewardModel) (Stage, error) {
+// evalStage measures one stage's model: perplexity (and KLD from ref
+// when the model is quantized), the multiple-choice task, answers,
+// rewards.
+func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, task *tasks.Task, tmpl *chat.Template, rm *align.RewardModel, ref *llama.Model) (Stage, error) {
 	st := Stage{Name: name, Model: rel}
 	m, tok, err := checkpoint.Load(r.Path(rel), "")
 	if err != nil {
@@ -135,8 +165,26 @@ func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, pairs []a
 		return st, err
 	}
 	st.Perplexity, st.PerplexityErr = pr.PPL, pr.PPLErr
-	if st.ChoiceAccuracy, err = choiceAccuracy(m, pairs); err != nil {
+	if quantized(m) {
+		k, err := eval.KLDivergence(ref, m, heldOut, tok.BOS(), eval.Options{Ctx: ctx}, nil)
+		if err != nil {
+			return st, err
+		}
+		kl, ke := k.MeanKLD()
+		same, _ := k.SameTopP()
+		st.KLD, st.KLDErr, st.SameTop = &kl, &ke, &same
+	}
+	res, err := tasks.Run(m, tok, []*tasks.Task{task}, tasks.Options{Shots: -1})
+	if err != nil {
 		return st, err
+	}
+	for _, mt := range res[0].Metrics {
+		switch mt.Name {
+		case "acc":
+			st.Acc, st.AccErr = mt.Value, mt.Stderr
+		case "acc_norm":
+			st.AccNorm, st.AccNormErr = mt.Value, mt.Stderr
+		}
 	}
 	enc := &align.Encoder{Tok: tok, Template: tmpl, MaxLen: rm.Policy.Model.Config.ContextLen}
 	var seqs [][]int
@@ -146,11 +194,18 @@ func (r *Road) evalStage(name, rel string, ps []string, heldOut []int, pairs []a
 			return st, err
 		}
 		st.Answers = append(st.Answers, a)
+		msgs := []chat.Message{{Role: chat.User, Content: p}}
 		if strings.TrimSpace(a) == "" {
-			a = "." // an empty answer is scored as a bare full stop
+			// the prompt and the end of the turn: what the model wrote
 			st.Empty++
+			rd, err := tmpl.Render(msgs, true)
+			if err != nil {
+				return st, err
+			}
+			seqs = append(seqs, append(rd.Encode(tok).IDs, tok.EOS()))
+			continue
 		}
-		s, err := enc.Encode(&align.Example{Prompt: []chat.Message{{Role: chat.User, Content: p}}, Chosen: a, Where: name})
+		s, err := enc.Encode(&align.Example{Prompt: msgs, Chosen: a, Where: name})
 		if err != nil || s == nil {
 			return st, fmt.Errorf("encoding the answer to %q: %v", p, err)
 		}
@@ -216,83 +271,12 @@ func winRate(a, b []float64) float64 {
 	return w / math.Max(1, float64(len(a)))
 }
 
-// choicePairs are the two-choice task's items, made from the held-out
-// stories: after a story's first sentence, its own next two sentences
-// (right) or the next story's (wrong), as in HellaSwag's endings.
-func choicePairs(tok tokenizer.Tokenizer, tmpl *chat.Template) ([]align.Sample, error) {
-	val, err := stories("stories-val.jsonl.gz")
-	if err != nil {
-		return nil, err
-	}
-	var exs []*align.Example
-	for i, s := range val {
-		a, b := sentences(s), sentences(val[(i+1)%len(val)])
-		if len(a) < 3 || len(b) < 3 {
-			continue
-		}
-		exs = append(exs, &align.Example{Prompt: []chat.Message{{Role: chat.User, Content: "Continue the story: " + a[0]}},
-			Chosen: a[1] + " " + a[2], Rejected: b[1] + " " + b[2], Paired: true, Where: fmt.Sprintf("held-out story %d", i+1)})
-	}
-	enc := &align.Encoder{Tok: tok, Template: tmpl, MaxLen: 512}
-	return enc.EncodeAll(exs)
-}
-
-// choiceAccuracy is the share of pairs whose chosen response m gives a
-// higher log-likelihood (after the prompt) than the rejected one.
-func choiceAccuracy(m *llama.Model, pairs []align.Sample) (float64, error) {
-	if len(pairs) == 0 {
-		return math.NaN(), nil
-	}
-	var right float64
-	for _, p := range pairs {
-		c, err := logLikelihood(m, p.Prompt, p.Chosen)
-		if err != nil {
-			return 0, err
-		}
-		rj, err := logLikelihood(m, p.Prompt, p.Rejected)
-		if err != nil {
-			return 0, err
-		}
-		switch {
-		case c > rj:
-			right++
-		case c == rj:
-			right += 0.5
+// quantized says whether any of m's layer matrices is stored quantized.
+func quantized(m *llama.Model) bool {
+	for _, l := range m.Layers {
+		if l.Wq.DType.IsQuantized() {
+			return true
 		}
 	}
-	return right / float64(len(pairs)), nil
-}
-
-// logLikelihood is Σ log p(resp[i] | prompt, resp[:i]) under m, each
-// log-softmax taken in float64.
-func logLikelihood(m *llama.Model, prompt, resp []int) (float64, error) {
-	seq := slices.Concat(prompt, resp)
-	if len(seq) > m.Config.ContextLen || len(prompt) == 0 {
-		return 0, fmt.Errorf("a pair of %d tokens does not fit the context %d", len(seq), m.Config.ContextLen)
-	}
-	var st llama.State
-	logits, err := m.Forward(&st, m.NewKVCache(len(seq)), seq[:len(seq)-1], 0, true)
-	if err != nil {
-		return 0, err
-	}
-	v := m.Config.VocabSize
-	var sum float64
-	for i := len(prompt) - 1; i < len(seq)-1; i++ {
-		row := logits[i*v : (i+1)*v]
-		sum += logSoftmaxAt(row, seq[i+1])
-	}
-	return sum, nil
-}
-
-// logSoftmaxAt is log softmax(row)[k] in float64.
-func logSoftmaxAt(row []float32, k int) float64 {
-	mx := math.Inf(-1)
-	for _, x := range row {
-		mx = math.Max(mx, float64(x))
-	}
-	var z float64
-	for _, x := range row {
-		z += math.Exp(float64(x) - mx)
-	}
-	return float64(row[k]) - mx - math.Log(z)
+	return false
 }

@@ -22,6 +22,8 @@ type Report struct {
 	Prompts []string           `json:"prompts"`
 	RM      map[string]float64 `json:"reward_model"` // validation accuracy and margin
 	DPO     map[string]float64 `json:"dpo"`          // validation rewards accuracy and margin
+	RL      map[string]float64 `json:"rl"`           // held-out reward before and after, KL
+	GPTQ    map[string]float64 `json:"gptq"`         // matrices, windows, sizes
 	Seconds float64            `json:"seconds"`      // the steps' time, summed
 	Model   string             `json:"model"`        // the road's result, relative to Dir
 }
@@ -65,6 +67,12 @@ func (r *Road) collect() (*Report, error) {
 	if in := r.infos["dpo"]; in != nil {
 		rep.DPO = in.Figures
 	}
+	if in := r.infos["rl"]; in != nil {
+		rep.RL = in.Figures
+	}
+	if in := r.infos["gptq"]; in != nil {
+		rep.GPTQ = in.Figures
+	}
 	return rep, nil
 }
 
@@ -94,7 +102,7 @@ func runReport(r *Road, in *Info) error {
 
 // roadSVG draws the steps as boxes joined by arrows.
 func roadSVG() template.HTML {
-	const w, h, gap = 112, 44, 22
+	const w, h, gap = 96, 44, 18
 	var b strings.Builder
 	width := len(Steps)*(w+gap) - gap + 4
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="the road">`, width, h+30)
@@ -107,15 +115,21 @@ func roadSVG() template.HTML {
 			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#555" stroke-width="2" marker-end="url(#arr)"/>`, x-gap, 2+h/2, x-2, 2+h/2)
 		}
 	}
-	fmt.Fprintf(&b, `<text x="2" y="%d" font-size="12" fill="#555">raw text → tokens → pretrained → instruction-tuned → reward model → aligned → quantized → measured</text></svg>`, h+24)
+	fmt.Fprintf(&b, `<text x="2" y="%d" font-size="12" fill="#555">raw text → tokens → pretrained → instruction-tuned → reward model → aligned (DPO, then GRPO) → quantized (k-quant, GPTQ) → measured</text></svg>`, h+24)
 	return template.HTML(b.String())
 }
 
 // curveSVG plots a step's training loss (blue) and validation loss
-// (orange dots) against the step.
+// (orange dots) against the step; an RL step's mean reward per rollout
+// batch in their place.
 func curveSVG(in *Info) template.HTML {
 	if len(in.Loss) == 0 {
 		return ""
+	}
+	what := "train (line), validation (dots)"
+	if len(in.Reward) == len(in.Loss) {
+		in = &Info{Step: in.Step, Loss: in.Reward, ValLoss: make([]*float64, len(in.Reward))}
+		what = "mean reward of the rollout batch"
 	}
 	const w, h, pad = 360, 160, 34
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -145,7 +159,7 @@ func curveSVG(in *Info) template.HTML {
 		}
 	}
 	fmt.Fprintf(&b, `<text x="2" y="14" font-size="10">%.3g</text><text x="2" y="%d" font-size="10">%.3g</text>`, hi, h-pad, lo)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">step 1 … %d · train (line), validation (dots)</text></svg>`, pad, h-12, len(in.Loss))
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">step 1 … %d · %s</text></svg>`, pad, h-12, len(in.Loss), what)
 	return template.HTML(b.String())
 }
 
@@ -157,6 +171,15 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.0f%%", 100**p)
 	},
 	"f": func(x float64) string { return fmt.Sprintf("%.3f", x) },
+	"opt": func(p, e *float64, digits int) string {
+		if p == nil {
+			return "—"
+		}
+		if e == nil {
+			return fmt.Sprintf("%.*f", digits, *p)
+		}
+		return fmt.Sprintf("%.*f ± %.*f", digits, *p, digits, *e)
+	},
 	"answer": func(st Stage, i int) string {
 		if i < len(st.Answers) {
 			return st.Answers[i]
@@ -178,13 +201,16 @@ th{background:#f0f0f0}.num{text-align:right;font-variant-numeric:tabular-nums}
 <h2>The road</h2>
 {{.Road}}
 <h2>Evaluation across stages</h2>
-<table id="eval"><tr><th>stage</th><th>model</th><th>perplexity (held-out stories)</th><th>2-choice accuracy (own vs another story's continuation)</th><th>mean reward of its answers</th><th>empty answers</th><th>win rate vs previous stage</th></tr>
-{{range .Stages}}<tr><td>{{.Name}}</td><td><code>{{.Model}}</code></td><td class="num">{{f .Perplexity}} ± {{f .PerplexityErr}}</td><td class="num">{{f .ChoiceAccuracy}}</td><td class="num">{{f .Reward}}</td><td class="num">{{.Empty}} of {{len .Answers}}</td><td class="num">{{pct .WinRate}}</td></tr>
+<table id="eval"><tr><th>stage</th><th>model</th><th>perplexity (held-out stories)</th><th>KLD vs the float rl model</th><th>same top token</th><th>story_cloze acc</th><th>story_cloze acc_norm</th><th>mean reward of its answers</th><th>empty answers</th><th>win rate vs previous stage</th></tr>
+{{range .Stages}}<tr><td>{{.Name}}</td><td><code>{{.Model}}</code></td><td class="num">{{f .Perplexity}} ± {{f .PerplexityErr}}</td><td class="num">{{opt .KLD .KLDErr 4}}</td><td class="num">{{pct .SameTop}}</td><td class="num">{{f .Acc}} ± {{f .AccErr}}</td><td class="num">{{f .AccNorm}} ± {{f .AccNormErr}}</td><td class="num">{{f .Reward}}</td><td class="num">{{.Empty}} of {{len .Answers}}</td><td class="num">{{pct .WinRate}}</td></tr>
 {{end}}</table>
 <p>Reward model on held-out pairs: accuracy {{index .RM "val_accuracy_start" | f}} before training → {{index .RM "val_accuracy" | f}} after (margin {{index .RM "val_margin" | f}}).
 DPO on held-out pairs: rewards accuracy {{index .DPO "val_rewards_accuracy_start" | f}} → {{index .DPO "val_rewards_accuracy" | f}} (margin {{index .DPO "val_rewards_margin" | f}}).
-Rewards are the reward model's scores of each stage's greedy answers to {{len .Prompts}} prompts; the win rate counts the prompts where a stage's answer scores above the previous stage's (ties half); an empty answer is scored as a bare full stop, so many empty answers beside a high reward mean the reward model is being gamed.
-The 2-choice task is HellaSwag's acc on the held-out stories: a story's own next two sentences against the next story's, by log-likelihood.</p>
+GRPO on 16 held-out prompts: mean reward {{index .RL "val_reward_start" | f}} → {{index .RL "val_reward" | f}}, KL to the DPO model {{index .RL "val_kl" | f}} nats per answer.
+GPTQ: {{index .GPTQ "gptq_matrices"}} layer matrices from {{index .GPTQ "windows"}} calibration windows; rtn-q4_0 is the same grid rounded to nearest.</p>
+<p>Rewards are the reward model's scores of each stage's greedy answers to {{len .Prompts}} prompts; the win rate counts the prompts where a stage's answer scores above the previous stage's (ties half). An empty answer is scored as it is (the prompt and the end of the turn); the preference pairs include answers stopped after a few words and bare full stops as rejected, so the reward model does not prefer them.
+story_cloze is a multiple-choice task made from the held-out stories (road/data/story_cloze.jsonl): after a story's first two sentences, its own third sentence among three other stories' (HellaSwag's layout and scoring, zero-shot, herd eval's task machinery); chance is 0.25.
+KLD and the same-top share are llama-perplexity --kl-divergence's, on the held-out stories.</p>
 <h2>Loss curves</h2>
 <div class="curves">{{range .Steps}}{{if .Loss}}<figure><figcaption>{{.Step}} ({{len .Loss}} steps)</figcaption>{{curve .}}</figure>{{end}}{{end}}</div>
 <h2>Sample answers</h2>

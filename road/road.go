@@ -1,7 +1,7 @@
 // Package road walks the whole LLaMA road in one run (herd quickstart):
 // data preparation (clean, dedup, tokenize, pack) → continued pretraining
-// → supervised fine-tuning with LoRA → a reward model → DPO → k-quant
-// quantization → evaluation of every stage → a report (report.html,
+// → supervised fine-tuning with LoRA → a reward model → DPO → GRPO →
+// k-quant and GPTQ quantization → evaluation of every stage → a report (report.html,
 // report.json). It ships its own small data (package data files, licences
 // in data/README.md) so it runs on a fresh machine.
 //
@@ -33,6 +33,8 @@ type Options struct {
 	// From re-runs the road from this step on, keeping the earlier steps'
 	// outputs ("": every step).
 	From string
+	// To stops the road after this step ("": run to the end, the report).
+	To string
 	// Base is the model to continue pretraining ("": the embedded
 	// stories260K).
 	Base string
@@ -54,8 +56,8 @@ type Step struct {
 	run  func(r *Road, info *Info) error
 }
 
-// Steps are the road's steps in order. Further stages (GPTQ, RL) slot in
-// as rows here: a step reads the outputs of the earlier ones from Dir.
+// Steps are the road's steps in order: a step reads the outputs of the
+// earlier ones from Dir.
 // (Set in init: the report step walks Steps.)
 var Steps []Step
 
@@ -66,8 +68,10 @@ func init() {
 		{"sft", "supervised fine-tuning with LoRA, merged", runSFT},
 		{"rm", "reward model (LLaMA + a scalar head, Bradley–Terry)", runRM},
 		{"dpo", "DPO with LoRA on the preference pairs, merged", runDPO},
+		{"rl", "GRPO with a LoRA policy against the reward model, merged", runRL},
 		{"quantize", "k-quant quantization (llama.cpp's mixes)", runQuantize},
-		{"eval", "perplexity, reward, win rate of every stage", runEval},
+		{"gptq", "GPTQ quantization (Q4_0's grid) from calibration windows", runGPTQ},
+		{"eval", "perplexity, KLD, multiple choice, reward, win rate of every stage", runEval},
 		{"report", "report.html and report.json", runReport},
 	}
 }
@@ -92,7 +96,9 @@ type Info struct {
 	// (ValLoss NaN, written as null, where it did not validate).
 	Loss    []float64  `json:"loss,omitempty"`
 	ValLoss []*float64 `json:"val_loss,omitempty"`
-	Steps   int        `json:"steps,omitempty"`
+	// Reward is an RL step's curve: each rollout batch's mean reward.
+	Reward []float64 `json:"reward,omitempty"`
+	Steps  int       `json:"steps,omitempty"`
 }
 
 func (in *Info) figure(k string, v float64) {
@@ -121,8 +127,10 @@ func (r *Road) steps(atDefault int) int {
 	return max(2, int(math.Round(float64(atDefault)*r.Minutes/DefaultMinutes)))
 }
 
-// Run walks the road from opt.From (or the start). A failing step leaves
-// the earlier steps' outputs intact and its error says how to resume.
+// Run walks the road from opt.From (or the start) to opt.To (or the
+// end). A failing step leaves the earlier steps' outputs intact and its
+// error says how to resume. The Report is nil when the road stopped
+// before its report step (To).
 func Run(opt Options) (*Report, error) {
 	if opt.Dir == "" {
 		return nil, fmt.Errorf("road: give the output directory")
@@ -144,6 +152,16 @@ func Run(opt Options) (*Report, error) {
 			return nil, fmt.Errorf("road: no step %q (steps: %s)", opt.From, strings.Join(StepNames(), ", "))
 		}
 	}
+	last := len(Steps) - 1
+	if opt.To != "" {
+		last = slices.IndexFunc(Steps, func(s Step) bool { return s.Name == opt.To })
+		if last < 0 {
+			return nil, fmt.Errorf("road: no step %q (steps: %s)", opt.To, strings.Join(StepNames(), ", "))
+		}
+		if last < first {
+			return nil, fmt.Errorf("road: --to %s comes before --from %s", opt.To, opt.From)
+		}
+	}
 	if err := os.MkdirAll(opt.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -154,10 +172,14 @@ func Run(opt Options) (*Report, error) {
 		}
 		r.infos[s.Name] = in
 	}
-	for i := first; i < len(Steps); i++ {
+	for i := first; i <= last; i++ {
 		if err := r.runStep(i); err != nil {
 			return nil, err
 		}
+	}
+	if last < len(Steps)-1 {
+		fmt.Fprintf(r.log, "\nstopped after step %d/%d %s; continue with: herd quickstart -o %s --from %s\n", last+1, len(Steps), Steps[last].Name, r.Dir, Steps[last+1].Name)
+		return nil, nil
 	}
 	return r.report()
 }

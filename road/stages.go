@@ -12,17 +12,25 @@ import (
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/lora"
 	"github.com/herd-llm/herd/quant"
+	"github.com/herd-llm/herd/quant/gptq"
+	"github.com/herd-llm/herd/rl"
 	"github.com/herd-llm/herd/sft"
 	"github.com/herd-llm/herd/train"
 )
 
 // Step lengths at DefaultMinutes, measured on the 2-core machine of
-// BENCHMARKS.md (about 3, 2, 1 and 2 minutes of training).
+// BENCHMARKS.md (issue 20).
 const (
 	pretrainSteps = 240
 	sftSteps      = 200
 	rmSteps       = 120
-	dpoSteps      = 120
+	dpoSteps      = 60
+	rlBatches     = 16 // GRPO rollout batches of rlPrompts × rlGroup
+	rlPrompts     = 8
+	rlGroup       = 4
+	rlMaxNew      = 48
+	gptqWindows   = 64 // calibration windows of gptqCtx tokens
+	gptqCtx       = 256
 )
 
 // progress returns the OnStart/OnStep pair that prints a line about
@@ -163,6 +171,9 @@ func runDPO(r *Road, in *Info) error {
 	kernels.SetThreads(r.Threads)
 	j := r.alignJob(r.Path("dpo"))
 	j.Tune = r.tuneOptions(in, sft.LoRA, r.steps(dpoSteps), 1e-4)
+	// β 0.1 over 60 steps (about two epochs of the pairs): with 120 the
+	// training loss was near 0 well before the end and the rest only
+	// drifted away from the SFT model (BENCHMARKS.md, issue 20)
 	j.Loss = align.Params{Loss: align.Sigmoid, Beta: 0.1}
 	res, err := align.RunDPO(j, r.log)
 	if err != nil {
@@ -174,6 +185,52 @@ func runDPO(r *Road, in *Info) error {
 	in.Outputs = append(in.Outputs, "dpo/adapter.gguf", "dpo/model.gguf")
 	return mergeAdapter(j.Base, r.Path("dpo"), r.Path("dpo", "model.gguf"), "road dpo")
 }
+
+// runRL is a short GRPO run (herd rl's rl.Run) on the DPO model with a
+// LoRA policy, the reward model as the reward: the road's last training
+// stage, merged into rl/model.gguf.
+func runRL(r *Road, in *Info) error {
+	kernels.SetThreads(r.Threads)
+	rm, _, err := align.LoadReward(r.Path("rm", align.RewardFile), "", "")
+	if err != nil {
+		return err
+	}
+	defer rm.Policy.Model.Close()
+	base := r.Path("dpo", "model.gguf")
+	j := rl.Job{Base: base, Prompts: r.Path("data", "rl-prompts.jsonl"), Val: r.Path("data", "rl-val-prompts.jsonl"),
+		Template: Template, Reward: rl.Model{RM: rm, Path: r.Path("rm", align.RewardFile)}, Out: r.Path("rl")}
+	j.Config = rl.Config{Algo: rl.GRPO, Prompts: rlPrompts, Group: rlGroup, Epochs: 1, KL: rl.K1, KLCoef: 0.04,
+		ClipEps: 0.2, ScaleRewards: true, Horizon: 10000, SampleEvery: 0, EvalEvery: 0}
+	j.Config.Sampling.MaxNew, j.Config.Sampling.Temperature, j.Config.Sampling.TopP = rlMaxNew, 1, 1
+	steps := max(2, r.steps(rlBatches))
+	j.Tune = sft.Options{Method: sft.LoRA, Steps: steps, LR: 1e-3, Schedule: "constant", GradClip: 1, Seed: 1,
+		LoRA: lora.Config{Rank: 8, Alpha: 16, Targets: append([]string(nil), lora.Modules...)}, Keep: 1}
+	// the curve: the rollout batch's mean reward (one optimizer step each)
+	j.Tune.OnStart = func(first, n int) { in.Steps = n }
+	j.Tune.OnStep = func(p train.Progress) {
+		rew := p.Extra[rl.MRewMean]
+		in.Loss, in.ValLoss = append(in.Loss, p.Loss), append(in.ValLoss, nil)
+		in.Reward = append(in.Reward, rew)
+		if p.Step == 1 || p.Step == p.Steps || p.Step%max(1, p.Steps/8) == 0 {
+			bar := strings.Repeat("█", 20*p.Step/p.Steps) + strings.Repeat("·", 20-20*p.Step/p.Steps)
+			fmt.Fprintf(r.log, "   %s %4d/%d reward %.3f kl %.2f %s\n", bar, p.Step, p.Steps, rew, p.Extra[rl.MKL], p.Elapsed.Round(1e8))
+		}
+	}
+	res, err := rl.Run(j, r.log)
+	if err != nil {
+		return err
+	}
+	in.figure("val_reward_start", res.Start.Reward)
+	in.figure("val_reward", res.End.Reward)
+	in.figure("val_kl", res.End.KL)
+	in.figure("trainable", float64(res.Trainable))
+	fmt.Fprintf(r.log, "   held-out reward %.3f → %.3f, KL to the DPO model %.2f\n", res.Start.Reward, res.End.Reward, res.End.KL)
+	in.Outputs = append(in.Outputs, "rl/adapter.gguf", "rl/model.gguf")
+	return mergeAdapter(base, r.Path("rl"), r.Path("rl", "model.gguf"), "road rl")
+}
+
+// final is the road's last trained model, the one quantized.
+func (r *Road) final() string { return r.Path("rl", "model.gguf") }
 
 // quantName is the quantize step's output file.
 func (r *Road) quantName() string { return "model-" + r.quantType() + ".gguf" }
@@ -190,7 +247,7 @@ func runQuantize(r *Road, in *Info) error {
 	if err != nil {
 		return err
 	}
-	f, err := gguf.Open(r.Path("dpo", "model.gguf"))
+	f, err := gguf.Open(r.final())
 	if err != nil {
 		return err
 	}
@@ -206,5 +263,67 @@ func runQuantize(r *Road, in *Info) error {
 	fmt.Fprintf(r.log, "   %s: %d → %d bytes of tensors, %d tensors fell back to another type (rows too short for the mix)\n",
 		ft, res.InBytes, res.OutBytes, res.Fallbacks())
 	in.Outputs = append(in.Outputs, "quantize/"+r.quantName())
+	return nil
+}
+
+// The gptq step's outputs: GPTQ onto Q4_0's grid (4 bits, symmetric,
+// groups of 32) and, beside it, Q4_0 rounded to nearest, the baseline
+// GPTQ's error correction is measured against.
+const (
+	gptqName = "model-GPTQ-Q4_0.gguf"
+	rtnName  = "model-RTN-Q4_0.gguf"
+)
+
+// runGPTQ quantizes the final model with GPTQ (herd gptq's
+// gptq.QuantizeModel), calibrated on windows of the training stories.
+func runGPTQ(r *Road, in *Info) error {
+	kernels.SetThreads(r.Threads)
+	m, tok, err := checkpoint.Load(r.final(), "")
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	f, err := gguf.Open(r.final())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	toks, err := gptq.CalibrationTokens(r.Path("data", "stories-train.jsonl.gz"), tok)
+	if err != nil {
+		return err
+	}
+	windows, err := gptq.Windows(toks, gptqWindows, min(gptqCtx, m.Config.ContextLen), 1)
+	if err != nil {
+		return err
+	}
+	warn := func(msg string) { fmt.Fprintf(r.log, "   %s\n", msg) }
+	res, err := gptq.QuantizeModel(f, m, windows, r.Path("gptq", gptqName), gptq.ModelOptions{Type: quant.MostlyQ4_0, Damp: 0.01,
+		Progress: func(layer, layers int, stage string) {
+			if strings.HasPrefix(stage, "collecting") {
+				bar := strings.Repeat("█", 20*layer/layers) + strings.Repeat("·", 20-20*layer/layers)
+				fmt.Fprintf(r.log, "   %s layer %d/%d\n", bar, layer+1, layers)
+			}
+		}, Warn: warn})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, mr := range res.Matrices {
+		if mr.GPTQ {
+			n++
+		}
+	}
+	rtn, err := quant.File(f, r.Path("gptq", rtnName), quant.Options{Type: quant.MostlyQ4_0, Threads: r.Threads, Warn: warn})
+	if err != nil {
+		return err
+	}
+	in.figure("gptq_matrices", float64(n))
+	in.figure("windows", float64(len(windows)))
+	in.figure("in_bytes", float64(res.File.InBytes))
+	in.figure("out_bytes", float64(res.File.OutBytes))
+	in.figure("rtn_out_bytes", float64(rtn.OutBytes))
+	fmt.Fprintf(r.log, "   %d of %d layer matrices by GPTQ from %d windows of %d tokens; %d → %d bytes of tensors\n",
+		n, len(res.Matrices), len(windows), len(windows[0]), res.File.InBytes, res.File.OutBytes)
+	in.Outputs = append(in.Outputs, "gptq/"+gptqName, "gptq/"+rtnName)
 	return nil
 }
