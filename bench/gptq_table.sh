@@ -7,8 +7,9 @@
 # act-order, RTN Q4_K_M, imatrix Q4_K_M by herd and by llama.cpp, GPTQ over
 # the Q4_K_M mix's k-quant blocks), times each quantization (wall and user
 # CPU seconds), evaluates each against F16 with herd kld on EVAL (wikitext-2
-# test by default), checks one GPTQ file in llama-perplexity against herd
-# perplexity, and prints a markdown table.
+# test by default), checks both GPTQ files in llama-perplexity against herd
+# perplexity and herd quantize --imatrix against llama-quantize (cmp), and
+# prints a markdown table.
 #
 # Environment (defaults in brackets):
 #   HERD     herd binary [herd]
@@ -73,8 +74,10 @@ for q in rtn-q4_0 gptq-q4_0 rtn-q4_k_m im-herd-q4_k_m im-llama-q4_k_m gptq-q4_k_
 done
 
 # One GPTQ file in llama.cpp's perplexity: the same figure as herd's within 0.1%.
-"$HERD" perplexity "$OUT/gptq-q4_0.gguf" $E --json >"$OUT/gptq-q4_0.ppl.json"
-"$LLAMA" perplexity -m "$OUT/gptq-q4_0.gguf" -f "$EVAL" -c "$ECTX" --chunks "$ECHUNKS" -t "$T" >"$OUT/gptq-q4_0.llama-ppl.log" 2>&1
+for q in gptq-q4_0 gptq-q4_k_m; do
+	"$HERD" perplexity "$OUT/$q.gguf" $E --json >"$OUT/$q.ppl.json"
+	"$LLAMA" perplexity -m "$OUT/$q.gguf" -f "$EVAL" -c "$ECTX" --chunks "$ECHUNKS" -t "$T" >"$OUT/$q.llama-ppl.log" 2>&1
+done
 
 python3 - "$OUT" "$F16" "$same" <<'PYEOF'
 import json, os, re, sys
@@ -108,14 +111,15 @@ for label, q, tk in rows:
     print("| {} | {:,} | {} | {} | {:.1f}% | {:.2f} ({:.2f}) |".format(
         label, os.path.getsize(os.path.join(out, q + ".gguf")), ve(d["ppl_q"], "%.3f"),
         ve(d["kld_mean"], "%.4f"), 100 * d["same_top_p"]["value"], w, u))
-hp = load("gptq-q4_0.ppl.json")["ppl"]
-log = open(os.path.join(out, "gptq-q4_0.llama-ppl.log")).read()
-m = re.search(r"Final estimate: PPL = ([0-9.]+)", log)
-if m:
-    lp = float(m.group(1))
-    print("\nGPTQ → Q4_0 in llama-perplexity: %.4f, in herd perplexity %.4f (%.3f%% apart)" % (lp, hp, 100 * abs(lp - hp) / hp))
-else:
-    print("\nllama-perplexity printed no final estimate: see gptq-q4_0.llama-ppl.log")
+print()
+for q in ("gptq-q4_0", "gptq-q4_k_m"):
+    hp = load(q + ".ppl.json")["ppl"]
+    m = re.search(r"Final estimate: PPL = ([0-9.]+)", open(os.path.join(out, q + ".llama-ppl.log")).read())
+    if m:
+        lp = float(m.group(1))
+        print("%s in llama-perplexity: %.4f, in herd perplexity %.4f (%.3f%% apart)" % (q, lp, hp, 100 * abs(lp - hp) / hp))
+    else:
+        print("llama-perplexity printed no final estimate: see %s.llama-ppl.log" % q)
 print("herd quantize --imatrix llama.imatrix Q4_K_M against llama-quantize's file: " + same)
 print("F16 PPL from llama-perplexity's clamped base log-probabilities (herd kld): %.3f" % first["ppl_base"]["value"])
 PYEOF
