@@ -110,7 +110,7 @@ for label, q, tk in rows:
     u = sum(times[t][1] for t in tk)
     print("| {} | {:,} | {} | {} | {:.1f}% | {:.2f} ({:.2f}) |".format(
         label, os.path.getsize(os.path.join(out, q + ".gguf")), ve(d["ppl_q"], "%.3f"),
-        ve(d["kld_mean"], "%.4f"), 100 * d["same_top_p"]["value"], w, u))
+        ve(d["kld_mean"], "%.5f"), 100 * d["same_top_p"]["value"], w, u))
 print()
 for q in ("gptq-q4_0", "gptq-q4_k_m"):
     hp = load(q + ".ppl.json")["ppl"]
