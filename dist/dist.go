@@ -34,6 +34,10 @@ type Comm interface {
 	// AllGatherF32 concatenates every rank's send (equal lengths) in rank
 	// order into recv (Size·len(send) values).
 	AllGatherF32(send, recv []float32) error
+	// AllToAll sends send[q] (Size slices, any lengths, nil for none) to
+	// rank q and returns what every rank sent this one, by rank: recv[q]
+	// is rank q's send[this rank].
+	AllToAll(send [][]byte) (recv [][]byte, err error)
 	// Abort ends every rank of the job with code (used when one rank
 	// fails, so that the others do not wait for it forever).
 	Abort(code int)
@@ -79,6 +83,14 @@ func (Single) AllGatherF32(send, recv []float32) error {
 	}
 	copy(recv, send)
 	return nil
+}
+
+// AllToAll returns a copy of send[0], the one rank's message to itself.
+func (Single) AllToAll(send [][]byte) ([][]byte, error) {
+	if len(send) != 1 {
+		return nil, fmt.Errorf("dist: all-to-all of %d messages on 1 rank", len(send))
+	}
+	return [][]byte{append([]byte(nil), send[0]...)}, nil
 }
 
 // Abort exits the process with code.

@@ -18,6 +18,17 @@ func TestSingle(t *testing.T) {
 	if err := c.AllGatherF32(buf, make([]float32, 2)); err == nil {
 		t.Error("all-gather into a short buffer accepted")
 	}
+	msg := []byte("to myself")
+	in, err := c.AllToAll([][]byte{msg})
+	if err != nil || len(in) != 1 || string(in[0]) != "to myself" {
+		t.Fatalf("all-to-all: %q %v", in, err)
+	}
+	if msg[0] = 'X'; in[0][0] == 'X' {
+		t.Error("all-to-all returned the sender's buffer, not a copy")
+	}
+	if _, err := c.AllToAll(nil); err == nil {
+		t.Error("all-to-all of no messages accepted")
+	}
 	if err := c.Bcast([]byte{1}, 1); err == nil {
 		t.Error("broadcast from root 1 of 1 accepted")
 	}

@@ -3,6 +3,7 @@
 package dist
 
 import (
+	"bytes"
 	"math"
 	"os"
 	"os/exec"
@@ -125,6 +126,41 @@ func TestMPICollectives(t *testing.T) {
 		if i/3 == r && whole[i] != part[i%3] {
 			t.Fatalf("rank %d's block differs after the all-gather", r)
 		}
+	}
+	// all-to-all: rank r sends rank q (r+1)·(q+2)·k bytes of (r, q, i)
+	// (none to itself on odd ranks), in one round and in rounds of 5
+	// bytes a rank
+	msg := func(from, to, k int) []byte {
+		if from%2 == 1 && from == to {
+			return nil
+		}
+		b := make([]byte, (from+1)*(to+2)*k)
+		for i := range b {
+			b[i] = byte(from*31 + to*7 + i)
+		}
+		return b
+	}
+	for _, rb := range []int{maxCount, 5 * n} {
+		roundBytes = rb
+		for _, k := range []int{0, 1, 13} {
+			out := make([][]byte, n)
+			for q := range out {
+				out[q] = msg(r, q, k)
+			}
+			in, err := c.AllToAll(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for q := range in {
+				if !bytes.Equal(in[q], msg(q, r, k)) {
+					t.Fatalf("all-to-all (rounds of %d bytes, k %d): rank %d got %d bytes from %d, want %d", rb, k, r, len(in[q]), q, len(msg(q, r, k)))
+				}
+			}
+		}
+	}
+	roundBytes = maxCount
+	if _, err := c.AllToAll(make([][]byte, n+1)); err == nil {
+		t.Error("all-to-all of n+1 messages accepted")
 	}
 	// wrong lengths and a root out of range are errors, in Go and in MPI
 	if err := c.ReduceScatterF32(send[:1], part); err == nil {
