@@ -122,6 +122,13 @@ func (c *localComm) AllReduceF32(buf []float32) error {
 	return err
 }
 
+// IAllReduceF32 is AllReduceF32, done when it returns (the ranks are
+// goroutines: it blocks until every rank has started it).
+func (c *localComm) IAllReduceF32(buf []float32) (Request, error) {
+	err := c.AllReduceF32(buf)
+	return done{err}, err
+}
+
 func (c *localComm) AllReduceF64(buf []float64) error {
 	sum := make([]float64, len(buf))
 	var err error

@@ -11,6 +11,9 @@ func TestSingle(t *testing.T) {
 	if err := c.AllReduceF32(buf); err != nil || buf[2] != 3 {
 		t.Fatalf("all-reduce: %v %v", buf, err)
 	}
+	if req, err := c.IAllReduceF32(buf); err != nil || req.Wait() != nil || buf[2] != 3 {
+		t.Fatalf("non-blocking all-reduce: %v %v", buf, err)
+	}
 	recv := make([]float32, 3)
 	if err := c.ReduceScatterF32(buf, recv); err != nil || recv[1] != 2 {
 		t.Fatalf("reduce-scatter: %v %v", recv, err)

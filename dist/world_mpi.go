@@ -26,6 +26,11 @@ static int herd_bcast_f32(float *buf, int n, int root) { return MPI_Bcast(buf, n
 static int herd_allreduce_f32(float *buf, int n) {
 	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
+static int herd_iallreduce_f32(float *buf, int n, MPI_Request *req) {
+	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, req);
+}
+static int herd_test(MPI_Request *req, int *flag) { return MPI_Test(req, flag, MPI_STATUS_IGNORE); }
+static int herd_wait(MPI_Request *req) { return MPI_Wait(req, MPI_STATUS_IGNORE); }
 static int herd_allreduce_f64(double *buf, int n) {
 	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
@@ -64,6 +69,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -345,4 +351,72 @@ func sumLen(bs [][]byte) int {
 		n += len(b)
 	}
 	return n
+}
+
+// mpiRequest is an MPI_Iallreduce in flight over Go memory, pinned
+// (runtime.Pinner) until it is done, so that MPI may hold its address.
+type mpiRequest struct {
+	c    *mpiComm
+	req  *C.MPI_Request // C memory
+	pin  runtime.Pinner
+	done bool
+	err  error
+}
+
+func (c *mpiComm) IAllReduceF32(buf []float32) (Request, error) {
+	if len(buf) > maxCount {
+		return nil, fmt.Errorf("dist: non-blocking all-reduce of %d values exceeds MPI's count limit", len(buf))
+	}
+	r := &mpiRequest{c: c, req: (*C.MPI_Request)(C.malloc(C.size_t(unsafe.Sizeof(C.MPI_Request(nil)))))}
+	if len(buf) == 0 {
+		r.finish(nil)
+		return r, nil
+	}
+	r.pin.Pin(&buf[0])
+	c.mu.Lock()
+	rc := C.herd_iallreduce_f32((*C.float)(&buf[0]), C.int(len(buf)), r.req)
+	c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		r.finish(mpiError("MPI_Iallreduce", rc))
+		return nil, r.err
+	}
+	return r, nil
+}
+
+func (r *mpiRequest) finish(err error) {
+	r.done, r.err = true, err
+	r.pin.Unpin()
+	C.free(unsafe.Pointer(r.req))
+	r.req = nil
+}
+
+func (r *mpiRequest) Test() (bool, error) {
+	if r.done {
+		return true, r.err
+	}
+	var flag C.int
+	r.c.mu.Lock()
+	rc := C.herd_test(r.req, &flag)
+	r.c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		r.finish(mpiError("MPI_Test", rc))
+	} else if flag != 0 {
+		r.finish(nil)
+	}
+	return r.done, r.err
+}
+
+func (r *mpiRequest) Wait() error {
+	if r.done {
+		return r.err
+	}
+	r.c.mu.Lock()
+	rc := C.herd_wait(r.req)
+	r.c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		r.finish(mpiError("MPI_Wait", rc))
+	} else {
+		r.finish(nil)
+	}
+	return r.err
 }

@@ -90,6 +90,43 @@ func TestMPICollectives(t *testing.T) {
 			t.Fatalf("all-reduce[%d] = %g (f32), %g (f64), want %g", i, buf[i], f64[i], want)
 		}
 	}
+	// non-blocking all-reduces, several in flight, give the blocking one's bits
+	var reqs []Request
+	bufs := make([][]float32, 3)
+	for k := range bufs {
+		bufs[k] = make([]float32, m*(k+1))
+		for i := range bufs[k] {
+			bufs[k][i] = value(r, i+k)
+		}
+		req, err := c.IAllReduceF32(bufs[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, req)
+	}
+	if _, err := reqs[0].Test(); err != nil {
+		t.Fatal(err)
+	}
+	for k, req := range reqs {
+		if err := req.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := req.Test(); !ok || err != nil {
+			t.Fatalf("a finished request tests %v, %v", ok, err)
+		}
+		want := make([]float32, len(bufs[k]))
+		for i := range want {
+			want[i] = value(r, i+k)
+		}
+		if err := c.AllReduceF32(want); err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if math.Float32bits(want[i]) != math.Float32bits(bufs[k][i]) {
+				t.Fatalf("non-blocking all-reduce %d [%d] = %g, the blocking one %g", k, i, bufs[k][i], want[i])
+			}
+		}
+	}
 	// broadcast from the last rank
 	b := []byte{byte(r), byte(r), byte(r)}
 	if err := c.Bcast(b, n-1); err != nil {
