@@ -55,6 +55,9 @@ func TestMPIChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(fmt.Sprintf("%s.rank%d.pid", r.Out, c.Rank()), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	if b, err := strconv.Atoi(os.Getenv("HERD_MPI_BUCKET")); err == nil {
+		bucketValues = b
+	}
 	if lr := os.Getenv("HERD_MPI_LR_RANK1"); lr != "" && c.Rank() == 1 {
 		r.LR, _ = strconv.ParseFloat(lr, 64)
 	}
@@ -222,6 +225,24 @@ func TestMPITwoRanksEqualOneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareRuns(t, batch, two, 1e-6)
+	// the all-reduce overlapped with the backward pass: the same bits, with
+	// accumulation (the earlier micro-batches added at the marks) and without
+	// (buckets of 20,000 values: stories260K's 0.26M are then 17 buckets)
+	for _, accum := range []int{1, 2} {
+		plain := two
+		if accum > 1 {
+			plain = filepath.Join(base, "plain-accum")
+			runJob(t, 2, small(dir, plain, 1, accum, 6))
+		}
+		ov := filepath.Join(base, fmt.Sprint("overlap", accum))
+		ro := small(dir, ov, 2/accum, accum, 6)
+		ro.Overlap = true
+		log := runJob(t, 2, ro, "HERD_MPI_BUCKET=20000")
+		if !strings.Contains(log, "overlap: 46 of 47 tensors were final during the backward pass (17 buckets)") {
+			t.Errorf("the overlap is not logged as expected:\n%s", log)
+		}
+		compareRuns(t, plain, ov, 0)
+	}
 	ms := readMetrics(t, filepath.Join(two, MetricsName))
 	if ms[0].CommSeconds <= 0 {
 		t.Errorf("no communication time in metrics.jsonl: %+v", ms[0])
