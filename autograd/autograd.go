@@ -28,6 +28,43 @@ import (
 // the order the ops ran.
 type Tape struct {
 	steps []func()
+	// Ready, when set, is called during Backward with gradients that are
+	// final: nothing Backward runs after it adds to them (see MarkReady).
+	Ready func(grads [][]float32)
+	marks map[*float32]int // MarkReady steps still to run, per gradient
+}
+
+// MarkReady records a step that passes grads to t.Ready: a forward pass
+// calls it before the ops that add to grads, and no op recorded before
+// it may add to them, so in the backward pass they are final when it
+// runs. A gradient marked by several steps (a tape of several forward
+// passes) is passed on by the last of them to run. A data-parallel
+// trainer starts their all-reduce there.
+func (t *Tape) MarkReady(grads ...[]float32) {
+	if t == nil {
+		return
+	}
+	if t.marks == nil {
+		t.marks = map[*float32]int{}
+	}
+	var gs [][]float32
+	for _, g := range grads {
+		if len(g) > 0 {
+			gs = append(gs, g)
+			t.marks[&g[0]]++
+		}
+	}
+	t.Record(func() {
+		var final [][]float32
+		for _, g := range gs {
+			if t.marks[&g[0]]--; t.marks[&g[0]] == 0 {
+				final = append(final, g)
+			}
+		}
+		if t.Ready != nil && len(final) > 0 {
+			t.Ready(final)
+		}
+	})
 }
 
 // Record appends a backward step.
@@ -45,6 +82,7 @@ func (t *Tape) Backward() {
 		t.steps[i] = nil
 	}
 	t.steps = t.steps[:0]
+	clear(t.marks)
 }
 
 // Recompute is activation checkpointing: it runs f(nil), a forward pass that

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/herd-llm/herd/kernels"
@@ -334,5 +335,51 @@ func TestRecomputeMatchesTape(t *testing.T) {
 				t.Fatalf("recomputed gradient differs at %d: %g vs %g", i, p[1][i], p[0][i])
 			}
 		}
+	}
+}
+
+// MarkReady passes a gradient on when it is final: after the backward of
+// every op recorded after its marks, once however many forward passes
+// marked it; the gradient at that moment is the one Backward ends with.
+func TestMarkReady(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	nt, in, out := 2, 8, 3
+	x := randVec(r, nt*in, 1)
+	w, gw := randVec(r, out*in, 0.3), make([]float32, out*in)
+	g2 := make([]float32, 4) // marked, never written
+	var tp Tape
+	var seen [][]float32
+	var atReady []float32
+	tp.Ready = func(gs [][]float32) {
+		seen = append(seen, gs...)
+		for _, g := range gs {
+			if &g[0] == &gw[0] {
+				atReady = append([]float32(nil), g...)
+			}
+		}
+	}
+	for range 2 { // two forward passes through the same weight
+		tp.MarkReady(gw, g2, nil)
+		y := NewVar(nt*out, true)
+		Linear(&tp, y, &Var{Data: x}, Weight{Name: "w", DType: tensor.F32, Data: tensor.BytesOfF32(w), Out: out, In: in, Grad: gw}, nt)
+		tp.Record(func() {
+			for i := range y.Grad {
+				y.Grad[i] = 1
+			}
+		})
+	}
+	tp.Backward()
+	if len(seen) != 2 {
+		t.Fatalf("%d gradients passed on, want 2 (once each)", len(seen))
+	}
+	if atReady == nil || !slices.Equal(atReady, gw) {
+		t.Errorf("the gradient passed on is not the final one")
+	}
+	// the counts start again with the next pass
+	seen = nil
+	tp.MarkReady(g2)
+	tp.Backward()
+	if len(seen) != 1 {
+		t.Errorf("%d gradients passed on after a second Backward", len(seen))
 	}
 }

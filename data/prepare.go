@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/herd-llm/herd/checkpoint"
+	"github.com/herd-llm/herd/dist"
 	"github.com/herd-llm/herd/format/gguf"
 	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/internal/recipe"
@@ -125,6 +126,10 @@ type SourceStats struct {
 // PrepareOptions connect a preparation to the outside.
 type PrepareOptions struct {
 	Log io.Writer // progress and the report (nil: discarded)
+	// Comm is the group of ranks that prepare together (nil: this
+	// process alone): each reads its part of the inputs and rank 0
+	// writes dir (see ranks.go).
+	Comm dist.Comm
 }
 
 // spool is one source's kept documents, tokenized, in a temporary file.
@@ -143,6 +148,9 @@ type spool struct {
 // with tok, mixes them by weight and writes the shards, the tokenizer and
 // manifest.json into dir (created if needed).
 func Prepare(r Recipe, tok tokenizer.Tokenizer, dir string, opt PrepareOptions) (*Manifest, error) {
+	if opt.Comm != nil && opt.Comm.Size() > 1 {
+		return r.prepareRanks(tok, dir, opt)
+	}
 	if err := r.check(); err != nil {
 		return nil, err
 	}
@@ -190,7 +198,7 @@ func Prepare(r Recipe, tok tokenizer.Tokenizer, dir string, opt PrepareOptions) 
 	}()
 	for i := range r.Sources {
 		src := &r.Sources[i]
-		sp, st, err := r.readSource(src, i, tok, dir, workers, exact, near, perms, shingle)
+		sp, st, err := r.readSource(src, i, nil, tok, dir, workers, exact, near, nil, perms, shingle)
 		spools[i] = sp
 		if err != nil {
 			return nil, err
@@ -294,11 +302,17 @@ type batchOut struct {
 // a spool: a reader, workers that clean, hash and tokenize, and a collector
 // that applies the deduplication decisions in document order (so the result
 // does not depend on the number of workers).
-func (r *Recipe) readSource(src *Source, idx int, tok tokenizer.Tokenizer, dir string, workers int,
-	exact map[[16]byte]struct{}, near *lsh, perms, shingle int) (*spool, *SourceStats, error) {
-	files, err := src.files()
-	if err != nil {
-		return nil, nil, err
+//
+// Given files (nil: the source's own), it reads those; given cand (one
+// rank of several, see ranks.go), the collector decides nothing beyond
+// cleaning: it spools every clean document and records its hashes in cand.
+func (r *Recipe) readSource(src *Source, idx int, files []string, tok tokenizer.Tokenizer, dir string, workers int,
+	exact map[[16]byte]struct{}, near *lsh, cand *candidates, perms, shingle int) (*spool, *SourceStats, error) {
+	if files == nil {
+		var err error
+		if files, err = src.files(); err != nil {
+			return nil, nil, err
+		}
 	}
 	st := &SourceStats{Name: src.Name, Files: len(files), Dropped: map[string]int64{}}
 	f, err := os.CreateTemp(dir, ".spool-*")
@@ -320,13 +334,13 @@ func (r *Recipe) readSource(src *Source, idx int, tok tokenizer.Tokenizer, dir s
 		go func() {
 			defer wg.Done()
 			for b := range in {
-				out <- r.encodeBatch(b, tok, bos, exact != nil, near != nil, perms, shingle)
+				out <- r.encodeBatch(b, tok, bos, exact != nil || (cand != nil && cand.exact), near != nil || (cand != nil && cand.near), perms, shingle)
 			}
 		}()
 	}
 	go func() { wg.Wait(); close(out) }()
 
-	c := &collector{r: r, src: src, st: st, sp: sp, exact: exact, near: near, valRng: valRng}
+	c := &collector{r: r, src: src, st: st, sp: sp, exact: exact, near: near, valRng: valRng, cand: cand}
 	c.run(out)
 	werr := c.werr
 	if err := <-readErr; err != nil {
@@ -422,7 +436,8 @@ type collector struct {
 	near   *lsh
 	valRng *rand.Rand
 	buf    []byte
-	werr   error // the first error writing the spool
+	werr   error       // the first error writing the spool
+	cand   *candidates // one rank of several: record, do not deduplicate
 }
 
 // run collects every batch from out, in sequence order, until out closes.
@@ -455,6 +470,11 @@ func (c *collector) add(d docOut) {
 		st.NULDocs += b2i(d.nul)
 		st.InvalidUTF8Docs += b2i(d.invalid)
 	}
+	if reason == "" && c.cand != nil {
+		c.cand.add(d)
+		c.spoolDoc(d.tokens)
+		return
+	}
 	if reason == "" && c.exact != nil {
 		if _, dup := c.exact[d.key]; dup {
 			reason = ReasonExactDup
@@ -472,16 +492,29 @@ func (c *collector) add(d docOut) {
 	st.Kept++
 	st.KeptBytes += int64(d.bytes)
 	st.Tokens += int64(len(d.tokens))
+	c.spoolDoc(d.tokens)
+	sp.val = append(sp.val, c.valSplit())
+}
+
+// spoolDoc appends a document's tokens to the spool.
+func (c *collector) spoolDoc(tokens []int32) {
+	sp := c.sp
 	c.buf = c.buf[:0]
-	for _, t := range d.tokens {
+	for _, t := range tokens {
 		c.buf = binary.LittleEndian.AppendUint32(c.buf, uint32(t))
 	}
 	if _, err := sp.w.Write(c.buf); err != nil && c.werr == nil {
 		c.werr = err
 	}
-	sp.lens = append(sp.lens, int32(len(d.tokens)))
-	sp.val = append(sp.val, c.src.Val || (c.r.ValFraction > 0 && c.valRng.Float64() < c.r.ValFraction))
-	sp.total += int64(len(d.tokens))
+	sp.lens = append(sp.lens, int32(len(tokens)))
+	sp.total += int64(len(tokens))
+}
+
+// valSplit says whether the next kept document goes to the validation
+// split: every document of a validation source, else a draw of valRng
+// (one per kept document, in document order) below ValFraction.
+func (c *collector) valSplit() bool {
+	return c.src.Val || (c.r.ValFraction > 0 && c.valRng.Float64() < c.r.ValFraction)
 }
 
 func b2i(b bool) int64 {

@@ -34,10 +34,35 @@ type Comm interface {
 	// AllGatherF32 concatenates every rank's send (equal lengths) in rank
 	// order into recv (Size·len(send) values).
 	AllGatherF32(send, recv []float32) error
+	// IAllReduceF32 starts AllReduceF32 of buf and returns at once (MPI's
+	// non-blocking MPI_Iallreduce); buf holds the sum once the request's
+	// Wait returns, and must not be read or written before. Every rank
+	// starts the same non-blocking collectives in the same order, and no
+	// blocking collective may be called while one is in flight.
+	IAllReduceF32(buf []float32) (Request, error)
+	// AllToAll sends send[q] (Size slices, any lengths, nil for none) to
+	// rank q and returns what every rank sent this one, by rank: recv[q]
+	// is rank q's send[this rank].
+	AllToAll(send [][]byte) (recv [][]byte, err error)
 	// Abort ends every rank of the job with code (used when one rank
 	// fails, so that the others do not wait for it forever).
 	Abort(code int)
 }
+
+// A Request is a non-blocking collective in flight.
+type Request interface {
+	// Test says whether the collective is done (and lets MPI progress
+	// it: call it now and then while computing).
+	Test() (bool, error)
+	// Wait returns once it is done.
+	Wait() error
+}
+
+// done is a Request complete when started.
+type done struct{ err error }
+
+func (d done) Test() (bool, error) { return true, d.err }
+func (d done) Wait() error         { return d.err }
 
 // Single is the group of one process: every collective is the identity.
 type Single struct{}
@@ -60,6 +85,9 @@ func (Single) BcastF32(buf []float32, root int) error { return checkRoot(root, 1
 // AllReduceF32 leaves buf as it is (the sum over one rank).
 func (Single) AllReduceF32(buf []float32) error { return nil }
 
+// IAllReduceF32 leaves buf as it is: a request already done.
+func (Single) IAllReduceF32(buf []float32) (Request, error) { return done{}, nil }
+
 // AllReduceF64 leaves buf as it is.
 func (Single) AllReduceF64(buf []float64) error { return nil }
 
@@ -79,6 +107,14 @@ func (Single) AllGatherF32(send, recv []float32) error {
 	}
 	copy(recv, send)
 	return nil
+}
+
+// AllToAll returns a copy of send[0], the one rank's message to itself.
+func (Single) AllToAll(send [][]byte) ([][]byte, error) {
+	if len(send) != 1 {
+		return nil, fmt.Errorf("dist: all-to-all of %d messages on 1 rank", len(send))
+	}
+	return [][]byte{append([]byte(nil), send[0]...)}, nil
 }
 
 // Abort exits the process with code.

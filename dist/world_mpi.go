@@ -26,6 +26,11 @@ static int herd_bcast_f32(float *buf, int n, int root) { return MPI_Bcast(buf, n
 static int herd_allreduce_f32(float *buf, int n) {
 	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
+static int herd_iallreduce_f32(float *buf, int n, MPI_Request *req) {
+	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, req);
+}
+static int herd_test(MPI_Request *req, int *flag) { return MPI_Test(req, flag, MPI_STATUS_IGNORE); }
+static int herd_wait(MPI_Request *req) { return MPI_Wait(req, MPI_STATUS_IGNORE); }
 static int herd_allreduce_f64(double *buf, int n) {
 	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
@@ -34,6 +39,15 @@ static int herd_reduce_scatter_f32(float *send, float *recv, int n) {
 }
 static int herd_allgather_f32(float *send, float *recv, int n) {
 	return MPI_Allgather(send, n, MPI_FLOAT, recv, n, MPI_FLOAT, MPI_COMM_WORLD);
+}
+static int herd_alltoall_i64(long long *send, long long *recv) {
+	return MPI_Alltoall(send, 1, MPI_LONG_LONG, recv, 1, MPI_LONG_LONG, MPI_COMM_WORLD);
+}
+static int herd_alltoallv(void *send, int *scount, int *sdispl, void *recv, int *rcount, int *rdispl) {
+	return MPI_Alltoallv(send, scount, sdispl, MPI_BYTE, recv, rcount, rdispl, MPI_BYTE, MPI_COMM_WORLD);
+}
+static int herd_allreduce_max_i64(long long *v) {
+	return MPI_Allreduce(MPI_IN_PLACE, v, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
 }
 static void herd_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 static int herd_finalize(void) {
@@ -55,6 +69,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -255,4 +270,153 @@ func (c *mpiComm) AllGatherF32(send, recv []float32) error {
 // Abort ends every rank of the job (MPI_Abort on the world).
 func (c *mpiComm) Abort(code int) {
 	C.herd_abort(C.int(code))
+}
+
+// AllToAll exchanges the ranks' messages: the lengths first
+// (MPI_Alltoall), then the bytes (MPI_Alltoallv) in rounds, each peer's
+// share of a round at most maxCount/Size bytes, so that any length fits
+// MPI's int counts and displacements; the number of rounds is the
+// largest any rank needs (MPI_Allreduce, MPI_MAX), so every rank takes
+// part in every round.
+func (c *mpiComm) AllToAll(send [][]byte) ([][]byte, error) {
+	if len(send) != c.size {
+		return nil, fmt.Errorf("dist: all-to-all of %d messages over %d ranks", len(send), c.size)
+	}
+	n := c.size
+	share := max(1, roundBytes/n)
+	lens := make([]C.longlong, 2*n+1)
+	var rounds int64
+	for q, b := range send {
+		lens[q] = C.longlong(len(b))
+		rounds = max(rounds, int64((len(b)+share-1)/share))
+	}
+	lens[2*n] = C.longlong(rounds)
+	c.mu.Lock()
+	rc := C.herd_alltoall_i64(&lens[0], &lens[n])
+	if rc == C.MPI_SUCCESS {
+		rc = C.herd_allreduce_max_i64(&lens[2*n])
+	}
+	c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		return nil, mpiError("MPI_Alltoall", rc)
+	}
+	rounds = int64(lens[2*n])
+	recv := make([][]byte, n)
+	total := 0
+	for q := range recv {
+		recv[q] = make([]byte, int64(lens[n+q]))
+		total += len(recv[q])
+	}
+	// Go memory holding no Go pointers may be passed to C: one buffer a
+	// side for a round, counts and displacements
+	sbuf, rbuf := make([]byte, min(maxCount, max(1, total, sumLen(send)))), make([]byte, min(maxCount, max(1, total)))
+	ints := make([]C.int, 4*n)
+	scount, sdispl, rcount, rdispl := ints[:n], ints[n:2*n], ints[2*n:3*n], ints[3*n:]
+	at := 0 // bytes of each message done before this round
+	for range rounds {
+		soff, roff := 0, 0
+		for q := range n {
+			k := max(0, min(len(send[q])-at, share))
+			scount[q], sdispl[q] = C.int(k), C.int(soff)
+			if k > 0 {
+				soff += copy(sbuf[soff:], send[q][at:at+k])
+			}
+			k = max(0, min(len(recv[q])-at, share))
+			rcount[q], rdispl[q] = C.int(k), C.int(roff)
+			roff += k
+		}
+		c.mu.Lock()
+		rc := C.herd_alltoallv(unsafe.Pointer(&sbuf[0]), &scount[0], &sdispl[0], unsafe.Pointer(&rbuf[0]), &rcount[0], &rdispl[0])
+		c.mu.Unlock()
+		if rc != C.MPI_SUCCESS {
+			return nil, mpiError("MPI_Alltoallv", rc)
+		}
+		for q := range n {
+			if k := int(rcount[q]); k > 0 {
+				copy(recv[q][at:], rbuf[int(rdispl[q]):int(rdispl[q])+k])
+			}
+		}
+		at += share
+	}
+	return recv, nil
+}
+
+// roundBytes bounds the bytes a rank sends in one round of AllToAll
+// (the tests make it small to run several rounds).
+var roundBytes = maxCount
+
+func sumLen(bs [][]byte) int {
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	return n
+}
+
+// mpiRequest is an MPI_Iallreduce in flight over Go memory, pinned
+// (runtime.Pinner) until it is done, so that MPI may hold its address.
+type mpiRequest struct {
+	c    *mpiComm
+	req  *C.MPI_Request // C memory
+	pin  runtime.Pinner
+	done bool
+	err  error
+}
+
+func (c *mpiComm) IAllReduceF32(buf []float32) (Request, error) {
+	if len(buf) > maxCount {
+		return nil, fmt.Errorf("dist: non-blocking all-reduce of %d values exceeds MPI's count limit", len(buf))
+	}
+	r := &mpiRequest{c: c, req: (*C.MPI_Request)(C.malloc(C.size_t(unsafe.Sizeof(C.MPI_Request(nil)))))}
+	if len(buf) == 0 {
+		r.finish(nil)
+		return r, nil
+	}
+	r.pin.Pin(&buf[0])
+	c.mu.Lock()
+	rc := C.herd_iallreduce_f32((*C.float)(&buf[0]), C.int(len(buf)), r.req)
+	c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		r.finish(mpiError("MPI_Iallreduce", rc))
+		return nil, r.err
+	}
+	return r, nil
+}
+
+func (r *mpiRequest) finish(err error) {
+	r.done, r.err = true, err
+	r.pin.Unpin()
+	C.free(unsafe.Pointer(r.req))
+	r.req = nil
+}
+
+func (r *mpiRequest) Test() (bool, error) {
+	if r.done {
+		return true, r.err
+	}
+	var flag C.int
+	r.c.mu.Lock()
+	rc := C.herd_test(r.req, &flag)
+	r.c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		r.finish(mpiError("MPI_Test", rc))
+	} else if flag != 0 {
+		r.finish(nil)
+	}
+	return r.done, r.err
+}
+
+func (r *mpiRequest) Wait() error {
+	if r.done {
+		return r.err
+	}
+	r.c.mu.Lock()
+	rc := C.herd_wait(r.req)
+	r.c.mu.Unlock()
+	if rc != C.MPI_SUCCESS {
+		r.finish(mpiError("MPI_Wait", rc))
+	} else {
+		r.finish(nil)
+	}
+	return r.err
 }

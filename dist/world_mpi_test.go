@@ -3,6 +3,7 @@
 package dist
 
 import (
+	"bytes"
 	"math"
 	"os"
 	"os/exec"
@@ -89,6 +90,43 @@ func TestMPICollectives(t *testing.T) {
 			t.Fatalf("all-reduce[%d] = %g (f32), %g (f64), want %g", i, buf[i], f64[i], want)
 		}
 	}
+	// non-blocking all-reduces, several in flight, give the blocking one's bits
+	var reqs []Request
+	bufs := make([][]float32, 3)
+	for k := range bufs {
+		bufs[k] = make([]float32, m*(k+1))
+		for i := range bufs[k] {
+			bufs[k][i] = value(r, i+k)
+		}
+		req, err := c.IAllReduceF32(bufs[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, req)
+	}
+	if _, err := reqs[0].Test(); err != nil {
+		t.Fatal(err)
+	}
+	for k, req := range reqs {
+		if err := req.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := req.Test(); !ok || err != nil {
+			t.Fatalf("a finished request tests %v, %v", ok, err)
+		}
+		want := make([]float32, len(bufs[k]))
+		for i := range want {
+			want[i] = value(r, i+k)
+		}
+		if err := c.AllReduceF32(want); err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if math.Float32bits(want[i]) != math.Float32bits(bufs[k][i]) {
+				t.Fatalf("non-blocking all-reduce %d [%d] = %g, the blocking one %g", k, i, bufs[k][i], want[i])
+			}
+		}
+	}
 	// broadcast from the last rank
 	b := []byte{byte(r), byte(r), byte(r)}
 	if err := c.Bcast(b, n-1); err != nil {
@@ -125,6 +163,41 @@ func TestMPICollectives(t *testing.T) {
 		if i/3 == r && whole[i] != part[i%3] {
 			t.Fatalf("rank %d's block differs after the all-gather", r)
 		}
+	}
+	// all-to-all: rank r sends rank q (r+1)·(q+2)·k bytes of (r, q, i)
+	// (none to itself on odd ranks), in one round and in rounds of 5
+	// bytes a rank
+	msg := func(from, to, k int) []byte {
+		if from%2 == 1 && from == to {
+			return nil
+		}
+		b := make([]byte, (from+1)*(to+2)*k)
+		for i := range b {
+			b[i] = byte(from*31 + to*7 + i)
+		}
+		return b
+	}
+	for _, rb := range []int{maxCount, 5 * n} {
+		roundBytes = rb
+		for _, k := range []int{0, 1, 13} {
+			out := make([][]byte, n)
+			for q := range out {
+				out[q] = msg(r, q, k)
+			}
+			in, err := c.AllToAll(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for q := range in {
+				if !bytes.Equal(in[q], msg(q, r, k)) {
+					t.Fatalf("all-to-all (rounds of %d bytes, k %d): rank %d got %d bytes from %d, want %d", rb, k, r, len(in[q]), q, len(msg(q, r, k)))
+				}
+			}
+		}
+	}
+	roundBytes = maxCount
+	if _, err := c.AllToAll(make([][]byte, n+1)); err == nil {
+		t.Error("all-to-all of n+1 messages accepted")
 	}
 	// wrong lengths and a root out of range are errors, in Go and in MPI
 	if err := c.ReduceScatterF32(send[:1], part); err == nil {

@@ -260,11 +260,14 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 			a := s.layers[0].view(c, nt)
 			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{}, s.rope)
 		case modeTape:
+			// the block's weights are final once its backward is done
+			tp.MarkReady(layerGrads(li).all()...)
 			a := s.taped(c, li, nt, res[li+1])
 			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope)
 			// runs first in this block's backward
 			tp.Record(func() { s.zeroLayerGrads(c, nt, res[li]) })
 		case modeRecompute:
+			tp.MarkReady(layerGrads(li).all()...)
 			a := s.taped(c, li, nt, res[li+1])
 			autograd.Recompute(tp, func(t *autograd.Tape) {
 				if t != nil {
@@ -291,6 +294,12 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		}
 	}
 	fin := rows(&s.fin, outRows*dim)
+	// the final norm's and the output head's gradients are final after
+	// their backward (tied embeddings only after the embedding's)
+	tp.MarkReady(gv.OutNorm)
+	if !hidden && (gv.Output == nil || gv.Embed == nil || &gv.Output[0] != &gv.Embed[0]) {
+		tp.MarkReady(gv.Output)
+	}
 	m.norm(tp, fin, final, m.OutNorm, m.OutNormB, gv.OutNorm, outRows)
 	if hidden {
 		m.advance(seqs)

@@ -23,6 +23,11 @@ type LayerGrads struct {
 	AttnNorm, Wq, Wk, Wv, Wo, FFNNorm, Gate, Up, Down []float32
 }
 
+// all lists the block's gradients (nil ones included).
+func (g LayerGrads) all() [][]float32 {
+	return [][]float32{g.AttnNorm, g.Wq, g.Wk, g.Wv, g.Wo, g.FFNNorm, g.Gate, g.Up, g.Down}
+}
+
 // NewGrads allocates zeroed gradients for every F32 weight of m (norm gains
 // are always float32 and always get one).
 func (m *Model) NewGrads() *Grads {

@@ -52,8 +52,8 @@ func GlobalAccum(comm dist.Comm, accum int) int {
 }
 
 // bucketValues is the size of a gradient bucket: gradients smaller than
-// it are packed together into one all-reduce.
-const bucketValues = 1 << 20
+// it are packed together into one all-reduce (a variable for the tests).
+var bucketValues = 1 << 20
 
 // reduceGrads sums the gradients over the ranks: a tensor at least a bucket
 // long in place, smaller ones packed into buckets.
@@ -216,8 +216,8 @@ func Agree(comm dist.Comm, what string, err error) error {
 func (l *loop) fingerprint() []byte {
 	h := sha256.New()
 	c := l.cfg
-	fmt.Fprintf(h, "recipe %q\nfingerprint %q\nsteps %d accum %d optim %+v schedule %+v clip %g eval %d %d save %d resume %v zero %v\n",
-		c.Recipe, c.Fingerprint, c.Steps, c.Accum, c.Optim, c.Schedule, c.GradClip, c.EvalEvery, c.EvalBatches, c.SaveEvery, c.Resume, c.ZeRO)
+	fmt.Fprintf(h, "recipe %q\nfingerprint %q\nsteps %d accum %d optim %+v schedule %+v clip %g eval %d %d save %d resume %v zero %v overlap %v\n",
+		c.Recipe, c.Fingerprint, c.Steps, c.Accum, c.Optim, c.Schedule, c.GradClip, c.EvalEvery, c.EvalBatches, c.SaveEvery, c.Resume, c.ZeRO, c.Overlap)
 	for _, p := range l.params {
 		fmt.Fprintf(h, "%s %d %v\n", p.Name, len(p.Data), p.Decay)
 	}
@@ -283,6 +283,11 @@ func (l *loop) startRanks() error {
 	}
 	fmt.Fprintf(l.log, "data parallel: %d ranks × %d micro-batches a step (global accumulation %d); weights and optimizer state from rank 0\n",
 		l.comm.Size(), c.Accum, GlobalAccum(l.comm, c.Accum))
+	if c.Overlap && c.ZeRO {
+		fmt.Fprintf(l.log, "overlap: off with ZeRO-1 (its reduce-scatter runs after the backward pass)\n")
+	} else if c.Overlap {
+		l.ov = newOverlap(l.comm, l.params)
+	}
 	if c.ZeRO {
 		l.zero = newZero(l.comm, l.params)
 		l.zero.take(l.opt)

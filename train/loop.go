@@ -65,6 +65,11 @@ type Config struct {
 	// zero.go): each keeps and updates its share, the weights are
 	// all-gathered after every step. It changes nothing on one process.
 	ZeRO bool
+	// Overlap starts the gradients' all-reduce during the backward pass,
+	// bucket by bucket as they are final (see overlap.go; not with ZeRO).
+	// The result is the same bit for bit; whether it is faster depends on
+	// the machine (BENCHMARKS.md).
+	Overlap bool
 	// MemoryLimit holds the Go runtime's memory to this many bytes during
 	// the run (0: no limit; see MemoryLimit).
 	MemoryLimit int64
@@ -111,6 +116,10 @@ type loop struct {
 	bucket   []float32
 	commTime time.Duration
 	zero     *zero // the sharded optimizer (nil: every rank holds it whole)
+	// stash holds the sum of a step's earlier micro-batches' gradients
+	// while the next one's backward pass runs (see stashGrads)
+	stash []float32
+	ov    *overlap // the all-reduce overlapped with the backward pass (nil: after it)
 }
 
 // Fit trains the parameters of set on obj with AdamW: for each step,
@@ -311,17 +320,41 @@ func (l *loop) step(step int) (Progress, error) {
 	ZeroGrads(l.params)
 	var mb Micro
 	first := l.comm.Rank() * l.cfg.Accum // this rank's share of the step's micro-batches
+	last := first + l.cfg.Accum - 1
 	var lossErr error
-	for k := first; k < first+l.cfg.Accum; k++ {
+	l.commTime = 0
+	if l.ov != nil {
+		l.ov.begin()
+	}
+	for k := first; k <= last; k++ {
+		if k > first {
+			l.stashGrads() // the next micro-batch's gradient starts from zero
+		}
+		if l.ov != nil && k == last { // the all-reduce starts during this backward pass
+			l.tape.Ready = l.ov.hook(l, k > first)
+		}
 		m, err := l.obj.Loss(&l.tape, step, k) // forward pass and loss
 		if err != nil {
 			lossErr = err
 			break
 		}
-		l.tape.Backward() // gradients accumulate
+		l.tape.Backward()
+		if k > first {
+			l.addStash() // the step's sum so far + this micro-batch's gradient
+		}
 		mb.add(m)
 	}
-	l.commTime = 0
+	l.tape.Ready = nil
+	if l.ov != nil {
+		// every rank, failed or not, starts and waits for every bucket
+		if err := l.timeComm(l.ov.finish); err != nil && lossErr == nil {
+			lossErr = err
+		}
+		if !l.ov.reported {
+			l.ov.reported = true
+			fmt.Fprintf(l.log, "overlap: %d of %d tensors were final during the backward pass (%d buckets)\n", l.ov.early, len(l.params), len(l.ov.buckets))
+		}
+	}
 	if l.comm.Size() == 1 && lossErr != nil {
 		return Progress{}, fmt.Errorf("step %d: %w", step+1, lossErr)
 	}
@@ -334,8 +367,8 @@ func (l *loop) step(step int) (Progress, error) {
 			if err := l.reduceMicro(&mb); err != nil {
 				return err
 			}
-			if l.zero != nil {
-				return nil // the gradients are reduce-scattered in the update
+			if l.zero != nil || l.ov != nil {
+				return nil // reduce-scattered in the update, or reduced already
 			}
 			return l.reduceGrads()
 		}); err != nil {
@@ -547,4 +580,45 @@ func (l *loop) diverged(step int, msg string) error {
 		keep = "the last good checkpoint is " + last
 	}
 	return fmt.Errorf("step %d: %s: training diverged (try a lower learning rate or stronger clipping); stopped, %s", step+1, msg, keep)
+}
+
+// Accumulation in a fixed order. A step's gradient is the sum of its
+// micro-batches' finished gradients, added in micro-batch order:
+// ((g₀ + g₁) + g₂) + …, each gᵢ computed from zero. Letting the backward
+// pass add the next micro-batch's products into the running sum inside
+// its matrix products would round differently (g₀ + Σ products), and
+// then no data-parallel run could match it: two ranks of one micro-batch
+// each sum g₀ + g₁, so they are bit for bit one process accumulating two.
+// It costs one more float32 per trained value (only with Accum > 1) and
+// three passes over the gradients per micro-batch after the first.
+
+// stashGrads moves the gradients into l.stash and clears them.
+func (l *loop) stashGrads() {
+	if l.stash == nil {
+		l.stash = make([]float32, Count(Params(l.params)))
+	}
+	off := 0
+	for _, p := range l.params {
+		off += copy(l.stash[off:], p.Grad)
+		clear(p.Grad)
+	}
+}
+
+// addStash adds l.stash back into the gradients (but those that the
+// overlapped all-reduce completed already).
+func (l *loop) addStash() {
+	off := 0
+	for i, p := range l.params {
+		if l.ov != nil && l.ov.stashed[i] {
+			off += len(p.Grad)
+			continue
+		}
+		g, s := p.Grad, l.stash[off:off+len(p.Grad)]
+		kernels.ParallelFor(len(g), 1<<15, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				g[j] = s[j] + g[j]
+			}
+		})
+		off += len(g)
+	}
 }

@@ -148,7 +148,7 @@ func (ru *run) config() Config {
 	return Config{Recipe: rec.YAML(), Steps: r.Steps, Accum: r.Accum, Optim: r.optim(), Schedule: r.schedule(), GradClip: r.GradClip,
 		EvalEvery: r.EvalEvery, EvalBatches: r.EvalBatches, SaveEvery: r.SaveEvery, Checkpoints: &modelDir{ru: ru},
 		Resume: r.Resume, Dir: r.Out, Lock: ru.lock, Title: "herd pretrain", FLOPsPerToken: FLOPsPerToken(ru.m.Config, r.Seq),
-		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep, Comm: ru.comm, Fingerprint: ru.dataDigest, ZeRO: r.ZeRO}
+		PeakFLOPS: r.PeakGFLOPS * 1e9, Log: ru.log, OnStart: ru.opt.OnStart, OnStep: ru.opt.OnStep, Comm: ru.comm, Fingerprint: ru.dataDigest, ZeRO: r.ZeRO, Overlap: r.Overlap}
 }
 
 func (ru *run) close() {

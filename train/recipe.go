@@ -47,6 +47,9 @@ type Recipe struct {
 	// ZeRO shards the optimizer's moments over the data-parallel ranks
 	// (--zero; ZeRO stage 1).
 	ZeRO bool `yaml:"zero,omitempty"`
+	// Overlap starts the gradients' all-reduce during the backward pass
+	// (--overlap; train.Config.Overlap).
+	Overlap bool `yaml:"overlap,omitempty"`
 }
 
 // Defaults are the values a recipe starts from: llama2.c's TinyStories

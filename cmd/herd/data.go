@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/herd-llm/herd/checkpoint"
 	"github.com/herd-llm/herd/data"
+	"github.com/herd-llm/herd/dist"
 	"github.com/herd-llm/herd/tokenizer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -34,6 +36,12 @@ letter-share, repeated-line and script filters), removes exact duplicates
 and near-duplicates (MinHash LSH), tokenizes in parallel and packs the
 documents into shards (BOS opens each; --eos closes each with EOS) with a
 train/validation split and a manifest.json, for herd pretrain.
+
+Across processes or machines (herd built with -tags mpi): mpirun -np 4
+herd data prepare … gives each rank a contiguous part of every source's
+files (by bytes), deduplicates across the ranks (each document hash owned
+by one rank; MinHash decisions on rank 0 from the ranks' signatures) and
+rank 0 writes the output, the same bytes as one process writes.
 
 The inputs are one source; a YAML recipe (--recipe) mixes several with
 weights, e.g. the LLaMA paper's (data/recipes/llama.yaml). Flags override
@@ -75,7 +83,16 @@ vocab.bpe, a GGUF, a llama2.c tokenizer.bin) defaults to the embedded
 			if err := overlayFlags(cmd.Flags(), dataRecipeKeys, &r); err != nil {
 				return err
 			}
-			printRecipe(cmd.ErrOrStderr(), cmd)
+			comm, err := dist.World() // under mpirun, the ranks share the inputs (see data/ranks.go)
+			if err != nil {
+				return err
+			}
+			root := comm.Rank() == 0
+			log := cmd.ErrOrStderr()
+			if !root {
+				log = io.Discard
+			}
+			printRecipe(log, cmd)
 			if tokPath != "" {
 				r.Tokenizer = tokPath
 			}
@@ -83,8 +100,11 @@ vocab.bpe, a GGUF, a llama2.c tokenizer.bin) defaults to the embedded
 			if err != nil {
 				return err
 			}
-			if _, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: cmd.ErrOrStderr()}); err != nil {
+			if _, err = data.Prepare(r, tok, out, data.PrepareOptions{Log: log, Comm: comm}); err != nil {
 				return err
+			}
+			if !root {
+				return nil
 			}
 			return writeRecipe(out, recipeYAML(cmd.Flags())) // beside the manifest, as a --config reads it
 		},

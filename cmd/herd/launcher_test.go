@@ -22,6 +22,10 @@ func TestUnderLauncherWithoutMPI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "built without MPI") {
 		t.Errorf("sft under mpirun without MPI: %v", err)
 	}
+	_, _, err = herd(t, "", "data", "prepare", "../../data/testdata/tinystories.txt", "-o", filepath.Join(t.TempDir(), "d"))
+	if err == nil || !strings.Contains(err.Error(), "built without MPI") {
+		t.Errorf("data prepare under mpirun without MPI: %v", err)
+	}
 	_, _, err = herd(t, "", "tokenize", "hello")
 	if err == nil || !strings.Contains(err.Error(), "herd tokenize was started as one of 2 MPI ranks") {
 		t.Errorf("tokenize under mpirun: %v", err)

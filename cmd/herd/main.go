@@ -28,8 +28,8 @@ func main() {
 	}
 }
 
-// parallelCommands are the commands that train data parallel under mpirun.
-var parallelCommands = map[string]bool{"herd pretrain": true, "herd sft": true, "herd dpo": true, "herd rm train": true}
+// parallelCommands are the commands that run across ranks under mpirun.
+var parallelCommands = map[string]bool{"herd pretrain": true, "herd sft": true, "herd dpo": true, "herd rm train": true, "herd data prepare": true}
 
 // rankZero says whether this process is the one that reports: the only
 // one, or rank 0 of an MPI job.
@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 		// ranks: any other would run once per rank
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if n, v := dist.LaunchedSize(); n > 1 && !parallelCommands[cmd.CommandPath()] {
-				return fmt.Errorf("%s was started as one of %d MPI ranks (%s=%d): only herd pretrain, sft, dpo and rm train run across ranks; start it without mpirun", cmd.CommandPath(), n, v, n)
+				return fmt.Errorf("%s was started as one of %d MPI ranks (%s=%d): only herd pretrain, sft, dpo, rm train and data prepare run across ranks; start it without mpirun", cmd.CommandPath(), n, v, n)
 			}
 			return nil
 		},

@@ -177,3 +177,60 @@ func sameMetrics(t *testing.T, pa, pb string) {
 		}
 	}
 }
+
+// `mpirun -np 2 herd data prepare` writes what one process writes: the
+// shards and the tokenizer byte for byte, the manifest but for its
+// timings; the report is printed once.
+func TestMpirunHerdDataPrepare(t *testing.T) {
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun not found (apt-get install openmpi-bin)")
+	}
+	base := t.TempDir()
+	args := []string{"data", "prepare", storiesText, "../../data/testdata/tinystories_val.txt", "--split", "paragraph",
+		"--val-fraction", "0.125", "--near-dedup", "0.8", "--shard-tokens", "3000"}
+	one := filepath.Join(base, "one")
+	if _, stderr, err := herd(t, "", append(args, "-o", one)...); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	bin := buildHerd(t, "herd-mpi", nil, "-tags", "mpi")
+	two := filepath.Join(base, "two")
+	out, err := mpirunHerd(t, 2, 120, bin, append(args, "-o", two)...)
+	if err != nil {
+		t.Fatalf("mpirun herd data prepare: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "wrote "); n != 1 {
+		t.Errorf("the report printed %d times:\n%s", n, out)
+	}
+	es, err := os.ReadDir(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		a, _ := os.ReadFile(filepath.Join(one, e.Name()))
+		b, err := os.ReadFile(filepath.Join(two, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.Name() {
+		case "manifest.json":
+			a, b = untimedManifest(t, a), untimedManifest(t, b)
+		case "recipe.yaml": // it names the output directory
+			b = []byte(strings.ReplaceAll(string(b), two, one))
+		}
+		if string(a) != string(b) {
+			t.Errorf("%s differs on two ranks", e.Name())
+		}
+	}
+}
+
+func untimedManifest(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	st := m["stats"].(map[string]any)
+	st["seconds"], st["mb_per_sec"] = 0, 0
+	out, _ := json.Marshal(m)
+	return out
+}

@@ -91,6 +91,7 @@ same ranks × accum. A herd built without MPI refuses to run under mpirun.`,
 	f.Float64Var(&r.PeakGFLOPS, "peak-gflops", 0, "the machine's F32 peak for the MFU estimate (0: 85.5 per thread)")
 	f.IntVarP(&r.Threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVar(&r.ZeRO, "zero", false, "under mpirun: shard AdamW's moments over the ranks (ZeRO stage 1)")
+	f.BoolVar(&r.Overlap, "overlap", false, "under mpirun: start the gradients' all-reduce during the backward pass (same result; see BENCHMARKS.md for when it pays)")
 	quietFlags(f, &quiet)
 	return withRecipe(cmd)
 }
