@@ -507,7 +507,7 @@ done:
 	RET
 
 // func convF16AVX2(dst []float32, src []uint16)
-// Requires: AVX, F16C, SSE2
+// Requires: AVX, F16C
 TEXT ·convF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -543,7 +543,7 @@ tail:
 	TESTQ     DX, DX
 	JE        done
 	MOVWLZX   (CX), BX
-	MOVD      BX, X0
+	VMOVD     BX, X0
 	VCVTPH2PS X0, X0
 	VMOVSS    X0, (AX)
 	ADDQ      $0x04, AX
@@ -556,7 +556,7 @@ done:
 	RET
 
 // func convBF16AVX2(dst []float32, src []uint16)
-// Requires: AVX, AVX2, SSE2
+// Requires: AVX, AVX2
 TEXT ·convBF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -598,7 +598,7 @@ tail:
 	JE      done
 	MOVWLZX (CX), BX
 	SHLL    $0x10, BX
-	MOVD    BX, X0
+	VMOVD   BX, X0
 	VMOVSS  X0, (AX)
 	ADDQ    $0x04, AX
 	ADDQ    $0x02, CX
@@ -610,7 +610,7 @@ done:
 	RET
 
 // func f32ToF16AVX2(dst []uint16, src []float32)
-// Requires: AVX, F16C, SSE2
+// Requires: AVX, F16C
 TEXT ·f32ToF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -652,7 +652,7 @@ tail:
 	JE        done
 	VMOVSS    (CX), X0
 	VCVTPS2PH $0x00, X0, X0
-	MOVD      X0, BX
+	VMOVD     X0, BX
 	MOVW      BX, (AX)
 	ADDQ      $0x02, AX
 	ADDQ      $0x04, CX
@@ -664,13 +664,13 @@ done:
 	RET
 
 // func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q8_0x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -750,7 +750,7 @@ end:
 	RET
 
 // func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q8_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -759,7 +759,7 @@ TEXT ·q8_0x2AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -820,7 +820,7 @@ end:
 	RET
 
 // func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q8_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -829,7 +829,7 @@ TEXT ·q8_0x3AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -905,7 +905,7 @@ end:
 	RET
 
 // func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q8_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -914,7 +914,7 @@ TEXT ·q8_0x4AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -1010,16 +1010,16 @@ end:
 	RET
 
 // func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_0x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1102,7 +1102,7 @@ end:
 	RET
 
 // func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1112,10 +1112,10 @@ TEXT ·q4_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1176,7 +1176,7 @@ end:
 	RET
 
 // func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1186,10 +1186,10 @@ TEXT ·q4_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1263,7 +1263,7 @@ end:
 	RET
 
 // func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1273,10 +1273,10 @@ TEXT ·q4_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1371,16 +1371,16 @@ end:
 	RET
 
 // func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1617,7 +1617,7 @@ DATA qX10<>+31(SB)/1, $0x10
 GLOBL qX10<>(SB), RODATA|NOPTR, $32
 
 // func q5_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1627,10 +1627,10 @@ TEXT ·q5_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1697,7 +1697,7 @@ end:
 	RET
 
 // func q5_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1707,10 +1707,10 @@ TEXT ·q5_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1790,7 +1790,7 @@ end:
 	RET
 
 // func q5_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1800,10 +1800,10 @@ TEXT ·q5_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1904,16 +1904,16 @@ end:
 	RET
 
 // func q4_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2007,7 +2007,7 @@ end:
 	RET
 
 // func q4_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2017,10 +2017,10 @@ TEXT ·q4_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2089,7 +2089,7 @@ end:
 	RET
 
 // func q4_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2099,10 +2099,10 @@ TEXT ·q4_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2187,7 +2187,7 @@ end:
 	RET
 
 // func q4_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2197,10 +2197,10 @@ TEXT ·q4_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2309,16 +2309,16 @@ end:
 	RET
 
 // func q5_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2430,7 +2430,7 @@ end:
 	RET
 
 // func q5_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2440,10 +2440,10 @@ TEXT ·q5_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2518,7 +2518,7 @@ end:
 	RET
 
 // func q5_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2528,10 +2528,10 @@ TEXT ·q5_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2622,7 +2622,7 @@ end:
 	RET
 
 // func q5_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2632,10 +2632,10 @@ TEXT ·q5_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2750,16 +2750,16 @@ end:
 	RET
 
 // func iq4nlx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -2886,7 +2886,7 @@ DATA qIQ4NL<>+31(SB)/1, $0x71
 GLOBL qIQ4NL<>(SB), RODATA|NOPTR, $32
 
 // func iq4nlx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2895,10 +2895,10 @@ TEXT ·iq4nlx2AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -2964,7 +2964,7 @@ end:
 	RET
 
 // func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2973,10 +2973,10 @@ TEXT ·iq4nlx3AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -3057,7 +3057,7 @@ end:
 	RET
 
 // func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -3066,10 +3066,10 @@ TEXT ·iq4nlx4AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -3170,13 +3170,13 @@ end:
 	RET
 
 // func q4_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -3214,7 +3214,7 @@ blk:
 	ORQ          R9, DI
 	SHLQ         $0x20, R10
 	ORQ          R10, R8
-	MOVQ         DI, X4
+	VMOVQ        DI, X4
 	VPINSRQ      $0x01, R8, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -3581,7 +3581,7 @@ DATA qSc7<>+31(SB)/1, $0x0f
 GLOBL qSc7<>(SB), RODATA|NOPTR, $32
 
 // func q4_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -3593,7 +3593,7 @@ TEXT ·q4_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -3635,7 +3635,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X3
+	VMOVQ        R10, X3
 	VPINSRQ      $0x01, R11, X3, X3
 	VPMOVZXBW    X3, Y3
 	VEXTRACTI128 $0x01, Y3, X4
@@ -3789,7 +3789,7 @@ end:
 	RET
 
 // func q4_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -3801,7 +3801,7 @@ TEXT ·q4_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -3846,7 +3846,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X4
+	VMOVQ        R10, X4
 	VPINSRQ      $0x01, R11, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -4053,7 +4053,7 @@ end:
 	RET
 
 // func q4_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -4065,7 +4065,7 @@ TEXT ·q4_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4115,7 +4115,7 @@ blk:
 	ORQ          R13, R11
 	SHLQ         $0x20, R14
 	ORQ          R14, R12
-	MOVQ         R11, X5
+	VMOVQ        R11, X5
 	VPINSRQ      $0x01, R12, X5, X5
 	VPMOVZXBW    X5, Y5
 	VEXTRACTI128 $0x01, Y5, X6
@@ -4378,13 +4378,13 @@ end:
 	RET
 
 // func q5_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4422,7 +4422,7 @@ blk:
 	ORQ          R9, DI
 	SHLQ         $0x20, R10
 	ORQ          R10, R8
-	MOVQ         DI, X4
+	VMOVQ        DI, X4
 	VPINSRQ      $0x01, R8, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -4541,7 +4541,7 @@ end:
 	RET
 
 // func q5_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -4553,7 +4553,7 @@ TEXT ·q5_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4595,7 +4595,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X3
+	VMOVQ        R10, X3
 	VPINSRQ      $0x01, R11, X3, X3
 	VPMOVZXBW    X3, Y3
 	VEXTRACTI128 $0x01, Y3, X4
@@ -4773,7 +4773,7 @@ end:
 	RET
 
 // func q5_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -4785,7 +4785,7 @@ TEXT ·q5_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4830,7 +4830,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X4
+	VMOVQ        R10, X4
 	VPINSRQ      $0x01, R11, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -5061,7 +5061,7 @@ end:
 	RET
 
 // func q5_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -5073,7 +5073,7 @@ TEXT ·q5_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -5123,7 +5123,7 @@ blk:
 	ORQ          R13, R11
 	SHLQ         $0x20, R14
 	ORQ          R14, R12
-	MOVQ         R11, X5
+	VMOVQ        R11, X5
 	VPINSRQ      $0x01, R12, X5, X5
 	VPMOVZXBW    X5, Y5
 	VEXTRACTI128 $0x01, Y5, X6
@@ -5410,13 +5410,13 @@ end:
 	RET
 
 // func q6_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -5707,7 +5707,7 @@ DATA qGs3<>+31(SB)/1, $0x0f
 GLOBL qGs3<>(SB), RODATA|NOPTR, $32
 
 // func q6_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -5719,7 +5719,7 @@ TEXT ·q6_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -5890,7 +5890,7 @@ end:
 	RET
 
 // func q6_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -5902,7 +5902,7 @@ TEXT ·q6_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6118,7 +6118,7 @@ end:
 	RET
 
 // func q6_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -6130,7 +6130,7 @@ TEXT ·q6_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6396,13 +6396,13 @@ end:
 	RET
 
 // func q3_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6451,10 +6451,10 @@ blk:
 	ORL          R10, R8
 	SHLQ         $0x20, R8
 	ORQ          R8, DI
-	MOVQ         R11, X2
+	VMOVQ        R11, X2
 	VPINSRQ      $0x01, DI, X2, X2
 	MOVL         $0x20202020, DI
-	MOVD         DI, X3
+	VMOVD        DI, X3
 	VPBROADCASTD X3, X3
 	VPSUBB       X3, X2, X2
 	VPMOVSXBW    X2, Y2
@@ -6631,7 +6631,7 @@ DATA qX04<>+31(SB)/1, $0x04
 GLOBL qX04<>(SB), RODATA|NOPTR, $32
 
 // func q3_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -6643,7 +6643,7 @@ TEXT ·q3_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6696,10 +6696,10 @@ blk:
 	ORL          R13, R11
 	SHLQ         $0x20, R11
 	ORQ          R11, R10
-	MOVQ         R14, X2
+	VMOVQ        R14, X2
 	VPINSRQ      $0x01, R10, X2, X2
 	MOVL         $0x20202020, R10
-	MOVD         R10, X3
+	VMOVD        R10, X3
 	VPBROADCASTD X3, X3
 	VPSUBB       X3, X2, X2
 	VPMOVSXBW    X2, Y2
@@ -6854,7 +6854,7 @@ end:
 	RET
 
 // func q3_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -6866,7 +6866,7 @@ TEXT ·q3_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6922,10 +6922,10 @@ blk:
 	ORL          R13, R11
 	SHLQ         $0x20, R11
 	ORQ          R11, R10
-	MOVQ         R14, X3
+	VMOVQ        R14, X3
 	VPINSRQ      $0x01, R10, X3, X3
 	MOVL         $0x20202020, R10
-	MOVD         R10, X4
+	VMOVD        R10, X4
 	VPBROADCASTD X4, X4
 	VPSUBB       X4, X3, X3
 	VPMOVSXBW    X3, Y3
@@ -7122,7 +7122,7 @@ end:
 	RET
 
 // func q3_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7134,7 +7134,7 @@ TEXT ·q3_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7195,10 +7195,10 @@ blk:
 	ORL          R14, R12
 	SHLQ         $0x20, R12
 	ORQ          R12, R11
-	MOVQ         R15, X4
+	VMOVQ        R15, X4
 	VPINSRQ      $0x01, R11, X4, X4
 	MOVL         $0x20202020, R11
-	MOVD         R11, X5
+	VMOVD        R11, X5
 	VPBROADCASTD X5, X5
 	VPSUBB       X5, X4, X4
 	VPMOVSXBW    X4, Y4
@@ -7440,13 +7440,13 @@ end:
 	RET
 
 // func q2_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7557,7 +7557,7 @@ end:
 	RET
 
 // func q2_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7569,7 +7569,7 @@ TEXT ·q2_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7741,7 +7741,7 @@ end:
 	RET
 
 // func q2_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7753,7 +7753,7 @@ TEXT ·q2_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7979,7 +7979,7 @@ end:
 	RET
 
 // func q2_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7991,7 +7991,7 @@ TEXT ·q2_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -10427,7 +10427,7 @@ cols1_end:
 	RET
 
 // func quantQ8_0AVX2(dst *byte, x *float32, nb int)
-// Requires: AVX, AVX2, F16C, SSE2
+// Requires: AVX, AVX2, F16C
 TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-24
 	MOVQ    dst+0(FP), AX
 	MOVQ    x+8(FP), CX
@@ -10457,7 +10457,7 @@ loop:
 	VMAXPS       X6, X7, X7
 	VDIVSS       c127<>+0(SB), X7, X7
 	VCVTPS2PH    $0x00, X7, X6
-	MOVD         X6, BX
+	VMOVD        X6, BX
 	MOVW         BX, (AX)
 	VBROADCASTSS X7, Y6
 	VMOVUPS      expOne<>+0(SB), Y7
