@@ -61,6 +61,22 @@ func useAVX2() {
 	setK(tensor.Q4_K, [4]asmK{q4_Kx1AVX2, q4_Kx2AVX2, q4_Kx3AVX2, q4_Kx4AVX2})
 	setK(tensor.Q5_K, [4]asmK{q5_Kx1AVX2, q5_Kx2AVX2, q5_Kx3AVX2, q5_Kx4AVX2})
 	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
+	setTile(tensor.Q8_0, q8_0x8TileAVX2)
+	setTile(tensor.Q4_0, q4_0x8TileAVX2)
+}
+
+// setTile makes k format dt's tile kernel: one computing each pair as the
+// AVX2 kernels of set32 do, bit for bit.
+func setTile(dt tensor.DType, k func(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)) {
+	f := formats[dt]
+	f.tile = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb int) {
+		checkTile(f, y, ystride, w, rows, xt, nb)
+		if rows == 0 || nb == 0 {
+			f.tileGen(y, ystride, w, rows, xt, nb)
+			return
+		}
+		k(&y[0], ystride, &w[0], rows, &xt[0], nb)
+	}
 }
 
 // useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
@@ -69,6 +85,7 @@ func useAVX2() {
 // internal/asmgen/dot512.go).
 func useAVX512() {
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
+	formats[tensor.Q8_0].tile = nil // the AVX2 tile kernel sums as the AVX2 kernels do, not these
 	floatDots = floatDotsAVX512
 	microKernel = microKernelAVX512
 }

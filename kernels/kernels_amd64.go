@@ -459,6 +459,20 @@ func attnAccumF16AVX2(acc *float32, v *uint16, vstride int, p *float32, n int, d
 //go:noescape
 func quantQ8_0AVX2(dst *byte, x *float32, nb int)
 
+// q8_0x8TileAVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb q8_0 blocks at w) with activation row t of the tile at xt
+// (nb blocks of 320 bytes).
+//
+//go:noescape
+func q8_0x8TileAVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q4_0x8TileAVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb q4_0 blocks at w) with activation row t of the tile at xt
+// (nb blocks of 320 bytes).
+//
+//go:noescape
+func q4_0x8TileAVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
 // q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes; aux unused), with AVX-512 VNNI.

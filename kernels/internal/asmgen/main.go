@@ -41,6 +41,7 @@ func main() {
 		attnAccum(k)
 	}
 	quantQ8_0()
+	tileKernels()
 	quantKernels512()
 	floatKernels512()
 	gemmKernel512()
