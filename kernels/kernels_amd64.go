@@ -78,34 +78,6 @@ func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int
 //go:noescape
 func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
-// q4_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
 // q5_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
@@ -466,12 +438,31 @@ func quantQ8_0AVX2(dst *byte, x *float32, nb int)
 //go:noescape
 func q8_0x8TileAVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
 
-// q4_0x8TileAVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
-// of weight row r (nb q4_0 blocks at w) with activation row t of the tile at xt
-// (nb blocks of 320 bytes).
+// q4_0Rows8AVX2 computes y[r] for r < 8n: the dot product of weight row r
+// (nb Q4_0 blocks at w + r·ld bytes) with the activation row (nb Q8_0 blocks at x,
+// aux records at aux), summed block by block.
 //
 //go:noescape
-func q4_0x8TileAVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+func q4_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q4_0Row1AVX2 computes y[r] for r < n as q4_0Rows8AVX2 does, one row at a time.
+//
+//go:noescape
+func q4_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q4_0TileG1AVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb Q4_0 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.
+//
+//go:noescape
+func q4_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q4_0TileG2AVX2 computes y[t·ystride+r] for r < rows, t < 16: the dot product
+// of weight row r (nb Q4_0 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.
+//
+//go:noescape
+func q4_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
 
 // q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at

@@ -1009,367 +1009,6 @@ end:
 	VZEROUPPER
 	RET
 
-// func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4_0x1AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVL         $0x00010001, BX
-	VMOVD        BX, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, BX
-	VMOVD        BX, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), BX
-	MOVQ   aux+48(FP), SI
-	MOVQ   nb+64(FP), DI
-	VXORPS Y2, Y2, Y2
-
-blk2:
-	CMPQ         DI, $0x02
-	JL           blk
-	VMOVDQU      2(CX), X3
-	VPSRLW       $0x04, X3, X4
-	VINSERTI128  $0x01, X4, Y3, Y3
-	VPAND        Y1, Y3, Y3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   2(BX), Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       (SI), Y5, Y5
-	VBROADCASTSS 32(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	VMOVDQU      20(CX), X7
-	VPSRLW       $0x04, X7, X3
-	VINSERTI128  $0x01, X3, Y7, Y7
-	VPAND        Y1, Y7, Y7
-	VPBROADCASTW 18(CX), X4
-	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   36(BX), Y7, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       36(SI), Y5, Y5
-	VBROADCASTSS 68(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	ADDQ         $0x24, CX
-	ADDQ         $0x44, BX
-	ADDQ         $0x48, SI
-	SUBQ         $0x02, DI
-	JMP          blk2
-
-blk:
-	TESTQ        DI, DI
-	JE           fin
-	VMOVDQU      2(CX), X8
-	VPSRLW       $0x04, X8, X3
-	VINSERTI128  $0x01, X3, Y8, Y8
-	VPAND        Y1, Y8, Y8
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   2(BX), Y8, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       (SI), Y5, Y5
-	VBROADCASTSS 32(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, BX
-	ADDQ         $0x24, SI
-	SUBQ         $0x01, DI
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4_0x2AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVQ         auxstride+56(FP), DI
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), R8
-	MOVQ   aux+48(FP), R9
-	MOVQ   nb+64(FP), R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-blk:
-	TESTQ        R10, R10
-	JE           fin
-	VMOVDQU      2(CX), X4
-	VPSRLW       $0x04, X4, X5
-	VINSERTI128  $0x01, X5, Y4, Y4
-	VPAND        Y1, Y4, Y4
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   2(R8), Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (R9), Y6, Y6
-	VBROADCASTSS 32(R9), Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	VPMADDUBSW   2(R8)(SI*1), Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (R9)(DI*1), Y6, Y6
-	VBROADCASTSS 32(R9)(DI*1), Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y3
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, R8
-	ADDQ         $0x24, R9
-	SUBQ         $0x01, R10
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X4
-	VADDPS       X4, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTF128 $0x01, Y3, X2
-	VADDPS       X2, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*1)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4_0x3AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVQ         auxstride+56(FP), DI
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), R8
-	MOVQ   aux+48(FP), R9
-	MOVQ   nb+64(FP), R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-blk:
-	TESTQ        R10, R10
-	JE           fin
-	VMOVDQU      2(CX), X5
-	VPSRLW       $0x04, X5, X6
-	VINSERTI128  $0x01, X6, Y5, Y5
-	VPAND        Y1, Y5, Y5
-	VPBROADCASTW (CX), X6
-	VCVTPH2PS    X6, Y6
-	VPMADDUBSW   2(R8), Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPSUBD       (R9), Y7, Y7
-	VBROADCASTSS 32(R9), Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VPMADDUBSW   2(R8)(SI*1), Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPSUBD       (R9)(DI*1), Y7, Y7
-	VBROADCASTSS 32(R9)(DI*1), Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y3
-	VPMADDUBSW   2(R8)(SI*2), Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPSUBD       (R9)(DI*2), Y7, Y7
-	VBROADCASTSS 32(R9)(DI*2), Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y4
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, R8
-	ADDQ         $0x24, R9
-	SUBQ         $0x01, R10
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X5
-	VADDPS       X5, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTF128 $0x01, Y3, X2
-	VADDPS       X2, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y4, X2
-	VADDPS       X2, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	VMOVSS       X4, (AX)(BX*2)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4_0x4AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVQ         auxstride+56(FP), DI
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), R8
-	LEAQ   (R8)(SI*2), R11
-	ADDQ   SI, R11
-	MOVQ   aux+48(FP), R9
-	LEAQ   (R9)(DI*2), R12
-	ADDQ   DI, R12
-	MOVQ   nb+64(FP), R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-
-blk:
-	TESTQ        R10, R10
-	JE           fin
-	VMOVDQU      2(CX), X6
-	VPSRLW       $0x04, X6, X7
-	VINSERTI128  $0x01, X7, Y6, Y6
-	VPAND        Y1, Y6, Y6
-	VPBROADCASTW (CX), X7
-	VCVTPH2PS    X7, Y7
-	VPMADDUBSW   2(R8), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R9), Y8, Y8
-	VBROADCASTSS 32(R9), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VPMADDUBSW   2(R8)(SI*1), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R9)(DI*1), Y8, Y8
-	VBROADCASTSS 32(R9)(DI*1), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VPMADDUBSW   2(R8)(SI*2), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R9)(DI*2), Y8, Y8
-	VBROADCASTSS 32(R9)(DI*2), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y4
-	VPMADDUBSW   2(R11), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R12), Y8, Y8
-	VBROADCASTSS 32(R12), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y5
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, R8
-	ADDQ         $0x22, R11
-	ADDQ         $0x24, R9
-	ADDQ         $0x24, R12
-	SUBQ         $0x01, R10
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X6
-	VADDPS       X6, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTF128 $0x01, Y3, X2
-	VADDPS       X2, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y4, X2
-	VADDPS       X2, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	VMOVSS       X4, (AX)(BX*2)
-	VEXTRACTF128 $0x01, Y5, X2
-	VADDPS       X2, X5, X5
-	VHADDPS      X5, X5, X5
-	VHADDPS      X5, X5, X5
-	LEAQ         (AX)(BX*2), R8
-	ADDQ         BX, R8
-	VMOVSS       X5, (R8)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
 // func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x1AVX2(SB), NOSPLIT, $0-72
@@ -10642,9 +10281,188 @@ end:
 	VZEROUPPER
 	RET
 
-// func q4_0x8TileAVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// func q4_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4_0x8TileAVX2(SB), NOSPLIT, $0-48
+TEXT ·q4_0Rows8AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	LEAQ         (DX)(DX*2), SI
+	MOVL         $0x00010001, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   x+32(FP), R9
+	MOVQ   aux+40(FP), R10
+	MOVQ   nb+48(FP), R11
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        R11, R11
+	JE           fin
+	VMOVDQU      2(DI), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y3
+	VPAND        Y1, Y3, Y3
+	VPMADDUBSW   2(R9), Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VMOVDQU      2(DI)(DX*1), X4
+	VPSRLW       $0x04, X4, X6
+	VINSERTI128  $0x01, X6, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPMADDUBSW   2(R9), Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VMOVDQU      2(DI)(DX*2), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPMADDUBSW   2(R9), Y6, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      2(DI)(SI*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   2(R9), Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VMOVDQU      2(R8), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y1, Y8, Y8
+	VPMADDUBSW   2(R9), Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VMOVDQU      2(R8)(DX*1), X9
+	VPSRLW       $0x04, X9, X10
+	VINSERTI128  $0x01, X10, Y9, Y9
+	VPAND        Y1, Y9, Y9
+	VPMADDUBSW   2(R9), Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VMOVDQU      2(R8)(DX*2), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VPAND        Y1, Y10, Y10
+	VPMADDUBSW   2(R9), Y10, Y10
+	VPMADDWD     Y0, Y10, Y10
+	VMOVDQU      2(R8)(SI*1), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y11
+	VPAND        Y1, Y11, Y11
+	VPMADDUBSW   2(R9), Y11, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VPHADDD      Y4, Y3, Y12
+	VPHADDD      Y7, Y6, Y13
+	VPHADDD      Y9, Y8, Y14
+	VPHADDD      Y11, Y10, Y15
+	VPHADDD      Y13, Y12, Y12
+	VPHADDD      Y15, Y14, Y13
+	VPERM2I128   $0x20, Y13, Y12, Y14
+	VPERM2I128   $0x31, Y13, Y12, Y12
+	VPADDD       Y12, Y14, Y14
+	VPBROADCASTD (R10), Y12
+	VPSUBD       Y12, Y14, Y14
+	VPINSRW      $0x00, (DI), X5, X5
+	VPINSRW      $0x01, (DI)(DX*1), X5, X5
+	VPINSRW      $0x02, (DI)(DX*2), X5, X5
+	VPINSRW      $0x03, (DI)(SI*1), X5, X5
+	VPINSRW      $0x04, (R8), X5, X5
+	VPINSRW      $0x05, (R8)(DX*1), X5, X5
+	VPINSRW      $0x06, (R8)(DX*2), X5, X5
+	VPINSRW      $0x07, (R8)(SI*1), X5, X5
+	VCVTPH2PS    X5, Y12
+	VBROADCASTSS 32(R10), Y13
+	VMULPS       Y13, Y12, Y12
+	VCVTDQ2PS    Y14, Y14
+	VFMADD231PS  Y14, Y12, Y2
+	ADDQ         $0x12, DI
+	ADDQ         $0x12, R8
+	ADDQ         $0x22, R9
+	ADDQ         $0x24, R10
+	DECQ         R11
+	JMP          blk
+
+fin:
+	VMOVUPS Y2, (AX)
+	ADDQ    $0x20, AX
+	LEAQ    (CX)(DX*8), CX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0Row1AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   aux+40(FP), R8
+	MOVQ   nb+48(FP), R9
+	VXORPS X2, X2, X2
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VMOVDQU      2(SI), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y3
+	VPAND        Y1, Y3, Y3
+	VPMADDUBSW   2(DI), Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VPSUBD       (R8), Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPADDD       X4, X3, X4
+	VPSHUFD      $0x4e, X4, X3
+	VPADDD       X3, X4, X4
+	VPSHUFD      $0xb1, X4, X3
+	VPADDD       X3, X4, X4
+	VCVTDQ2PS    X4, X4
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, X3
+	VMULSS       32(R8), X3, X3
+	VFMADD231SS  X4, X3, X2
+	ADDQ         $0x12, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x24, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVSS X2, (AX)
+	ADDQ   $0x04, AX
+	ADDQ   DX, CX
+	DECQ   BX
+	JMP    row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0TileG1AVX2(SB), NOSPLIT, $0-48
 	MOVQ         y+0(FP), AX
 	MOVQ         ystride+8(FP), CX
 	SHLQ         $0x02, CX
@@ -10656,6 +10474,8 @@ TEXT ·q4_0x8TileAVX2(SB), NOSPLIT, $0-48
 	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X1
 	VPBROADCASTD X1, Y1
+	MOVQ         nb+40(FP), SI
+	IMUL3Q       $0x00000140, SI, SI
 
 row:
 	TESTQ  BX, BX
@@ -10663,86 +10483,58 @@ row:
 	MOVQ   xt+32(FP), SI
 	MOVQ   nb+40(FP), DI
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
 
 blk:
 	TESTQ        DI, DI
 	JE           fin
-	VPBROADCASTW (DX), X10
-	VCVTPH2PS    X10, Y10
-	VMULPS       256(SI), Y10, Y10
-	VPBROADCASTD 2(DX), Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   (SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VPSUBD       288(SI), Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y2
-	VPBROADCASTD 2(DX), Y11
-	VPSRLW       $0x04, Y11, Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   128(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y6
-	VPBROADCASTD 6(DX), Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   32(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y3
-	VPBROADCASTD 6(DX), Y11
-	VPSRLW       $0x04, Y11, Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   160(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y7
-	VPBROADCASTD 10(DX), Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   64(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y4
-	VPBROADCASTD 10(DX), Y11
-	VPSRLW       $0x04, Y11, Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   192(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y8
-	VPBROADCASTD 14(DX), Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   96(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y5
-	VPBROADCASTD 14(DX), Y11
-	VPSRLW       $0x04, Y11, Y11
-	VPAND        Y1, Y11, Y11
-	VPMADDUBSW   224(SI), Y11, Y11
-	VPMADDWD     Y11, Y0, Y11
-	VCVTDQ2PS    Y11, Y11
-	VFMADD231PS  Y11, Y10, Y9
+	VPBROADCASTW (DX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTD 2(DX), Y4
+	VPAND        Y1, Y4, Y4
+	VPMADDUBSW   (SI), Y4, Y4
+	VPBROADCASTD 2(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   128(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 6(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   32(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 6(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   160(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 10(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   64(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 10(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   192(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 14(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   96(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 14(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   224(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VMULPS       256(SI), Y3, Y3
+	VPMADDWD     Y0, Y4, Y4
+	VPSUBD       288(SI), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
 	ADDQ         $0x12, DX
 	ADDQ         $0x00000140, SI
 	DECQ         DI
 	JMP          blk
 
 fin:
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y7, Y3, Y3
-	VADDPS       Y8, Y4, Y4
-	VADDPS       Y9, Y5, Y5
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y5, Y4, Y4
-	VADDPS       Y4, Y2, Y2
 	MOVQ         AX, SI
 	VEXTRACTF128 $0x01, Y2, X3
 	VMOVSS       X2, (SI)
@@ -10760,6 +10552,144 @@ fin:
 	VEXTRACTPS   $0x02, X3, (SI)
 	ADDQ         CX, SI
 	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0TileG2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	MOVQ         nb+40(FP), R8
+	IMUL3Q       $0x00000140, R8, R8
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X4
+	VCVTPH2PS    X4, Y4
+	VPBROADCASTD 2(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   (SI), Y5, Y6
+	VPMADDUBSW   (SI)(R8*1), Y5, Y5
+	VPBROADCASTD 2(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   128(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   128(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 6(DX), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   32(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   32(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 6(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   160(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   160(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 10(DX), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   64(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   64(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 10(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   192(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   192(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 14(DX), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   96(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   96(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 14(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   224(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   224(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VMULPS       256(SI), Y4, Y7
+	VPMADDWD     Y0, Y6, Y6
+	VPSUBD       288(SI), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y7, Y2
+	VMULPS       256(SI)(R8*1), Y4, Y4
+	VPMADDWD     Y0, Y5, Y5
+	VPSUBD       288(SI)(R8*1), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ         $0x12, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y2, X4
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTF128 $0x01, Y3, X2
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
 	ADDQ         $0x04, AX
 	DECQ         BX
 	JMP          row

@@ -213,8 +213,8 @@ func matMulQuant(f *qformat, y []float32, w []byte, rows, cols int, x []float32,
 	ParallelFor(rows, max(quantRowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
 		for r0 := lo; r0 < hi; r0 += quantRowBlock {
 			r1 := min(hi, r0+quantRowBlock)
-			for g := range ntile {
-				f.tile(y[g*tileRows*rows+r0:], rows, w[r0*wrow:r1*wrow], r1-r0, tiles[g*nb*tileBlock:], nb)
+			if ntile > 0 {
+				f.tile(y[r0:], rows, w[r0*wrow:r1*wrow], r1-r0, tiles, nb, ntile)
 			}
 			for t := ntile * tileRows; t < nt; t += 4 {
 				n := min(4, nt-t)

@@ -30,9 +30,10 @@ const (
 	tileBlock = 320
 )
 
-// tileKernel computes y[t·ystride+r] = W[r]·X[t] for r < rows, t < 8, from
-// rows weight rows at w (nb blocks each) and a tile of nb blocks at xt.
-type tileKernel func(y []float32, ystride int, w []byte, rows int, xt []byte, nb int)
+// tileKernel computes y[t·ystride+r] = W[r]·X[t] for r < rows, t < 8·ng,
+// from rows weight rows at w (nb blocks each) and ng tiles of nb blocks at
+// xt, one after the other.
+type tileKernel func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int)
 
 // packTile writes the tile of the eight activation rows of a (rows t0 …
 // t0+7, nb blocks of Q8_0 each, with their aux records for actAux) into dst.
@@ -67,7 +68,15 @@ func packTile(dst []byte, a actBuf, t0, nb int, act int) {
 // level is the unsigned nibble, its offset coming out through the tile's
 // k·Σq.
 func tileGeneric(wbytes int, level func(wb []byte, i int) int32) tileKernel {
-	return func(y []float32, ystride int, w []byte, rows int, xt []byte, nb int) {
+	return func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
+		for g := range ng {
+			tileGeneric1(y[g*tileRows*ystride:], ystride, w, rows, xt[g*nb*tileBlock:], nb, wbytes, level)
+		}
+	}
+}
+
+func tileGeneric1(y []float32, ystride int, w []byte, rows int, xt []byte, nb, wbytes int, level func(wb []byte, i int) int32) {
+	{
 		wrow := nb * wbytes
 		for r := range rows {
 			wr := w[r*wrow : (r+1)*wrow]
@@ -93,8 +102,8 @@ func q8Level(wb []byte, i int) int32 { return int32(int8(wb[2+i])) }
 
 // checkTile panics unless the slices passed to a tile kernel are long
 // enough; the assembly kernels read and write through raw pointers.
-func checkTile(f *qformat, y []float32, ystride int, w []byte, rows int, xt []byte, nb int) {
-	if rows < 0 || len(y) < (tileRows-1)*ystride+rows || len(w) < rows*nb*f.wbytes || len(xt) < nb*tileBlock {
+func checkTile(f *qformat, y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
+	if rows < 0 || ng < 1 || len(y) < (ng*tileRows-1)*ystride+rows || len(w) < rows*nb*f.wbytes || len(xt) < ng*nb*tileBlock {
 		panic("kernels: tile kernel called with short slices")
 	}
 }

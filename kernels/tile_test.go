@@ -26,24 +26,27 @@ func tileKernels(t *testing.T) {
 			t.Fatalf("%s: no pure-Go tile kernel", dt)
 		}
 		for _, nb := range []int{1, 3, 16, 70} {
-			rows, cols := 7, nb*qk
+			rows, cols := 19, nb*qk // two groups of eight rows and three more
 			w, deq := quantWeights(t, dt, randVec(r, rows*cols), rows, cols)
-			xs := randVec(r, tileRows*cols)
+			const ng = 2
+			xs := randVec(r, ng*tileRows*cols)
 			for i := range xs[:cols] { // an all-zero block in row 0, a large one in row 5
 				xs[i] = 0
 			}
 			for i := 5*cols + 32; i < 5*cols+64 && i < len(xs); i++ {
 				xs[i] *= 1e4
 			}
-			a, release := quantizeActs(f, xs, cols, tileRows)
-			tile := make([]byte, nb*tileBlock)
-			packTile(tile, a, 0, nb, f.act)
-			want, scale := refMatMul(t, dt, deq, rows, cols, xs, tileRows)
+			a, release := quantizeActs(f, xs, cols, ng*tileRows)
+			tile := make([]byte, ng*nb*tileBlock)
+			for g := range ng {
+				packTile(tile[g*nb*tileBlock:], a, g*tileRows, nb, f.act)
+			}
+			want, scale := refMatMul(t, dt, deq, rows, cols, xs, ng*tileRows)
 			ystride := rows + 2
-			yg := make([]float32, tileRows*ystride)
-			f.tileGen(yg, ystride, w, rows, tile, nb)
+			yg := make([]float32, ng*tileRows*ystride)
+			f.tileGen(yg, ystride, w, rows, tile, nb, ng)
 			one := make([]float32, rows)
-			for tr := range tileRows {
+			for tr := range ng * tileRows {
 				f.gen(one, 0, w, rows, a.xq[tr*a.xrow:], 0, auxRow(a, tr), 0, nb, 1)
 				for i := range rows {
 					got := yg[tr*ystride+i]
@@ -57,18 +60,20 @@ func tileKernels(t *testing.T) {
 				}
 			}
 			if f.tile != nil {
-				y := make([]float32, tileRows*ystride)
-				f.tile(y, ystride, w, rows, tile, nb)
-				for tr := range tileRows {
-					f.kern(one, 0, w, rows, a.xq[tr*a.xrow:], 0, auxRow(a, tr), 0, nb, 1)
-					for i := range rows {
-						got := y[tr*ystride+i]
-						if math.Float32bits(got) != math.Float32bits(one[i]) {
-							t.Errorf("%s nb=%d: tile y[%d][%d] = %g, one-row kernel %g", dt, nb, tr, i, got, one[i])
-						}
-						k := tr*rows + i
-						if d := math.Abs(float64(got - yg[tr*ystride+i])); d > 1e-5*scale[k] {
-							t.Errorf("%s nb=%d: tile y[%d][%d] = %g, pure Go %g", dt, nb, tr, i, got, yg[tr*ystride+i])
+				for _, n := range []int{1, ng} { // one tile, and two at once
+					y := make([]float32, n*tileRows*ystride)
+					f.tile(y, ystride, w, rows, tile, nb, n)
+					for tr := range n * tileRows {
+						f.kern(one, 0, w, rows, a.xq[tr*a.xrow:], 0, auxRow(a, tr), 0, nb, 1)
+						for i := range rows {
+							got := y[tr*ystride+i]
+							if math.Float32bits(got) != math.Float32bits(one[i]) {
+								t.Errorf("%s nb=%d: tile y[%d][%d] = %g, one-row kernel %g", dt, nb, tr, i, got, one[i])
+							}
+							k := tr*rows + i
+							if d := math.Abs(float64(got - yg[tr*ystride+i])); d > 1e-5*scale[k] {
+								t.Errorf("%s nb=%d: tile y[%d][%d] = %g, pure Go %g", dt, nb, tr, i, got, yg[tr*ystride+i])
+							}
 						}
 					}
 				}

@@ -124,15 +124,13 @@ func half2f32(m Mem) VecVirtual {
 	return v
 }
 
+// (Q4_0 has kernels of its own that sum block by block: q4rows.go.)
 var formats32 = []fmt32{
 	{name: "q8_0", wbytes: 34, signed: true, decode: func(c consts32, w Mem) dec32 {
 		q, aq := YMM(), YMM()
 		VMOVDQU(off(w, 2), q)
 		VPSIGNB(q, q, aq)
 		return dec32{q: q, aq: aq, dw: half2f32(w)}
-	}},
-	{name: "q4_0", wbytes: 18, abytes: 36, decode: func(c consts32, w Mem) dec32 {
-		return dec32{q: unpackQ4(off(w, 2), c.low), dw: half2f32(w)}
 	}},
 	{name: "q5_0", wbytes: 22, abytes: 36, decode: func(c consts32, w Mem) dec32 {
 		q := unpackQ4(off(w, 6), c.low)

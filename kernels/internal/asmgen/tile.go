@@ -31,7 +31,7 @@ const sigTile = "func(y *float32, ystride int, w *byte, rows int, xt *byte, nb i
 
 func tileKernels() {
 	tileKernel("q8_0", 34, true)
-	tileKernel("q4_0", 18, false)
+	q4Kernels()
 }
 
 func tileKernel(name string, wbytes int, signed bool) {
