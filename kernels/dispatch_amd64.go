@@ -50,7 +50,6 @@ func useAVX2() {
 	accumVF16Impl = accumVF16Asm
 	quantQ8_0Impl = quantQ8_0Asm
 	quantQ8_KImpl = quantQ8_KAsm
-	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX2, q8_0x2AVX2, q8_0x3AVX2, q8_0x4AVX2})
 	set32(tensor.Q5_0, [4]asm32{q5_0x1AVX2, q5_0x2AVX2, q5_0x3AVX2, q5_0x4AVX2})
 	set32(tensor.Q4_1, [4]asm32{q4_1x1AVX2, q4_1x2AVX2, q4_1x3AVX2, q4_1x4AVX2})
 	set32(tensor.Q5_1, [4]asm32{q5_1x1AVX2, q5_1x2AVX2, q5_1x3AVX2, q5_1x4AVX2})
@@ -60,46 +59,39 @@ func useAVX2() {
 	setK(tensor.Q4_K, [4]asmK{q4_Kx1AVX2, q4_Kx2AVX2, q4_Kx3AVX2, q4_Kx4AVX2})
 	setK(tensor.Q5_K, [4]asmK{q5_Kx1AVX2, q5_Kx2AVX2, q5_Kx3AVX2, q5_Kx4AVX2})
 	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
-	setTile(tensor.Q8_0, q8_0x8TileAVX2)
-	setQ4_0()
+	setBlockwise(tensor.Q4_0, q4_0Rows8AVX2, q4_0Row1AVX2, q4_0TileG1AVX2, q4_0TileG2AVX2)
+	setBlockwise(tensor.Q8_0, q8_0Rows8AVX2, q8_0Row1AVX2, q8_0TileG1AVX2, q8_0TileG2AVX2)
 }
 
-// setTile makes k format dt's tile kernel, one tile at a time: k computes
-// each pair as the AVX2 kernels of set32 do, bit for bit.
-func setTile(dt tensor.DType, k func(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)) {
+type (
+	asmRows8 func(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+	asmTileK func(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+)
+
+// setBlockwise installs format dt's kernels that sum block by block
+// (internal/asmgen/q4rows.go, Q4_0 and Q8_0): rows8 eight weight rows at a
+// time for each activation row and row1 the rows left over; tile1 and
+// tile2 one and two activation tiles at a time for prompts.
+func setBlockwise(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
 	f := formats[dt]
-	f.tile = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
-		checkTile(f, y, ystride, w, rows, xt, nb, ng)
-		if rows == 0 || nb == 0 {
-			f.tileGen(y, ystride, w, rows, xt, nb, ng)
-			return
-		}
-		for g := range ng {
-			k(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
-		}
-	}
-}
-
-// setQ4_0 installs the Q4_0 kernels that sum block by block
-// (internal/asmgen/q4rows.go): eight weight rows at a time for each
-// activation row, and two activation tiles at a time for prompts.
-func setQ4_0() {
-	f := formats[tensor.Q4_0]
 	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
 		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
 		if rows == 0 || nb == 0 {
 			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
 			return
 		}
-		wrow := nb * q4Bytes
+		wrow := nb * f.wbytes
 		r8 := rows &^ 7
 		for t := range nt {
-			xp, ap := &x[t*xstride], &aux[t*auxstride]
+			xp, ap := &x[t*xstride], &x[0] // ap: unused without aux records
+			if len(aux) > 0 {
+				ap = &aux[t*auxstride]
+			}
 			if r8 > 0 {
-				q4_0Rows8AVX2(&y[t*ystride], &w[0], wrow, r8/8, xp, ap, nb)
+				rows8(&y[t*ystride], &w[0], wrow, r8/8, xp, ap, nb)
 			}
 			if r8 < rows {
-				q4_0Row1AVX2(&y[t*ystride+r8], &w[r8*wrow], wrow, rows-r8, xp, ap, nb)
+				row1(&y[t*ystride+r8], &w[r8*wrow], wrow, rows-r8, xp, ap, nb)
 			}
 		}
 	}
@@ -111,10 +103,10 @@ func setQ4_0() {
 		}
 		g := 0
 		for ; g+2 <= ng; g += 2 {
-			q4_0TileG2AVX2(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
+			tile2(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
 		}
 		if g < ng {
-			q4_0TileG1AVX2(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
+			tile1(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
 		}
 	}
 }

@@ -663,352 +663,6 @@ done:
 	VZEROUPPER
 	RET
 
-// func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8_0x1AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVL         $0x00010001, BX
-	VMOVD        BX, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), BX
-	MOVQ   nb+64(FP), SI
-	VXORPS Y1, Y1, Y1
-
-blk2:
-	CMPQ         SI, $0x02
-	JL           blk
-	VMOVDQU      2(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VMOVDQU      2(BX), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPBROADCASTW (BX), X2
-	VCVTPH2PS    X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
-	VMOVDQU      36(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VPBROADCASTW 34(CX), X4
-	VCVTPH2PS    X4, Y4
-	VMOVDQU      36(BX), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPBROADCASTW 34(BX), X2
-	VCVTPH2PS    X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
-	ADDQ         $0x44, CX
-	ADDQ         $0x44, BX
-	SUBQ         $0x02, SI
-	JMP          blk2
-
-blk:
-	TESTQ        SI, SI
-	JE           fin
-	VMOVDQU      2(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VMOVDQU      2(BX), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPBROADCASTW (BX), X2
-	VCVTPH2PS    X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, BX
-	SUBQ         $0x01, SI
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8_0x2AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVL         $0x00010001, DI
-	VMOVD        DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), DI
-	MOVQ   nb+64(FP), R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-
-blk:
-	TESTQ        R8, R8
-	JE           fin
-	VMOVDQU      2(CX), Y3
-	VPSIGNB      Y3, Y3, Y4
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VMOVDQU      2(DI), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPBROADCASTW (DI), X7
-	VCVTPH2PS    X7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y1
-	VMOVDQU      2(DI)(SI*1), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPBROADCASTW (DI)(SI*1), X3
-	VCVTPH2PS    X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y3, Y3
-	VFMADD231PS  Y6, Y3, Y2
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	SUBQ         $0x01, R8
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)(BX*1)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8_0x3AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVL         $0x00010001, DI
-	VMOVD        DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), DI
-	MOVQ   nb+64(FP), R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-blk:
-	TESTQ        R8, R8
-	JE           fin
-	VMOVDQU      2(CX), Y4
-	VPSIGNB      Y4, Y4, Y5
-	VPBROADCASTW (CX), X6
-	VCVTPH2PS    X6, Y6
-	VMOVDQU      2(DI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (DI), X8
-	VCVTPH2PS    X8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      2(DI)(SI*1), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (DI)(SI*1), X8
-	VCVTPH2PS    X8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      2(DI)(SI*2), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (DI)(SI*2), X4
-	VCVTPH2PS    X4, Y4
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y4, Y4
-	VFMADD231PS  Y7, Y4, Y3
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	SUBQ         $0x01, R8
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y3, X1
-	VADDPS       X1, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*2)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8_0x4AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVL         $0x00010001, DI
-	VMOVD        DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), DI
-	LEAQ   (DI)(SI*2), R9
-	ADDQ   SI, R9
-	MOVQ   nb+64(FP), R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-blk:
-	TESTQ        R8, R8
-	JE           fin
-	VMOVDQU      2(CX), Y5
-	VPSIGNB      Y5, Y5, Y6
-	VPBROADCASTW (CX), X7
-	VCVTPH2PS    X7, Y7
-	VMOVDQU      2(DI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (DI), X9
-	VCVTPH2PS    X9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y1
-	VMOVDQU      2(DI)(SI*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (DI)(SI*1), X9
-	VCVTPH2PS    X9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VMOVDQU      2(DI)(SI*2), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (DI)(SI*2), X9
-	VCVTPH2PS    X9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      2(R9), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (R9), X5
-	VCVTPH2PS    X5, Y5
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y5, Y5
-	VFMADD231PS  Y8, Y5, Y4
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	ADDQ         $0x22, R9
-	SUBQ         $0x01, R8
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X5
-	VADDPS       X5, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y3, X1
-	VADDPS       X1, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*2)
-	VEXTRACTF128 $0x01, Y4, X1
-	VADDPS       X1, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	LEAQ         (AX)(BX*2), DI
-	ADDQ         BX, DI
-	VMOVSS       X4, (DI)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
 // func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x1AVX2(SB), NOSPLIT, $0-72
@@ -10155,132 +9809,6 @@ DATA c127<>+24(SB)/4, $0x42fe0000
 DATA c127<>+28(SB)/4, $0x42fe0000
 GLOBL c127<>(SB), RODATA|NOPTR, $32
 
-// func q8_0x8TileAVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8_0x8TileAVX2(SB), NOSPLIT, $0-48
-	MOVQ         y+0(FP), AX
-	MOVQ         ystride+8(FP), CX
-	SHLQ         $0x02, CX
-	MOVQ         w+16(FP), DX
-	MOVQ         rows+24(FP), BX
-	MOVL         $0x00010001, SI
-	VMOVD        SI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  BX, BX
-	JE     end
-	MOVQ   xt+32(FP), SI
-	MOVQ   nb+40(FP), DI
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-
-blk:
-	TESTQ        DI, DI
-	JE           fin
-	VPBROADCASTW (DX), X9
-	VCVTPH2PS    X9, Y9
-	VMULPS       256(SI), Y9, Y9
-	VPBROADCASTD 2(DX), Y10
-	VPSIGNB      (SI), Y10, Y10
-	VPABSB       (SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y1
-	VPBROADCASTD 18(DX), Y10
-	VPSIGNB      128(SI), Y10, Y10
-	VPABSB       128(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y5
-	VPBROADCASTD 6(DX), Y10
-	VPSIGNB      32(SI), Y10, Y10
-	VPABSB       32(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y2
-	VPBROADCASTD 22(DX), Y10
-	VPSIGNB      160(SI), Y10, Y10
-	VPABSB       160(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y6
-	VPBROADCASTD 10(DX), Y10
-	VPSIGNB      64(SI), Y10, Y10
-	VPABSB       64(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y3
-	VPBROADCASTD 26(DX), Y10
-	VPSIGNB      192(SI), Y10, Y10
-	VPABSB       192(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y7
-	VPBROADCASTD 14(DX), Y10
-	VPSIGNB      96(SI), Y10, Y10
-	VPABSB       96(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y4
-	VPBROADCASTD 30(DX), Y10
-	VPSIGNB      224(SI), Y10, Y10
-	VPABSB       224(SI), Y11
-	VPMADDUBSW   Y10, Y11, Y10
-	VPMADDWD     Y10, Y0, Y10
-	VCVTDQ2PS    Y10, Y10
-	VFMADD231PS  Y10, Y9, Y8
-	ADDQ         $0x22, DX
-	ADDQ         $0x00000140, SI
-	DECQ         DI
-	JMP          blk
-
-fin:
-	VADDPS       Y5, Y1, Y1
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y7, Y3, Y3
-	VADDPS       Y8, Y4, Y4
-	VADDPS       Y2, Y1, Y1
-	VADDPS       Y4, Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	MOVQ         AX, SI
-	VEXTRACTF128 $0x01, Y1, X2
-	VMOVSS       X1, (SI)
-	ADDQ         CX, SI
-	VEXTRACTPS   $0x01, X1, (SI)
-	ADDQ         CX, SI
-	VEXTRACTPS   $0x02, X1, (SI)
-	ADDQ         CX, SI
-	VEXTRACTPS   $0x03, X1, (SI)
-	ADDQ         CX, SI
-	VMOVSS       X2, (SI)
-	ADDQ         CX, SI
-	VEXTRACTPS   $0x01, X2, (SI)
-	ADDQ         CX, SI
-	VEXTRACTPS   $0x02, X2, (SI)
-	ADDQ         CX, SI
-	VEXTRACTPS   $0x03, X2, (SI)
-	ADDQ         $0x04, AX
-	DECQ         BX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
 // func q4_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_0Rows8AVX2(SB), NOSPLIT, $0-56
@@ -10690,6 +10218,458 @@ fin:
 	VEXTRACTPS   $0x02, X2, (SI)
 	ADDQ         CX, SI
 	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0Rows8AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	LEAQ         (DX)(DX*2), SI
+	MOVL         $0x00010001, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   x+32(FP), R9
+	MOVQ   nb+48(FP), R10
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      2(R9), Y2
+	VMOVDQU      2(DI), Y3
+	VPABSB       Y3, Y4
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VMOVDQU      2(DI)(DX*1), Y3
+	VPABSB       Y3, Y6
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y6, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      2(DI)(DX*2), Y3
+	VPABSB       Y3, Y7
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VMOVDQU      2(DI)(SI*1), Y3
+	VPABSB       Y3, Y8
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VMOVDQU      2(R8), Y3
+	VPABSB       Y3, Y9
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VMOVDQU      2(R8)(DX*1), Y3
+	VPABSB       Y3, Y10
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y10, Y10
+	VPMADDWD     Y0, Y10, Y10
+	VMOVDQU      2(R8)(DX*2), Y3
+	VPABSB       Y3, Y11
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y11, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VMOVDQU      2(R8)(SI*1), Y3
+	VPABSB       Y3, Y12
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y12, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VPHADDD      Y6, Y4, Y2
+	VPHADDD      Y8, Y7, Y3
+	VPHADDD      Y10, Y9, Y4
+	VPHADDD      Y12, Y11, Y6
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y6, Y4, Y3
+	VPERM2I128   $0x20, Y3, Y2, Y4
+	VPERM2I128   $0x31, Y3, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VPINSRW      $0x00, (DI), X5, X5
+	VPINSRW      $0x01, (DI)(DX*1), X5, X5
+	VPINSRW      $0x02, (DI)(DX*2), X5, X5
+	VPINSRW      $0x03, (DI)(SI*1), X5, X5
+	VPINSRW      $0x04, (R8), X5, X5
+	VPINSRW      $0x05, (R8)(DX*1), X5, X5
+	VPINSRW      $0x06, (R8)(DX*2), X5, X5
+	VPINSRW      $0x07, (R8)(SI*1), X5, X5
+	VCVTPH2PS    X5, Y2
+	VPBROADCASTW (R9), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       Y3, Y2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y2, Y1
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R8
+	ADDQ         $0x22, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	LEAQ    (CX)(DX*8), CX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0Row1AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+48(FP), R8
+	VXORPS X1, X1, X1
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(DI), Y2
+	VMOVDQU      2(SI), Y3
+	VPABSB       Y3, Y4
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X2
+	VPADDD       X2, X4, X2
+	VPSHUFD      $0x4e, X2, X3
+	VPADDD       X3, X2, X2
+	VPSHUFD      $0xb1, X2, X3
+	VPADDD       X3, X2, X2
+	VCVTDQ2PS    X2, X2
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW (DI), X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X4, X3, X3
+	VFMADD231SS  X2, X3, X1
+	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VMOVSS X1, (AX)
+	ADDQ   $0x04, AX
+	ADDQ   DX, CX
+	DECQ   BX
+	JMP    row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0TileG1AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVQ         nb+40(FP), SI
+	IMUL3Q       $0x00000140, SI, SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X2
+	VCVTPH2PS    X2, Y2
+	VPBROADCASTD 2(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPBROADCASTD 18(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      128(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 6(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 22(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      160(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 10(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 26(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      192(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 14(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 30(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      224(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMULPS       256(SI), Y2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y2, Y1
+	ADDQ         $0x22, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y1, X2
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0TileG2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVQ         nb+40(FP), R8
+	IMUL3Q       $0x00000140, R8, R8
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTD 2(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      (SI)(R8*1), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VPBROADCASTD 18(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      128(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 6(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      32(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 22(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      160(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 10(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      64(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 26(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      192(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 14(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      96(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 30(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      224(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      224(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMULPS       256(SI), Y3, Y4
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VMULPS       256(SI)(R8*1), Y3, Y3
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y3, Y2
+	ADDQ         $0x22, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y1, X3
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTF128 $0x01, Y2, X1
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
 	ADDQ         $0x04, AX
 	DECQ         BX
 	JMP          row

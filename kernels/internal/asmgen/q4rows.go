@@ -27,11 +27,42 @@ import (
 
 const sigQ4Rows = "func(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)"
 
+// bfmt is a weight format of the block-by-block kernels: Q4_0 (unsigned
+// nibbles against signed activations, the offset 8·Σq taken out through
+// the aux records) or Q8_0 (signed quants: |w| against x with w's sign;
+// no aux, dx read from the activation block).
+type bfmt struct {
+	name   string
+	wbytes int
+	q8     bool
+}
+
 func q4Kernels() {
-	q4Rows8()
-	q4Row1()
-	q4Tile(1)
-	q4Tile(2)
+	for _, f := range []bfmt{{"q4_0", 18, false}, {"q8_0", 34, true}} {
+		q4Rows8(f)
+		q4Row1(f)
+		q4Tile(f, 1)
+		q4Tile(f, 2)
+	}
+}
+
+// bProduct returns the eight int32 partial sums of the weight block at w
+// (quants from w+2) times the activation quants xq (a register holding
+// them for Q8_0, their address for Q4_0).
+func bProduct(f bfmt, w Mem, xq Op, ones, low VecVirtual) VecVirtual {
+	if f.q8 {
+		v, a := YMM(), YMM()
+		VMOVDQU(off(w, 2), v)
+		VPABSB(v, a)
+		VPSIGNB(v, xq, v)
+		VPMADDUBSW(v, a, a)
+		VPMADDWD(ones, a, a)
+		return a
+	}
+	q := q4Unpack(off(w, 2), low)
+	VPMADDUBSW(xq, q, q)
+	VPMADDWD(ones, q, q)
+	return q
 }
 
 // q4Unpack loads the sixteen quant bytes at m and returns the 32 levels,
@@ -40,10 +71,11 @@ func q4Unpack(m Mem, low VecVirtual) VecVirtual {
 	return unpackQ4(m, low)
 }
 
-func q4Rows8() {
-	text("q4_0Rows8AVX2", NOSPLIT, sigQ4Rows)
-	Doc("q4_0Rows8AVX2 computes y[r] for r < 8n: the dot product of weight row r",
-		"(nb Q4_0 blocks at w + r·ld bytes) with the activation row (nb Q8_0 blocks at x,",
+func q4Rows8(f bfmt) {
+	name := f.name + "Rows8AVX2"
+	text(name, NOSPLIT, sigQ4Rows)
+	Doc(name+" computes y[r] for r < 8n: the dot product of weight row r",
+		fmt.Sprintf("(nb %s blocks at w + r·ld bytes) with the activation row (nb Q8_0 blocks at x,", f.name),
 		"aux records at aux), summed block by block.")
 	y := Load(Param("y"), GP64())
 	wg := Load(Param("w"), GP64())
@@ -52,7 +84,10 @@ func q4Rows8() {
 	ld3 := GP64()
 	LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
 	ones := onesWords()
-	low := nibbleMask()
+	var low VecVirtual
+	if !f.q8 {
+		low = nibbleMask()
+	}
 	wb, w4, xp, ap, n := GP64(), GP64(), GP64(), GP64(), GP64()
 	Label("group")
 	TESTQ(groups, groups)
@@ -60,7 +95,9 @@ func q4Rows8() {
 	MOVQ(wg, wb)
 	LEAQ(Mem{Base: wg, Index: ld, Scale: 4}, w4)
 	Load(Param("x"), xp)
-	Load(Param("aux"), ap)
+	if !f.q8 {
+		Load(Param("aux"), ap)
+	}
 	Load(Param("nb"), n)
 	acc := YMM()
 	VXORPS(acc, acc, acc)
@@ -82,28 +119,33 @@ func q4Rows8() {
 	Label("blk")
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
+	var xq Op = Mem{Base: xp, Disp: 2}
+	if f.q8 {
+		xr := YMM()
+		VMOVDQU(xq, xr)
+		xq = xr
+	}
 	p := make([]VecVirtual, 8)
 	for r := range p {
-		q := q4Unpack(rowMem(r, 2), low)
-		VPMADDUBSW(Mem{Base: xp, Disp: 2}, q, q)
-		VPMADDWD(ones, q, q)
-		p[r] = q
+		p[r] = bProduct(f, rowMem(r, 0), xq, ones, low)
 	}
 	// the eight rows' sums into the lanes of one vector
 	a := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
 	for i := range a {
 		VPHADDD(p[2*i+1], p[2*i], a[i])
 	}
-	e, f := YMM(), YMM()
+	e, h := YMM(), YMM()
 	VPHADDD(a[1], a[0], e)
-	VPHADDD(a[3], a[2], f)
+	VPHADDD(a[3], a[2], h)
 	lo, hi := YMM(), YMM()
-	VPERM2I128(U8(0x20), f, e, lo)
-	VPERM2I128(U8(0x31), f, e, hi)
+	VPERM2I128(U8(0x20), h, e, lo)
+	VPERM2I128(U8(0x31), h, e, hi)
 	VPADDD(hi, lo, lo)
-	c := YMM()
-	VPBROADCASTD(Mem{Base: ap}, c)
-	VPSUBD(c, lo, lo)
+	if !f.q8 {
+		c := YMM()
+		VPBROADCASTD(Mem{Base: ap}, c)
+		VPSUBD(c, lo, lo)
+	}
 	// the eight rows' dw, times dx
 	d := XMM()
 	for r := 0; r < 8; r++ {
@@ -112,14 +154,21 @@ func q4Rows8() {
 	dv := YMM()
 	VCVTPH2PS(d, dv)
 	dx := YMM()
-	VBROADCASTSS(Mem{Base: ap, Disp: 32}, dx)
+	if f.q8 {
+		VPBROADCASTW(Mem{Base: xp}, dx.AsX())
+		VCVTPH2PS(dx.AsX(), dx)
+	} else {
+		VBROADCASTSS(Mem{Base: ap, Disp: 32}, dx)
+	}
 	VMULPS(dx, dv, dv)
 	VCVTDQ2PS(lo, lo)
 	VFMADD231PS(lo, dv, acc)
-	ADDQ(U8(18), wb)
-	ADDQ(U8(18), w4)
+	ADDQ(U8(f.wbytes), wb)
+	ADDQ(U8(f.wbytes), w4)
 	ADDQ(U8(34), xp)
-	ADDQ(U8(36), ap)
+	if !f.q8 {
+		ADDQ(U8(36), ap)
+	}
 	DECQ(n)
 	JMP(LabelRef("blk"))
 	Label("fin")
@@ -133,32 +182,44 @@ func q4Rows8() {
 	RET()
 }
 
-func q4Row1() {
-	text("q4_0Row1AVX2", NOSPLIT, sigQ4Rows)
-	Doc("q4_0Row1AVX2 computes y[r] for r < n as q4_0Rows8AVX2 does, one row at a time.")
+func q4Row1(f bfmt) {
+	name := f.name + "Row1AVX2"
+	text(name, NOSPLIT, sigQ4Rows)
+	Doc(name + " computes y[r] for r < n as " + f.name + "Rows8AVX2 does, one row at a time.")
 	y := Load(Param("y"), GP64())
 	wr := Load(Param("w"), GP64())
 	ld := Load(Param("ld"), GP64())
 	rows := Load(Param("n"), GP64())
 	ones := onesWords()
-	low := nibbleMask()
+	var low VecVirtual
+	if !f.q8 {
+		low = nibbleMask()
+	}
 	wb, xp, ap, n := GP64(), GP64(), GP64(), GP64()
 	Label("row")
 	TESTQ(rows, rows)
 	JE(LabelRef("end"))
 	MOVQ(wr, wb)
 	Load(Param("x"), xp)
-	Load(Param("aux"), ap)
+	if !f.q8 {
+		Load(Param("aux"), ap)
+	}
 	Load(Param("nb"), n)
 	acc := XMM()
 	VXORPS(acc, acc, acc)
 	Label("blk")
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
-	q := q4Unpack(Mem{Base: wb, Disp: 2}, low)
-	VPMADDUBSW(Mem{Base: xp, Disp: 2}, q, q)
-	VPMADDWD(ones, q, q)
-	VPSUBD(Mem{Base: ap}, q, q) // k·Σq in lane 0, zero in the others
+	var xq Op = Mem{Base: xp, Disp: 2}
+	if f.q8 {
+		xr := YMM()
+		VMOVDQU(xq, xr)
+		xq = xr
+	}
+	q := bProduct(f, Mem{Base: wb}, xq, ones, low)
+	if !f.q8 {
+		VPSUBD(Mem{Base: ap}, q, q) // k·Σq in lane 0, zero in the others
+	}
 	h := XMM()
 	VEXTRACTI128(U8(1), q, h)
 	VPADDD(h, q.AsX(), h)
@@ -171,11 +232,20 @@ func q4Row1() {
 	d := XMM()
 	VPBROADCASTW(Mem{Base: wb}, d)
 	VCVTPH2PS(d, d)
-	VMULSS(Mem{Base: ap, Disp: 32}, d, d)
+	if f.q8 {
+		dx := XMM()
+		VPBROADCASTW(Mem{Base: xp}, dx)
+		VCVTPH2PS(dx, dx)
+		VMULSS(dx, d, d)
+	} else {
+		VMULSS(Mem{Base: ap, Disp: 32}, d, d)
+	}
 	VFMADD231SS(h, d, acc)
-	ADDQ(U8(18), wb)
+	ADDQ(U8(f.wbytes), wb)
 	ADDQ(U8(34), xp)
-	ADDQ(U8(36), ap)
+	if !f.q8 {
+		ADDQ(U8(36), ap)
+	}
 	DECQ(n)
 	JMP(LabelRef("blk"))
 	Label("fin")
@@ -192,19 +262,22 @@ func q4Row1() {
 // q4Tile: weight rows against g (1 or 2) activation tiles, the second
 // nb·320 bytes after the first; y of tile g's row t and weight row r at
 // y[(8g+t)·ystride + r].
-func q4Tile(g int) {
-	name := fmt.Sprintf("q4_0TileG%dAVX2", g)
+func q4Tile(f bfmt, g int) {
+	name := fmt.Sprintf("%sTileG%dAVX2", f.name, g)
 	text(name, NOSPLIT, sigTile)
 	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < %d: the dot product", name, 8*g),
-		"of weight row r (nb Q4_0 blocks at w) with activation row t of the tiles at xt",
-		"(nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.")
+		fmt.Sprintf("of weight row r (nb %s blocks at w) with activation row t of the tiles at xt", f.name),
+		fmt.Sprintf("(nb blocks of 320 bytes each), summed block by block as %sRows8AVX2 sums.", f.name))
 	y := Load(Param("y"), GP64())
 	ys := Load(Param("ystride"), GP64())
 	SHLQ(U8(2), ys)
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
 	ones := onesWords()
-	low := nibbleMask()
+	var low VecVirtual
+	if !f.q8 {
+		low = nibbleMask()
+	}
 	xp, n, gofs := GP64(), GP64(), GP64()
 	Load(Param("nb"), gofs)
 	IMUL3Q(U32(tileBlock), gofs, gofs)
@@ -231,7 +304,32 @@ func q4Tile(g int) {
 	VPBROADCASTW(Mem{Base: w}, dw.AsX())
 	VCVTPH2PS(dw.AsX(), dw)
 	sum := make([]VecVirtual, g)
+	add := func(k, i int, v VecVirtual) {
+		if i == 0 {
+			sum[k] = v
+		} else if f.q8 {
+			VPADDD(v, sum[k], sum[k])
+		} else {
+			VPADDW(v, sum[k], sum[k])
+		}
+	}
 	for i, l := range []int{0, 4, 1, 5, 2, 6, 3, 7} {
+		if f.q8 {
+			// |w| against x with w's sign, as the one-row kernels; the
+			// int16 pairs reach 2·127·127, so each goes to int32 at once
+			b, a := YMM(), YMM()
+			VPBROADCASTD(Mem{Base: w, Disp: 2 + 4*l}, b)
+			VPABSB(b, a)
+			for k := range sum {
+				v := YMM()
+				VMOVDQU(tm(k, 32*l), v)
+				VPSIGNB(b, v, v)
+				VPMADDUBSW(v, a, v)
+				VPMADDWD(ones, v, v)
+				add(k, i, v)
+			}
+			continue
+		}
 		b := YMM()
 		VPBROADCASTD(Mem{Base: w, Disp: 2 + 4*(l%4)}, b)
 		if l >= 4 {
@@ -239,25 +337,22 @@ func q4Tile(g int) {
 		}
 		VPAND(low, b, b)
 		for k := range sum {
-			if i == 0 {
-				sum[k] = YMM()
-				VPMADDUBSW(tm(k, 32*l), b, sum[k])
-				continue
-			}
 			v := YMM()
 			VPMADDUBSW(tm(k, 32*l), b, v)
-			VPADDW(v, sum[k], sum[k])
+			add(k, i, v)
 		}
 	}
 	for k := range sum {
 		s := YMM()
 		VMULPS(tm(k, 256), dw, s)
-		VPMADDWD(ones, sum[k], sum[k])
-		VPSUBD(tm(k, 288), sum[k], sum[k])
+		if !f.q8 {
+			VPMADDWD(ones, sum[k], sum[k])
+			VPSUBD(tm(k, 288), sum[k], sum[k])
+		}
 		VCVTDQ2PS(sum[k], sum[k])
 		VFMADD231PS(sum[k], s, acc[k])
 	}
-	ADDQ(U8(18), w)
+	ADDQ(U8(f.wbytes), w)
 	ADDQ(U32(tileBlock), xp)
 	DECQ(n)
 	JMP(LabelRef("blk"))

@@ -124,14 +124,8 @@ func half2f32(m Mem) VecVirtual {
 	return v
 }
 
-// (Q4_0 has kernels of its own that sum block by block: q4rows.go.)
+// (Q4_0 and Q8_0 have kernels of their own that sum block by block: q4rows.go.)
 var formats32 = []fmt32{
-	{name: "q8_0", wbytes: 34, signed: true, decode: func(c consts32, w Mem) dec32 {
-		q, aq := YMM(), YMM()
-		VMOVDQU(off(w, 2), q)
-		VPSIGNB(q, q, aq)
-		return dec32{q: q, aq: aq, dw: half2f32(w)}
-	}},
 	{name: "q5_0", wbytes: 22, abytes: 36, decode: func(c consts32, w Mem) dec32 {
 		q := unpackQ4(off(w, 6), c.low)
 		VPOR(bits32(off(w, 2)), q, q)
