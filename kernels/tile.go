@@ -22,9 +22,10 @@ import (
 //	[256, 288)  the eight rows' block scales, float32
 //	[288, 320)  the eight rows' k·Σq (Q4_0's offset term), int32; zero for Q8_0
 //
-// The assembly tile kernels (internal/asmgen/tile.go) compute each pair
-// with the one-row kernels' operations in their order, so a row of Y is
-// the same bit for bit whether it went through a tile or not.
+// The assembly tile kernels (internal/asmgen/q4rows.go) sum each pair block
+// by block, acc = fma(float32(s), dw·dx, acc), as the one-row kernels of
+// the same path do, so a row of Y is the same bit for bit whether it went
+// through a tile or not.
 const (
 	tileRows  = 8
 	tileBlock = 320
