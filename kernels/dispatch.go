@@ -53,6 +53,7 @@ func useGeneric() {
 	floatDots = nil
 	for _, f := range formats {
 		f.kern = f.gen
+		f.tile = nil // the pure-Go kernels take four rows at a time
 	}
 }
 

@@ -50,8 +50,6 @@ func useAVX2() {
 	accumVF16Impl = accumVF16Asm
 	quantQ8_0Impl = quantQ8_0Asm
 	quantQ8_KImpl = quantQ8_KAsm
-	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX2, q8_0x2AVX2, q8_0x3AVX2, q8_0x4AVX2})
-	set32(tensor.Q4_0, [4]asm32{q4_0x1AVX2, q4_0x2AVX2, q4_0x3AVX2, q4_0x4AVX2})
 	set32(tensor.Q5_0, [4]asm32{q5_0x1AVX2, q5_0x2AVX2, q5_0x3AVX2, q5_0x4AVX2})
 	set32(tensor.Q4_1, [4]asm32{q4_1x1AVX2, q4_1x2AVX2, q4_1x3AVX2, q4_1x4AVX2})
 	set32(tensor.Q5_1, [4]asm32{q5_1x1AVX2, q5_1x2AVX2, q5_1x3AVX2, q5_1x4AVX2})
@@ -61,6 +59,56 @@ func useAVX2() {
 	setK(tensor.Q4_K, [4]asmK{q4_Kx1AVX2, q4_Kx2AVX2, q4_Kx3AVX2, q4_Kx4AVX2})
 	setK(tensor.Q5_K, [4]asmK{q5_Kx1AVX2, q5_Kx2AVX2, q5_Kx3AVX2, q5_Kx4AVX2})
 	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
+	setBlockwise(tensor.Q4_0, q4_0Rows8AVX2, q4_0Row1AVX2, q4_0TileG1AVX2, q4_0TileG2AVX2)
+	setBlockwise(tensor.Q8_0, q8_0Rows8AVX2, q8_0Row1AVX2, q8_0TileG1AVX2, q8_0TileG2AVX2)
+}
+
+type (
+	asmRows8 func(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+	asmTileK func(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+)
+
+// setBlockwise installs format dt's kernels that sum block by block
+// (internal/asmgen/q4rows.go, Q4_0 and Q8_0): rows8 eight weight rows at a
+// time for each activation row and row1 the rows left over; tile1 and
+// tile2 one and two activation tiles at a time for prompts.
+func setBlockwise(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
+	f := formats[dt]
+	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+		if rows == 0 || nb == 0 {
+			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+			return
+		}
+		wrow := nb * f.wbytes
+		r8 := rows &^ 7
+		for t := range nt {
+			xp, ap := &x[t*xstride], &x[0] // ap: unused without aux records
+			if len(aux) > 0 {
+				ap = &aux[t*auxstride]
+			}
+			if r8 > 0 {
+				rows8(&y[t*ystride], &w[0], wrow, r8/8, xp, ap, nb)
+			}
+			if r8 < rows {
+				row1(&y[t*ystride+r8], &w[r8*wrow], wrow, rows-r8, xp, ap, nb)
+			}
+		}
+	}
+	f.tile = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
+		checkTile(f, y, ystride, w, rows, xt, nb, ng)
+		if rows == 0 || nb == 0 {
+			f.tileGen(y, ystride, w, rows, xt, nb, ng)
+			return
+		}
+		g := 0
+		for ; g+2 <= ng; g += 2 {
+			tile2(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
+		}
+		if g < ng {
+			tile1(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
+		}
+	}
 }
 
 // useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
@@ -69,6 +117,7 @@ func useAVX2() {
 // internal/asmgen/dot512.go).
 func useAVX512() {
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
+	formats[tensor.Q8_0].tile = nil // the AVX2 tile kernel sums as the AVX2 kernels do, not these
 	floatDots = floatDotsAVX512
 	microKernel = microKernelAVX512
 }

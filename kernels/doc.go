@@ -39,5 +39,9 @@
 // activation row) pair through the same instructions whether a call
 // carries one activation row or four; the float kernels accumulate every
 // element in the same two eight-lane sums in the one-row mat-vec and in the
-// register-tiled batch kernel (see matmul_float.go).
+// register-tiled batch kernel (see matmul_float.go). On the avx2 path Q4_0
+// and Q8_0 sum each pair block by block (acc = fma(float32(s), dw·dx, acc))
+// in three kernels that agree bit for bit: eight weight rows at a time for
+// one activation row, one row for the rows left over, and activation tiles
+// of eight rows (tile.go) for batches of eight or more.
 package kernels

@@ -50,62 +50,6 @@ func convBF16AVX2(dst []float32, src []uint16)
 //go:noescape
 func f32ToF16AVX2(dst []uint16, src []float32)
 
-// q8_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
-// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q8_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
-// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q8_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
-// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q8_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
-// weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x2AVX2 computes y[t·ystride+r] for r < rows, t < 2: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x3AVX2 computes y[t·ystride+r] for r < rows, t < 3: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
-// q4_0x4AVX2 computes y[t·ystride+r] for r < rows, t < 4: the dot product of
-// weight row r (nb q4_0 blocks at w) with activation row t (nb Q8_0 blocks at
-// x + t·xstride bytes, aux records at aux + t·auxstride bytes).
-//
-//go:noescape
-func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-
 // q5_0x1AVX2 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q5_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes, aux records at aux + t·auxstride bytes).
@@ -458,6 +402,58 @@ func attnAccumF16AVX2(acc *float32, v *uint16, vstride int, p *float32, n int, d
 //
 //go:noescape
 func quantQ8_0AVX2(dst *byte, x *float32, nb int)
+
+// q4_0Rows8AVX2 computes y[r] for r < 8n: the dot product of weight row r
+// (nb q4_0 blocks at w + r·ld bytes) with the activation row (nb Q8_0 blocks at x,
+// aux records at aux), summed block by block.
+//
+//go:noescape
+func q4_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q4_0Row1AVX2 computes y[r] for r < n as q4_0Rows8AVX2 does, one row at a time.
+//
+//go:noescape
+func q4_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q4_0TileG1AVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb q4_0 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.
+//
+//go:noescape
+func q4_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q4_0TileG2AVX2 computes y[t·ystride+r] for r < rows, t < 16: the dot product
+// of weight row r (nb q4_0 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.
+//
+//go:noescape
+func q4_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q8_0Rows8AVX2 computes y[r] for r < 8n: the dot product of weight row r
+// (nb q8_0 blocks at w + r·ld bytes) with the activation row (nb Q8_0 blocks at x,
+// aux records at aux), summed block by block.
+//
+//go:noescape
+func q8_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q8_0Row1AVX2 computes y[r] for r < n as q8_0Rows8AVX2 does, one row at a time.
+//
+//go:noescape
+func q8_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q8_0TileG1AVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb q8_0 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q8_0Rows8AVX2 sums.
+//
+//go:noescape
+func q8_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q8_0TileG2AVX2 computes y[t·ystride+r] for r < rows, t < 16: the dot product
+// of weight row r (nb q8_0 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q8_0Rows8AVX2 sums.
+//
+//go:noescape
+func q8_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
 
 // q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at

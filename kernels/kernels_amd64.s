@@ -507,7 +507,7 @@ done:
 	RET
 
 // func convF16AVX2(dst []float32, src []uint16)
-// Requires: AVX, F16C, SSE2
+// Requires: AVX, F16C
 TEXT ·convF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -543,7 +543,7 @@ tail:
 	TESTQ     DX, DX
 	JE        done
 	MOVWLZX   (CX), BX
-	MOVD      BX, X0
+	VMOVD     BX, X0
 	VCVTPH2PS X0, X0
 	VMOVSS    X0, (AX)
 	ADDQ      $0x04, AX
@@ -556,7 +556,7 @@ done:
 	RET
 
 // func convBF16AVX2(dst []float32, src []uint16)
-// Requires: AVX, AVX2, SSE2
+// Requires: AVX, AVX2
 TEXT ·convBF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -598,7 +598,7 @@ tail:
 	JE      done
 	MOVWLZX (CX), BX
 	SHLL    $0x10, BX
-	MOVD    BX, X0
+	VMOVD   BX, X0
 	VMOVSS  X0, (AX)
 	ADDQ    $0x04, AX
 	ADDQ    $0x02, CX
@@ -610,7 +610,7 @@ done:
 	RET
 
 // func f32ToF16AVX2(dst []uint16, src []float32)
-// Requires: AVX, F16C, SSE2
+// Requires: AVX, F16C
 TEXT ·f32ToF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -652,7 +652,7 @@ tail:
 	JE        done
 	VMOVSS    (CX), X0
 	VCVTPS2PH $0x00, X0, X0
-	MOVD      X0, BX
+	VMOVD     X0, BX
 	MOVW      BX, (AX)
 	ADDQ      $0x02, AX
 	ADDQ      $0x04, CX
@@ -663,724 +663,17 @@ done:
 	VZEROUPPER
 	RET
 
-// func q8_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q8_0x1AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVL         $0x00010001, BX
-	MOVD         BX, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), BX
-	MOVQ   nb+64(FP), SI
-	VXORPS Y1, Y1, Y1
-
-blk2:
-	CMPQ         SI, $0x02
-	JL           blk
-	VMOVDQU      2(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VMOVDQU      2(BX), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPBROADCASTW (BX), X2
-	VCVTPH2PS    X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
-	VMOVDQU      36(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VPBROADCASTW 34(CX), X4
-	VCVTPH2PS    X4, Y4
-	VMOVDQU      36(BX), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPBROADCASTW 34(BX), X2
-	VCVTPH2PS    X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
-	ADDQ         $0x44, CX
-	ADDQ         $0x44, BX
-	SUBQ         $0x02, SI
-	JMP          blk2
-
-blk:
-	TESTQ        SI, SI
-	JE           fin
-	VMOVDQU      2(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VMOVDQU      2(BX), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPBROADCASTW (BX), X2
-	VCVTPH2PS    X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y2, Y2
-	VFMADD231PS  Y5, Y2, Y1
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, BX
-	SUBQ         $0x01, SI
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q8_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q8_0x2AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVL         $0x00010001, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), DI
-	MOVQ   nb+64(FP), R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-
-blk:
-	TESTQ        R8, R8
-	JE           fin
-	VMOVDQU      2(CX), Y3
-	VPSIGNB      Y3, Y3, Y4
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VMOVDQU      2(DI), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPBROADCASTW (DI), X7
-	VCVTPH2PS    X7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y1
-	VMOVDQU      2(DI)(SI*1), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPBROADCASTW (DI)(SI*1), X3
-	VCVTPH2PS    X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y3, Y3
-	VFMADD231PS  Y6, Y3, Y2
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	SUBQ         $0x01, R8
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)(BX*1)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q8_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q8_0x3AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVL         $0x00010001, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), DI
-	MOVQ   nb+64(FP), R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-blk:
-	TESTQ        R8, R8
-	JE           fin
-	VMOVDQU      2(CX), Y4
-	VPSIGNB      Y4, Y4, Y5
-	VPBROADCASTW (CX), X6
-	VCVTPH2PS    X6, Y6
-	VMOVDQU      2(DI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (DI), X8
-	VCVTPH2PS    X8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      2(DI)(SI*1), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (DI)(SI*1), X8
-	VCVTPH2PS    X8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      2(DI)(SI*2), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPBROADCASTW (DI)(SI*2), X4
-	VCVTPH2PS    X4, Y4
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y4, Y4
-	VFMADD231PS  Y7, Y4, Y3
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	SUBQ         $0x01, R8
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y3, X1
-	VADDPS       X1, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*2)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q8_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q8_0x4AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVL         $0x00010001, DI
-	MOVD         DI, X0
-	VPBROADCASTD X0, Y0
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), DI
-	LEAQ   (DI)(SI*2), R9
-	ADDQ   SI, R9
-	MOVQ   nb+64(FP), R8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-blk:
-	TESTQ        R8, R8
-	JE           fin
-	VMOVDQU      2(CX), Y5
-	VPSIGNB      Y5, Y5, Y6
-	VPBROADCASTW (CX), X7
-	VCVTPH2PS    X7, Y7
-	VMOVDQU      2(DI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (DI), X9
-	VCVTPH2PS    X9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y1
-	VMOVDQU      2(DI)(SI*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (DI)(SI*1), X9
-	VCVTPH2PS    X9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VMOVDQU      2(DI)(SI*2), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (DI)(SI*2), X9
-	VCVTPH2PS    X9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      2(R9), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPBROADCASTW (R9), X5
-	VCVTPH2PS    X5, Y5
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y5, Y5
-	VFMADD231PS  Y8, Y5, Y4
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	ADDQ         $0x22, R9
-	SUBQ         $0x01, R8
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y1, X5
-	VADDPS       X5, X1, X1
-	VHADDPS      X1, X1, X1
-	VHADDPS      X1, X1, X1
-	VMOVSS       X1, (AX)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y3, X1
-	VADDPS       X1, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*2)
-	VEXTRACTF128 $0x01, Y4, X1
-	VADDPS       X1, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	LEAQ         (AX)(BX*2), DI
-	ADDQ         BX, DI
-	VMOVSS       X4, (DI)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_0x1AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVL         $0x00010001, BX
-	MOVD         BX, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), BX
-	MOVQ   aux+48(FP), SI
-	MOVQ   nb+64(FP), DI
-	VXORPS Y2, Y2, Y2
-
-blk2:
-	CMPQ         DI, $0x02
-	JL           blk
-	VMOVDQU      2(CX), X3
-	VPSRLW       $0x04, X3, X4
-	VINSERTI128  $0x01, X4, Y3, Y3
-	VPAND        Y1, Y3, Y3
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   2(BX), Y3, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       (SI), Y5, Y5
-	VBROADCASTSS 32(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	VMOVDQU      20(CX), X7
-	VPSRLW       $0x04, X7, X3
-	VINSERTI128  $0x01, X3, Y7, Y7
-	VPAND        Y1, Y7, Y7
-	VPBROADCASTW 18(CX), X4
-	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   36(BX), Y7, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       36(SI), Y5, Y5
-	VBROADCASTSS 68(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	ADDQ         $0x24, CX
-	ADDQ         $0x44, BX
-	ADDQ         $0x48, SI
-	SUBQ         $0x02, DI
-	JMP          blk2
-
-blk:
-	TESTQ        DI, DI
-	JE           fin
-	VMOVDQU      2(CX), X8
-	VPSRLW       $0x04, X8, X3
-	VINSERTI128  $0x01, X3, Y8, Y8
-	VPAND        Y1, Y8, Y8
-	VPBROADCASTW (CX), X4
-	VCVTPH2PS    X4, Y4
-	VPMADDUBSW   2(BX), Y8, Y5
-	VPMADDWD     Y5, Y0, Y5
-	VPSUBD       (SI), Y5, Y5
-	VBROADCASTSS 32(SI), Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, BX
-	ADDQ         $0x24, SI
-	SUBQ         $0x01, DI
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_0x2AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVQ         auxstride+56(FP), DI
-	MOVL         $0x00010001, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), R8
-	MOVQ   aux+48(FP), R9
-	MOVQ   nb+64(FP), R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-blk:
-	TESTQ        R10, R10
-	JE           fin
-	VMOVDQU      2(CX), X4
-	VPSRLW       $0x04, X4, X5
-	VINSERTI128  $0x01, X5, Y4, Y4
-	VPAND        Y1, Y4, Y4
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VPMADDUBSW   2(R8), Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (R9), Y6, Y6
-	VBROADCASTSS 32(R9), Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	VPMADDUBSW   2(R8)(SI*1), Y4, Y6
-	VPMADDWD     Y6, Y0, Y6
-	VPSUBD       (R9)(DI*1), Y6, Y6
-	VBROADCASTSS 32(R9)(DI*1), Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y5, Y7, Y7
-	VFMADD231PS  Y6, Y7, Y3
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, R8
-	ADDQ         $0x24, R9
-	SUBQ         $0x01, R10
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X4
-	VADDPS       X4, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTF128 $0x01, Y3, X2
-	VADDPS       X2, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*1)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_0x3AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVQ         auxstride+56(FP), DI
-	MOVL         $0x00010001, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), R8
-	MOVQ   aux+48(FP), R9
-	MOVQ   nb+64(FP), R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-blk:
-	TESTQ        R10, R10
-	JE           fin
-	VMOVDQU      2(CX), X5
-	VPSRLW       $0x04, X5, X6
-	VINSERTI128  $0x01, X6, Y5, Y5
-	VPAND        Y1, Y5, Y5
-	VPBROADCASTW (CX), X6
-	VCVTPH2PS    X6, Y6
-	VPMADDUBSW   2(R8), Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPSUBD       (R9), Y7, Y7
-	VBROADCASTSS 32(R9), Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VPMADDUBSW   2(R8)(SI*1), Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPSUBD       (R9)(DI*1), Y7, Y7
-	VBROADCASTSS 32(R9)(DI*1), Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y3
-	VPMADDUBSW   2(R8)(SI*2), Y5, Y7
-	VPMADDWD     Y7, Y0, Y7
-	VPSUBD       (R9)(DI*2), Y7, Y7
-	VBROADCASTSS 32(R9)(DI*2), Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VFMADD231PS  Y7, Y8, Y4
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, R8
-	ADDQ         $0x24, R9
-	SUBQ         $0x01, R10
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X5
-	VADDPS       X5, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTF128 $0x01, Y3, X2
-	VADDPS       X2, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y4, X2
-	VADDPS       X2, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	VMOVSS       X4, (AX)(BX*2)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
-// func q4_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
-TEXT ·q4_0x4AVX2(SB), NOSPLIT, $0-72
-	MOVQ         y+0(FP), AX
-	MOVQ         w+16(FP), CX
-	MOVQ         rows+24(FP), DX
-	MOVQ         ystride+8(FP), BX
-	SHLQ         $0x02, BX
-	MOVQ         xstride+40(FP), SI
-	MOVQ         auxstride+56(FP), DI
-	MOVL         $0x00010001, R8
-	MOVD         R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
-	VPBROADCASTD X1, Y1
-
-row:
-	TESTQ  DX, DX
-	JE     end
-	MOVQ   x+32(FP), R8
-	LEAQ   (R8)(SI*2), R11
-	ADDQ   SI, R11
-	MOVQ   aux+48(FP), R9
-	LEAQ   (R9)(DI*2), R12
-	ADDQ   DI, R12
-	MOVQ   nb+64(FP), R10
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-
-blk:
-	TESTQ        R10, R10
-	JE           fin
-	VMOVDQU      2(CX), X6
-	VPSRLW       $0x04, X6, X7
-	VINSERTI128  $0x01, X7, Y6, Y6
-	VPAND        Y1, Y6, Y6
-	VPBROADCASTW (CX), X7
-	VCVTPH2PS    X7, Y7
-	VPMADDUBSW   2(R8), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R9), Y8, Y8
-	VBROADCASTSS 32(R9), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y2
-	VPMADDUBSW   2(R8)(SI*1), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R9)(DI*1), Y8, Y8
-	VBROADCASTSS 32(R9)(DI*1), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VPMADDUBSW   2(R8)(SI*2), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R9)(DI*2), Y8, Y8
-	VBROADCASTSS 32(R9)(DI*2), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y4
-	VPMADDUBSW   2(R11), Y6, Y8
-	VPMADDWD     Y8, Y0, Y8
-	VPSUBD       (R12), Y8, Y8
-	VBROADCASTSS 32(R12), Y9
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y7, Y9, Y9
-	VFMADD231PS  Y8, Y9, Y5
-	ADDQ         $0x12, CX
-	ADDQ         $0x22, R8
-	ADDQ         $0x22, R11
-	ADDQ         $0x24, R9
-	ADDQ         $0x24, R12
-	SUBQ         $0x01, R10
-	JMP          blk
-
-fin:
-	VEXTRACTF128 $0x01, Y2, X6
-	VADDPS       X6, X2, X2
-	VHADDPS      X2, X2, X2
-	VHADDPS      X2, X2, X2
-	VMOVSS       X2, (AX)
-	VEXTRACTF128 $0x01, Y3, X2
-	VADDPS       X2, X3, X3
-	VHADDPS      X3, X3, X3
-	VHADDPS      X3, X3, X3
-	VMOVSS       X3, (AX)(BX*1)
-	VEXTRACTF128 $0x01, Y4, X2
-	VADDPS       X2, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	VMOVSS       X4, (AX)(BX*2)
-	VEXTRACTF128 $0x01, Y5, X2
-	VADDPS       X2, X5, X5
-	VHADDPS      X5, X5, X5
-	VHADDPS      X5, X5, X5
-	LEAQ         (AX)(BX*2), R8
-	ADDQ         BX, R8
-	VMOVSS       X5, (R8)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          row
-
-end:
-	VZEROUPPER
-	RET
-
 // func q5_0x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1617,7 +910,7 @@ DATA qX10<>+31(SB)/1, $0x10
 GLOBL qX10<>(SB), RODATA|NOPTR, $32
 
 // func q5_0x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1627,10 +920,10 @@ TEXT ·q5_0x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1697,7 +990,7 @@ end:
 	RET
 
 // func q5_0x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1707,10 +1000,10 @@ TEXT ·q5_0x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1790,7 +1083,7 @@ end:
 	RET
 
 // func q5_0x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -1800,10 +1093,10 @@ TEXT ·q5_0x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -1904,16 +1197,16 @@ end:
 	RET
 
 // func q4_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2007,7 +1300,7 @@ end:
 	RET
 
 // func q4_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2017,10 +1310,10 @@ TEXT ·q4_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2089,7 +1382,7 @@ end:
 	RET
 
 // func q4_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2099,10 +1392,10 @@ TEXT ·q4_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2187,7 +1480,7 @@ end:
 	RET
 
 // func q4_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2197,10 +1490,10 @@ TEXT ·q4_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2309,16 +1602,16 @@ end:
 	RET
 
 // func q5_1x1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2430,7 +1723,7 @@ end:
 	RET
 
 // func q5_1x2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2440,10 +1733,10 @@ TEXT ·q5_1x2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2518,7 +1811,7 @@ end:
 	RET
 
 // func q5_1x3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2528,10 +1821,10 @@ TEXT ·q5_1x3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2622,7 +1915,7 @@ end:
 	RET
 
 // func q5_1x4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2632,10 +1925,10 @@ TEXT ·q5_1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         xstride+40(FP), SI
 	MOVQ         auxstride+56(FP), DI
 	MOVL         $0x00010001, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X1
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 
 row:
@@ -2750,16 +2043,16 @@ end:
 	RET
 
 // func iq4nlx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x00010001, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X1
+	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -2886,7 +2179,7 @@ DATA qIQ4NL<>+31(SB)/1, $0x71
 GLOBL qIQ4NL<>(SB), RODATA|NOPTR, $32
 
 // func iq4nlx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2895,10 +2188,10 @@ TEXT ·iq4nlx2AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -2964,7 +2257,7 @@ end:
 	RET
 
 // func iq4nlx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -2973,10 +2266,10 @@ TEXT ·iq4nlx3AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -3057,7 +2350,7 @@ end:
 	RET
 
 // func iq4nlx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·iq4nlx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
@@ -3066,10 +2359,10 @@ TEXT ·iq4nlx4AVX2(SB), NOSPLIT, $0-72
 	SHLQ         $0x02, BX
 	MOVQ         xstride+40(FP), SI
 	MOVL         $0x00010001, DI
-	MOVD         DI, X0
+	VMOVD        DI, X0
 	VPBROADCASTD X0, Y0
 	MOVL         $0x0f0f0f0f, DI
-	MOVD         DI, X1
+	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      qIQ4NL<>+0(SB), Y2
 
@@ -3170,13 +2463,13 @@ end:
 	RET
 
 // func q4_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -3214,7 +2507,7 @@ blk:
 	ORQ          R9, DI
 	SHLQ         $0x20, R10
 	ORQ          R10, R8
-	MOVQ         DI, X4
+	VMOVQ        DI, X4
 	VPINSRQ      $0x01, R8, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -3581,7 +2874,7 @@ DATA qSc7<>+31(SB)/1, $0x0f
 GLOBL qSc7<>(SB), RODATA|NOPTR, $32
 
 // func q4_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -3593,7 +2886,7 @@ TEXT ·q4_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -3635,7 +2928,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X3
+	VMOVQ        R10, X3
 	VPINSRQ      $0x01, R11, X3, X3
 	VPMOVZXBW    X3, Y3
 	VEXTRACTI128 $0x01, Y3, X4
@@ -3789,7 +3082,7 @@ end:
 	RET
 
 // func q4_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -3801,7 +3094,7 @@ TEXT ·q4_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -3846,7 +3139,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X4
+	VMOVQ        R10, X4
 	VPINSRQ      $0x01, R11, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -4053,7 +3346,7 @@ end:
 	RET
 
 // func q4_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -4065,7 +3358,7 @@ TEXT ·q4_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4115,7 +3408,7 @@ blk:
 	ORQ          R13, R11
 	SHLQ         $0x20, R14
 	ORQ          R14, R12
-	MOVQ         R11, X5
+	VMOVQ        R11, X5
 	VPINSRQ      $0x01, R12, X5, X5
 	VPMOVZXBW    X5, Y5
 	VEXTRACTI128 $0x01, Y5, X6
@@ -4378,13 +3671,13 @@ end:
 	RET
 
 // func q5_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4422,7 +3715,7 @@ blk:
 	ORQ          R9, DI
 	SHLQ         $0x20, R10
 	ORQ          R10, R8
-	MOVQ         DI, X4
+	VMOVQ        DI, X4
 	VPINSRQ      $0x01, R8, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -4541,7 +3834,7 @@ end:
 	RET
 
 // func q5_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -4553,7 +3846,7 @@ TEXT ·q5_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4595,7 +3888,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X3
+	VMOVQ        R10, X3
 	VPINSRQ      $0x01, R11, X3, X3
 	VPMOVZXBW    X3, Y3
 	VEXTRACTI128 $0x01, Y3, X4
@@ -4773,7 +4066,7 @@ end:
 	RET
 
 // func q5_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -4785,7 +4078,7 @@ TEXT ·q5_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -4830,7 +4123,7 @@ blk:
 	ORQ          R12, R10
 	SHLQ         $0x20, R13
 	ORQ          R13, R11
-	MOVQ         R10, X4
+	VMOVQ        R10, X4
 	VPINSRQ      $0x01, R11, X4, X4
 	VPMOVZXBW    X4, Y4
 	VEXTRACTI128 $0x01, Y4, X5
@@ -5061,7 +4354,7 @@ end:
 	RET
 
 // func q5_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q5_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -5073,7 +4366,7 @@ TEXT ·q5_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -5123,7 +4416,7 @@ blk:
 	ORQ          R13, R11
 	SHLQ         $0x20, R14
 	ORQ          R14, R12
-	MOVQ         R11, X5
+	VMOVQ        R11, X5
 	VPINSRQ      $0x01, R12, X5, X5
 	VPMOVZXBW    X5, Y5
 	VEXTRACTI128 $0x01, Y5, X6
@@ -5410,13 +4703,13 @@ end:
 	RET
 
 // func q6_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -5707,7 +5000,7 @@ DATA qGs3<>+31(SB)/1, $0x0f
 GLOBL qGs3<>(SB), RODATA|NOPTR, $32
 
 // func q6_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -5719,7 +5012,7 @@ TEXT ·q6_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -5890,7 +5183,7 @@ end:
 	RET
 
 // func q6_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -5902,7 +5195,7 @@ TEXT ·q6_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6118,7 +5411,7 @@ end:
 	RET
 
 // func q6_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q6_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -6130,7 +5423,7 @@ TEXT ·q6_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6396,13 +5689,13 @@ end:
 	RET
 
 // func q3_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6451,10 +5744,10 @@ blk:
 	ORL          R10, R8
 	SHLQ         $0x20, R8
 	ORQ          R8, DI
-	MOVQ         R11, X2
+	VMOVQ        R11, X2
 	VPINSRQ      $0x01, DI, X2, X2
 	MOVL         $0x20202020, DI
-	MOVD         DI, X3
+	VMOVD        DI, X3
 	VPBROADCASTD X3, X3
 	VPSUBB       X3, X2, X2
 	VPMOVSXBW    X2, Y2
@@ -6631,7 +5924,7 @@ DATA qX04<>+31(SB)/1, $0x04
 GLOBL qX04<>(SB), RODATA|NOPTR, $32
 
 // func q3_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -6643,7 +5936,7 @@ TEXT ·q3_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6696,10 +5989,10 @@ blk:
 	ORL          R13, R11
 	SHLQ         $0x20, R11
 	ORQ          R11, R10
-	MOVQ         R14, X2
+	VMOVQ        R14, X2
 	VPINSRQ      $0x01, R10, X2, X2
 	MOVL         $0x20202020, R10
-	MOVD         R10, X3
+	VMOVD        R10, X3
 	VPBROADCASTD X3, X3
 	VPSUBB       X3, X2, X2
 	VPMOVSXBW    X2, Y2
@@ -6854,7 +6147,7 @@ end:
 	RET
 
 // func q3_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -6866,7 +6159,7 @@ TEXT ·q3_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -6922,10 +6215,10 @@ blk:
 	ORL          R13, R11
 	SHLQ         $0x20, R11
 	ORQ          R11, R10
-	MOVQ         R14, X3
+	VMOVQ        R14, X3
 	VPINSRQ      $0x01, R10, X3, X3
 	MOVL         $0x20202020, R10
-	MOVD         R10, X4
+	VMOVD        R10, X4
 	VPBROADCASTD X4, X4
 	VPSUBB       X4, X3, X3
 	VPMOVSXBW    X3, Y3
@@ -7122,7 +6415,7 @@ end:
 	RET
 
 // func q3_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7134,7 +6427,7 @@ TEXT ·q3_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7195,10 +6488,10 @@ blk:
 	ORL          R14, R12
 	SHLQ         $0x20, R12
 	ORQ          R12, R11
-	MOVQ         R15, X4
+	VMOVQ        R15, X4
 	VPINSRQ      $0x01, R11, X4, X4
 	MOVL         $0x20202020, R11
-	MOVD         R11, X5
+	VMOVD        R11, X5
 	VPBROADCASTD X5, X5
 	VPSUBB       X5, X4, X4
 	VPMOVSXBW    X4, Y4
@@ -7440,13 +6733,13 @@ end:
 	RET
 
 // func q2_Kx1AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx1AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+16(FP), CX
 	MOVQ         rows+24(FP), DX
 	MOVL         $0x0f0f0f0f, BX
-	MOVD         BX, X0
+	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7557,7 +6850,7 @@ end:
 	RET
 
 // func q2_Kx2AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx2AVX2(SB), $160-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7569,7 +6862,7 @@ TEXT ·q2_Kx2AVX2(SB), $160-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7741,7 +7034,7 @@ end:
 	RET
 
 // func q2_Kx3AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx3AVX2(SB), $224-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7753,7 +7046,7 @@ TEXT ·q2_Kx3AVX2(SB), $224-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -7979,7 +7272,7 @@ end:
 	RET
 
 // func q2_Kx4AVX2(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, SSE2
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q2_Kx4AVX2(SB), $288-56
 	LEAQ         (SP), AX
 	ADDQ         $0x1f, AX
@@ -7991,7 +7284,7 @@ TEXT ·q2_Kx4AVX2(SB), $288-56
 	SHLQ         $0x02, SI
 	MOVQ         xstride+40(FP), DI
 	MOVL         $0x0f0f0f0f, R8
-	MOVD         R8, X0
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 
 row:
@@ -10427,7 +9720,7 @@ cols1_end:
 	RET
 
 // func quantQ8_0AVX2(dst *byte, x *float32, nb int)
-// Requires: AVX, AVX2, F16C, SSE2
+// Requires: AVX, AVX2, F16C
 TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-24
 	MOVQ    dst+0(FP), AX
 	MOVQ    x+8(FP), CX
@@ -10457,7 +9750,7 @@ loop:
 	VMAXPS       X6, X7, X7
 	VDIVSS       c127<>+0(SB), X7, X7
 	VCVTPS2PH    $0x00, X7, X6
-	MOVD         X6, BX
+	VMOVD        X6, BX
 	MOVW         BX, (AX)
 	VBROADCASTSS X7, Y6
 	VMOVUPS      expOne<>+0(SB), Y7
@@ -10515,6 +9808,875 @@ DATA c127<>+20(SB)/4, $0x42fe0000
 DATA c127<>+24(SB)/4, $0x42fe0000
 DATA c127<>+28(SB)/4, $0x42fe0000
 GLOBL c127<>(SB), RODATA|NOPTR, $32
+
+// func q4_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0Rows8AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	LEAQ         (DX)(DX*2), SI
+	MOVL         $0x00010001, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   x+32(FP), R9
+	MOVQ   aux+40(FP), R10
+	MOVQ   nb+48(FP), R11
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        R11, R11
+	JE           fin
+	VMOVDQU      2(DI), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y3
+	VPAND        Y1, Y3, Y3
+	VPMADDUBSW   2(R9), Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VMOVDQU      2(DI)(DX*1), X4
+	VPSRLW       $0x04, X4, X6
+	VINSERTI128  $0x01, X6, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPMADDUBSW   2(R9), Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VMOVDQU      2(DI)(DX*2), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y1, Y6, Y6
+	VPMADDUBSW   2(R9), Y6, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      2(DI)(SI*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   2(R9), Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VMOVDQU      2(R8), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y1, Y8, Y8
+	VPMADDUBSW   2(R9), Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VMOVDQU      2(R8)(DX*1), X9
+	VPSRLW       $0x04, X9, X10
+	VINSERTI128  $0x01, X10, Y9, Y9
+	VPAND        Y1, Y9, Y9
+	VPMADDUBSW   2(R9), Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VMOVDQU      2(R8)(DX*2), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VPAND        Y1, Y10, Y10
+	VPMADDUBSW   2(R9), Y10, Y10
+	VPMADDWD     Y0, Y10, Y10
+	VMOVDQU      2(R8)(SI*1), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y11
+	VPAND        Y1, Y11, Y11
+	VPMADDUBSW   2(R9), Y11, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VPHADDD      Y4, Y3, Y12
+	VPHADDD      Y7, Y6, Y13
+	VPHADDD      Y9, Y8, Y14
+	VPHADDD      Y11, Y10, Y15
+	VPHADDD      Y13, Y12, Y12
+	VPHADDD      Y15, Y14, Y13
+	VPERM2I128   $0x20, Y13, Y12, Y14
+	VPERM2I128   $0x31, Y13, Y12, Y12
+	VPADDD       Y12, Y14, Y14
+	VPBROADCASTD (R10), Y12
+	VPSUBD       Y12, Y14, Y14
+	VPINSRW      $0x00, (DI), X5, X5
+	VPINSRW      $0x01, (DI)(DX*1), X5, X5
+	VPINSRW      $0x02, (DI)(DX*2), X5, X5
+	VPINSRW      $0x03, (DI)(SI*1), X5, X5
+	VPINSRW      $0x04, (R8), X5, X5
+	VPINSRW      $0x05, (R8)(DX*1), X5, X5
+	VPINSRW      $0x06, (R8)(DX*2), X5, X5
+	VPINSRW      $0x07, (R8)(SI*1), X5, X5
+	VCVTPH2PS    X5, Y12
+	VBROADCASTSS 32(R10), Y13
+	VMULPS       Y13, Y12, Y12
+	VCVTDQ2PS    Y14, Y14
+	VFMADD231PS  Y14, Y12, Y2
+	ADDQ         $0x12, DI
+	ADDQ         $0x12, R8
+	ADDQ         $0x22, R9
+	ADDQ         $0x24, R10
+	DECQ         R11
+	JMP          blk
+
+fin:
+	VMOVUPS Y2, (AX)
+	ADDQ    $0x20, AX
+	LEAQ    (CX)(DX*8), CX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0Row1AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   aux+40(FP), R8
+	MOVQ   nb+48(FP), R9
+	VXORPS X2, X2, X2
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VMOVDQU      2(SI), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y3
+	VPAND        Y1, Y3, Y3
+	VPMADDUBSW   2(DI), Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VPSUBD       (R8), Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPADDD       X4, X3, X4
+	VPSHUFD      $0x4e, X4, X3
+	VPADDD       X3, X4, X4
+	VPSHUFD      $0xb1, X4, X3
+	VPADDD       X3, X4, X4
+	VCVTDQ2PS    X4, X4
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, X3
+	VMULSS       32(R8), X3, X3
+	VFMADD231SS  X4, X3, X2
+	ADDQ         $0x12, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x24, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVSS X2, (AX)
+	ADDQ   $0x04, AX
+	ADDQ   DX, CX
+	DECQ   BX
+	JMP    row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0TileG1AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	MOVQ         nb+40(FP), SI
+	IMUL3Q       $0x00000140, SI, SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTD 2(DX), Y4
+	VPAND        Y1, Y4, Y4
+	VPMADDUBSW   (SI), Y4, Y4
+	VPBROADCASTD 2(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   128(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 6(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   32(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 6(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   160(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 10(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   64(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 10(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   192(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 14(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   96(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 14(DX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   224(SI), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VMULPS       256(SI), Y3, Y3
+	VPMADDWD     Y0, Y4, Y4
+	VPSUBD       288(SI), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	ADDQ         $0x12, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y2, X3
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0TileG2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	MOVQ         nb+40(FP), R8
+	IMUL3Q       $0x00000140, R8, R8
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X4
+	VCVTPH2PS    X4, Y4
+	VPBROADCASTD 2(DX), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   (SI), Y5, Y6
+	VPMADDUBSW   (SI)(R8*1), Y5, Y5
+	VPBROADCASTD 2(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   128(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   128(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 6(DX), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   32(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   32(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 6(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   160(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   160(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 10(DX), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   64(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   64(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 10(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   192(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   192(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 14(DX), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   96(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   96(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 14(DX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   224(SI), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   224(SI)(R8*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VMULPS       256(SI), Y4, Y7
+	VPMADDWD     Y0, Y6, Y6
+	VPSUBD       288(SI), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y7, Y2
+	VMULPS       256(SI)(R8*1), Y4, Y4
+	VPMADDWD     Y0, Y5, Y5
+	VPSUBD       288(SI)(R8*1), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ         $0x12, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y2, X4
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTF128 $0x01, Y3, X2
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0Rows8AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	LEAQ         (DX)(DX*2), SI
+	MOVL         $0x00010001, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, DI
+	LEAQ   (CX)(DX*4), R8
+	MOVQ   x+32(FP), R9
+	MOVQ   nb+48(FP), R10
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        R10, R10
+	JE           fin
+	VMOVDQU      2(R9), Y2
+	VMOVDQU      2(DI), Y3
+	VPABSB       Y3, Y4
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VMOVDQU      2(DI)(DX*1), Y3
+	VPABSB       Y3, Y6
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y6, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      2(DI)(DX*2), Y3
+	VPABSB       Y3, Y7
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VMOVDQU      2(DI)(SI*1), Y3
+	VPABSB       Y3, Y8
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VMOVDQU      2(R8), Y3
+	VPABSB       Y3, Y9
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VMOVDQU      2(R8)(DX*1), Y3
+	VPABSB       Y3, Y10
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y10, Y10
+	VPMADDWD     Y0, Y10, Y10
+	VMOVDQU      2(R8)(DX*2), Y3
+	VPABSB       Y3, Y11
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y11, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VMOVDQU      2(R8)(SI*1), Y3
+	VPABSB       Y3, Y12
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y12, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VPHADDD      Y6, Y4, Y2
+	VPHADDD      Y8, Y7, Y3
+	VPHADDD      Y10, Y9, Y4
+	VPHADDD      Y12, Y11, Y6
+	VPHADDD      Y3, Y2, Y2
+	VPHADDD      Y6, Y4, Y3
+	VPERM2I128   $0x20, Y3, Y2, Y4
+	VPERM2I128   $0x31, Y3, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VPINSRW      $0x00, (DI), X5, X5
+	VPINSRW      $0x01, (DI)(DX*1), X5, X5
+	VPINSRW      $0x02, (DI)(DX*2), X5, X5
+	VPINSRW      $0x03, (DI)(SI*1), X5, X5
+	VPINSRW      $0x04, (R8), X5, X5
+	VPINSRW      $0x05, (R8)(DX*1), X5, X5
+	VPINSRW      $0x06, (R8)(DX*2), X5, X5
+	VPINSRW      $0x07, (R8)(SI*1), X5, X5
+	VCVTPH2PS    X5, Y2
+	VPBROADCASTW (R9), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       Y3, Y2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y2, Y1
+	ADDQ         $0x22, DI
+	ADDQ         $0x22, R8
+	ADDQ         $0x22, R9
+	DECQ         R10
+	JMP          blk
+
+fin:
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	LEAQ    (CX)(DX*8), CX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0Row1AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0Row1AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+48(FP), R8
+	VXORPS X1, X1, X1
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VMOVDQU      2(DI), Y2
+	VMOVDQU      2(SI), Y3
+	VPABSB       Y3, Y4
+	VPSIGNB      Y3, Y2, Y3
+	VPMADDUBSW   Y3, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X2
+	VPADDD       X2, X4, X2
+	VPSHUFD      $0x4e, X2, X3
+	VPADDD       X3, X2, X2
+	VPSHUFD      $0xb1, X2, X3
+	VPADDD       X3, X2, X2
+	VCVTDQ2PS    X2, X2
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW (DI), X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X4, X3, X3
+	VFMADD231SS  X2, X3, X1
+	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VMOVSS X1, (AX)
+	ADDQ   $0x04, AX
+	ADDQ   DX, CX
+	DECQ   BX
+	JMP    row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0TileG1AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVQ         nb+40(FP), SI
+	IMUL3Q       $0x00000140, SI, SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X2
+	VCVTPH2PS    X2, Y2
+	VPBROADCASTD 2(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPBROADCASTD 18(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      128(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 6(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 22(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      160(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 10(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 26(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      192(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 14(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 30(DX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      224(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMULPS       256(SI), Y2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y2, Y1
+	ADDQ         $0x22, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y1, X2
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0TileG2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVQ         nb+40(FP), R8
+	IMUL3Q       $0x00000140, R8, R8
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   xt+32(FP), SI
+	MOVQ   nb+40(FP), DI
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        DI, DI
+	JE           fin
+	VPBROADCASTW (DX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTD 2(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      (SI)(R8*1), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VPBROADCASTD 18(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      128(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 6(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      32(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 22(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      160(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 10(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      64(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 26(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      192(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 14(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      96(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 30(DX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      224(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      224(SI)(R8*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMULPS       256(SI), Y3, Y4
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VMULPS       256(SI)(R8*1), Y3, Y3
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y3, Y2
+	ADDQ         $0x22, DX
+	ADDQ         $0x00000140, SI
+	DECQ         DI
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y1, X3
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTF128 $0x01, Y2, X1
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         $0x04, AX
+	DECQ         BX
+	JMP          row
+
+end:
+	VZEROUPPER
+	RET
 
 // func q8_0x1AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 // Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI

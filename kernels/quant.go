@@ -61,6 +61,10 @@ type qformat struct {
 	auxK   int32
 	kern   quantKernel // the dispatched kernel
 	gen    quantKernel // its pure-Go twin
+	// tile multiplies eight activation rows at once (tile.go), where the
+	// path has a tile kernel computing exactly what kern computes (nil:
+	// none); tileGen is its pure-Go twin.
+	tile, tileGen tileKernel
 }
 
 // xbytes returns the bytes of one quantized activation row of nb blocks,
@@ -191,10 +195,28 @@ func matMulQuant(f *qformat, y []float32, w []byte, rows, cols int, x []float32,
 		})
 		return
 	}
+	// eight activation rows at a time through the tile kernel, where the
+	// format has one, the rest four at a time
+	ntile := 0
+	var tiles []byte
+	if f.tile != nil && nt >= tileRows {
+		ntile = nt / tileRows
+		tp := byteScratch.get(ntile * nb * tileBlock)
+		defer byteScratch.put(tp)
+		tiles = *tp
+		ParallelFor(ntile, max(1, (1<<16)/max(cols*tileRows, 1)), func(lo, hi int) {
+			for g := lo; g < hi; g++ {
+				packTile(tiles[g*nb*tileBlock:], a, g*tileRows, nb, f.act)
+			}
+		})
+	}
 	ParallelFor(rows, max(quantRowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
 		for r0 := lo; r0 < hi; r0 += quantRowBlock {
 			r1 := min(hi, r0+quantRowBlock)
-			for t := 0; t < nt; t += 4 {
+			if ntile > 0 {
+				f.tile(y[r0:], rows, w[r0*wrow:r1*wrow], r1-r0, tiles, nb, ntile)
+			}
+			for t := ntile * tileRows; t < nt; t += 4 {
 				n := min(4, nt-t)
 				var aux []byte
 				if a.aux != nil {

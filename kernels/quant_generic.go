@@ -50,6 +50,8 @@ func setupGenericQuant() {
 	set(tensor.Q4_K, func(w, x, _ []byte) float32 { return dotQ4_KGeneric(w, x) })
 	set(tensor.Q5_K, func(w, x, _ []byte) float32 { return dotQ5_KGeneric(w, x) })
 	set(tensor.Q6_K, func(w, x, _ []byte) float32 { return dotQ6_KGeneric(w, x) })
+	formats[tensor.Q8_0].tileGen = tileGeneric(q8Bytes, q8Level)
+	formats[tensor.Q4_0].tileGen = tileGeneric(q4Bytes, q4Level)
 }
 
 func f16At(b []byte) float32 { return tensor.F16ToF32(binary.LittleEndian.Uint16(b)) }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"text/tabwriter"
 
 	"github.com/herd-llm/herd/format/gguf"
@@ -19,7 +20,7 @@ import (
 func benchCmd() *cobra.Command {
 	var pp, tg, reps, threads int
 	var asJSON bool
-	var kvType string
+	var kvType, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench MODEL",
 		Short: "measure prompt processing and generation speed (tokens/s), as llama-bench does",
@@ -37,6 +38,17 @@ object per test.`,
 			defer m.Close()
 			if err := applyKVType(kvType, m); err != nil {
 				return err
+			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("--cpuprofile %s: %w", cpuProfile, err)
+				}
+				defer pprof.StopCPUProfile()
 			}
 			res, err := generate.Bench(m, pp, tg, reps, kernels.Threads())
 			if err != nil {
@@ -75,6 +87,7 @@ object per test.`,
 	f.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per test")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the tests (go tool pprof) to this file")
 	addKVFlag(f, &kvType)
 	return cmd
 }

@@ -41,6 +41,7 @@ func main() {
 		attnAccum(k)
 	}
 	quantQ8_0()
+	tileKernels()
 	quantKernels512()
 	floatKernels512()
 	gemmKernel512()
@@ -327,7 +328,7 @@ func loadHalf(m Mem, t VecVirtual, f16, scalar bool) {
 		if !f16 {
 			SHLL(U8(16), g)
 		}
-		MOVD(g, t.AsX())
+		VMOVD(g, t.AsX())
 		if f16 {
 			VCVTPH2PS(t.AsX(), t.AsX())
 		}
@@ -380,7 +381,7 @@ func toHalf() {
 			VMOVSS(Mem{Base: s}, t.AsX())
 			VCVTPS2PH(U8(0), t.AsX(), t.AsX())
 			g := GP32()
-			MOVD(t.AsX(), g)
+			VMOVD(t.AsX(), g)
 			MOVW(g.As16(), Mem{Base: d})
 			return
 		}
@@ -397,7 +398,7 @@ func onesWords() VecVirtual {
 	ones := YMM()
 	g := GP32()
 	MOVL(U32(0x00010001), g)
-	MOVD(g, ones.AsX())
+	VMOVD(g, ones.AsX())
 	VPBROADCASTD(ones.AsX(), ones)
 	return ones
 }

@@ -506,7 +506,7 @@ func quantQ8_0() {
 	VDIVSS(c127, hi, hi)    // d
 	h := XMM()
 	VCVTPS2PH(U8(0), hi, h)
-	MOVD(h, g)
+	VMOVD(h, g)
 	MOVW(g.As16(), Mem{Base: dst})
 	d, id := YMM(), YMM()
 	VBROADCASTSS(hi, d)
@@ -547,7 +547,7 @@ func nibbleMask() VecVirtual {
 	low := YMM()
 	g := GP32()
 	MOVL(U32(0x0f0f0f0f), g)
-	MOVD(g, low.AsX())
+	VMOVD(g, low.AsX())
 	VPBROADCASTD(low.AsX(), low)
 	return low
 }

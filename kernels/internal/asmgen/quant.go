@@ -124,16 +124,8 @@ func half2f32(m Mem) VecVirtual {
 	return v
 }
 
+// (Q4_0 and Q8_0 have kernels of their own that sum block by block: q4rows.go.)
 var formats32 = []fmt32{
-	{name: "q8_0", wbytes: 34, signed: true, decode: func(c consts32, w Mem) dec32 {
-		q, aq := YMM(), YMM()
-		VMOVDQU(off(w, 2), q)
-		VPSIGNB(q, q, aq)
-		return dec32{q: q, aq: aq, dw: half2f32(w)}
-	}},
-	{name: "q4_0", wbytes: 18, abytes: 36, decode: func(c consts32, w Mem) dec32 {
-		return dec32{q: unpackQ4(off(w, 2), c.low), dw: half2f32(w)}
-	}},
 	{name: "q5_0", wbytes: 22, abytes: 36, decode: func(c consts32, w Mem) dec32 {
 		q := unpackQ4(off(w, 6), c.low)
 		VPOR(bits32(off(w, 2)), q, q)
@@ -499,7 +491,7 @@ func k4Scales(m Mem) (sc, mn VecVirtual) {
 	SHLQ(U8(32), t1)
 	ORQ(t1, u1)
 	b := XMM()
-	MOVQ(u0, b)
+	VMOVQ(u0, b)
 	VPINSRQ(U8(1), u1, b, b)
 	v := YMM()
 	VPMOVZXBW(b, v)
@@ -540,11 +532,11 @@ func q3Scales(w Mem) VecVirtual {
 	SHLQ(U8(32), p3)
 	ORQ(p3, p2)
 	b := XMM()
-	MOVQ(p0, b)
+	VMOVQ(p0, b)
 	VPINSRQ(U8(1), p2, b, b)
 	m32 := XMM()
 	MOVL(U32(0x20202020), t1)
-	MOVD(t1, m32)
+	VMOVD(t1, m32)
 	VPBROADCASTD(m32, m32)
 	VPSUBB(m32, b, b)
 	sc := YMM()
