@@ -207,24 +207,7 @@ func Prepare(r Recipe, tok tokenizer.Tokenizer, dir string, opt PrepareOptions) 
 		stats.RawBytes += st.RawBytes
 		fmt.Fprintf(log, "%s: %d files, %d documents read, %d kept (%d tokens)\n", src.Name, st.Files, st.Docs, st.Kept, st.Tokens)
 	}
-	man, err := r.pack(tok, dir, spools, log)
-	if err != nil {
-		return nil, err
-	}
-	if w := r.emptyVal(stats, man); w != "" {
-		fmt.Fprintln(log, "warning: "+w)
-		man.Warnings = append(man.Warnings, w)
-	}
-	stats.Seconds = time.Since(start).Seconds()
-	stats.MBPerSec = float64(stats.RawBytes) / 1e6 / stats.Seconds
-	man.Stats = stats
-	rc := r
-	man.Recipe = &rc
-	if err := WriteManifest(dir, man); err != nil {
-		return nil, err
-	}
-	printStats(log, stats)
-	return man, nil
+	return r.finish(tok, dir, spools, stats, start, log)
 }
 
 // emptyVal explains a validation split that was asked for (a validation

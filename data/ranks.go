@@ -219,8 +219,8 @@ func (r *Recipe) prepareRanks(tok tokenizer.Tokenizer, dir string, opt PrepareOp
 	return man, nil
 }
 
-// finish packs the spools and writes the manifest (rank 0), as Prepare
-// does after reading.
+// finish packs the spools and writes the manifest: Prepare's last part,
+// and rank 0's after the ranks have read.
 func (r *Recipe) finish(tok tokenizer.Tokenizer, dir string, spools []*spool, stats *Stats, start time.Time, log io.Writer) (*Manifest, error) {
 	man, err := r.pack(tok, dir, spools, log)
 	if err != nil {
