@@ -41,7 +41,12 @@ func BenchmarkGemmTN(b *testing.B) { benchGemm(b, GemmTN) }
 
 // coldWeights returns enough copies of a rows×cols matrix of dtype dt that
 // cycling through them reads more than 64 MiB, larger than the L3 cache.
+// A packed dtype (tensor.Q4_0x8) is its plain format's matrix repacked.
 func coldWeights(b testing.TB, dt tensor.DType, rows, cols int) [][]byte {
+	qt, packed := tensor.Plain(dt)
+	if !packed {
+		qt = dt
+	}
 	rb, err := dt.RowBytes(cols)
 	if err != nil {
 		b.Fatal(err)
@@ -50,9 +55,16 @@ func coldWeights(b testing.TB, dt tensor.DType, rows, cols int) [][]byte {
 	r := rand.New(rand.NewPCG(2, 2))
 	first := make([]byte, size)
 	for i := range rows {
-		if err := tensor.Quantize(dt, first[i*rb:(i+1)*rb], randVec(r, cols)); err != nil {
+		if err := tensor.Quantize(qt, first[i*rb:(i+1)*rb], randVec(r, cols)); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if packed {
+		p := make([]byte, size)
+		if err := tensor.PackRows8(qt, p, first, rows, cols); err != nil {
+			b.Fatal(err)
+		}
+		first = p
 	}
 	set := [][]byte{first}
 	for total := size; total <= 64<<20 || len(set) < 2; total += size {
@@ -61,13 +73,17 @@ func coldWeights(b testing.TB, dt tensor.DType, rows, cols int) [][]byte {
 	return set
 }
 
+// benchTypes are the weight dtypes the MatMul benchmarks measure: every
+// file dtype and the eight-row layouts.
+var benchTypes = append(weightTypes[:len(weightTypes):len(weightTypes)], tensor.Q4_0x8, tensor.Q8_0x8)
+
 // BenchmarkMatVec is decoding: one row of X through a 4096×4096 weight
 // matrix read from memory (MatMul with nt = 1, including the quantization
 // of X), in GB/s of weight bytes.
 func BenchmarkMatVec(b *testing.B) {
 	benchThreads(b)
 	const rows, cols = 4096, 4096
-	for _, dt := range weightTypes {
+	for _, dt := range benchTypes {
 		b.Run(dt.String(), func(b *testing.B) {
 			set := coldWeights(b, dt, rows, cols)
 			r := rand.New(rand.NewPCG(3, 3))
@@ -88,7 +104,7 @@ func BenchmarkMatVec(b *testing.B) {
 func BenchmarkMatMulBatch(b *testing.B) {
 	benchThreads(b)
 	const rows, cols, nt = 4096, 4096, 64
-	for _, dt := range weightTypes {
+	for _, dt := range benchTypes {
 		b.Run(dt.String(), func(b *testing.B) {
 			w := coldWeights(b, dt, rows, cols)[0]
 			r := rand.New(rand.NewPCG(4, 4))
@@ -153,7 +169,7 @@ func BenchmarkAttention(b *testing.B) {
 func BenchmarkMatVecHot(b *testing.B) {
 	benchThreads(b)
 	const rows, cols = 256, 2048
-	for _, dt := range weightTypes {
+	for _, dt := range benchTypes {
 		b.Run(dt.String(), func(b *testing.B) {
 			w := coldWeights(b, dt, rows, cols)[0]
 			r := rand.New(rand.NewPCG(3, 3))

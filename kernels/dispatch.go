@@ -54,6 +54,7 @@ func useGeneric() {
 	for _, f := range formats {
 		f.kern = f.gen
 		f.tile = nil // the pure-Go kernels take four rows at a time
+		f.asmPacked = false
 	}
 }
 

@@ -61,6 +61,62 @@ func useAVX2() {
 	setK(tensor.Q6_K, [4]asmK{q6_Kx1AVX2, q6_Kx2AVX2, q6_Kx3AVX2, q6_Kx4AVX2})
 	setBlockwise(tensor.Q4_0, q4_0Rows8AVX2, q4_0Row1AVX2, q4_0TileG1AVX2, q4_0TileG2AVX2)
 	setBlockwise(tensor.Q8_0, q8_0Rows8AVX2, q8_0Row1AVX2, q8_0TileG1AVX2, q8_0TileG2AVX2)
+	setPacked(tensor.Q4_0x8, q4_0x8Rows8AVX2, q4_0Row1AVX2, q4_0x8TileG1AVX2, q4_0x8TileG2AVX2)
+	setPacked(tensor.Q8_0x8, q8_0x8Rows8AVX2, q8_0Row1AVX2, q8_0x8TileG1AVX2, q8_0x8TileG2AVX2)
+}
+
+// setPacked installs the kernels of a packed format (tensor.Q4_0x8,
+// Q8_0x8): rows8 and the tile kernels over the whole groups of eight rows,
+// and for the rows after them, which keep the plain layout, the plain
+// format's row1 kernel and its tile kernels. Every pair is summed as the
+// plain format's AVX2 kernels sum it, bit for bit.
+func setPacked(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
+	f := formats[dt]
+	// the plain format's AVX2 tile kernels, installed before this (the
+	// AVX-512 path later drops Q8_0's, not these rows' need of them)
+	plainTile := formats[f.plain].tile
+	f.asmPacked = true
+	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+		if rows == 0 || nb == 0 {
+			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+			return
+		}
+		wrow := nb * f.wbytes
+		r8 := rows &^ 7
+		for t := range nt {
+			xp, ap := &x[t*xstride], &x[0] // ap: unused without aux records
+			if len(aux) > 0 {
+				ap = &aux[t*auxstride]
+			}
+			if r8 > 0 {
+				rows8(&y[t*ystride], &w[0], wrow, r8/8, xp, ap, nb)
+			}
+			if r8 < rows {
+				row1(&y[t*ystride+r8], &w[r8*wrow], wrow, rows-r8, xp, ap, nb)
+			}
+		}
+	}
+	f.tile = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
+		checkTile(f, y, ystride, w, rows, xt, nb, ng)
+		if rows == 0 || nb == 0 {
+			f.tileGen(y, ystride, w, rows, xt, nb, ng)
+			return
+		}
+		r8 := rows &^ 7
+		if r8 > 0 {
+			g := 0
+			for ; g+2 <= ng; g += 2 {
+				tile2(&y[g*tileRows*ystride], ystride, &w[0], r8, &xt[g*nb*tileBlock], nb)
+			}
+			if g < ng {
+				tile1(&y[g*tileRows*ystride], ystride, &w[0], r8, &xt[g*nb*tileBlock], nb)
+			}
+		}
+		if r8 < rows {
+			plainTile(y[r8:], ystride, w[r8*nb*f.wbytes:], rows-r8, xt, nb, ng)
+		}
+	}
 }
 
 type (
@@ -118,6 +174,8 @@ func setBlockwise(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) 
 func useAVX512() {
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
 	formats[tensor.Q8_0].tile = nil // the AVX2 tile kernel sums as the AVX2 kernels do, not these
+	// Q8_0x8 keeps the AVX2 kernels, whose rows8 and tile kernels agree;
+	// its products differ from plain Q8_0's here in the last bits
 	floatDots = floatDotsAVX512
 	microKernel = microKernelAVX512
 }

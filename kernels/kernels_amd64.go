@@ -429,6 +429,26 @@ func q4_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int
 //go:noescape
 func q4_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
 
+// q4_0x8Rows8AVX2 computes y[r] for r < 8n as q4_0Rows8AVX2 does, the weights in
+// the eight-row layout (group g's blocks at w + 8g·ld, 8·18 bytes each).
+//
+//go:noescape
+func q4_0x8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q4_0x8TileG1AVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb q4_0x8 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.
+//
+//go:noescape
+func q4_0x8TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q4_0x8TileG2AVX2 computes y[t·ystride+r] for r < rows, t < 16: the dot product
+// of weight row r (nb q4_0x8 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q4_0Rows8AVX2 sums.
+//
+//go:noescape
+func q4_0x8TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
 // q8_0Rows8AVX2 computes y[r] for r < 8n: the dot product of weight row r
 // (nb q8_0 blocks at w + r·ld bytes) with the activation row (nb Q8_0 blocks at x,
 // aux records at aux), summed block by block.
@@ -454,6 +474,26 @@ func q8_0TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int
 //
 //go:noescape
 func q8_0TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q8_0x8Rows8AVX2 computes y[r] for r < 8n as q8_0Rows8AVX2 does, the weights in
+// the eight-row layout (group g's blocks at w + 8g·ld, 8·34 bytes each).
+//
+//go:noescape
+func q8_0x8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q8_0x8TileG1AVX2 computes y[t·ystride+r] for r < rows, t < 8: the dot product
+// of weight row r (nb q8_0x8 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q8_0Rows8AVX2 sums.
+//
+//go:noescape
+func q8_0x8TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q8_0x8TileG2AVX2 computes y[t·ystride+r] for r < rows, t < 16: the dot product
+// of weight row r (nb q8_0x8 blocks at w) with activation row t of the tiles at xt
+// (nb blocks of 320 bytes each), summed block by block as q8_0Rows8AVX2 sums.
+//
+//go:noescape
+func q8_0x8TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
 
 // q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at

@@ -10226,6 +10226,361 @@ end:
 	VZEROUPPER
 	RET
 
+// func q4_0x8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0x8Rows8AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	SHLQ         $0x03, DX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   aux+40(FP), R8
+	MOVQ   nb+48(FP), R9
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        R9, R9
+	JE           fin
+	VCVTPH2PS    (SI), Y3
+	VMOVDQU      16(SI), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        Y1, Y4, Y4
+	VPAND        Y1, Y5, Y5
+	VPBROADCASTD 2(DI), Y6
+	VPBROADCASTD 18(DI), Y7
+	VPMADDUBSW   Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VMOVDQU      48(SI), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y1, Y5, Y5
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 6(DI), Y7
+	VPBROADCASTD 22(DI), Y8
+	VPMADDUBSW   Y7, Y5, Y5
+	VPMADDUBSW   Y8, Y6, Y6
+	VPADDW       Y5, Y4, Y4
+	VPADDW       Y6, Y4, Y4
+	VMOVDQU      80(SI), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y1, Y5, Y5
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 10(DI), Y7
+	VPBROADCASTD 26(DI), Y8
+	VPMADDUBSW   Y7, Y5, Y5
+	VPMADDUBSW   Y8, Y6, Y6
+	VPADDW       Y5, Y4, Y4
+	VPADDW       Y6, Y4, Y4
+	VMOVDQU      112(SI), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y1, Y5, Y5
+	VPAND        Y1, Y6, Y6
+	VPBROADCASTD 14(DI), Y7
+	VPBROADCASTD 30(DI), Y8
+	VPMADDUBSW   Y7, Y5, Y5
+	VPMADDUBSW   Y8, Y6, Y6
+	VPADDW       Y5, Y4, Y4
+	VPADDW       Y6, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VPBROADCASTD (R8), Y5
+	VPSUBD       Y5, Y4, Y4
+	VBROADCASTSS 32(R8), Y5
+	VMULPS       Y5, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	ADDQ         $0x00000090, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x24, R8
+	DECQ         R9
+	JMP          blk
+
+fin:
+	VMOVUPS Y2, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    DX, CX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x8TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0x8TileG1AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	XORQ         R8, R8
+	MOVQ         nb+40(FP), R9
+	IMUL3Q       $0x00000090, R9, R9
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	MOVQ         nb+40(FP), SI
+	IMUL3Q       $0x00000140, SI, SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	LEAQ   (DX)(R8*2), SI
+	LEAQ   16(DX)(R8*4), DI
+	MOVQ   xt+32(FP), R10
+	MOVQ   nb+40(FP), R11
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        R11, R11
+	JE           fin
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTD (DI), Y4
+	VPAND        Y1, Y4, Y4
+	VPMADDUBSW   (R10), Y4, Y4
+	VPBROADCASTD (DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   128(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 32(DI), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   32(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 32(DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   160(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 64(DI), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   64(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 64(DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   192(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 96(DI), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   96(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 96(DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   224(R10), Y5, Y5
+	VPADDW       Y5, Y4, Y4
+	VMULPS       256(R10), Y3, Y3
+	VPMADDWD     Y0, Y4, Y4
+	VPSUBD       288(R10), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	ADDQ         $0x00000090, SI
+	ADDQ         $0x00000090, DI
+	ADDQ         $0x00000140, R10
+	DECQ         R11
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y2, X3
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         $0x04, AX
+	INCQ         R8
+	CMPQ         R8, $0x08
+	JNE          same
+	XORQ         R8, R8
+	ADDQ         R9, DX
+
+same:
+	DECQ BX
+	JMP  row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x8TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4_0x8TileG2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	XORQ         R8, R8
+	MOVQ         nb+40(FP), R9
+	IMUL3Q       $0x00000090, R9, R9
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	MOVQ         nb+40(FP), R12
+	IMUL3Q       $0x00000140, R12, R12
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	LEAQ   (DX)(R8*2), SI
+	LEAQ   16(DX)(R8*4), DI
+	MOVQ   xt+32(FP), R10
+	MOVQ   nb+40(FP), R11
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+blk:
+	TESTQ        R11, R11
+	JE           fin
+	VPBROADCASTW (SI), X4
+	VCVTPH2PS    X4, Y4
+	VPBROADCASTD (DI), Y5
+	VPAND        Y1, Y5, Y5
+	VPMADDUBSW   (R10), Y5, Y6
+	VPMADDUBSW   (R10)(R12*1), Y5, Y5
+	VPBROADCASTD (DI), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   128(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   128(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 32(DI), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   32(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   32(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 32(DI), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   160(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   160(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 64(DI), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   64(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   64(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 64(DI), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   192(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   192(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 96(DI), Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   96(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   96(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 96(DI), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   224(R10), Y7, Y8
+	VPADDW       Y8, Y6, Y6
+	VPMADDUBSW   224(R10)(R12*1), Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VMULPS       256(R10), Y4, Y7
+	VPMADDWD     Y0, Y6, Y6
+	VPSUBD       288(R10), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y7, Y2
+	VMULPS       256(R10)(R12*1), Y4, Y4
+	VPMADDWD     Y0, Y5, Y5
+	VPSUBD       288(R10)(R12*1), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ         $0x00000090, SI
+	ADDQ         $0x00000090, DI
+	ADDQ         $0x00000140, R10
+	DECQ         R11
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y2, X4
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X4, (SI)
+	ADDQ         CX, SI
+	VEXTRACTF128 $0x01, Y3, X2
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         $0x04, AX
+	INCQ         R8
+	CMPQ         R8, $0x08
+	JNE          same
+	XORQ         R8, R8
+	ADDQ         R9, DX
+
+same:
+	DECQ BX
+	JMP  row
+
+end:
+	VZEROUPPER
+	RET
+
 // func q8_0Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q8_0Rows8AVX2(SB), NOSPLIT, $0-56
@@ -10673,6 +11028,422 @@ fin:
 	ADDQ         $0x04, AX
 	DECQ         BX
 	JMP          row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0x8Rows8AVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	SHLQ         $0x03, DX
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+48(FP), R8
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        R8, R8
+	JE           fin
+	VCVTPH2PS    (SI), Y2
+	VMOVDQU      16(SI), Y3
+	VPABSB       Y3, Y4
+	VPBROADCASTD 2(DI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VMOVDQU      48(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 6(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      80(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 10(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      112(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 14(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      144(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 18(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      176(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 22(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      208(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 26(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      240(SI), Y3
+	VPABSB       Y3, Y5
+	VPBROADCASTD 30(DI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPBROADCASTW (DI), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       Y3, Y2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y2, Y1
+	ADDQ         $0x00000110, SI
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          blk
+
+fin:
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    DX, CX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x8TileG1AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0x8TileG1AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	XORQ         R8, R8
+	MOVQ         nb+40(FP), R9
+	IMUL3Q       $0x00000110, R9, R9
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVQ         nb+40(FP), SI
+	IMUL3Q       $0x00000140, SI, SI
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	LEAQ   (DX)(R8*2), SI
+	LEAQ   16(DX)(R8*4), DI
+	MOVQ   xt+32(FP), R10
+	MOVQ   nb+40(FP), R11
+	VXORPS Y1, Y1, Y1
+
+blk:
+	TESTQ        R11, R11
+	JE           fin
+	VPBROADCASTW (SI), X2
+	VCVTPH2PS    X2, Y2
+	VPBROADCASTD (DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      (R10), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VPBROADCASTD 128(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      128(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 32(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      32(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 160(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      160(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 64(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      64(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 192(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      192(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 96(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      96(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD 224(DI), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      224(R10), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMULPS       256(R10), Y2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y2, Y1
+	ADDQ         $0x00000110, SI
+	ADDQ         $0x00000110, DI
+	ADDQ         $0x00000140, R10
+	DECQ         R11
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y1, X2
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         $0x04, AX
+	INCQ         R8
+	CMPQ         R8, $0x08
+	JNE          same
+	XORQ         R8, R8
+	ADDQ         R9, DX
+
+same:
+	DECQ BX
+	JMP  row
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x8TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8_0x8TileG2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	XORQ         R8, R8
+	MOVQ         nb+40(FP), R9
+	IMUL3Q       $0x00000110, R9, R9
+	MOVL         $0x00010001, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVQ         nb+40(FP), R12
+	IMUL3Q       $0x00000140, R12, R12
+
+row:
+	TESTQ  BX, BX
+	JE     end
+	LEAQ   (DX)(R8*2), SI
+	LEAQ   16(DX)(R8*4), DI
+	MOVQ   xt+32(FP), R10
+	MOVQ   nb+40(FP), R11
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+blk:
+	TESTQ        R11, R11
+	JE           fin
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTD (DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      (R10), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VMOVDQU      (R10)(R12*1), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VPBROADCASTD 128(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      128(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      128(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 32(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      32(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      32(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 160(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      160(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      160(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 64(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      64(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      64(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 192(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      192(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      192(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 96(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      96(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      96(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPBROADCASTD 224(DI), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      224(R10), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y6, Y6
+	VMOVDQU      224(R10)(R12*1), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMULPS       256(R10), Y3, Y4
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VMULPS       256(R10)(R12*1), Y3, Y3
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y3, Y2
+	ADDQ         $0x00000110, SI
+	ADDQ         $0x00000110, DI
+	ADDQ         $0x00000140, R10
+	DECQ         R11
+	JMP          blk
+
+fin:
+	MOVQ         AX, SI
+	VEXTRACTF128 $0x01, Y1, X3
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X3, (SI)
+	ADDQ         CX, SI
+	VEXTRACTF128 $0x01, Y2, X1
+	VMOVSS       X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X2, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X2, (SI)
+	ADDQ         CX, SI
+	VMOVSS       X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x01, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x02, X1, (SI)
+	ADDQ         CX, SI
+	VEXTRACTPS   $0x03, X1, (SI)
+	ADDQ         $0x04, AX
+	INCQ         R8
+	CMPQ         R8, $0x08
+	JNE          same
+	XORQ         R8, R8
+	ADDQ         R9, DX
+
+same:
+	DECQ BX
+	JMP  row
 
 end:
 	VZEROUPPER

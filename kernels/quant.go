@@ -65,6 +65,23 @@ type qformat struct {
 	// path has a tile kernel computing exactly what kern computes (nil:
 	// none); tileGen is its pure-Go twin.
 	tile, tileGen tileKernel
+	// plain is the plain format of an eight-row layout (tensor.Q4_0x8:
+	// Q4_0), zero for the plain formats. The kernels of a packed format
+	// are called on whole groups of eight rows, and the rows after the
+	// last group, which keep the plain layout, go to plain's kernels.
+	plain tensor.DType
+	// asmPacked is set by a path with assembly kernels for this packed
+	// format: only then is packing worth the copy (PackedLayout).
+	asmPacked bool
+}
+
+// unit is the number of rows the kernels of f must be given together
+// (except the rows after the last whole unit).
+func (f *qformat) unit() int {
+	if f.plain != 0 {
+		return tensor.PackGroup
+	}
+	return 1
 }
 
 // xbytes returns the bytes of one quantized activation row of nb blocks,
@@ -95,6 +112,20 @@ var formats = map[tensor.DType]*qformat{
 	tensor.Q4_K:   {block: qkk, wbytes: q4kBytes, act: actQ8_K},
 	tensor.Q5_K:   {block: qkk, wbytes: q5kBytes, act: actQ8_K},
 	tensor.Q6_K:   {block: qkk, wbytes: q6kBytes, act: actQ8_K},
+	tensor.Q4_0x8: {block: qk, wbytes: q4Bytes, act: actAux, auxK: 8, plain: tensor.Q4_0},
+	tensor.Q8_0x8: {block: qk, wbytes: q8Bytes, act: actQ8_0, plain: tensor.Q8_0},
+}
+
+// PackedLayout returns the in-memory layout (tensor.Q4_0x8, Q8_0x8) in
+// which the active CPU path multiplies weights of dtype dt fastest, and
+// whether there is one; a model converts its matrices with
+// tensor.PackRows8 once, at load (llama.Model.PackForInference).
+func PackedLayout(dt tensor.DType) (tensor.DType, bool) {
+	p, ok := tensor.Packed(dt)
+	if !ok || formats[p] == nil || !formats[p].asmPacked {
+		return 0, false
+	}
+	return p, true
 }
 
 // actBuf holds nt rows of X quantized for one weight format.
@@ -189,8 +220,13 @@ func matMulQuant(f *qformat, y []float32, w []byte, rows, cols int, x []float32,
 	wrow := nb * f.wbytes
 	a, release := quantizeActs(f, x, cols, nt)
 	defer release()
+	// ParallelFor hands out units of rows (eight for a packed format)
+	u := f.unit()
+	units := (rows + u - 1) / u
+	span := func(lo, hi int) (int, int) { return lo * u, min(hi*u, rows) }
 	if nt == 1 {
-		ParallelFor(rows, matVecGrain(cols), func(lo, hi int) {
+		ParallelFor(units, max(1, matVecGrain(cols)/u), func(lo, hi int) {
+			lo, hi = span(lo, hi)
 			f.kern(y[lo:hi], 0, w[lo*wrow:hi*wrow], hi-lo, a.xq, 0, a.aux, 0, nb, 1)
 		})
 		return
@@ -210,7 +246,8 @@ func matMulQuant(f *qformat, y []float32, w []byte, rows, cols int, x []float32,
 			}
 		})
 	}
-	ParallelFor(rows, max(quantRowBlock, matGrain/max(cols*nt, 1)), func(lo, hi int) {
+	ParallelFor(units, max(quantRowBlock, matGrain/max(cols*nt, 1))/u, func(lo, hi int) {
+		lo, hi = span(lo, hi)
 		for r0 := lo; r0 < hi; r0 += quantRowBlock {
 			r1 := min(hi, r0+quantRowBlock)
 			if ntile > 0 {

@@ -52,6 +52,46 @@ func setupGenericQuant() {
 	set(tensor.Q6_K, func(w, x, _ []byte) float32 { return dotQ6_KGeneric(w, x) })
 	formats[tensor.Q8_0].tileGen = tileGeneric(q8Bytes, q8Level)
 	formats[tensor.Q4_0].tileGen = tileGeneric(q4Bytes, q4Level)
+	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8} {
+		setPackedGeneric(dt)
+	}
+}
+
+// setPackedGeneric fills the pure-Go kernels of a packed format: each
+// group of eight rows unpacked (tensor.UnpackRows8) and multiplied by the
+// plain format's pure-Go kernels, the rows after the last group as they are.
+func setPackedGeneric(dt tensor.DType) {
+	f := formats[dt]
+	p := formats[f.plain]
+	cols := func(nb int) int { return nb * f.block }
+	groups := func(w []byte, rows, nb int, fn func(r0, n int, wg []byte)) {
+		wrow := nb * f.wbytes
+		bp := byteScratch.get(tensor.PackGroup * wrow)
+		defer byteScratch.put(bp)
+		g8 := rows / tensor.PackGroup * tensor.PackGroup
+		for r0 := 0; r0 < g8; r0 += tensor.PackGroup {
+			src := w[r0*wrow : (r0+tensor.PackGroup)*wrow]
+			if err := tensor.UnpackRows8(f.plain, *bp, src, tensor.PackGroup, cols(nb)); err != nil {
+				panic(err) // unreachable: the sizes were checked
+			}
+			fn(r0, tensor.PackGroup, *bp)
+		}
+		if g8 < rows {
+			fn(g8, rows-g8, w[g8*wrow:rows*wrow])
+		}
+	}
+	f.gen = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+		groups(w, rows, nb, func(r0, n int, wg []byte) {
+			p.gen(y[r0:], ystride, wg, n, x, xstride, aux, auxstride, nb, nt)
+		})
+	}
+	f.kern = f.gen
+	f.tileGen = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
+		groups(w, rows, nb, func(r0, n int, wg []byte) {
+			p.tileGen(y[r0:], ystride, wg, n, xt, nb, ng)
+		})
+	}
+	f.tile = f.tileGen
 }
 
 func f16At(b []byte) float32 { return tensor.F16ToF32(binary.LittleEndian.Uint16(b)) }

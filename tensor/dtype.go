@@ -79,7 +79,7 @@ func (d DType) String() string {
 // ParseDType maps a name such as "f16" or "Q8_0" (any case) to its DType.
 func ParseDType(s string) (DType, error) {
 	for d, i := range dtypes {
-		if equalFold(i.name, s) {
+		if equalFold(i.name, s) && !IsPacked(d) {
 			return d, nil
 		}
 	}

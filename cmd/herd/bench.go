@@ -19,7 +19,7 @@ import (
 
 func benchCmd() *cobra.Command {
 	var pp, tg, reps, threads int
-	var asJSON bool
+	var asJSON, plain bool
 	var kvType, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench MODEL",
@@ -38,6 +38,9 @@ object per test.`,
 			defer m.Close()
 			if err := applyKVType(kvType, m); err != nil {
 				return err
+			}
+			if !plain {
+				packWeights(m)
 			}
 			if cpuProfile != "" {
 				pf, err := os.Create(cpuProfile)
@@ -88,6 +91,7 @@ object per test.`,
 	f.IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per test")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the tests (go tool pprof) to this file")
+	f.BoolVar(&plain, "plain-layout", false, "multiply Q4_0 and Q8_0 matrices as the file stores them, not repacked into eight-row groups at load")
 	addKVFlag(f, &kvType)
 	return cmd
 }

@@ -13,6 +13,16 @@ func addKVFlag(f *pflag.FlagSet, p *string) {
 }
 
 // applyKVType makes the models keep their KV caches in the type s names.
+// packWeights rearranges the models' Q4_0 and Q8_0 matrices into the
+// layout the CPU's kernels multiply fastest (llama.Model.PackForInference);
+// the commands that only run models forward call it once any adapters are
+// attached.
+func packWeights(models ...*llama.Model) {
+	for _, m := range models {
+		m.PackForInference()
+	}
+}
+
 func applyKVType(s string, models ...*llama.Model) error {
 	dt, err := llama.ParseKVType(s)
 	if err != nil {

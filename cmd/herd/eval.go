@@ -106,6 +106,7 @@ func runEval(cmd *cobra.Command, model string, a evalArgs) error {
 	if err := applyLoRAs(m, a.loras); err != nil {
 		return err
 	}
+	packWeights(m)
 	opt := tasks.Options{Shots: a.shots, Limit: a.limit, Ctx: a.ctx, BatchTokens: a.batch, OneAtATime: a.one, Parallel: a.par,
 		Progress: evalProgress(cmd)}
 	rs, err := tasks.Run(m, tok, ts, opt)

@@ -42,6 +42,7 @@ encoding, so the figures match llama-perplexity's. The tokenizer is BASE's.`,
 			if err := applyKVType(e.kvType, base, q); err != nil {
 				return err
 			}
+			packWeights(base, q)
 			toks, err := tokenizeFile(cmd, e.file, tok)
 			if err != nil {
 				return err

@@ -76,6 +76,7 @@ llama-perplexity: the running estimate is printed after each chunk as
 			if err := applyKVType(e.kvType, m); err != nil {
 				return err
 			}
+			packWeights(m)
 			toks, err := tokenizeFile(cmd, e.file, tok)
 			if err != nil {
 				return err

@@ -92,6 +92,7 @@ the binary with its 512-piece tokenizer.`,
 			if err := applyLoRAs(m, g.loras); err != nil {
 				return err
 			}
+			packWeights(m)
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			gen := generate.Generator{Model: m, Tok: tok}
 			st, err := gen.Generate(prompt, generate.Options{MaxTokens: g.n, Context: g.ctx}, generate.NewSampler(smp), func(p []byte) error {

@@ -151,6 +151,7 @@ func loadServed(arg, tokPath, template string, loras []string, cfg generate.Sche
 		m.Close()
 		return nil, err
 	}
+	packWeights(m)
 	tp, err := chat.ForModel(path, template)
 	if err != nil {
 		m.Close()

@@ -61,6 +61,7 @@ type File struct {
 	kvIndex map[string]int
 	tIndex  map[string]int
 	unmap   func() error
+	drop    func([]byte) // Release's, where Open mapped the file
 }
 
 // TensorInfo describes one tensor and holds its bytes.
@@ -143,7 +144,7 @@ func (f *File) Tensor(name string) (*TensorInfo, bool) {
 // Open maps the GGUF file at path read-only and parses it. Call Close when
 // done with the tensor data.
 func Open(path string) (*File, error) {
-	data, unmap, err := fileio.Map(path)
+	data, unmap, drop, err := fileio.MapDroppable(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf %s: %w", path, err)
 	}
@@ -152,8 +153,19 @@ func Open(path string) (*File, error) {
 		_ = unmap()
 		return nil, err
 	}
-	f.unmap = unmap
+	f.unmap, f.drop = unmap, drop
 	return f, nil
+}
+
+// Release tells the system that the bytes b of a tensor (a slice of a
+// TensorInfo's Data) will not be read again soon: where Open mapped the
+// file, the pages wholly inside b leave the process's resident memory (a
+// model that copied a tensor into a new layout keeps only the copy). The
+// bytes stay valid; reading them again reads the file.
+func (f *File) Release(b []byte) {
+	if f.drop != nil {
+		f.drop(b)
+	}
 }
 
 // tensorBytes returns the size in bytes of a tensor of type d with the given

@@ -494,3 +494,19 @@ func BenchmarkOpen(b *testing.B) {
 		f.Close()
 	}
 }
+
+// TestWriterRefusesPackedLayouts: the in-memory eight-row layouts
+// (tensor.Q4_0x8, Q8_0x8) are no GGUF type; a writer handed one fails,
+// naming the tensor, rather than writing a file no reader understands.
+func TestWriterRefusesPackedLayouts(t *testing.T) {
+	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8} {
+		w := NewWriter()
+		err := w.AddTensor("blk.0.attn_q.weight", dt, []uint64{32, 8}, make([]byte, 8*dt.BlockBytes()))
+		if err == nil || !strings.Contains(err.Error(), "blk.0.attn_q.weight") || !strings.Contains(err.Error(), dt.String()) {
+			t.Errorf("AddTensor(%s) = %v", dt, err)
+		}
+		if Supported(dt) {
+			t.Errorf("Supported(%s) = true", dt)
+		}
+	}
+}

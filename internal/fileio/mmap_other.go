@@ -9,3 +9,10 @@ func Map(path string) ([]byte, func() error, error) {
 	b, err := os.ReadFile(path)
 	return b, func() error { return nil }, err
 }
+
+// MapDroppable is Map with a drop function that does nothing here (the
+// bytes were read, not mapped).
+func MapDroppable(path string) ([]byte, func() error, func([]byte), error) {
+	b, unmap, err := Map(path)
+	return b, unmap, func([]byte) {}, err
+}

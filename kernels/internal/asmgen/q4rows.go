@@ -41,9 +41,122 @@ func q4Kernels() {
 	for _, f := range []bfmt{{"q4_0", 18, false}, {"q8_0", 34, true}} {
 		q4Rows8(f)
 		q4Row1(f)
-		q4Tile(f, 1)
-		q4Tile(f, 2)
+		q4Tile(f, 1, false)
+		q4Tile(f, 2, false)
+		q4Rows8Packed(f)
+		q4Tile(f, 1, true)
+		q4Tile(f, 2, true)
 	}
+}
+
+// q4Rows8Packed is q4Rows8 over the eight-row layout (tensor.Q4_0x8,
+// Q8_0x8): a group's block holds the eight rows' scales in 16 bytes and
+// then their quants in pieces of four bytes, piece p of the eight rows in
+// one 32-byte vector, so each int32 lane stays one row's from the first
+// multiply to the block sum: no horizontal sums, one scale load, one stream
+// of weights for eight rows. The block sums are the same integers as
+// q4Rows8's, scaled and accumulated by the same instructions, so the two
+// agree bit for bit.
+func q4Rows8Packed(f bfmt) {
+	name := f.name + "x8Rows8AVX2"
+	text(name, NOSPLIT, sigQ4Rows)
+	Doc(name+" computes y[r] for r < 8n as "+f.name+"Rows8AVX2 does, the weights in",
+		"the eight-row layout (group g's blocks at w + 8g·ld, 8·"+fmt.Sprint(f.wbytes)+" bytes each).")
+	y := Load(Param("y"), GP64())
+	wg := Load(Param("w"), GP64())
+	ld := Load(Param("ld"), GP64())
+	groups := Load(Param("n"), GP64())
+	SHLQ(U8(3), ld)
+	ones := onesWords()
+	var low VecVirtual
+	if !f.q8 {
+		low = nibbleMask()
+	}
+	wb, xp, ap, n := GP64(), GP64(), GP64(), GP64()
+	Label("group")
+	TESTQ(groups, groups)
+	JE(LabelRef("end"))
+	MOVQ(wg, wb)
+	Load(Param("x"), xp)
+	if !f.q8 {
+		Load(Param("aux"), ap)
+	}
+	Load(Param("nb"), n)
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+	Label("blk")
+	TESTQ(n, n)
+	JE(LabelRef("fin"))
+	dv := YMM()
+	VCVTPH2PS(Mem{Base: wb}, dv)
+	var sum VecVirtual
+	if f.q8 {
+		for l := 0; l < 8; l++ {
+			c, a, xb := YMM(), YMM(), YMM()
+			VMOVDQU(Mem{Base: wb, Disp: 16 + 32*l}, c)
+			VPABSB(c, a)
+			VPBROADCASTD(Mem{Base: xp, Disp: 2 + 4*l}, xb)
+			VPSIGNB(c, xb, xb)
+			VPMADDUBSW(xb, a, a)
+			VPMADDWD(ones, a, a)
+			if l == 0 {
+				sum = a
+			} else {
+				VPADDD(a, sum, sum)
+			}
+		}
+	} else {
+		// int16 sums of the block's eight products of four pairs reach at
+		// most 8·2·15·128 = 30720 in magnitude
+		for m := 0; m < 4; m++ {
+			c, hi := YMM(), YMM()
+			VMOVDQU(Mem{Base: wb, Disp: 16 + 32*m}, c)
+			VPSRLW(U8(4), c, hi)
+			VPAND(low, c, c)
+			VPAND(low, hi, hi)
+			xl, xh := YMM(), YMM()
+			VPBROADCASTD(Mem{Base: xp, Disp: 2 + 4*m}, xl)
+			VPBROADCASTD(Mem{Base: xp, Disp: 2 + 16 + 4*m}, xh)
+			VPMADDUBSW(xl, c, c)
+			VPMADDUBSW(xh, hi, hi)
+			if m == 0 {
+				sum = c
+			} else {
+				VPADDW(c, sum, sum)
+			}
+			VPADDW(hi, sum, sum)
+		}
+		VPMADDWD(ones, sum, sum)
+		k := YMM()
+		VPBROADCASTD(Mem{Base: ap}, k)
+		VPSUBD(k, sum, sum)
+	}
+	dx := YMM()
+	if f.q8 {
+		VPBROADCASTW(Mem{Base: xp}, dx.AsX())
+		VCVTPH2PS(dx.AsX(), dx)
+	} else {
+		VBROADCASTSS(Mem{Base: ap, Disp: 32}, dx)
+	}
+	VMULPS(dx, dv, dv)
+	VCVTDQ2PS(sum, sum)
+	VFMADD231PS(sum, dv, acc)
+	ADDQ(U32(8*f.wbytes), wb)
+	ADDQ(U8(34), xp)
+	if !f.q8 {
+		ADDQ(U8(36), ap)
+	}
+	DECQ(n)
+	JMP(LabelRef("blk"))
+	Label("fin")
+	VMOVUPS(acc, Mem{Base: y})
+	ADDQ(U8(32), y)
+	ADDQ(ld, wg)
+	DECQ(groups)
+	JMP(LabelRef("group"))
+	Label("end")
+	VZEROUPPER()
+	RET()
 }
 
 // bProduct returns the eight int32 partial sums of the weight block at w
@@ -262,17 +375,38 @@ func q4Row1(f bfmt) {
 // q4Tile: weight rows against g (1 or 2) activation tiles, the second
 // nb·320 bytes after the first; y of tile g's row t and weight row r at
 // y[(8g+t)·ystride + r].
-func q4Tile(f bfmt, g int) {
-	name := fmt.Sprintf("%sTileG%dAVX2", f.name, g)
+//
+// packed: the weights in the eight-row layout (tensor.Q4_0x8, Q8_0x8),
+// rows a multiple of eight; row j of a group reads its scale at 2j and its
+// pieces of four quant bytes at 16 + 32p + 4j of each 8·wbytes-byte block.
+func q4Tile(f bfmt, g int, packed bool) {
+	kind := f.name
+	if packed {
+		kind += "x8"
+	}
+	name := fmt.Sprintf("%sTileG%dAVX2", kind, g)
 	text(name, NOSPLIT, sigTile)
 	Doc(fmt.Sprintf("%s computes y[t·ystride+r] for r < rows, t < %d: the dot product", name, 8*g),
-		fmt.Sprintf("of weight row r (nb %s blocks at w) with activation row t of the tiles at xt", f.name),
+		fmt.Sprintf("of weight row r (nb %s blocks at w) with activation row t of the tiles at xt", kind),
 		fmt.Sprintf("(nb blocks of 320 bytes each), summed block by block as %sRows8AVX2 sums.", f.name))
 	y := Load(Param("y"), GP64())
 	ys := Load(Param("ystride"), GP64())
 	SHLQ(U8(2), ys)
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
+	// ws and wq point at the row's scale and first quant piece in the
+	// current block; step is the bytes from one block to the next
+	ws, wq := w, w
+	qdisp, step, pstride := 2, f.wbytes, 4
+	var gb, jr, grp Register
+	if packed {
+		ws, wq = GP64(), GP64()
+		qdisp, step, pstride = 0, 8*f.wbytes, 32
+		gb, jr, grp = w, GP64(), GP64()
+		XORQ(jr, jr)
+		Load(Param("nb"), grp)
+		IMUL3Q(U32(8*f.wbytes), grp, grp)
+	}
 	ones := onesWords()
 	var low VecVirtual
 	if !f.q8 {
@@ -290,6 +424,10 @@ func q4Tile(f bfmt, g int) {
 	Label("row")
 	TESTQ(rows, rows)
 	JE(LabelRef("end"))
+	if packed {
+		LEAQ(Mem{Base: gb, Index: jr, Scale: 2}, ws)
+		LEAQ(Mem{Base: gb, Index: jr, Scale: 4, Disp: 16}, wq)
+	}
 	Load(Param("xt"), xp)
 	Load(Param("nb"), n)
 	acc := make([]VecVirtual, g)
@@ -301,7 +439,7 @@ func q4Tile(f bfmt, g int) {
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
 	dw := YMM()
-	VPBROADCASTW(Mem{Base: w}, dw.AsX())
+	VPBROADCASTW(Mem{Base: ws}, dw.AsX())
 	VCVTPH2PS(dw.AsX(), dw)
 	sum := make([]VecVirtual, g)
 	add := func(k, i int, v VecVirtual) {
@@ -318,7 +456,7 @@ func q4Tile(f bfmt, g int) {
 			// |w| against x with w's sign, as the one-row kernels; the
 			// int16 pairs reach 2·127·127, so each goes to int32 at once
 			b, a := YMM(), YMM()
-			VPBROADCASTD(Mem{Base: w, Disp: 2 + 4*l}, b)
+			VPBROADCASTD(Mem{Base: wq, Disp: qdisp + pstride*l}, b)
 			VPABSB(b, a)
 			for k := range sum {
 				v := YMM()
@@ -331,7 +469,7 @@ func q4Tile(f bfmt, g int) {
 			continue
 		}
 		b := YMM()
-		VPBROADCASTD(Mem{Base: w, Disp: 2 + 4*(l%4)}, b)
+		VPBROADCASTD(Mem{Base: wq, Disp: qdisp + pstride*(l%4)}, b)
 		if l >= 4 {
 			VPSRLW(U8(4), b, b)
 		}
@@ -352,7 +490,12 @@ func q4Tile(f bfmt, g int) {
 		VCVTDQ2PS(sum[k], sum[k])
 		VFMADD231PS(sum[k], s, acc[k])
 	}
-	ADDQ(U8(f.wbytes), w)
+	if packed {
+		ADDQ(U32(step), ws)
+		ADDQ(U32(step), wq)
+	} else {
+		ADDQ(U8(f.wbytes), w)
+	}
 	ADDQ(U32(tileBlock), xp)
 	DECQ(n)
 	JMP(LabelRef("blk"))
@@ -378,6 +521,14 @@ func q4Tile(f bfmt, g int) {
 		}
 	}
 	ADDQ(U8(4), y)
+	if packed {
+		INCQ(jr)
+		CMPQ(jr, U8(8))
+		JNE(LabelRef("same"))
+		XORQ(jr, jr)
+		ADDQ(grp, gb)
+		Label("same")
+	}
 	DECQ(rows)
 	JMP(LabelRef("row"))
 	Label("end")
