@@ -63,6 +63,24 @@ func useAVX2() {
 	setBlockwise(tensor.Q8_0, q8_0Rows8AVX2, q8_0Row1AVX2, q8_0TileG1AVX2, q8_0TileG2AVX2)
 	setPacked(tensor.Q4_0x8, q4_0x8Rows8AVX2, q4_0Row1AVX2, q4_0x8TileG1AVX2, q4_0x8TileG2AVX2)
 	setPacked(tensor.Q8_0x8, q8_0x8Rows8AVX2, q8_0Row1AVX2, q8_0x8TileG1AVX2, q8_0x8TileG2AVX2)
+	setPackedK(tensor.Q4_Kx8, q4_Kx8Rows8AVX2)
+}
+
+// setPackedK installs the kernel of a packed k-quant format (tensor.Q4_Kx8:
+// whole groups only, one activation row at a time; no tile kernel).
+func setPackedK(dt tensor.DType, rows8 asmRows8) {
+	f := formats[dt]
+	f.asmPacked = true
+	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+		if rows == 0 || nb == 0 || rows%tensor.PackGroup != 0 {
+			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
+			return
+		}
+		for t := range nt {
+			rows8(&y[t*ystride], &w[0], nb*f.wbytes, rows/tensor.PackGroup, &x[t*xstride], &x[t*xstride], nb)
+		}
+	}
 }
 
 // setPacked installs the kernels of a packed format (tensor.Q4_0x8,

@@ -18,7 +18,8 @@ func packedOf(t *testing.T, r *rand.Rand, dt tensor.DType, rows, cols int) (plai
 	if !ok {
 		t.Fatalf("%s has no packed layout", dt)
 	}
-	packed = make([]byte, len(plain))
+	prb, _ := pdt.RowBytes(cols)
+	packed = make([]byte, rows*prb)
 	if err := tensor.PackRows8(dt, packed, plain, rows, cols); err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +37,14 @@ func TestPackedMatchesPlain(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(31, 32))
 		withThreads(t, func(t *testing.T) {
-			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0} {
-				exact := !(dt == tensor.Q8_0 && CPUPath() == PathAVX512)
-				for _, sz := range [][2]int{{8, 32}, {5, 96}, {16, 512}, {13, 64}, {67, 256}, {40, 2048}} {
+			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+				// Q4_Kx8 adds a row's sums in another order than Q4_K's kernels
+				exact := !(dt == tensor.Q8_0 && CPUPath() == PathAVX512) && dt != tensor.Q4_K
+				shapes := [][2]int{{8, 32}, {5, 96}, {16, 512}, {13, 64}, {67, 256}, {40, 2048}}
+				if dt == tensor.Q4_K {
+					shapes = [][2]int{{8, 256}, {16, 512}, {40, 2048}, {64, 768}}
+				}
+				for _, sz := range shapes {
 					rows, cols := sz[0], sz[1]
 					plain, packed, pdt := packedOf(t, r, dt, rows, cols)
 					for _, nt := range []int{1, 2, 3, 5, 8, 9, 16, 17, 24, 33} {
@@ -46,10 +52,21 @@ func TestPackedMatchesPlain(t *testing.T) {
 						want, got := make([]float32, nt*rows), make([]float32, nt*rows)
 						MatMul(dt, plain, rows, cols, x, nt, want)
 						MatMul(pdt, packed, rows, cols, x, nt, got)
+						var scale []float64
+						if !exact {
+							deq := make([]float32, rows*cols)
+							rb, _ := dt.RowBytes(cols)
+							for i := range rows {
+								if err := tensor.Dequantize(dt, deq[i*cols:(i+1)*cols], plain[i*rb:(i+1)*rb]); err != nil {
+									t.Fatal(err)
+								}
+							}
+							_, scale = refMatMul(t, dt, deq, rows, cols, x, nt)
+						}
 						for i := range got {
 							g, w := got[i], want[i]
 							if exact && math.Float32bits(g) != math.Float32bits(w) ||
-								!exact && math.Abs(float64(g-w)) > 1e-5*(1+math.Abs(float64(w))) {
+								!exact && math.Abs(float64(g-w)) > 1e-5*scale[i] {
 								t.Fatalf("threads=%d %s %dx%d nt=%d: y[%d][%d] = %g, %s gives %g", Threads(), pdt, rows, cols, nt, i/rows, i%rows, g, dt, w)
 							}
 						}
@@ -66,21 +83,33 @@ func TestPackedMatchesPlain(t *testing.T) {
 func TestPackedKernelsMatchGeneric(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(33, 34))
-		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0} {
+		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
 			for _, rows := range []int{8, 15, 24, 3} {
 				for _, nb := range []int{1, 3, 16} {
-					cols := nb * qk
-					_, packed, pdt := packedOf(t, r, dt, rows, cols)
+					if dt == tensor.Q4_K && rows%8 != 0 {
+						continue
+					}
+					cols := nb * dt.BlockSize()
+					plain, packed, pdt := packedOf(t, r, dt, rows, cols)
 					f := formats[pdt]
 					xs := randVec(r, 16*cols)
 					a, release := quantizeActs(f, xs, cols, 16)
+					deq := make([]float32, rows*cols)
+					rb, _ := dt.RowBytes(cols)
+					for i := range rows {
+						if err := tensor.Dequantize(dt, deq[i*cols:(i+1)*cols], plain[i*rb:(i+1)*rb]); err != nil {
+							t.Fatal(err)
+						}
+					}
+					// |W|·|X| of each pair: the size of the rounding a sum may carry
+					_, scale := refMatMul(t, dt, deq, rows, cols, xs, 16)
 					name := fmt.Sprintf("%s %dx%d", pdt, rows, cols)
 					for nt := 1; nt <= 4; nt++ {
 						ystride := rows + 3
 						y1, y2 := make([]float32, nt*ystride), make([]float32, nt*ystride)
 						f.kern(y1, ystride, packed, rows, a.xq, a.xrow, a.aux, a.arow, nb, nt)
 						f.gen(y2, ystride, packed, rows, a.xq, a.xrow, a.aux, a.arow, nb, nt)
-						packedNear(t, fmt.Sprintf("%s nt=%d", name, nt), y1, y2, nt, rows, ystride)
+						packedNear(t, fmt.Sprintf("%s nt=%d", name, nt), y1, y2, scale, nt, rows, ystride)
 					}
 					if f.tile != nil {
 						tp := make([]byte, 2*nb*tileBlock)
@@ -90,7 +119,7 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 							y1, y2 := make([]float32, ng*tileRows*rows), make([]float32, ng*tileRows*rows)
 							f.tile(y1, rows, packed, rows, tp, nb, ng)
 							f.tileGen(y2, rows, packed, rows, tp, nb, ng)
-							packedNear(t, fmt.Sprintf("%s tiles=%d", name, ng), y1, y2, ng*tileRows, rows, rows)
+							packedNear(t, fmt.Sprintf("%s tiles=%d", name, ng), y1, y2, scale, ng*tileRows, rows, rows)
 						}
 					}
 					release()
@@ -100,11 +129,11 @@ func TestPackedKernelsMatchGeneric(t *testing.T) {
 	})
 }
 
-func packedNear(t *testing.T, what string, got, want []float32, nt, rows, ystride int) {
+func packedNear(t *testing.T, what string, got, want []float32, scale []float64, nt, rows, ystride int) {
 	t.Helper()
 	for i := range nt * rows {
 		k := i/rows*ystride + i%rows
-		if d := math.Abs(float64(got[k] - want[k])); d > 1e-5*(1+math.Abs(float64(want[k]))) {
+		if d := math.Abs(float64(got[k] - want[k])); d > 1e-5*scale[i] {
 			t.Errorf("%s: y[%d][%d] = %g, pure Go %g", what, i/rows, i%rows, got[k], want[k])
 			return
 		}
@@ -113,7 +142,7 @@ func packedNear(t *testing.T, what string, got, want []float32, nt, rows, ystrid
 
 func TestPackedLayout(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
-		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0} {
+		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
 			p, ok := PackedLayout(dt)
 			want := CPUPath() != PathPurego
 			if ok != want || ok && !tensor.IsPacked(p) {
@@ -123,10 +152,42 @@ func TestPackedLayout(t *testing.T) {
 				t.Errorf("Supports(%s) = false", pd)
 			}
 		}
-		for _, dt := range []tensor.DType{tensor.F16, tensor.Q4_K, tensor.Q4_1} {
+		for _, dt := range []tensor.DType{tensor.F16, tensor.Q6_K, tensor.Q4_1} {
 			if _, ok := PackedLayout(dt); ok {
 				t.Errorf("PackedLayout(%s) reports a layout", dt)
 			}
 		}
+	})
+}
+
+// TestPackedBatchInvariant: each row of a packed product is the same, bit
+// for bit, alone or in a batch of any size, on every path and thread count.
+func TestPackedBatchInvariant(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(35, 36))
+		withThreads(t, func(t *testing.T) {
+			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+				rows, cols := 37, 512
+				if dt == tensor.Q4_K {
+					rows = 40
+				}
+				_, packed, pdt := packedOf(t, r, dt, rows, cols)
+				const nmax = 24
+				x := randVec(r, nmax*cols)
+				solo := make([]float32, nmax*rows)
+				for i := range nmax {
+					MatMul(pdt, packed, rows, cols, x[i*cols:(i+1)*cols], 1, solo[i*rows:(i+1)*rows])
+				}
+				for _, nt := range []int{2, 3, 5, 8, 9, 16, 17, 24} {
+					y := make([]float32, nt*rows)
+					MatMul(pdt, packed, rows, cols, x, nt, y)
+					for i, v := range y {
+						if math.Float32bits(v) != math.Float32bits(solo[i]) {
+							t.Fatalf("threads=%d %s nt=%d: row %d col %d = %g, alone %g", Threads(), pdt, nt, i/rows, i%rows, v, solo[i])
+						}
+					}
+				}
+			}
+		})
 	})
 }

@@ -52,14 +52,15 @@ func setupGenericQuant() {
 	set(tensor.Q6_K, func(w, x, _ []byte) float32 { return dotQ6_KGeneric(w, x) })
 	formats[tensor.Q8_0].tileGen = tileGeneric(q8Bytes, q8Level)
 	formats[tensor.Q4_0].tileGen = tileGeneric(q4Bytes, q4Level)
-	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8} {
+	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8, tensor.Q4_Kx8} {
 		setPackedGeneric(dt)
 	}
 }
 
 // setPackedGeneric fills the pure-Go kernels of a packed format: each
 // group of eight rows unpacked (tensor.UnpackRows8) and multiplied by the
-// plain format's pure-Go kernels, the rows after the last group as they are.
+// plain format's pure-Go kernels, the rows after the last group as they are
+// (Q4_Kx8 has none).
 func setPackedGeneric(dt tensor.DType) {
 	f := formats[dt]
 	p := formats[f.plain]
@@ -86,6 +87,9 @@ func setPackedGeneric(dt tensor.DType) {
 		})
 	}
 	f.kern = f.gen
+	if p.tileGen == nil {
+		return
+	}
 	f.tileGen = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
 		groups(w, rows, nb, func(r0, n int, wg []byte) {
 			p.tileGen(y[r0:], ystride, wg, n, xt, nb, ng)

@@ -8,11 +8,12 @@ import (
 
 // PackForInference rearranges the block matrices and the output matrix
 // into the in-memory layout the active CPU path multiplies fastest, where
-// it has one (kernels.PackedLayout: Q4_0 → Q4_0x8 and Q8_0 → Q8_0x8 on
-// the assembly paths, eight rows read as one stream; see tensor.PackRows8),
-// and returns the number of matrices converted. The products are the
-// plain format's, bit for bit on the paths whose plain kernels sum the
-// same way (every path but Q8_0's AVX-512 product).
+// it has one (kernels.PackedLayout: Q4_0 → Q4_0x8, Q8_0 → Q8_0x8 and
+// Q4_K → Q4_Kx8 on the assembly paths, eight rows read as one stream; see
+// tensor.PackRows8), and returns the number of matrices converted. Q4_0's
+// and Q8_0's products are the plain format's, bit for bit on the paths
+// whose plain kernels sum the same way (every path but Q8_0's AVX-512
+// product); Q4_Kx8's are the same sums added in another order.
 //
 // It is for a model that only runs forward passes (generation, serving,
 // benchmarks, evaluation): a packed matrix's rows cannot be read one by
@@ -34,9 +35,13 @@ func (m *Model) PackForInference() int {
 		if !ok {
 			return false
 		}
-		dst := make([]byte, len(l.Data))
+		prb, err := p.RowBytes(l.In)
+		if err != nil {
+			return false
+		}
+		dst := make([]byte, prb*l.Out)
 		if err := tensor.PackRows8(l.DType, dst, l.Data, l.Out, l.In); err != nil {
-			return false // a shape NewLinear accepted always packs; keep the plain matrix otherwise
+			return false // Q4_K rows not a multiple of eight: the matrix stays plain
 		}
 		release(l.Data)
 		l.DType, l.Data = p, dst

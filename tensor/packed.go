@@ -21,10 +21,27 @@ import "fmt"
 // Rows after the last whole group (rows mod 8 of them) keep the plain
 // layout, at the end, where the plain matrix has them. A row of a packed
 // matrix cannot be read alone: Dequantize refuses these dtypes.
+//
+// Q4_Kx8 is Q4_K's: rows a multiple of eight, no plain tail, and each
+// group's super-block b (1184 bytes, at g·8·rowBytes + 1184·b, so 148
+// bytes a row-block where the plain format has 144) holds
+//
+//	[0, 16)       the eight rows' d, float16, row j's at 2j
+//	[16, 32)      their dmin
+//	[32, 96)      the sub-block scales as bytes: scale s of row j at 32 + 8s + j
+//	[96, 160)     the sub-block mins as bytes, by pairs: min 2u+k of row j at 96 + 16u + 2j + k
+//	[160, 1184)   the 128 quant bytes in pieces of four: piece p of row j at 160 + 32p + 4j
+//
+// (the six-bit scales unpacked from the plain format's twelve bytes, which
+// UnpackRows8 packs again exactly).
 const (
 	Q4_0x8 DType = 1<<16 | 1<<8 | Q4_0
 	Q8_0x8 DType = 1<<16 | 1<<8 | Q8_0
+	Q4_Kx8 DType = 1<<16 | 1<<8 | Q4_K
 )
+
+// BytesQ4_Kx8 is the size of one packed Q4_K group super-block (eight rows).
+const BytesQ4_Kx8 = 1184
 
 // PackGroup is the number of rows a packed group interleaves.
 const PackGroup = 8
@@ -32,6 +49,7 @@ const PackGroup = 8
 func init() {
 	dtypes[Q4_0x8] = dtypeInfo{"Q4_0x8", QK, BytesQ4_0}
 	dtypes[Q8_0x8] = dtypeInfo{"Q8_0x8", QK, BytesQ8_0}
+	dtypes[Q4_Kx8] = dtypeInfo{"Q4_Kx8", QKK, BytesQ4_Kx8 / PackGroup}
 }
 
 // Packed returns the eight-row layout of plain dtype d (Q4_0 → Q4_0x8,
@@ -42,6 +60,8 @@ func Packed(d DType) (DType, bool) {
 		return Q4_0x8, true
 	case Q8_0:
 		return Q8_0x8, true
+	case Q4_K:
+		return Q4_Kx8, true
 	}
 	return 0, false
 }
@@ -54,6 +74,8 @@ func Plain(d DType) (DType, bool) {
 		return Q4_0, true
 	case Q8_0x8:
 		return Q8_0, true
+	case Q4_Kx8:
+		return Q4_K, true
 	}
 	return 0, false
 }
@@ -61,8 +83,9 @@ func Plain(d DType) (DType, bool) {
 // IsPacked reports whether d is one of the in-memory eight-row layouts.
 func IsPacked(d DType) bool { _, ok := Plain(d); return ok }
 
-// PackRows8 writes the rows×cols matrix src of plain dtype d (Q4_0 or
-// Q8_0) into dst in d's eight-row layout. dst and src must not overlap.
+// PackRows8 writes the rows×cols matrix src of plain dtype d (Q4_0, Q8_0
+// or Q4_K; for Q4_K rows a multiple of eight) into dst in d's eight-row
+// layout. dst and src must not overlap.
 func PackRows8(d DType, dst, src []byte, rows, cols int) error {
 	return repack(d, dst, src, rows, cols, true)
 }
@@ -74,15 +97,28 @@ func UnpackRows8(d DType, dst, src []byte, rows, cols int) error {
 }
 
 func repack(d DType, dst, src []byte, rows, cols int, pack bool) error {
-	if _, ok := Packed(d); !ok {
+	pd, ok := Packed(d)
+	if !ok {
 		return fmt.Errorf("tensor: %s has no eight-row layout", d)
 	}
 	rb, err := d.RowBytes(cols)
 	if err != nil {
 		return err
 	}
-	if rows < 0 || len(src) < rows*rb || len(dst) < rows*rb {
-		return fmt.Errorf("tensor: repacking %d×%d %s: %d source and %d destination bytes, need %d", rows, cols, d, len(src), len(dst), rows*rb)
+	prb, _ := pd.RowBytes(cols)
+	plainN, packedN := rows*rb, rows*prb
+	if !pack {
+		plainN, packedN = packedN, plainN
+	}
+	if rows < 0 || len(src) < plainN || len(dst) < packedN {
+		return fmt.Errorf("tensor: repacking %d×%d %s: %d source and %d destination bytes, need %d and %d", rows, cols, d, len(src), len(dst), plainN, packedN)
+	}
+	if d == Q4_K {
+		if rows%PackGroup != 0 {
+			return fmt.Errorf("tensor: %d rows of Q4_K: the eight-row layout takes a multiple of %d", rows, PackGroup)
+		}
+		repackQ4K(dst, src, rows, cols, pack)
+		return nil
 	}
 	bb := d.BlockBytes()
 	nb := rb / bb
@@ -112,5 +148,51 @@ func move(dst, src []byte, pl, pk, n int, pack bool) {
 		copy(dst[pk:pk+n], src[pl:pl+n])
 	} else {
 		copy(dst[pl:pl+n], src[pk:pk+n])
+	}
+}
+
+// repackQ4K converts between Q4_K and Q4_Kx8 (rows a multiple of eight).
+func repackQ4K(dst, src []byte, rows, cols int, pack bool) {
+	nb := cols / QKK
+	rb := nb * BytesQ4_K
+	for g := 0; g < rows; g += PackGroup {
+		for b := range nb {
+			pk := g*nb*BytesQ4_Kx8/PackGroup + b*BytesQ4_Kx8 // packed super-block b of the group
+			for j := range PackGroup {
+				pl := (g+j)*rb + b*BytesQ4_K
+				move(dst, src, pl, pk+2*j, 2, pack)    // d
+				move(dst, src, pl+2, pk+16+2*j, 2, pack) // dmin
+				for p := range 32 {
+					move(dst, src, pl+16+4*p, pk+160+32*p+4*j, 4, pack)
+				}
+				if pack {
+					var sc, mn [8]uint8
+					for s := range 8 {
+						sc[s], mn[s] = scaleMinK4(s, src[pl+4:pl+16])
+					}
+					for s := range 8 {
+						dst[pk+32+8*s+j] = sc[s]
+						dst[pk+96+16*(s/2)+2*j+s%2] = mn[s]
+					}
+					continue
+				}
+				var sc, mn [8]uint8
+				for s := range 8 {
+					sc[s] = src[pk+32+8*s+j]
+					mn[s] = src[pk+96+16*(s/2)+2*j+s%2]
+				}
+				packScaleMinK4(dst[pl+4:pl+16], &sc, &mn)
+			}
+		}
+	}
+}
+
+// packScaleMinK4 writes eight six-bit scales and mins into the twelve
+// bytes scaleMinK4 reads them from.
+func packScaleMinK4(q []byte, sc, mn *[8]uint8) {
+	for j := range 4 {
+		q[j] = sc[j]&63 | (sc[j+4]>>4)<<6
+		q[j+4] = mn[j]&63 | (mn[j+4]>>4)<<6
+		q[j+8] = sc[j+4]&15 | (mn[j+4]&15)<<4
 	}
 }

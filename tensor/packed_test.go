@@ -8,15 +8,20 @@ import (
 
 func TestPackRows8RoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, d := range []DType{Q4_0, Q8_0} {
+	for _, d := range []DType{Q4_0, Q8_0, Q4_K} {
 		for _, rows := range []int{0, 1, 7, 8, 9, 16, 23, 40} {
-			for _, cols := range []int{32, 96, 256} {
+			for _, cols := range []int{32, 96, 256, 768} {
+				if d == Q4_K && (rows%8 != 0 || cols%256 != 0) {
+					continue
+				}
 				rb, _ := d.RowBytes(cols)
 				src := make([]byte, rows*rb)
 				for i := range src {
 					src[i] = byte(r.Uint32())
 				}
-				pk, back := make([]byte, len(src)), make([]byte, len(src))
+				pd, _ := Packed(d)
+				prb, _ := pd.RowBytes(cols)
+				pk, back := make([]byte, rows*prb), make([]byte, len(src))
 				if err := PackRows8(d, pk, src, rows, cols); err != nil {
 					t.Fatal(err)
 				}
@@ -27,7 +32,7 @@ func TestPackRows8RoundTrip(t *testing.T) {
 					t.Fatalf("%s %dx%d: unpack(pack(w)) != w", d, rows, cols)
 				}
 				g8 := rows / 8 * 8
-				if !bytes.Equal(pk[g8*rb:], src[g8*rb:]) {
+				if d != Q4_K && !bytes.Equal(pk[g8*rb:], src[g8*rb:]) {
 					t.Fatalf("%s %dx%d: the rows after the last group are not kept plain", d, rows, cols)
 				}
 			}
@@ -78,9 +83,9 @@ func TestPackRows8Layout(t *testing.T) {
 }
 
 func TestPackedDTypes(t *testing.T) {
-	for _, d := range []DType{Q4_0x8, Q8_0x8} {
+	for _, d := range []DType{Q4_0x8, Q8_0x8, Q4_Kx8} {
 		p, ok := Plain(d)
-		if !ok || !IsPacked(d) || d.BlockBytes() != p.BlockBytes() || d.BlockSize() != p.BlockSize() {
+		if !ok || !IsPacked(d) || d.BlockSize() != p.BlockSize() || d != Q4_Kx8 && d.BlockBytes() != p.BlockBytes() {
 			t.Errorf("%s: plain %s %v, sizes differ", d, p, ok)
 		}
 		if _, err := ParseDType(d.String()); err == nil {
@@ -90,10 +95,48 @@ func TestPackedDTypes(t *testing.T) {
 			t.Errorf("%s: rows of a packed matrix are not independent, yet Dequantize or Quantize accepts it", d)
 		}
 	}
-	if err := PackRows8(Q4_K, make([]byte, 144), make([]byte, 144), 1, 256); err == nil {
-		t.Error("PackRows8(Q4_K) succeeded")
+	if err := PackRows8(Q6_K, make([]byte, 210), make([]byte, 210), 1, 256); err == nil {
+		t.Error("PackRows8(Q6_K) succeeded")
+	}
+	if err := PackRows8(Q4_K, make([]byte, 148*9), make([]byte, 144*9), 9, 256); err == nil {
+		t.Error("PackRows8(Q4_K) of 9 rows succeeded")
 	}
 	if err := PackRows8(Q4_0, make([]byte, 10), make([]byte, 18*8), 8, 32); err == nil {
 		t.Error("PackRows8 into a short buffer succeeded")
+	}
+}
+
+// TestPackQ4KLayout: the documented offsets of Q4_Kx8, the scales and mins
+// those scaleMinK4 reads from the plain block.
+func TestPackQ4KLayout(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows, cols = 8, 512
+	src := make([]byte, rows*2*BytesQ4_K)
+	for i := range src {
+		src[i] = byte(r.Uint32())
+	}
+	pk := make([]byte, rows*2*BytesQ4_Kx8/8)
+	if err := PackRows8(Q4_K, pk, src, rows, cols); err != nil {
+		t.Fatal(err)
+	}
+	for b := range 2 {
+		base := b * BytesQ4_Kx8
+		for j := range 8 {
+			pl := src[j*2*BytesQ4_K+b*BytesQ4_K:]
+			if !bytes.Equal(pk[base+2*j:base+2*j+2], pl[0:2]) || !bytes.Equal(pk[base+16+2*j:base+18+2*j], pl[2:4]) {
+				t.Fatalf("block %d row %d: d or dmin misplaced", b, j)
+			}
+			for s := range 8 {
+				sc, mn := scaleMinK4(s, pl[4:16])
+				if pk[base+32+8*s+j] != sc || pk[base+96+16*(s/2)+2*j+s%2] != mn {
+					t.Fatalf("block %d row %d sub-block %d: scale %d min %d, want %d %d", b, j, s, pk[base+32+8*s+j], pk[base+96+16*(s/2)+2*j+s%2], sc, mn)
+				}
+			}
+			for q := range 128 {
+				if pk[base+160+32*(q/4)+4*j+q%4] != pl[16+q] {
+					t.Fatalf("block %d row %d: quant byte %d misplaced", b, j, q)
+				}
+			}
+		}
 	}
 }
