@@ -160,7 +160,7 @@ func repackQ4K(dst, src []byte, rows, cols int, pack bool) {
 			pk := g*nb*BytesQ4_Kx8/PackGroup + b*BytesQ4_Kx8 // packed super-block b of the group
 			for j := range PackGroup {
 				pl := (g+j)*rb + b*BytesQ4_K
-				move(dst, src, pl, pk+2*j, 2, pack)    // d
+				move(dst, src, pl, pk+2*j, 2, pack)      // d
 				move(dst, src, pl+2, pk+16+2*j, 2, pack) // dmin
 				for p := range 32 {
 					move(dst, src, pl+16+4*p, pk+160+32*p+4*j, 4, pack)
