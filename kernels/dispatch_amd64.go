@@ -64,9 +64,10 @@ func useAVX2() {
 	setPacked(tensor.Q4_0x8, q4_0x8Rows8AVX2, q4_0Row1AVX2, q4_0x8TileG1AVX2, q4_0x8TileG2AVX2)
 	setPacked(tensor.Q8_0x8, q8_0x8Rows8AVX2, q8_0Row1AVX2, q8_0x8TileG1AVX2, q8_0x8TileG2AVX2)
 	setPackedK(tensor.Q4_Kx8, q4_Kx8Rows8AVX2)
+	setPackedK(tensor.Q6_Kx8, q6_Kx8Rows8AVX2)
 }
 
-// setPackedK installs the kernel of a packed k-quant format (tensor.Q4_Kx8:
+// setPackedK installs the kernel of a packed k-quant format (Q4_Kx8, Q6_Kx8:
 // whole groups only, one activation row at a time; no tile kernel).
 func setPackedK(dt tensor.DType, rows8 asmRows8) {
 	f := formats[dt]

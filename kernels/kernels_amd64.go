@@ -501,6 +501,12 @@ func q8_0x8TileG2AVX2(y *float32, ystride int, w *byte, rows int, xt *byte, nb i
 //go:noescape
 func q4_Kx8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
 
+// q6_Kx8Rows8AVX2 computes y[r] for r < 8n: the dot product of row r of the Q6_Kx8 matrix
+// at w (ld bytes a row, nb super-blocks) with the Q8_K activation row at x (aux unused).
+//
+//go:noescape
+func q6_Kx8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
 // q8_0x1AVX512 computes y[t·ystride+r] for r < rows, t < 1: the dot product of
 // weight row r (nb q8_0 blocks at w) with activation row t (nb Q8_0 blocks at
 // x + t·xstride bytes; aux unused), with AVX-512 VNNI.

@@ -37,11 +37,12 @@ func TestPackedMatchesPlain(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(31, 32))
 		withThreads(t, func(t *testing.T) {
-			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K} {
 				// Q4_Kx8 adds a row's sums in another order than Q4_K's kernels
-				exact := !(dt == tensor.Q8_0 && CPUPath() == PathAVX512) && dt != tensor.Q4_K
+				kq := dt == tensor.Q4_K || dt == tensor.Q6_K
+				exact := !(dt == tensor.Q8_0 && CPUPath() == PathAVX512) && !kq
 				shapes := [][2]int{{8, 32}, {5, 96}, {16, 512}, {13, 64}, {67, 256}, {40, 2048}}
-				if dt == tensor.Q4_K {
+				if kq {
 					shapes = [][2]int{{8, 256}, {16, 512}, {40, 2048}, {64, 768}}
 				}
 				for _, sz := range shapes {
@@ -83,10 +84,10 @@ func TestPackedMatchesPlain(t *testing.T) {
 func TestPackedKernelsMatchGeneric(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(33, 34))
-		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K} {
 			for _, rows := range []int{8, 15, 24, 3} {
 				for _, nb := range []int{1, 3, 16} {
-					if dt == tensor.Q4_K && rows%8 != 0 {
+					if (dt == tensor.Q4_K || dt == tensor.Q6_K) && rows%8 != 0 {
 						continue
 					}
 					cols := nb * dt.BlockSize()
@@ -142,7 +143,7 @@ func packedNear(t *testing.T, what string, got, want []float32, scale []float64,
 
 func TestPackedLayout(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
-		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K} {
 			p, ok := PackedLayout(dt)
 			want := CPUPath() != PathPurego
 			if ok != want || ok && !tensor.IsPacked(p) {
@@ -152,7 +153,7 @@ func TestPackedLayout(t *testing.T) {
 				t.Errorf("Supports(%s) = false", pd)
 			}
 		}
-		for _, dt := range []tensor.DType{tensor.F16, tensor.Q6_K, tensor.Q4_1} {
+		for _, dt := range []tensor.DType{tensor.F16, tensor.Q5_K, tensor.Q4_1} {
 			if _, ok := PackedLayout(dt); ok {
 				t.Errorf("PackedLayout(%s) reports a layout", dt)
 			}
@@ -166,9 +167,9 @@ func TestPackedBatchInvariant(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(35, 36))
 		withThreads(t, func(t *testing.T) {
-			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+			for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K} {
 				rows, cols := 37, 512
-				if dt == tensor.Q4_K {
+				if dt == tensor.Q4_K || dt == tensor.Q6_K {
 					rows = 40
 				}
 				_, packed, pdt := packedOf(t, r, dt, rows, cols)

@@ -115,6 +115,7 @@ var formats = map[tensor.DType]*qformat{
 	tensor.Q4_0x8: {block: qk, wbytes: q4Bytes, act: actAux, auxK: 8, plain: tensor.Q4_0},
 	tensor.Q8_0x8: {block: qk, wbytes: q8Bytes, act: actQ8_0, plain: tensor.Q8_0},
 	tensor.Q4_Kx8: {block: qkk, wbytes: tensor.BytesQ4_Kx8 / tensor.PackGroup, act: actQ8_K, plain: tensor.Q4_K},
+	tensor.Q6_Kx8: {block: qkk, wbytes: q6kBytes, act: actQ8_K, plain: tensor.Q6_K},
 }
 
 // PackedLayout returns the in-memory layout (tensor.Q4_0x8, Q8_0x8) in

@@ -52,7 +52,7 @@ func setupGenericQuant() {
 	set(tensor.Q6_K, func(w, x, _ []byte) float32 { return dotQ6_KGeneric(w, x) })
 	formats[tensor.Q8_0].tileGen = tileGeneric(q8Bytes, q8Level)
 	formats[tensor.Q4_0].tileGen = tileGeneric(q4Bytes, q4Level)
-	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8, tensor.Q4_Kx8} {
+	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8, tensor.Q4_Kx8, tensor.Q6_Kx8} {
 		setPackedGeneric(dt)
 	}
 }
@@ -60,7 +60,7 @@ func setupGenericQuant() {
 // setPackedGeneric fills the pure-Go kernels of a packed format: each
 // group of eight rows unpacked (tensor.UnpackRows8) and multiplied by the
 // plain format's pure-Go kernels, the rows after the last group as they are
-// (Q4_Kx8 has none).
+// (the k-quant layouts have none).
 func setPackedGeneric(dt tensor.DType) {
 	f := formats[dt]
 	p := formats[f.plain]

@@ -75,3 +75,47 @@ func TestPackForInferenceTied(t *testing.T) {
 		t.Fatalf("tied output: %s, embedding %s", m.Output.DType, m.Embed.DType)
 	}
 }
+
+// TestPackForInferenceKQuants: Q4_K and Q6_K matrices whose rows are a
+// multiple of eight are packed (their products within float32 rounding of
+// the plain model's: the same sums added in another order); the output
+// matrix of 37 rows stays plain.
+func TestPackForInferenceKQuants(t *testing.T) {
+	for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q6_K} {
+		t.Run(dt.String(), func(t *testing.T) {
+			c := Config{Dim: 256, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 512, VocabSize: 37, ContextLen: 16,
+				RopeTheta: 10000, NormEps: 1e-5}
+			plain, packed := randomModel(t, c, dt), randomModel(t, c, dt)
+			n := packed.PackForInference()
+			if _, asm := kernels.PackedLayout(dt); !asm {
+				if n != 0 {
+					t.Fatalf("converted %d matrices without packed kernels", n)
+				}
+				t.Skipf("the %s path has no packed layout for %s", kernels.CPUPath(), dt)
+			}
+			if n != 7*c.NLayers || packed.Output.DType != dt {
+				t.Fatalf("converted %d matrices (want %d), output %s", n, 7*c.NLayers, packed.Output.DType)
+			}
+			tokens := []int{1, 5, 9, 36, 0, 17, 17, 3, 22}
+			var s State
+			want, err := plain.Forward(&s, plain.NewKVCache(c.ContextLen), tokens, 0, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append([]float32(nil), want...)
+			got, err := packed.Forward(&s, packed.NewKVCache(c.ContextLen), tokens, 0, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := maxRelErr(got, func() []float64 {
+				w := make([]float64, len(want))
+				for i, v := range want {
+					w[i] = float64(v)
+				}
+				return w
+			}()); e > 1e-4 {
+				t.Fatalf("packed logits differ from plain by %.3g (relative to the largest)", e)
+			}
+		})
+	}
+}

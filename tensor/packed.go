@@ -33,11 +33,18 @@ import "fmt"
 //	[160, 1184)   the 128 quant bytes in pieces of four: piece p of row j at 160 + 32p + 4j
 //
 // (the six-bit scales unpacked from the plain format's twelve bytes, which
-// UnpackRows8 packs again exactly).
+// UnpackRows8 packs again exactly). Q6_Kx8 is Q6_K's, rows a multiple of
+// eight too, each group super-block 1680 bytes (8·210):
+//
+//	[0, 16)       the eight rows' d, float16
+//	[16, 144)     the int8 sub-block scales by pairs: scale 2u+k of row j at 16 + 16u + 2j + k
+//	[144, 1168)   ql (128 bytes a row) in pieces of four: piece p of row j at 144 + 32p + 4j
+//	[1168, 1680)  qh (64 bytes a row) the same way, at 1168 + 32p + 4j
 const (
 	Q4_0x8 DType = 1<<16 | 1<<8 | Q4_0
 	Q8_0x8 DType = 1<<16 | 1<<8 | Q8_0
 	Q4_Kx8 DType = 1<<16 | 1<<8 | Q4_K
+	Q6_Kx8 DType = 1<<16 | 1<<8 | Q6_K
 )
 
 // BytesQ4_Kx8 is the size of one packed Q4_K group super-block (eight rows).
@@ -50,6 +57,7 @@ func init() {
 	dtypes[Q4_0x8] = dtypeInfo{"Q4_0x8", QK, BytesQ4_0}
 	dtypes[Q8_0x8] = dtypeInfo{"Q8_0x8", QK, BytesQ8_0}
 	dtypes[Q4_Kx8] = dtypeInfo{"Q4_Kx8", QKK, BytesQ4_Kx8 / PackGroup}
+	dtypes[Q6_Kx8] = dtypeInfo{"Q6_Kx8", QKK, BytesQ6_K}
 }
 
 // Packed returns the eight-row layout of plain dtype d (Q4_0 → Q4_0x8,
@@ -62,6 +70,8 @@ func Packed(d DType) (DType, bool) {
 		return Q8_0x8, true
 	case Q4_K:
 		return Q4_Kx8, true
+	case Q6_K:
+		return Q6_Kx8, true
 	}
 	return 0, false
 }
@@ -76,6 +86,8 @@ func Plain(d DType) (DType, bool) {
 		return Q8_0, true
 	case Q4_Kx8:
 		return Q4_K, true
+	case Q6_Kx8:
+		return Q6_K, true
 	}
 	return 0, false
 }
@@ -83,9 +95,9 @@ func Plain(d DType) (DType, bool) {
 // IsPacked reports whether d is one of the in-memory eight-row layouts.
 func IsPacked(d DType) bool { _, ok := Plain(d); return ok }
 
-// PackRows8 writes the rows×cols matrix src of plain dtype d (Q4_0, Q8_0
-// or Q4_K; for Q4_K rows a multiple of eight) into dst in d's eight-row
-// layout. dst and src must not overlap.
+// PackRows8 writes the rows×cols matrix src of plain dtype d (Q4_0, Q8_0,
+// Q4_K or Q6_K; for the k-quants rows a multiple of eight) into dst in d's
+// eight-row layout. dst and src must not overlap.
 func PackRows8(d DType, dst, src []byte, rows, cols int) error {
 	return repack(d, dst, src, rows, cols, true)
 }
@@ -113,11 +125,15 @@ func repack(d DType, dst, src []byte, rows, cols int, pack bool) error {
 	if rows < 0 || len(src) < plainN || len(dst) < packedN {
 		return fmt.Errorf("tensor: repacking %d×%d %s: %d source and %d destination bytes, need %d and %d", rows, cols, d, len(src), len(dst), plainN, packedN)
 	}
-	if d == Q4_K {
+	if d == Q4_K || d == Q6_K {
 		if rows%PackGroup != 0 {
-			return fmt.Errorf("tensor: %d rows of Q4_K: the eight-row layout takes a multiple of %d", rows, PackGroup)
+			return fmt.Errorf("tensor: %d rows of %s: the eight-row layout takes a multiple of %d", rows, d, PackGroup)
 		}
-		repackQ4K(dst, src, rows, cols, pack)
+		if d == Q4_K {
+			repackQ4K(dst, src, rows, cols, pack)
+		} else {
+			repackQ6K(dst, src, rows, cols, pack)
+		}
 		return nil
 	}
 	bb := d.BlockBytes()
@@ -194,5 +210,29 @@ func packScaleMinK4(q []byte, sc, mn *[8]uint8) {
 		q[j] = sc[j]&63 | (sc[j+4]>>4)<<6
 		q[j+4] = mn[j]&63 | (mn[j+4]>>4)<<6
 		q[j+8] = sc[j+4]&15 | (mn[j+4]&15)<<4
+	}
+}
+
+// repackQ6K converts between Q6_K and Q6_Kx8 (rows a multiple of eight).
+func repackQ6K(dst, src []byte, rows, cols int, pack bool) {
+	nb := cols / QKK
+	rb := nb * BytesQ6_K
+	for g := 0; g < rows; g += PackGroup {
+		for b := range nb {
+			pk := g*rb + b*PackGroup*BytesQ6_K // packed super-block b of the group
+			for j := range PackGroup {
+				pl := (g+j)*rb + b*BytesQ6_K
+				move(dst, src, pl+208, pk+2*j, 2, pack) // d
+				for s := range 16 {
+					move(dst, src, pl+192+s, pk+16+16*(s/2)+2*j+s%2, 1, pack)
+				}
+				for p := range 32 {
+					move(dst, src, pl+4*p, pk+144+32*p+4*j, 4, pack)
+				}
+				for p := range 16 {
+					move(dst, src, pl+128+4*p, pk+1168+32*p+4*j, 4, pack)
+				}
+			}
+		}
 	}
 }

@@ -8,10 +8,10 @@ import (
 
 func TestPackRows8RoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, d := range []DType{Q4_0, Q8_0, Q4_K} {
+	for _, d := range []DType{Q4_0, Q8_0, Q4_K, Q6_K} {
 		for _, rows := range []int{0, 1, 7, 8, 9, 16, 23, 40} {
 			for _, cols := range []int{32, 96, 256, 768} {
-				if d == Q4_K && (rows%8 != 0 || cols%256 != 0) {
+				if (d == Q4_K || d == Q6_K) && (rows%8 != 0 || cols%256 != 0) {
 					continue
 				}
 				rb, _ := d.RowBytes(cols)
@@ -32,7 +32,7 @@ func TestPackRows8RoundTrip(t *testing.T) {
 					t.Fatalf("%s %dx%d: unpack(pack(w)) != w", d, rows, cols)
 				}
 				g8 := rows / 8 * 8
-				if d != Q4_K && !bytes.Equal(pk[g8*rb:], src[g8*rb:]) {
+				if d != Q4_K && d != Q6_K && !bytes.Equal(pk[g8*rb:], src[g8*rb:]) {
 					t.Fatalf("%s %dx%d: the rows after the last group are not kept plain", d, rows, cols)
 				}
 			}
@@ -83,7 +83,7 @@ func TestPackRows8Layout(t *testing.T) {
 }
 
 func TestPackedDTypes(t *testing.T) {
-	for _, d := range []DType{Q4_0x8, Q8_0x8, Q4_Kx8} {
+	for _, d := range []DType{Q4_0x8, Q8_0x8, Q4_Kx8, Q6_Kx8} {
 		p, ok := Plain(d)
 		if !ok || !IsPacked(d) || d.BlockSize() != p.BlockSize() || d != Q4_Kx8 && d.BlockBytes() != p.BlockBytes() {
 			t.Errorf("%s: plain %s %v, sizes differ", d, p, ok)
@@ -95,8 +95,8 @@ func TestPackedDTypes(t *testing.T) {
 			t.Errorf("%s: rows of a packed matrix are not independent, yet Dequantize or Quantize accepts it", d)
 		}
 	}
-	if err := PackRows8(Q6_K, make([]byte, 210), make([]byte, 210), 1, 256); err == nil {
-		t.Error("PackRows8(Q6_K) succeeded")
+	if err := PackRows8(Q5_K, make([]byte, 176), make([]byte, 176), 1, 256); err == nil {
+		t.Error("PackRows8(Q5_K) succeeded")
 	}
 	if err := PackRows8(Q4_K, make([]byte, 148*9), make([]byte, 144*9), 9, 256); err == nil {
 		t.Error("PackRows8(Q4_K) of 9 rows succeeded")

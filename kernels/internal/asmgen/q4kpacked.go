@@ -118,3 +118,141 @@ func q4KRows8Packed() {
 	VZEROUPPER()
 	RET()
 }
+
+// q6KRows8Packed: Q6_K weights in the eight-row layout (tensor.Q6_Kx8)
+// against one Q8_K activation row, eight weight rows a vector. Per
+// super-block the six-bit levels of four quants of the eight rows are put
+// together from a ql and a qh piece, multiplied by the broadcast
+// activations (VPMADDUBSW, pairs at most 2·63·128) and by the rows'
+// sub-block scales in one VPMADDWD (the scale in both words of each lane,
+// by VPSHUFB from the scale pairs), all into one int32 sum per row, less
+// 32·Σ scale·bsum (the levels' offset); then acc += float(isum)·(d·dx).
+// As q4_Kx8Rows8AVX2, batch invariant, not bit for bit the plain kernels'.
+func q6KRows8Packed() {
+	name := "q6_Kx8Rows8AVX2"
+	lo := make([]byte, 32)
+	hi := make([]byte, 32)
+	for i := range 32 {
+		dw := i / 4 % 4 // dword within the 128-bit lane
+		lo[i] = byte(4*dw + i%2)
+		hi[i] = byte(4*dw + 2 + i%2)
+	}
+	dupLo := constBytes("q6DupLo", lo)
+	dupHi := constBytes("q6DupHi", hi)
+	text(name, NOSPLIT, sigQ4Rows)
+	Doc(name+" computes y[r] for r < 8n: the dot product of row r of the Q6_Kx8 matrix",
+		"at w (ld bytes a row, nb super-blocks) with the Q8_K activation row at x (aux unused).")
+	y := Load(Param("y"), GP64())
+	wg := Load(Param("w"), GP64())
+	ld := Load(Param("ld"), GP64())
+	groups := Load(Param("n"), GP64())
+	SHLQ(U8(3), ld)
+	m0f := nibbleMask()
+	m30 := YMM()
+	{
+		g := GP32()
+		MOVL(U32(0x30303030), g)
+		VMOVD(g, m30.AsX())
+		VPBROADCASTD(m30.AsX(), m30)
+	}
+	wb, xp, n := GP64(), GP64(), GP64()
+	Label("group")
+	TESTQ(groups, groups)
+	JE(LabelRef("end"))
+	MOVQ(wg, wb)
+	Load(Param("x"), xp)
+	Load(Param("nb"), n)
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+	Label("blk")
+	TESTQ(n, n)
+	JE(LabelRef("fin"))
+	// isum starts at −32·Σ_s scale_s·bsum_s (pairs of sub-blocks)
+	var msum VecVirtual
+	for u := 0; u < 8; u++ {
+		a, b := YMM(), YMM()
+		VPMOVSXBW(Mem{Base: wb, Disp: 16 + 16*u}, a)
+		VPBROADCASTD(Mem{Base: xp, Disp: 260 + 4*u}, b)
+		VPMADDWD(b, a, a)
+		if msum == nil {
+			msum = a
+		} else {
+			VPADDD(a, msum, msum)
+		}
+	}
+	isum := YMM()
+	VPSLLD(U8(5), msum, msum)
+	VPXOR(isum, isum, isum)
+	VPSUBD(msum, isum, isum)
+	for h := 0; h < 2; h++ {
+		for quad := 0; quad < 2; quad++ {
+			sp := make([]VecVirtual, 4)
+			for u := range sp {
+				sp[u] = YMM()
+				VPMOVSXBW(Mem{Base: wb, Disp: 16 + 16*(4*h+u)}, sp[u])
+				if quad == 0 {
+					VPSHUFB(dupLo, sp[u], sp[u])
+				} else {
+					VPSHUFB(dupHi, sp[u], sp[u])
+				}
+			}
+			for t := 4 * quad; t < 4*quad+4; t++ {
+				a, b, c := YMM(), YMM(), YMM()
+				VMOVDQU(Mem{Base: wb, Disp: 144 + 32*(16*h+t)}, a)
+				VMOVDQU(Mem{Base: wb, Disp: 144 + 32*(16*h+8+t)}, b)
+				VMOVDQU(Mem{Base: wb, Disp: 1168 + 32*(8*h+t)}, c)
+				for k := 0; k < 4; k++ {
+					q, hb := YMM(), YMM()
+					src := a
+					if k%2 == 1 {
+						src = b
+					}
+					if k < 2 {
+						VPAND(m0f, src, q)
+					} else {
+						VPSRLW(U8(4), src, q)
+						VPAND(m0f, q, q)
+					}
+					switch k { // qh bits 2k, 2k+1 to bits 4, 5
+					case 0:
+						VPSLLW(U8(4), c, hb)
+						VPAND(m30, hb, hb)
+					case 1:
+						VPSLLW(U8(2), c, hb)
+						VPAND(m30, hb, hb)
+					case 2:
+						VPAND(m30, c, hb)
+					case 3:
+						VPSRLW(U8(2), c, hb)
+						VPAND(m30, hb, hb)
+					}
+					VPOR(hb, q, q)
+					xb := YMM()
+					VPBROADCASTD(Mem{Base: xp, Disp: 4 + 128*h + 32*k + 4*t}, xb)
+					VPMADDUBSW(xb, q, q)
+					VPMADDWD(sp[k], q, q)
+					VPADDD(q, isum, isum)
+				}
+			}
+		}
+	}
+	d, dx := YMM(), YMM()
+	VBROADCASTSS(Mem{Base: xp}, dx)
+	VCVTPH2PS(Mem{Base: wb}, d)
+	VMULPS(dx, d, d)
+	VCVTDQ2PS(isum, isum)
+	VFMADD231PS(isum, d, acc)
+	ADDQ(U32(1680), wb)
+	ADDQ(U32(292), xp)
+	DECQ(n)
+	JMP(LabelRef("blk"))
+	Label("fin")
+	VMOVUPS(acc, Mem{Base: y})
+	ADDQ(U8(32), y)
+	ADDQ(ld, wg)
+	DECQ(groups)
+	JMP(LabelRef("group"))
+	Label("end")
+	VZEROUPPER()
+	RET()
+}

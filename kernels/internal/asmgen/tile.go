@@ -16,4 +16,5 @@ const sigTile = "func(y *float32, ystride int, w *byte, rows int, xt *byte, nb i
 func tileKernels() {
 	q4Kernels()
 	q4KRows8Packed()
+	q6KRows8Packed()
 }
