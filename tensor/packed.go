@@ -38,8 +38,10 @@ import "fmt"
 //
 //	[0, 16)       the eight rows' d, float16
 //	[16, 144)     the int8 sub-block scales by pairs: scale 2u+k of row j at 16 + 16u + 2j + k
-//	[144, 1168)   ql (128 bytes a row) in pieces of four: piece p of row j at 144 + 32p + 4j
-//	[1168, 1680)  qh (64 bytes a row) the same way, at 1168 + 32p + 4j
+//	[144, 1680)   sixteen chunks of 96 bytes in the order the product reads
+//	              them: chunk 8h+t holds the eight rows' ql pieces 16h+t and
+//	              16h+8+t and qh piece 8h+t (pieces of four bytes of ql's 128
+//	              and qh's 64 bytes a row), row j's four bytes at 4j of each 32
 const (
 	Q4_0x8 DType = 1<<16 | 1<<8 | Q4_0
 	Q8_0x8 DType = 1<<16 | 1<<8 | Q8_0
@@ -226,11 +228,12 @@ func repackQ6K(dst, src []byte, rows, cols int, pack bool) {
 				for s := range 16 {
 					move(dst, src, pl+192+s, pk+16+16*(s/2)+2*j+s%2, 1, pack)
 				}
-				for p := range 32 {
-					move(dst, src, pl+4*p, pk+144+32*p+4*j, 4, pack)
+				for p := range 32 { // ql
+					h, r := p/16, p%16
+					move(dst, src, pl+4*p, pk+144+96*(8*h+r%8)+32*(r/8)+4*j, 4, pack)
 				}
-				for p := range 16 {
-					move(dst, src, pl+128+4*p, pk+1168+32*p+4*j, 4, pack)
+				for p := range 16 { // qh
+					move(dst, src, pl+128+4*p, pk+144+96*p+64+4*j, 4, pack)
 				}
 			}
 		}

@@ -46,6 +46,27 @@ func q4KRows8Packed() {
 	Label("blk")
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
+	// the header first (the mins term, dmin), then the quants in the
+	// order they are stored: the block is read front to back
+	var msum VecVirtual
+	for u := 0; u < 4; u++ {
+		m, b := YMM(), YMM()
+		VPMOVZXBW(Mem{Base: wb, Disp: 96 + 16*u}, m)
+		VPBROADCASTQ(Mem{Base: xp, Disp: 260 + 8*u}, b)
+		VPHADDW(b, b, b) // (bsum 4u + 4u+1, bsum 4u+2 + 4u+3) in every int32 lane
+		VPMADDWD(b, m, m)
+		if msum == nil {
+			msum = m
+		} else {
+			VPADDD(m, msum, msum)
+		}
+	}
+	dx, dm := YMM(), YMM()
+	VBROADCASTSS(Mem{Base: xp}, dx)
+	VCVTPH2PS(Mem{Base: wb, Disp: 16}, dm)
+	VMULPS(dx, dm, dm)
+	VCVTDQ2PS(msum, msum)
+	VFMADD231PS(msum, dm, acc2)
 	var isum VecVirtual
 	for i := 0; i < 4; i++ { // sub-blocks 2i (low nibbles) and 2i+1 (high)
 		var sl, sh VecVirtual
@@ -80,29 +101,12 @@ func q4KRows8Packed() {
 			}
 		}
 	}
-	var msum VecVirtual
-	for u := 0; u < 4; u++ {
-		m, b := YMM(), YMM()
-		VPMOVZXBW(Mem{Base: wb, Disp: 96 + 16*u}, m)
-		VPBROADCASTQ(Mem{Base: xp, Disp: 260 + 8*u}, b)
-		VPHADDW(b, b, b) // (bsum 4u + 4u+1, bsum 4u+2 + 4u+3) in every int32 lane
-		VPMADDWD(b, m, m)
-		if msum == nil {
-			msum = m
-		} else {
-			VPADDD(m, msum, msum)
-		}
-	}
-	dx, d, dm := YMM(), YMM(), YMM()
-	VBROADCASTSS(Mem{Base: xp}, dx)
+	d, dx2 := YMM(), YMM()
 	VCVTPH2PS(Mem{Base: wb}, d)
-	VCVTPH2PS(Mem{Base: wb, Disp: 16}, dm)
-	VMULPS(dx, d, d)
-	VMULPS(dx, dm, dm)
+	VBROADCASTSS(Mem{Base: xp}, dx2)
+	VMULPS(dx2, d, d)
 	VCVTDQ2PS(isum, isum)
-	VCVTDQ2PS(msum, msum)
 	VFMADD231PS(isum, d, acc)
-	VFMADD231PS(msum, dm, acc2)
 	ADDQ(U32(1184), wb)
 	ADDQ(U32(292), xp)
 	DECQ(n)
@@ -198,9 +202,10 @@ func q6KRows8Packed() {
 			}
 			for t := 4 * quad; t < 4*quad+4; t++ {
 				a, b, c := YMM(), YMM(), YMM()
-				VMOVDQU(Mem{Base: wb, Disp: 144 + 32*(16*h+t)}, a)
-				VMOVDQU(Mem{Base: wb, Disp: 144 + 32*(16*h+8+t)}, b)
-				VMOVDQU(Mem{Base: wb, Disp: 1168 + 32*(8*h+t)}, c)
+				chunk := 144 + 96*(8*h+t) // ql pieces 16h+t, 16h+8+t, qh piece 8h+t
+				VMOVDQU(Mem{Base: wb, Disp: chunk}, a)
+				VMOVDQU(Mem{Base: wb, Disp: chunk + 32}, b)
+				VMOVDQU(Mem{Base: wb, Disp: chunk + 64}, c)
 				for k := 0; k < 4; k++ {
 					q, hb := YMM(), YMM()
 					src := a
