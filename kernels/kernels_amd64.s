@@ -10227,7 +10227,7 @@ end:
 	RET
 
 // func q4_0x8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4_0x8Rows8AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+8(FP), CX
@@ -10253,6 +10253,9 @@ group:
 blk:
 	TESTQ        R9, R9
 	JE           fin
+	PREFETCHT0   1024(SI)
+	PREFETCHT0   1088(SI)
+	PREFETCHT0   1152(SI)
 	VCVTPH2PS    (SI), Y3
 	VMOVDQU      16(SI), Y4
 	VPSRLW       $0x04, Y4, Y5
@@ -11034,7 +11037,7 @@ end:
 	RET
 
 // func q8_0x8Rows8AVX2(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q8_0x8Rows8AVX2(SB), NOSPLIT, $0-56
 	MOVQ         y+0(FP), AX
 	MOVQ         w+8(FP), CX
@@ -11056,6 +11059,11 @@ group:
 blk:
 	TESTQ        R8, R8
 	JE           fin
+	PREFETCHT0   1024(SI)
+	PREFETCHT0   1088(SI)
+	PREFETCHT0   1152(SI)
+	PREFETCHT0   1216(SI)
+	PREFETCHT0   1280(SI)
 	VCVTPH2PS    (SI), Y2
 	VMOVDQU      16(SI), Y3
 	VPABSB       Y3, Y4

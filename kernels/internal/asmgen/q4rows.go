@@ -57,6 +57,10 @@ func q4Kernels() {
 // of weights for eight rows. The block sums are the same integers as
 // q4Rows8's, scaled and accumulated by the same instructions, so the two
 // agree bit for bit.
+// prefetchAhead is how many bytes ahead of the block it reads the packed
+// decoding kernel asks for the weights (0: none).
+var prefetchAhead = 1024
+
 func q4Rows8Packed(f bfmt) {
 	name := f.name + "x8Rows8AVX2"
 	text(name, NOSPLIT, sigQ4Rows)
@@ -88,6 +92,11 @@ func q4Rows8Packed(f bfmt) {
 	TESTQ(n, n)
 	JE(LabelRef("fin"))
 	dv := YMM()
+	if pf := prefetchAhead; pf > 0 {
+		for o := 0; o < 8*f.wbytes; o += 64 {
+			PREFETCHT0(Mem{Base: wb, Disp: pf + o})
+		}
+	}
 	VCVTPH2PS(Mem{Base: wb}, dv)
 	var sum VecVirtual
 	if f.q8 {
