@@ -84,18 +84,11 @@ func setPackedK(dt tensor.DType, rows8 asmRows8) {
 	}
 }
 
-// setPacked installs the kernels of a packed format (tensor.Q4_0x8,
-// Q8_0x8): rows8 and the tile kernels over the whole groups of eight rows,
-// and for the rows after them, which keep the plain layout, the plain
-// format's row1 kernel and its tile kernels. Every pair is summed as the
-// plain format's AVX2 kernels sum it, bit for bit.
-func setPacked(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
-	f := formats[dt]
-	// the plain format's AVX2 tile kernels, installed before this (the
-	// AVX-512 path later drops Q8_0's, not these rows' need of them)
-	plainTile := formats[f.plain].tile
-	f.asmPacked = true
-	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
+// rowsKernel is the quantKernel of the block-by-block formats (plain or
+// packed): rows8 over the rows in whole groups of eight, row1 over the rest
+// (the plain rows at the end), for each activation row.
+func rowsKernel(f *qformat, rows8, row1 asmRows8) quantKernel {
+	return func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
 		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
 		if rows == 0 || nb == 0 {
 			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
@@ -116,6 +109,32 @@ func setPacked(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
 			}
 		}
 	}
+}
+
+// tilePasses runs ng activation tiles over rows weight rows, two tiles a
+// pass, the odd one last.
+func tilePasses(tile1, tile2 asmTileK, y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
+	g := 0
+	for ; g+2 <= ng; g += 2 {
+		tile2(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
+	}
+	if g < ng {
+		tile1(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
+	}
+}
+
+// setPacked installs the kernels of a packed format (tensor.Q4_0x8,
+// Q8_0x8): rows8 and the tile kernels over the whole groups of eight rows,
+// and for the rows after them, which keep the plain layout, the plain
+// format's row1 kernel and its tile kernels. Every pair is summed as the
+// plain format's AVX2 kernels sum it, bit for bit.
+func setPacked(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
+	f := formats[dt]
+	// the plain format's AVX2 tile kernels, installed before this (the
+	// AVX-512 path later drops Q8_0's, not these rows' need of them)
+	plainTile := formats[f.plain].tile
+	f.asmPacked = true
+	f.kern = rowsKernel(f, rows8, row1)
 	f.tile = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
 		checkTile(f, y, ystride, w, rows, xt, nb, ng)
 		if rows == 0 || nb == 0 {
@@ -124,13 +143,7 @@ func setPacked(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
 		}
 		r8 := rows &^ 7
 		if r8 > 0 {
-			g := 0
-			for ; g+2 <= ng; g += 2 {
-				tile2(&y[g*tileRows*ystride], ystride, &w[0], r8, &xt[g*nb*tileBlock], nb)
-			}
-			if g < ng {
-				tile1(&y[g*tileRows*ystride], ystride, &w[0], r8, &xt[g*nb*tileBlock], nb)
-			}
+			tilePasses(tile1, tile2, y, ystride, w, r8, xt, nb, ng)
 		}
 		if r8 < rows {
 			plainTile(y[r8:], ystride, w[r8*nb*f.wbytes:], rows-r8, xt, nb, ng)
@@ -149,40 +162,14 @@ type (
 // tile2 one and two activation tiles at a time for prompts.
 func setBlockwise(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) {
 	f := formats[dt]
-	f.kern = func(y []float32, ystride int, w []byte, rows int, x []byte, xstride int, aux []byte, auxstride int, nb, nt int) {
-		checkKernel(f, y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
-		if rows == 0 || nb == 0 {
-			f.gen(y, ystride, w, rows, x, xstride, aux, auxstride, nb, nt)
-			return
-		}
-		wrow := nb * f.wbytes
-		r8 := rows &^ 7
-		for t := range nt {
-			xp, ap := &x[t*xstride], &x[0] // ap: unused without aux records
-			if len(aux) > 0 {
-				ap = &aux[t*auxstride]
-			}
-			if r8 > 0 {
-				rows8(&y[t*ystride], &w[0], wrow, r8/8, xp, ap, nb)
-			}
-			if r8 < rows {
-				row1(&y[t*ystride+r8], &w[r8*wrow], wrow, rows-r8, xp, ap, nb)
-			}
-		}
-	}
+	f.kern = rowsKernel(f, rows8, row1)
 	f.tile = func(y []float32, ystride int, w []byte, rows int, xt []byte, nb, ng int) {
 		checkTile(f, y, ystride, w, rows, xt, nb, ng)
 		if rows == 0 || nb == 0 {
 			f.tileGen(y, ystride, w, rows, xt, nb, ng)
 			return
 		}
-		g := 0
-		for ; g+2 <= ng; g += 2 {
-			tile2(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
-		}
-		if g < ng {
-			tile1(&y[g*tileRows*ystride], ystride, &w[0], rows, &xt[g*nb*tileBlock], nb)
-		}
+		tilePasses(tile1, tile2, y, ystride, w, rows, xt, nb, ng)
 	}
 }
 
