@@ -181,3 +181,30 @@ func BenchmarkMatVecHot(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGemmStories15M is the GEMMs of one stories15M training step
+// (batch 8 × 256 tokens): the output head's forward (NT), input gradient
+// (NN) and weight gradient (TN), and a feed-forward layer's forward.
+func BenchmarkGemmStories15M(b *testing.B) {
+	benchThreads(b)
+	const t, d, v, f = 2048, 288, 32000, 768
+	for _, s := range []struct {
+		name    string
+		m, n, k int
+		fn      func(m, n, k int, a, b, c []float32, acc bool)
+	}{
+		{"headNT", t, v, d, GemmNT}, {"headNN", t, d, v, GemmNN}, {"headTN", v, d, t, GemmTN},
+		{"ffnNT", t, f, d, GemmNT}, {"ffnDownNT", t, d, f, GemmNT}, {"ffnTN", f, d, t, GemmTN},
+	} {
+		b.Run(s.name, func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 1))
+			a, w, c := randVec(r, s.m*s.k), randVec(r, s.n*s.k), make([]float32, s.m*s.n)
+			s.fn(s.m, s.n, s.k, a, w, c, false)
+			b.ResetTimer()
+			for b.Loop() {
+				s.fn(s.m, s.n, s.k, a, w, c, false)
+			}
+			b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

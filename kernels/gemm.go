@@ -6,18 +6,18 @@ import (
 )
 
 // GEMM: a packed-panel driver in the style of BLIS/GotoBLAS. The k dimension
-// is cut into blocks of kc and n into blocks of nc; each (nc×kc) block of B is
-// packed once into column panels of nr, each (mc×kc) block of A into row
-// panels of mr, and a register-tiled micro-kernel computes one mr×nr tile of C
-// from one A panel and one B panel. Work is split over row blocks of A (and
+// is cut into blocks of at most kcMax (kBlock) and n into blocks of nc; each
+// (nc×kb) block of B is packed once into column panels of nr, each (mc×kb)
+// block of A into row panels of mr, and a register-tiled micro-kernel
+// computes one mr×nr tile of C from one A panel and one B panel. Work is split over row blocks of A (and
 // over column groups of B panels when A has few rows).
 
 const (
-	mr = 6    // rows of a micro-tile
-	nr = 16   // columns of a micro-tile
-	kc = 256  // k block: one B panel (kc·nr floats, 16 KiB) stays in L1
-	mc = 144  // rows of A per block: mc·kc floats (144 KiB) stay in L2
-	nc = 4096 // columns of B per block: kc·nc floats (4 MiB) stay in L3
+	mr    = 6    // rows of a micro-tile
+	nr    = 16   // columns of a micro-tile
+	kcMax = 512  // deepest k block: a B panel (kcMax·nr floats, 32 KiB) from L1 and L2
+	mc    = 144  // rows of A per block: mc·kcMax floats (288 KiB) stay in L2
+	nc    = 4096 // columns of B per block: kcMax·nc floats (8 MiB) stay in L3
 )
 
 // microKernel computes the mr×nr tile C = Ap·Bp (or C += Ap·Bp when
@@ -119,7 +119,8 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 		t = 1
 	}
 	ncb := min(nc, n)
-	kcb := min(kc, k)
+	kb := kBlock(k)
+	kcb := min(kb, k)
 	bp := getBuf(roundUp(ncb, nr) * kcb)
 	defer putBuf(bp)
 
@@ -136,8 +137,8 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 		}
 		pg := (npanels + ncg - 1) / ncg
 		ncg = (npanels + pg - 1) / pg
-		for pc := 0; pc < k; pc += kc {
-			kcur := min(kc, k-pc)
+		for pc := 0; pc < k; pc += kb {
+			kcur := min(kb, k-pc)
 			acc := accumulate || pc > 0
 			pb := (*bp)[:npanels*nr*kcur]
 			packPanels := func(lo, hi int) {
@@ -170,6 +171,16 @@ func gemm(m, n, k int, A, B operand, c []float32, ldc int, accumulate bool) {
 			}
 		}
 	}
+}
+
+// kBlock is the depth of gemm's k blocks for a product k deep: k cut into
+// as few blocks of at most kcMax as it takes, of equal depth (a multiple of
+// eight). Deeper blocks than the 256 of the textbook halve the passes over C when k is large
+// (the output head's input gradient, k = vocabulary), at the cost of a B
+// panel that spills from L1 to L2 (measured with BenchmarkGemmStories15M).
+func kBlock(k int) int {
+	nb := (k + kcMax - 1) / kcMax
+	return min(kcMax, roundUp((k+nb-1)/nb, 8))
 }
 
 // rowBlocks is gemm's split of m rows for t threads: the number of row
@@ -227,19 +238,55 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 // rows: panel r holds, for each p, the mr values A[i0+r·mr+0..mr-1][p0+p].
 // Rows past the end are zero.
 func packA(dst []float32, A operand, i0, rows, p0, kk int) {
+	const _ = uint(mr-6) + uint(6-mr) // the fast paths below move panels of six
 	a := A.f32
-	for r := 0; r < rows; r += mr {
+	full := rows / mr * mr // rows in whole panels
+	if A.rs == 1 {         // column of A contiguous (GemmTN): row p of the block is A's row p0+p
+		// One pass over the block's rows: each source row is read once, front
+		// to back, and its values go to the panels mr at a time (copying six
+		// floats through copy would cost a call each).
+		for p := range kk {
+			src := a[(p0+p)*A.cs+i0 : (p0+p)*A.cs+i0+rows]
+			for r := 0; r < full; r += mr {
+				d := dst[r*kk+p*mr : r*kk+p*mr+mr : r*kk+p*mr+mr]
+				s := src[r : r+mr : r+mr]
+				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+			}
+			if full < rows {
+				d := dst[full*kk+p*mr : full*kk+p*mr+mr]
+				n := copy(d, src[full:])
+				clear(d[n:])
+			}
+		}
+		return
+	}
+	if A.cs == 1 { // row of A contiguous (GemmNN, GemmNT): read mr rows side by side
+		for r := 0; r < full; r += mr {
+			base := (i0+r)*A.rs + p0
+			s0 := a[base : base+kk]
+			s1 := a[base+A.rs : base+A.rs+kk]
+			s2 := a[base+2*A.rs : base+2*A.rs+kk]
+			s3 := a[base+3*A.rs : base+3*A.rs+kk]
+			s4 := a[base+4*A.rs : base+4*A.rs+kk]
+			s5 := a[base+5*A.rs : base+5*A.rs+kk]
+			panel := dst[r*kk : r*kk+mr*kk]
+			for p := range s0 {
+				d := panel[p*mr : p*mr+mr : p*mr+mr]
+				d[0], d[1], d[2], d[3], d[4], d[5] = s0[p], s1[p], s2[p], s3[p], s4[p], s5[p]
+			}
+		}
+		if full == rows {
+			return
+		}
+	}
+	// The rest: a strided A, or the last, partial panel.
+	r0 := full
+	if A.cs != 1 && A.rs != 1 {
+		r0 = 0
+	}
+	for r := r0; r < rows; r += mr {
 		panel := dst[r*kk : (r+mr)*kk]
 		h := min(mr, rows-r)
-		if A.rs == 1 { // column of A contiguous (GemmTN)
-			for p := range kk {
-				src := a[(p0+p)*A.cs+i0+r:]
-				d := panel[p*mr : p*mr+mr]
-				copy(d, src[:h])
-				clear(d[h:])
-			}
-			continue
-		}
 		for ii := range mr {
 			if ii >= h {
 				for p := range kk {
@@ -248,15 +295,8 @@ func packA(dst []float32, A operand, i0, rows, p0, kk int) {
 				continue
 			}
 			src := a[(i0+r+ii)*A.rs+p0*A.cs:]
-			if A.cs == 1 {
-				src = src[:kk]
-				for p, v := range src {
-					panel[p*mr+ii] = v
-				}
-			} else {
-				for p := range kk {
-					panel[p*mr+ii] = src[p*A.cs]
-				}
+			for p := range kk {
+				panel[p*mr+ii] = src[p*A.cs]
 			}
 		}
 	}
@@ -290,7 +330,7 @@ func packB(dst []float32, B operand, p0, kk, j0, cols int) {
 // rows of a transposed operand (row j of the panel source starts at element
 // off + j·B.cs), converting half types; rows past cols are zero.
 func packNTGeneric(dst []float32, B operand, off, p0, kk, cols int) {
-	var row [kc]float32
+	var row [kcMax]float32
 	for jj := range nr {
 		if jj >= cols {
 			for p := p0; p < kk; p++ {
