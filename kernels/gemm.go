@@ -242,19 +242,27 @@ func packA(dst []float32, A operand, i0, rows, p0, kk int) {
 	a := A.f32
 	full := rows / mr * mr // rows in whole panels
 	if A.rs == 1 {         // column of A contiguous (GemmTN): row p of the block is A's row p0+p
-		// One pass over the block's rows: each source row is read once, front
-		// to back, and its values go to the panels mr at a time (copying six
-		// floats through copy would cost a call each).
-		for p := range kk {
-			src := a[(p0+p)*A.cs+i0 : (p0+p)*A.cs+i0+rows]
+		// Eight source rows at a time, panel after panel: the six floats of
+		// a panel go by plain moves (copy would cost a call each), and the
+		// eight rows' pieces stay in L1 while the panels take them.
+		const rowsAtOnce = 8
+		for q := 0; q < kk; q += rowsAtOnce {
+			qe := min(kk, q+rowsAtOnce)
 			for r := 0; r < full; r += mr {
-				d := dst[r*kk+p*mr : r*kk+p*mr+mr : r*kk+p*mr+mr]
-				s := src[r : r+mr : r+mr]
-				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+				panel := dst[r*kk : r*kk+mr*kk]
+				for p := q; p < qe; p++ {
+					o := (p0+p)*A.cs + i0 + r
+					s := a[o : o+mr : o+mr]
+					d := panel[p*mr : p*mr+mr : p*mr+mr]
+					d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+				}
 			}
-			if full < rows {
+		}
+		if full < rows {
+			for p := range kk {
+				o := (p0+p)*A.cs + i0 + full
 				d := dst[full*kk+p*mr : full*kk+p*mr+mr]
-				n := copy(d, src[full:])
+				n := copy(d, a[o:o+rows-full])
 				clear(d[n:])
 			}
 		}
