@@ -112,6 +112,7 @@ func mismatchedBatch(ss []Sample) *batch {
 // logProbs runs m over b without a tape and returns each sequence's
 // response log-probability sum (the reference pass, or a validation one).
 func logProbs(m *llama.Model, st *llama.State, b *batch) ([]float64, error) {
+	st.Batch = true // the taped pass's products, so the policy starts equal to its reference bit for bit
 	out, err := m.ForwardBatch(st, b.seqs)
 	if err != nil {
 		return nil, err

@@ -136,6 +136,11 @@ type Weight struct {
 	Out   int
 	In    int
 	Grad  []float32
+	// Batch multiplies through kernels.MatMulBatch (the packed GEMM for
+	// float weights) instead of MatMul: for the passes of a whole batch
+	// (training, and scoring that must match it bit for bit), never for
+	// decoding, whose rows must equal a prompt's.
+	Batch bool
 }
 
 // Param is a trainable F32 tensor and its gradient, as an optimizer sees it.
@@ -164,7 +169,11 @@ func (s Span) cached() bool { return s.K != nil || s.K16 != nil }
 // Linear computes y = x·Wᵀ for nt rows (x nt×In, y nt×Out). Backward adds
 // dy·W to x's gradient and dyᵀ·x to W's.
 func Linear(t *Tape, y, x *Var, w Weight, nt int) {
-	MatMul(w.DType, w.Data, w.Out, w.In, x.Data, nt, y.Data)
+	if w.Batch && kernels.Supports(w.DType) {
+		kernels.MatMulBatch(w.DType, w.Data, w.Out, w.In, x.Data, nt, y.Data)
+	} else {
+		MatMul(w.DType, w.Data, w.Out, w.In, x.Data, nt, y.Data)
+	}
 	if t == nil {
 		return
 	}

@@ -70,4 +70,34 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 	gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, wop, y, rows, false)
 }
 
+// MatMulBatch computes Y = X·Wᵀ as MatMul does, for a batch that is
+// computed as one and never decoded a row at a time (training's forward
+// pass, and the scoring passes that must agree with it): float weights
+// (F32, F16, BF16) go through the packed GEMM, faster than MatMul's
+// dot-product tiles for many rows, whose elements are rounded differently
+// from MatMul's but likewise do not depend on nt. Other dtypes, and nt = 1,
+// are MatMul's.
+func MatMulBatch(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []float32) {
+	if nt <= 1 || (dt != tensor.F32 && dt != tensor.F16 && dt != tensor.BF16) {
+		MatMul(dt, w, rows, cols, x, nt, y)
+		return
+	}
+	need, err := dt.RowBytes(cols)
+	if err != nil || len(w) < need*rows {
+		MatMul(dt, w, rows, cols, x, nt, y) // panics with MatMul's message
+		return
+	}
+	checkLen("MatMulBatch", "x", x, nt*cols)
+	checkLen("MatMulBatch", "y", y, nt*rows)
+	w = w[:need*rows]
+	wop := operand{f32: tensor.F32s(w), rs: 1, cs: cols} // Wᵀ
+	switch dt {
+	case tensor.F16:
+		wop = operand{kind: kindF16, u16: tensor.U16s(w), rs: 1, cs: cols}
+	case tensor.BF16:
+		wop = operand{kind: kindBF16, u16: tensor.U16s(w), rs: 1, cs: cols}
+	}
+	gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, wop, y, rows, false)
+}
+
 func matVecGrain(cols int) int { return max(1, matGrain/max(cols, 1)) }

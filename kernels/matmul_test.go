@@ -218,3 +218,36 @@ func TestSupports(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulBatchFn checks MatMulBatch against the float64 reference for
+// the float dtypes (and a quantized one, which is MatMul's), and that a
+// row's result does not depend on how many rows come with it.
+func TestMatMulBatchFn(t *testing.T) { forEachPath(t, matMulBatchFn) }
+
+func matMulBatchFn(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	withThreads(t, func(t *testing.T) {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0} {
+			for _, sz := range [][2]int{{1, 32}, {7, 64}, {33, 96}, {17, 608}, {300, 160}} {
+				rows, cols := sz[0], sz[1]
+				w, deq := quantWeights(t, dt, randVec(r, rows*cols), rows, cols)
+				const nmax = 20
+				x := randVec(r, nmax*cols)
+				all := make([]float32, nmax*rows)
+				MatMulBatch(dt, w, rows, cols, x, nmax, all)
+				want, scale := refMatMul(t, dt, deq, rows, cols, x, nmax)
+				what := fmt.Sprintf("threads=%d MatMulBatch %s %dx%d", Threads(), dt, rows, cols)
+				closeTo(t, what, all, want, scale, tolerance(dt))
+				for _, nt := range []int{2, 3, 7, 13} {
+					y := make([]float32, nt*rows)
+					MatMulBatch(dt, w, rows, cols, x[cols:], nt, y)
+					for i, v := range y {
+						if math.Float32bits(v) != math.Float32bits(all[rows+i]) {
+							t.Fatalf("%s nt=%d: row %d col %d = %g, in a batch of %d %g", what, nt, i/rows, i%rows, v, nmax, all[rows+i])
+						}
+					}
+				}
+			}
+		}
+	})
+}

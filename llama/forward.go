@@ -45,6 +45,14 @@ const (
 // batch of positions (and, for a taped pass, their gradients). It grows as
 // needed and can be reused across calls.
 type State struct {
+	// Batch makes a pass without a tape (ForwardBatch, Hidden) multiply
+	// its float weights as a taped pass does, through the packed GEMM
+	// (kernels.MatMulBatch), so that its logits equal ForwardTape's bit for
+	// bit: for scoring a batch that training compares with (RL's rollout
+	// log-probabilities). Off, a pass computes what decoding does, row for
+	// row. Taped passes always multiply so.
+	Batch bool
+
 	mode     forwardMode
 	nt       int            // rows the buffers hold
 	outRows  int            // rows of logits the buffers hold
@@ -254,16 +262,17 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 		return gv.Layers[li]
 	}
 	autograd.Embedding(tp, res[0], m.Embed.Weight(gv.Embed), s.tokens)
+	batch := mode != modeInfer || s.Batch
 	for li := range m.Layers {
 		switch mode {
 		case modeInfer: // the residual stream is updated in place
 			a := s.layers[0].view(c, nt)
-			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{}, s.rope)
+			m.block(nil, li, res[0], res[0], &a, spans, seqs, LayerGrads{}, s.rope, batch)
 		case modeTape:
 			// the block's weights are final once its backward is done
 			tp.MarkReady(layerGrads(li).all()...)
 			a := s.taped(c, li, nt, res[li+1])
-			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope)
+			m.block(tp, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope, batch)
 			// runs first in this block's backward
 			tp.Record(func() { s.zeroLayerGrads(c, nt, res[li]) })
 		case modeRecompute:
@@ -273,7 +282,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 				if t != nil {
 					s.zeroLayerGrads(c, nt, res[li])
 				}
-				m.block(t, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope)
+				m.block(t, li, res[li], res[li+1], &a, spans, seqs, layerGrads(li), s.rope, batch)
 			})
 		}
 	}
@@ -309,7 +318,7 @@ func (m *Model) forward(s *State, tp *autograd.Tape, g *Grads, seqs []Seq, mode 
 	if tp != nil {
 		logits.Grad = logits.Data
 	}
-	m.Output.Apply(tp, logits, fin, gv.Output, outRows)
+	m.Output.ApplyBatch(tp, logits, fin, gv.Output, outRows, batch)
 	m.advance(seqs)
 	return logits, nil
 }
@@ -325,7 +334,7 @@ func (m *Model) advance(seqs []Seq) {
 
 // block runs transformer block li from x into out (see acts). Sequences
 // with a cache append their keys and values to it and attend to all of it.
-func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, spans []autograd.Span, seqs []Seq, lg LayerGrads, rc *kernels.RoPECache) {
+func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, spans []autograd.Span, seqs []Seq, lg LayerGrads, rc *kernels.RoPECache, batch bool) {
 	c := m.Config
 	l := &m.Layers[li]
 	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim()
@@ -342,9 +351,9 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 			ffnIn = &a.xn
 		}
 	}
-	l.Wq.Apply(tp, &a.q, &a.xn, lg.Wq, nt)
-	l.Wk.Apply(tp, &a.k, &a.xn, lg.Wk, nt)
-	l.Wv.Apply(tp, &a.v, &a.xn, lg.Wv, nt)
+	l.Wq.ApplyBatch(tp, &a.q, &a.xn, lg.Wq, nt, batch)
+	l.Wk.ApplyBatch(tp, &a.k, &a.xn, lg.Wk, nt, batch)
+	l.Wv.ApplyBatch(tp, &a.v, &a.xn, lg.Wv, nt, batch)
 	var slopes []float32
 	if c.ALiBi {
 		slopes = m.alibi()
@@ -367,21 +376,21 @@ func (m *Model) block(tp *autograd.Tape, li int, x, out *autograd.Var, a *acts, 
 	if l.Prefix != nil {
 		autograd.PrefixAttention(tp, &a.att, &a.q, l.Prefix, l.Wk.Weight(nil), l.Wv.Weight(nil), nt, c.NHeads, c.NKVHeads, hd)
 	}
-	l.Wo.Apply(tp, &a.ao, &a.att, lg.Wo, nt)
+	l.Wo.ApplyBatch(tp, &a.ao, &a.att, lg.Wo, nt, batch)
 	autograd.Add(tp, &a.xmid, x, &a.ao)
 	// feed-forward: xmid + Down·(silu(Gate·n) ⊙ Up·n), n = norm(xmid)
 	// (parallel: n = norm'(x); GELU: Down·gelu(Up·n))
 	if !c.Parallel {
 		m.norm(tp, &a.xn2, &a.xmid, l.FFNNorm, l.FFNNormB, lg.FFNNorm, nt)
 	}
-	l.Up.Apply(tp, &a.u, ffnIn, lg.Up, nt)
+	l.Up.ApplyBatch(tp, &a.u, ffnIn, lg.Up, nt, batch)
 	if c.FFN == FFNGELU {
 		autograd.GELU(tp, &a.h, &a.u)
 	} else {
-		l.Gate.Apply(tp, &a.g, ffnIn, lg.Gate, nt)
+		l.Gate.ApplyBatch(tp, &a.g, ffnIn, lg.Gate, nt, batch)
 		autograd.SiLUMul(tp, &a.h, &a.g, &a.u)
 	}
-	l.Down.Apply(tp, &a.fo, &a.h, lg.Down, nt)
+	l.Down.ApplyBatch(tp, &a.fo, &a.h, lg.Down, nt, batch)
 	autograd.Add(tp, out, &a.xmid, &a.fo)
 }
 
@@ -451,7 +460,7 @@ func (s *State) ensure(c Config, nt, outRows int, mode forwardMode) {
 	if s.mode == mode {
 		nt, outRows = max(nt, s.nt), max(outRows, s.outRows)
 	}
-	*s = State{mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope, parallel: c.Parallel}
+	*s = State{Batch: s.Batch, mode: mode, nt: nt, outRows: outRows, tokens: s.tokens, rope: s.rope, parallel: c.Parallel}
 	taped := mode != modeInfer
 	buf := func(n int) []float32 {
 		s.bytes += 4 * int64(n)

@@ -111,9 +111,10 @@ func TestModelGradient(t *testing.T) {
 	}
 }
 
-// The taped pass computes the same logits as inference, recomputation gives
-// the same gradients bit for bit, and the State holds what ActivationBytes
-// predicts.
+// The taped pass computes the logits of a batch pass with State.Batch bit
+// for bit, and those of inference (decoding's kernels) within rounding;
+// recomputation gives the same gradients bit for bit, and the State holds
+// what ActivationBytes predicts.
 func TestForwardTapeAgreesWithInference(t *testing.T) {
 	c := testConfig()
 	m := randomModel(t, c, tensor.F32)
@@ -122,7 +123,13 @@ func TestForwardTapeAgreesWithInference(t *testing.T) {
 
 	var s State
 	var tape autograd.Tape
-	logits, err := m.ForwardTape(&s, &tape, nil, []Seq{{Tokens: seqs[0], All: true}, {Tokens: seqs[1], All: true}}, TapeOptions{})
+	batch := []Seq{{Tokens: seqs[0], All: true}, {Tokens: seqs[1], All: true}}
+	logits, err := m.ForwardTape(&s, &tape, nil, batch, TapeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := State{Batch: true}
+	same, err := m.ForwardBatch(&sb, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +144,12 @@ func TestForwardTapeAgreesWithInference(t *testing.T) {
 			off = len(seqs[0]) * c.VocabSize
 		}
 		for j, w := range want {
-			if logits.Data[off+j] != w {
-				t.Fatalf("sequence %d: taped logit %d = %g, inference %g", i, j, logits.Data[off+j], w)
+			got := logits.Data[off+j]
+			if same[i][j] != got {
+				t.Fatalf("sequence %d: taped logit %d = %g, batch pass %g", i, j, got, same[i][j])
+			}
+			if math.Abs(float64(got-w)) > 1e-5*(1+math.Abs(float64(w))) {
+				t.Fatalf("sequence %d: taped logit %d = %g, inference %g", i, j, got, w)
 			}
 		}
 	}

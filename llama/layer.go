@@ -50,7 +50,7 @@ func (m *Model) ForwardLayer(s *State, li int, x []float32, seqLen int) error {
 	res := rows(&s.res[0], nt*c.Dim)
 	copy(res.Data, x)
 	a := s.layers[0].view(c, nt)
-	m.block(nil, li, res, res, &a, spans, seqs, LayerGrads{}, s.rope)
+	m.block(nil, li, res, res, &a, spans, seqs, LayerGrads{}, s.rope, s.Batch)
 	copy(x, res.Data)
 	return nil
 }

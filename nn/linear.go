@@ -82,10 +82,18 @@ func validateRows(dt tensor.DType, data []byte, rb, rows int) error {
 // dtype the kernels cannot multiply yet). With a tape it records the
 // backward pass, accumulating W's gradient into grad when grad is not nil.
 func (l *Linear) Apply(tp *autograd.Tape, y, x *autograd.Var, grad []float32, nt int) {
+	l.ApplyBatch(tp, y, x, grad, nt, false)
+}
+
+// ApplyBatch is Apply; batch multiplies by kernels.MatMulBatch (see
+// autograd.Weight.Batch).
+func (l *Linear) ApplyBatch(tp *autograd.Tape, y, x *autograd.Var, grad []float32, nt int, batch bool) {
 	if l.Observe != nil {
 		l.Observe(x.Data[:nt*l.In], nt)
 	}
-	autograd.Linear(tp, y, x, l.Weight(grad), nt)
+	w := l.Weight(grad)
+	w.Batch = batch
+	autograd.Linear(tp, y, x, w, nt)
 	for _, a := range l.LoRA {
 		autograd.ApplyLoRA(tp, y, x, a, nt)
 	}

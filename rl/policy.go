@@ -115,6 +115,9 @@ func (p *Policy) dropoutOff() {
 // taped) and, with a value head, the final hidden states (nil without).
 func (p *Policy) pass(tape *autograd.Tape, seqs []llama.Seq) (logits, hidden *autograd.Var, err error) {
 	m := p.Model
+	// the untaped passes multiply as the taped one does, so that at step 0
+	// the ratios are exactly 1 (see llama.State.Batch)
+	p.infer.Batch, p.inferV.Batch = true, true
 	if p.Head == nil || p.Value != nil {
 		if tape != nil {
 			if logits, err = m.ForwardTape(&p.st, tape, p.Grads, seqs, p.Tape); err != nil || p.Head == nil {
@@ -161,7 +164,8 @@ func (p *Policy) pass(tape *autograd.Tape, seqs []llama.Seq) (logits, hidden *au
 		g = p.Grads.Output
 	}
 	o := m.Output
-	autograd.Linear(tape, logits, hidden, autograd.Weight{Name: o.Name, DType: o.DType, Data: o.Data, Out: o.Out, In: o.In, Grad: g}, rows)
+	// Batch: the products of ForwardTape's and ForwardBatch's heads (see llama.State.Batch)
+	autograd.Linear(tape, logits, hidden, autograd.Weight{Name: o.Name, DType: o.DType, Data: o.Data, Out: o.Out, In: o.In, Grad: g, Batch: true}, rows)
 	for _, a := range o.LoRA {
 		autograd.ApplyLoRA(tape, logits, hidden, a, rows)
 	}
@@ -217,6 +221,7 @@ func (p *Policy) recordValues(tape *autograd.Tape, hidden *autograd.Var, dv []fl
 
 // refLogits is the reference's logits of every row of seqs.
 func (p *Policy) refLogits(seqs []llama.Seq) ([]float32, error) {
+	p.ref.Batch = true // the policy's products, bit for bit
 	switch {
 	case p.Ref != nil:
 		out, err := p.Ref.ForwardBatch(&p.ref, seqs)
