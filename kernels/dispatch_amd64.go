@@ -174,14 +174,21 @@ func setBlockwise(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) 
 }
 
 // useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
-// AVX2 ones: the Q8_0 product, the float MatMul kernels and
-// the GEMM micro-kernel (both bit-identical to the AVX2 ones, see
-// internal/asmgen/dot512.go).
+// AVX2 ones: the decoding kernels of Q4_0x8, Q8_0x8 and Q4_Kx8, the Q8_0 product,
+// the float MatMul kernels and the GEMM micro-kernel (all but the Q8_0
+// product bit-identical to the AVX2 ones, see internal/asmgen/dot512.go
+// and q4rows512.go).
 func useAVX512() {
+	// the packed formats' decoding kernels sum as the AVX2 ones, bit for
+	// bit (internal/asmgen/q4rows512.go), so the AVX2 tile kernels and the
+	// plain rows after the whole groups stay as they are
+	setPacked(tensor.Q4_0x8, q4_0x8Rows8AVX512, q4_0Row1AVX2, q4_0x8TileG1AVX512, q4_0x8TileG2AVX512)
+	setPacked(tensor.Q8_0x8, q8_0x8Rows8AVX512, q8_0Row1AVX2, q8_0x8TileG1AVX512, q8_0x8TileG2AVX512)
+	setPackedK(tensor.Q4_Kx8, q4_Kx8Rows8AVX512)
 	set32(tensor.Q8_0, [4]asm32{q8_0x1AVX512, q8_0x2AVX512, q8_0x3AVX512, q8_0x4AVX512})
 	formats[tensor.Q8_0].tile = nil // the AVX2 tile kernel sums as the AVX2 kernels do, not these
-	// Q8_0x8 keeps the AVX2 kernels, whose rows8 and tile kernels agree;
-	// its products differ from plain Q8_0's here in the last bits
+	// Q8_0x8's products therefore differ from plain Q8_0's here in the
+	// last bits
 	floatDots = floatDotsAVX512
 	microKernel = microKernelAVX512
 }

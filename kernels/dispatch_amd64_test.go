@@ -68,3 +68,43 @@ func TestGemmKernelAVX512BitIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestPackedAVX512BitIdentical: the AVX-512 decoding kernels of Q4_0x8,
+// Q8_0x8 and Q4_Kx8 compute the AVX2 kernels' exact block sums and scale them by the
+// same instructions, so every product must come out bit for bit the same
+// on both paths: whole group pairs, an odd group, plain rows after them,
+// one block and many, one activation row and prompts (tiles).
+func TestPackedAVX512BitIdentical(t *testing.T) {
+	if !slices.Contains(CPUPaths(), PathAVX512) {
+		t.Skip("this CPU does not run the avx512 path")
+	}
+	was := CPUPath()
+	defer setPath(was)
+	r := rand.New(rand.NewPCG(37, 38))
+	for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K} {
+		for _, sz := range [][2]int{{8, 32}, {16, 64}, {24, 96}, {40, 2048}, {13, 256}, {67, 512}} {
+			rows, cols := sz[0], sz[1]
+			if dt == tensor.Q4_K {
+				rows, cols = rows&^7, cols*256/32
+				if rows == 0 {
+					continue
+				}
+			}
+			_, packed, pdt := packedOf(t, r, dt, rows, cols)
+			for _, nt := range []int{1, 2, 8, 9, 16, 17, 24, 33} {
+				x := randVec(r, nt*cols)
+				y := map[string][]float32{}
+				for _, p := range []string{PathAVX2, PathAVX512} {
+					setPath(p)
+					y[p] = make([]float32, nt*rows)
+					MatMul(pdt, packed, rows, cols, x, nt, y[p])
+				}
+				for i, v := range y[PathAVX512] {
+					if math.Float32bits(v) != math.Float32bits(y[PathAVX2][i]) {
+						t.Fatalf("%s %dx%d nt=%d: y[%d] = %g on avx512, %g on avx2", pdt, rows, cols, nt, i, v, y[PathAVX2][i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -535,6 +535,48 @@ func q8_0x3AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride i
 //go:noescape
 func q8_0x4AVX512(y *float32, ystride int, w *byte, rows int, x *byte, xstride int, aux *byte, auxstride int, nb int)
 
+// q4_0x8Rows8AVX512 computes y[r] for r < 8n as q4_0x8Rows8AVX2 does, bit for bit,
+// with AVX-512 VNNI.
+//
+//go:noescape
+func q4_0x8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q4_0x8TileG1AVX512 computes y[t·ystride+r] for r < rows (a multiple of 8), t < 8,
+// as q4_0x8TileG1AVX2 does, bit for bit, with AVX-512 VNNI.
+//
+//go:noescape
+func q4_0x8TileG1AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q4_0x8TileG2AVX512 computes y[t·ystride+r] for r < rows (a multiple of 8), t < 16,
+// as q4_0x8TileG2AVX2 does, bit for bit, with AVX-512 VNNI.
+//
+//go:noescape
+func q4_0x8TileG2AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q8_0x8Rows8AVX512 computes y[r] for r < 8n as q8_0x8Rows8AVX2 does, bit for bit,
+// with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
+// q8_0x8TileG1AVX512 computes y[t·ystride+r] for r < rows (a multiple of 8), t < 8,
+// as q8_0x8TileG1AVX2 does, bit for bit, with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x8TileG1AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q8_0x8TileG2AVX512 computes y[t·ystride+r] for r < rows (a multiple of 8), t < 16,
+// as q8_0x8TileG2AVX2 does, bit for bit, with AVX-512 VNNI.
+//
+//go:noescape
+func q8_0x8TileG2AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+
+// q4_Kx8Rows8AVX512 computes y[r] for r < 8n as q4_Kx8Rows8AVX2 does, bit for bit,
+// with AVX-512 VNNI.
+//
+//go:noescape
+func q4_Kx8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+
 // dotRowsF32AVX512 computes y[r] = Σ_p w[r·ld+p]·x[p] for r < rows, p < k8 (a multiple of 8).
 //
 //go:noescape

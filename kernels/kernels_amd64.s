@@ -13149,6 +13149,2134 @@ end:
 	VZEROUPPER
 	RET
 
+// func q4_0x8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q4_0x8Rows8AVX512(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	SHLQ         $0x03, DX
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x0f0f0f0f, SI
+	VPBROADCASTD SI, Z4
+
+single:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   aux+40(FP), R8
+	MOVQ   nb+48(FP), R9
+	VXORPS Y5, Y5, Y5
+
+blk1:
+	TESTQ         R9, R9
+	JE            fin1
+	PREFETCHT0    1024(SI)
+	PREFETCHT0    1088(SI)
+	PREFETCHT0    1152(SI)
+	VMOVDQU32     2(DI), Y6
+	VPERMD        Z6, Z0, Z7
+	VPERMD        Z6, Z1, Z8
+	VPERMD        Z6, Z2, Z9
+	VPERMD        Z6, Z3, Z10
+	VPBROADCASTD  (R8), Y14
+	VBROADCASTSS  32(R8), Y6
+	VXORPS        Z11, Z11, Z11
+	VMOVDQU32     16(SI), Z12
+	VPSRLW        $0x04, Z12, Z13
+	VPANDD        Z4, Z12, Z12
+	VPANDD        Z4, Z13, Z13
+	VPDPBUSD      Z7, Z12, Z11
+	VPDPBUSD      Z9, Z13, Z11
+	VMOVDQU32     80(SI), Z7
+	VPSRLW        $0x04, Z7, Z9
+	VPANDD        Z4, Z7, Z7
+	VPANDD        Z4, Z9, Z9
+	VPDPBUSD      Z8, Z7, Z11
+	VPDPBUSD      Z10, Z9, Z11
+	VEXTRACTI64X4 $0x01, Z11, Y7
+	VPADDD        Y7, Y11, Y7
+	VPSUBD        Y14, Y7, Y7
+	VCVTPH2PS     (SI), Y8
+	VMULPS        Y6, Y8, Y8
+	VCVTDQ2PS     Y7, Y7
+	VFMADD231PS   Y7, Y8, Y5
+	ADDQ          $0x00000090, SI
+	ADDQ          $0x22, DI
+	ADDQ          $0x24, R8
+	DECQ          R9
+	JMP           blk1
+
+fin1:
+	VMOVUPS Y5, (AX)
+	DECQ    BX
+	ADDQ    $0x20, AX
+	ADDQ    DX, CX
+	JMP     single
+
+end:
+	VZEROUPPER
+	RET
+
+DATA perm512<>+0(SB)/4, $0x00000000
+DATA perm512<>+4(SB)/4, $0x00000000
+DATA perm512<>+8(SB)/4, $0x00000000
+DATA perm512<>+12(SB)/4, $0x00000000
+DATA perm512<>+16(SB)/4, $0x00000000
+DATA perm512<>+20(SB)/4, $0x00000000
+DATA perm512<>+24(SB)/4, $0x00000000
+DATA perm512<>+28(SB)/4, $0x00000000
+DATA perm512<>+32(SB)/4, $0x00000001
+DATA perm512<>+36(SB)/4, $0x00000001
+DATA perm512<>+40(SB)/4, $0x00000001
+DATA perm512<>+44(SB)/4, $0x00000001
+DATA perm512<>+48(SB)/4, $0x00000001
+DATA perm512<>+52(SB)/4, $0x00000001
+DATA perm512<>+56(SB)/4, $0x00000001
+DATA perm512<>+60(SB)/4, $0x00000001
+DATA perm512<>+64(SB)/4, $0x00000002
+DATA perm512<>+68(SB)/4, $0x00000002
+DATA perm512<>+72(SB)/4, $0x00000002
+DATA perm512<>+76(SB)/4, $0x00000002
+DATA perm512<>+80(SB)/4, $0x00000002
+DATA perm512<>+84(SB)/4, $0x00000002
+DATA perm512<>+88(SB)/4, $0x00000002
+DATA perm512<>+92(SB)/4, $0x00000002
+DATA perm512<>+96(SB)/4, $0x00000003
+DATA perm512<>+100(SB)/4, $0x00000003
+DATA perm512<>+104(SB)/4, $0x00000003
+DATA perm512<>+108(SB)/4, $0x00000003
+DATA perm512<>+112(SB)/4, $0x00000003
+DATA perm512<>+116(SB)/4, $0x00000003
+DATA perm512<>+120(SB)/4, $0x00000003
+DATA perm512<>+124(SB)/4, $0x00000003
+DATA perm512<>+128(SB)/4, $0x00000004
+DATA perm512<>+132(SB)/4, $0x00000004
+DATA perm512<>+136(SB)/4, $0x00000004
+DATA perm512<>+140(SB)/4, $0x00000004
+DATA perm512<>+144(SB)/4, $0x00000004
+DATA perm512<>+148(SB)/4, $0x00000004
+DATA perm512<>+152(SB)/4, $0x00000004
+DATA perm512<>+156(SB)/4, $0x00000004
+DATA perm512<>+160(SB)/4, $0x00000005
+DATA perm512<>+164(SB)/4, $0x00000005
+DATA perm512<>+168(SB)/4, $0x00000005
+DATA perm512<>+172(SB)/4, $0x00000005
+DATA perm512<>+176(SB)/4, $0x00000005
+DATA perm512<>+180(SB)/4, $0x00000005
+DATA perm512<>+184(SB)/4, $0x00000005
+DATA perm512<>+188(SB)/4, $0x00000005
+DATA perm512<>+192(SB)/4, $0x00000006
+DATA perm512<>+196(SB)/4, $0x00000006
+DATA perm512<>+200(SB)/4, $0x00000006
+DATA perm512<>+204(SB)/4, $0x00000006
+DATA perm512<>+208(SB)/4, $0x00000006
+DATA perm512<>+212(SB)/4, $0x00000006
+DATA perm512<>+216(SB)/4, $0x00000006
+DATA perm512<>+220(SB)/4, $0x00000006
+DATA perm512<>+224(SB)/4, $0x00000007
+DATA perm512<>+228(SB)/4, $0x00000007
+DATA perm512<>+232(SB)/4, $0x00000007
+DATA perm512<>+236(SB)/4, $0x00000007
+DATA perm512<>+240(SB)/4, $0x00000007
+DATA perm512<>+244(SB)/4, $0x00000007
+DATA perm512<>+248(SB)/4, $0x00000007
+DATA perm512<>+252(SB)/4, $0x00000007
+GLOBL perm512<>(SB), RODATA|NOPTR, $256
+
+// func q4_0x8TileG1AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q4_0x8TileG1AVX512(SB), NOSPLIT, $256-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	SHRQ         $0x03, BX
+	MOVQ         nb+40(FP), SI
+	MOVQ         SI, DI
+	IMUL3Q       $0x00000140, SI, SI
+	IMUL3Q       $0x00000090, DI, DI
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x0f0f0f0f, SI
+	VPBROADCASTD SI, Z4
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, SI
+	MOVQ   xt+32(FP), R8
+	MOVQ   nb+40(FP), R9
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+
+blk:
+	TESTQ           R9, R9
+	JE              fin
+	VXORPS          Z9, Z9, Z9
+	VXORPS          Z10, Z10, Z10
+	VXORPS          Z11, Z11, Z11
+	VXORPS          Z12, Z12, Z12
+	VMOVDQU32       16(SI), Y13
+	VPSRLW          $0x04, Y13, Y14
+	VPANDD          Y4, Y13, Y13
+	VPERMD          Z13, Z0, Z15
+	VPERMD          Z13, Z1, Z16
+	VPERMD          Z13, Z2, Z17
+	VPERMD          Z13, Z3, Z18
+	VBROADCASTI64X4 (R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPANDD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 128(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VMOVDQU32       48(SI), Y13
+	VPSRLW          $0x04, Y13, Y14
+	VPANDD          Y4, Y13, Y13
+	VPERMD          Z13, Z0, Z15
+	VPERMD          Z13, Z1, Z16
+	VPERMD          Z13, Z2, Z17
+	VPERMD          Z13, Z3, Z18
+	VBROADCASTI64X4 32(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPANDD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 160(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VMOVDQU32       80(SI), Y13
+	VPSRLW          $0x04, Y13, Y14
+	VPANDD          Y4, Y13, Y13
+	VPERMD          Z13, Z0, Z15
+	VPERMD          Z13, Z1, Z16
+	VPERMD          Z13, Z2, Z17
+	VPERMD          Z13, Z3, Z18
+	VBROADCASTI64X4 64(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPANDD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 192(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VMOVDQU32       112(SI), Y13
+	VPSRLW          $0x04, Y13, Y14
+	VPANDD          Y4, Y13, Y13
+	VPERMD          Z13, Z0, Z15
+	VPERMD          Z13, Z1, Z16
+	VPERMD          Z13, Z2, Z17
+	VPERMD          Z13, Z3, Z18
+	VBROADCASTI64X4 96(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPANDD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 224(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VCVTPH2PS       (SI), Y13
+	VPERMD          Z13, Z0, Z15
+	VPERMD          Z13, Z1, Z16
+	VPERMD          Z13, Z2, Z17
+	VPERMD          Z13, Z3, Z18
+	VBROADCASTF32X8 256(R8), Z19
+	VBROADCASTI32X8 288(R8), Z20
+	VMULPS          Z19, Z15, Z15
+	VPSUBD          Z20, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z9, Z15, Z5
+	VMULPS          Z19, Z16, Z9
+	VPSUBD          Z20, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z10, Z9, Z6
+	VMULPS          Z19, Z17, Z9
+	VPSUBD          Z20, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z11, Z9, Z7
+	VMULPS          Z19, Z18, Z9
+	VPSUBD          Z20, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z12, Z9, Z8
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000140, R8
+	DECQ            R9
+	JMP             blk
+
+fin:
+	VMOVUPS Z5, (SP)
+	VMOVUPS Z6, 64(SP)
+	VMOVUPS Z7, 128(SP)
+	VMOVUPS Z8, 192(SP)
+	MOVQ    AX, SI
+	MOVL    (SP), R8
+	MOVL    R8, (SI)
+	MOVL    32(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    64(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    96(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    128(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    160(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    192(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    224(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    4(SP), R8
+	MOVL    R8, (SI)
+	MOVL    36(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    68(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    100(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    132(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    164(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    196(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    228(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    8(SP), R8
+	MOVL    R8, (SI)
+	MOVL    40(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    72(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    104(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    136(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    168(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    200(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    232(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    12(SP), R8
+	MOVL    R8, (SI)
+	MOVL    44(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    76(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    108(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    140(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    172(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    204(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    236(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    16(SP), R8
+	MOVL    R8, (SI)
+	MOVL    48(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    80(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    112(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    144(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    176(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    208(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    240(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    20(SP), R8
+	MOVL    R8, (SI)
+	MOVL    52(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    84(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    116(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    148(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    180(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    212(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    244(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    24(SP), R8
+	MOVL    R8, (SI)
+	MOVL    56(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    88(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    120(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    152(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    184(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    216(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    248(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    28(SP), R8
+	MOVL    R8, (SI)
+	MOVL    60(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    92(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    124(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    156(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    188(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    220(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    252(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    $0x20, AX
+	ADDQ    DI, DX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_0x8TileG2AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q4_0x8TileG2AVX512(SB), NOSPLIT, $512-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	SHRQ         $0x03, BX
+	MOVQ         nb+40(FP), SI
+	MOVQ         SI, DI
+	IMUL3Q       $0x00000140, SI, SI
+	IMUL3Q       $0x00000090, DI, DI
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x0f0f0f0f, R8
+	VPBROADCASTD R8, Z4
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, R8
+	MOVQ   xt+32(FP), R9
+	MOVQ   nb+40(FP), R10
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+
+blk:
+	TESTQ           R10, R10
+	JE              fin
+	VXORPS          Z13, Z13, Z13
+	VXORPS          Z14, Z14, Z14
+	VXORPS          Z15, Z15, Z15
+	VXORPS          Z16, Z16, Z16
+	VXORPS          Z17, Z17, Z17
+	VXORPS          Z18, Z18, Z18
+	VXORPS          Z19, Z19, Z19
+	VXORPS          Z20, Z20, Z20
+	VMOVDQU32       16(R8), Y21
+	VPSRLW          $0x04, Y21, Y22
+	VPANDD          Y4, Y21, Y21
+	VPERMD          Z21, Z0, Z23
+	VPERMD          Z21, Z1, Z24
+	VPERMD          Z21, Z2, Z25
+	VPERMD          Z21, Z3, Z26
+	VBROADCASTI64X4 (R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 (R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VPANDD          Y4, Y22, Y22
+	VPERMD          Z22, Z0, Z23
+	VPERMD          Z22, Z1, Z24
+	VPERMD          Z22, Z2, Z25
+	VPERMD          Z22, Z3, Z26
+	VBROADCASTI64X4 128(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 128(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VMOVDQU32       48(R8), Y21
+	VPSRLW          $0x04, Y21, Y22
+	VPANDD          Y4, Y21, Y21
+	VPERMD          Z21, Z0, Z23
+	VPERMD          Z21, Z1, Z24
+	VPERMD          Z21, Z2, Z25
+	VPERMD          Z21, Z3, Z26
+	VBROADCASTI64X4 32(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 32(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VPANDD          Y4, Y22, Y22
+	VPERMD          Z22, Z0, Z23
+	VPERMD          Z22, Z1, Z24
+	VPERMD          Z22, Z2, Z25
+	VPERMD          Z22, Z3, Z26
+	VBROADCASTI64X4 160(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 160(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VMOVDQU32       80(R8), Y21
+	VPSRLW          $0x04, Y21, Y22
+	VPANDD          Y4, Y21, Y21
+	VPERMD          Z21, Z0, Z23
+	VPERMD          Z21, Z1, Z24
+	VPERMD          Z21, Z2, Z25
+	VPERMD          Z21, Z3, Z26
+	VBROADCASTI64X4 64(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 64(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VPANDD          Y4, Y22, Y22
+	VPERMD          Z22, Z0, Z23
+	VPERMD          Z22, Z1, Z24
+	VPERMD          Z22, Z2, Z25
+	VPERMD          Z22, Z3, Z26
+	VBROADCASTI64X4 192(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 192(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VMOVDQU32       112(R8), Y21
+	VPSRLW          $0x04, Y21, Y22
+	VPANDD          Y4, Y21, Y21
+	VPERMD          Z21, Z0, Z23
+	VPERMD          Z21, Z1, Z24
+	VPERMD          Z21, Z2, Z25
+	VPERMD          Z21, Z3, Z26
+	VBROADCASTI64X4 96(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 96(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VPANDD          Y4, Y22, Y22
+	VPERMD          Z22, Z0, Z23
+	VPERMD          Z22, Z1, Z24
+	VPERMD          Z22, Z2, Z25
+	VPERMD          Z22, Z3, Z26
+	VBROADCASTI64X4 224(R9), Z27
+	VPDPBUSD        Z27, Z23, Z13
+	VPDPBUSD        Z27, Z24, Z14
+	VPDPBUSD        Z27, Z25, Z15
+	VPDPBUSD        Z27, Z26, Z16
+	VBROADCASTI64X4 224(R9)(SI*1), Z27
+	VPDPBUSD        Z27, Z23, Z17
+	VPDPBUSD        Z27, Z24, Z18
+	VPDPBUSD        Z27, Z25, Z19
+	VPDPBUSD        Z27, Z26, Z20
+	VCVTPH2PS       (R8), Y21
+	VPERMD          Z21, Z0, Z23
+	VPERMD          Z21, Z1, Z24
+	VPERMD          Z21, Z2, Z25
+	VPERMD          Z21, Z3, Z26
+	VBROADCASTF32X8 256(R9), Z27
+	VBROADCASTI32X8 288(R9), Z28
+	VMULPS          Z27, Z23, Z29
+	VPSUBD          Z28, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z13, Z29, Z5
+	VMULPS          Z27, Z24, Z13
+	VPSUBD          Z28, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     Z14, Z13, Z6
+	VMULPS          Z27, Z25, Z13
+	VPSUBD          Z28, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD231PS     Z15, Z13, Z7
+	VMULPS          Z27, Z26, Z13
+	VPSUBD          Z28, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     Z16, Z13, Z8
+	VBROADCASTF32X8 256(R9)(SI*1), Z13
+	VBROADCASTI32X8 288(R9)(SI*1), Z14
+	VMULPS          Z13, Z23, Z15
+	VPSUBD          Z14, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD231PS     Z17, Z15, Z9
+	VMULPS          Z13, Z24, Z15
+	VPSUBD          Z14, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     Z18, Z15, Z10
+	VMULPS          Z13, Z25, Z15
+	VPSUBD          Z14, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD231PS     Z19, Z15, Z11
+	VMULPS          Z13, Z26, Z13
+	VPSUBD          Z14, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     Z20, Z13, Z12
+	ADDQ            $0x00000090, R8
+	ADDQ            $0x00000140, R9
+	DECQ            R10
+	JMP             blk
+
+fin:
+	VMOVUPS Z5, (SP)
+	VMOVUPS Z6, 64(SP)
+	VMOVUPS Z7, 128(SP)
+	VMOVUPS Z8, 192(SP)
+	VMOVUPS Z9, 256(SP)
+	VMOVUPS Z10, 320(SP)
+	VMOVUPS Z11, 384(SP)
+	VMOVUPS Z12, 448(SP)
+	MOVQ    AX, R8
+	MOVL    (SP), R9
+	MOVL    R9, (R8)
+	MOVL    32(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    64(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    96(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    128(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    160(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    192(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    224(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    4(SP), R9
+	MOVL    R9, (R8)
+	MOVL    36(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    68(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    100(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    132(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    164(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    196(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    228(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    8(SP), R9
+	MOVL    R9, (R8)
+	MOVL    40(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    72(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    104(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    136(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    168(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    200(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    232(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    12(SP), R9
+	MOVL    R9, (R8)
+	MOVL    44(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    76(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    108(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    140(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    172(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    204(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    236(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    16(SP), R9
+	MOVL    R9, (R8)
+	MOVL    48(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    80(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    112(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    144(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    176(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    208(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    240(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    20(SP), R9
+	MOVL    R9, (R8)
+	MOVL    52(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    84(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    116(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    148(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    180(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    212(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    244(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    24(SP), R9
+	MOVL    R9, (R8)
+	MOVL    56(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    88(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    120(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    152(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    184(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    216(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    248(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    28(SP), R9
+	MOVL    R9, (R8)
+	MOVL    60(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    92(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    124(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    156(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    188(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    220(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    252(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    256(SP), R9
+	MOVL    R9, (R8)
+	MOVL    288(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    320(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    352(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    384(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    416(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    448(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    480(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    260(SP), R9
+	MOVL    R9, (R8)
+	MOVL    292(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    324(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    356(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    388(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    420(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    452(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    484(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    264(SP), R9
+	MOVL    R9, (R8)
+	MOVL    296(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    328(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    360(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    392(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    424(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    456(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    488(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    268(SP), R9
+	MOVL    R9, (R8)
+	MOVL    300(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    332(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    364(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    396(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    428(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    460(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    492(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    272(SP), R9
+	MOVL    R9, (R8)
+	MOVL    304(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    336(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    368(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    400(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    432(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    464(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    496(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    276(SP), R9
+	MOVL    R9, (R8)
+	MOVL    308(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    340(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    372(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    404(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    436(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    468(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    500(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    280(SP), R9
+	MOVL    R9, (R8)
+	MOVL    312(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    344(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    376(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    408(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    440(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    472(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    504(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    284(SP), R9
+	MOVL    R9, (R8)
+	MOVL    316(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    348(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    380(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    412(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    444(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    476(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    508(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    $0x20, AX
+	ADDQ    DI, DX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q8_0x8Rows8AVX512(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	SHLQ         $0x03, DX
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x80808080, SI
+	VPBROADCASTD SI, Z4
+
+single:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+48(FP), R8
+	VXORPS Y5, Y5, Y5
+
+blk1:
+	TESTQ         R8, R8
+	JE            fin1
+	PREFETCHT0    1024(SI)
+	PREFETCHT0    1088(SI)
+	PREFETCHT0    1152(SI)
+	PREFETCHT0    1216(SI)
+	PREFETCHT0    1280(SI)
+	VMOVDQU32     2(DI), Y6
+	VPERMD        Z6, Z0, Z7
+	VPERMD        Z6, Z1, Z8
+	VPERMD        Z6, Z2, Z9
+	VPERMD        Z6, Z3, Z10
+	VXORPS        Z11, Z11, Z11
+	VPDPBUSD      Z7, Z4, Z11
+	VPDPBUSD      Z8, Z4, Z11
+	VPDPBUSD      Z9, Z4, Z11
+	VPDPBUSD      Z10, Z4, Z11
+	VEXTRACTI64X4 $0x01, Z11, Y6
+	VPADDD        Y6, Y11, Y6
+	VPBROADCASTW  (DI), X11
+	VCVTPH2PS     X11, Y11
+	VXORPS        Z12, Z12, Z12
+	VMOVDQU32     16(SI), Z13
+	VPXORD        Z4, Z13, Z13
+	VPDPBUSD      Z7, Z13, Z12
+	VMOVDQU32     80(SI), Z7
+	VPXORD        Z4, Z7, Z7
+	VPDPBUSD      Z8, Z7, Z12
+	VMOVDQU32     144(SI), Z7
+	VPXORD        Z4, Z7, Z7
+	VPDPBUSD      Z9, Z7, Z12
+	VMOVDQU32     208(SI), Z7
+	VPXORD        Z4, Z7, Z7
+	VPDPBUSD      Z10, Z7, Z12
+	VEXTRACTI64X4 $0x01, Z12, Y7
+	VPADDD        Y7, Y12, Y7
+	VPSUBD        Y6, Y7, Y7
+	VCVTPH2PS     (SI), Y6
+	VMULPS        Y11, Y6, Y6
+	VCVTDQ2PS     Y7, Y7
+	VFMADD231PS   Y7, Y6, Y5
+	ADDQ          $0x00000110, SI
+	ADDQ          $0x22, DI
+	DECQ          R8
+	JMP           blk1
+
+fin1:
+	VMOVUPS Y5, (AX)
+	DECQ    BX
+	ADDQ    $0x20, AX
+	ADDQ    DX, CX
+	JMP     single
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x8TileG1AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q8_0x8TileG1AVX512(SB), NOSPLIT, $256-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	SHRQ         $0x03, BX
+	MOVQ         nb+40(FP), SI
+	MOVQ         SI, DI
+	IMUL3Q       $0x00000140, SI, SI
+	IMUL3Q       $0x00000110, DI, DI
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x80808080, SI
+	VPBROADCASTD SI, Z4
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, SI
+	MOVQ   xt+32(FP), R8
+	MOVQ   nb+40(FP), R9
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+
+blk:
+	TESTQ           R9, R9
+	JE              fin
+	VXORPS          Z9, Z9, Z9
+	VXORPS          Z10, Z10, Z10
+	VXORPS          Z11, Z11, Z11
+	VXORPS          Z12, Z12, Z12
+	VXORPS          Z13, Z13, Z13
+	VMOVDQU32       16(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 (R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       48(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 32(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       80(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 64(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       112(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 96(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       144(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 128(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       176(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 160(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       208(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 192(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VMOVDQU32       240(SI), Y14
+	VPXORD          Y4, Y14, Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTI64X4 224(R8), Z19
+	VPDPBUSD        Z19, Z15, Z9
+	VPDPBUSD        Z19, Z16, Z10
+	VPDPBUSD        Z19, Z17, Z11
+	VPDPBUSD        Z19, Z18, Z12
+	VPDPBUSD        Z19, Z4, Z13
+	VCVTPH2PS       (SI), Y14
+	VPERMD          Z14, Z0, Z15
+	VPERMD          Z14, Z1, Z16
+	VPERMD          Z14, Z2, Z17
+	VPERMD          Z14, Z3, Z18
+	VBROADCASTF32X8 256(R8), Z19
+	VMULPS          Z19, Z15, Z15
+	VPSUBD          Z13, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z9, Z15, Z5
+	VMULPS          Z19, Z16, Z9
+	VPSUBD          Z13, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z10, Z9, Z6
+	VMULPS          Z19, Z17, Z9
+	VPSUBD          Z13, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z11, Z9, Z7
+	VMULPS          Z19, Z18, Z9
+	VPSUBD          Z13, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z12, Z9, Z8
+	ADDQ            $0x00000110, SI
+	ADDQ            $0x00000140, R8
+	DECQ            R9
+	JMP             blk
+
+fin:
+	VMOVUPS Z5, (SP)
+	VMOVUPS Z6, 64(SP)
+	VMOVUPS Z7, 128(SP)
+	VMOVUPS Z8, 192(SP)
+	MOVQ    AX, SI
+	MOVL    (SP), R8
+	MOVL    R8, (SI)
+	MOVL    32(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    64(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    96(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    128(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    160(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    192(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    224(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    4(SP), R8
+	MOVL    R8, (SI)
+	MOVL    36(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    68(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    100(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    132(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    164(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    196(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    228(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    8(SP), R8
+	MOVL    R8, (SI)
+	MOVL    40(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    72(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    104(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    136(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    168(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    200(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    232(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    12(SP), R8
+	MOVL    R8, (SI)
+	MOVL    44(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    76(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    108(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    140(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    172(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    204(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    236(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    16(SP), R8
+	MOVL    R8, (SI)
+	MOVL    48(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    80(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    112(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    144(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    176(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    208(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    240(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    20(SP), R8
+	MOVL    R8, (SI)
+	MOVL    52(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    84(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    116(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    148(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    180(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    212(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    244(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    24(SP), R8
+	MOVL    R8, (SI)
+	MOVL    56(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    88(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    120(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    152(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    184(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    216(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    248(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    CX, SI
+	MOVL    28(SP), R8
+	MOVL    R8, (SI)
+	MOVL    60(SP), R8
+	MOVL    R8, 4(SI)
+	MOVL    92(SP), R8
+	MOVL    R8, 8(SI)
+	MOVL    124(SP), R8
+	MOVL    R8, 12(SI)
+	MOVL    156(SP), R8
+	MOVL    R8, 16(SI)
+	MOVL    188(SP), R8
+	MOVL    R8, 20(SI)
+	MOVL    220(SP), R8
+	MOVL    R8, 24(SI)
+	MOVL    252(SP), R8
+	MOVL    R8, 28(SI)
+	ADDQ    $0x20, AX
+	ADDQ    DI, DX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q8_0x8TileG2AVX512(y *float32, ystride int, w *byte, rows int, xt *byte, nb int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q8_0x8TileG2AVX512(SB), NOSPLIT, $512-48
+	MOVQ         y+0(FP), AX
+	MOVQ         ystride+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+24(FP), BX
+	SHRQ         $0x03, BX
+	MOVQ         nb+40(FP), SI
+	MOVQ         SI, DI
+	IMUL3Q       $0x00000140, SI, SI
+	IMUL3Q       $0x00000110, DI, DI
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x80808080, R8
+	VPBROADCASTD R8, Z4
+
+group:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   DX, R8
+	MOVQ   xt+32(FP), R9
+	MOVQ   nb+40(FP), R10
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+
+blk:
+	TESTQ           R10, R10
+	JE              fin
+	VXORPS          Z13, Z13, Z13
+	VXORPS          Z14, Z14, Z14
+	VXORPS          Z15, Z15, Z15
+	VXORPS          Z16, Z16, Z16
+	VXORPS          Z17, Z17, Z17
+	VXORPS          Z18, Z18, Z18
+	VXORPS          Z19, Z19, Z19
+	VXORPS          Z20, Z20, Z20
+	VXORPS          Z21, Z21, Z21
+	VXORPS          Z22, Z22, Z22
+	VMOVDQU32       16(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 (R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 (R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       48(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 32(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 32(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       80(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 64(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 64(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       112(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 96(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 96(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       144(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 128(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 128(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       176(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 160(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 160(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       208(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 192(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 192(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VMOVDQU32       240(R8), Y23
+	VPXORD          Y4, Y23, Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTI64X4 224(R9), Z28
+	VPDPBUSD        Z28, Z24, Z13
+	VPDPBUSD        Z28, Z25, Z14
+	VPDPBUSD        Z28, Z26, Z15
+	VPDPBUSD        Z28, Z27, Z16
+	VPDPBUSD        Z28, Z4, Z17
+	VBROADCASTI64X4 224(R9)(SI*1), Z28
+	VPDPBUSD        Z28, Z24, Z18
+	VPDPBUSD        Z28, Z25, Z19
+	VPDPBUSD        Z28, Z26, Z20
+	VPDPBUSD        Z28, Z27, Z21
+	VPDPBUSD        Z28, Z4, Z22
+	VCVTPH2PS       (R8), Y23
+	VPERMD          Z23, Z0, Z24
+	VPERMD          Z23, Z1, Z25
+	VPERMD          Z23, Z2, Z26
+	VPERMD          Z23, Z3, Z27
+	VBROADCASTF32X8 256(R9), Z28
+	VMULPS          Z28, Z24, Z29
+	VPSUBD          Z17, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z13, Z29, Z5
+	VMULPS          Z28, Z25, Z13
+	VPSUBD          Z17, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     Z14, Z13, Z6
+	VMULPS          Z28, Z26, Z13
+	VPSUBD          Z17, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD231PS     Z15, Z13, Z7
+	VMULPS          Z28, Z27, Z13
+	VPSUBD          Z17, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     Z16, Z13, Z8
+	VBROADCASTF32X8 256(R9)(SI*1), Z13
+	VMULPS          Z13, Z24, Z14
+	VPSUBD          Z22, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     Z18, Z14, Z9
+	VMULPS          Z13, Z25, Z14
+	VPSUBD          Z22, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD231PS     Z19, Z14, Z10
+	VMULPS          Z13, Z26, Z14
+	VPSUBD          Z22, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     Z20, Z14, Z11
+	VMULPS          Z13, Z27, Z13
+	VPSUBD          Z22, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z21, Z13, Z12
+	ADDQ            $0x00000110, R8
+	ADDQ            $0x00000140, R9
+	DECQ            R10
+	JMP             blk
+
+fin:
+	VMOVUPS Z5, (SP)
+	VMOVUPS Z6, 64(SP)
+	VMOVUPS Z7, 128(SP)
+	VMOVUPS Z8, 192(SP)
+	VMOVUPS Z9, 256(SP)
+	VMOVUPS Z10, 320(SP)
+	VMOVUPS Z11, 384(SP)
+	VMOVUPS Z12, 448(SP)
+	MOVQ    AX, R8
+	MOVL    (SP), R9
+	MOVL    R9, (R8)
+	MOVL    32(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    64(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    96(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    128(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    160(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    192(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    224(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    4(SP), R9
+	MOVL    R9, (R8)
+	MOVL    36(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    68(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    100(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    132(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    164(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    196(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    228(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    8(SP), R9
+	MOVL    R9, (R8)
+	MOVL    40(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    72(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    104(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    136(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    168(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    200(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    232(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    12(SP), R9
+	MOVL    R9, (R8)
+	MOVL    44(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    76(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    108(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    140(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    172(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    204(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    236(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    16(SP), R9
+	MOVL    R9, (R8)
+	MOVL    48(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    80(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    112(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    144(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    176(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    208(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    240(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    20(SP), R9
+	MOVL    R9, (R8)
+	MOVL    52(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    84(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    116(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    148(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    180(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    212(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    244(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    24(SP), R9
+	MOVL    R9, (R8)
+	MOVL    56(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    88(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    120(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    152(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    184(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    216(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    248(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    28(SP), R9
+	MOVL    R9, (R8)
+	MOVL    60(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    92(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    124(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    156(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    188(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    220(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    252(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    256(SP), R9
+	MOVL    R9, (R8)
+	MOVL    288(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    320(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    352(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    384(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    416(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    448(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    480(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    260(SP), R9
+	MOVL    R9, (R8)
+	MOVL    292(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    324(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    356(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    388(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    420(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    452(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    484(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    264(SP), R9
+	MOVL    R9, (R8)
+	MOVL    296(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    328(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    360(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    392(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    424(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    456(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    488(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    268(SP), R9
+	MOVL    R9, (R8)
+	MOVL    300(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    332(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    364(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    396(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    428(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    460(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    492(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    272(SP), R9
+	MOVL    R9, (R8)
+	MOVL    304(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    336(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    368(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    400(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    432(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    464(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    496(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    276(SP), R9
+	MOVL    R9, (R8)
+	MOVL    308(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    340(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    372(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    404(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    436(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    468(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    500(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    280(SP), R9
+	MOVL    R9, (R8)
+	MOVL    312(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    344(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    376(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    408(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    440(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    472(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    504(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    CX, R8
+	MOVL    284(SP), R9
+	MOVL    R9, (R8)
+	MOVL    316(SP), R9
+	MOVL    R9, 4(R8)
+	MOVL    348(SP), R9
+	MOVL    R9, 8(R8)
+	MOVL    380(SP), R9
+	MOVL    R9, 12(R8)
+	MOVL    412(SP), R9
+	MOVL    R9, 16(R8)
+	MOVL    444(SP), R9
+	MOVL    R9, 20(R8)
+	MOVL    476(SP), R9
+	MOVL    R9, 24(R8)
+	MOVL    508(SP), R9
+	MOVL    R9, 28(R8)
+	ADDQ    $0x20, AX
+	ADDQ    DI, DX
+	DECQ    BX
+	JMP     group
+
+end:
+	VZEROUPPER
+	RET
+
+// func q4_Kx8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, nb int)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4_Kx8Rows8AVX512(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), AX
+	MOVQ         w+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	MOVQ         n+24(FP), BX
+	SHLQ         $0x03, DX
+	VMOVDQU32    perm512<>+0(SB), Z0
+	VMOVDQU32    perm512<>+64(SB), Z1
+	VMOVDQU32    perm512<>+128(SB), Z2
+	VMOVDQU32    perm512<>+192(SB), Z3
+	MOVL         $0x0f0f0f0f, SI
+	VPBROADCASTD SI, Z4
+
+single:
+	TESTQ  BX, BX
+	JE     end
+	MOVQ   CX, SI
+	MOVQ   x+32(FP), DI
+	MOVQ   nb+48(FP), R8
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+
+blk1:
+	TESTQ         R8, R8
+	JE            fin1
+	VBROADCASTSS  (DI), Y7
+	VPBROADCASTQ  260(DI), Y8
+	VPHADDW       Y8, Y8, Y8
+	VPBROADCASTQ  268(DI), Y9
+	VPHADDW       Y9, Y9, Y9
+	VPBROADCASTQ  276(DI), Y10
+	VPHADDW       Y10, Y10, Y10
+	VPBROADCASTQ  284(DI), Y11
+	VPHADDW       Y11, Y11, Y11
+	VPMOVZXBW     96(SI), Y12
+	VPMADDWD      Y8, Y12, Y12
+	VPMOVZXBW     112(SI), Y8
+	VPMADDWD      Y9, Y8, Y8
+	VPADDD        Y8, Y12, Y12
+	VPMOVZXBW     128(SI), Y8
+	VPMADDWD      Y10, Y8, Y8
+	VPADDD        Y8, Y12, Y12
+	VPMOVZXBW     144(SI), Y8
+	VPMADDWD      Y11, Y8, Y8
+	VPADDD        Y8, Y12, Y12
+	VCVTPH2PS     16(SI), Y8
+	VMULPS        Y7, Y8, Y8
+	VCVTDQ2PS     Y12, Y12
+	VFMADD231PS   Y12, Y8, Y6
+	VMOVDQU32     4(DI), Y8
+	VPERMD        Z8, Z0, Z9
+	VPERMD        Z8, Z1, Z10
+	VPERMD        Z8, Z2, Z11
+	VPERMD        Z8, Z3, Z12
+	VMOVDQU32     36(DI), Y8
+	VPERMD        Z8, Z0, Z13
+	VPERMD        Z8, Z1, Z14
+	VPERMD        Z8, Z2, Z15
+	VPERMD        Z8, Z3, Z16
+	VXORPS        Z17, Z17, Z17
+	VXORPS        Z18, Z18, Z18
+	VMOVDQU32     160(SI), Z19
+	VPSRLW        $0x04, Z19, Z20
+	VPANDD        Z4, Z19, Z19
+	VPANDD        Z4, Z20, Z20
+	VPDPBUSD      Z9, Z19, Z17
+	VPDPBUSD      Z13, Z20, Z18
+	VMOVDQU32     224(SI), Z9
+	VPSRLW        $0x04, Z9, Z13
+	VPANDD        Z4, Z9, Z9
+	VPANDD        Z4, Z13, Z13
+	VPDPBUSD      Z10, Z9, Z17
+	VPDPBUSD      Z14, Z13, Z18
+	VMOVDQU32     288(SI), Z9
+	VPSRLW        $0x04, Z9, Z10
+	VPANDD        Z4, Z9, Z9
+	VPANDD        Z4, Z10, Z10
+	VPDPBUSD      Z11, Z9, Z17
+	VPDPBUSD      Z15, Z10, Z18
+	VMOVDQU32     352(SI), Z9
+	VPSRLW        $0x04, Z9, Z10
+	VPANDD        Z4, Z9, Z9
+	VPANDD        Z4, Z10, Z10
+	VPDPBUSD      Z12, Z9, Z17
+	VPDPBUSD      Z16, Z10, Z18
+	VEXTRACTI64X4 $0x01, Z17, Y9
+	VPADDD        Y9, Y17, Y9
+	VPMOVZXBD     32(SI), Y8
+	VPMULLD       Y8, Y9, Y9
+	VEXTRACTI64X4 $0x01, Z18, Y8
+	VPADDD        Y8, Y18, Y8
+	VPMOVZXBD     40(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VMOVDQU32     68(DI), Y8
+	VPERMD        Z8, Z0, Z10
+	VPERMD        Z8, Z1, Z11
+	VPERMD        Z8, Z2, Z12
+	VPERMD        Z8, Z3, Z13
+	VMOVDQU32     100(DI), Y8
+	VPERMD        Z8, Z0, Z14
+	VPERMD        Z8, Z1, Z15
+	VPERMD        Z8, Z2, Z16
+	VPERMD        Z8, Z3, Z17
+	VXORPS        Z18, Z18, Z18
+	VXORPS        Z19, Z19, Z19
+	VMOVDQU32     416(SI), Z20
+	VPSRLW        $0x04, Z20, Z21
+	VPANDD        Z4, Z20, Z20
+	VPANDD        Z4, Z21, Z21
+	VPDPBUSD      Z10, Z20, Z18
+	VPDPBUSD      Z14, Z21, Z19
+	VMOVDQU32     480(SI), Z10
+	VPSRLW        $0x04, Z10, Z14
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z14, Z14
+	VPDPBUSD      Z11, Z10, Z18
+	VPDPBUSD      Z15, Z14, Z19
+	VMOVDQU32     544(SI), Z10
+	VPSRLW        $0x04, Z10, Z11
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z11, Z11
+	VPDPBUSD      Z12, Z10, Z18
+	VPDPBUSD      Z16, Z11, Z19
+	VMOVDQU32     608(SI), Z10
+	VPSRLW        $0x04, Z10, Z11
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z11, Z11
+	VPDPBUSD      Z13, Z10, Z18
+	VPDPBUSD      Z17, Z11, Z19
+	VEXTRACTI64X4 $0x01, Z18, Y8
+	VPADDD        Y8, Y18, Y8
+	VPMOVZXBD     48(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VEXTRACTI64X4 $0x01, Z19, Y8
+	VPADDD        Y8, Y19, Y8
+	VPMOVZXBD     56(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VMOVDQU32     132(DI), Y8
+	VPERMD        Z8, Z0, Z10
+	VPERMD        Z8, Z1, Z11
+	VPERMD        Z8, Z2, Z12
+	VPERMD        Z8, Z3, Z13
+	VMOVDQU32     164(DI), Y8
+	VPERMD        Z8, Z0, Z14
+	VPERMD        Z8, Z1, Z15
+	VPERMD        Z8, Z2, Z16
+	VPERMD        Z8, Z3, Z17
+	VXORPS        Z18, Z18, Z18
+	VXORPS        Z19, Z19, Z19
+	VMOVDQU32     672(SI), Z20
+	VPSRLW        $0x04, Z20, Z21
+	VPANDD        Z4, Z20, Z20
+	VPANDD        Z4, Z21, Z21
+	VPDPBUSD      Z10, Z20, Z18
+	VPDPBUSD      Z14, Z21, Z19
+	VMOVDQU32     736(SI), Z10
+	VPSRLW        $0x04, Z10, Z14
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z14, Z14
+	VPDPBUSD      Z11, Z10, Z18
+	VPDPBUSD      Z15, Z14, Z19
+	VMOVDQU32     800(SI), Z10
+	VPSRLW        $0x04, Z10, Z11
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z11, Z11
+	VPDPBUSD      Z12, Z10, Z18
+	VPDPBUSD      Z16, Z11, Z19
+	VMOVDQU32     864(SI), Z10
+	VPSRLW        $0x04, Z10, Z11
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z11, Z11
+	VPDPBUSD      Z13, Z10, Z18
+	VPDPBUSD      Z17, Z11, Z19
+	VEXTRACTI64X4 $0x01, Z18, Y8
+	VPADDD        Y8, Y18, Y8
+	VPMOVZXBD     64(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VEXTRACTI64X4 $0x01, Z19, Y8
+	VPADDD        Y8, Y19, Y8
+	VPMOVZXBD     72(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VMOVDQU32     196(DI), Y8
+	VPERMD        Z8, Z0, Z10
+	VPERMD        Z8, Z1, Z11
+	VPERMD        Z8, Z2, Z12
+	VPERMD        Z8, Z3, Z13
+	VMOVDQU32     228(DI), Y8
+	VPERMD        Z8, Z0, Z14
+	VPERMD        Z8, Z1, Z15
+	VPERMD        Z8, Z2, Z16
+	VPERMD        Z8, Z3, Z17
+	VXORPS        Z18, Z18, Z18
+	VXORPS        Z19, Z19, Z19
+	VMOVDQU32     928(SI), Z20
+	VPSRLW        $0x04, Z20, Z21
+	VPANDD        Z4, Z20, Z20
+	VPANDD        Z4, Z21, Z21
+	VPDPBUSD      Z10, Z20, Z18
+	VPDPBUSD      Z14, Z21, Z19
+	VMOVDQU32     992(SI), Z10
+	VPSRLW        $0x04, Z10, Z14
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z14, Z14
+	VPDPBUSD      Z11, Z10, Z18
+	VPDPBUSD      Z15, Z14, Z19
+	VMOVDQU32     1056(SI), Z10
+	VPSRLW        $0x04, Z10, Z11
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z11, Z11
+	VPDPBUSD      Z12, Z10, Z18
+	VPDPBUSD      Z16, Z11, Z19
+	VMOVDQU32     1120(SI), Z10
+	VPSRLW        $0x04, Z10, Z11
+	VPANDD        Z4, Z10, Z10
+	VPANDD        Z4, Z11, Z11
+	VPDPBUSD      Z13, Z10, Z18
+	VPDPBUSD      Z17, Z11, Z19
+	VEXTRACTI64X4 $0x01, Z18, Y8
+	VPADDD        Y8, Y18, Y8
+	VPMOVZXBD     80(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VEXTRACTI64X4 $0x01, Z19, Y8
+	VPADDD        Y8, Y19, Y8
+	VPMOVZXBD     88(SI), Y10
+	VPMULLD       Y10, Y8, Y8
+	VPADDD        Y8, Y9, Y9
+	VCVTPH2PS     (SI), Y8
+	VMULPS        Y7, Y8, Y8
+	VCVTDQ2PS     Y9, Y9
+	VFMADD231PS   Y9, Y8, Y5
+	ADDQ          $0x000004a0, SI
+	ADDQ          $0x00000124, DI
+	DECQ          R8
+	JMP           blk1
+
+fin1:
+	VSUBPS  Y6, Y5, Y5
+	VMOVUPS Y5, (AX)
+	DECQ    BX
+	ADDQ    $0x20, AX
+	ADDQ    DX, CX
+	JMP     single
+
+end:
+	VZEROUPPER
+	RET
+
 // func dotRowsF32AVX512(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
 // Requires: AVX, AVX512F
 TEXT ·dotRowsF32AVX512(SB), NOSPLIT, $0-48

@@ -43,6 +43,7 @@ func main() {
 	quantQ8_0()
 	tileKernels()
 	quantKernels512()
+	q4Kernels512()
 	floatKernels512()
 	gemmKernel512()
 	Generate()
