@@ -223,7 +223,7 @@ type (
 
 // floatDotsOf makes the float MatMul kernels (see matmul_float.go) of the
 // assembly mat-vec and tile kernels of each weight kind.
-func floatDotsOf(rowsK [3]asmRows, tileK [3]asmTile) *dotKernels {
+func floatDotsOf(rowsK [3]asmRows, tileK [3]asmTile, tx, tw int) *dotKernels {
 	// wptr checks that the weights of rows rows from off exist, and
 	// returns a pointer to the first.
 	wptr := func(kind int, w operand, off, rows, k8 int) unsafe.Pointer {
@@ -236,6 +236,7 @@ func floatDotsOf(rowsK [3]asmRows, tileK [3]asmTile) *dotKernels {
 		return unsafe.Pointer(&w.u16[off])
 	}
 	return &dotKernels{
+		tx: tx, tw: tw,
 		rows: func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int) {
 			if rows == 0 {
 				return
@@ -247,7 +248,7 @@ func floatDotsOf(rowsK [3]asmRows, tileK [3]asmTile) *dotKernels {
 			if rows == 0 {
 				return
 			}
-			_, _ = y[2*ystride+rows-1], x[2*xstride+max(k8, 1)-1]
+			_, _ = y[(tx-1)*ystride+rows-1], x[(tx-1)*xstride+max(k8, 1)-1]
 			tileK[kind](&y[0], ystride, wptr(kind, w, off, rows, k8), w.cs, rows, &x[0], xstride, k8)
 		},
 	}
@@ -278,7 +279,7 @@ var (
 			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
 				dotTileBF16AVX2(y, ys, (*uint16)(w), ld, rows, x, xs, k8)
 			},
-		})
+		}, 3, 2)
 	floatDotsAVX512 = floatDotsOf(
 		[3]asmRows{
 			func(y *float32, w unsafe.Pointer, ld, rows int, x *float32, k8 int) {
@@ -301,7 +302,7 @@ var (
 			func(y *float32, ys int, w unsafe.Pointer, ld, rows int, x *float32, xs, k8 int) {
 				dotTileBF16AVX512(y, ys, (*uint16)(w), ld, rows, x, xs, k8)
 			},
-		})
+		}, 6, 4)
 )
 
 // asm32 is an assembly kernel for 32-element block weights and a fixed

@@ -26,7 +26,7 @@ func TestFloatDotsAVX512BitIdentical(t *testing.T) {
 		for _, sz := range [][2]int{{1, 8}, {3, 16}, {4, 24}, {5, 40}, {9, 64}, {6, 97}, {17, 296}, {8, 1031}} {
 			rows, cols := sz[0], sz[1]
 			w, _ := quantWeights(t, dt, randVec(r, rows*cols), rows, cols)
-			for _, nt := range []int{1, 2, 3, 4, 7} {
+			for _, nt := range []int{1, 2, 3, 4, 6, 7, 12, 13} {
 				x := randVec(r, nt*cols)
 				y := map[string][]float32{}
 				for _, p := range []string{PathAVX2, PathAVX512} {

@@ -582,8 +582,8 @@ func q4_Kx8Rows8AVX512(y *float32, w *byte, ld int, n int, x *byte, aux *byte, n
 //go:noescape
 func dotRowsF32AVX512(y *float32, w *float32, ld int, rows int, x *float32, k8 int)
 
-// dotTileF32AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
-// r < rows (even), p < k8 (a multiple of 8).
+// dotTileF32AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 6,
+// r < rows (a multiple of 4), p < k8 (a multiple of 8).
 //
 //go:noescape
 func dotTileF32AVX512(y *float32, ystride int, w *float32, ld int, rows int, x *float32, xstride int, k8 int)
@@ -593,8 +593,8 @@ func dotTileF32AVX512(y *float32, ystride int, w *float32, ld int, rows int, x *
 //go:noescape
 func dotRowsF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
 
-// dotTileF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
-// r < rows (even), p < k8 (a multiple of 8).
+// dotTileF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 6,
+// r < rows (a multiple of 4), p < k8 (a multiple of 8).
 //
 //go:noescape
 func dotTileF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)
@@ -604,8 +604,8 @@ func dotTileF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *f
 //go:noescape
 func dotRowsBF16AVX512(y *float32, w *uint16, ld int, rows int, x *float32, k8 int)
 
-// dotTileBF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,
-// r < rows (even), p < k8 (a multiple of 8).
+// dotTileBF16AVX512 computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 6,
+// r < rows (a multiple of 4), p < k8 (a multiple of 8).
 //
 //go:noescape
 func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *float32, xstride int, k8 int)

@@ -8,19 +8,20 @@ import "github.com/herd-llm/herd/tensor"
 // fused multiply-add, below cols&^7; the two sums are reduced to a scalar
 // always in the same way, then the last cols%8 products added one by one
 // (floatTail). The mat-vec kernel (dotRows: one row of X, one weight row
-// at a time, read as one stream) and the tile (dotTile: three rows of X
-// against two weight rows at a time) compute each element by exactly these
-// operations, so MatMul's rows are the same whatever nt is. Elsewhere
+// at a time, read as one stream) and the tile (dotTile: a few rows of X
+// against a few weight rows at a time, 3×2 on AVX2, 6×4 on AVX-512)
+// compute each element by exactly these operations, so MatMul's rows are the same whatever nt is. Elsewhere
 // MatMul uses gemm, whose elements are likewise independent of the number
 // of rows.
 
 // dotKernels are the float MatMul kernels: rows computes y[r] = W[r]·x
 // over k8 columns for rows weight rows from element off (row stride w.cs);
-// tile computes y[t·ystride+r] = W[r]·X[t] for t < 3 (X's rows xstride
-// apart) and r < rows (even).
+// tile computes y[t·ystride+r] = W[r]·X[t] for t < tx (X's rows xstride
+// apart) and r < rows (a multiple of tw).
 type dotKernels struct {
-	rows func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int)
-	tile func(kind int, y []float32, ystride int, w operand, off, rows int, x []float32, xstride, k8 int)
+	rows   func(kind int, y []float32, w operand, off, rows int, x []float32, k8 int)
+	tile   func(kind int, y []float32, ystride int, w operand, off, rows int, x []float32, xstride, k8 int)
+	tx, tw int
 }
 
 // floatDots is set by dispatch_amd64.go where the CPU has AVX2.
@@ -66,11 +67,11 @@ func (j *floatJob) run(lo, hi int) {
 	for r0 := lo; r0 < hi; r0 += floatRowBlock {
 		r1 := min(hi, r0+floatRowBlock)
 		t := 0
-		n2 := (r1 - r0) &^ 1
-		for ; t+3 <= nt; t += 3 {
-			k.tile(j.kind, y[t*rows+r0:], rows, w, r0*w.cs, n2, x[t*cols:], cols, k8)
-			for tt := t; tt < t+3 && r0+n2 < r1; tt++ {
-				k.rows(j.kind, y[tt*rows+r1-1:tt*rows+r1], w, (r1-1)*w.cs, 1, x[tt*cols:(tt+1)*cols], k8)
+		nw := (r1 - r0) / k.tw * k.tw
+		for ; t+k.tx <= nt; t += k.tx {
+			k.tile(j.kind, y[t*rows+r0:], rows, w, r0*w.cs, nw, x[t*cols:], cols, k8)
+			for tt := t; tt < t+k.tx && r0+nw < r1; tt++ {
+				k.rows(j.kind, y[tt*rows+r0+nw:tt*rows+r1], w, (r0+nw)*w.cs, r1-r0-nw, x[tt*cols:(tt+1)*cols], k8)
 			}
 		}
 		for ; t < nt; t++ {

@@ -70,7 +70,21 @@ func reduce512(a VecVirtual) Register {
 	hi := YMM()
 	VEXTRACTF64X4(U8(1), a, hi)
 	VADDPS(hi, a.AsY(), hi)
-	return hsum(hi)
+	return hsum512(hi)
+}
+
+// hsum512 is hsum with instructions that have EVEX forms, so that any of
+// the 32 registers may hold the values: the same additions of the same
+// pairs (VHADDPS adds lanes 0+1 and 2+3, then their sums).
+func hsum512(acc VecVirtual) Register {
+	lo, t := XMM(), XMM()
+	VEXTRACTF32X4(U8(1), acc, lo)
+	VADDPS(lo, acc.AsX(), lo)
+	VPERMILPS(U8(0xb1), lo, t)
+	VADDPS(t, lo, lo)
+	VPERMILPS(U8(0x4e), lo, t)
+	VADDPS(t, lo, lo)
+	return lo
 }
 
 // lowMask returns an opmask of the low eight of sixteen lanes.
@@ -128,12 +142,22 @@ func dotRows512(kind int) {
 	RET()
 }
 
+// tile512X and tile512W are the AVX-512 tile's shape: rows of X and
+// weight rows. Its 24 accumulators, four weight chunks and a chunk of X
+// fill the 32 ZMM registers; the AVX2 tile is 3×2 in 16 YMM. Every element
+// is the same chain of multiply-adds in either, so the shape is free.
+const (
+	tile512X = 6
+	tile512W = 4
+)
+
 func dotTile512(kind int) {
 	typ, esz := wType(kind)
+	const tx, tw = tile512X, tile512W
 	name := fmt.Sprintf("dotTile%sAVX512", kindNames[kind])
 	text(name, NOSPLIT, fmt.Sprintf("func(y *float32, ystride int, w *%s, ld int, rows int, x *float32, xstride int, k8 int)", typ))
-	Doc(fmt.Sprintf("%s computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < 3,", name),
-		"r < rows (even), p < k8 (a multiple of 8).")
+	Doc(fmt.Sprintf("%s computes y[t·ystride+r] = Σ_p w[r·ld+p]·x[t·xstride+p] for t < %d,", name, tx),
+		fmt.Sprintf("r < rows (a multiple of %d), p < k8 (a multiple of 8).", tw))
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	ld := Load(Param("ld"), GP64())
@@ -145,65 +169,83 @@ func dotTile512(kind int) {
 	} else {
 		SHLQ(U8(1), ld)
 	}
+	ld3 := GP64()
+	LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
 	lo := lowMask()
-	xp, wp, n := GP64(), GP64(), GP64()
+	xp, x3, wp, n := GP64(), GP64(), GP64(), GP64()
 	Label("row")
-	CMPQ(rows, U8(2))
+	CMPQ(rows, U8(tw))
 	JL(LabelRef("end"))
-	acc := make([]VecVirtual, 6) // acc[2t+r]
+	acc := make([]VecVirtual, tx*tw) // acc[tw·t+r]
 	for i := range acc {
 		acc[i] = ZMM()
-		VPXORD(acc[i], acc[i], acc[i])
+		VXORPS(acc[i], acc[i], acc[i])
 	}
 	Load(Param("x"), xp)
+	LEAQ(Mem{Base: xp, Index: xs, Scale: 2}, x3)
+	ADDQ(xs, x3)
 	Load(Param("k8"), n)
 	MOVQ(w, wp)
-	dotLoop512(n, lo, func(col int, k Register) {
-		xv := []VecVirtual{ZMM(), ZMM(), ZMM()}
-		for t := range xv {
-			xm := Mem{Base: xp, Disp: 4 * col}
-			if t > 0 {
-				xm = Mem{Base: xp, Index: xs, Scale: uint8(t), Disp: 4 * col}
-			}
-			if k == nil {
-				VMOVUPS(xm, xv[t])
-			} else {
-				VMOVUPS_Z(xm, k, xv[t])
-			}
+	xMem := func(t, disp int) Mem {
+		base := xp
+		if t >= 3 {
+			base, t = x3, t-3
 		}
-		for r := 0; r < 2; r++ {
-			wm := Mem{Base: wp, Disp: col * esz}
-			if r == 1 {
-				wm = Mem{Base: wp, Index: ld, Scale: 1, Disp: col * esz}
+		if t == 0 {
+			return Mem{Base: base, Disp: disp}
+		}
+		return Mem{Base: base, Index: xs, Scale: uint8(t), Disp: disp}
+	}
+	wMem := func(r, disp int) Mem {
+		switch r {
+		case 0:
+			return Mem{Base: wp, Disp: disp}
+		case 3:
+			return Mem{Base: wp, Index: ld3, Scale: 1, Disp: disp}
+		}
+		return Mem{Base: wp, Index: ld, Scale: uint8(r), Disp: disp}
+	}
+	dotLoop512(n, lo, func(col int, k Register) {
+		wv := make([]VecVirtual, tw)
+		for r := range wv {
+			wv[r] = ZMM()
+			loadW16(kind, wMem(r, col*esz), wv[r], k)
+		}
+		for t := 0; t < tx; t++ {
+			xv := ZMM()
+			if k == nil {
+				VMOVUPS(xMem(t, 4*col), xv)
+			} else {
+				VMOVUPS_Z(xMem(t, 4*col), k, xv)
 			}
-			wv := ZMM()
-			loadW16(kind, wm, wv, k)
-			for t := 0; t < 3; t++ {
+			for r := 0; r < tw; r++ {
 				if k == nil {
-					VFMADD231PS(xv[t], wv, acc[2*t+r])
+					VFMADD231PS(xv, wv[r], acc[tw*t+r])
 				} else {
-					VFMADD231PS(xv[t], wv, k, acc[2*t+r])
+					VFMADD231PS(xv, wv[r], k, acc[tw*t+r])
 				}
 			}
 		}
 	}, func(cols int) {
 		ADDQ(U8(4*cols), xp)
+		ADDQ(U8(4*cols), x3)
 		ADDQ(U8(cols*esz), wp)
 	})
 	ys := Load(Param("ystride"), GP64())
 	SHLQ(U8(2), ys)
-	for t := 0; t < 3; t++ {
-		for r := 0; r < 2; r++ {
-			m := Mem{Base: y, Disp: 4 * r}
-			if t > 0 {
-				m = Mem{Base: y, Index: ys, Scale: uint8(t), Disp: 4 * r}
-			}
-			VMOVSS(reduce512(acc[2*t+r]), m)
+	yt := GP64()
+	MOVQ(y, yt)
+	for t := 0; t < tx; t++ {
+		for r := 0; r < tw; r++ {
+			VMOVSS(reduce512(acc[tw*t+r]), Mem{Base: yt, Disp: 4 * r})
+		}
+		if t < tx-1 {
+			ADDQ(ys, yt)
 		}
 	}
-	ADDQ(U8(8), y)
-	LEAQ(Mem{Base: w, Index: ld, Scale: 2}, w)
-	SUBQ(U8(2), rows)
+	ADDQ(U8(4*tw), y)
+	LEAQ(Mem{Base: w, Index: ld, Scale: 4}, w)
+	SUBQ(U8(tw), rows)
 	JMP(LabelRef("row"))
 	Label("end")
 	VZEROUPPER()
