@@ -44,14 +44,20 @@ type Model struct {
 	// value rounded once, when it enters the cache).
 	KVF32  bool
 	closer io.Closer
+	frees  []func() // memory PackForInference mapped, freed by Close
 }
 
 // alibi returns the model's ALiBi slopes (computed each time: a model is
 // shared by concurrent passes and the cost is NHeads powers).
 func (m *Model) alibi() []float32 { return ALiBiSlopes(m.Config.NHeads) }
 
-// Close releases the file mapping the weights live in, if any.
+// Close releases the file mapping the weights live in, if any, and the
+// memory of the matrices PackForInference converted.
 func (m *Model) Close() error {
+	for _, free := range m.frees {
+		free()
+	}
+	m.frees = nil
 	if m.closer == nil {
 		return nil
 	}

@@ -1,21 +1,55 @@
 // Command readbw measures read bandwidth with herd's AVX2 dot kernel: T goroutines (locked to
 // threads) each run kernels.Dot(a, a) over their half of a 1 GiB float32
 // buffer, in 1 MiB pieces (the same slice twice, so each byte comes from
-// memory once); best of 5 passes, GB/s = 1e9 bytes/s.
+// memory once); best of 5 passes, GB/s = 1e9 bytes/s. It measures the
+// buffer twice: from the Go heap (4 KiB pages) and from anonymous memory
+// the kernel is asked to back with transparent huge pages, as herd's
+// packed weights are (fileio.AllocHuge); it prints how much of the second
+// got huge pages.
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
+	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/kernels"
 )
 
+const n = 1 << 28
+
 func main() {
-	const n = 1 << 28
 	buf := make([]float32, n)
+	measure("4 KiB pages", buf)
+	hb, free := fileio.AllocHuge(4 * n)
+	measure("huge pages", unsafe.Slice((*float32)(unsafe.Pointer(&hb[0])), n))
+	fmt.Printf("(%s of the second buffer in huge pages)\n", anonHuge())
+	free()
+}
+
+// anonHuge returns the process's AnonHugePages line from smaps_rollup.
+func anonHuge() string {
+	f, err := os.Open("/proc/self/smaps_rollup")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "AnonHugePages:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func measure(what string, buf []float32) {
 	for i := range buf {
 		buf[i] = float32(i & 7)
 	}
@@ -42,6 +76,6 @@ func main() {
 				best = g
 			}
 		}
-		fmt.Printf("threads=%d read %.1f GB/s\n", th, best)
+		fmt.Printf("%s: threads=%d read %.1f GB/s\n", what, th, best)
 	}
 }

@@ -16,3 +16,9 @@ func MapDroppable(path string) ([]byte, func() error, func([]byte), error) {
 	b, unmap, err := Map(path)
 	return b, unmap, func([]byte) {}, err
 }
+
+// AllocHuge returns n zeroed bytes from the Go heap (no huge-page advice
+// here) and a free function that does nothing.
+func AllocHuge(n int) ([]byte, func()) {
+	return make([]byte, n), func() {}
+}

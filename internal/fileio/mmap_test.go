@@ -35,3 +35,21 @@ func TestMapDroppable(t *testing.T) {
 		t.Fatal("bytes changed after drop")
 	}
 }
+
+// TestAllocHuge: the memory is n zeroed, writable bytes, and freeing it
+// (once) returns without error.
+func TestAllocHuge(t *testing.T) {
+	for _, n := range []int{0, 1, 4096, 3<<20 + 5} {
+		b, free := AllocHuge(n)
+		if len(b) != n {
+			t.Fatalf("AllocHuge(%d): %d bytes", n, len(b))
+		}
+		for i := range b {
+			if b[i] != 0 {
+				t.Fatalf("AllocHuge(%d): byte %d = %d", n, i, b[i])
+			}
+			b[i] = byte(i)
+		}
+		free()
+	}
+}

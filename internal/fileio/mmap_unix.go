@@ -74,3 +74,18 @@ func mapFile(path string) (b []byte, unmap func() error, mapped bool, err error)
 	}
 	return b, func() error { return unix.Munmap(b) }, true, nil
 }
+
+// AllocHuge returns n zeroed bytes of anonymous memory that the kernel is
+// asked to back with transparent huge pages (madvise MADV_HUGEPAGE), and
+// the function that frees them; where mmap fails, memory from the Go heap.
+func AllocHuge(n int) ([]byte, func()) {
+	if n <= 0 {
+		return nil, func() {}
+	}
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return make([]byte, n), func() {}
+	}
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	return b, func() { _ = unix.Munmap(b) }
+}
