@@ -100,4 +100,9 @@ func MatMulBatch(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int,
 	gemm(nt, rows, cols, operand{f32: x, rs: cols, cs: 1}, wop, y, rows, false)
 }
 
-func matVecGrain(cols int) int { return max(1, matGrain/max(cols, 1)) }
+// matVecGrain is the rows of a mat-vec (decoding) chunk: a quarter of
+// matGrain's elements, since a one-row product does one multiply-add per
+// weight read and the pool's threads wake spinning: at matGrain a
+// TinyLlama K or V projection (256×2048) ran on one thread while the
+// other waited.
+func matVecGrain(cols int) int { return max(1, matGrain/4/max(cols, 1)) }
