@@ -5,6 +5,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -106,5 +107,31 @@ func TestPackedAVX512BitIdentical(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestHalfWidth512: the CPUID reading behind the GEMM micro-kernel choice
+// agrees with the kernel's own view of the CPU: an AMD family 19h part
+// (Zen 3 or Zen 4) is reported, nothing else is, and on this CPU the
+// avx512 path installs the micro-kernel the choice names.
+func TestHalfWidth512(t *testing.T) {
+	_, b, c, d := cpuidAsm(0)
+	amd := b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163
+	if halfWidth512 && !amd {
+		t.Fatalf("halfWidth512 on a CPU whose vendor is not AuthenticAMD")
+	}
+	if !slices.Contains(CPUPaths(), PathAVX512) {
+		t.Skip("this CPU does not run the avx512 path")
+	}
+	was := CPUPath()
+	defer setPath(was)
+	setPath(PathAVX512)
+	want := microKernelAVX512
+	if halfWidth512 {
+		want = microKernelAVX2
+	}
+	fn := func(f any) uintptr { return reflect.ValueOf(f).Pointer() }
+	if fn(microKernel) != fn(want) {
+		t.Fatalf("avx512 path installed the wrong GEMM micro-kernel (halfWidth512 %v)", halfWidth512)
 	}
 }

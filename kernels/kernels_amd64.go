@@ -615,3 +615,8 @@ func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *
 //
 //go:noescape
 func gemmKernelAVX512(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+
+// cpuidAsm returns the registers CPUID sets for leaf (sub-leaf 0).
+//
+//go:noescape
+func cpuidAsm(leaf uint32) (eax uint32, ebx uint32, ecx uint32, edx uint32)

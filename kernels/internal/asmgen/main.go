@@ -46,6 +46,7 @@ func main() {
 	q4Kernels512()
 	floatKernels512()
 	gemmKernel512()
+	cpuidFunc()
 	Generate()
 }
 
@@ -410,4 +411,20 @@ func onesWords() VecVirtual {
 func text(name string, a attr.Attribute, signature string) {
 	TEXT(name, a, signature)
 	Pragma("noescape")
+}
+
+// cpuidFunc: CPUID of a leaf (sub-leaf 0), for the vendor and family the
+// path choices that depend on the microarchitecture read (cpu.go).
+func cpuidFunc() {
+	TEXT("cpuidAsm", NOSPLIT, "func(leaf uint32) (eax, ebx, ecx, edx uint32)")
+	Pragma("noescape")
+	Doc("cpuidAsm returns the registers CPUID sets for leaf (sub-leaf 0).")
+	Load(Param("leaf"), EAX)
+	XORL(ECX, ECX)
+	CPUID()
+	Store(EAX, Return("eax"))
+	Store(EBX, Return("ebx"))
+	Store(ECX, Return("ecx"))
+	Store(EDX, Return("edx"))
+	RET()
 }
