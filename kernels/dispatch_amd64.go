@@ -174,14 +174,15 @@ func setBlockwise(dt tensor.DType, rows8, row1 asmRows8, tile1, tile2 asmTileK) 
 }
 
 // useAVX512 installs the AVX-512 kernels (F, BW, VL, DQ and VNNI) over the
-// AVX2 ones: the decoding kernels of Q4_0x8, Q8_0x8 and Q4_Kx8, the Q8_0 product,
-// the float MatMul kernels and the GEMM micro-kernel (all but the Q8_0
-// product bit-identical to the AVX2 ones, see internal/asmgen/dot512.go
+// AVX2 ones: the decoding kernels of Q4_0x8, Q8_0x8 and Q4_Kx8 and the
+// prompt tiles of Q4_0x8 and Q8_0x8, the Q8_0 product, the float MatMul
+// kernels and, except on AMD family 19h, the GEMM micro-kernel (all but the
+// Q8_0 product bit-identical to the AVX2 ones, see internal/asmgen/dot512.go
 // and q4rows512.go).
 func useAVX512() {
-	// the packed formats' decoding kernels sum as the AVX2 ones, bit for
-	// bit (internal/asmgen/q4rows512.go), so the AVX2 tile kernels and the
-	// plain rows after the whole groups stay as they are
+	// the packed formats' kernels sum as the AVX2 ones, bit for bit
+	// (internal/asmgen/q4rows512.go), so the plain rows after the whole
+	// groups keep the AVX2 row and tile kernels
 	setPacked(tensor.Q4_0x8, q4_0x8Rows8AVX512, q4_0Row1AVX2, q4_0x8TileG1AVX512, q4_0x8TileG2AVX512)
 	setPacked(tensor.Q8_0x8, q8_0x8Rows8AVX512, q8_0Row1AVX2, q8_0x8TileG1AVX512, q8_0x8TileG2AVX512)
 	setPackedK(tensor.Q4_Kx8, q4_Kx8Rows8AVX512)
