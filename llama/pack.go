@@ -24,46 +24,62 @@ import (
 // one handed back (gguf.File.Release), so the resident memory stays that
 // of one copy of the weights, plus one matrix while it is converted. The
 // copies are anonymous memory the kernel is asked to back with huge pages
-// (fileio.AllocHuge, on Unix), which Close frees: decoding streams every
-// weight once a token, and fewer TLB misses and page-crossings for the
-// prefetchers measured about 7% more TinyLlama Q4_0 tg128 on a Zen 4
-// (BENCHMARKS.md). After Close the model must not run.
+// (fileio.AllocHuge, on Unix; one arena for all of them), which Close
+// frees: decoding streams every weight once a token, and fewer TLB misses
+// and page-crossings for the prefetchers measured 7% more TinyLlama Q4_0
+// tg128 on a Zen 4 with a mapping per matrix and about 12% more again with
+// the one arena (BENCHMARKS.md). After Close the model must not run.
 func (m *Model) PackForInference() int {
 	release := func([]byte) {}
 	if r, ok := m.closer.(interface{ Release([]byte) }); ok {
 		release = r.Release
 	}
-	pack := func(l *nn.Linear) bool {
+	// the matrices to convert and their packed sizes, then one arena for
+	// all of them: one mapping starting on a huge page, so that only its
+	// last huge page is partial (a mapping per matrix left 250 of TinyLlama
+	// Q4_0's 600 MiB in small pages)
+	type conv struct {
+		l    *nn.Linear
+		p    tensor.DType
+		size int
+	}
+	var convs []conv
+	total := 0
+	want := func(l *nn.Linear) {
 		if l == nil || l == m.Embed {
-			return false
+			return
 		}
 		p, ok := kernels.PackedLayout(l.DType)
 		if !ok {
-			return false
+			return
 		}
 		prb, err := p.RowBytes(l.In)
 		if err != nil {
-			return false
+			return
 		}
-		dst, free := fileio.AllocHuge(prb * l.Out)
-		if err := tensor.PackRows8(l.DType, dst, l.Data, l.Out, l.In); err != nil {
-			free()
-			return false // Q4_K rows not a multiple of eight: the matrix stays plain
-		}
-		m.frees = append(m.frees, free)
-		release(l.Data)
-		l.DType, l.Data = p, dst
-		return true
+		convs = append(convs, conv{l, p, prb * l.Out})
+		total += (prb*l.Out + 63) &^ 63
 	}
-	n := 0
 	for i := range m.Layers {
 		for _, w := range m.Layers[i].Matrices() {
-			if pack(*w) {
-				n++
-			}
+			want(*w)
 		}
 	}
-	if pack(m.Output) {
+	want(m.Output)
+	if len(convs) == 0 {
+		return 0
+	}
+	arena, free := fileio.AllocHuge(total)
+	m.frees = append(m.frees, free)
+	n, off := 0, 0
+	for _, c := range convs {
+		dst := arena[off : off+c.size : off+c.size]
+		off += (c.size + 63) &^ 63
+		if err := tensor.PackRows8(c.l.DType, dst, c.l.Data, c.l.Out, c.l.In); err != nil {
+			continue // Q4_K rows not a multiple of eight: the matrix stays plain
+		}
+		release(c.l.Data)
+		c.l.DType, c.l.Data = c.p, dst
 		n++
 	}
 	return n

@@ -75,17 +75,25 @@ func mapFile(path string) (b []byte, unmap func() error, mapped bool, err error)
 	return b, func() error { return unix.Munmap(b) }, true, nil
 }
 
+// hugePage is the size of a transparent huge page on x86-64 and arm64
+// with 4 KiB base pages.
+const hugePage = 2 << 20
+
 // AllocHuge returns n zeroed bytes of anonymous memory that the kernel is
 // asked to back with transparent huge pages (madvise MADV_HUGEPAGE), and
 // the function that frees them; where mmap fails, memory from the Go heap.
+// The bytes start on a huge-page boundary, so that only the last partial
+// huge page of the n bytes has to be small pages.
 func AllocHuge(n int) ([]byte, func()) {
 	if n <= 0 {
 		return nil, func() {}
 	}
-	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	m, err := unix.Mmap(-1, 0, n+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
 		return make([]byte, n), func() {}
 	}
+	off := (hugePage - int(uintptr(unsafe.Pointer(&m[0]))%hugePage)) % hugePage
+	b := m[off : off+n : off+n]
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
-	return b, func() { _ = unix.Munmap(b) }
+	return b, func() { _ = unix.Munmap(m) }
 }
