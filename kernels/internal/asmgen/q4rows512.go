@@ -57,6 +57,23 @@ func byteConst512(b uint8) VecVirtual {
 	return z
 }
 
+// groupLoop emits the loop of a decoding kernel over its groups of eight
+// rows: body for the group at wg, its eight results stored at y, then the
+// next group ld bytes on; then the function's return.
+func groupLoop(y, wg, ld, groups Register, body func()) {
+	Label("single")
+	TESTQ(groups, groups)
+	JE(LabelRef("end"))
+	body()
+	DECQ(groups)
+	ADDQ(U8(32), y)
+	ADDQ(ld, wg)
+	JMP(LabelRef("single"))
+	Label("end")
+	VZEROUPPER()
+	RET()
+}
+
 func q4Rows8Packed512(f bfmt) {
 	name := f.name + "x8Rows8AVX512"
 	text(name, NOSPLIT, sigQ4Rows)
@@ -179,17 +196,7 @@ func q4Rows8Packed512(f bfmt) {
 			VMOVUPS(acc[g], Mem{Base: y, Disp: 32 * g})
 		}
 	}
-	Label("single")
-	TESTQ(groups, groups)
-	JE(LabelRef("end"))
-	body(1, "1")
-	DECQ(groups)
-	ADDQ(U8(32), y)
-	ADDQ(ld, wg)
-	JMP(LabelRef("single"))
-	Label("end")
-	VZEROUPPER()
-	RET()
+	groupLoop(y, wg, ld, groups, func() { body(1, "1") })
 }
 
 // q4KRows8Packed512 is q4_Kx8Rows8AVX2 (q4kpacked.go) with AVX-512 VNNI:
@@ -317,17 +324,7 @@ func q4KRows8Packed512() {
 			VMOVUPS(acc[g], Mem{Base: y, Disp: 32 * g})
 		}
 	}
-	Label("single")
-	TESTQ(groups, groups)
-	JE(LabelRef("end"))
-	body(1, "1")
-	DECQ(groups)
-	ADDQ(U8(32), y)
-	ADDQ(ld, wg)
-	JMP(LabelRef("single"))
-	Label("end")
-	VZEROUPPER()
-	RET()
+	groupLoop(y, wg, ld, groups, func() { body(1, "1") })
 }
 
 // q4Tile512 is the AVX-512 VNNI twin of the packed tile kernels
