@@ -1,7 +1,8 @@
 // Command readbw measures read bandwidth with herd's AVX2 dot kernel: T goroutines (locked to
-// threads) each run kernels.Dot(a, a) over their half of a 1 GiB float32
-// buffer, in 1 MiB pieces (the same slice twice, so each byte comes from
-// memory once); best of 5 passes, GB/s = 1e9 bytes/s. It measures the
+// threads) each run kernels.Dot(a, a) over a 1 GiB float32 buffer in 1 MiB
+// pieces (the same slice twice, so each byte comes from memory once), each
+// thread over its own half ("halves") or the threads over alternate pieces
+// ("interleaved"); best of 5 passes, GB/s = 1e9 bytes/s. It measures the
 // buffer twice: from the Go heap (4 KiB pages) and from anonymous memory
 // the kernel is asked to back with transparent huge pages, as herd's
 // packed weights are (fileio.AllocHuge); it prints how much of the second
@@ -53,29 +54,44 @@ func measure(what string, buf []float32) {
 	for i := range buf {
 		buf[i] = float32(i & 7)
 	}
+	const piece = 1 << 18 // floats: 1 MiB
 	for _, th := range []int{1, 2} {
-		best := 0.0
-		for pass := 0; pass < 5; pass++ {
-			var wg sync.WaitGroup
-			part := n / th
-			t0 := time.Now()
-			for k := 0; k < th; k++ {
-				wg.Add(1)
-				go func(k int) {
-					runtime.LockOSThread()
-					defer wg.Done()
-					s := buf[k*part : (k+1)*part]
-					for i := 0; i < len(s); i += 1 << 18 {
-						c := s[i : i+1<<18]
-						_ = kernels.Dot(c, c)
-					}
-				}(k)
+		for _, layout := range []string{"halves", "interleaved"} {
+			if th == 1 && layout == "interleaved" {
+				continue
 			}
-			wg.Wait()
-			if g := float64(4*n) / time.Since(t0).Seconds() / 1e9; g > best {
-				best = g
+			best := 0.0
+			for pass := 0; pass < 5; pass++ {
+				var wg sync.WaitGroup
+				t0 := time.Now()
+				for k := 0; k < th; k++ {
+					wg.Add(1)
+					go func(k int) {
+						runtime.LockOSThread()
+						defer wg.Done()
+						if layout == "halves" { // thread k reads its own half
+							part := n / th
+							s := buf[k*part : (k+1)*part]
+							for i := 0; i < len(s); i += piece {
+								c := s[i : i+piece]
+								_ = kernels.Dot(c, c)
+							}
+							return
+						}
+						// pieces k, k+th, …: the threads side by side, as
+						// MatMul's chunks of rows are handed out
+						for i := k * piece; i < n; i += th * piece {
+							c := buf[i : i+piece]
+							_ = kernels.Dot(c, c)
+						}
+					}(k)
+				}
+				wg.Wait()
+				if g := float64(4*n) / time.Since(t0).Seconds() / 1e9; g > best {
+					best = g
+				}
 			}
+			fmt.Printf("%s: threads=%d %s read %.1f GB/s\n", what, th, layout, best)
 		}
-		fmt.Printf("%s: threads=%d read %.1f GB/s\n", what, th, best)
 	}
 }
