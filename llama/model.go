@@ -42,7 +42,12 @@ type Model struct {
 	// KVF32 makes NewKVCache keep keys and values in float32; by default
 	// they are stored as F16, as llama.cpp does (half the memory; each
 	// value rounded once, when it enters the cache).
-	KVF32  bool
+	KVF32 bool
+	// NoMmap makes PackForInference copy the matrices it does not repack
+	// (F16, BF16, F32 and the formats with no packed layout) into its
+	// huge-page arena as well, instead of leaving them to be read in
+	// place from the file's mapping (llama.cpp's --no-mmap).
+	NoMmap bool
 	closer io.Closer
 	frees  []func() // memory PackForInference mapped, freed by Close
 }

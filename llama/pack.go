@@ -28,7 +28,9 @@ import (
 // frees: decoding streams every weight once a token, and fewer TLB misses
 // and page-crossings for the prefetchers measured 7% more TinyLlama Q4_0
 // tg128 on a Zen 4 with a mapping per matrix and about 12% more again with
-// the one arena (BENCHMARKS.md). After Close the model must not run.
+// the one arena (BENCHMARKS.md). With m.NoMmap the other matrices but the
+// embedding are copied into the arena too, unchanged (the count returned
+// is of the repacked ones only). After Close the model must not run.
 func (m *Model) PackForInference() int {
 	release := func([]byte) {}
 	if r, ok := m.closer.(interface{ Release([]byte) }); ok {
@@ -42,6 +44,7 @@ func (m *Model) PackForInference() int {
 		l    *nn.Linear
 		p    tensor.DType
 		size int
+		copy bool // NoMmap: the same bytes, only moved into the arena
 	}
 	var convs []conv
 	total := 0
@@ -51,13 +54,17 @@ func (m *Model) PackForInference() int {
 		}
 		p, ok := kernels.PackedLayout(l.DType)
 		if !ok {
+			if m.NoMmap && !tensor.IsPacked(l.DType) {
+				convs = append(convs, conv{l, l.DType, len(l.Data), true})
+				total += (len(l.Data) + 63) &^ 63
+			}
 			return
 		}
 		prb, err := p.RowBytes(l.In)
 		if err != nil {
 			return
 		}
-		convs = append(convs, conv{l, p, prb * l.Out})
+		convs = append(convs, conv{l, p, prb * l.Out, false})
 		total += (prb*l.Out + 63) &^ 63
 	}
 	for i := range m.Layers {
@@ -75,6 +82,12 @@ func (m *Model) PackForInference() int {
 	for _, c := range convs {
 		dst := arena[off : off+c.size : off+c.size]
 		off += (c.size + 63) &^ 63
+		if c.copy {
+			copy(dst, c.l.Data)
+			release(c.l.Data)
+			c.l.Data = dst
+			continue
+		}
 		if err := tensor.PackRows8(c.l.DType, dst, c.l.Data, c.l.Out, c.l.In); err != nil {
 			continue // Q4_K rows not a multiple of eight: the matrix stays plain
 		}

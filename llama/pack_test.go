@@ -119,3 +119,44 @@ func TestPackForInferenceKQuants(t *testing.T) {
 		})
 	}
 }
+
+// TestPackForInferenceNoMmap: with NoMmap the matrices that are not
+// repacked (F16 here; the whole model on the pure-Go path) move into the
+// arena unchanged, the embedding stays where it was, and the logits are the
+// unmoved model's bit for bit.
+func TestPackForInferenceNoMmap(t *testing.T) {
+	for _, dt := range []tensor.DType{tensor.F16, tensor.Q4_0} {
+		t.Run(dt.String(), func(t *testing.T) {
+			c := testConfig()
+			plain, moved := randomModel(t, c, dt), randomModel(t, c, dt)
+			defer moved.Close()
+			embed, down := &moved.Embed.Data[0], &moved.Layers[1].Down.Data[0]
+			moved.NoMmap = true
+			moved.PackForInference()
+			if &moved.Embed.Data[0] != embed {
+				t.Fatal("NoMmap moved the embedding")
+			}
+			if &moved.Layers[1].Down.Data[0] == down {
+				t.Fatalf("NoMmap left the %s down matrix in place", moved.Layers[1].Down.DType)
+			}
+			if _, packs := kernels.PackedLayout(dt); !packs && moved.Layers[1].Down.DType != dt {
+				t.Fatalf("NoMmap changed the down matrix's type to %s", moved.Layers[1].Down.DType)
+			}
+			tokens := []int{1, 5, 9, 36, 0, 17, 17, 3}
+			logits := func(m *Model) []float32 {
+				var s State
+				all, err := m.Forward(&s, m.NewKVCache(c.ContextLen), tokens, 0, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append([]float32(nil), all...)
+			}
+			want, got := logits(plain), logits(moved)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("logit %d = %g, unmoved %g", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}

@@ -19,7 +19,7 @@ import (
 
 func benchCmd() *cobra.Command {
 	var pp, tg, reps, threads int
-	var asJSON, plain bool
+	var asJSON, plain, noMmap bool
 	var kvType, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench MODEL",
@@ -39,6 +39,10 @@ object per test.`,
 			if err := applyKVType(kvType, m); err != nil {
 				return err
 			}
+			if plain && noMmap {
+				return fmt.Errorf("--plain-layout and --no-mmap cannot be combined (--no-mmap loads through the repacking step)")
+			}
+			m.NoMmap = noMmap
 			if !plain {
 				packWeights(m)
 			}
@@ -93,6 +97,7 @@ object per test.`,
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the tests (go tool pprof) to this file")
 	f.BoolVar(&plain, "plain-layout", false, "multiply Q4_0 and Q8_0 matrices as the file stores them, not repacked into eight-row groups at load")
 	addKVFlag(f, &kvType)
+	addNoMmapFlag(f, &noMmap)
 	return cmd
 }
 

@@ -12,7 +12,11 @@ func addKVFlag(f *pflag.FlagSet, p *string) {
 	f.StringVar(p, "cache-type", "f16", "KV cache element type: f16 (half the memory, as llama.cpp) or f32")
 }
 
-// applyKVType makes the models keep their KV caches in the type s names.
+// addNoMmapFlag registers --no-mmap (llama.Model.NoMmap, as llama.cpp's).
+func addNoMmapFlag(f *pflag.FlagSet, p *bool) {
+	f.BoolVar(p, "no-mmap", false, "copy the weights read in place from the file's mapping (F16, BF16, F32, formats not repacked) into memory with huge pages at load: a slower start, and faster decoding where the file's 4 KiB pages hold it back")
+}
+
 // packWeights rearranges the models' Q4_0 and Q8_0 matrices into the
 // layout the CPU's kernels multiply fastest (llama.Model.PackForInference);
 // the commands that only run models forward call it once any adapters are
@@ -23,6 +27,7 @@ func packWeights(models ...*llama.Model) {
 	}
 }
 
+// applyKVType makes the models keep their KV caches in the type s names.
 func applyKVType(s string, models ...*llama.Model) error {
 	dt, err := llama.ParseKVType(s)
 	if err != nil {

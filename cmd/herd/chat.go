@@ -62,6 +62,7 @@ Templates: ` + strings.Join(chat.Names(), ", ") + `.`,
 			if err := applyLoRAs(m, g.loras); err != nil {
 				return err
 			}
+			m.NoMmap = g.noMmap
 			packWeights(m)
 			c := &chatter{gen: &generate.Generator{Model: m, Tok: tok}, tp: tp, g: g, full: full}
 			return c.loop(system, cmd.InOrStdin(), cmd.OutOrStdout())

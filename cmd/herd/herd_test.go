@@ -150,6 +150,14 @@ func TestInitBenchChat(t *testing.T) {
 	if err != nil || !strings.Contains(out, "pp8") || !strings.Contains(out, "tg4") {
 		t.Errorf("table output %q, %v", out, err)
 	}
+	// --no-mmap: the weights copied at load, the same tests
+	out, _, err = herd(t, "", "bench", model, "-p", "8", "-n", "4", "-r", "1", "--no-mmap")
+	if err != nil || !strings.Contains(out, "pp8") || !strings.Contains(out, "tg4") {
+		t.Errorf("--no-mmap table output %q, %v", out, err)
+	}
+	if _, _, err := herd(t, "", "bench", model, "-n", "4", "--no-mmap", "--plain-layout"); err == nil || !strings.Contains(err.Error(), "cannot be combined") {
+		t.Errorf("--no-mmap with --plain-layout: %v, want a refusal", err)
+	}
 	// chat: two turns through one KV cache, ending at end of input
 	out, _, err = herd(t, "Once upon a time\nThe end\n", "chat", "-n", "10", "--seed", "3")
 	if err != nil {

@@ -20,6 +20,7 @@ type genFlags struct {
 	sampler   generate.SamplerConfig
 	loras     []string
 	kvType    string
+	noMmap    bool
 }
 
 func (g *genFlags) add(cmd *cobra.Command, defaultTemp float32) {
@@ -39,6 +40,7 @@ func (g *genFlags) add(cmd *cobra.Command, defaultTemp float32) {
 	f.Uint64Var(&g.sampler.Seed, "seed", 0, "random seed (the same seed gives the same text; default: a random one, printed on stderr)")
 	addLoRAFlag(f, &g.loras)
 	addKVFlag(f, &g.kvType)
+	addNoMmapFlag(f, &g.noMmap)
 }
 
 // samplerConfig checks the sampling flags (the ranges the server takes
@@ -92,6 +94,7 @@ the binary with its 512-piece tokenizer.`,
 			if err := applyLoRAs(m, g.loras); err != nil {
 				return err
 			}
+			m.NoMmap = g.noMmap
 			packWeights(m)
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			gen := generate.Generator{Model: m, Tok: tok}

@@ -22,6 +22,7 @@ import (
 
 func serveCmd() *cobra.Command {
 	var addr, apiKey, template, tok, logFormat, kvType string
+	var noMmap bool
 	var parallel, ctx, threads, maxConns, defMax int
 	var maxBody, kvBudgetMiB int64
 	var bodyTimeout, writeTimeout, idleTimeout time.Duration
@@ -71,7 +72,7 @@ beyond --max-conns open connections a client gets a 503.`,
 			for _, a := range args {
 				m, err := loadServed(a, tok, template, loras, generate.SchedulerConfig{Parallel: parallel, Context: ctx,
 					KVBudget: kvBudgetMiB << 20, Log: log},
-					func(m *llama.Model) error { return applyKVType(kvType, m) })
+					func(m *llama.Model) error { m.NoMmap = noMmap; return applyKVType(kvType, m) })
 				if err != nil {
 					return err
 				}
@@ -114,6 +115,7 @@ beyond --max-conns open connections a client gets a 503.`,
 	f.IntVar(&maxConns, "max-conns", serve.DefaultMaxConns, "connections open at once; more get a 503")
 	f.IntVar(&defMax, "default-max-tokens", serve.DefaultMaxTokens, "token budget of a request without max_tokens (-1: the rest of the context)")
 	addKVFlag(f, &kvType)
+	addNoMmapFlag(f, &noMmap)
 	return cmd
 }
 
