@@ -69,18 +69,14 @@ func measure(what string, buf []float32) {
 					go func(k int) {
 						runtime.LockOSThread()
 						defer wg.Done()
-						if layout == "halves" { // thread k reads its own half
-							part := n / th
-							s := buf[k*part : (k+1)*part]
-							for i := 0; i < len(s); i += piece {
-								c := s[i : i+piece]
-								_ = kernels.Dot(c, c)
-							}
-							return
+						// "halves": thread k reads its own half, a piece at
+						// a time; "interleaved": pieces k, k+th, …, the threads
+						// side by side, as MatMul's chunks of rows are handed out
+						lo, hi, step := k*(n/th), (k+1)*(n/th), piece
+						if layout == "interleaved" {
+							lo, hi, step = k*piece, n, th*piece
 						}
-						// pieces k, k+th, …: the threads side by side, as
-						// MatMul's chunks of rows are handed out
-						for i := k * piece; i < n; i += th * piece {
+						for i := lo; i < hi; i += step {
 							c := buf[i : i+piece]
 							_ = kernels.Dot(c, c)
 						}
