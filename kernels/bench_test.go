@@ -74,8 +74,8 @@ func coldWeights(b testing.TB, dt tensor.DType, rows, cols int) [][]byte {
 }
 
 // benchTypes are the weight dtypes the MatMul benchmarks measure: every
-// file dtype and the eight-row layouts.
-var benchTypes = append(weightTypes[:len(weightTypes):len(weightTypes)], tensor.Q4_0x8, tensor.Q8_0x8, tensor.Q4_Kx8, tensor.Q6_Kx8)
+// file dtype and the packed layouts.
+var benchTypes = append(weightTypes[:len(weightTypes):len(weightTypes)], tensor.Q4_0x8, tensor.Q8_0x8, tensor.Q4_Kx8, tensor.Q6_Kx8, tensor.F16x32)
 
 // BenchmarkMatVec is decoding: one row of X through a 4096×4096 weight
 // matrix read from memory (MatMul with nt = 1, including the quantization

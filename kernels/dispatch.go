@@ -51,6 +51,7 @@ func useGeneric() {
 	quantQ8_KImpl = tensor.QuantizeRowQ8_K
 	microKernel = microKernelGeneric
 	floatDots = nil
+	f16x32K = nil
 	for _, f := range formats {
 		f.kern = f.gen
 		f.tile = nil // the pure-Go kernels take four rows at a time

@@ -44,6 +44,7 @@ func useAVX2() {
 	toF16Impl = f32ToF16AVX2
 	packNT16 = packNT16Asm
 	floatDots = floatDotsAVX2
+	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX2, tile: f16x32TileAVX2}
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
 	scoresF16Impl = scoresF16Asm
@@ -191,6 +192,7 @@ func useAVX512() {
 	// Q8_0x8's products therefore differ from plain Q8_0's here in the
 	// last bits
 	floatDots = floatDotsAVX512
+	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX512, tile: f16x32TileAVX512}
 	if !halfWidth512 {
 		microKernel = microKernelAVX512
 	}

@@ -616,6 +616,30 @@ func dotTileBF16AVX512(y *float32, ystride int, w *uint16, ld int, rows int, x *
 //go:noescape
 func gemmKernelAVX512(k int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
 
+// f16x32RowsAVX2 computes y[32g+j] = Σ_p w[32(g·cols+p)+j]·x[p] for g < groups, j < 32, p < cols,
+// each a chain of fused multiply-adds over p in order (tensor.F16x32).
+//
+//go:noescape
+func f16x32RowsAVX2(y *float32, w *uint16, groups int, x *float32, cols int)
+
+// f16x32TileAVX2 computes y[t·ystride+32g+j] = Σ_p w[32(g·cols+p)+j]·x[t·xstride+p] for t < 6,
+// g < groups, j < 32, p < cols, each element as f16x32Rows computes it.
+//
+//go:noescape
+func f16x32TileAVX2(y *float32, ystride int, w *uint16, groups int, x *float32, xstride int, cols int)
+
+// f16x32RowsAVX512 computes y[32g+j] = Σ_p w[32(g·cols+p)+j]·x[p] for g < groups, j < 32, p < cols,
+// each a chain of fused multiply-adds over p in order (tensor.F16x32).
+//
+//go:noescape
+func f16x32RowsAVX512(y *float32, w *uint16, groups int, x *float32, cols int)
+
+// f16x32TileAVX512 computes y[t·ystride+32g+j] = Σ_p w[32(g·cols+p)+j]·x[t·xstride+p] for t < 6,
+// g < groups, j < 32, p < cols, each element as f16x32Rows computes it.
+//
+//go:noescape
+func f16x32TileAVX512(y *float32, ystride int, w *uint16, groups int, x *float32, xstride int, cols int)
+
 // cpuidAsm returns the registers CPUID sets for leaf (sub-leaf 0).
 //
 //go:noescape

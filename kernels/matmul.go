@@ -17,7 +17,7 @@ const (
 // Supports reports whether MatMul handles weights of dtype dt.
 func Supports(dt tensor.DType) bool {
 	switch dt {
-	case tensor.F32, tensor.F16, tensor.BF16:
+	case tensor.F32, tensor.F16, tensor.BF16, tensor.F16x32:
 		return true
 	}
 	_, ok := formats[dt]
@@ -59,6 +59,9 @@ func MatMul(dt tensor.DType, w []byte, rows, cols int, x []float32, nt int, y []
 		wop = operand{kind: kindF16, u16: tensor.U16s(w), rs: 1, cs: cols}
 	case tensor.BF16:
 		wop = operand{kind: kindBF16, u16: tensor.U16s(w), rs: 1, cs: cols}
+	case tensor.F16x32:
+		matMulF16x32(tensor.U16s(w), rows, cols, x, nt, y)
+		return
 	default:
 		matMulQuant(formats[dt], y, w, rows, cols, x, nt)
 		return

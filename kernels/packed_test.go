@@ -143,7 +143,7 @@ func packedNear(t *testing.T, what string, got, want []float32, scale []float64,
 
 func TestPackedLayout(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
-		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K} {
+		for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K, tensor.F16} {
 			p, ok := PackedLayout(dt)
 			want := CPUPath() != PathPurego
 			if ok != want || ok && !tensor.IsPacked(p) {
@@ -153,7 +153,7 @@ func TestPackedLayout(t *testing.T) {
 				t.Errorf("Supports(%s) = false", pd)
 			}
 		}
-		for _, dt := range []tensor.DType{tensor.F16, tensor.Q5_K, tensor.Q4_1} {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.BF16, tensor.Q5_K, tensor.Q4_1} {
 			if _, ok := PackedLayout(dt); ok {
 				t.Errorf("PackedLayout(%s) reports a layout", dt)
 			}

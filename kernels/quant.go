@@ -123,6 +123,9 @@ var formats = map[tensor.DType]*qformat{
 // whether there is one; a model converts its matrices with
 // tensor.PackRows8 once, at load (llama.Model.PackForInference).
 func PackedLayout(dt tensor.DType) (tensor.DType, bool) {
+	if dt == tensor.F16 {
+		return tensor.F16x32, f16x32K != nil
+	}
 	p, ok := tensor.Packed(dt)
 	if !ok || formats[p] == nil || !formats[p].asmPacked {
 		return 0, false

@@ -53,6 +53,9 @@ func (m *Model) PackForInference() int {
 			return
 		}
 		p, ok := kernels.PackedLayout(l.DType)
+		if p == tensor.F16x32 && l.Out%tensor.F16Group != 0 {
+			ok = false // F16x32 takes whole groups of rows: the matrix stays F16
+		}
 		if !ok {
 			if m.NoMmap && !tensor.IsPacked(l.DType) {
 				convs = append(convs, conv{l, l.DType, len(l.Data), true})

@@ -121,11 +121,11 @@ func TestPackForInferenceKQuants(t *testing.T) {
 }
 
 // TestPackForInferenceNoMmap: with NoMmap the matrices that are not
-// repacked (F16 here; the whole model on the pure-Go path) move into the
+// repacked (F32 here; the whole model on the pure-Go path) move into the
 // arena unchanged, the embedding stays where it was, and the logits are the
 // unmoved model's bit for bit.
 func TestPackForInferenceNoMmap(t *testing.T) {
-	for _, dt := range []tensor.DType{tensor.F16, tensor.Q4_0} {
+	for _, dt := range []tensor.DType{tensor.F32, tensor.Q4_0} {
 		t.Run(dt.String(), func(t *testing.T) {
 			c := testConfig()
 			plain, moved := randomModel(t, c, dt), randomModel(t, c, dt)
@@ -158,5 +158,59 @@ func TestPackForInferenceNoMmap(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPackForInferenceF16: on the assembly paths an F16 model's matrices
+// whose rows come in whole groups of 32 are packed into F16x32 (a row sum
+// in one chain of multiply-adds instead of sixteen lanes, so the logits
+// agree with the plain model's within rounding), the others stay F16, and
+// the packed model's logits are the same bit for bit whether the prompt
+// goes through at once (the tiles) or token by token (the mat-vec).
+func TestPackForInferenceF16(t *testing.T) {
+	c := Config{Dim: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNDim: 96, VocabSize: 70, ContextLen: 16,
+		RopeTheta: 10000, NormEps: 1e-5} // K and V 32 rows, the output 70: not packed
+	plain, packed := randomModel(t, c, tensor.F16), randomModel(t, c, tensor.F16)
+	defer packed.Close()
+	n := packed.PackForInference()
+	_, asm := kernels.PackedLayout(tensor.F16)
+	if want := map[bool]int{true: 7 * c.NLayers, false: 0}[asm]; n != want {
+		t.Fatalf("PackForInference converted %d matrices, want %d (%s path)", n, want, kernels.CPUPath())
+	}
+	if !asm {
+		t.Skipf("the %s path has no packed layout for F16", kernels.CPUPath())
+	}
+	if packed.Layers[0].Wq.DType != tensor.F16x32 || packed.Layers[1].Down.DType != tensor.F16x32 ||
+		packed.Output.DType != tensor.F16 || packed.Embed.DType != tensor.F16 {
+		t.Fatalf("dtypes after packing: wq %s, down %s, output %s, embed %s", packed.Layers[0].Wq.DType,
+			packed.Layers[1].Down.DType, packed.Output.DType, packed.Embed.DType)
+	}
+	tokens := []int{1, 5, 9, 36, 0, 17, 17, 3, 22, 11, 4, 8, 2, 30, 31, 7}
+	logits := func(m *Model) (all, inc []float32) {
+		var s State
+		all, err := m.Forward(&s, m.NewKVCache(c.ContextLen), tokens, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append([]float32(nil), all...)
+		cache := m.NewKVCache(c.ContextLen)
+		for p := range tokens {
+			got, err := m.Forward(&s, cache, tokens[p:p+1], p, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inc = append(inc, got...)
+		}
+		return all, inc
+	}
+	wa, _ := logits(plain)
+	ga, gi := logits(packed)
+	for i := range wa {
+		if math.Float32bits(ga[i]) != math.Float32bits(gi[i]) {
+			t.Fatalf("logit %d of position %d: %g for the whole prompt, %g token by token", i%c.VocabSize, i/c.VocabSize, ga[i], gi[i])
+		}
+		if math.Abs(float64(ga[i]-wa[i])) > 1e-4*(1+math.Abs(float64(wa[i]))) {
+			t.Fatalf("logit %d of position %d = %g, plain F16 %g", i%c.VocabSize, i/c.VocabSize, ga[i], wa[i])
+		}
 	}
 }

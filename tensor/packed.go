@@ -47,7 +47,17 @@ const (
 	Q8_0x8 DType = 1<<16 | 1<<8 | Q8_0
 	Q4_Kx8 DType = 1<<16 | 1<<8 | Q4_K
 	Q6_Kx8 DType = 1<<16 | 1<<8 | Q6_K
+	F16x32 DType = 1<<16 | 1<<8 | F16
 )
+
+// F16x32 is F16's packed layout, for the float products that read a whole
+// group of weight rows as one stream and sum each row in one lane of a
+// vector: rows a multiple of F16Group, no plain tail, and group g (rows 32g
+// … 32g+31) at byte g·32·2·cols holds the group's columns one after
+// another, column p's 32 half-floats at 64p, row j's at 64p + 2j.
+//
+// F16Group is the number of rows an F16x32 group interleaves.
+const F16Group = 32
 
 // BytesQ4_Kx8 is the size of one packed Q4_K group super-block (eight rows).
 const BytesQ4_Kx8 = 1184
@@ -60,6 +70,7 @@ func init() {
 	dtypes[Q8_0x8] = dtypeInfo{"Q8_0x8", QK, BytesQ8_0}
 	dtypes[Q4_Kx8] = dtypeInfo{"Q4_Kx8", QKK, BytesQ4_Kx8 / PackGroup}
 	dtypes[Q6_Kx8] = dtypeInfo{"Q6_Kx8", QKK, BytesQ6_K}
+	dtypes[F16x32] = dtypeInfo{"F16x32", 1, 2}
 }
 
 // Packed returns the eight-row layout of plain dtype d (Q4_0 → Q4_0x8,
@@ -74,6 +85,8 @@ func Packed(d DType) (DType, bool) {
 		return Q4_Kx8, true
 	case Q6_K:
 		return Q6_Kx8, true
+	case F16:
+		return F16x32, true
 	}
 	return 0, false
 }
@@ -90,16 +103,19 @@ func Plain(d DType) (DType, bool) {
 		return Q4_K, true
 	case Q6_Kx8:
 		return Q6_K, true
+	case F16x32:
+		return F16, true
 	}
 	return 0, false
 }
 
-// IsPacked reports whether d is one of the in-memory eight-row layouts.
+// IsPacked reports whether d is one of the in-memory packed layouts.
 func IsPacked(d DType) bool { _, ok := Plain(d); return ok }
 
 // PackRows8 writes the rows×cols matrix src of plain dtype d (Q4_0, Q8_0,
-// Q4_K or Q6_K; for the k-quants rows a multiple of eight) into dst in d's
-// eight-row layout. dst and src must not overlap.
+// Q4_K or Q6_K, for the k-quants rows a multiple of eight; F16, rows a
+// multiple of F16Group) into dst in d's packed layout. dst and src must
+// not overlap.
 func PackRows8(d DType, dst, src []byte, rows, cols int) error {
 	return repack(d, dst, src, rows, cols, true)
 }
@@ -126,6 +142,13 @@ func repack(d DType, dst, src []byte, rows, cols int, pack bool) error {
 	}
 	if rows < 0 || len(src) < plainN || len(dst) < packedN {
 		return fmt.Errorf("tensor: repacking %d×%d %s: %d source and %d destination bytes, need %d and %d", rows, cols, d, len(src), len(dst), plainN, packedN)
+	}
+	if d == F16 {
+		if rows%F16Group != 0 {
+			return fmt.Errorf("tensor: %d rows of F16: the F16x32 layout takes a multiple of %d", rows, F16Group)
+		}
+		repackF16(dst, src, rows, cols, pack)
+		return nil
 	}
 	if d == Q4_K || d == Q6_K {
 		if rows%PackGroup != 0 {
@@ -166,6 +189,29 @@ func move(dst, src []byte, pl, pk, n int, pack bool) {
 		copy(dst[pk:pk+n], src[pl:pl+n])
 	} else {
 		copy(dst[pl:pl+n], src[pk:pk+n])
+	}
+}
+
+// repackF16 converts between F16 and F16x32 (rows a multiple of 32).
+func repackF16(dst, src []byte, rows, cols int, pack bool) {
+	d, s := U16s(dst[:2*rows*cols]), U16s(src[:2*rows*cols])
+	for g := 0; g < rows*cols; g += F16Group * cols { // the group's first element, in both layouts
+		for p0 := 0; p0 < cols; p0 += 64 { // 64 columns of the 32 rows at a time, in cache
+			p1 := min(cols, p0+64)
+			for j := range F16Group {
+				row := s[g+j*cols:]
+				if !pack {
+					row = d[g+j*cols:]
+				}
+				for p := p0; p < p1; p++ {
+					if pack {
+						d[g+32*p+j] = row[p]
+					} else {
+						row[p] = s[g+32*p+j]
+					}
+				}
+			}
+		}
 	}
 }
 

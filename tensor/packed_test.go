@@ -140,3 +140,49 @@ func TestPackQ4KLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestPackF16x32 checks F16x32's documented offsets (column p of row j of
+// group g at element 32·(g·cols+p)+j), the round trip, and the refusal of
+// a row count that is not a multiple of F16Group.
+func TestPackF16x32(t *testing.T) {
+	for _, cols := range []int{1, 3, 64, 65, 200} {
+		for _, rows := range []int{0, 32, 96} {
+			src := make([]uint16, rows*cols)
+			for r := range rows {
+				for p := range cols {
+					src[r*cols+p] = uint16(r*1000 + p) // names its row and column
+				}
+			}
+			raw := BytesOfU16(src)
+			pk, back := make([]byte, len(raw)), make([]byte, len(raw))
+			if err := PackRows8(F16, pk, raw, rows, cols); err != nil {
+				t.Fatal(err)
+			}
+			got := U16s(pk)
+			for g := 0; g < rows/F16Group; g++ {
+				for p := range cols {
+					for j := range F16Group {
+						if v := got[32*(g*cols+p)+j]; v != uint16((32*g+j)*1000+p) {
+							t.Fatalf("%dx%d: group %d column %d row %d holds %d", rows, cols, g, p, j, v)
+						}
+					}
+				}
+			}
+			if err := UnpackRows8(F16, back, pk, rows, cols); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(back, raw) {
+				t.Fatalf("%dx%d: unpack(pack(w)) != w", rows, cols)
+			}
+		}
+	}
+	if err := PackRows8(F16, make([]byte, 2*40*8), make([]byte, 2*40*8), 40, 8); err == nil {
+		t.Error("PackRows8(F16) of 40 rows succeeded")
+	}
+	if pd, ok := Packed(F16); !ok || pd != F16x32 || !IsPacked(F16x32) || pd.String() != "F16x32" {
+		t.Errorf("Packed(F16) = %s, %v", pd, ok)
+	}
+	if pl, ok := Plain(F16x32); !ok || pl != F16 {
+		t.Errorf("Plain(F16x32) = %s, %v", pl, ok)
+	}
+}

@@ -46,6 +46,7 @@ func main() {
 	q4Kernels512()
 	floatKernels512()
 	gemmKernel512()
+	f16x32Kernels()
 	cpuidFunc()
 	Generate()
 }
