@@ -44,7 +44,7 @@ func useAVX2() {
 	toF16Impl = f32ToF16AVX2
 	packNT16 = packNT16Asm
 	floatDots = floatDotsAVX2
-	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX2, tile: f16x32TileAVX2}
+	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX2, tile: f16x32TileAVX2, tx: 6}
 	scoresImpl = scoresAsm
 	accumVImpl = accumVAsm
 	scoresF16Impl = scoresF16Asm
@@ -192,7 +192,12 @@ func useAVX512() {
 	// Q8_0x8's products therefore differ from plain Q8_0's here in the
 	// last bits
 	floatDots = floatDotsAVX512
-	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX512, tile: f16x32TileAVX512}
+	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX512, tile: f16x32TileAVX512, tx: 12}
+	if halfWidth512 {
+		// the six-row YMM tile ran TinyLlama-shaped prompts faster than the
+		// twelve-row ZMM one on a Zen 4 (BENCHMARKS.md); the same bits
+		f16x32K.tile, f16x32K.tx = f16x32TileAVX2, 6
+	}
 	if !halfWidth512 {
 		microKernel = microKernelAVX512
 	}

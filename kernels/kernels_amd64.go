@@ -634,7 +634,7 @@ func f16x32TileAVX2(y *float32, ystride int, w *uint16, groups int, x *float32, 
 //go:noescape
 func f16x32RowsAVX512(y *float32, w *uint16, groups int, x *float32, cols int)
 
-// f16x32TileAVX512 computes y[t·ystride+32g+j] = Σ_p w[32(g·cols+p)+j]·x[t·xstride+p] for t < 6,
+// f16x32TileAVX512 computes y[t·ystride+32g+j] = Σ_p w[32(g·cols+p)+j]·x[t·xstride+p] for t < 12,
 // g < groups, j < 32, p < cols, each element as f16x32Rows computes it.
 //
 //go:noescape

@@ -27,14 +27,12 @@ import (
 type f16x32Kernels struct {
 	// rows: y[32g+j] = W[32g+j]·x for g < groups
 	rows func(y *float32, w *uint16, groups int, x *float32, cols int)
-	// tile: the same for f16x32TX rows of X at once (xstride, ystride apart)
+	// tile: the same for tx rows of X at once (xstride, ystride apart)
 	tile func(y *float32, ystride int, w *uint16, groups int, x *float32, xstride int, cols int)
+	tx   int
 }
 
 var f16x32K *f16x32Kernels
-
-// f16x32TX is the number of rows of X the tile kernels multiply at once.
-const f16x32TX = 6
 
 // f16x32BlockBytes is the weight bytes a batched product keeps in cache
 // while every row of X passes over them (a whole number of groups, one at
@@ -92,7 +90,7 @@ func (j *f16x32Job) run(lo, hi int) {
 	for g0 := lo; g0 < hi; g0 += block {
 		ng := min(hi, g0+block) - g0
 		t := 0
-		for ; t+f16x32TX <= nt; t += f16x32TX {
+		for ; t+k.tx <= nt; t += k.tx {
 			k.tile(&y[t*rows+g32*g0], rows, &w[gw*g0], ng, &x[t*cols], cols, cols)
 		}
 		for ; t < nt; t++ {

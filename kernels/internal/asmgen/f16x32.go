@@ -22,7 +22,8 @@ import (
 
 const (
 	f16x32Group = 32 // tensor.F16Group
-	f16x32TX    = 6  // rows of X a tile multiplies
+	f16x32TX    = 6  // rows of X the AVX2 tile multiplies
+	f16x32TX512 = 12 // and the AVX-512 one
 	f16x32Unr   = 4  // columns a loop step
 )
 
@@ -116,12 +117,11 @@ func f16x32Rows(zmm bool) {
 // apart) at a time, y[t·ystride+32g+j]: on AVX2 each group in two halves of
 // sixteen rows (twelve YMM accumulators), on AVX-512 the whole group
 // (twelve ZMM).
-func f16x32Tile(zmm bool) {
+func f16x32Tile(zmm bool, tx int) {
 	name, vw, half := "f16x32TileAVX2", 8, 16
 	if zmm {
 		name, vw, half = "f16x32TileAVX512", 16, 32
 	}
-	const tx = f16x32TX
 	nv := half / vw // weight vectors a pass
 	text(name, NOSPLIT, "func(y *float32, ystride int, w *uint16, groups int, x *float32, xstride int, cols int)")
 	Doc(fmt.Sprintf("%s computes y[t·ystride+32g+j] = Σ_p w[32(g·cols+p)+j]·x[t·xstride+p] for t < %d,", name, tx),
@@ -133,7 +133,11 @@ func f16x32Tile(zmm bool) {
 	SHLQ(U8(2), xs)
 	ys := Load(Param("ystride"), GP64())
 	SHLQ(U8(2), ys)
-	x0, x3, wp, n := GP64(), GP64(), GP64(), GP64()
+	xb := make([]GPVirtual, (tx+2)/3) // rows 3i, 3i+1, 3i+2 of X from xb[i]
+	for i := range xb {
+		xb[i] = GP64()
+	}
+	wp, n := GP64(), GP64()
 	newVec := func() VecVirtual {
 		if zmm {
 			return ZMM()
@@ -142,11 +146,7 @@ func f16x32Tile(zmm bool) {
 	}
 	// xm returns row t's column u of the step
 	xm := func(t, u int) Mem {
-		base := x0
-		if t >= 3 {
-			base = x3
-		}
-		m := Mem{Base: base, Disp: 4 * u}
+		m := Mem{Base: xb[t/3], Disp: 4 * u}
 		if t%3 > 0 {
 			m.Index, m.Scale = xs, uint8(t%3)
 		}
@@ -166,9 +166,11 @@ func f16x32Tile(zmm bool) {
 				VXORPS(acc[i], acc[i], acc[i])
 			}
 		}
-		Load(Param("x"), x0)
-		LEAQ(Mem{Base: x0, Index: xs, Scale: 2}, x3)
-		ADDQ(xs, x3)
+		Load(Param("x"), xb[0])
+		for i := 1; i < len(xb); i++ {
+			LEAQ(Mem{Base: xb[i-1], Index: xs, Scale: 2}, xb[i])
+			ADDQ(xs, xb[i])
+		}
 		Load(Param("cols"), n)
 		MOVQ(w, wp)
 		step := func(u int) {
@@ -191,8 +193,9 @@ func f16x32Tile(zmm bool) {
 		for u := range f16x32Unr {
 			step(u)
 		}
-		ADDQ(U8(4*f16x32Unr), x0)
-		ADDQ(U8(4*f16x32Unr), x3)
+		for _, b := range xb {
+			ADDQ(U8(4*f16x32Unr), b)
+		}
 		ADDQ(U32(2*f16x32Group*f16x32Unr), wp)
 		SUBQ(U8(f16x32Unr), n)
 		JMP(LabelRef(hl + "k4"))
@@ -200,8 +203,9 @@ func f16x32Tile(zmm bool) {
 		TESTQ(n, n)
 		JE(LabelRef(hl + "kdone"))
 		step(0)
-		ADDQ(U8(4), x0)
-		ADDQ(U8(4), x3)
+		for _, b := range xb {
+			ADDQ(U8(4), b)
+		}
 		ADDQ(U32(2*f16x32Group), wp)
 		DECQ(n)
 		JMP(LabelRef(hl + "k1"))
@@ -232,6 +236,6 @@ func f16x32Tile(zmm bool) {
 func f16x32Kernels() {
 	for _, z := range []bool{false, true} {
 		f16x32Rows(z)
-		f16x32Tile(z)
+		f16x32Tile(z, map[bool]int{false: f16x32TX, true: f16x32TX512}[z])
 	}
 }
