@@ -43,5 +43,10 @@
 // and Q8_0 sum each pair block by block (acc = fma(float32(s), dw·dx, acc))
 // in three kernels that agree bit for bit: eight weight rows at a time for
 // one activation row, one row for the rows left over, and activation tiles
-// of eight rows (tile.go) for batches of eight or more.
+// of eight rows (tile.go) for batches of eight or more. F16 matrices packed
+// into tensor.F16x32 (what llama.Model.PackForInference does on the
+// assembly paths) are summed otherwise: each element one chain of fused
+// multiply-adds over the columns in order, a weight row a vector lane, in
+// the mat-vec and in the six- and twelve-row outer-product tiles alike
+// (matmul_f16x32.go), bit-identical between avx2 and avx512.
 package kernels

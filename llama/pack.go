@@ -1,6 +1,8 @@
 package llama
 
 import (
+	"sync"
+
 	"github.com/herd-llm/herd/internal/fileio"
 	"github.com/herd-llm/herd/kernels"
 	"github.com/herd-llm/herd/nn"
@@ -10,11 +12,13 @@ import (
 // PackForInference rearranges the block matrices and the output matrix
 // into the in-memory layout the active CPU path multiplies fastest, where
 // it has one (kernels.PackedLayout: Q4_0 → Q4_0x8, Q8_0 → Q8_0x8 and
-// Q4_K → Q4_Kx8 on the assembly paths, eight rows read as one stream; see
-// tensor.PackRows8), and returns the number of matrices converted. Q4_0's
-// and Q8_0's products are the plain format's, bit for bit on the paths
-// whose plain kernels sum the same way (every path but Q8_0's AVX-512
-// product); Q4_Kx8's are the same sums added in another order.
+// Q4_K → Q4_Kx8 on the assembly paths, eight rows read as one stream; F16
+// → F16x32 where the rows come in whole groups of 32; see tensor.PackRows8),
+// and returns the number of matrices converted. Q4_0's and Q8_0's products
+// are the plain format's, bit for bit on the paths whose plain kernels sum
+// the same way (every path but Q8_0's AVX-512 product); Q4_Kx8's are the
+// same sums added in another order, F16x32's the same products summed in
+// one chain a row instead of sixteen lanes.
 //
 // It is for a model that only runs forward passes (generation, serving,
 // benchmarks, evaluation): a packed matrix's rows cannot be read one by
@@ -91,7 +95,7 @@ func (m *Model) PackForInference() int {
 			c.l.Data = dst
 			continue
 		}
-		if err := tensor.PackRows8(c.l.DType, dst, c.l.Data, c.l.Out, c.l.In); err != nil {
+		if err := packRows(c.l.DType, c.p, dst, c.l.Data, c.l.Out, c.l.In); err != nil {
 			continue // Q4_K rows not a multiple of eight: the matrix stays plain
 		}
 		release(c.l.Data)
@@ -99,4 +103,33 @@ func (m *Model) PackForInference() int {
 		n++
 	}
 	return n
+}
+
+// packRows is tensor.PackRows8 of a rows×cols matrix of plain dtype d into
+// packed dtype p, on the pool's threads: every packed layout keeps each
+// group of rows (eight, or 32 for F16x32) at the offset where the plain
+// matrix has it, so whole groups convert independently, and the rows after
+// the last group go with the last piece.
+func packRows(d, p tensor.DType, dst, src []byte, rows, cols int) error {
+	rb, err := d.RowBytes(cols)
+	if err != nil {
+		return err
+	}
+	prb, err := p.RowBytes(cols)
+	if err != nil {
+		return err
+	}
+	const unit = tensor.F16Group // a multiple of every layout's group
+	units := (rows + unit - 1) / unit
+	var mu sync.Mutex
+	var first error
+	kernels.ParallelFor(units, max(1, (4<<20)/max(1, unit*rb)), func(lo, hi int) {
+		r0, r1 := lo*unit, min(rows, hi*unit)
+		if err := tensor.PackRows8(d, dst[r0*prb:r1*prb], src[r0*rb:r1*rb], r1-r0, cols); err != nil {
+			mu.Lock()
+			first = err
+			mu.Unlock()
+		}
+	})
+	return first
 }

@@ -14,10 +14,10 @@ func addKVFlag(f *pflag.FlagSet, p *string) {
 
 // addNoMmapFlag registers --no-mmap (llama.Model.NoMmap, as llama.cpp's).
 func addNoMmapFlag(f *pflag.FlagSet, p *bool) {
-	f.BoolVar(p, "no-mmap", false, "copy the weights read in place from the file's mapping (F16, BF16, F32, formats not repacked) into memory with huge pages at load: a slower start, and faster decoding where the file's 4 KiB pages hold it back")
+	f.BoolVar(p, "no-mmap", false, "copy the weights read in place from the file's mapping (BF16, F32, formats not repacked) into memory with huge pages at load: a slower start, and faster decoding where the file's 4 KiB pages hold it back")
 }
 
-// packWeights rearranges the models' Q4_0 and Q8_0 matrices into the
+// packWeights rearranges the models' Q4_0, Q8_0, Q4_K, Q6_K and F16 matrices into the
 // layout the CPU's kernels multiply fastest (llama.Model.PackForInference);
 // the commands that only run models forward call it once any adapters are
 // attached.

@@ -495,13 +495,14 @@ func BenchmarkOpen(b *testing.B) {
 	}
 }
 
-// TestWriterRefusesPackedLayouts: the in-memory eight-row layouts
-// (tensor.Q4_0x8, Q8_0x8) are no GGUF type; a writer handed one fails,
+// TestWriterRefusesPackedLayouts: the in-memory packed layouts
+// (tensor.Q4_0x8, Q8_0x8, Q4_Kx8, Q6_Kx8, F16x32) are no GGUF type; a writer handed one fails,
 // naming the tensor, rather than writing a file no reader understands.
 func TestWriterRefusesPackedLayouts(t *testing.T) {
-	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8} {
+	for _, dt := range []tensor.DType{tensor.Q4_0x8, tensor.Q8_0x8, tensor.Q4_Kx8, tensor.Q6_Kx8, tensor.F16x32} {
 		w := NewWriter()
-		err := w.AddTensor("blk.0.attn_q.weight", dt, []uint64{32, 8}, make([]byte, 8*dt.BlockBytes()))
+		rb, _ := dt.RowBytes(dt.BlockSize())
+		err := w.AddTensor("blk.0.attn_q.weight", dt, []uint64{uint64(dt.BlockSize()), 8}, make([]byte, 8*rb))
 		if err == nil || !strings.Contains(err.Error(), "blk.0.attn_q.weight") || !strings.Contains(err.Error(), dt.String()) {
 			t.Errorf("AddTensor(%s) = %v", dt, err)
 		}
