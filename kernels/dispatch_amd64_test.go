@@ -135,3 +135,42 @@ func TestHalfWidth512(t *testing.T) {
 		t.Fatalf("avx512 path installed the wrong GEMM micro-kernel (halfWidth512 %v)", halfWidth512)
 	}
 }
+
+// TestF16x32KernelsAVX512BitIdentical calls the AVX-512 F16x32 kernels
+// directly (on a Zen 4 the avx512 path runs the AVX2 tile, so MatMul alone
+// would leave the twelve-row ZMM tile untested): the ZMM mat-vec and tile
+// must give the AVX2 kernels' bits, whatever the column count's residue of
+// the four-column steps.
+func TestF16x32KernelsAVX512BitIdentical(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("this CPU does not run the avx512 path")
+	}
+	r := rand.New(rand.NewPCG(47, 48))
+	for _, sz := range [][2]int{{1, 1}, {1, 6}, {2, 13}, {3, 64}, {2, 257}} {
+		groups, cols := sz[0], sz[1]
+		rows := groups * tensor.F16Group
+		_, packed, _ := f16x32Of(t, r, rows, cols)
+		w := &tensor.U16s(packed)[0]
+		const nt = 12
+		x := randVec(r, nt*cols)
+		ref, got := make([]float32, nt*rows), make([]float32, nt*rows)
+		for tt := 0; tt < nt; tt += 6 {
+			f16x32TileAVX2(&ref[tt*rows], rows, w, groups, &x[tt*cols], cols, cols)
+		}
+		f16x32TileAVX512(&got[0], rows, w, groups, &x[0], cols, cols)
+		for tt := range nt {
+			one := make([]float32, rows)
+			f16x32RowsAVX512(&one[0], w, groups, &x[tt*cols], cols)
+			for i, v := range one {
+				if math.Float32bits(v) != math.Float32bits(ref[tt*rows+i]) {
+					t.Fatalf("%dx%d: ZMM mat-vec y[%d][%d] = %g, AVX2 tile %g", rows, cols, tt, i, v, ref[tt*rows+i])
+				}
+			}
+		}
+		for i, v := range got {
+			if math.Float32bits(v) != math.Float32bits(ref[i]) {
+				t.Fatalf("%dx%d: ZMM tile y[%d][%d] = %g, AVX2 tile %g", rows, cols, i/rows, i%rows, v, ref[i])
+			}
+		}
+	}
+}

@@ -6,7 +6,11 @@
 // buffer twice: from the Go heap (4 KiB pages) and from anonymous memory
 // the kernel is asked to back with transparent huge pages, as herd's
 // packed weights are (fileio.AllocHuge); it prints how much of the second
-// got huge pages.
+// got huge pages. Given a file (readbw MODEL.gguf), it also reads the
+// file's read-only mapping (its first GiB), as herd reads the matrices it
+// does not pack in place, and prints how much of the mapping the kernel
+// maps with huge pages (FilePmdMapped: page-cache folios of 2 MiB, which
+// ext4 and xfs make on recent kernels).
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"unsafe"
 
 	"github.com/herd-llm/herd/internal/fileio"
+	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/kernels"
 )
 
@@ -27,15 +32,40 @@ const n = 1 << 28
 
 func main() {
 	buf := make([]float32, n)
+	fill(buf)
 	measure("4 KiB pages", buf)
 	hb, free := fileio.AllocHuge(4 * n)
-	measure("huge pages", unsafe.Slice((*float32)(unsafe.Pointer(&hb[0])), n))
-	fmt.Printf("(%s of the second buffer in huge pages)\n", anonHuge())
+	hf := unsafe.Slice((*float32)(unsafe.Pointer(&hb[0])), n)
+	fill(hf)
+	measure("huge pages", hf)
+	fmt.Printf("(%s of the second buffer in huge pages)\n", rollup("AnonHugePages"))
 	free()
+	if len(os.Args) < 2 {
+		return
+	}
+	b, unmap, err := fileio.Map(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "readbw:", err)
+		os.Exit(1)
+	}
+	defer unmap()
+	f := tensor.F32s(b[:min(len(b), 4*n)&^(4<<20-1)])
+	if len(f) == 0 {
+		fmt.Fprintf(os.Stderr, "readbw: %s: smaller than the 4 MiB a measurement takes\n", os.Args[1])
+		os.Exit(1)
+	}
+	measure("file mapping", f)
+	fmt.Printf("(%s of the mapping in huge pages; %d MiB read)\n", rollup("FilePmdMapped"), 4*len(f)>>20)
 }
 
-// anonHuge returns the process's AnonHugePages line from smaps_rollup.
-func anonHuge() string {
+func fill(buf []float32) {
+	for i := range buf {
+		buf[i] = float32(i & 7)
+	}
+}
+
+// rollup returns the value of one line of the process's smaps_rollup.
+func rollup(key string) string {
 	f, err := os.Open("/proc/self/smaps_rollup")
 	if err != nil {
 		return "unknown"
@@ -43,7 +73,7 @@ func anonHuge() string {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "AnonHugePages:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
 			return strings.TrimSpace(v)
 		}
 	}
@@ -51,9 +81,7 @@ func anonHuge() string {
 }
 
 func measure(what string, buf []float32) {
-	for i := range buf {
-		buf[i] = float32(i & 7)
-	}
+	n := len(buf)
 	const piece = 1 << 18 // floats: 1 MiB
 	for _, th := range []int{1, 2} {
 		for _, layout := range []string{"halves", "interleaved"} {
