@@ -194,11 +194,10 @@ func useAVX512() {
 	floatDots = floatDotsAVX512
 	f16x32K = &f16x32Kernels{rows: f16x32RowsAVX512, tile: f16x32TileAVX512, tx: 12}
 	if halfWidth512 {
-		// the six-row YMM tile ran TinyLlama-shaped prompts faster than the
+		// the six-row YMM tile ran 4096×4096 F16x32 prompts faster than the
 		// twelve-row ZMM one on a Zen 4 (BENCHMARKS.md); the same bits
 		f16x32K.tile, f16x32K.tx = f16x32TileAVX2, 6
-	}
-	if !halfWidth512 {
+	} else {
 		microKernel = microKernelAVX512
 	}
 }
@@ -208,7 +207,8 @@ func useAVX512() {
 // There the six-accumulator ZMM GEMM micro-kernel ran the stories15M
 // training GEMMs at 0.73× the twelve-accumulator AVX2 one (106–145 against
 // 169–194 GFLOP/s, 2026-12-04), where on a Sapphire Rapids it was 1.24×
-// faster; the two give the same bits, so only the speed differs.
+// faster; the two give the same bits, so only the speed differs. The
+// same holds for the F16x32 prompt tiles (the YMM one runs there).
 var halfWidth512 = func() bool {
 	_, b, c, d := cpuidAsm(0)
 	if b != 0x68747541 || d != 0x69746e65 || c != 0x444d4163 { // AuthenticAMD

@@ -13,7 +13,8 @@ import (
 // zero, one vector lane a weight row. The mat-vec reads a whole group as
 // one stream into four YMM (two ZMM) chains; the tile multiplies six rows
 // of X at once as an outer product (the GEMM micro-kernel's shape: a
-// chunk of weights widened once for six broadcast activations), and both
+// chunk of weights widened once for six broadcast activations; twelve rows
+// against a whole group in ZMM where 512-bit units are whole), and both
 // run exactly these operations, so a row of the product does not depend
 // on how many rows of X go through at once, and the AVX2 and AVX-512
 // kernels give the same bits. The plain F16 kernels (matmul_float.go) sum
@@ -100,9 +101,9 @@ func (j *f16x32Job) run(lo, hi int) {
 }
 
 // f16x32Generic is the pure-Go product of groups [lo, hi): the same chain
-// of multiply-adds a lane (math.FMA in float64, rounded to float32, which
-// agrees with a float32 fused multiply-add but where the float64 result
-// falls exactly halfway between two float32 values).
+// of multiply-adds a lane, each math.FMA rounded to float64 and then to
+// float32, which is a float32 fused multiply-add but in the rare cases
+// where the first rounding lands exactly halfway between two float32s.
 func f16x32Generic(w []uint16, rows, cols int, x []float32, nt int, y []float32, lo, hi int) {
 	const g32 = tensor.F16Group
 	var wf [g32]float32

@@ -24,8 +24,8 @@ import (
 	"unsafe"
 
 	"github.com/herd-llm/herd/internal/fileio"
-	"github.com/herd-llm/herd/tensor"
 	"github.com/herd-llm/herd/kernels"
+	"github.com/herd-llm/herd/tensor"
 )
 
 const n = 1 << 28
