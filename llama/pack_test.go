@@ -32,25 +32,8 @@ func TestPackForInference(t *testing.T) {
 			}
 			exact := !(dt == tensor.Q8_0 && kernels.CPUPath() == kernels.PathAVX512)
 			tokens := []int{1, 5, 9, 36, 0, 17, 17, 3, 22, 11, 4, 8, 2, 30, 31, 7}
-			logits := func(m *Model) (all, inc []float32) {
-				var s State
-				all, err := m.Forward(&s, m.NewKVCache(c.ContextLen), tokens, 0, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				all = append([]float32(nil), all...)
-				cache := m.NewKVCache(c.ContextLen)
-				for p := range tokens {
-					got, err := m.Forward(&s, cache, tokens[p:p+1], p, false)
-					if err != nil {
-						t.Fatal(err)
-					}
-					inc = append(inc, got...)
-				}
-				return all, inc
-			}
-			wa, wi := logits(plain)
-			ga, gi := logits(packed)
+			wa, wi := promptAndSteps(t, plain, tokens)
+			ga, gi := promptAndSteps(t, packed, tokens)
 			for name, pair := range map[string][2][]float32{"batched": {ga, wa}, "token by token": {gi, wi}} {
 				got, want := pair[0], pair[1]
 				for i := range want {
@@ -186,25 +169,8 @@ func TestPackForInferenceF16(t *testing.T) {
 			packed.Layers[1].Down.DType, packed.Output.DType, packed.Embed.DType)
 	}
 	tokens := []int{1, 5, 9, 36, 0, 17, 17, 3, 22, 11, 4, 8, 2, 30, 31, 7}
-	logits := func(m *Model) (all, inc []float32) {
-		var s State
-		all, err := m.Forward(&s, m.NewKVCache(c.ContextLen), tokens, 0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append([]float32(nil), all...)
-		cache := m.NewKVCache(c.ContextLen)
-		for p := range tokens {
-			got, err := m.Forward(&s, cache, tokens[p:p+1], p, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			inc = append(inc, got...)
-		}
-		return all, inc
-	}
-	wa, _ := logits(plain)
-	ga, gi := logits(packed)
+	wa, _ := promptAndSteps(t, plain, tokens)
+	ga, gi := promptAndSteps(t, packed, tokens)
 	for i := range wa {
 		if math.Float32bits(ga[i]) != math.Float32bits(gi[i]) {
 			t.Fatalf("logit %d of position %d: %g for the whole prompt, %g token by token", i%c.VocabSize, i/c.VocabSize, ga[i], gi[i])
@@ -213,4 +179,25 @@ func TestPackForInferenceF16(t *testing.T) {
 			t.Fatalf("logit %d of position %d = %g, plain F16 %g", i%c.VocabSize, i/c.VocabSize, ga[i], wa[i])
 		}
 	}
+}
+
+// promptAndSteps returns m's logits for every position of tokens computed
+// as one prompt (all) and one token at a time (inc).
+func promptAndSteps(t *testing.T, m *Model, tokens []int) (all, inc []float32) {
+	t.Helper()
+	var s State
+	all, err := m.Forward(&s, m.NewKVCache(m.Config.ContextLen), tokens, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = append([]float32(nil), all...)
+	cache := m.NewKVCache(m.Config.ContextLen)
+	for p := range tokens {
+		got, err := m.Forward(&s, cache, tokens[p:p+1], p, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc = append(inc, got...)
+	}
+	return all, inc
 }

@@ -29,25 +29,26 @@ const (
 
 // f16x32Loop emits the column loop over n columns, f16x32Unr at a time
 // and then one by one; step(u) emits column u of the step, advance(cols)
-// moves the pointers on.
-func f16x32Loop(n Register, step func(u int), advance func(cols int)) {
-	Label("k4")
+// moves the pointers on. Its labels start with label, unique in the
+// function.
+func f16x32Loop(label string, n Register, step func(u int), advance func(cols int)) {
+	Label(label + "k4")
 	CMPQ(n, U8(f16x32Unr))
-	JL(LabelRef("k1"))
+	JL(LabelRef(label + "k1"))
 	for u := range f16x32Unr {
 		step(u)
 	}
 	advance(f16x32Unr)
 	SUBQ(U8(f16x32Unr), n)
-	JMP(LabelRef("k4"))
-	Label("k1")
+	JMP(LabelRef(label + "k4"))
+	Label(label + "k1")
 	TESTQ(n, n)
-	JE(LabelRef("kdone"))
+	JE(LabelRef(label + "kdone"))
 	step(0)
 	advance(1)
 	DECQ(n)
-	JMP(LabelRef("k1"))
-	Label("kdone")
+	JMP(LabelRef(label + "k1"))
+	Label(label + "kdone")
 }
 
 // f16x32Rows: y[32g+j] = Σ_p w(32g+j, p)·x[p] for g < groups, one group at
@@ -80,7 +81,7 @@ func f16x32Rows(zmm bool) {
 	}
 	Load(Param("x"), xp)
 	Load(Param("cols"), n)
-	f16x32Loop(n, func(u int) {
+	f16x32Loop("", n, func(u int) {
 		var b VecVirtual
 		if zmm {
 			b = ZMM()
@@ -187,29 +188,12 @@ func f16x32Tile(zmm bool, tx int) {
 				}
 			}
 		}
-		Label(hl + "k4")
-		CMPQ(n, U8(f16x32Unr))
-		JL(LabelRef(hl + "k1"))
-		for u := range f16x32Unr {
-			step(u)
-		}
-		for _, b := range xb {
-			ADDQ(U8(4*f16x32Unr), b)
-		}
-		ADDQ(U32(2*f16x32Group*f16x32Unr), wp)
-		SUBQ(U8(f16x32Unr), n)
-		JMP(LabelRef(hl + "k4"))
-		Label(hl + "k1")
-		TESTQ(n, n)
-		JE(LabelRef(hl + "kdone"))
-		step(0)
-		for _, b := range xb {
-			ADDQ(U8(4), b)
-		}
-		ADDQ(U32(2*f16x32Group), wp)
-		DECQ(n)
-		JMP(LabelRef(hl + "k1"))
-		Label(hl + "kdone")
+		f16x32Loop(hl, n, step, func(cols int) {
+			for _, b := range xb {
+				ADDQ(U8(4*cols), b)
+			}
+			ADDQ(U32(2*f16x32Group*cols), wp)
+		})
 		// store row t's results at y + t·ystride + 4·half·h
 		yr := GP64()
 		MOVQ(y, yr)
